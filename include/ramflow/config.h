@@ -1,0 +1,118 @@
+#pragma once
+// Configuration: a table of typed parameters (key, type, default, range, help), resolved from defaults,
+// then an optional JSON config file, then command-line flags, each overriding the one before.
+// Unknown keys and flags, wrong types and out-of-range values throw ConfigError naming the culprit.
+//
+// Keys are lower_snake (`reward_center`); the matching flag is `--reward-center`. The resolved config has
+// every key written out, so a run directory's config.json reproduces the run exactly.
+#include <limits>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ramflow {
+
+using json = nlohmann::json;
+
+enum class ParamType { kInt, kFloat, kString, kBool, kFloatList, kJson };
+
+struct Param {
+  std::string key;
+  ParamType type = ParamType::kFloat;
+  json default_value;  // null means "unset" (optional parameter)
+  std::string help;
+  std::string group;  // heading in --help
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+  bool min_exclusive = false;       // value must be > min instead of >= min
+  std::vector<std::string> choices;  // allowed strings (kString)
+
+  /// The command-line flag: "--" + key with '_' replaced by '-'.
+  std::string flag() const;
+};
+
+class ParamTable {
+ public:
+  ParamTable& add(Param p);
+  /// Shorthands for the common cases.
+  ParamTable& number(const std::string& key, json def, std::string help, double min, double max,
+                     bool min_exclusive = false);
+  ParamTable& integer(const std::string& key, int64_t def, std::string help, int64_t min,
+                      int64_t max);
+  ParamTable& text(const std::string& key, json def, std::string help,
+                   std::vector<std::string> choices = {});
+  ParamTable& boolean(const std::string& key, bool def, std::string help);
+  ParamTable& list(const std::string& key, json def, std::string help);
+  ParamTable& object(const std::string& key, json def, std::string help);
+  /// Sets the --help heading for parameters added after this call.
+  ParamTable& group(std::string name);
+
+  const Param* find(const std::string& key) const;
+  const std::vector<Param>& params() const { return params_; }
+
+ private:
+  std::vector<Param> params_;
+  std::string group_;
+};
+
+/// A resolved configuration: every key of its table, typed and validated.
+class Config {
+ public:
+  /// defaults <- config file (if `file` is non-empty) <- flags (pairs of key and raw text).
+  static Config resolve(const ParamTable& table, const std::string& file,
+                        const std::vector<std::pair<std::string, std::string>>& flags);
+  /// defaults <- `values` (a JSON object; `source` names it in errors).
+  static Config from_json(const ParamTable& table, const json& values, const std::string& source);
+
+  double number(const std::string& key) const;
+  int64_t integer(const std::string& key) const;
+  const std::string& text(const std::string& key) const;
+  bool boolean(const std::string& key) const;
+  std::vector<double> list(const std::string& key) const;
+  const json& raw(const std::string& key) const;
+  bool is_set(const std::string& key) const { return !raw(key).is_null(); }
+
+  /// Overrides one key with a JSON value (validated like a config-file entry).
+  void set(const std::string& key, const json& value);
+
+  const json& values() const { return values_; }
+  const ParamTable& table() const { return *table_; }
+
+ private:
+  Config(const ParamTable* table, json values) : table_(table), values_(std::move(values)) {}
+  const ParamTable* table_;
+  json values_;
+};
+
+/// Parses one flag's text into the parameter's JSON type; throws ConfigError naming the flag.
+json parse_flag_value(const Param& p, const std::string& text);
+
+/// Reads a JSON file; throws IOError for a missing or unreadable file, ConfigError for bad JSON.
+json read_json_file(const std::string& path);
+
+/// The closest key to `name` in `keys` by edit distance, or "" if none is close.
+std::string closest_name(const std::string& name, const std::vector<std::string>& keys);
+
+/// Reads fields of a JSON spec object (a reward or task spec) and at the end rejects unknown fields.
+class SpecReader {
+ public:
+  SpecReader(const json& spec, std::string what);
+  double number(const std::string& key, std::optional<double> def = std::nullopt);
+  std::vector<double> numbers(const std::string& key, std::optional<std::vector<double>> def = std::nullopt);
+  std::string text(const std::string& key, std::optional<std::string> def = std::nullopt);
+  const json& value(const std::string& key);
+  bool has(const std::string& key) const { return spec_.contains(key); }
+  /// Throws ConfigError if the spec has a field that was never read.
+  void finish() const;
+  const std::string& what() const { return what_; }
+
+ private:
+  const json& spec_;
+  std::string what_;
+  std::vector<std::string> used_;
+};
+
+}  // namespace ramflow

@@ -1,0 +1,34 @@
+#pragma once
+// Error types. Library code throws; it never exits or prints. The CLI maps ConfigError to exit code 2 and
+// every other error to exit code 1, printing the one-line message.
+#include <stdexcept>
+#include <string>
+
+namespace ramflow {
+
+/// Base of every error ramflow throws on purpose.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A bad configuration: unknown key or flag, wrong type, out-of-range value, impossible combination.
+/// Raised before any compute; the message names the key and what was expected.
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A missing, unreadable or corrupt file; the message names the path.
+class IOError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Training diverged: a non-finite reward, loss or gradient. The message names the step and component.
+class NumericalError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace ramflow

@@ -1,0 +1,35 @@
+#pragma once
+// The jobs behind the `ramflow` subcommands. Each takes a resolved Config (see *_params() for its keys),
+// writes progress to `log`, and returns its summary. The CLI is a thin layer over these.
+#include <ostream>
+
+#include <nlohmann/json.hpp>
+
+#include "ramflow/config.h"
+
+namespace ramflow {
+
+/// Where a job reports. `tty` selects the redrawn progress bar over plain lines.
+struct JobIO {
+  std::ostream& log;
+  bool tty = false;
+};
+
+/// pretrain: flow-matching pretraining of a base model on a task; writes a run directory.
+ParamTable pretrain_params();
+nlohmann::json run_pretrain(const Config& cfg, JobIO io);
+
+/// finetune: post-trains the base model against a reward with a method (RAM by default), evaluates
+/// before and after against the exact target, and writes a run directory.
+ParamTable finetune_params();
+nlohmann::json run_finetune(const Config& cfg, JobIO io);
+
+/// sample: draws endpoints from a checkpoint into CSV or safetensors (and optionally a PNG).
+ParamTable sample_params();
+nlohmann::json run_sample(const Config& cfg, JobIO io);
+
+/// eval: evaluates a checkpoint against the exact target of its (or another) reward.
+ParamTable eval_params();
+nlohmann::json run_eval(const Config& cfg, JobIO io);
+
+}  // namespace ramflow

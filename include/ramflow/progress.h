@@ -1,0 +1,35 @@
+#pragma once
+// Progress for long work. On a terminal: one bar redrawn in place with rate, ETA and a live status
+// (e.g. the reward). Otherwise (a log file, CI): a plain line every tenth of the work.
+#include <chrono>
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+namespace ramflow {
+
+class Progress {
+ public:
+  Progress(std::string label, int64_t total, std::ostream& out, bool tty);
+  /// `done` units finished; `status` is appended (e.g. "reward 0.61").
+  void update(int64_t done, const std::string& status = "");
+  /// Ends the bar (a newline on a terminal) with a final status.
+  void finish(const std::string& status = "");
+
+ private:
+  void draw(int64_t done, const std::string& status, bool final);
+  std::string label_;
+  int64_t total_;
+  std::ostream& out_;
+  bool tty_;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+  int64_t next_line_ = 0;  // plain mode: the next `done` that prints a line
+};
+
+/// True if file descriptor 2 (stderr) is a terminal.
+bool stderr_is_terminal();
+
+/// "12.3s", "4m05s", "1h02m".
+std::string format_duration(double seconds);
+
+}  // namespace ramflow

@@ -1,0 +1,47 @@
+#pragma once
+// Rewards: a black-box score of clean endpoints, higher is better, one finite float per sample.
+// A reward says whether it is differentiable; methods that need reward gradients refuse the others.
+// Rewards are built from JSON specs: {"type": <registry name>, ...fields}; unknown fields are errors.
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include "ramflow/registry.h"
+
+namespace ramflow {
+
+/// r(x) = -1/2 x^T Q x + b^T x + c, in float64 (Q: [D, D] symmetric, b: [D]). Linear and quadratic
+/// rewards, and weighted sums of them, have one; it gives the exact tilt of Gaussian mixtures.
+struct QuadraticForm {
+  torch::Tensor Q;
+  torch::Tensor b;
+  double c = 0.0;
+};
+
+class Reward {
+ public:
+  virtual ~Reward() = default;
+  /// Scores endpoints x0 [B, ...] -> [B], float32 on x0's device. Differentiable rewards keep the graph.
+  virtual torch::Tensor score(const torch::Tensor& x0, const torch::Tensor& cond = {}) const = 0;
+  virtual bool differentiable() const = 0;
+  /// The reward as a quadratic form, if it is one.
+  virtual std::optional<QuadraticForm> quadratic_form() const { return std::nullopt; }
+  /// The spec that rebuilds this reward.
+  virtual nlohmann::json spec() const = 0;
+};
+using RewardPtr = std::shared_ptr<const Reward>;
+
+/// Builds a reward for data of dimension `dim` from its spec.
+using RewardFactory = std::function<RewardPtr(const nlohmann::json& spec, int64_t dim)>;
+const Registry<RewardFactory>& rewards();
+RewardPtr make_reward(const nlohmann::json& spec, int64_t dim);
+
+/// reward.score(x0, cond) under no_grad, checked: shape [B] and every value finite, else NumericalError
+/// naming the reward and the first bad sample.
+torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0,
+                            const torch::Tensor& cond = {});
+
+}  // namespace ramflow

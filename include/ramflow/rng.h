@@ -1,0 +1,32 @@
+#pragma once
+// Seeded random streams. Library code never touches torch's global generator: every draw comes from an Rng
+// the caller owns. Draws are made on the CPU and moved to the target device, so a seed gives the same
+// numbers on every device.
+#include <cstdint>
+
+#include <torch/types.h>
+
+namespace ramflow {
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed);
+
+  /// A new independent stream derived from this seed and `stream` (e.g. a step or rank number).
+  Rng fork(uint64_t stream) const;
+
+  /// Standard normal draws of `shape`, float32 unless `opts` says otherwise, on opts' device.
+  torch::Tensor randn(at::IntArrayRef shape, const torch::TensorOptions& opts = {});
+  /// Uniform draws on [0, 1).
+  torch::Tensor rand(at::IntArrayRef shape, const torch::TensorOptions& opts = {});
+  /// n indices in [0, weights.size(0)) drawn with probability ∝ weights, with replacement.
+  torch::Tensor multinomial(const torch::Tensor& weights, int64_t n);
+
+  uint64_t seed() const { return seed_; }
+
+ private:
+  uint64_t seed_;
+  torch::Generator gen_;
+};
+
+}  // namespace ramflow

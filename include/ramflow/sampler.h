@@ -1,0 +1,58 @@
+#pragma once
+// ODE samplers: small pure functions of (v, x, t, t_next, noise). No hidden step counters: any step
+// (x, t, t_next) can be re-evaluated later. Generation runs from t = 1 (noise) down to t = 0 (data).
+#include <functional>
+#include <string>
+
+#include <torch/types.h>
+
+#include "ramflow/registry.h"
+#include "ramflow/rng.h"
+#include "ramflow/velocity_field.h"
+
+namespace ramflow {
+
+/// v(x, t) for a batch: x [B, ...], t [B] -> [B, ...].
+using VelocityFn = std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& t)>;
+
+/// One step from t to t_next (< t). `noise` ~ N(0, I) with x's shape; ODE steps ignore it.
+using StepFn = torch::Tensor (*)(const VelocityFn& v, const torch::Tensor& x, double t,
+                                 double t_next, const torch::Tensor& noise);
+
+struct SamplerInfo {
+  StepFn step = nullptr;
+  int64_t nfe_per_step = 1;  // network evaluations per step
+  bool stochastic = false;   // whether `noise` is used
+};
+
+/// Every registered sampler name (src/samplers/builtin_samplers.cpp).
+const Registry<SamplerInfo>& samplers();
+
+/// Euler (first order):  x_next = x + (t_next - t) v(x, t).
+torch::Tensor euler_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
+                         const torch::Tensor& noise);
+/// Heun (second order, trapezoidal):
+///   x_e = x + dt v(x, t);   x_next = x + dt (v(x, t) + v(x_e, t_next)) / 2,   dt = t_next - t.
+torch::Tensor heun_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
+                        const torch::Tensor& noise);
+
+struct SampleOptions {
+  TORCH_ARG(std::string, sampler) = "euler";
+  TORCH_ARG(int64_t, steps) = 25;
+  TORCH_ARG(double, shift) = 1.0;  // grid shift, see time_grid()
+};
+
+struct SampleResult {
+  torch::Tensor x0;  // [B, ...] the endpoint at t = 0
+  int64_t nfe = 0;   // network evaluations used (per batch, not per sample)
+};
+
+/// Integrates from x1 (t = 1) to t = 0 on the shifted grid. Runs without autograd. `rng` feeds the noise
+/// of stochastic samplers and may be null for ODE samplers.
+SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options,
+                    Rng* rng = nullptr);
+/// The same for a model and an optional condition [B].
+SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const torch::Tensor& cond,
+                    const SampleOptions& options, Rng* rng = nullptr);
+
+}  // namespace ramflow

@@ -1,0 +1,80 @@
+#pragma once
+// The one post-training loop every method plugs into, in pipeline order:
+//   rollout (ODE sampler, no grad) -> reward (checked finite) -> method loss -> AdamW step
+//   -> EMA "old" policy update -> step record.
+// Each step draws from its own random stream rng.fork(step), so a run is reproducible step by step.
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include <torch/optim/adamw.h>
+
+#include "ramflow/method.h"
+#include "ramflow/reward.h"
+#include "ramflow/sampler.h"
+#include "ramflow/velocity_field.h"
+
+namespace ramflow {
+
+struct TrainerOptions {
+  TORCH_ARG(std::vector<int64_t>, sample_shape) = {};  // shape of one endpoint, e.g. {2} (required)
+  TORCH_ARG(int64_t, groups) = 1;        // P condition groups per step
+  TORCH_ARG(int64_t, group_size) = 32;   // G endpoints per group
+  TORCH_ARG(SampleOptions, rollout) = SampleOptions();  // rollout sampler, steps and grid shift
+  TORCH_ARG(double, lr) = 1e-4;
+  TORCH_ARG(double, weight_decay) = 0.0;
+  TORCH_ARG(double, beta1) = 0.9;
+  TORCH_ARG(double, beta2) = 0.999;
+  TORCH_ARG(double, grad_clip) = 0.0;    // max global grad norm; 0 = off
+  TORCH_ARG(double, old_decay) = 0.9;    // EMA "old" policy decay (methods that use it)
+  TORCH_ARG(double, old_ramp) = 0.01;    // its warm-up: decay = min(old_decay, old_ramp * updates)
+  TORCH_ARG(uint64_t, seed) = 0;
+};
+
+/// Draws the condition labels of P groups: -> [P] (each is repeated G times). Empty for unconditional.
+using CondSampler = std::function<torch::Tensor(int64_t groups, Rng& rng)>;
+
+struct StepRecord {
+  int64_t step = 0;            // 1-based index of the step just taken
+  double seconds = 0;          // cumulative wall-clock time inside step()
+  double reward_mean = 0, reward_std = 0, reward_min = 0, reward_max = 0;
+  double loss = 0;
+  double grad_norm = 0;        // before clipping
+  int64_t nfe = 0;             // cumulative network evaluations by rollouts (per sample)
+  int64_t reward_evals = 0;    // cumulative reward evaluations
+  std::map<std::string, double> metrics;  // method-specific
+};
+
+class Trainer {
+ public:
+  /// `policy` is trained in place (usually a clone of the base); `ref` is the frozen base (v_ref).
+  Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward, MethodPtr method,
+          TrainerOptions options, CondSampler cond = {});
+  /// One training step. Throws NumericalError on a non-finite loss or gradient.
+  StepRecord step();
+  int64_t steps_done() const { return step_; }
+
+  VelocityFieldImpl& policy() { return *policy_; }
+  VelocityFieldImpl& ref() { return *ref_; }
+  /// The EMA old policy, or null if the method does not use one.
+  VelocityFieldImpl* old() { return old_ ? &old_->model() : nullptr; }
+  Method& method() { return *method_; }
+  torch::optim::AdamW& optimizer() { return *optimizer_; }
+  const TrainerOptions& options() const { return options_; }
+
+ private:
+  RolloutBatch rollout(Rng& rng);
+  VelocityFieldPtr policy_, ref_;
+  RewardPtr reward_;
+  MethodPtr method_;
+  TrainerOptions options_;
+  CondSampler cond_;
+  std::optional<EMA> old_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  Rng rng_;
+  int64_t step_ = 0;
+  double seconds_ = 0;
+  int64_t nfe_ = 0, reward_evals_ = 0;
+};
+
+}  // namespace ramflow

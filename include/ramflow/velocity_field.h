@@ -1,0 +1,66 @@
+#pragma once
+// The velocity-field interface v_theta(x, t, cond) and the copies the trainers need: a frozen reference
+// (v_ref) and an exponential moving average (the "old" policy, or an evaluation copy).
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+
+#include "ramflow/registry.h"
+
+namespace ramflow {
+
+/// A velocity field v(x, t, cond). x: [B, ...] (any trailing shape), t: [B] in [0, 1],
+/// cond: [B] class labels or undefined for unconditional models. Returns v with x's shape.
+class VelocityFieldImpl : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
+                                const torch::Tensor& cond = {}) = 0;
+  /// The spec that rebuilds this architecture: {"type": <registry name>, ...options}.
+  virtual nlohmann::json spec() const = 0;
+};
+using VelocityFieldPtr = std::shared_ptr<VelocityFieldImpl>;
+
+/// Builds a velocity field from its spec (the registry name is spec["type"]).
+VelocityFieldPtr make_velocity_field(const nlohmann::json& spec);
+
+using ModelFactory = std::function<VelocityFieldPtr(const nlohmann::json& spec)>;
+/// Every registered model name (filled by register_builtin_models in src/models/builtin_models.cpp).
+const Registry<ModelFactory>& models();
+
+/// Copies every parameter and buffer of `from` into `to` (same architecture), by name.
+void copy_weights(const VelocityFieldImpl& from, VelocityFieldImpl& to);
+
+/// A deep copy: same spec, same weights, same device, same requires_grad flags.
+VelocityFieldPtr clone_velocity_field(const VelocityFieldImpl& model);
+
+/// A frozen copy for v_ref: no gradients, eval mode.
+VelocityFieldPtr frozen_copy(const VelocityFieldImpl& model);
+
+/// An exponential moving average of a model's weights:
+///   theta_ema <- d theta_ema + (1 - d) theta,   d = min(decay, ramp * updates)   (ramp <= 0: d = decay)
+/// With the ramp, the first update copies the model (d = 0), as in RAM's released code.
+class EMA {
+ public:
+  EMA(const VelocityFieldImpl& model, double decay, double ramp = 0.0);
+  void update(const VelocityFieldImpl& model);
+  VelocityFieldImpl& model() { return *ema_; }
+  VelocityFieldPtr model_ptr() { return ema_; }
+  /// The decay the next update will use.
+  double next_decay() const;
+  int64_t updates() const { return updates_; }
+  void set_updates(int64_t n) { updates_ = n; }
+
+ private:
+  VelocityFieldPtr ema_;
+  double decay_;
+  double ramp_;
+  int64_t updates_ = 0;
+};
+
+/// Number of trainable scalars.
+int64_t parameter_count(const VelocityFieldImpl& model);
+
+}  // namespace ramflow

@@ -1,0 +1,240 @@
+// `ramflow finetune`: post-train the base model against a reward and measure it against the exact target.
+//   1. resolve and validate everything (task, reward, method) before any compute
+//   2. base model (given, cached or pretrained) -> exact target p* ∝ p_ref exp(m r) from its samples
+//   3. the shared Trainer loop, with a progress bar, metrics.jsonl and periodic evaluations
+//   4. final evaluation, checkpoint, plots, summary.json (last), and a before/after table
+#include <chrono>
+
+#include <torch/torch.h>
+
+#include "jobs/setup.h"
+#include "ramflow/checkpoint.h"
+#include "ramflow/errors.h"
+#include "ramflow/method.h"
+#include "ramflow/progress.h"
+#include "ramflow/run_dir.h"
+#include "ramflow/trainer.h"
+
+namespace ramflow {
+
+ParamTable finetune_params() {
+  ParamTable t;
+  jobs::add_run_params(t, /*out_is_dir=*/true);
+  jobs::add_task_params(t);
+  jobs::add_pretrain_params(t);
+  jobs::add_reward_params(t, /*with_defaults=*/true);
+  t.group("Method");
+  Param method;
+  method.key = "method";
+  method.type = ParamType::kString;
+  method.default_value = "ram";
+  method.help = "post-training method";
+  method.choices = methods().names();
+  t.add(method);
+  for (const auto& name : methods().names()) methods().get(name).add_params(t);
+  t.group("Rollouts");
+  t.integer("group", 32, "G: endpoints per condition group per step", 1, 1 << 20);
+  t.integer("groups", 1, "P: condition groups per step (B = P G endpoints)", 1, 1 << 16);
+  t.integer("rollout_steps", 25, "ODE sampler steps per rollout", 1, 100000);
+  Param s;
+  s.key = "rollout_sampler";
+  s.type = ParamType::kString;
+  s.default_value = "euler";
+  s.help = "rollout sampler";
+  s.choices = samplers().names();
+  t.add(s);
+  t.number("rollout_shift", 1.0, "grid shift s: t' = s t / (1 + (s-1) t)", 0, 1000, true);
+  t.group("Optimisation");
+  t.integer("steps", 600, "training steps (one optimiser step each)", 1, 100000000);
+  t.number("lr", 1e-4, "AdamW learning rate", 0, 10, true);
+  t.number("weight_decay", 0.0, "AdamW weight decay", 0, 10);
+  t.number("beta1", 0.9, "AdamW beta1", 0, 1);
+  t.number("beta2", 0.999, "AdamW beta2", 0, 1);
+  t.number("grad_clip", 0.0, "max global gradient norm (0 = off)", 0, 1e9);
+  t.number("old_decay", 0.9, "EMA decay of the old policy (target_copy ema)", 0, 1);
+  t.number("old_ramp", 0.01, "old-policy warm-up: decay = min(old_decay, old_ramp * step)", 0, 1);
+  jobs::add_eval_params(t);
+  t.integer("eval_every", 50, "evaluate every N steps for the curves (0 = only before and after)", 0,
+            100000000);
+  t.integer("eval_curve_samples", 1000, "endpoints per intermediate evaluation", 2, 1 << 22);
+  return t;
+}
+
+namespace {
+
+nlohmann::json eval_json(const EvalResult& e) {
+  nlohmann::json j = {{"reward", e.reward_mean}, {"reward_std", e.reward_std}, {"distance", e.distance}};
+  if (e.mode_masses.defined()) j["mode_masses"] = jobs::to_vector(e.mode_masses);
+  return j;
+}
+
+std::string masses_text(const torch::Tensor& m) {
+  std::string s;
+  for (double v : jobs::to_vector(m)) s += (s.empty() ? "" : " ") + jobs::fixed(v, 2);
+  return s;
+}
+
+}  // namespace
+
+nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
+  const auto wall_start = std::chrono::steady_clock::now();
+  // --- 1. resolve and validate --------------------------------------------------------------------
+  Config cfg = cfg_in;
+  if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required");
+  const torch::Device device = jobs::setup_device(cfg);
+  TaskPtr task = jobs::task_from(cfg);
+  const nlohmann::json reward_spec = jobs::reward_spec_from(cfg);
+  RewardPtr reward = make_reward(reward_spec, task->dim());
+  cfg.set("reward", reward->spec());  // the resolved spec, so config.json reproduces the run
+  for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q"})
+    cfg.set(k, nullptr);
+  const double m = cfg.number("multiplier");
+  MethodPtr method = methods().get(cfg.text("method")).make(cfg);
+  const nlohmann::json model_spec = jobs::model_spec_from(cfg, *task);
+  make_velocity_field(model_spec);  // validate the architecture before any compute
+  RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
+  run.write_config(cfg.values());
+
+  // --- 2. base model and exact target --------------------------------------------------------------
+  VelocityFieldPtr base = jobs::base_model(cfg, *task, device, io);
+  io.log << "exact target: pool of " << cfg.integer("eval_pool") << " base samples, weights exp("
+         << m << " r)\n";
+  Evaluator evaluator(task, reward, m, *base, jobs::eval_options_from(cfg));
+  const ExactTarget& target = evaluator.target();
+  io.log << "  reward_optimal " << jobs::fixed(target.reward_optimal) << " (base "
+         << jobs::fixed(target.reward_base) << "), effective sample size " << jobs::fixed(target.ess, 0);
+  if (target.closed_form)
+    io.log << ", closed form on the data " << jobs::fixed(target.reward_optimal_closed_form);
+  io.log << "\n";
+  if (target.ess < 100)
+    io.log << "  warning: effective sample size below 100; raise --eval-pool or lower --multiplier\n";
+  const EvalResult before = evaluator.evaluate(*base);
+
+  // --- 3. training ---------------------------------------------------------------------------------
+  auto policy = clone_velocity_field(*base);
+  for (auto& p : policy->parameters()) p.set_requires_grad(true);
+  const int64_t steps = cfg.integer("steps");
+  Trainer trainer(policy, frozen_copy(*base), reward, std::move(method),
+                  TrainerOptions()
+                      .sample_shape(task->sample_shape())
+                      .groups(cfg.integer("groups"))
+                      .group_size(cfg.integer("group"))
+                      .rollout(SampleOptions()
+                                   .sampler(cfg.text("rollout_sampler"))
+                                   .steps(cfg.integer("rollout_steps"))
+                                   .shift(cfg.number("rollout_shift")))
+                      .lr(cfg.number("lr"))
+                      .weight_decay(cfg.number("weight_decay"))
+                      .beta1(cfg.number("beta1"))
+                      .beta2(cfg.number("beta2"))
+                      .grad_clip(cfg.number("grad_clip"))
+                      .old_decay(cfg.number("old_decay"))
+                      .old_ramp(cfg.number("old_ramp"))
+                      .seed(static_cast<uint64_t>(cfg.integer("seed"))));
+  // Intermediate evaluations on the first eval_curve_samples of the fixed noise, for the curves.
+  std::vector<double> curve_step, curve_reward, curve_distance, batch_step, batch_reward;
+  double eval_seconds = 0;
+  auto curve_eval = [&](int64_t step, VelocityFieldImpl& model) {
+    const auto t0 = std::chrono::steady_clock::now();
+    EvalResult e = evaluator.evaluate(model, cfg.integer("eval_curve_samples"));
+    eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    curve_step.push_back(static_cast<double>(step));
+    curve_reward.push_back(e.reward_mean);
+    curve_distance.push_back(e.distance);
+    run.append_metrics({{"eval_step", step}, {"reward", e.reward_mean}, {"distance", e.distance}});
+  };
+  curve_eval(0, *base);
+  io.log << "finetune: method " << trainer.method().name() << ", " << steps << " steps of "
+         << cfg.integer("groups") * cfg.integer("group") << " endpoints x " << cfg.raw("draws")
+         << " draws\n";
+  Progress bar("finetune", steps, io.log, io.tty);
+  StepRecord rec;
+  const int64_t eval_every = cfg.integer("eval_every");
+  for (int64_t s = 1; s <= steps; ++s) {
+    rec = trainer.step();
+    nlohmann::json line = {{"step", rec.step},           {"seconds", rec.seconds},
+                           {"reward_mean", rec.reward_mean}, {"reward_std", rec.reward_std},
+                           {"reward_min", rec.reward_min},   {"reward_max", rec.reward_max},
+                           {"loss", rec.loss},           {"grad_norm", rec.grad_norm},
+                           {"nfe", rec.nfe},             {"reward_evals", rec.reward_evals}};
+    for (const auto& kv : rec.metrics) line[kv.first] = kv.second;
+    run.append_metrics(line);
+    batch_step.push_back(static_cast<double>(rec.step));
+    batch_reward.push_back(rec.reward_mean);
+    if (eval_every > 0 && s % eval_every == 0 && s < steps) curve_eval(s, trainer.policy());
+    bar.update(s, "reward " + jobs::fixed(rec.reward_mean) + "  loss " + jobs::fixed(rec.loss, 4));
+  }
+  bar.finish("reward " + jobs::fixed(rec.reward_mean));
+
+  // --- 4. final evaluation, checkpoint, plots, summary ---------------------------------------------
+  const EvalResult after = evaluator.evaluate(trainer.policy());
+  curve_eval(steps, trainer.policy());
+  const nlohmann::json ckpt_meta = {{"config", cfg.values()},
+                                    {"step", steps},
+                                    {"method", trainer.method().name()},
+                                    {"method_options", trainer.method().options()}};
+  save_checkpoint(run.checkpoint("final"), {{"policy", &trainer.policy()}, {"ref", &trainer.ref()}},
+                  ckpt_meta);
+
+  Rng plot_rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 7);
+  const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));
+  sample_panels(run.plot("samples"),
+                {jobs::panel("base model", before.samples.narrow(0, 0, n_plot)),
+                 jobs::panel(trainer.method().name() + " after " + std::to_string(steps) + " steps",
+                             after.samples.narrow(0, 0, n_plot)),
+                 jobs::panel("exact target p_{ref} e^{m r}", evaluator.target_samples(n_plot, plot_rng))});
+  line_plot(run.plot("reward"), "mean reward", "training step",
+            {{"training batch", batch_step, batch_reward, "c"},
+             {"evaluation", curve_step, curve_reward, "b2"}},
+            {{target.reward_optimal, "exact target (optimal)", "r|"},
+             {target.reward_base, "base model", "k|"}});
+  line_plot(run.plot("distance"), "energy distance to the exact target", "training step",
+            {{"evaluation", curve_step, curve_distance, "b2"}}, {{0.0, "exact target", "r|"}});
+
+  const double seconds = rec.seconds;
+  const double gap = target.reward_optimal - before.reward_mean;
+  nlohmann::json summary = {
+      {"method", trainer.method().name()},
+      {"task", task->name()},
+      {"reward", reward->spec()},
+      {"multiplier", m},
+      {"steps", steps},
+      {"seconds", seconds},
+      {"ms_per_step", 1000.0 * seconds / static_cast<double>(steps)},
+      {"eval_seconds", eval_seconds},
+      {"total_seconds",
+       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count()},
+      {"nfe", rec.nfe},
+      {"reward_evals", rec.reward_evals},
+      {"reward_before", before.reward_mean},
+      {"reward_after", after.reward_mean},
+      {"reward_optimal", target.reward_optimal},
+      {"reward_optimal_closed_form",
+       std::isnan(target.reward_optimal_closed_form) ? nlohmann::json(nullptr)
+                                                     : nlohmann::json(target.reward_optimal_closed_form)},
+      {"fraction_of_optimal", gap != 0 ? (after.reward_mean - before.reward_mean) / gap : 0.0},
+      {"tilt_distance_before", before.distance},
+      {"tilt_distance_after", after.distance},
+      {"target_ess", target.ess},
+      {"before", eval_json(before)},
+      {"after", eval_json(after)},
+      {"checkpoint", "checkpoints/final.safetensors"}};
+  if (target.mode_masses.defined()) summary["target_mode_masses"] = jobs::to_vector(target.mode_masses);
+  run.write_summary(summary);
+
+  std::vector<std::vector<std::string>> rows = {
+      {"", "base", trainer.method().name(), "exact target"},
+      {"reward", jobs::fixed(before.reward_mean), jobs::fixed(after.reward_mean),
+       jobs::fixed(target.reward_optimal)},
+      {"distance to target", jobs::fixed(before.distance, 4), jobs::fixed(after.distance, 4), "0"}};
+  if (target.mode_masses.defined())
+    rows.push_back({"mode masses", masses_text(before.mode_masses), masses_text(after.mode_masses),
+                    masses_text(target.mode_masses)});
+  io.log << "\n" << jobs::table(rows);
+  io.log << "fraction of the way to reward_optimal: " << jobs::fixed(summary["fraction_of_optimal"], 3)
+         << "   (" << jobs::fixed(summary["ms_per_step"], 2) << " ms/step)\n";
+  io.log << "run directory: " << run.path() << "\n";
+  return summary;
+}
+
+}  // namespace ramflow

@@ -1,0 +1,285 @@
+// Pieces shared by the jobs (see src/jobs/setup.h).
+#include "jobs/setup.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "ramflow/checkpoint.h"
+#include "ramflow/errors.h"
+#include "ramflow/pretrain.h"
+#include "ramflow/progress.h"
+
+namespace fs = std::filesystem;
+
+namespace ramflow::jobs {
+namespace {
+
+// FNV-1a, 64 bit: a stable hash for cache keys (std::hash is not stable across builds).
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+std::string cache_dir(const Config& cfg) {
+  if (cfg.is_set("cache_dir")) return cfg.text("cache_dir");
+  if (const char* d = std::getenv("RAMFLOW_CACHE_DIR"); d && *d) return d;
+  if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/ramflow";
+  if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/ramflow";
+  return ".ramflow-cache";
+}
+
+}  // namespace
+
+void add_run_params(ParamTable& t, bool out_is_dir) {
+  t.group("Run");
+  t.text("out", nullptr,
+         out_is_dir ? "run directory to write (required)" : "output file (required)");
+  if (out_is_dir) t.boolean("overwrite", false, "replace an existing run directory");
+  t.integer("seed", 0, "random seed of the job", 0, std::numeric_limits<int32_t>::max());
+  t.text("device", "cpu", "torch device: cpu, cuda or cuda:N");
+  t.integer("threads", 0, "CPU threads for torch (0 = all cores)", 0, 1024);
+}
+
+void add_task_params(ParamTable& t) {
+  t.group("Task and base model");
+  Param task;
+  task.key = "task";
+  task.type = ParamType::kString;
+  task.default_value = "ring";
+  task.help = "data the base model is pretrained on";
+  task.choices = tasks().names();
+  t.add(task);
+  t.object("mixture", nullptr,
+           "task 'mixture': {\"weights\": [...], \"means\": [[...]], \"stds\": [...] or \"covs\"}");
+  t.text("base", nullptr, "base-model checkpoint (default: pretrain one, or reuse the cached one)");
+  t.text("cache_dir", nullptr,
+         "where pretrained base models are cached (default: $RAMFLOW_CACHE_DIR, "
+         "$XDG_CACHE_HOME/ramflow or ~/.cache/ramflow)");
+  t.object("model", nullptr, "velocity-field spec, e.g. {\"type\": \"mlp\", \"hidden\": 128} "
+                             "(default: the task's)");
+}
+
+void add_pretrain_params(ParamTable& t) {
+  t.group("Pretraining (flow matching)");
+  t.integer("pretrain_steps", 5000, "Adam steps", 1, 10000000);
+  t.integer("pretrain_batch", 256, "batch size", 1, 1 << 20);
+  t.number("pretrain_lr", 1e-3, "learning rate", 0, 10, true);
+  t.integer("pretrain_seed", 0, "seed of pretraining (separate from --seed, so the cache is reused)",
+            0, std::numeric_limits<int32_t>::max());
+}
+
+void add_reward_params(ParamTable& t, bool with_defaults) {
+  t.group("Reward");
+  t.object("reward",
+           with_defaults ? nlohmann::json{{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}}
+                         : nlohmann::json(nullptr),
+           "reward name (" + rewards().joined_names() +
+               ") or a full spec object; the reward_* keys below override its fields");
+  t.list("reward_center", nullptr, "bump / quadratic centre c, e.g. 4,0");
+  t.number("reward_scale", nullptr, "bump width s", 0, 1e9, true);
+  t.number("reward_height", nullptr, "bump height h", -1e9, 1e9);
+  t.list("reward_coef", nullptr, "linear coefficients a, e.g. 1,0");
+  t.object("reward_q", nullptr, "quadratic curvature Q: a number, a diagonal list or a matrix");
+  t.number("multiplier", with_defaults ? json(5.0) : json(nullptr),
+           "m = 1/lambda, the KL temperature: target p* ∝ p_ref exp(m r)", 0, 1e9);
+}
+
+void add_eval_params(ParamTable& t) {
+  t.group("Evaluation (against the exact target)");
+  t.integer("eval_samples", 2000, "endpoints per evaluated model", 2, 1 << 22);
+  t.integer("eval_pool", 20000, "base-model endpoints behind the importance-weighted exact target", 2,
+            1 << 24);
+  t.integer("eval_steps", 50, "sampler steps for evaluation", 1, 100000);
+  Param s;
+  s.key = "eval_sampler";
+  s.type = ParamType::kString;
+  s.default_value = "euler";
+  s.help = "sampler for evaluation";
+  s.choices = samplers().names();
+  t.add(s);
+  t.integer("eval_seed", 1234, "seed of the fixed evaluation noise", 0,
+            std::numeric_limits<int32_t>::max());
+}
+
+torch::Device setup_device(const Config& cfg) {
+  if (cfg.integer("threads") > 0) torch::set_num_threads(static_cast<int>(cfg.integer("threads")));
+  const std::string& name = cfg.text("device");
+  std::optional<torch::Device> device;
+  try {
+    device.emplace(name);
+  } catch (const c10::Error&) {
+    throw ConfigError("--device: '" + name + "' is not a torch device (use cpu, cuda or cuda:N)");
+  }
+  if (device->is_cuda() && !torch::cuda::is_available())
+    throw ConfigError("--device " + name + ": CUDA is not available in this build or on this machine");
+  return *device;
+}
+
+TaskPtr task_from(const Config& cfg) { return make_task(cfg.text("task"), cfg.raw("mixture")); }
+
+nlohmann::json reward_spec_from(const Config& cfg) {
+  const auto& r = cfg.raw("reward");
+  nlohmann::json spec;
+  if (r.is_string()) {
+    spec = {{"type", r.get<std::string>()}};
+  } else if (r.is_object()) {
+    spec = r;
+  } else {
+    throw ConfigError("reward: expected a reward name or a spec object, got " + r.dump());
+  }
+  const std::vector<std::pair<std::string, std::string>> fields = {
+      {"reward_center", "center"}, {"reward_scale", "scale"}, {"reward_height", "height"},
+      {"reward_coef", "coef"},     {"reward_q", "q"}};
+  for (const auto& f : fields) {
+    const auto& v = cfg.raw(f.first);
+    if (v.is_null()) continue;
+    spec[f.second] = v;
+  }
+  return spec;
+}
+
+nlohmann::json model_spec_from(const Config& cfg, const Task& task) {
+  return cfg.is_set("model") ? cfg.raw("model") : task.default_model();
+}
+
+EvalOptions eval_options_from(const Config& cfg) {
+  return EvalOptions()
+      .samples(cfg.integer("eval_samples"))
+      .pool(cfg.integer("eval_pool"))
+      .sampler(SampleOptions().sampler(cfg.text("eval_sampler")).steps(cfg.integer("eval_steps")))
+      .seed(static_cast<uint64_t>(cfg.integer("eval_seed")));
+}
+
+VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device device, JobIO io) {
+  if (cfg.is_set("base")) {
+    // A pretrain checkpoint holds "base"; a finetune checkpoint's "policy" can serve as a base too.
+    const std::string& path = cfg.text("base");
+    const auto meta = read_checkpoint_meta(path);
+    const bool has_base = meta.contains("models") && meta["models"].contains("base");
+    auto model = load_checkpoint_model(path, has_base ? "base" : "policy");
+    model->to(device);
+    model->eval();
+    return model;
+  }
+  // The cache key covers everything that determines the pretrained weights.
+  const nlohmann::json key = {{"task", task.spec()},
+                              {"model", model_spec_from(cfg, task)},
+                              {"steps", cfg.integer("pretrain_steps")},
+                              {"batch", cfg.integer("pretrain_batch")},
+                              {"lr", cfg.number("pretrain_lr")},
+                              {"seed", cfg.integer("pretrain_seed")}};
+  std::ostringstream name;
+  name << "base-" << task.name() << "-" << std::hex << std::setw(16) << std::setfill('0')
+       << fnv1a(key.dump()) << ".safetensors";
+  const fs::path path = fs::path(cache_dir(cfg)) / name.str();
+  if (fs::exists(path)) {
+    try {
+      nlohmann::json meta;
+      auto model = load_checkpoint_model(path.string(), "base", &meta);
+      if (meta.value("pretrain", nlohmann::json()) == key) {
+        io.log << "base model: cached " << path.string() << "\n";
+        model->to(device);
+        model->eval();
+        return model;
+      }
+    } catch (const IOError& e) {
+      io.log << "base model: ignoring unreadable cache entry (" << e.what() << ")\n";
+    }
+  }
+  io.log << "base model: pretraining on task '" << task.name() << "' (cached afterwards)\n";
+  double last_loss = 0;
+  auto model = pretrain_base(cfg, task, device, io, [&](const PretrainRecord& r) { last_loss = r.loss; });
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  if (ec) throw IOError(path.parent_path().string() + ": cannot create the cache directory");
+  save_checkpoint(path.string(), {{"base", model.get()}}, {{"pretrain", key}, {"final_loss", last_loss}});
+  return model;
+}
+
+VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Device device, JobIO io,
+                               const std::function<void(const PretrainRecord&)>& on_step) {
+  auto model = make_velocity_field(model_spec_from(cfg, task));
+  model->to(device);
+  Progress bar("pretrain", cfg.integer("pretrain_steps"), io.log, io.tty);
+  double last_loss = 0;
+  DataSampler data = [&](int64_t n, Rng& rng, torch::Tensor*) { return task.sample_data(n, rng); };
+  pretrain_flow_matching(*model, data,
+                         PretrainOptions()
+                             .steps(cfg.integer("pretrain_steps"))
+                             .batch(cfg.integer("pretrain_batch"))
+                             .lr(cfg.number("pretrain_lr"))
+                             .seed(static_cast<uint64_t>(cfg.integer("pretrain_seed"))),
+                         [&](const PretrainRecord& r) {
+                           last_loss = r.loss;
+                           if (on_step) on_step(r);
+                           bar.update(r.step, "loss " + fixed(r.loss));
+                         });
+  bar.finish("loss " + fixed(last_loss));
+  return model;
+}
+
+std::string pick_model(const nlohmann::json& meta, const nlohmann::json& requested,
+                       const std::string& path) {
+  const bool has_models = meta.contains("models") && meta["models"].is_object();
+  if (requested.is_string()) {
+    const auto name = requested.get<std::string>();
+    if (!has_models || !meta["models"].contains(name))
+      throw IOError(path + ": checkpoint has no model '" + name + "'");
+    return name;
+  }
+  for (const char* name : {"policy", "base"})
+    if (has_models && meta["models"].contains(name)) return name;
+  throw IOError(path + ": checkpoint has neither a 'policy' nor a 'base' model");
+}
+
+SamplePanel panel(const std::string& title, const torch::Tensor& samples) {
+  auto x = samples.detach().to(torch::kCPU, torch::kFloat).reshape({samples.size(0), -1}).contiguous();
+  SamplePanel p;
+  p.title = title;
+  p.dim = x.size(1);
+  p.points.assign(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+  return p;
+}
+
+std::vector<double> to_vector(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kCPU, torch::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+std::string table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  std::ostringstream s;
+  for (size_t k = 0; k < rows.size(); ++k) {
+    for (size_t i = 0; i < rows[k].size(); ++i)
+      s << std::left << std::setw(static_cast<int>(width[i]) + 2) << rows[k][i];
+    s << "\n";
+    if (k == 0) {
+      size_t total = 0;
+      for (auto w : width) total += w + 2;
+      s << std::string(total, '-') << "\n";
+    }
+  }
+  return s.str();
+}
+
+std::string fixed(double v, int digits) {
+  if (std::isnan(v)) return "-";
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+
+}  // namespace ramflow::jobs

@@ -1,0 +1,56 @@
+#pragma once
+// Pieces shared by the jobs: parameter groups, building task / reward / base model from a config, and
+// the report helpers. Internal to the library (not installed).
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "ramflow/config.h"
+#include "ramflow/evaluator.h"
+#include "ramflow/jobs.h"
+#include "ramflow/plot.h"
+#include "ramflow/pretrain.h"
+#include "ramflow/reward.h"
+#include "ramflow/task.h"
+#include "ramflow/velocity_field.h"
+
+namespace ramflow::jobs {
+
+// --- parameter groups (each job's table is a selection of these) ----------------------------------
+void add_run_params(ParamTable& t, bool out_is_dir);
+void add_task_params(ParamTable& t);
+void add_pretrain_params(ParamTable& t);
+void add_reward_params(ParamTable& t, bool with_defaults);
+void add_eval_params(ParamTable& t);
+
+// --- building from a config ------------------------------------------------------------------------
+/// Applies `device` and `threads`; returns the device (ConfigError if CUDA is asked for but absent).
+torch::Device setup_device(const Config& cfg);
+TaskPtr task_from(const Config& cfg);
+/// The reward spec: `reward` (a name or a spec object) overlaid with the reward_* keys that are set.
+nlohmann::json reward_spec_from(const Config& cfg);
+/// The model spec: `model` if set, else the task's default.
+nlohmann::json model_spec_from(const Config& cfg, const Task& task);
+EvalOptions eval_options_from(const Config& cfg);
+
+/// Pretrains a fresh model of the configured architecture on the task, with a progress bar.
+VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Device device, JobIO io,
+                               const std::function<void(const PretrainRecord&)>& on_step = {});
+
+/// The base model: loaded from `base` if set, else from the pretraining cache, else pretrained now and
+/// cached. The returned model is on `device` in eval mode.
+VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device device, JobIO io);
+
+/// The model to use from a checkpoint: `requested` if it is a string, else "policy", else "base".
+std::string pick_model(const nlohmann::json& meta, const nlohmann::json& requested,
+                       const std::string& path);
+
+// --- reporting -------------------------------------------------------------------------------------
+SamplePanel panel(const std::string& title, const torch::Tensor& samples);
+std::vector<double> to_vector(const torch::Tensor& t);
+/// A left-aligned text table (first row is the header).
+std::string table(const std::vector<std::vector<std::string>>& rows);
+std::string fixed(double v, int digits = 3);
+
+}  // namespace ramflow::jobs

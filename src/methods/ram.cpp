@@ -1,0 +1,118 @@
+// Reinforce Adjoint Matching (see include/ramflow/ram.h for the equations and sources).
+#include "ramflow/ram.h"
+
+#include <torch/torch.h>
+
+#include "ramflow/advantage.h"
+#include "ramflow/conventions.h"
+#include "ramflow/errors.h"
+
+namespace ramflow {
+
+void RAMOptions::validate() const {
+  if (draws_ < 1) throw ConfigError("ram: draws must be >= 1");
+  if (signal_ != "raw" && signal_ != "centered" && signal_ != "normalized")
+    throw ConfigError("ram: signal must be raw, centered or normalized, got '" + signal_ + "'");
+  if (std_scope_ != "group" && std_scope_ != "step")
+    throw ConfigError("ram: std_scope must be group or step, got '" + std_scope_ + "'");
+  if (target_copy_ != "current" && target_copy_ != "ema")
+    throw ConfigError("ram: target_copy must be current or ema, got '" + target_copy_ + "'");
+  if (!(std_eps_ > 0)) throw ConfigError("ram: std_eps must be > 0");
+  time_.validate();
+}
+
+nlohmann::json RAMOptions::to_json() const {
+  return {{"multiplier", multiplier_}, {"draws", draws_},
+          {"signal", signal_},         {"std_scope", std_scope_},
+          {"std_eps", std_eps_},       {"target_copy", target_copy_},
+          {"time_dist", time_.kind},   {"time_alpha", time_.alpha},
+          {"time_mean", time_.mean},   {"time_std", time_.std}};
+}
+
+RAM::RAM(RAMOptions options) : options_(std::move(options)) { options_.validate(); }
+
+torch::Tensor RAM::signal(const RolloutBatch& batch) const {
+  const double m = options_.multiplier();
+  const auto& r = batch.reward;
+  if (options_.signal() == "raw") return m * r;
+  if (options_.signal() == "centered") return m * group_centered(r, batch.group_size);
+  return m * normalized_advantage(r, batch.group_size, options_.std_scope(), options_.std_eps());
+}
+
+LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {
+  const int64_t B = batch.x0.size(0), K = options_.draws();
+  TORCH_CHECK(batch.reward.dim() == 1 && batch.reward.size(0) == B, "ram: reward has shape ",
+              batch.reward.sizes(), ", expected [", B, "]");
+  TORCH_CHECK(!uses_old_policy() || models.old != nullptr, "ram: target_copy 'ema' needs the old policy");
+  const auto opts = batch.x0.options();
+
+  // K draws per endpoint, all in one batched forward pass.
+  auto x0 = batch.x0.detach().repeat_interleave(K, 0);                  // [B*K, ...]
+  auto cond = batch.cond.defined() ? batch.cond.repeat_interleave(K, 0) : torch::Tensor();
+  auto s = expand_time(signal(batch).to(opts).repeat_interleave(K, 0), x0);  // [B*K, 1, ...]
+  auto t = options_.time().sample(B * K, rng, opts);                    // [B*K]
+  auto eps = rng.randn(x0.sizes(), opts);                               // [B*K, ...]
+  auto x_t = interpolate(x0, eps, t);
+  auto u = velocity_target(x0, eps);                                    // eps - x0
+
+  torch::Tensor v_ref, v_old;
+  {
+    torch::NoGradGuard no_grad;
+    v_ref = models.ref.forward(x_t, t, cond);
+    if (uses_old_policy()) v_old = models.old->forward(x_t, t, cond);
+  }
+  auto v = models.policy.forward(x_t, t, cond);                         // the only graph
+  if (!uses_old_policy()) v_old = v.detach();
+
+  // target = sg(v_ref + s (u - v_copy));  loss = mean (v - target)^2
+  auto target = v_ref + s * (u - v_old);
+  auto loss = torch::mse_loss(v, target);
+
+  LossOutput out;
+  out.loss = loss;
+  {
+    torch::NoGradGuard no_grad;
+    out.metrics["signal_mean"] = s.mean().item<double>();
+    out.metrics["drift_from_ref"] = (v.detach() - v_ref).pow(2).mean().item<double>();
+  }
+  return out;
+}
+
+void RAM::add_params(ParamTable& t) {
+  t.group("RAM (method ram)");
+  t.integer("draws", 4, "K: (t, eps) draws per endpoint, evaluated in one batched pass", 1, 4096);
+  t.text("signal", "raw",
+         "reward signal: raw = m r (paper), centered = m (r - group mean), "
+         "normalized = m (r - mean) / std (released code)",
+         {"raw", "centered", "normalized"});
+  t.text("std_scope", "group", "std of the normalized signal: per group or over the step",
+         {"group", "step"});
+  t.number("std_eps", 1e-4, "added to the std of the normalized signal", 0, 1, true);
+  t.text("target_copy", "current",
+         "stopped copy in the target: current policy (paper) or an EMA old policy that also draws "
+         "the rollouts (released code; see old_decay, old_ramp)",
+         {"current", "ema"});
+  t.text("time_dist", "uniform", "training-time distribution p(t)",
+         {"uniform", "power", "logit_normal"});
+  t.number("time_alpha", 1.0, "power law p(t) ∝ t^alpha", -1, 100, true);
+  t.number("time_mean", 0.0, "logit-normal mean", -10, 10);
+  t.number("time_std", 1.0, "logit-normal std", 0, 10, true);
+}
+
+MethodPtr RAM::from_config(const Config& cfg) {
+  TimeDistribution time;
+  time.kind = cfg.text("time_dist");
+  time.alpha = cfg.number("time_alpha");
+  time.mean = cfg.number("time_mean");
+  time.std = cfg.number("time_std");
+  return std::make_unique<RAM>(RAMOptions()
+                                   .multiplier(cfg.number("multiplier"))
+                                   .draws(cfg.integer("draws"))
+                                   .signal(cfg.text("signal"))
+                                   .std_scope(cfg.text("std_scope"))
+                                   .std_eps(cfg.number("std_eps"))
+                                   .target_copy(cfg.text("target_copy"))
+                                   .time(time));
+}
+
+}  // namespace ramflow

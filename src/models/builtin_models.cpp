@@ -1,0 +1,35 @@
+// The list of built-in models: one line per model. Adding a model = one file + one line here.
+#include <torch/torch.h>
+
+#include "ramflow/config.h"
+#include "ramflow/exact_mixture_velocity.h"
+#include "ramflow/mlp_velocity.h"
+
+namespace ramflow {
+namespace {
+
+void register_builtin_models(Registry<ModelFactory>& r) {
+  r.add("mlp", [](const nlohmann::json& spec) -> VelocityFieldPtr {
+    return MLPVelocity(MLPVelocityOptions::from_json(spec)).ptr();
+  }, "MLP with Fourier time features (low-dimensional data)");
+  r.add("exact_mixture", [](const nlohmann::json& spec) -> VelocityFieldPtr {
+    SpecReader s(spec, "model 'exact_mixture'");
+    s.text("type");
+    auto m = GaussianMixture::from_json(s.value("mixture"), "model 'exact_mixture': mixture");
+    s.finish();
+    return ExactMixtureVelocity(std::move(m)).ptr();
+  }, "closed-form velocity of Gaussian-mixture data (no parameters)");
+}
+
+}  // namespace
+
+const Registry<ModelFactory>& models() {
+  static const Registry<ModelFactory> registry = [] {
+    Registry<ModelFactory> r("model");
+    register_builtin_models(r);
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace ramflow

@@ -1,0 +1,78 @@
+// Velocity-field copies: clone, frozen reference, EMA (see include/ramflow/velocity_field.h).
+#include "ramflow/velocity_field.h"
+
+#include <torch/torch.h>
+
+namespace ramflow {
+
+VelocityFieldPtr make_velocity_field(const nlohmann::json& spec) {
+  if (!spec.is_object() || !spec.contains("type") || !spec["type"].is_string())
+    throw ConfigError("model spec must be a JSON object with a string \"type\", got " + spec.dump());
+  return models().get(spec["type"].get<std::string>())(spec);
+}
+
+void copy_weights(const VelocityFieldImpl& from, VelocityFieldImpl& to) {
+  torch::NoGradGuard no_grad;
+  auto src = from.named_parameters(/*recurse=*/true);
+  for (auto& kv : to.named_parameters(/*recurse=*/true)) {
+    const torch::Tensor* s = src.find(kv.key());
+    TORCH_CHECK(s != nullptr, "copy_weights: source has no parameter '", kv.key(), "'");
+    TORCH_CHECK(s->sizes() == kv.value().sizes(), "copy_weights: '", kv.key(), "' has shape ",
+                s->sizes(), " in the source and ", kv.value().sizes(), " in the target");
+    kv.value().copy_(*s);
+  }
+  auto src_buf = from.named_buffers(/*recurse=*/true);
+  for (auto& kv : to.named_buffers(/*recurse=*/true)) {
+    const torch::Tensor* s = src_buf.find(kv.key());
+    TORCH_CHECK(s != nullptr, "copy_weights: source has no buffer '", kv.key(), "'");
+    kv.value().copy_(*s);
+  }
+}
+
+VelocityFieldPtr clone_velocity_field(const VelocityFieldImpl& model) {
+  auto copy = make_velocity_field(model.spec());
+  auto params = model.parameters();
+  if (!params.empty()) copy->to(params.front().device());
+  copy_weights(model, *copy);
+  auto src = model.named_parameters();
+  for (auto& kv : copy->named_parameters()) kv.value().set_requires_grad(src[kv.key()].requires_grad());
+  copy->train(model.is_training());
+  return copy;
+}
+
+VelocityFieldPtr frozen_copy(const VelocityFieldImpl& model) {
+  auto copy = clone_velocity_field(model);
+  for (auto& p : copy->parameters()) p.set_requires_grad(false);
+  copy->eval();
+  return copy;
+}
+
+EMA::EMA(const VelocityFieldImpl& model, double decay, double ramp)
+    : ema_(frozen_copy(model)), decay_(decay), ramp_(ramp) {
+  TORCH_CHECK(decay >= 0.0 && decay < 1.0, "EMA: decay must be in [0, 1), got ", decay);
+}
+
+double EMA::next_decay() const {
+  if (ramp_ <= 0.0) return decay_;
+  return std::min(decay_, ramp_ * static_cast<double>(updates_));
+}
+
+void EMA::update(const VelocityFieldImpl& model) {
+  torch::NoGradGuard no_grad;
+  const double d = next_decay();
+  auto src = model.named_parameters();
+  for (auto& kv : ema_->named_parameters()) {
+    // theta_ema = d theta_ema + (1 - d) theta
+    kv.value().mul_(d).add_(src[kv.key()].detach(), 1.0 - d);
+  }
+  ++updates_;
+}
+
+int64_t parameter_count(const VelocityFieldImpl& model) {
+  int64_t n = 0;
+  for (const auto& p : model.parameters())
+    if (p.requires_grad()) n += p.numel();
+  return n;
+}
+
+}  // namespace ramflow

@@ -1,0 +1,62 @@
+// The run directory (see include/ramflow/run_dir.h).
+#include "ramflow/run_dir.h"
+
+#include <filesystem>
+
+#include "ramflow/errors.h"
+#include "ramflow/io.h"
+
+namespace fs = std::filesystem;
+
+namespace ramflow {
+
+void write_json_atomic(const std::string& path, const nlohmann::json& value) {
+  write_file_atomic(path, value.dump(2) + "\n");
+}
+
+RunDir::RunDir(std::string path) : path_(std::move(path)) {}
+
+RunDir RunDir::create(const std::string& path, bool overwrite) {
+  if (path.empty()) throw ConfigError("--out: the run directory must not be empty");
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    if (!fs::is_directory(path, ec)) throw IOError(path + ": exists and is not a directory");
+    if (!fs::is_empty(path, ec)) {
+      if (!overwrite)
+        throw IOError(path + ": run directory exists and is not empty (pass --overwrite to replace it)");
+      if (!fs::exists(fs::path(path) / "config.json"))
+        throw IOError(path + ": refusing to overwrite a directory that is not a ramflow run (no config.json)");
+      // Remove the summary first: if clearing fails half-way, nothing left looks like a complete run.
+      fs::remove(fs::path(path) / "summary.json", ec);
+      for (const auto& entry : fs::directory_iterator(path)) fs::remove_all(entry.path(), ec);
+      if (ec) throw IOError(path + ": cannot clear (" + ec.message() + ")");
+    }
+  }
+  fs::create_directories(fs::path(path) / "checkpoints", ec);
+  fs::create_directories(fs::path(path) / "plots", ec);
+  if (ec) throw IOError(path + ": cannot create run directory (" + ec.message() + ")");
+  return RunDir(path);
+}
+
+std::string RunDir::file(const std::string& relative) const { return (fs::path(path_) / relative).string(); }
+std::string RunDir::checkpoint(const std::string& name) const {
+  return file("checkpoints/" + name + ".safetensors");
+}
+std::string RunDir::plot(const std::string& name) const { return file("plots/" + name + ".png"); }
+
+void RunDir::write_config(const nlohmann::json& config) const { write_json_atomic(file("config.json"), config); }
+void RunDir::write_summary(const nlohmann::json& summary) const {
+  write_json_atomic(file("summary.json"), summary);
+}
+
+void RunDir::append_metrics(const nlohmann::json& record) {
+  if (!metrics_) {
+    metrics_ = std::make_shared<std::ofstream>(file("metrics.jsonl"), std::ios::app);
+    if (!*metrics_) throw IOError(file("metrics.jsonl") + ": cannot open for writing");
+  }
+  *metrics_ << record.dump() << '\n';
+  metrics_->flush();
+  if (!*metrics_) throw IOError(file("metrics.jsonl") + ": write failed");
+}
+
+}  // namespace ramflow

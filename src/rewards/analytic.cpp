@@ -1,0 +1,146 @@
+// Closed-form toy rewards on flattened endpoints x [B, D]:
+//   linear     r(x) = a . x
+//   quadratic  r(x) = -1/2 (x - c)^T Q (x - c)
+//   bump       r(x) = h exp(-|x - c|^2 / (2 s^2))
+// All are differentiable; linear and quadratic expose their QuadraticForm for exact tilts.
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "ramflow/config.h"
+#include "ramflow/reward.h"
+
+namespace ramflow {
+namespace {
+
+torch::Tensor vec(const std::vector<double>& v) { return torch::tensor(v, torch::kDouble); }
+
+std::vector<double> to_vector(const torch::Tensor& t) {
+  auto c = t.contiguous().to(torch::kCPU, torch::kDouble);
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+// Reads a D-vector field; a single number broadcasts to all D entries.
+torch::Tensor read_point(SpecReader& r, const std::string& key, int64_t dim,
+                         std::optional<std::vector<double>> def = std::nullopt) {
+  auto v = r.numbers(key, std::move(def));
+  if (v.size() == 1) v.assign(dim, v[0]);
+  if (static_cast<int64_t>(v.size()) != dim)
+    throw ConfigError(r.what() + ": field '" + key + "' has " + std::to_string(v.size()) +
+                      " entries, the data has dimension " + std::to_string(dim));
+  return vec(v);
+}
+
+torch::Tensor flat(const torch::Tensor& x0) { return x0.reshape({x0.size(0), -1}); }
+
+class LinearReward : public Reward {
+ public:
+  explicit LinearReward(torch::Tensor a) : a_(std::move(a)) {}
+  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
+    return torch::mv(flat(x0), a_.to(x0.options()));
+  }
+  bool differentiable() const override { return true; }
+  std::optional<QuadraticForm> quadratic_form() const override {
+    const int64_t D = a_.size(0);
+    return QuadraticForm{torch::zeros({D, D}, torch::kDouble), a_, 0.0};
+  }
+  nlohmann::json spec() const override { return {{"type", "linear"}, {"coef", to_vector(a_)}}; }
+
+ private:
+  torch::Tensor a_;  // [D]
+};
+
+class QuadraticReward : public Reward {
+ public:
+  QuadraticReward(torch::Tensor c, torch::Tensor Q) : c_(std::move(c)), Q_(std::move(Q)) {}
+  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
+    auto d = flat(x0) - c_.to(x0.options());                       // [B, D]
+    return -0.5 * (torch::matmul(d, Q_.to(x0.options())) * d).sum(1);
+  }
+  bool differentiable() const override { return true; }
+  std::optional<QuadraticForm> quadratic_form() const override {
+    // -1/2 (x-c)^T Q (x-c) = -1/2 x^T Q x + (Qc)^T x - 1/2 c^T Q c
+    return QuadraticForm{Q_, torch::mv(Q_, c_), -0.5 * torch::dot(c_, torch::mv(Q_, c_)).item<double>()};
+  }
+  nlohmann::json spec() const override {
+    nlohmann::json q = nlohmann::json::array();
+    for (int64_t i = 0; i < Q_.size(0); ++i) q.push_back(to_vector(Q_[i]));
+    return {{"type", "quadratic"}, {"center", to_vector(c_)}, {"q", q}};
+  }
+
+ private:
+  torch::Tensor c_;  // [D]
+  torch::Tensor Q_;  // [D, D]
+};
+
+class BumpReward : public Reward {
+ public:
+  BumpReward(torch::Tensor c, double s, double h) : c_(std::move(c)), s_(s), h_(h) {}
+  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
+    auto d2 = (flat(x0) - c_.to(x0.options())).pow(2).sum(1);    // [B]
+    return h_ * torch::exp(-d2 / (2.0 * s_ * s_));
+  }
+  bool differentiable() const override { return true; }
+  nlohmann::json spec() const override {
+    return {{"type", "bump"}, {"center", to_vector(c_)}, {"scale", s_}, {"height", h_}};
+  }
+
+ private:
+  torch::Tensor c_;
+  double s_, h_;
+};
+
+}  // namespace
+
+RewardPtr make_linear_reward(const nlohmann::json& spec, int64_t dim) {
+  SpecReader r(spec, "reward 'linear'");
+  r.text("type");
+  auto a = read_point(r, "coef", dim);
+  r.finish();
+  return std::make_shared<LinearReward>(a);
+}
+
+RewardPtr make_quadratic_reward(const nlohmann::json& spec, int64_t dim) {
+  SpecReader r(spec, "reward 'quadratic'");
+  r.text("type");
+  auto c = read_point(r, "center", dim, std::vector<double>{0.0});
+  torch::Tensor Q;
+  const auto& q = r.has("q") ? r.value("q") : nlohmann::json(1.0);
+  if (q.is_number()) {
+    Q = q.get<double>() * torch::eye(dim, torch::kDouble);
+  } else if (q.is_array() && !q.empty() && q[0].is_number()) {
+    auto d = q.get<std::vector<double>>();
+    if (static_cast<int64_t>(d.size()) != dim)
+      throw ConfigError("reward 'quadratic': 'q' as a diagonal needs " + std::to_string(dim) + " entries");
+    Q = torch::diag(vec(d));
+  } else {
+    try {
+      auto m = q.get<std::vector<std::vector<double>>>();
+      std::vector<double> f;
+      for (const auto& row : m) f.insert(f.end(), row.begin(), row.end());
+      if (static_cast<int64_t>(m.size()) != dim || static_cast<int64_t>(f.size()) != dim * dim)
+        throw std::runtime_error("size");
+      Q = vec(f).reshape({dim, dim});
+    } catch (const std::exception&) {
+      throw ConfigError("reward 'quadratic': 'q' must be a number, a diagonal of " +
+                        std::to_string(dim) + " numbers, or a " + std::to_string(dim) + "x" +
+                        std::to_string(dim) + " matrix");
+    }
+  }
+  if (!torch::allclose(Q, Q.t())) throw ConfigError("reward 'quadratic': 'q' must be symmetric");
+  r.finish();
+  return std::make_shared<QuadraticReward>(c, Q);
+}
+
+RewardPtr make_bump_reward(const nlohmann::json& spec, int64_t dim) {
+  SpecReader r(spec, "reward 'bump'");
+  r.text("type");
+  auto c = read_point(r, "center", dim);
+  double s = r.number("scale", 1.0);
+  double h = r.number("height", 1.0);
+  if (!(s > 0)) throw ConfigError("reward 'bump': 'scale' must be > 0");
+  r.finish();
+  return std::make_shared<BumpReward>(c, s, h);
+}
+
+}  // namespace ramflow

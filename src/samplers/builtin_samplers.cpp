@@ -1,0 +1,54 @@
+// The list of built-in samplers (one line each) and the shared integration loop.
+#include <torch/torch.h>
+
+#include "ramflow/sampler.h"
+#include "ramflow/time.h"
+
+namespace ramflow {
+namespace {
+
+void register_builtin_samplers(Registry<SamplerInfo>& r) {
+  r.add("euler", {euler_step, 1, false}, "Euler ODE, first order, 1 evaluation per step");
+  r.add("heun", {heun_step, 2, false}, "Heun ODE, second order, 2 evaluations per step");
+}
+
+}  // namespace
+
+const Registry<SamplerInfo>& samplers() {
+  static const Registry<SamplerInfo> registry = [] {
+    Registry<SamplerInfo> r("sampler");
+    register_builtin_samplers(r);
+    return r;
+  }();
+  return registry;
+}
+
+SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options,
+                    Rng* rng) {
+  const SamplerInfo& info = samplers().get(options.sampler());
+  TORCH_CHECK(!info.stochastic || rng != nullptr, "sample: sampler '", options.sampler(),
+              "' is stochastic and needs an Rng");
+  torch::NoGradGuard no_grad;
+  const auto grid = time_grid(options.steps(), options.shift());
+  SampleResult out;
+  VelocityFn counted = [&](const torch::Tensor& x, const torch::Tensor& t) {
+    ++out.nfe;
+    return v(x, t);
+  };
+  torch::Tensor x = x1;
+  torch::Tensor none;
+  for (size_t k = 0; k + 1 < grid.size(); ++k) {
+    torch::Tensor noise = info.stochastic ? rng->randn(x.sizes(), x.options()) : none;
+    x = info.step(counted, x, grid[k], grid[k + 1], noise);
+  }
+  out.x0 = x;
+  return out;
+}
+
+SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const torch::Tensor& cond,
+                    const SampleOptions& options, Rng* rng) {
+  return sample([&](const torch::Tensor& x, const torch::Tensor& t) { return model.forward(x, t, cond); },
+                x1, options, rng);
+}
+
+}  // namespace ramflow

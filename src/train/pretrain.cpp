@@ -1,0 +1,57 @@
+// Flow-matching pretraining (see include/ramflow/pretrain.h).
+#include "ramflow/pretrain.h"
+
+#include <chrono>
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "ramflow/conventions.h"
+#include "ramflow/errors.h"
+
+namespace ramflow {
+
+torch::Tensor flow_matching_loss(VelocityFieldImpl& model, const torch::Tensor& x0,
+                                 const torch::Tensor& cond, const TimeDistribution& time, Rng& rng) {
+  const auto opts = x0.options();
+  auto t = time.sample(x0.size(0), rng, opts);  // [B]
+  auto eps = rng.randn(x0.sizes(), opts);        // [B, ...]
+  auto v = model.forward(interpolate(x0, eps, t), t, cond);
+  return torch::mse_loss(v, velocity_target(x0, eps));
+}
+
+void pretrain_flow_matching(VelocityFieldImpl& model, const DataSampler& data,
+                            const PretrainOptions& options,
+                            const std::function<void(const PretrainRecord&)>& on_step) {
+  if (options.steps() < 1 || options.batch() < 1 || !(options.lr() > 0))
+    throw ConfigError("pretrain: steps, batch and lr must be positive");
+  options.time().validate();
+  auto params = model.parameters();
+  TORCH_CHECK(!params.empty(), "pretrain: the model has no parameters");
+  const auto opts = params.front().options().requires_grad(false);
+  torch::optim::Adam optimizer(params, torch::optim::AdamOptions(options.lr()));
+  Rng rng(options.seed());
+  model.train();
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t step = 1; step <= options.steps(); ++step) {
+    torch::Tensor cond;
+    auto x0 = data(options.batch(), rng, &cond).to(opts.device());
+    if (cond.defined()) cond = cond.to(opts.device());
+    auto loss = flow_matching_loss(model, x0, cond, options.time(), rng);
+    optimizer.zero_grad();
+    loss.backward();
+    optimizer.step();
+    if (on_step) {
+      PretrainRecord rec;
+      rec.step = step;
+      rec.loss = loss.item<double>();
+      if (!std::isfinite(rec.loss))
+        throw NumericalError("pretrain step " + std::to_string(step) + ": non-finite loss");
+      rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      on_step(rec);
+    }
+  }
+  model.eval();
+}
+
+}  // namespace ramflow
