@@ -6,6 +6,7 @@
 // Keys are lower_snake (`reward_center`); the matching flag is `--reward-center`. The resolved config has
 // every key written out, so a run directory's config.json reproduces the run exactly.
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -82,8 +83,9 @@ class Config {
   const ParamTable& table() const { return *table_; }
 
  private:
-  Config(const ParamTable* table, json values) : table_(table), values_(std::move(values)) {}
-  const ParamTable* table_;
+  Config(std::shared_ptr<const ParamTable> table, json values)
+      : table_(std::move(table)), values_(std::move(values)) {}
+  std::shared_ptr<const ParamTable> table_;  // owned copy: a Config outlives the table it came from
   json values_;
 };
 

@@ -278,10 +278,10 @@ std::string closest_name(const std::string& name, const std::vector<std::string>
 Config Config::from_json(const ParamTable& table, const json& values, const std::string& source) {
   json resolved = json::object();
   for (const auto& p : table.params()) resolved[p.key] = p.default_value;
-  Config cfg(&table, std::move(resolved));
+  Config cfg(std::make_shared<const ParamTable>(table), std::move(resolved));
   if (!values.is_object()) throw ConfigError(source + ": expected a JSON object of settings");
   for (const auto& kv : values.items()) {
-    if (!table.find(kv.key())) {
+    if (!cfg.table_->find(kv.key())) {
       auto hint = closest_name(kv.key(), table_keys(table));
       throw ConfigError(source + ": unknown key '" + kv.key() + "'" +
                         (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));

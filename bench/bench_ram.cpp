@@ -1,0 +1,88 @@
+// Benchmarks for the RAM loop on the ring configuration of the default job (G = 32, K = 4, 25 Euler
+// rollout steps, the 35,714-parameter MLP): milliseconds per RAM step with one thread and with all
+// threads, rollout samples per second, and pretraining steps per second. Prints a table and, with
+// --json PATH, writes the numbers as JSON. bench/python/ram_step.py times the same loop in PyTorch.
+#include <chrono>
+#include <cstring>
+#include <iomanip>
+#include <iostream>
+#include <thread>
+
+#include <ramflow/ramflow.h>
+#include <torch/torch.h>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct Numbers {
+  int threads;
+  double ram_step_ms, rollout_samples_per_s, pretrain_steps_per_s;
+};
+
+Numbers measure(int threads, int ram_steps, int pretrain_steps) {
+  using namespace ramflow;
+  torch::set_num_threads(threads);
+  auto task = make_task("ring");
+  auto base = make_velocity_field(task->default_model());
+  DataSampler data = [&](int64_t n, Rng& rng, torch::Tensor*) { return task->sample_data(n, rng); };
+  pretrain_flow_matching(*base, data, PretrainOptions().steps(50));  // warm-up
+  auto t0 = Clock::now();
+  pretrain_flow_matching(*base, data, PretrainOptions().steps(pretrain_steps));
+  const double pretrain_s = since(t0);
+
+  auto reward = make_reward({{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}}, 2);
+  auto policy = clone_velocity_field(*base);
+  for (auto& p : policy->parameters()) p.set_requires_grad(true);
+  Trainer trainer(policy, frozen_copy(*base), reward, std::make_unique<RAM>(RAMOptions().multiplier(5.0).draws(4)),
+                  TrainerOptions().sample_shape({2}).group_size(32).rollout(SampleOptions().steps(25)).lr(1e-4));
+  for (int i = 0; i < 20; ++i) trainer.step();  // warm-up
+  t0 = Clock::now();
+  for (int i = 0; i < ram_steps; ++i) trainer.step();
+  const double ram_s = since(t0);
+
+  Rng rng(0);
+  auto x1 = rng.randn({4096, 2});
+  sample(*base, x1, {}, SampleOptions().steps(25));  // warm-up
+  t0 = Clock::now();
+  const int reps = 5;
+  for (int i = 0; i < reps; ++i) sample(*base, x1, {}, SampleOptions().steps(25));
+  const double rollout_s = since(t0);
+  return {threads, 1000.0 * ram_s / ram_steps, reps * 4096.0 / rollout_s, pretrain_steps / pretrain_s};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json_path;
+  int ram_steps = 300, pretrain_steps = 1000;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--json") && i + 1 < argc) {
+      json_path = argv[++i];
+    } else if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) {
+      ram_steps = std::max(1, std::atoi(argv[++i]));
+    } else {
+      std::cerr << "usage: ramflow_bench [--json PATH] [--steps N]\n";
+      return 2;
+    }
+  }
+  const int all = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<Numbers> rows = {measure(1, ram_steps, pretrain_steps)};
+  if (all > 1) rows.push_back(measure(all, ram_steps, pretrain_steps));
+  std::cout << "RAM on the ring (G=32, K=4, 25 Euler rollout steps, MLP 35,714 parameters)\n"
+            << std::left << std::setw(9) << "threads" << std::setw(16) << "ms / RAM step" << std::setw(24)
+            << "rollout samples / s" << "pretrain steps / s (batch 256)\n";
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : rows) {
+    std::cout << std::setw(9) << r.threads << std::setw(16) << std::fixed << std::setprecision(3) << r.ram_step_ms
+              << std::setw(24) << std::setprecision(0) << r.rollout_samples_per_s << std::setprecision(1)
+              << r.pretrain_steps_per_s << "\n";
+    out.push_back({{"threads", r.threads},
+                   {"ram_step_ms", r.ram_step_ms},
+                   {"rollout_samples_per_s", r.rollout_samples_per_s},
+                   {"pretrain_steps_per_s", r.pretrain_steps_per_s}});
+  }
+  if (!json_path.empty()) ramflow::write_json_atomic(json_path, {{"torch", TORCH_VERSION}, {"results", out}});
+  return 0;
+}

@@ -1,0 +1,107 @@
+// Tests for include/ramflow/config.h: resolution order, typed validation, errors that name the culprit.
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "ramflow/config.h"
+#include "ramflow/errors.h"
+#include "ramflow/jobs.h"
+
+namespace ramflow {
+namespace {
+
+ParamTable small_table() {
+  ParamTable t;
+  t.number("lr", 1e-4, "learning rate", 0, 10, true);
+  t.integer("steps", 600, "steps", 1, 1000000);
+  t.text("signal", "raw", "signal", {"raw", "centered"});
+  t.list("center", json::array({4.0, 0.0}), "centre");
+  t.boolean("overwrite", false, "overwrite");
+  return t;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(ConfigTest, DefaultsThenFileThenFlags) {
+  auto t = small_table();
+  auto file = write_temp("cfg_order.json", R"({"lr": 0.5, "steps": 10})");
+  auto cfg = Config::resolve(t, file, {{"steps", "20"}, {"center", "1,-2.5"}});
+  EXPECT_DOUBLE_EQ(cfg.number("lr"), 0.5);    // from the file
+  EXPECT_EQ(cfg.integer("steps"), 20);        // the flag overrides the file
+  EXPECT_EQ(cfg.text("signal"), "raw");       // default
+  EXPECT_EQ(cfg.list("center"), (std::vector<double>{1.0, -2.5}));
+  EXPECT_EQ(cfg.values().size(), t.params().size());  // every key written out
+}
+
+TEST(ConfigTest, UnknownKeyInFileSuggestsTheClosest) {
+  auto t = small_table();
+  auto file = write_temp("cfg_unknown.json", R"({"lrr": 0.5})");
+  auto msg = error_of([&] { Config::resolve(t, file, {}); });
+  EXPECT_NE(msg.find("unknown key 'lrr'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("did you mean 'lr'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(file), std::string::npos) << msg;
+}
+
+TEST(ConfigTest, FlagErrorsNameTheFlag) {
+  auto t = small_table();
+  EXPECT_NE(error_of([&] { Config::resolve(t, "", {{"lr", "fast"}}); }).find("--lr: expected a number"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { Config::resolve(t, "", {{"lr", "0"}}); }).find("--lr: 0 is out of range (must be > 0"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { Config::resolve(t, "", {{"steps", "2.5"}}); }).find("--steps: expected an integer"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { Config::resolve(t, "", {{"signal", "wild"}}); }).find("'wild' is not one of: raw, centered"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { Config::resolve(t, "", {{"center", "1,x"}}); }).find("--center"), std::string::npos);
+}
+
+TEST(ConfigTest, FileTypeErrorsAndBadJson) {
+  auto t = small_table();
+  auto typed = write_temp("cfg_type.json", R"({"steps": "many"})");
+  EXPECT_NE(error_of([&] { Config::resolve(t, typed, {}); }).find("key 'steps': expected an integer"),
+            std::string::npos);
+  auto broken = write_temp("cfg_broken.json", "{\"lr\": ");
+  EXPECT_NE(error_of([&] { Config::resolve(t, broken, {}); }).find("not valid JSON"), std::string::npos);
+  EXPECT_THROW(Config::resolve(t, "/nonexistent/dir/cfg.json", {}), IOError);
+}
+
+TEST(ConfigTest, SpecReaderRejectsUnknownFields) {
+  json spec = {{"type", "bump"}, {"centre", {1, 2}}};
+  SpecReader r(spec, "reward 'bump'");
+  r.text("type");
+  r.numbers("center", std::vector<double>{0.0});
+  auto msg = error_of([&] { r.finish(); });
+  EXPECT_NE(msg.find("reward 'bump': unknown field 'centre' (did you mean 'center'?)"), std::string::npos) << msg;
+}
+
+TEST(ConfigTest, FinetuneTableHasTheDocumentedFlags) {
+  auto t = finetune_params();
+  for (const char* key : {"task", "reward", "reward_center", "reward_scale", "multiplier", "group", "draws",
+                          "rollout_steps", "lr", "steps", "seed", "out", "signal", "target_copy", "time_dist"})
+    EXPECT_NE(t.find(key), nullptr) << key;
+  EXPECT_EQ(t.find("reward_center")->flag(), "--reward-center");
+  // The exact command of the issue resolves without error.
+  auto cfg = Config::resolve(t, "",
+                             {{"task", "ring"}, {"reward", "bump"}, {"reward_center", "4,0"},
+                              {"reward_scale", "2.5"}, {"multiplier", "5"}, {"group", "32"},
+                              {"draws", "4"}, {"rollout_steps", "25"}, {"lr", "1e-4"},
+                              {"steps", "600"}, {"seed", "0"}, {"out", "DIR"}});
+  EXPECT_EQ(cfg.raw("reward"), "bump");
+  EXPECT_DOUBLE_EQ(cfg.number("lr"), 1e-4);
+}
+
+}  // namespace
+}  // namespace ramflow

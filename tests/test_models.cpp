@@ -1,0 +1,94 @@
+// Model contract over every registered model, and the copies the trainers use (frozen, EMA).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "ramflow/checkpoint.h"
+#include "ramflow/gaussian_mixture.h"
+#include "ramflow/mlp_velocity.h"
+#include "ramflow/velocity_field.h"
+
+namespace ramflow {
+namespace {
+
+nlohmann::json example_spec(const std::string& name) {
+  if (name == "mlp") return MLPVelocityOptions(2).hidden(32).depth(2).to_json();
+  if (name == "exact_mixture") return {{"type", "exact_mixture"}, {"mixture", GaussianMixture::ring().to_json()}};
+  return nullptr;
+}
+
+class ModelContract : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelContract, ShapesCloneAndCheckpointRoundTrip) {
+  auto spec = example_spec(GetParam());
+  ASSERT_FALSE(spec.is_null()) << "add an example spec for model '" << GetParam() << "'";
+  auto model = make_velocity_field(spec);
+  EXPECT_EQ(model->spec(), make_velocity_field(model->spec())->spec());
+  Rng rng(4);
+  auto x = rng.randn({9, 2});
+  auto t = rng.rand({9});
+  auto v = model->forward(x, t);
+  EXPECT_EQ(v.sizes(), x.sizes());
+  EXPECT_EQ(v.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::isfinite(v).all().item<bool>());
+  auto copy = clone_velocity_field(*model);
+  EXPECT_TRUE(torch::equal(copy->forward(x, t), v));
+  const std::string path = ::testing::TempDir() + "model_" + GetParam() + ".safetensors";
+  save_checkpoint(path, {{"m", model.get()}}, {{"step", 3}});
+  nlohmann::json meta;
+  auto loaded = load_checkpoint_model(path, "m", &meta);
+  EXPECT_TRUE(torch::equal(loaded->forward(x, t), v));
+  EXPECT_EQ(meta["step"], 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllModels, ModelContract, ::testing::ValuesIn(models().names()));
+
+TEST(ModelTest, MLPDefaultHasTheTutorialSize) {
+  // Linear(18->128) + 2 x Linear(128->128) + Linear(128->2) = 2432 + 33024 + 258 = 35,714 parameters.
+  auto mlp = MLPVelocity(MLPVelocityOptions(2));
+  EXPECT_EQ(parameter_count(*mlp), 35714);
+}
+
+TEST(ModelTest, ConditionalMLPUsesItsLabels) {
+  auto mlp = MLPVelocity(MLPVelocityOptions(2).num_classes(3));
+  auto x = torch::zeros({2, 2});
+  auto t = torch::full({2}, 0.5);
+  auto v = mlp->forward(x, t, torch::tensor({0, 2}));
+  EXPECT_FALSE(torch::allclose(v[0], v[1]));
+  EXPECT_THROW(mlp->forward(x, t), c10::Error);
+}
+
+TEST(ModelTest, FrozenCopyHasNoGradients) {
+  auto mlp = MLPVelocity(MLPVelocityOptions(2).hidden(8));
+  auto ref = frozen_copy(*mlp);
+  for (const auto& p : ref->parameters()) EXPECT_FALSE(p.requires_grad());
+  EXPECT_FALSE(ref->is_training());
+  // Training the original leaves the copy unchanged.
+  torch::NoGradGuard g;
+  mlp->parameters()[0].add_(1.0);
+  EXPECT_FALSE(torch::equal(mlp->parameters()[0], ref->parameters()[0]));
+}
+
+TEST(ModelTest, EMAFollowsTheRampAndTheDecay) {
+  auto mlp = MLPVelocity(MLPVelocityOptions(1).hidden(4).depth(1));
+  EMA ema(*mlp, /*decay=*/0.9, /*ramp=*/0.5);
+  auto p = [](VelocityFieldImpl& m) { return m.parameters()[0].detach().clone(); };
+  auto p0 = p(*mlp);
+  EXPECT_DOUBLE_EQ(ema.next_decay(), 0.0);  // first update copies
+  {
+    torch::NoGradGuard g;
+    mlp->parameters()[0].add_(1.0);
+  }
+  ema.update(*mlp);
+  EXPECT_TRUE(torch::allclose(p(ema.model()), p0 + 1.0));
+  EXPECT_DOUBLE_EQ(ema.next_decay(), 0.5);  // min(0.9, 0.5 * 1)
+  {
+    torch::NoGradGuard g;
+    mlp->parameters()[0].add_(1.0);
+  }
+  ema.update(*mlp);  // 0.5 (p0 + 1) + 0.5 (p0 + 2)
+  EXPECT_TRUE(torch::allclose(p(ema.model()), p0 + 1.5));
+  EXPECT_DOUBLE_EQ(ema.next_decay(), 0.9);  // capped
+}
+
+}  // namespace
+}  // namespace ramflow

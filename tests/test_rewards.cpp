@@ -1,0 +1,101 @@
+// Reward contract over every registered reward, plus known values.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "ramflow/errors.h"
+#include "ramflow/reward.h"
+#include "ramflow/rng.h"
+
+namespace ramflow {
+namespace {
+
+// One example spec per registered reward (2-D). A newly registered reward without one fails the test
+// below, so every reward gets the contract.
+nlohmann::json example_spec(const std::string& name) {
+  if (name == "linear") return {{"type", "linear"}, {"coef", {0.5, -1.0}}};
+  if (name == "quadratic") return {{"type", "quadratic"}, {"center", {1.0, 2.0}}, {"q", {0.5, 2.0}}};
+  if (name == "bump") return {{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}, {"height", 1.5}};
+  if (name == "sum")
+    return {{"type", "sum"},
+            {"terms", {{{"type", "linear"}, {"coef", 1.0}, {"weight", 2.0}},
+                       {{"type", "bump"}, {"center", 0.0}, {"weight", -0.5}}}}};
+  return nullptr;
+}
+
+class RewardContract : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RewardContract, ShapeFinitenessRoundTripAndGradients) {
+  auto spec = example_spec(GetParam());
+  ASSERT_FALSE(spec.is_null()) << "add an example spec for reward '" << GetParam() << "'";
+  auto reward = make_reward(spec, 2);
+  Rng rng(2);
+  auto x = 3.0 * rng.randn({64, 2}, torch::TensorOptions().dtype(torch::kDouble));
+  auto r = reward->score(x);
+  ASSERT_EQ(r.sizes(), torch::IntArrayRef({64}));
+  EXPECT_TRUE(torch::isfinite(r).all().item<bool>());
+  // The spec rebuilds the same reward.
+  auto again = make_reward(reward->spec(), 2);
+  EXPECT_TRUE(torch::allclose(again->score(x), r, 1e-12, 1e-12));
+  // A quadratic form, when claimed, reproduces the scores.
+  if (auto f = reward->quadratic_form()) {
+    auto q = -0.5 * (torch::matmul(x, f->Q) * x).sum(1) + torch::mv(x, f->b) + f->c;
+    EXPECT_TRUE(torch::allclose(q, r, 1e-9, 1e-9));
+  }
+  // Differentiable rewards: autograd matches central finite differences.
+  if (reward->differentiable()) {
+    auto xg = x.clone().requires_grad_(true);
+    auto g = torch::autograd::grad({reward->score(xg).sum()}, {xg}, {}, false, false)[0];
+    const double h = 1e-6;
+    for (int64_t d = 0; d < 2; ++d) {
+      auto e = torch::zeros_like(x);
+      e.select(1, d).fill_(h);
+      auto fd = (reward->score(x + e) - reward->score(x - e)) / (2 * h);
+      EXPECT_TRUE(torch::allclose(g.select(1, d), fd, 1e-5, 1e-6)) << GetParam() << " dim " << d;
+    }
+  }
+  // score_checked returns float32 [B].
+  EXPECT_EQ(score_checked(*reward, x.to(torch::kFloat)).scalar_type(), torch::kFloat);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllRewards, RewardContract, ::testing::ValuesIn(rewards().names()));
+
+TEST(RewardTest, KnownValues) {
+  auto x = torch::tensor({{4.0, 0.0}, {4.0, 2.5}}, torch::kDouble);
+  auto bump = make_reward({{"type", "bump"}, {"center", {4, 0}}, {"scale", 2.5}}, 2);
+  auto r = bump->score(x);
+  EXPECT_DOUBLE_EQ(r[0].item<double>(), 1.0);
+  EXPECT_NEAR(r[1].item<double>(), std::exp(-0.5), 1e-12);
+  auto quad = make_reward({{"type", "quadratic"}, {"center", {4, 0}}, {"q", 2.0}}, 2);
+  EXPECT_NEAR(quad->score(x)[1].item<double>(), -0.5 * 2.0 * 6.25, 1e-12);
+  EXPECT_FALSE(bump->quadratic_form().has_value());
+}
+
+TEST(RewardTest, BadSpecsNameTheField) {
+  auto msg = [](const nlohmann::json& spec) {
+    try {
+      make_reward(spec, 2);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(msg({{"type", "bump"}, {"center", {1, 2, 3}}}).find("'center' has 3 entries"), std::string::npos);
+  EXPECT_NE(msg({{"type", "bump"}, {"center", {1, 2}}, {"scale", 0}}).find("'scale' must be > 0"), std::string::npos);
+  EXPECT_NE(msg({{"type", "linear"}}).find("missing field 'coef'"), std::string::npos);
+  EXPECT_NE(msg({{"type", "nope"}}).find("unknown reward 'nope'"), std::string::npos);
+  EXPECT_NE(msg({{"type", "quadratic"}, {"q", {{1, 2}, {0, 1}}}}).find("symmetric"), std::string::npos);
+}
+
+TEST(RewardTest, NonFiniteScoresAreCaught) {
+  auto lin = make_reward({{"type", "linear"}, {"coef", {1, 0}}}, 2);
+  auto x = torch::tensor({{1.0f, 0.0f}, {std::nanf(""), 0.0f}});
+  try {
+    score_checked(*lin, x);
+    FAIL() << "expected NumericalError";
+  } catch (const NumericalError& e) {
+    EXPECT_NE(std::string(e.what()).find("sample 1"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ramflow
