@@ -27,13 +27,7 @@ ParamTable sample_params() {
   t.text("model", nullptr, "model inside the checkpoint (default: policy, else base)");
   t.integer("n", 1000, "number of samples", 1, 1 << 24);
   t.integer("steps", 50, "sampler steps", 1, 100000);
-  Param s;
-  s.key = "sampler";
-  s.type = ParamType::kString;
-  s.default_value = "euler";
-  s.help = "ODE sampler";
-  s.choices = samplers().names();
-  t.add(s);
+  t.text("sampler", "euler", "ODE sampler", samplers().names());
   t.number("shift", 1.0, "grid shift s", 0, 1000, true);
   t.text("plot", nullptr, "also write a PNG of the samples here");
   return t;

@@ -50,13 +50,7 @@ void add_run_params(ParamTable& t, bool out_is_dir) {
 
 void add_task_params(ParamTable& t) {
   t.group("Task and base model");
-  Param task;
-  task.key = "task";
-  task.type = ParamType::kString;
-  task.default_value = "ring";
-  task.help = "data the base model is pretrained on";
-  task.choices = tasks().names();
-  t.add(task);
+  t.text("task", "ring", "data the base model is pretrained on", tasks().names());
   t.object("mixture", nullptr,
            "task 'mixture': {\"weights\": [...], \"means\": [[...]], \"stds\": [...] or \"covs\"}");
   t.text("base", nullptr, "base-model checkpoint (default: pretrain one, or reuse the cached one)");
@@ -98,13 +92,7 @@ void add_eval_params(ParamTable& t) {
   t.integer("eval_pool", 20000, "base-model endpoints behind the importance-weighted exact target", 2,
             1 << 24);
   t.integer("eval_steps", 50, "sampler steps for evaluation", 1, 100000);
-  Param s;
-  s.key = "eval_sampler";
-  s.type = ParamType::kString;
-  s.default_value = "euler";
-  s.help = "sampler for evaluation";
-  s.choices = samplers().names();
-  t.add(s);
+  t.text("eval_sampler", "euler", "sampler for evaluation", samplers().names());
   t.integer("eval_seed", 1234, "seed of the fixed evaluation noise", 0,
             std::numeric_limits<int32_t>::max());
 }

@@ -28,7 +28,6 @@ SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOp
   const SamplerInfo& info = samplers().get(options.sampler());
   TORCH_CHECK(!info.stochastic || rng != nullptr, "sample: sampler '", options.sampler(),
               "' is stochastic and needs an Rng");
-  torch::NoGradGuard no_grad;
   const auto grid = time_grid(options.steps(), options.shift());
   SampleResult out;
   VelocityFn counted = [&](const torch::Tensor& x, const torch::Tensor& t) {
@@ -36,12 +35,18 @@ SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOp
     return v(x, t);
   };
   torch::Tensor x = x1;
-  torch::Tensor none;
-  for (size_t k = 0; k + 1 < grid.size(); ++k) {
-    torch::Tensor noise = info.stochastic ? rng->randn(x.sizes(), x.options()) : none;
-    x = info.step(counted, x, grid[k], grid[k + 1], noise);
+  {
+    // Inference mode: like no_grad, and also skips version counters and autograd metadata.
+    c10::InferenceMode inference;
+    torch::Tensor none;
+    for (size_t k = 0; k + 1 < grid.size(); ++k) {
+      torch::Tensor noise = info.stochastic ? rng->randn(x.sizes(), x.options()) : none;
+      x = info.step(counted, x, grid[k], grid[k + 1], noise);
+    }
   }
-  out.x0 = x;
+  // A functional op outside inference mode turns the result into an ordinary tensor, which later
+  // autograd code (the method's loss) may save for backward.
+  out.x0 = x.clone();
   return out;
 }
 
