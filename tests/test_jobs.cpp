@@ -140,7 +140,7 @@ TEST(JobsTest, PretrainCheckpointServesAsBase) {
   std::ostringstream log;
   const auto out = temp_dir("pretrain");
   auto p = run_pretrain(Config::resolve(pretrain_params(), "",
-                                        {{"out", out}, {"task", "gauss2d"}, {"pretrain_steps", "200"},
+                                        {{"out", out}, {"task", "gauss2d"}, {"pretrain_steps", "800"},
                                          {"eval_samples", "200"}, {"eval_steps", "10"}}),
                         JobIO{log, false});
   EXPECT_EQ(p["task"], "gauss2d");

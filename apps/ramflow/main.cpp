@@ -86,6 +86,7 @@ void print_list() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ramflow::keep_freed_memory();
   CLI::App app{"ramflow: RL post-training of flow-matching models with Reinforce Adjoint Matching,\n"
                "measured against the exact KL-optimal target."};
   app.require_subcommand(1);

@@ -5,7 +5,7 @@
 // The header maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end)} (offsets into the
 // tensor bytes), plus "__metadata__": a string-to-string map. ramflow stores its metadata as JSON text
 // under the key "ramflow": {"format": 1, "models": {name: spec}, ...caller fields (config, step, method)}.
-// Model tensors are named "<model>.<parameter path>", e.g. "policy.layers.0.weight".
+// Model tensors are named "<model>.<parameter path>", e.g. "policy.layer0_weight_t".
 #include <map>
 #include <string>
 #include <utility>

@@ -17,6 +17,8 @@
 //   B  batch (endpoints in a step = P * G)     P  condition groups (prompts) per step
 //   G  endpoints per group                     K  (t, eps) draws per endpoint
 //   D  data dimension (flattened)              N  pool / evaluation sample count
+#include <vector>
+
 #include <torch/types.h>
 
 namespace ramflow {
@@ -28,11 +30,20 @@ inline torch::Tensor expand_time(const torch::Tensor& t, const torch::Tensor& li
   return t.reshape(shape);
 }
 
-/// x_t = (1 - t) x0 + t eps.   x0, eps: [B, ...]; t: [B].
+/// Repeats each row K times, [B, ...] -> [B*K, ...] with row b*K + k = row b (as repeat_interleave).
+inline torch::Tensor repeat_rows(const torch::Tensor& x, int64_t K) {
+  if (K == 1) return x;
+  std::vector<int64_t> expanded = x.sizes().vec();
+  expanded.insert(expanded.begin() + 1, K);                   // [B, K, ...]
+  std::vector<int64_t> out = x.sizes().vec();
+  out[0] *= K;
+  return x.unsqueeze(1).expand(expanded).reshape(out);        // one copy
+}
+
+/// x_t = (1 - t) x0 + t eps = x0 + t (eps - x0).   x0, eps: [B, ...]; t: [B].
 inline torch::Tensor interpolate(const torch::Tensor& x0, const torch::Tensor& eps,
                                  const torch::Tensor& t) {
-  auto tb = expand_time(t, x0);
-  return (1 - tb) * x0 + tb * eps;
+  return torch::lerp(x0, eps, expand_time(t, x0));
 }
 
 /// The flow-matching velocity target u = eps - x0 (independent of t for the linear path).

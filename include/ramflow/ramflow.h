@@ -1,5 +1,6 @@
 #pragma once
 // Umbrella header: the whole public API of ramflow.
+#include "ramflow/adamw.h"
 #include "ramflow/advantage.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/config.h"
@@ -21,6 +22,7 @@
 #include "ramflow/reward.h"
 #include "ramflow/rng.h"
 #include "ramflow/run_dir.h"
+#include "ramflow/runtime.h"
 #include "ramflow/sampler.h"
 #include "ramflow/task.h"
 #include "ramflow/tilt.h"

@@ -7,8 +7,8 @@
 #include <memory>
 #include <optional>
 
-#include <torch/optim/adamw.h>
 
+#include "ramflow/adamw.h"
 #include "ramflow/method.h"
 #include "ramflow/reward.h"
 #include "ramflow/sampler.h"
@@ -59,7 +59,7 @@ class Trainer {
   /// The EMA old policy, or null if the method does not use one.
   VelocityFieldImpl* old() { return old_ ? &old_->model() : nullptr; }
   Method& method() { return *method_; }
-  torch::optim::AdamW& optimizer() { return *optimizer_; }
+  AdamW& optimizer() { return *optimizer_; }
   const TrainerOptions& options() const { return options_; }
 
  private:
@@ -70,7 +70,7 @@ class Trainer {
   TrainerOptions options_;
   CondSampler cond_;
   std::optional<EMA> old_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<AdamW> optimizer_;
   Rng rng_;
   int64_t step_ = 0;
   double seconds_ = 0;

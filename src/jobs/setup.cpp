@@ -158,7 +158,8 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
     return model;
   }
   // The cache key covers everything that determines the pretrained weights.
-  const nlohmann::json key = {{"task", task.spec()},
+  const nlohmann::json key = {{"format", 2},  // bump when a model's parameter layout changes
+                              {"task", task.spec()},
                               {"model", model_spec_from(cfg, task)},
                               {"steps", cfg.integer("pretrain_steps")},
                               {"batch", cfg.integer("pretrain_batch")},

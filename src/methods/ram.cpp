@@ -47,9 +47,10 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   const auto opts = batch.x0.options();
 
   // K draws per endpoint, all in one batched forward pass.
-  auto x0 = batch.x0.detach().repeat_interleave(K, 0);                  // [B*K, ...]
-  auto cond = batch.cond.defined() ? batch.cond.repeat_interleave(K, 0) : torch::Tensor();
-  auto s = expand_time(signal(batch).to(opts).repeat_interleave(K, 0), x0);  // [B*K, 1, ...]
+  auto x0 = repeat_rows(batch.x0.detach(), K);                          // [B*K, ...]
+  auto cond = batch.cond.defined() ? repeat_rows(batch.cond, K) : torch::Tensor();
+  const auto signal_b = signal(batch).to(opts);                         // [B]
+  auto s = expand_time(repeat_rows(signal_b, K), x0);                   // [B*K, 1, ...]
   auto t = options_.time().sample(B * K, rng, opts);                    // [B*K]
   auto eps = rng.randn(x0.sizes(), opts);                               // [B*K, ...]
   auto x_t = interpolate(x0, eps, t);
@@ -72,8 +73,8 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   out.loss = loss;
   {
     torch::NoGradGuard no_grad;
-    out.metrics["signal_mean"] = s.mean().item<double>();
-    out.metrics["drift_from_ref"] = (v.detach() - v_ref).pow(2).mean().item<double>();
+    out.metrics["signal_mean"] = signal_b.mean().item<double>();
+    out.metrics["drift_from_ref"] = torch::mse_loss(v.detach(), v_ref).item<double>();
   }
   return out;
 }

@@ -48,9 +48,8 @@ torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0, const
       << " for " << x0.size(0) << " samples (expected [" << x0.size(0) << "])";
     throw NumericalError(s.str());
   }
-  auto bad = torch::logical_not(torch::isfinite(r));
-  if (bad.any().item<bool>()) {
-    auto i = bad.nonzero()[0][0].item<int64_t>();
+  if (!torch::isfinite(r).all().item<bool>()) {
+    auto i = torch::logical_not(torch::isfinite(r)).nonzero()[0][0].item<int64_t>();
     throw NumericalError("reward '" + reward.spec().value("type", std::string("?")) +
                          "' returned a non-finite value for sample " + std::to_string(i));
   }

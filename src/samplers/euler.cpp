@@ -8,7 +8,7 @@ namespace ramflow {
 torch::Tensor euler_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
                          const torch::Tensor& /*noise*/) {
   auto tb = torch::full({x.size(0)}, t, x.options());
-  return x + (t_next - t) * v(x, tb);
+  return x.add(v(x, tb), t_next - t);  // x + dt v, one operator
 }
 
 }  // namespace ramflow

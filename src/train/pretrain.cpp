@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include "ramflow/adamw.h"
 #include "ramflow/conventions.h"
 #include "ramflow/errors.h"
 
@@ -29,7 +30,7 @@ void pretrain_flow_matching(VelocityFieldImpl& model, const DataSampler& data,
   auto params = model.parameters();
   TORCH_CHECK(!params.empty(), "pretrain: the model has no parameters");
   const auto opts = params.front().options().requires_grad(false);
-  torch::optim::Adam optimizer(params, torch::optim::AdamOptions(options.lr()));
+  AdamW optimizer(params, AdamWOptions().lr(options.lr()));  // weight decay 0: Adam
   Rng rng(options.seed());
   model.train();
   const auto start = std::chrono::steady_clock::now();

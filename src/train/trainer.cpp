@@ -1,6 +1,7 @@
 // The shared post-training loop (see include/ramflow/trainer.h).
 #include "ramflow/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -29,10 +30,11 @@ Trainer::Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward
   for (auto& p : policy_->parameters())
     if (p.requires_grad()) params.push_back(p);
   if (params.empty()) throw ConfigError("trainer: the policy has no trainable parameters");
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      params, torch::optim::AdamWOptions(options_.lr())
-                  .betas({options_.beta1(), options_.beta2()})
-                  .weight_decay(options_.weight_decay()));
+  optimizer_ = std::make_unique<AdamW>(params, AdamWOptions()
+                                                     .lr(options_.lr())
+                                                     .beta1(options_.beta1())
+                                                     .beta2(options_.beta2())
+                                                     .weight_decay(options_.weight_decay()));
   if (method_->uses_old_policy()) old_.emplace(*policy_, options_.old_decay(), options_.old_ramp());
 }
 
@@ -74,12 +76,11 @@ StepRecord Trainer::step() {
                          "' produced a non-finite loss");
   optimizer_->zero_grad();
   out.loss.backward();
-  const double max_norm = options_.grad_clip() > 0 ? options_.grad_clip()
-                                                   : std::numeric_limits<double>::infinity();
-  const double grad_norm = torch::nn::utils::clip_grad_norm_(policy_->parameters(), max_norm);
+  const double grad_norm = optimizer_->grad_norm();
   if (!std::isfinite(grad_norm))
     throw NumericalError("step " + std::to_string(step_ + 1) + ": method '" + method_->name() +
                          "' produced a non-finite gradient");
+  optimizer_->clip_grad_norm(grad_norm, options_.grad_clip());
   optimizer_->step();
   if (old_) old_->update(*policy_);  // the released code steps its EMA once per epoch (= step here)
   ++step_;
@@ -89,11 +90,20 @@ StepRecord Trainer::step() {
   StepRecord rec;
   rec.step = step_;
   rec.seconds = seconds_;
-  auto r = batch.reward.to(torch::kDouble);
-  rec.reward_mean = r.mean().item<double>();
-  rec.reward_std = r.numel() > 1 ? r.std().item<double>() : 0.0;
-  rec.reward_min = r.min().item<double>();
-  rec.reward_max = r.max().item<double>();
+  // Reward statistics in one pass over a CPU copy (Welford mean and unbiased variance).
+  const auto r = batch.reward.to(torch::kCPU, torch::kDouble).contiguous();
+  const double* rp = r.data_ptr<double>();
+  double mean = 0, m2 = 0;
+  rec.reward_min = rec.reward_max = rp[0];
+  for (int64_t i = 0; i < r.numel(); ++i) {
+    const double delta = rp[i] - mean;
+    mean += delta / static_cast<double>(i + 1);
+    m2 += delta * (rp[i] - mean);
+    rec.reward_min = std::min(rec.reward_min, rp[i]);
+    rec.reward_max = std::max(rec.reward_max, rp[i]);
+  }
+  rec.reward_mean = mean;
+  rec.reward_std = r.numel() > 1 ? std::sqrt(m2 / static_cast<double>(r.numel() - 1)) : 0.0;
   rec.loss = loss;
   rec.grad_norm = grad_norm;
   rec.nfe = nfe_;

@@ -1,0 +1,44 @@
+#pragma once
+// CPU kernels (internal; no torch types) for the places where LibTorch's per-operator cost dominates:
+// small dense layers (batches of tens of rows through 128-wide layers, as in the rollouts of a RAM step)
+// and the optimiser update over a flat parameter buffer. The best of AVX-512, AVX2+FMA and the baseline vector unit is chosen once at run time.
+#include <cstdint>
+
+namespace ramflow::kernels {
+
+/// out[B, O] = in[B, I] · wt[I, O] + bias[O].  Row-major, contiguous; `wt` is the transposed weight
+/// (the Linear weight W is [O, I]); `bias` may be null (zero).  `out` must not alias `in`.
+void dense(const float* in, int64_t B, int64_t I, const float* wt, const float* bias, int64_t O,
+           float* out);
+
+/// out[R, O] = a[K, R]^T · b[K, O]  (e.g. a weight gradient h^T g), without materialising a^T.
+void dense_tn(const float* a, int64_t K, int64_t R, const float* b, int64_t O, float* out);
+
+/// out[C, R] = a[R, C]^T.
+void transpose(const float* a, int64_t R, int64_t C, float* out);
+
+/// out[O] = sum over the B rows of g[B, O].
+void column_sum(const float* g, int64_t B, int64_t O, float* out);
+
+/// a = silu(z) = z · sigmoid(z) = z / (1 + exp(-z)), elementwise over n values; `a` may alias `z`.
+/// exp uses a degree-6 polynomial after range reduction (relative error < 2e-7).
+void silu(const float* z, float* a, int64_t n);
+
+/// dz = dh · silu'(z),  silu'(z) = s (1 + z (1 - s)),  s = sigmoid(z);  elementwise over n values.
+void silu_backward(const float* dh, const float* z, float* dz, int64_t n);
+
+/// One AdamW update's constants (see include/ramflow/adamw.h):
+///   m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,  p <- p decay - step m / (sqrt(v) / sqrt_bias2 + eps)
+struct AdamWStep {
+  float beta1, beta2, decay, step, sqrt_bias2, eps;
+};
+void adamw(float* p, float* m, float* v, const float* g, int64_t n, const AdamWStep& step);
+
+/// sum of g[i]^2, accumulated in double.
+double sum_of_squares(const float* g, int64_t n);
+
+/// The instruction set the kernels dispatch to: "avx512", "avx2" or "baseline", the best the processor
+/// has, capped by the environment variable RAMFLOW_ISA (avx2 or baseline) if set.
+const char* isa();
+
+}  // namespace ramflow::kernels
