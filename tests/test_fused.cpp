@@ -37,14 +37,22 @@ std::pair<MLPVelocity, MLPVelocity> fused_and_reference(const MLPVelocityOptions
   return {fused, reference};
 }
 
+// x [B, D], t [B] and, for a conditional model, labels [B].
+struct Inputs {
+  torch::Tensor x, t, cond;
+};
+
+Inputs inputs(const Shape& s, uint64_t seed) {
+  Rng rng(seed);
+  Inputs in{rng.randn({s.batch, s.options.dim()}), rng.rand({s.batch}), {}};
+  if (s.options.num_classes() > 0) in.cond = torch::randint(s.options.num_classes(), {s.batch});
+  return in;
+}
+
 TEST(FusedMLP, InferenceMatchesOperators) {
   for (const auto& s : shapes()) {
     auto [fused, reference] = fused_and_reference(s.options);
-    Rng rng(1);
-    auto x = rng.randn({s.batch, s.options.dim()});
-    auto t = rng.rand({s.batch});
-    torch::Tensor cond;
-    if (s.options.num_classes() > 0) cond = torch::randint(s.options.num_classes(), {s.batch});
+    const auto [x, t, cond] = inputs(s, 1);
     c10::InferenceMode guard;
     const auto v = fused->forward(x, t, cond);
     EXPECT_LT(rel_err(v, reference->forward(x, t, cond)), 2e-6) << "batch " << s.batch;
@@ -57,19 +65,15 @@ TEST(FusedMLP, InferenceMatchesOperators) {
 TEST(FusedMLP, BackwardMatchesAutograd) {
   for (const auto& s : shapes()) {
     auto [fused, reference] = fused_and_reference(s.options);
-    Rng rng(2);
-    auto x = rng.randn({s.batch, s.options.dim()});
-    auto t = rng.rand({s.batch});
-    auto w = rng.randn({s.batch, s.options.dim()});  // loss = sum(w * v): dLoss/dv = w
-    torch::Tensor cond;
-    if (s.options.num_classes() > 0) cond = torch::randint(s.options.num_classes(), {s.batch});
+    const Inputs in = inputs(s, 2);  // (a lambda below uses it: no structured binding in C++17)
+    auto w = Rng(3).randn({s.batch, s.options.dim()});  // loss = sum(w * v): dLoss/dv = w
     auto grads = [&](MLPVelocity& m) {
-      auto xg = x.clone().requires_grad_(true);
-      auto v = m->forward(xg, t, cond);
-      std::vector<torch::Tensor> inputs = m->parameters();
-      inputs.push_back(xg);
+      auto xg = in.x.clone().requires_grad_(true);
+      auto v = m->forward(xg, in.t, in.cond);
+      std::vector<torch::Tensor> wrt = m->parameters();
+      wrt.push_back(xg);
       auto loss = (w * v).sum();
-      auto g = torch::autograd::grad({loss}, inputs);
+      auto g = torch::autograd::grad({loss}, wrt);
       g.push_back(v.detach());
       return g;
     };
