@@ -156,12 +156,19 @@ RAMFLOW_INLINE typename Vec<W>::f vexp(typename Vec<W>::f x) {
   return p * (V)two_n;  // a vector cast reinterprets the bits
 }
 
+// sigmoid(v) = 1 / (1 + exp(-v)), W lanes; the instruction-set versions below replace the division.
 template <int W>
+struct SigmoidDivide {
+  static RAMFLOW_INLINE typename Vec<W>::f apply(typename Vec<W>::f v) { return 1.0f / (1.0f + vexp<W>(-v)); }
+};
+
+// silu(z) = z sigmoid(z), with Sigmoid::apply on W lanes at a time.
+template <int W, typename Sigmoid>
 RAMFLOW_INLINE void silu_impl(const float* z, float* a, int64_t n) {
   int64_t k = 0;
   for (; k + W <= n; k += W) {
     const auto v = load<W>(z + k);
-    store<W>(a + k, v / (1.0f + vexp<W>(-v)));
+    store<W>(a + k, v * Sigmoid::apply(v));
   }
   for (; k < n; ++k) a[k] = z[k] / (1.0f + std::exp(-z[k]));
 }
@@ -187,12 +194,12 @@ RAMFLOW_INLINE void adamw_impl(float* p, float* m, float* v, const float* g, int
   }
 }
 
-template <int W>
+template <int W, typename Sigmoid>
 RAMFLOW_INLINE void silu_backward_impl(const float* dh, const float* z, float* dz, int64_t n) {
   int64_t k = 0;
   for (; k + W <= n; k += W) {
     const auto v = load<W>(z + k);
-    const auto s = 1.0f / (1.0f + vexp<W>(-v));
+    const auto s = Sigmoid::apply(v);
     store<W>(dz + k, load<W>(dh + k) * s * (1.0f + v * (1.0f - s)));
   }
   for (; k < n; ++k) {
@@ -214,9 +221,9 @@ void dense_sse(const float* in, int64_t B, int64_t I, const float* wt, const flo
 void dense_tn_sse(const float* a, int64_t K, int64_t R, const float* b, int64_t O, float* out) {
   dense_tn_impl<4, 6, 2>(a, K, R, b, O, out);
 }
-void silu_sse(const float* z, float* a, int64_t n) { silu_impl<4>(z, a, n); }
+void silu_sse(const float* z, float* a, int64_t n) { silu_impl<4, SigmoidDivide<4>>(z, a, n); }
 void silu_backward_sse(const float* dh, const float* z, float* dz, int64_t n) {
-  silu_backward_impl<4>(dh, z, dz, n);
+  silu_backward_impl<4, SigmoidDivide<4>>(dh, z, dz, n);
 }
 void adamw_sse(float* p, float* m, float* v, const float* g, int64_t n, const AdamWStep& s) {
   adamw_impl<4>(p, m, v, g, n, s);
@@ -225,6 +232,9 @@ void adamw_sse(float* p, float* m, float* v, const float* g, int64_t n, const Ad
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define RAMFLOW_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 #define RAMFLOW_AVX2 __attribute__((target("avx2,fma")))
+// Inlines the whole call tree into the instruction-set function, so that a Sigmoid policy compiled for
+// that instruction set (which cannot be force-inlined into the generic template on its own) is inlined.
+#define RAMFLOW_FLATTEN __attribute__((flatten))
 RAMFLOW_AVX512 void dense_avx512(const float* in, int64_t B, int64_t I, const float* wt,
                                  const float* bias, int64_t O, float* out) {
   dense_impl<16, 8, 2>(in, I, 1, B, I, wt, bias, O, out);
@@ -233,30 +243,19 @@ RAMFLOW_AVX512 void dense_tn_avx512(const float* a, int64_t K, int64_t R, const 
                                     float* out) {
   dense_tn_impl<16, 8, 2>(a, K, R, b, O, out);
 }
-// sigmoid(v) = 1 / (1 + exp(-v)) with the hardware reciprocal estimate refined by one Newton step,
-// r <- r (2 - d r) (relative error ~1e-8), instead of a division, which is the slowest instruction here.
-// Vector-extension and intrinsic types are the same vectors, so they convert freely.
-RAMFLOW_AVX512 RAMFLOW_INLINE Vec<16>::f sigmoid_avx512(Vec<16>::f v) {
-  const Vec<16>::f d = 1.0f + vexp<16>(-v);
-  const Vec<16>::f r = _mm512_maskz_rcp14_ps(0xFFFF, d);  // (the maskz form: no GCC false warning)
-  return r * (2.0f - d * r);
-}
-RAMFLOW_AVX512 void silu_avx512(const float* z, float* a, int64_t n) {
-  int64_t k = 0;
-  for (; k + 16 <= n; k += 16) {
-    const auto v = load<16>(z + k);
-    store<16>(a + k, v * sigmoid_avx512(v));
+// sigmoid with the hardware reciprocal estimate refined by one Newton step, r <- r (2 - d r)
+// (relative error ~1e-8), instead of a division, the slowest instruction here. Vector-extension and
+// intrinsic types are the same vectors, so they convert freely.
+struct SigmoidAVX512 {
+  RAMFLOW_AVX512 static Vec<16>::f apply(Vec<16>::f v) {
+    const Vec<16>::f d = 1.0f + vexp<16>(-v);
+    const Vec<16>::f r = _mm512_maskz_rcp14_ps(0xFFFF, d);  // (the maskz form: no GCC false warning)
+    return r * (2.0f - d * r);
   }
-  silu_impl<1>(z + k, a + k, n - k);
-}
-RAMFLOW_AVX512 void silu_backward_avx512(const float* dh, const float* z, float* dz, int64_t n) {
-  int64_t k = 0;
-  for (; k + 16 <= n; k += 16) {
-    const auto v = load<16>(z + k);
-    const auto s = sigmoid_avx512(v);
-    store<16>(dz + k, load<16>(dh + k) * s * (1.0f + v * (1.0f - s)));
-  }
-  silu_backward_impl<1>(dh + k, z + k, dz + k, n - k);
+};
+RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_avx512(const float* z, float* a, int64_t n) { silu_impl<16, SigmoidAVX512>(z, a, n); }
+RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_backward_avx512(const float* dh, const float* z, float* dz, int64_t n) {
+  silu_backward_impl<16, SigmoidAVX512>(dh, z, dz, n);
 }
 RAMFLOW_AVX512 void adamw_avx512(float* p, float* m, float* v, const float* g, int64_t n,
                                  const AdamWStep& s) {
@@ -269,27 +268,16 @@ RAMFLOW_AVX2 void dense_avx2(const float* in, int64_t B, int64_t I, const float*
 RAMFLOW_AVX2 void dense_tn_avx2(const float* a, int64_t K, int64_t R, const float* b, int64_t O, float* out) {
   dense_tn_impl<8, 6, 2>(a, K, R, b, O, out);
 }
-RAMFLOW_AVX2 RAMFLOW_INLINE Vec<8>::f sigmoid_avx2(Vec<8>::f v) {
-  const Vec<8>::f d = 1.0f + vexp<8>(-v);
-  const Vec<8>::f r = _mm256_rcp_ps(d);  // 12-bit estimate; after one Newton step ~1e-7
-  return r * (2.0f - d * r);
-}
-RAMFLOW_AVX2 void silu_avx2(const float* z, float* a, int64_t n) {
-  int64_t k = 0;
-  for (; k + 8 <= n; k += 8) {
-    const auto v = load<8>(z + k);
-    store<8>(a + k, v * sigmoid_avx2(v));
+struct SigmoidAVX2 {
+  RAMFLOW_AVX2 static Vec<8>::f apply(Vec<8>::f v) {
+    const Vec<8>::f d = 1.0f + vexp<8>(-v);
+    const Vec<8>::f r = _mm256_rcp_ps(d);  // 12-bit estimate; after one Newton step ~1e-7
+    return r * (2.0f - d * r);
   }
-  silu_impl<1>(z + k, a + k, n - k);
-}
-RAMFLOW_AVX2 void silu_backward_avx2(const float* dh, const float* z, float* dz, int64_t n) {
-  int64_t k = 0;
-  for (; k + 8 <= n; k += 8) {
-    const auto v = load<8>(z + k);
-    const auto s = sigmoid_avx2(v);
-    store<8>(dz + k, load<8>(dh + k) * s * (1.0f + v * (1.0f - s)));
-  }
-  silu_backward_impl<1>(dh + k, z + k, dz + k, n - k);
+};
+RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_avx2(const float* z, float* a, int64_t n) { silu_impl<8, SigmoidAVX2>(z, a, n); }
+RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_backward_avx2(const float* dh, const float* z, float* dz, int64_t n) {
+  silu_backward_impl<8, SigmoidAVX2>(dh, z, dz, n);
 }
 RAMFLOW_AVX2 void adamw_avx2(float* p, float* m, float* v, const float* g, int64_t n, const AdamWStep& s) {
   adamw_impl<8>(p, m, v, g, n, s);

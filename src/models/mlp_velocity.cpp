@@ -95,19 +95,20 @@ torch::Tensor run_stack(const float* h, int64_t B, const torch::Tensor& h0_tenso
   }
 }
 
-// h_0 = [x, sin(t freqs), cos(t freqs), emb[label]] written row by row into hp: x [B, D], t [B], labels [B] (int64)
-// and emb [C, E] (both empty for an unconditional model), freqs [F]; all CPU float32 except labels.
-// The fused inference and training paths share it, so both compute bit-identical velocities (a zero
-// reward then gives an exactly zero RAM loss).
+// Width of h_0: D + 2F (+ E for a conditional model).
 int64_t input_width(const torch::Tensor& x, const torch::Tensor& labels, const torch::Tensor& emb,
                     const torch::Tensor& freqs) {
   return x.size(1) + 2 * freqs.size(0) + (labels.numel() > 0 ? emb.size(1) : 0);
 }
 
+// h_0 = [x, sin(t freqs), cos(t freqs), emb[label]] written row by row into hp [B, input_width]:
+// x [B, D], t [B], labels [B] (int64) and emb [C, E] (both empty for an unconditional model), freqs [F];
+// all CPU float32 except labels. The fused inference and training paths share it, so both compute
+// bit-identical velocities (a zero reward then gives an exactly zero RAM loss).
 void fill_h0(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
              const torch::Tensor& emb, const torch::Tensor& freqs, float* hp) {
   const int64_t B = x.size(0), D = x.size(1), F = freqs.size(0);
-  const int64_t E = labels.numel() > 0 ? emb.size(1) : 0, in = D + 2 * F + E;
+  const int64_t in = input_width(x, labels, emb, freqs), E = in - D - 2 * F;
   torch::Tensor keep_x, keep_t, keep_f;
   const float* xp = contiguous_data(x, keep_x);
   const float* tp = contiguous_data(t, keep_t);
