@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <torch/types.h>
@@ -17,6 +18,20 @@
 
 namespace ramflow {
 
+/// What the trainer's rollout must produce for a method (Method::rollout_spec).
+struct RolloutSpec {
+  /// Noise level a of the SDE of sde.h on the stochastic steps. With a > 0 the rollout keeps its
+  /// trajectory and the per-step log-densities; with 0 it runs the configured ODE sampler.
+  double noise_level = 0.0;
+  /// Flow-GRPO's window variant: only `window` consecutive steps are stochastic, starting at a step
+  /// drawn uniformly from [0, window_end * N - window]; 0 = every step is stochastic.
+  int64_t window = 0;
+  double window_end = 0.5;
+  std::string log_prob_reduce = "mean";  // "mean" (Flow-GRPO's code) or "sum" over coordinates
+  bool trajectory = false;       // keep x at every grid time (Euler steps where not stochastic)
+  bool reward_gradient = false;  // grad_x r(x0) in the batch; the reward must be differentiable
+};
+
 /// One step's on-policy data. B = groups * group_size; sample i belongs to group i / group_size.
 struct RolloutBatch {
   torch::Tensor x0;      // [B, ...] clean endpoints, no grad
@@ -24,13 +39,29 @@ struct RolloutBatch {
   torch::Tensor reward;  // [B] float32, finite
   int64_t groups = 1;
   int64_t group_size = 0;
+  // --- only when the RolloutSpec asked for them ---
+  std::vector<double> grid;        // t_0 = 1 > ... > t_N = 0
+  torch::Tensor trajectory;        // [N + 1, B, ...]: x at grid[k]; [0] the noise, [N] = x0
+  torch::Tensor log_prob;          // [N, B] log-density of each step under the rollout policy (0: ODE step)
+  std::vector<int64_t> sde_steps;  // the stochastic steps k (t_k -> t_k+1)
+  torch::Tensor reward_grad;       // [B, ...] grad_x r at x0
+  /// Per-sample tensors [B, ...] that Method::prepare computed from the whole batch (advantages, ...).
+  std::map<std::string, torch::Tensor> extras;
+
+  int64_t size() const { return x0.size(0); }
+  /// Samples [begin, end) of every per-sample tensor. Group statistics belong in Method::prepare,
+  /// which sees the whole batch: a slice may cut a group.
+  RolloutBatch slice(int64_t begin, int64_t end) const;
 };
+
+class Reward;
 
 /// The models a loss may use. Only `policy` is trainable.
 struct Policies {
   VelocityFieldImpl& policy;         // v_theta
   VelocityFieldImpl& ref;            // v_ref, frozen
   VelocityFieldImpl* old = nullptr;  // EMA "old" policy, when the method asked for it
+  const Reward* reward = nullptr;    // for methods that differentiate the reward (DRaFT)
 };
 
 struct LossOutput {
@@ -44,6 +75,13 @@ class Method {
   virtual std::string name() const = 0;
   /// True if rollouts and the stopped copy come from an EMA "old" policy instead of the current one.
   virtual bool uses_old_policy() const { return false; }
+  virtual RolloutSpec rollout_spec() const { return {}; }
+  /// True if the loss differentiates the reward (the trainer then refuses a non-differentiable one).
+  virtual bool needs_reward_gradient() const { return rollout_spec().reward_gradient; }
+  /// Called once per rollout, before the optimiser updates on it (no grad): statistics over the whole
+  /// batch, such as group advantages, go into batch.extras.
+  virtual void prepare(RolloutBatch& /*batch*/, const Policies& /*models*/) {}
+  /// The loss on a batch or a slice of one (TrainerOptions::minibatches).
   virtual LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) = 0;
   /// The method's resolved options (written into checkpoints and summaries).
   virtual nlohmann::json options() const = 0;
@@ -54,6 +92,9 @@ using MethodPtr = std::unique_ptr<Method>;
 struct MethodInfo {
   std::function<void(ParamTable&)> add_params;
   std::function<MethodPtr(const Config&)> make;
+  /// The method's own defaults for shared keys (lr, minibatches, old_decay, ...), from the tuning on the
+  /// toy tasks documented in docs/tuning.md. Keys the user sets win.
+  nlohmann::json preset = nlohmann::json::object();
 };
 const Registry<MethodInfo>& methods();
 

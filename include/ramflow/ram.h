@@ -46,6 +46,8 @@ class RAM : public Method {
   explicit RAM(RAMOptions options);
   std::string name() const override { return "ram"; }
   bool uses_old_policy() const override { return options_.target_copy() == "ema"; }
+  /// The signal uses group statistics, so it is computed on the whole batch (extras["signal"]).
+  void prepare(RolloutBatch& batch, const Policies& models) override;
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override { return options_.to_json(); }
 

@@ -44,4 +44,8 @@ RewardPtr make_reward(const nlohmann::json& spec, int64_t dim);
 torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0,
                             const torch::Tensor& cond = {});
 
+/// grad_x r(x) at x0 -> [B, ...] (no graph kept). ConfigError for a non-differentiable reward,
+/// NumericalError for a non-finite gradient.
+torch::Tensor reward_gradient(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond = {});
+
 }  // namespace ramflow

@@ -19,6 +19,8 @@ class Rng {
   torch::Tensor randn(at::IntArrayRef shape, const torch::TensorOptions& opts = {});
   /// Uniform draws on [0, 1).
   torch::Tensor rand(at::IntArrayRef shape, const torch::TensorOptions& opts = {});
+  /// One integer drawn uniformly from [lo, hi) (hi > lo).
+  int64_t randint(int64_t lo, int64_t hi);
   /// n indices in [0, weights.size(0)) drawn with probability ∝ weights, with replacement.
   torch::Tensor multinomial(const torch::Tensor& weights, int64_t n);
 

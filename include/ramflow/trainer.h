@@ -1,7 +1,10 @@
 #pragma once
 // The one post-training loop every method plugs into, in pipeline order:
-//   rollout (ODE sampler, no grad) -> reward (checked finite) -> method loss -> AdamW step
+//   rollout (the method's RolloutSpec: ODE sampler, or SDE trajectory with log-densities; no grad)
+//   -> reward (checked finite; its gradient if asked) -> Method::prepare on the whole batch
+//   -> for each of M minibatches: method loss -> AdamW step
 //   -> EMA "old" policy update -> step record.
+// The first minibatch is exactly on-policy; later ones are slightly off-policy (PPO-style reuse).
 // Each step draws from its own random stream rng.fork(step), so a run is reproducible step by step.
 #include <functional>
 #include <memory>
@@ -26,6 +29,7 @@ struct TrainerOptions {
   TORCH_ARG(double, beta1) = 0.9;
   TORCH_ARG(double, beta2) = 0.999;
   TORCH_ARG(double, grad_clip) = 0.0;    // max global grad norm; 0 = off
+  TORCH_ARG(int64_t, minibatches) = 1;   // optimiser updates per rollout, each on 1/M of the batch
   TORCH_ARG(double, old_decay) = 0.9;    // EMA "old" policy decay (methods that use it)
   TORCH_ARG(double, old_ramp) = 0.01;    // its warm-up: decay = min(old_decay, old_ramp * updates)
   TORCH_ARG(uint64_t, seed) = 0;
@@ -38,8 +42,8 @@ struct StepRecord {
   int64_t step = 0;            // 1-based index of the step just taken
   double seconds = 0;          // cumulative wall-clock time inside step()
   double reward_mean = 0, reward_std = 0, reward_min = 0, reward_max = 0;
-  double loss = 0;
-  double grad_norm = 0;        // before clipping
+  double loss = 0;             // mean over the minibatches
+  double grad_norm = 0;        // before clipping (of the last minibatch)
   int64_t nfe = 0;             // cumulative network evaluations by rollouts (per sample)
   int64_t reward_evals = 0;    // cumulative reward evaluations
   std::map<std::string, double> metrics;  // method-specific

@@ -36,6 +36,11 @@ torch::Tensor Rng::rand(at::IntArrayRef shape, const torch::TensorOptions& opts)
   return opts.has_device() ? x.to(opts.device()) : x;
 }
 
+int64_t Rng::randint(int64_t lo, int64_t hi) {
+  TORCH_CHECK(hi > lo, "Rng::randint: empty range [", lo, ", ", hi, ")");
+  return torch::randint(lo, hi, {1}, gen_, torch::kLong).item<int64_t>();
+}
+
 torch::Tensor Rng::multinomial(const torch::Tensor& weights, int64_t n) {
   auto w = weights.detach().to(torch::kCPU, torch::kDouble);
   return torch::multinomial(w, n, /*replacement=*/true, gen_);

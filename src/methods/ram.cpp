@@ -39,6 +39,8 @@ torch::Tensor RAM::signal(const RolloutBatch& batch) const {
   return m * normalized_advantage(r, batch.group_size, options_.std_scope(), options_.std_eps());
 }
 
+void RAM::prepare(RolloutBatch& batch, const Policies&) { batch.extras["signal"] = signal(batch); }
+
 LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {
   const int64_t B = batch.x0.size(0), K = options_.draws();
   TORCH_CHECK(batch.reward.dim() == 1 && batch.reward.size(0) == B, "ram: reward has shape ",
@@ -49,8 +51,8 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   // K draws per endpoint, all in one batched forward pass.
   auto x0 = repeat_rows(batch.x0.detach(), K);                          // [B*K, ...]
   auto cond = batch.cond.defined() ? repeat_rows(batch.cond, K) : torch::Tensor();
-  const auto signal_b = signal(batch).to(opts);                         // [B]
-  auto s = expand_time(repeat_rows(signal_b, K), x0);                   // [B*K, 1, ...]
+  const auto it = batch.extras.find("signal");
+  const auto signal_b = (it != batch.extras.end() ? it->second : signal(batch)).to(opts);  // [B]
   auto t = options_.time().sample(B * K, rng, opts);                    // [B*K]
   auto eps = rng.randn(x0.sizes(), opts);                               // [B*K, ...]
   auto x_t = interpolate(x0, eps, t);
@@ -65,8 +67,11 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   auto v = models.policy.forward(x_t, t, cond);                         // the only graph
   if (!uses_old_policy()) v_old = v.detach();
 
-  // target = sg(v_ref + s (u - v_copy));  loss = mean (v - target)^2
-  auto target = v_ref + s * (u - v_old);
+  // target = sg(v_ref + s (u - v_copy));  loss = mean (v - target)^2. The signal of endpoint b
+  // multiplies its K draws: viewed as [B, K, n], s broadcasts from [B, 1, 1].
+  auto target = torch::addcmul(v_ref.view({B, K, -1}), signal_b.view({B, 1, 1}),
+                               (u - v_old).view({B, K, -1}))
+                    .view(v.sizes());
   auto loss = torch::mse_loss(v, target);
 
   LossOutput out;

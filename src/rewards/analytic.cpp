@@ -33,60 +33,76 @@ torch::Tensor read_point(SpecReader& r, const std::string& key, int64_t dim,
 
 torch::Tensor flat(const torch::Tensor& x0) { return x0.reshape({x0.size(0), -1}); }
 
+// A float64 parameter with a float32 CPU copy made once, so that scoring a CPU float32 batch does not
+// convert it on every call.
+class Param {
+ public:
+  explicit Param(torch::Tensor f64) : f64_(std::move(f64)), f32_(f64_.to(torch::kFloat)) {}
+  const torch::Tensor& f64() const { return f64_; }
+  torch::Tensor like(const torch::Tensor& x) const {
+    if (x.device().is_cpu() && x.scalar_type() == torch::kFloat) return f32_;
+    return f64_.to(x.options());
+  }
+
+ private:
+  torch::Tensor f64_, f32_;
+};
+
 class LinearReward : public Reward {
  public:
   explicit LinearReward(torch::Tensor a) : a_(std::move(a)) {}
   torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
-    return torch::mv(flat(x0), a_.to(x0.options()));
+    return torch::mv(flat(x0), a_.like(x0));
   }
   bool differentiable() const override { return true; }
   std::optional<QuadraticForm> quadratic_form() const override {
-    const int64_t D = a_.size(0);
-    return QuadraticForm{torch::zeros({D, D}, torch::kDouble), a_, 0.0};
+    const int64_t D = a_.f64().size(0);
+    return QuadraticForm{torch::zeros({D, D}, torch::kDouble), a_.f64(), 0.0};
   }
-  nlohmann::json spec() const override { return {{"type", "linear"}, {"coef", to_vector(a_)}}; }
+  nlohmann::json spec() const override { return {{"type", "linear"}, {"coef", to_vector(a_.f64())}}; }
 
  private:
-  torch::Tensor a_;  // [D]
+  Param a_;  // [D]
 };
 
 class QuadraticReward : public Reward {
  public:
   QuadraticReward(torch::Tensor c, torch::Tensor Q) : c_(std::move(c)), Q_(std::move(Q)) {}
   torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
-    auto d = flat(x0) - c_.to(x0.options());                       // [B, D]
-    return -0.5 * (torch::matmul(d, Q_.to(x0.options())) * d).sum(1);
+    auto d = flat(x0) - c_.like(x0);                                // [B, D]
+    return -0.5 * (torch::matmul(d, Q_.like(x0)) * d).sum(1);
   }
   bool differentiable() const override { return true; }
   std::optional<QuadraticForm> quadratic_form() const override {
     // -1/2 (x-c)^T Q (x-c) = -1/2 x^T Q x + (Qc)^T x - 1/2 c^T Q c
-    return QuadraticForm{Q_, torch::mv(Q_, c_), -0.5 * torch::dot(c_, torch::mv(Q_, c_)).item<double>()};
+    const auto &Q = Q_.f64(), &c = c_.f64();
+    return QuadraticForm{Q, torch::mv(Q, c), -0.5 * torch::dot(c, torch::mv(Q, c)).item<double>()};
   }
   nlohmann::json spec() const override {
     nlohmann::json q = nlohmann::json::array();
-    for (int64_t i = 0; i < Q_.size(0); ++i) q.push_back(to_vector(Q_[i]));
-    return {{"type", "quadratic"}, {"center", to_vector(c_)}, {"q", q}};
+    for (int64_t i = 0; i < Q_.f64().size(0); ++i) q.push_back(to_vector(Q_.f64()[i]));
+    return {{"type", "quadratic"}, {"center", to_vector(c_.f64())}, {"q", q}};
   }
 
  private:
-  torch::Tensor c_;  // [D]
-  torch::Tensor Q_;  // [D, D]
+  Param c_;  // [D]
+  Param Q_;  // [D, D]
 };
 
 class BumpReward : public Reward {
  public:
   BumpReward(torch::Tensor c, double s, double h) : c_(std::move(c)), s_(s), h_(h) {}
   torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
-    auto d2 = (flat(x0) - c_.to(x0.options())).pow(2).sum(1);    // [B]
-    return h_ * torch::exp(-d2 / (2.0 * s_ * s_));
+    auto d2 = (flat(x0) - c_.like(x0)).square().sum(1);          // [B]
+    return torch::exp(d2 * (-0.5 / (s_ * s_))) * h_;
   }
   bool differentiable() const override { return true; }
   nlohmann::json spec() const override {
-    return {{"type", "bump"}, {"center", to_vector(c_)}, {"scale", s_}, {"height", h_}};
+    return {{"type", "bump"}, {"center", to_vector(c_.f64())}, {"scale", s_}, {"height", h_}};
   }
 
  private:
-  torch::Tensor c_;
+  Param c_;
   double s_, h_;
 };
 

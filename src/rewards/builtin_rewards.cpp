@@ -1,4 +1,5 @@
 // The list of built-in rewards: one line per reward (its factory lives in its own file).
+#include <cmath>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -48,12 +49,38 @@ torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0, const
       << " for " << x0.size(0) << " samples (expected [" << x0.size(0) << "])";
     throw NumericalError(s.str());
   }
-  if (!torch::isfinite(r).all().item<bool>()) {
-    auto i = torch::logical_not(torch::isfinite(r)).nonzero()[0][0].item<int64_t>();
-    throw NumericalError("reward '" + reward.spec().value("type", std::string("?")) +
-                         "' returned a non-finite value for sample " + std::to_string(i));
+  r = r.to(torch::kFloat);
+  // The index of the first non-finite value, or -1. On the CPU a plain scan: the common case of a
+  // small batch would otherwise spend more time in operator dispatch than in the check.
+  int64_t bad = -1;
+  if (r.device().is_cpu()) {
+    const auto rc = r.contiguous();
+    const float* p = rc.data_ptr<float>();
+    for (int64_t i = 0; i < rc.numel() && bad < 0; ++i)
+      if (!std::isfinite(p[i])) bad = i;
+  } else if (!torch::isfinite(r).all().item<bool>()) {
+    bad = torch::logical_not(torch::isfinite(r)).nonzero()[0][0].item<int64_t>();
   }
-  return r.to(torch::kFloat);
+  if (bad >= 0)
+    throw NumericalError("reward '" + reward.spec().value("type", std::string("?")) +
+                         "' returned a non-finite value for sample " + std::to_string(bad));
+  return r;
+}
+
+torch::Tensor reward_gradient(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond) {
+  const std::string name = reward.spec().value("type", std::string("?"));
+  if (!reward.differentiable()) throw ConfigError("reward '" + name + "' is not differentiable");
+  torch::AutoGradMode grad_mode(true);
+  auto x = x0.detach().requires_grad_(true);
+  auto r = reward.score(x, cond);  // [B]
+  TORCH_CHECK(r.dim() == 1 && r.size(0) == x0.size(0), "reward '", name, "' returned shape ", r.sizes());
+  // The rewards of different samples do not interact, so the gradient of their sum is per-sample.
+  auto g = torch::autograd::grad({r.sum()}, {x}, {}, /*retain_graph=*/false, /*create_graph=*/false,
+                                 /*allow_unused=*/true)[0];
+  if (!g.defined()) g = torch::zeros_like(x0);  // a constant reward
+  if (!torch::isfinite(g).all().item<bool>())
+    throw NumericalError("reward '" + name + "' has a non-finite gradient");
+  return g.detach();
 }
 
 }  // namespace ramflow

@@ -8,6 +8,8 @@
 #include <torch/torch.h>
 
 #include "ramflow/errors.h"
+#include "ramflow/sde.h"
+#include "ramflow/time.h"
 
 namespace ramflow {
 
@@ -26,6 +28,13 @@ Trainer::Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward
     throw ConfigError("trainer: groups and group_size must be >= 1");
   if (!(options_.lr() > 0)) throw ConfigError("trainer: lr must be > 0");
   samplers().get(options_.rollout().sampler());  // fail early on an unknown sampler
+  if (options_.minibatches() < 1 || (options_.groups() * options_.group_size()) % options_.minibatches())
+    throw ConfigError("trainer: minibatches (" + std::to_string(options_.minibatches()) +
+                      ") must divide the batch of groups * group_size = " +
+                      std::to_string(options_.groups() * options_.group_size()) + " endpoints");
+  if (method_->needs_reward_gradient() && !reward_->differentiable())
+    throw ConfigError("method '" + method_->name() + "' differentiates the reward, and reward '" +
+                      reward_->spec().value("type", std::string("?")) + "' is not differentiable");
   std::vector<torch::Tensor> params;
   for (auto& p : policy_->parameters())
     if (p.requires_grad()) params.push_back(p);
@@ -53,11 +62,43 @@ RolloutBatch Trainer::rollout(Rng& rng) {
   shape.insert(shape.end(), options_.sample_shape().begin(), options_.sample_shape().end());
   auto x1 = rng.randn(shape, opts);                                           // [B, ...] ~ N(0, I)
   VelocityFieldImpl& sampler_model = old_ ? old_->model() : *policy_;
-  auto result = sample(sampler_model, x1, batch.cond, options_.rollout(), &rng);
-  batch.x0 = result.x0;                                                       // [B, ...]
-  nfe_ += result.nfe;
+  const RolloutSpec spec = method_->rollout_spec();
+  if (spec.noise_level > 0 || spec.trajectory) {
+    // Euler steps on the configured grid, stochastic on all steps or on a window of them.
+    const auto grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
+    const int64_t N = static_cast<int64_t>(grid.size()) - 1;
+    std::vector<int64_t> sde_steps;
+    if (spec.noise_level > 0) {
+      if (spec.window <= 0) {
+        for (int64_t k = 0; k < N; ++k) sde_steps.push_back(k);
+      } else {
+        const int64_t w = std::min(spec.window, N);
+        const int64_t last_start = std::max<int64_t>(0, static_cast<int64_t>(spec.window_end * N) - w);
+        const int64_t start = rng.randint(0, last_start + 1);
+        for (int64_t k = start; k < start + w; ++k) sde_steps.push_back(k);
+      }
+    }
+    Trajectory traj = sample_trajectory(sampler_model, x1, batch.cond,
+                                        TrajectoryOptions()
+                                            .grid(grid)
+                                            .noise_level(spec.noise_level)
+                                            .sde_steps(sde_steps)
+                                            .log_prob_reduce(spec.log_prob_reduce),
+                                        rng);
+    batch.grid = traj.grid;
+    batch.trajectory = traj.x;                                                // [N + 1, B, ...]
+    batch.log_prob = traj.log_prob;                                           // [N, B]
+    batch.sde_steps = traj.sde_steps;
+    batch.x0 = traj.x[N];
+    nfe_ += traj.nfe;
+  } else {
+    auto result = sample(sampler_model, x1, batch.cond, options_.rollout(), &rng);
+    batch.x0 = result.x0;                                                     // [B, ...]
+    nfe_ += result.nfe;
+  }
   batch.reward = score_checked(*reward_, batch.x0, batch.cond);               // [B]
   reward_evals_ += B;
+  if (spec.reward_gradient) batch.reward_grad = reward_gradient(*reward_, batch.x0, batch.cond);
   return batch;
 }
 
@@ -67,21 +108,31 @@ StepRecord Trainer::step() {
   policy_->train();
   RolloutBatch batch = rollout(rng);
 
-  // --- loss and optimiser step ---------------------------------------------------------------------
-  Policies models{*policy_, *ref_, old()};
-  LossOutput out = method_->loss(batch, models, rng);
-  const double loss = out.loss.item<double>();
-  if (!std::isfinite(loss))
-    throw NumericalError("step " + std::to_string(step_ + 1) + ": method '" + method_->name() +
-                         "' produced a non-finite loss");
-  optimizer_->zero_grad();
-  out.loss.backward();
-  const double grad_norm = optimizer_->grad_norm();
-  if (!std::isfinite(grad_norm))
-    throw NumericalError("step " + std::to_string(step_ + 1) + ": method '" + method_->name() +
-                         "' produced a non-finite gradient");
-  optimizer_->clip_grad_norm(grad_norm, options_.grad_clip());
-  optimizer_->step();
+  // --- loss and optimiser steps, one per minibatch -------------------------------------------------
+  Policies models{*policy_, *ref_, old(), reward_.get()};
+  {
+    torch::NoGradGuard no_grad;
+    method_->prepare(batch, models);
+  }
+  const int64_t M = options_.minibatches(), size = batch.size() / M;
+  double loss = 0, grad_norm = 0;
+  LossOutput out;
+  for (int64_t i = 0; i < M; ++i) {
+    out = method_->loss(M == 1 ? batch : batch.slice(i * size, (i + 1) * size), models, rng);
+    const double value = out.loss.item<double>();
+    if (!std::isfinite(value))
+      throw NumericalError("step " + std::to_string(step_ + 1) + ": method '" + method_->name() +
+                           "' produced a non-finite loss");
+    optimizer_->zero_grad();
+    out.loss.backward();
+    grad_norm = optimizer_->grad_norm();
+    if (!std::isfinite(grad_norm))
+      throw NumericalError("step " + std::to_string(step_ + 1) + ": method '" + method_->name() +
+                           "' produced a non-finite gradient");
+    optimizer_->clip_grad_norm(grad_norm, options_.grad_clip());
+    optimizer_->step();
+    loss += value / static_cast<double>(M);
+  }
   if (old_) old_->update(*policy_);  // the released code steps its EMA once per epoch (= step here)
   ++step_;
   seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

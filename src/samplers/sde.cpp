@@ -1,0 +1,118 @@
+// Flow-GRPO's ODE-to-SDE step, its log-density and the trajectory rollout (see include/ramflow/sde.h).
+#include "ramflow/sde.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "ramflow/errors.h"
+
+namespace ramflow {
+
+namespace {
+void check_step(double t, double t_next) {
+  TORCH_CHECK(t <= 1.0 && t_next >= 0.0 && t_next < t, "sde step: need 1 >= t > t_next >= 0, got t = ", t,
+              ", t_next = ", t_next);
+}
+}  // namespace
+
+double sde_sigma(double a, double t, double t_next) {
+  check_step(t, t_next);
+  const double one_minus_t = t >= 1.0 ? 1.0 - t_next : 1.0 - t;  // Flow-GRPO's clamp at t = 1
+  return a * std::sqrt(t / one_minus_t);
+}
+
+double sde_drift_weight(double a, double t, double t_next) {
+  const double s = sde_sigma(a, t, t_next);
+  return s * s / (2.0 * t);
+}
+
+SdeStep sde_step(const torch::Tensor& x, const torch::Tensor& v, double a, double t, double t_next) {
+  TORCH_CHECK(x.sizes() == v.sizes(), "sde_step: x has shape ", x.sizes(), " but v has ", v.sizes());
+  const double dt = t_next - t;  // < 0
+  const double c = sde_drift_weight(a, t, t_next);
+  // mean = x + [v + c (x + (1 - t) v)] dt = (1 + c dt) x + (1 + c (1 - t)) dt v
+  SdeStep out;
+  out.mean = a == 0.0 ? x.add(v, dt) : x.mul(1.0 + c * dt).add(v, (1.0 + c * (1.0 - t)) * dt);
+  out.std = sde_sigma(a, t, t_next) * std::sqrt(-dt);
+  return out;
+}
+
+torch::Tensor gaussian_log_prob(const torch::Tensor& x_next, const torch::Tensor& mean, double std,
+                                const std::string& reduce) {
+  TORCH_CHECK(std > 0, "gaussian_log_prob: std must be > 0, got ", std);
+  TORCH_CHECK(x_next.sizes() == mean.sizes(), "gaussian_log_prob: x_next ", x_next.sizes(), " vs mean ",
+              mean.sizes());
+  const int64_t B = x_next.size(0);
+  // log N(x; m, s^2) = -(x - m)^2 / (2 s^2) - log s - log(2 pi) / 2, per coordinate
+  const double constant = -std::log(std) - 0.5 * std::log(2.0 * M_PI);
+  auto per_coord = (x_next - mean).square().reshape({B, -1});  // [B, n]
+  if (reduce == "mean") return per_coord.mean(1) * (-0.5 / (std * std)) + constant;
+  if (reduce == "sum")
+    return per_coord.sum(1) * (-0.5 / (std * std)) + constant * static_cast<double>(per_coord.size(1));
+  throw ConfigError("log-probability reduction must be mean or sum, got '" + reduce + "'");
+}
+
+torch::Tensor sde_sampler_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
+                               const torch::Tensor& noise, double a) {
+  auto step = sde_step(x, v(x, torch::full({x.size(0)}, t, x.options())), a, t, t_next);
+  return step.mean.add(noise, step.std);
+}
+
+torch::Tensor flow_grpo_sde_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
+                                 const torch::Tensor& noise) {
+  return sde_sampler_step(v, x, t, t_next, noise, 0.7);
+}
+
+torch::Tensor memoryless_sde_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
+                                  const torch::Tensor& noise) {
+  return sde_sampler_step(v, x, t, t_next, noise, std::sqrt(2.0));
+}
+
+Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, const torch::Tensor& cond,
+                             const TrajectoryOptions& options, Rng& rng) {
+  const auto& grid = options.grid();
+  TORCH_CHECK(grid.size() >= 2 && grid.front() == 1.0 && grid.back() == 0.0,
+              "sample_trajectory: the grid must run from 1 to 0");
+  const int64_t N = static_cast<int64_t>(grid.size()) - 1, B = x1.size(0);
+  std::vector<char> stochastic(N, 0);
+  for (int64_t k : options.sde_steps()) {
+    TORCH_CHECK(k >= 0 && k < N, "sample_trajectory: SDE step ", k, " outside [0, ", N, ")");
+    stochastic[k] = 1;
+  }
+  Trajectory out;
+  out.grid = grid;
+  out.sde_steps = options.sde_steps();
+  std::sort(out.sde_steps.begin(), out.sde_steps.end());
+  std::vector<int64_t> shape = {N + 1};
+  shape.insert(shape.end(), x1.sizes().begin(), x1.sizes().end());
+  {
+    c10::InferenceMode inference;
+    auto xs = torch::empty(shape, x1.options());                  // [N + 1, B, ...]
+    auto log_prob = torch::zeros({N, B}, x1.options());          // [N, B]
+    xs[0].copy_(x1);
+    torch::Tensor x = x1;
+    for (int64_t k = 0; k < N; ++k) {
+      const double t = grid[k], t_next = grid[k + 1];
+      auto v = model.forward(x, torch::full({B}, t, x.options()), cond);
+      ++out.nfe;
+      if (stochastic[k] && options.noise_level() > 0) {
+        auto step = sde_step(x, v, options.noise_level(), t, t_next);
+        x = step.mean.add(rng.randn(x.sizes(), x.options()), step.std);
+        log_prob[k].copy_(gaussian_log_prob(x, step.mean, step.std, options.log_prob_reduce()));
+      } else {
+        x = x.add(v, t_next - t);  // Euler
+      }
+      xs[k + 1].copy_(x);
+    }
+    out.x = xs;
+    out.log_prob = log_prob;
+  }
+  // Ordinary tensors again (see sample()): methods may save them for backward.
+  out.x = out.x.clone();
+  out.log_prob = out.log_prob.clone();
+  return out;
+}
+
+}  // namespace ramflow
