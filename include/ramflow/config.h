@@ -8,6 +8,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -78,6 +79,10 @@ class Config {
 
   /// Overrides one key with a JSON value (validated like a config-file entry).
   void set(const std::string& key, const json& value);
+  /// True if the key came from the config file or a flag (not from the table's default).
+  bool is_explicit(const std::string& key) const { return explicit_.count(key) > 0; }
+  /// Sets the keys of `defaults` (an object) that were not given explicitly: a method's preset.
+  void apply_defaults(const json& defaults);
 
   const json& values() const { return values_; }
   const ParamTable& table() const { return *table_; }
@@ -87,6 +92,7 @@ class Config {
       : table_(std::move(table)), values_(std::move(values)) {}
   std::shared_ptr<const ParamTable> table_;  // owned copy: a Config outlives the table it came from
   json values_;
+  std::set<std::string> explicit_;  // keys given by the file or flags
 };
 
 /// Parses one flag's text into the parameter's JSON type; throws ConfigError naming the flag.

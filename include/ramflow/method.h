@@ -14,6 +14,7 @@
 #include "ramflow/config.h"
 #include "ramflow/registry.h"
 #include "ramflow/rng.h"
+#include "ramflow/time.h"
 #include "ramflow/velocity_field.h"
 
 namespace ramflow {
@@ -92,10 +93,15 @@ using MethodPtr = std::unique_ptr<Method>;
 struct MethodInfo {
   std::function<void(ParamTable&)> add_params;
   std::function<MethodPtr(const Config&)> make;
-  /// The method's own defaults for shared keys (lr, minibatches, old_decay, ...), from the tuning on the
-  /// toy tasks documented in docs/tuning.md. Keys the user sets win.
+  /// The method's own defaults for shared keys (lr, minibatches, old_decay, ...): applied by
+  /// Config::apply_defaults, so keys the user sets win.
   nlohmann::json preset = nlohmann::json::object();
 };
 const Registry<MethodInfo>& methods();
+
+/// Every method's config keys: the shared forward-process keys (draws, time_*), then each method's.
+void add_method_params(ParamTable& table);
+/// The training-time distribution of the time_* keys.
+TimeDistribution time_distribution_from(const Config& cfg);
 
 }  // namespace ramflow

@@ -31,6 +31,18 @@ double sde_sigma(double a, double t, double t_next);
 /// c_t = sigma_t^2 / (2 t): the weight of the score correction in the SDE drift.
 double sde_drift_weight(double a, double t, double t_next);
 
+/// The step t -> t_next as mean = x_coef x + v_coef v(x, t), x_next = mean + std xi:
+///   x_coef = 1 + c_t dt,  v_coef = (1 + c_t (1 - t)) dt,  std = sigma_t sqrt(-dt).
+struct SdeCoefficients {
+  double x_coef = 1, v_coef = 0, std = 0;
+};
+SdeCoefficients sde_coefficients(double a, double t, double t_next);
+
+/// mean = x_coef x + v_coef v with one coefficient per sample (x_coef, v_coef [B]). The rollout and the
+/// methods that re-evaluate its log-densities both use it, so the two computations agree bit for bit.
+torch::Tensor sde_mean(const torch::Tensor& x, const torch::Tensor& v, const torch::Tensor& x_coef,
+                       const torch::Tensor& v_coef);
+
 /// One step's Gaussian transition x_next ~ N(mean, std^2 I).
 struct SdeStep {
   torch::Tensor mean;  // [B, ...]
@@ -43,6 +55,9 @@ SdeStep sde_step(const torch::Tensor& x, const torch::Tensor& v, double a, doubl
 /// log N(x_next; mean, std^2 I) per sample, reduced over coordinates by "mean" or "sum". -> [B]
 torch::Tensor gaussian_log_prob(const torch::Tensor& x_next, const torch::Tensor& mean, double std,
                                 const std::string& reduce);
+/// The same with one std per sample, std [B] (differentiable in x_next and mean).
+torch::Tensor gaussian_log_prob(const torch::Tensor& x_next, const torch::Tensor& mean,
+                                const torch::Tensor& std, const std::string& reduce);
 
 /// The sampler-registry form (v, x, t, t_next, noise) for a fixed noise level.
 torch::Tensor sde_sampler_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,

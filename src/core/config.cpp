@@ -288,6 +288,7 @@ Config Config::from_json(const ParamTable& table, const json& values, const std:
     }
     validate(*table.find(kv.key()), kv.value(), source + ": key '" + kv.key() + "'");
     cfg.values_[kv.key()] = kv.value();
+    cfg.explicit_.insert(kv.key());
   }
   return cfg;
 }
@@ -300,8 +301,14 @@ Config Config::resolve(const ParamTable& table, const std::string& file,
     const Param* p = table.find(kv.first);
     if (!p) throw ConfigError("unknown option '" + kv.first + "'");
     cfg.values_[p->key] = parse_flag_value(*p, kv.second);
+    cfg.explicit_.insert(p->key);
   }
   return cfg;
+}
+
+void Config::apply_defaults(const json& defaults) {
+  for (const auto& kv : defaults.items())
+    if (!is_explicit(kv.key())) set(kv.key(), kv.value());
 }
 
 void Config::set(const std::string& key, const json& value) {

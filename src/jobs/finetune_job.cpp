@@ -25,7 +25,7 @@ ParamTable finetune_params() {
   jobs::add_reward_params(t, /*with_defaults=*/true);
   t.group("Method");
   t.text("method", "ram", "post-training method", methods().names());
-  for (const auto& name : methods().names()) methods().get(name).add_params(t);
+  add_method_params(t);
   t.group("Rollouts");
   t.integer("group", 32, "G: endpoints per condition group per step", 1, 1 << 20);
   t.integer("groups", 1, "P: condition groups per step (B = P G endpoints)", 1, 1 << 16);
@@ -33,7 +33,9 @@ ParamTable finetune_params() {
   t.text("rollout_sampler", "euler", "rollout sampler", samplers().names());
   t.number("rollout_shift", 1.0, "grid shift s: t' = s t / (1 + (s-1) t)", 0, 1000, true);
   t.group("Optimisation");
-  t.integer("steps", 600, "training steps (one optimiser step each)", 1, 100000000);
+  t.integer("steps", 600, "training steps (one rollout each)", 1, 100000000);
+  t.integer("minibatches", 1, "optimiser updates per rollout, each on 1/M of the endpoints "
+            "(the first is on-policy)", 1, 1 << 20);
   t.number("lr", 1e-4, "AdamW learning rate", 0, 10, true);
   t.number("weight_decay", 0.0, "AdamW weight decay", 0, 10);
   t.number("beta1", 0.9, "AdamW beta1", 0, 1);
@@ -77,7 +79,9 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q"})
     cfg.set(k, nullptr);
   const double m = cfg.number("multiplier");
-  MethodPtr method = methods().get(cfg.text("method")).make(cfg);
+  const MethodInfo& method_info = methods().get(cfg.text("method"));
+  cfg.apply_defaults(method_info.preset);  // the method's tuned defaults, unless given explicitly
+  MethodPtr method = method_info.make(cfg);
   const nlohmann::json model_spec = jobs::model_spec_from(cfg, *task);
   make_velocity_field(model_spec);  // validate the architecture before any compute
   RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
@@ -116,6 +120,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                       .beta1(cfg.number("beta1"))
                       .beta2(cfg.number("beta2"))
                       .grad_clip(cfg.number("grad_clip"))
+                      .minibatches(cfg.integer("minibatches"))
                       .old_decay(cfg.number("old_decay"))
                       .old_ramp(cfg.number("old_ramp"))
                       .seed(static_cast<uint64_t>(cfg.integer("seed"))));

@@ -1,6 +1,11 @@
 // The list of built-in methods: one line per method.
 #include <torch/torch.h>
 
+#include "ramflow/adjoint_matching.h"
+#include "ramflow/config.h"
+#include "ramflow/draft.h"
+#include "ramflow/flow_grpo.h"
+#include "ramflow/nft.h"
 #include "ramflow/ram.h"
 
 namespace ramflow {
@@ -8,6 +13,13 @@ namespace {
 
 void register_builtin_methods(Registry<MethodInfo>& r) {
   r.add("ram", {RAM::add_params, RAM::from_config}, "Reinforce Adjoint Matching (arXiv 2605.10759)");
+  r.add("flow-grpo", {FlowGRPO::add_params, FlowGRPO::from_config, {{"minibatches", 2}}},
+        "Flow-GRPO: SDE rollouts, clipped per-step ratios (arXiv 2505.05470)");
+  r.add("adjoint-matching", {AdjointMatching::add_params, AdjointMatching::from_config, {{"lr", 3e-3}}},
+        "Adjoint Matching: memoryless SDE, lean adjoint (arXiv 2409.08861)");
+  r.add("nft", {NFT::add_params, NFT::from_config, {{"old_decay", 0.5}, {"old_ramp", 0.001}}},
+        "DiffusionNFT: implicit positive and negative policies (arXiv 2509.16117)");
+  r.add("draft", {DRaFT::add_params, DRaFT::from_config}, "DRaFT-K: reward gradient through the last K steps");
 }
 
 }  // namespace
@@ -19,6 +31,25 @@ const Registry<MethodInfo>& methods() {
     return r;
   }();
   return registry;
+}
+
+void add_method_params(ParamTable& t) {
+  t.group("Forward-process training (methods ram, nft)");
+  t.integer("draws", 4, "K: (t, eps) draws per endpoint, evaluated in one batched pass", 1, 4096);
+  t.text("time_dist", "uniform", "training-time distribution p(t)", {"uniform", "power", "logit_normal"});
+  t.number("time_alpha", 1.0, "power law p(t) ∝ t^alpha", -1, 100, true);
+  t.number("time_mean", 0.0, "logit-normal mean", -10, 10);
+  t.number("time_std", 1.0, "logit-normal std", 0, 10, true);
+  for (const auto& name : methods().names()) methods().get(name).add_params(t);
+}
+
+TimeDistribution time_distribution_from(const Config& cfg) {
+  TimeDistribution time;
+  time.kind = cfg.text("time_dist");
+  time.alpha = cfg.number("time_alpha");
+  time.mean = cfg.number("time_mean");
+  time.std = cfg.number("time_std");
+  return time;
 }
 
 }  // namespace ramflow

@@ -85,8 +85,7 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
 }
 
 void RAM::add_params(ParamTable& t) {
-  t.group("RAM (method ram)");
-  t.integer("draws", 4, "K: (t, eps) draws per endpoint, evaluated in one batched pass", 1, 4096);
+  t.group("RAM (method ram; uses --multiplier, --draws and the time_* keys)");
   t.text("signal", "raw",
          "reward signal: raw = m r (paper), centered = m (r - group mean), "
          "normalized = m (r - mean) / std (released code)",
@@ -98,19 +97,10 @@ void RAM::add_params(ParamTable& t) {
          "stopped copy in the target: current policy (paper) or an EMA old policy that also draws "
          "the rollouts (released code; see old_decay, old_ramp)",
          {"current", "ema"});
-  t.text("time_dist", "uniform", "training-time distribution p(t)",
-         {"uniform", "power", "logit_normal"});
-  t.number("time_alpha", 1.0, "power law p(t) ∝ t^alpha", -1, 100, true);
-  t.number("time_mean", 0.0, "logit-normal mean", -10, 10);
-  t.number("time_std", 1.0, "logit-normal std", 0, 10, true);
 }
 
 MethodPtr RAM::from_config(const Config& cfg) {
-  TimeDistribution time;
-  time.kind = cfg.text("time_dist");
-  time.alpha = cfg.number("time_alpha");
-  time.mean = cfg.number("time_mean");
-  time.std = cfg.number("time_std");
+  const TimeDistribution time = time_distribution_from(cfg);
   return std::make_unique<RAM>(RAMOptions()
                                    .multiplier(cfg.number("multiplier"))
                                    .draws(cfg.integer("draws"))

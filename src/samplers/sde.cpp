@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include "ramflow/conventions.h"
 #include "ramflow/errors.h"
 
 namespace ramflow {
@@ -28,30 +29,50 @@ double sde_drift_weight(double a, double t, double t_next) {
   return s * s / (2.0 * t);
 }
 
-SdeStep sde_step(const torch::Tensor& x, const torch::Tensor& v, double a, double t, double t_next) {
-  TORCH_CHECK(x.sizes() == v.sizes(), "sde_step: x has shape ", x.sizes(), " but v has ", v.sizes());
+SdeCoefficients sde_coefficients(double a, double t, double t_next) {
   const double dt = t_next - t;  // < 0
   const double c = sde_drift_weight(a, t, t_next);
   // mean = x + [v + c (x + (1 - t) v)] dt = (1 + c dt) x + (1 + c (1 - t)) dt v
+  return {1.0 + c * dt, (1.0 + c * (1.0 - t)) * dt, sde_sigma(a, t, t_next) * std::sqrt(-dt)};
+}
+
+torch::Tensor sde_mean(const torch::Tensor& x, const torch::Tensor& v, const torch::Tensor& x_coef,
+                       const torch::Tensor& v_coef) {
+  return expand_time(x_coef, x) * x + expand_time(v_coef, v) * v;
+}
+
+SdeStep sde_step(const torch::Tensor& x, const torch::Tensor& v, double a, double t, double t_next) {
+  TORCH_CHECK(x.sizes() == v.sizes(), "sde_step: x has shape ", x.sizes(), " but v has ", v.sizes());
+  const SdeCoefficients k = sde_coefficients(a, t, t_next);
   SdeStep out;
-  out.mean = a == 0.0 ? x.add(v, dt) : x.mul(1.0 + c * dt).add(v, (1.0 + c * (1.0 - t)) * dt);
-  out.std = sde_sigma(a, t, t_next) * std::sqrt(-dt);
+  const int64_t B = x.size(0);
+  out.mean = a == 0.0 ? x.add(v, t_next - t)  // a = 0: exactly the Euler step
+                      : sde_mean(x, v, torch::full({B}, k.x_coef, x.options()),
+                                 torch::full({B}, k.v_coef, x.options()));
+  out.std = k.std;
   return out;
+}
+
+torch::Tensor gaussian_log_prob(const torch::Tensor& x_next, const torch::Tensor& mean,
+                                const torch::Tensor& std, const std::string& reduce) {
+  TORCH_CHECK(x_next.sizes() == mean.sizes(), "gaussian_log_prob: x_next ", x_next.sizes(), " vs mean ",
+              mean.sizes());
+  const int64_t B = x_next.size(0);
+  TORCH_CHECK(std.dim() == 1 && std.size(0) == B, "gaussian_log_prob: std has shape ", std.sizes(),
+              ", expected [", B, "]");
+  // log N(x; m, s^2) = -(x - m)^2 / (2 s^2) - log s - log(2 pi) / 2, per coordinate
+  auto per_coord = (x_next - mean).square().reshape({B, -1});  // [B, n]
+  const double n = static_cast<double>(per_coord.size(1));
+  const auto constant = -torch::log(std) - 0.5 * std::log(2.0 * M_PI);  // [B]
+  if (reduce == "mean") return per_coord.mean(1) / (-2.0 * std.square()) + constant;
+  if (reduce == "sum") return per_coord.sum(1) / (-2.0 * std.square()) + n * constant;
+  throw ConfigError("log-probability reduction must be mean or sum, got '" + reduce + "'");
 }
 
 torch::Tensor gaussian_log_prob(const torch::Tensor& x_next, const torch::Tensor& mean, double std,
                                 const std::string& reduce) {
   TORCH_CHECK(std > 0, "gaussian_log_prob: std must be > 0, got ", std);
-  TORCH_CHECK(x_next.sizes() == mean.sizes(), "gaussian_log_prob: x_next ", x_next.sizes(), " vs mean ",
-              mean.sizes());
-  const int64_t B = x_next.size(0);
-  // log N(x; m, s^2) = -(x - m)^2 / (2 s^2) - log s - log(2 pi) / 2, per coordinate
-  const double constant = -std::log(std) - 0.5 * std::log(2.0 * M_PI);
-  auto per_coord = (x_next - mean).square().reshape({B, -1});  // [B, n]
-  if (reduce == "mean") return per_coord.mean(1) * (-0.5 / (std * std)) + constant;
-  if (reduce == "sum")
-    return per_coord.sum(1) * (-0.5 / (std * std)) + constant * static_cast<double>(per_coord.size(1));
-  throw ConfigError("log-probability reduction must be mean or sum, got '" + reduce + "'");
+  return gaussian_log_prob(x_next, mean, torch::full({x_next.size(0)}, std, mean.options()), reduce);
 }
 
 torch::Tensor sde_sampler_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
@@ -100,7 +121,8 @@ Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, 
       if (stochastic[k] && options.noise_level() > 0) {
         auto step = sde_step(x, v, options.noise_level(), t, t_next);
         x = step.mean.add(rng.randn(x.sizes(), x.options()), step.std);
-        log_prob[k].copy_(gaussian_log_prob(x, step.mean, step.std, options.log_prob_reduce()));
+        log_prob[k].copy_(gaussian_log_prob(x, step.mean, torch::full({B}, step.std, x.options()),
+                                            options.log_prob_reduce()));
       } else {
         x = x.add(v, t_next - t);  // Euler
       }

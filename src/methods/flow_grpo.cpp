@@ -1,0 +1,177 @@
+// Flow-GRPO (see include/ramflow/flow_grpo.h for the equations and sources).
+#include "ramflow/flow_grpo.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "ramflow/advantage.h"
+#include "ramflow/conventions.h"
+#include "ramflow/errors.h"
+#include "ramflow/sde.h"
+
+namespace ramflow {
+
+void FlowGRPOOptions::validate() const {
+  if (!(noise_level_ > 0)) throw ConfigError("flow-grpo: noise_level must be > 0");
+  if (!(clip_range_ > 0)) throw ConfigError("flow-grpo: clip_range must be > 0");
+  if (kl_ < 0) throw ConfigError("flow-grpo: kl must be >= 0");
+  if (kl_form_ != "exact" && kl_form_ != "code")
+    throw ConfigError("flow-grpo: kl_form must be exact or code, got '" + kl_form_ + "'");
+  if (!(adv_clip_ > 0)) throw ConfigError("flow-grpo: adv_clip must be > 0");
+  if (std_scope_ != "group" && std_scope_ != "step")
+    throw ConfigError("flow-grpo: std_scope must be group or step, got '" + std_scope_ + "'");
+  if (log_prob_ != "mean" && log_prob_ != "sum")
+    throw ConfigError("flow-grpo: log_prob must be mean or sum, got '" + log_prob_ + "'");
+  if (!(train_fraction_ > 0 && train_fraction_ <= 1))
+    throw ConfigError("flow-grpo: train_fraction must be in (0, 1]");
+  if (window_ < 0) throw ConfigError("flow-grpo: window must be >= 0");
+  if (!(window_end_ > 0 && window_end_ <= 1)) throw ConfigError("flow-grpo: window_end must be in (0, 1]");
+}
+
+nlohmann::json FlowGRPOOptions::to_json() const {
+  return {{"noise_level", noise_level_}, {"clip_range", clip_range_},       {"kl", kl_},
+          {"kl_form", kl_form_},         {"adv_clip", adv_clip_},           {"std_scope", std_scope_},
+          {"std_eps", std_eps_},         {"log_prob", log_prob_},           {"train_fraction", train_fraction_},
+          {"window", window_},           {"window_end", window_end_}};
+}
+
+FlowGRPO::FlowGRPO(FlowGRPOOptions options) : options_(std::move(options)) { options_.validate(); }
+
+RolloutSpec FlowGRPO::rollout_spec() const {
+  RolloutSpec spec;
+  spec.noise_level = options_.noise_level();
+  spec.window = options_.window();
+  spec.window_end = options_.window_end();
+  spec.log_prob_reduce = options_.log_prob();
+  spec.trajectory = true;
+  return spec;
+}
+
+std::vector<int64_t> FlowGRPO::trained_steps(const std::vector<int64_t>& sde_steps, int64_t N) const {
+  if (options_.window() > 0) return sde_steps;  // the Fast variant trains its whole window
+  // The released code trains steps 0 .. floor(N fraction) - 1 (at least one).
+  const int64_t J = std::max<int64_t>(1, static_cast<int64_t>(std::floor(N * options_.train_fraction() + 1e-9)));
+  std::vector<int64_t> out;
+  for (int64_t k : sde_steps)
+    if (k < J) out.push_back(k);
+  return out;
+}
+
+void FlowGRPO::prepare(RolloutBatch& batch, const Policies&) {
+  const double A_max = options_.adv_clip();
+  batch.extras["advantage"] =
+      normalized_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps())
+          .clamp(-A_max, A_max);  // [B]
+}
+
+LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng&) {
+  TORCH_CHECK(batch.trajectory.defined() && batch.log_prob.defined(),
+              "flow-grpo: the batch has no SDE trajectory (rollout_spec was not honoured)");
+  const int64_t b = batch.size(), N = static_cast<int64_t>(batch.grid.size()) - 1;
+  const auto steps = trained_steps(batch.sde_steps, N);
+  TORCH_CHECK(!steps.empty(), "flow-grpo: no trained steps");
+  const int64_t J = static_cast<int64_t>(steps.size());
+  const auto opts = batch.x0.options();
+  const auto it = batch.extras.find("advantage");
+  TORCH_CHECK(it != batch.extras.end(), "flow-grpo: prepare() was not called on the batch");
+
+  // Every trained (step, sample) pair is one row, row j b + i = step steps[j] of sample i.
+  std::vector<float> t_row, x_coef, v_coef, std_row, var_dt;
+  for (int64_t k : steps) {
+    const double t = batch.grid[k], t_next = batch.grid[k + 1];
+    const SdeCoefficients c = sde_coefficients(options_.noise_level(), t, t_next);
+    t_row.push_back(static_cast<float>(t));
+    x_coef.push_back(static_cast<float>(c.x_coef));
+    v_coef.push_back(static_cast<float>(c.v_coef));
+    std_row.push_back(static_cast<float>(c.std));
+    // KL denominator 2 s^2: s^2 = sigma_t^2 |dt| (exact) or sigma_t^2 (the released code's form)
+    const double sigma = sde_sigma(options_.noise_level(), t, t_next);
+    var_dt.push_back(static_cast<float>(options_.kl_form() == "exact" ? c.std * c.std : sigma * sigma));
+  }
+  auto per_row = [&](const std::vector<float>& per_step) {  // [J] -> [J b]
+    return torch::tensor(per_step, opts).view({J, 1}).expand({J, b}).reshape({J * b});
+  };
+  auto idx = torch::tensor(steps, torch::TensorOptions().dtype(torch::kLong).device(opts.device()));
+  std::vector<int64_t> row_shape = batch.x0.sizes().vec();
+  row_shape[0] = J * b;
+  auto x_k = batch.trajectory.index_select(0, idx).reshape(row_shape);         // [J b, ...]
+  auto x_next = batch.trajectory.index_select(0, idx + 1).reshape(row_shape);  // [J b, ...]
+  auto cond = batch.cond.defined() ? batch.cond.repeat({J}) : torch::Tensor();
+  auto t = per_row(t_row), a_x = per_row(x_coef), a_v = per_row(v_coef), s = per_row(std_row);
+
+  auto v = models.policy.forward(x_k, t, cond);                                // [J b, ...]
+  auto mean = sde_mean(x_k, v, a_x, a_v);
+  auto log_prob = gaussian_log_prob(x_next, mean, s, options_.log_prob());      // [J b]
+  auto log_prob_old = batch.log_prob.index_select(0, idx).reshape({J * b});    // [J b]
+  auto ratio = torch::exp(log_prob - log_prob_old);
+  auto A = it->second.to(opts).repeat({J});                                     // [J b]
+  const double eps = options_.clip_range();
+  auto clipped = torch::clamp(ratio, 1.0 - eps, 1.0 + eps);
+  auto policy_loss = torch::max(-A * ratio, -A * clipped).mean();
+
+  LossOutput out;
+  out.loss = policy_loss;
+  torch::Tensor kl;
+  if (options_.kl() > 0) {
+    torch::Tensor v_ref;
+    {
+      torch::NoGradGuard no_grad;
+      v_ref = models.ref.forward(x_k, t, cond);
+    }
+    // mu_theta - mu_ref = v_coef (v_theta - v_ref)
+    auto diff = (expand_time(a_v, v) * (v - v_ref)).reshape({J * b, -1});       // [J b, n]
+    auto sq = options_.kl_form() == "exact" ? diff.square().sum(1) : diff.square().mean(1);
+    kl = (sq / (2.0 * per_row(var_dt))).mean();
+    out.loss = out.loss + options_.kl() * kl;
+  }
+  {
+    torch::NoGradGuard no_grad;
+    const auto dev = (ratio - 1.0).abs();
+    out.metrics["ratio_mean"] = ratio.mean().item<double>();
+    out.metrics["ratio_max_deviation"] = dev.max().item<double>();
+    out.metrics["clip_fraction"] = (dev > eps).to(torch::kFloat).mean().item<double>();
+    out.metrics["approx_kl_old"] = 0.5 * (log_prob - log_prob_old).square().mean().item<double>();
+    if (kl.defined()) out.metrics["kl_ref"] = kl.item<double>();
+  }
+  return out;
+}
+
+void FlowGRPO::add_params(ParamTable& t) {
+  t.group("Flow-GRPO (method flow-grpo)");
+  t.number("grpo_noise", 0.7, "SDE noise level a: sigma_t = a sqrt(t / (1 - t))", 0, 10, true);
+  t.number("grpo_clip", 1e-2, "clip range eps of the ratio (scale it with grpo_log_prob and the dimension)",
+           0, 100, true);
+  t.number("grpo_kl", 0.0, "beta: weight of the KL to the reference per trained step", 0, 1e6);
+  t.text("grpo_kl_form", "exact",
+         "exact = |mu - mu_ref|^2 / (2 sigma^2 |dt|) (paper); code = mean over coordinates, without |dt|",
+         {"exact", "code"});
+  t.number("grpo_adv_clip", 5.0, "advantages are clamped to +-A_max", 0, 1e6, true);
+  t.text("grpo_std_scope", "step", "advantage std over the step (global std, SD3 configs) or per group",
+         {"group", "step"});
+  t.number("grpo_std_eps", 1e-4, "added to the advantage std", 0, 1, true);
+  t.text("grpo_log_prob", "mean", "per-step log-density: mean over coordinates (released code) or sum",
+         {"mean", "sum"});
+  t.number("grpo_train_fraction", 0.99, "trained share of the steps: steps 0 .. floor(N f) - 1", 0, 1, true);
+  t.integer("grpo_window", 0, "Fast variant: SDE and training on this many consecutive steps (0 = off)", 0,
+            100000);
+  t.number("grpo_window_end", 0.5, "the window lies in the first window_end of the path (high noise)", 0, 1,
+           true);
+}
+
+MethodPtr FlowGRPO::from_config(const Config& cfg) {
+  return std::make_unique<FlowGRPO>(FlowGRPOOptions()
+                                        .noise_level(cfg.number("grpo_noise"))
+                                        .clip_range(cfg.number("grpo_clip"))
+                                        .kl(cfg.number("grpo_kl"))
+                                        .kl_form(cfg.text("grpo_kl_form"))
+                                        .adv_clip(cfg.number("grpo_adv_clip"))
+                                        .std_scope(cfg.text("grpo_std_scope"))
+                                        .std_eps(cfg.number("grpo_std_eps"))
+                                        .log_prob(cfg.text("grpo_log_prob"))
+                                        .train_fraction(cfg.number("grpo_train_fraction"))
+                                        .window(cfg.integer("grpo_window"))
+                                        .window_end(cfg.number("grpo_window_end")));
+}
+
+}  // namespace ramflow

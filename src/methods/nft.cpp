@@ -1,0 +1,103 @@
+// DiffusionNFT (see include/ramflow/nft.h for the equations and sources).
+#include "ramflow/nft.h"
+
+#include <torch/torch.h>
+
+#include "ramflow/advantage.h"
+#include "ramflow/conventions.h"
+#include "ramflow/errors.h"
+
+namespace ramflow {
+
+void NFTOptions::validate() const {
+  if (!(beta_ > 0)) throw ConfigError("nft: beta must be > 0");
+  if (kl_ < 0) throw ConfigError("nft: kl must be >= 0");
+  if (!(adv_clip_ > 0)) throw ConfigError("nft: adv_clip must be > 0");
+  if (std_scope_ != "group" && std_scope_ != "step")
+    throw ConfigError("nft: std_scope must be group or step, got '" + std_scope_ + "'");
+  if (loss_form_ != "velocity" && loss_form_ != "x0")
+    throw ConfigError("nft: loss_form must be velocity or x0, got '" + loss_form_ + "'");
+  if (draws_ < 1) throw ConfigError("nft: draws must be >= 1");
+  time_.validate();
+}
+
+nlohmann::json NFTOptions::to_json() const {
+  return {{"beta", beta_},           {"kl", kl_},         {"adv_clip", adv_clip_},
+          {"std_scope", std_scope_}, {"std_eps", std_eps_}, {"loss_form", loss_form_},
+          {"draws", draws_},         {"time_dist", time_.kind}};
+}
+
+NFT::NFT(NFTOptions options) : options_(std::move(options)) { options_.validate(); }
+
+void NFT::prepare(RolloutBatch& batch, const Policies&) {
+  const double A_max = options_.adv_clip();
+  auto A = normalized_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps())
+               .clamp(-A_max, A_max);
+  batch.extras["optimality"] = (0.5 + A / (2.0 * A_max)).clamp(0.0, 1.0);  // r in [0, 1], [B]
+}
+
+LossOutput NFT::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {
+  TORCH_CHECK(models.old != nullptr, "nft: needs the old policy");
+  const auto it = batch.extras.find("optimality");
+  TORCH_CHECK(it != batch.extras.end(), "nft: prepare() was not called on the batch");
+  const int64_t B = batch.size(), K = options_.draws();
+  const auto opts = batch.x0.options();
+  auto x0 = repeat_rows(batch.x0.detach(), K);                                 // [B K, ...]
+  auto cond = batch.cond.defined() ? repeat_rows(batch.cond, K) : torch::Tensor();
+  auto r = repeat_rows(it->second.to(opts), K);                                // [B K]
+  auto t = options_.time().sample(B * K, rng, opts);                           // [B K]
+  auto eps = rng.randn(x0.sizes(), opts);
+  auto x_t = interpolate(x0, eps, t);
+  auto u = velocity_target(x0, eps);
+
+  torch::Tensor v_old, v_ref;
+  {
+    torch::NoGradGuard no_grad;
+    v_old = models.old->forward(x_t, t, cond);
+    if (options_.kl() > 0) v_ref = models.ref.forward(x_t, t, cond);
+  }
+  auto v = models.policy.forward(x_t, t, cond);
+  const double beta = options_.beta();
+  auto v_pos = (1.0 - beta) * v_old + beta * v;
+  auto v_neg = (1.0 + beta) * v_old - beta * v;
+  auto per_sample = [&](const torch::Tensor& v_pm) {  // l(v) per row -> [B K]
+    auto err = (v_pm - u).reshape({B * K, -1});
+    if (options_.loss_form() == "velocity") return err.square().mean(1);
+    // x0_hat - x0 = t (v - u); adaptive weight 1 / sg(mean |x0_hat - x0|), floored at 1e-5
+    auto e0 = err * t.view({B * K, 1});
+    return e0.square().mean(1) / e0.detach().abs().mean(1).clamp_min(1e-5);
+  };
+  auto policy_loss = options_.adv_clip() / beta * (r * per_sample(v_pos) + (1.0 - r) * per_sample(v_neg)).mean();
+  LossOutput out;
+  out.loss = policy_loss;
+  if (options_.kl() > 0) out.loss = out.loss + options_.kl() * (v - v_ref).square().mean();
+  {
+    torch::NoGradGuard no_grad;
+    out.metrics["optimality_mean"] = it->second.mean().item<double>();
+    out.metrics["drift_from_old"] = (v.detach() - v_old).square().mean().item<double>();
+  }
+  return out;
+}
+
+void NFT::add_params(ParamTable& t) {
+  t.group("DiffusionNFT (method nft; uses --draws and the time_* keys)");
+  t.number("nft_beta", 1.0, "NFT strength beta: v+- = (1 -+ beta) v_old +- beta v", 0, 1e3, true);
+  t.number("nft_kl", 1e-4, "beta_KL: weight of mean |v - v_ref|^2", 0, 1e6);
+  t.number("nft_adv_clip", 5.0, "A_max: advantages are clamped to +-A_max", 0, 1e6, true);
+  t.text("nft_std_scope", "step", "advantage std over the step (global std) or per group", {"group", "step"});
+  t.text("nft_loss", "x0", "velocity = mean (v - u)^2 (paper); x0 = the released code's adaptive x0 form",
+         {"velocity", "x0"});
+}
+
+MethodPtr NFT::from_config(const Config& cfg) {
+  return std::make_unique<NFT>(NFTOptions()
+                                   .beta(cfg.number("nft_beta"))
+                                   .kl(cfg.number("nft_kl"))
+                                   .adv_clip(cfg.number("nft_adv_clip"))
+                                   .std_scope(cfg.text("nft_std_scope"))
+                                   .loss_form(cfg.text("nft_loss"))
+                                   .draws(cfg.integer("draws"))
+                                   .time(time_distribution_from(cfg)));
+}
+
+}  // namespace ramflow
