@@ -1,5 +1,6 @@
 // End-to-end jobs: the run-directory contract, consistency between finetune / eval / sample, and
 // bad input that must leave nothing half-written.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -155,6 +156,70 @@ TEST(JobsTest, PretrainCheckpointServesAsBase) {
   // A quadratic reward on Gaussian data has a closed-form optimum, reported beside the pool estimate.
   ASSERT_TRUE(s["reward_optimal_closed_form"].is_number());
   EXPECT_NEAR(s["reward_optimal_closed_form"].get<double>(), s["reward_optimal"].get<double>(), 0.1);
+}
+
+}  // namespace
+}  // namespace ramflow
+
+namespace ramflow {
+namespace {
+
+// A reduced `ramflow compare` end to end: every method, two seeds, a few steps, two runs at a time.
+TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
+  std::ostringstream log;
+  const auto out = temp_dir("compare");
+  auto args = small_run(out);
+  for (const char* drop : {"eval_every"})
+    args.erase(std::remove_if(args.begin(), args.end(), [&](const auto& kv) { return kv.first == drop; }), args.end());
+  args.push_back({"methods", "ram,flow-grpo,adjoint-matching,nft,draft"});
+  args.push_back({"seeds", "2"});
+  args.push_back({"eval_every", "6"});
+  args.push_back({"jobs", "2"});
+  auto summary = run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
+  EXPECT_EQ(summary["failed_runs"], 0) << log.str();
+  auto report = nlohmann::json::parse(read_file(out + "/report.json"));
+  ASSERT_EQ(report["runs"].size(), 10u);
+  for (const auto& r : report["runs"]) {
+    EXPECT_EQ(r["error"], "");
+    // Evaluations at steps 0, 6 and 12; the clock and the evaluation counts only grow.
+    EXPECT_EQ(r["step"], nlohmann::json::array({0.0, 6.0, 12.0})) << r["method"];
+    for (const char* key : {"seconds", "nfe", "reward_evals"})
+      for (size_t i = 1; i < r[key].size(); ++i) EXPECT_GT(r[key][i].get<double>(), r[key][i - 1].get<double>()) << key;
+    // Every run starts from the shared base model on the shared evaluation noise.
+    EXPECT_DOUBLE_EQ(r["reward"][0].get<double>(), report["reward_base"].get<double>());
+    EXPECT_EQ(r["distance_from_base"][0].get<double>(), 0.0);
+  }
+  // The two seeds of a method differ; the target is Flow-GRPO's mean peak.
+  EXPECT_NE(report["runs"][0]["reward"][2], report["runs"][1]["reward"][2]);
+  double peak = 0;
+  for (const auto& r : report["runs"])
+    if (r["method"] == "flow-grpo") peak += r["reward"].get<std::vector<double>>().back() / 2;
+  EXPECT_LE(peak, report["target_reward"].get<double>() + 1e-12);
+  for (const char* m : {"ram", "flow-grpo", "adjoint-matching", "nft", "draft"}) {
+    EXPECT_EQ(report["methods"][m]["runs"], 2) << m;
+    EXPECT_NE(read_file(out + "/report.md").find("| " + std::string(m) + " |"), std::string::npos) << m;
+  }
+  for (const char* plot : {"reward_vs_steps", "reward_vs_seconds", "reward_vs_distance_from_base", "distance_vs_steps"})
+    EXPECT_TRUE(is_png(out + "/plots/" + plot + ".png")) << plot;
+  EXPECT_TRUE(fs::exists(out + "/summary.json"));
+}
+
+TEST(JobsTest, CompareRejectsBadMethodListsBeforeAnyCompute) {
+  std::ostringstream log;
+  const auto out = temp_dir("compare_bad");
+  for (auto [methods, expect] : {std::pair{"ram,magic", "unknown method 'magic'"},
+                                 std::pair{"ram,ram", "listed twice"},
+                                 std::pair{"ram,nft", "--target-method: 'flow-grpo' is not among"}}) {
+    auto args = small_run(out);
+    args.push_back({"methods", methods});
+    try {
+      run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
+      FAIL() << methods;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(expect), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(out)) << methods;
+  }
 }
 
 }  // namespace

@@ -106,6 +106,8 @@ int main(int argc, char** argv) {
     add("finetune", "post-train a base model against a reward (RAM by default)", ramflow::finetune_params(), ramflow::run_finetune);
     add("sample", "draw samples from a checkpoint", ramflow::sample_params(), ramflow::run_sample);
     add("eval", "evaluate a checkpoint against the exact target", ramflow::eval_params(), ramflow::run_eval);
+    add("compare", "methods x seeds on one task, measured against the exact target", ramflow::compare_params(),
+        ramflow::run_compare);
   } catch (const std::exception& e) {
     std::cerr << "ramflow: internal error: " << e.what() << "\n";
     return 1;

@@ -32,4 +32,9 @@ nlohmann::json run_sample(const Config& cfg, JobIO io);
 ParamTable eval_params();
 nlohmann::json run_eval(const Config& cfg, JobIO io);
 
+/// compare: methods x seeds on one task with a shared base model and evaluation; writes report.md,
+/// report.json, summary.json and plots into a run directory.
+ParamTable compare_params();
+nlohmann::json run_compare(const Config& cfg, JobIO io);
+
 }  // namespace ramflow

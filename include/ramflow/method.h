@@ -67,7 +67,9 @@ struct Policies {
 
 struct LossOutput {
   torch::Tensor loss;                      // scalar, differentiable in the policy's parameters
-  std::map<std::string, double> metrics;   // logged per step
+  /// Logged per step. By convention "nfe_train" is the network evaluations the loss (and prepare)
+  /// spent per endpoint of the batch: forward passes of any model and vector-Jacobian products.
+  std::map<std::string, double> metrics;
 };
 
 class Method {

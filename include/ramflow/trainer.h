@@ -45,6 +45,8 @@ struct StepRecord {
   double loss = 0;             // mean over the minibatches
   double grad_norm = 0;        // before clipping (of the last minibatch)
   int64_t nfe = 0;             // cumulative network evaluations by rollouts (per sample)
+  double nfe_train = 0;        // cumulative network evaluations by the losses, per endpoint (forward
+                               // passes of any model, and vector-Jacobian products; the methods' "nfe_train")
   int64_t reward_evals = 0;    // cumulative reward evaluations
   std::map<std::string, double> metrics;  // method-specific
 };
@@ -79,6 +81,7 @@ class Trainer {
   int64_t step_ = 0;
   double seconds_ = 0;
   int64_t nfe_ = 0, reward_evals_ = 0;
+  double nfe_train_ = 0;
 };
 
 }  // namespace ramflow

@@ -23,26 +23,7 @@ ParamTable finetune_params() {
   jobs::add_task_params(t);
   jobs::add_pretrain_params(t);
   jobs::add_reward_params(t, /*with_defaults=*/true);
-  t.group("Method");
-  t.text("method", "ram", "post-training method", methods().names());
-  add_method_params(t);
-  t.group("Rollouts");
-  t.integer("group", 32, "G: endpoints per condition group per step", 1, 1 << 20);
-  t.integer("groups", 1, "P: condition groups per step (B = P G endpoints)", 1, 1 << 16);
-  t.integer("rollout_steps", 25, "ODE sampler steps per rollout", 1, 100000);
-  t.text("rollout_sampler", "euler", "rollout sampler", samplers().names());
-  t.number("rollout_shift", 1.0, "grid shift s: t' = s t / (1 + (s-1) t)", 0, 1000, true);
-  t.group("Optimisation");
-  t.integer("steps", 600, "training steps (one rollout each)", 1, 100000000);
-  t.integer("minibatches", 1, "optimiser updates per rollout, each on 1/M of the endpoints "
-            "(the first is on-policy)", 1, 1 << 20);
-  t.number("lr", 1e-4, "AdamW learning rate", 0, 10, true);
-  t.number("weight_decay", 0.0, "AdamW weight decay", 0, 10);
-  t.number("beta1", 0.9, "AdamW beta1", 0, 1);
-  t.number("beta2", 0.999, "AdamW beta2", 0, 1);
-  t.number("grad_clip", 0.0, "max global gradient norm (0 = off)", 0, 1e9);
-  t.number("old_decay", 0.9, "EMA decay of the old policy (target_copy ema)", 0, 1);
-  t.number("old_ramp", 0.01, "old-policy warm-up: decay = min(old_decay, old_ramp * step)", 0, 1);
+  jobs::add_training_params(t);
   jobs::add_eval_params(t);
   t.integer("eval_every", 50, "evaluate every N steps for the curves (0 = only before and after)", 0,
             100000000);
@@ -106,24 +87,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   auto policy = clone_velocity_field(*base);
   for (auto& p : policy->parameters()) p.set_requires_grad(true);
   const int64_t steps = cfg.integer("steps");
-  Trainer trainer(policy, frozen_copy(*base), reward, std::move(method),
-                  TrainerOptions()
-                      .sample_shape(task->sample_shape())
-                      .groups(cfg.integer("groups"))
-                      .group_size(cfg.integer("group"))
-                      .rollout(SampleOptions()
-                                   .sampler(cfg.text("rollout_sampler"))
-                                   .steps(cfg.integer("rollout_steps"))
-                                   .shift(cfg.number("rollout_shift")))
-                      .lr(cfg.number("lr"))
-                      .weight_decay(cfg.number("weight_decay"))
-                      .beta1(cfg.number("beta1"))
-                      .beta2(cfg.number("beta2"))
-                      .grad_clip(cfg.number("grad_clip"))
-                      .minibatches(cfg.integer("minibatches"))
-                      .old_decay(cfg.number("old_decay"))
-                      .old_ramp(cfg.number("old_ramp"))
-                      .seed(static_cast<uint64_t>(cfg.integer("seed"))));
+  Trainer trainer(policy, frozen_copy(*base), reward, std::move(method), jobs::trainer_options_from(cfg, *task));
   // Intermediate evaluations on the first eval_curve_samples of the fixed noise, for the curves.
   std::vector<double> curve_step, curve_reward, curve_distance, batch_step, batch_reward;
   double eval_seconds = 0;
@@ -149,7 +113,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                            {"reward_mean", rec.reward_mean}, {"reward_std", rec.reward_std},
                            {"reward_min", rec.reward_min},   {"reward_max", rec.reward_max},
                            {"loss", rec.loss},           {"grad_norm", rec.grad_norm},
-                           {"nfe", rec.nfe},             {"reward_evals", rec.reward_evals}};
+                           {"nfe", rec.nfe},             {"nfe_train", rec.nfe_train},
+                           {"reward_evals", rec.reward_evals}};
     for (const auto& kv : rec.metrics) line[kv.first] = kv.second;
     run.append_metrics(line);
     batch_step.push_back(static_cast<double>(rec.step));

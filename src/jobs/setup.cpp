@@ -10,6 +10,7 @@
 
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
+#include "ramflow/method.h"
 #include "ramflow/pretrain.h"
 #include "ramflow/progress.h"
 
@@ -95,6 +96,52 @@ void add_eval_params(ParamTable& t) {
   t.text("eval_sampler", "euler", "sampler for evaluation", samplers().names());
   t.integer("eval_seed", 1234, "seed of the fixed evaluation noise", 0,
             std::numeric_limits<int32_t>::max());
+}
+
+void add_training_params(ParamTable& t, bool with_method) {
+  t.group("Method");
+  if (with_method) t.text("method", "ram", "post-training method", methods().names());
+  add_method_params(t);
+  t.group("Rollouts");
+  t.integer("group", 32, "G: endpoints per condition group per step", 1, 1 << 20);
+  t.integer("groups", 1, "P: condition groups per step (B = P G endpoints)", 1, 1 << 16);
+  t.integer("rollout_steps", 25, "sampler steps per rollout", 1, 100000);
+  t.text("rollout_sampler", "euler",
+         "rollout sampler of endpoint-only methods (ram, nft); the others use Euler or their SDE",
+         samplers().names());
+  t.number("rollout_shift", 1.0, "grid shift s: t' = s t / (1 + (s-1) t)", 0, 1000, true);
+  t.group("Optimisation");
+  t.integer("steps", 600, "training steps (one rollout each)", 1, 100000000);
+  t.integer("minibatches", 1,
+            "optimiser updates per rollout, each on 1/M of the endpoints (the first is on-policy)", 1,
+            1 << 20);
+  t.number("lr", 1e-4, "AdamW learning rate", 0, 10, true);
+  t.number("weight_decay", 0.0, "AdamW weight decay", 0, 10);
+  t.number("beta1", 0.9, "AdamW beta1", 0, 1);
+  t.number("beta2", 0.999, "AdamW beta2", 0, 1);
+  t.number("grad_clip", 0.0, "max global gradient norm (0 = off)", 0, 1e9);
+  t.number("old_decay", 0.9, "EMA decay of the old policy (target_copy ema, nft)", 0, 1);
+  t.number("old_ramp", 0.01, "old-policy warm-up: decay = min(old_decay, old_ramp * step)", 0, 1);
+}
+
+TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
+  return TrainerOptions()
+      .sample_shape(task.sample_shape())
+      .groups(cfg.integer("groups"))
+      .group_size(cfg.integer("group"))
+      .rollout(SampleOptions()
+                   .sampler(cfg.text("rollout_sampler"))
+                   .steps(cfg.integer("rollout_steps"))
+                   .shift(cfg.number("rollout_shift")))
+      .lr(cfg.number("lr"))
+      .weight_decay(cfg.number("weight_decay"))
+      .beta1(cfg.number("beta1"))
+      .beta2(cfg.number("beta2"))
+      .grad_clip(cfg.number("grad_clip"))
+      .minibatches(cfg.integer("minibatches"))
+      .old_decay(cfg.number("old_decay"))
+      .old_ramp(cfg.number("old_ramp"))
+      .seed(static_cast<uint64_t>(cfg.integer("seed")));
 }
 
 torch::Device setup_device(const Config& cfg) {

@@ -13,6 +13,7 @@
 #include "ramflow/pretrain.h"
 #include "ramflow/reward.h"
 #include "ramflow/task.h"
+#include "ramflow/trainer.h"
 #include "ramflow/velocity_field.h"
 
 namespace ramflow::jobs {
@@ -23,6 +24,8 @@ void add_task_params(ParamTable& t);
 void add_pretrain_params(ParamTable& t);
 void add_reward_params(ParamTable& t, bool with_defaults);
 void add_eval_params(ParamTable& t);
+/// method (when `with_method`), every method's keys, rollouts and optimisation.
+void add_training_params(ParamTable& t, bool with_method = true);
 
 // --- building from a config ------------------------------------------------------------------------
 /// Applies `device` and `threads`; returns the device (ConfigError if CUDA is asked for but absent).
@@ -33,6 +36,8 @@ nlohmann::json reward_spec_from(const Config& cfg);
 /// The model spec: `model` if set, else the task's default.
 nlohmann::json model_spec_from(const Config& cfg, const Task& task);
 EvalOptions eval_options_from(const Config& cfg);
+/// The Trainer's options from the rollout and optimisation keys (seed: `seed`).
+TrainerOptions trainer_options_from(const Config& cfg, const Task& task);
 
 /// Pretrains a fresh model of the configured architecture on the task, with a progress bar.
 VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Device device, JobIO io,

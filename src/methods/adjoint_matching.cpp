@@ -115,6 +115,7 @@ LossOutput AdjointMatching::loss(const RolloutBatch& batch, const Policies& mode
   {
     torch::NoGradGuard no_grad;
     out.metrics["adjoint_norm"] = a_k.reshape({J * b, -1}).norm(2, 1).mean().item<double>();
+    out.metrics["nfe_train"] = static_cast<double>(N + 2 * J);  // N VJPs in prepare; policy and ref per step
     out.metrics["drift_from_ref"] = (v.detach() - v_ref).square().mean().item<double>();
   }
   return out;

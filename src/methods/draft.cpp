@@ -34,6 +34,7 @@ LossOutput DRaFT::loss(const RolloutBatch& batch, const Policies& models, Rng&) 
   LossOutput out;
   out.loss = -r.mean();
   out.metrics["rerun_reward"] = r.detach().mean().item<double>();
+  out.metrics["nfe_train"] = static_cast<double>(K);
   return out;
 }
 

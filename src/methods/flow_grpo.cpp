@@ -129,6 +129,7 @@ LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng
     torch::NoGradGuard no_grad;
     const auto dev = (ratio - 1.0).abs();
     out.metrics["ratio_mean"] = ratio.mean().item<double>();
+    out.metrics["nfe_train"] = static_cast<double>(J * (kl.defined() ? 2 : 1));  // policy (, ref) per step
     out.metrics["ratio_max_deviation"] = dev.max().item<double>();
     out.metrics["clip_fraction"] = (dev > eps).to(torch::kFloat).mean().item<double>();
     out.metrics["approx_kl_old"] = 0.5 * (log_prob - log_prob_old).square().mean().item<double>();

@@ -74,6 +74,7 @@ LossOutput NFT::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   {
     torch::NoGradGuard no_grad;
     out.metrics["optimality_mean"] = it->second.mean().item<double>();
+    out.metrics["nfe_train"] = static_cast<double>(K * (options_.kl() > 0 ? 3 : 2));  // policy, old (, ref)
     out.metrics["drift_from_old"] = (v.detach() - v_old).square().mean().item<double>();
   }
   return out;

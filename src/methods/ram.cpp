@@ -79,6 +79,7 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   {
     torch::NoGradGuard no_grad;
     out.metrics["signal_mean"] = signal_b.mean().item<double>();
+    out.metrics["nfe_train"] = static_cast<double>(K * (uses_old_policy() ? 3 : 2));  // policy, ref (, old)
     out.metrics["drift_from_ref"] = torch::mse_loss(v.detach(), v_ref).item<double>();
   }
   return out;

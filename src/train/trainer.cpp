@@ -132,6 +132,9 @@ StepRecord Trainer::step() {
     optimizer_->clip_grad_norm(grad_norm, options_.grad_clip());
     optimizer_->step();
     loss += value / static_cast<double>(M);
+    // Each endpoint is in one minibatch, so the per-endpoint count is the minibatches' mean.
+    if (auto it = out.metrics.find("nfe_train"); it != out.metrics.end())
+      nfe_train_ += it->second / static_cast<double>(M);
   }
   if (old_) old_->update(*policy_);  // the released code steps its EMA once per epoch (= step here)
   ++step_;
@@ -158,6 +161,7 @@ StepRecord Trainer::step() {
   rec.loss = loss;
   rec.grad_norm = grad_norm;
   rec.nfe = nfe_;
+  rec.nfe_train = nfe_train_;
   rec.reward_evals = reward_evals_;
   rec.metrics = std::move(out.metrics);
   return rec;
