@@ -22,6 +22,7 @@
 #include "ramflow/mlp_velocity.h"
 #include "ramflow/nft.h"
 #include "ramflow/pretrain.h"
+#include "ramflow/ram_anneal.h"
 #include "ramflow/sde.h"
 #include "ramflow/task.h"
 #include "ramflow/time.h"
@@ -282,6 +283,87 @@ TEST(DRaFTTest, RerunOfTheLastStepsReproducesTheRollout) {
     auto rec = trainer.step();
     EXPECT_NEAR(rec.metrics.at("rerun_reward"), rec.reward_mean, 1e-6) << "K = " << k;
   }
+}
+
+}  // namespace
+}  // namespace ramflow
+
+namespace ramflow {
+namespace {
+
+// RAM with an annealed tilt: stage s trains with m / S against a frozen copy of the model that ended
+// stage s - 1, so after the stage switch the reference is the policy of that moment.
+TEST(RAMAnnealTest, StagesSwitchTheReferenceToThePreviousStagesModel) {
+  auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
+  auto trainer = method_trainer("ram-anneal", base, bump(), 0,
+                                {{"anneal_stages", "3"}, {"anneal_stage_steps", "4"}, {"group", "8"},
+                                 {"rollout_steps", "5"}, {"lr", "1e-2"}});
+  auto& method = dynamic_cast<RAMAnneal&>(trainer.method());
+  EXPECT_DOUBLE_EQ(method.options()["stage_multiplier"].get<double>(), 5.0 / 3.0);
+  std::vector<std::vector<torch::Tensor>> at_step;
+  for (int64_t s = 1; s <= 14; ++s) {
+    auto rec = trainer.step();
+    EXPECT_EQ(rec.metrics.at("stage"), s <= 4 ? 1 : (s <= 8 ? 2 : 3)) << "step " << s;
+    std::vector<torch::Tensor> snapshot;
+    for (const auto& p : trainer.policy().parameters()) snapshot.push_back(p.detach().clone());
+    at_step.push_back(snapshot);
+  }
+  EXPECT_EQ(method.stage(), 3);  // the last stage runs on
+  // The loss against a reference equal to the policy, with a zero reward, is exactly zero: so a
+  // zero-reward batch scored against the stage reference tells whether it is the step-8 policy.
+  auto stage_ref = clone_velocity_field(trainer.policy());
+  {
+    torch::NoGradGuard no_grad;
+    auto params = stage_ref->parameters();
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(at_step[7][i]);  // after step 8
+  }
+  Rng rng(3);
+  RolloutBatch batch;
+  batch.x0 = rng.randn({8, 2});
+  batch.reward = torch::zeros({8});
+  batch.group_size = 8;
+  Policies models{*stage_ref, trainer.ref()};
+  method.prepare(batch, models);
+  EXPECT_EQ(method.loss(batch, models, rng).loss.item<float>(), 0.0f);
+}
+
+}  // namespace
+}  // namespace ramflow
+
+namespace ramflow {
+namespace {
+
+// The Fast (window) variant: only `window` consecutive steps inside the first half are stochastic and
+// trained; the other steps are Euler steps with a zero log-density.
+TEST(FlowGRPOTest, WindowVariantTrainsOnlyItsStochasticSteps) {
+  FlowGRPO grpo(FlowGRPOOptions().window(3).window_end(0.5));
+  const auto spec = grpo.rollout_spec();
+  EXPECT_EQ(spec.window, 3);
+  EXPECT_TRUE(spec.trajectory);
+  EXPECT_EQ(grpo.trained_steps({4, 5, 6}, 20), (std::vector<int64_t>{4, 5, 6}));
+  FlowGRPO full(FlowGRPOOptions().train_fraction(0.99));
+  std::vector<int64_t> all;
+  for (int64_t k = 0; k < 10; ++k) all.push_back(k);
+  EXPECT_EQ(full.trained_steps(all, 10).size(), 9u);  // floor(10 * 0.99): the last step is skipped
+  auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
+  auto trainer = method_trainer("flow-grpo", base, bump(), 4, {{"grpo_window", "3"}, {"rollout_steps", "20"},
+                                                              {"minibatches", "1"}});
+  for (int i = 0; i < 3; ++i) {
+    auto rec = trainer.step();
+    EXPECT_EQ(rec.metrics.at("ratio_max_deviation"), 0.0);
+    EXPECT_EQ(rec.metrics.at("nfe_train"), 3.0 * 2);  // 3 steps, policy and reference
+  }
+}
+
+TEST(RewardGradientTest, MatchesTheBumpsAnalyticGradient) {
+  auto reward = make_reward({{"type", "bump"}, {"center", {4.0, -1.0}}, {"scale", 1.5}, {"height", 2.0}}, 2);
+  Rng rng(6);
+  auto x = rng.randn({64, 2}, torch::kDouble) * 3;
+  auto c = torch::tensor({4.0, -1.0}, torch::kDouble);
+  // grad h exp(-|x - c|^2 / (2 s^2)) = -r(x) (x - c) / s^2
+  auto expected = -reward->score(x).unsqueeze(1) * (x - c) / (1.5 * 1.5);
+  EXPECT_TRUE(torch::allclose(reward_gradient(*reward, x), expected, 1e-10, 1e-12));
+  EXPECT_THROW(reward_gradient(NotDifferentiable(), x), ConfigError);
 }
 
 }  // namespace

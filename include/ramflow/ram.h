@@ -50,6 +50,7 @@ class RAM : public Method {
   void prepare(RolloutBatch& batch, const Policies& models) override;
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override { return options_.to_json(); }
+  const RAMOptions& ram_options() const { return options_; }
 
   /// The per-endpoint signal s(x0) [B] for a batch (exposed for tests).
   torch::Tensor signal(const RolloutBatch& batch) const;

@@ -22,6 +22,7 @@
 #include "ramflow/pretrain.h"
 #include "ramflow/progress.h"
 #include "ramflow/ram.h"
+#include "ramflow/ram_anneal.h"
 #include "ramflow/registry.h"
 #include "ramflow/reward.h"
 #include "ramflow/rng.h"

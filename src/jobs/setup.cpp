@@ -115,7 +115,7 @@ void add_training_params(ParamTable& t, bool with_method) {
   t.integer("minibatches", 1,
             "optimiser updates per rollout, each on 1/M of the endpoints (the first is on-policy)", 1,
             1 << 20);
-  t.number("lr", 1e-4, "AdamW learning rate", 0, 10, true);
+  t.number("lr", 1e-4, "AdamW learning rate (each method's tuned preset replaces this default: docs/tuning.md)", 0, 10, true);
   t.number("weight_decay", 0.0, "AdamW weight decay", 0, 10);
   t.number("beta1", 0.9, "AdamW beta1", 0, 1);
   t.number("beta2", 0.999, "AdamW beta2", 0, 1);

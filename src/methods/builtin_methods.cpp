@@ -7,19 +7,25 @@
 #include "ramflow/flow_grpo.h"
 #include "ramflow/nft.h"
 #include "ramflow/ram.h"
+#include "ramflow/ram_anneal.h"
 
 namespace ramflow {
 namespace {
 
 void register_builtin_methods(Registry<MethodInfo>& r) {
-  r.add("ram", {RAM::add_params, RAM::from_config}, "Reinforce Adjoint Matching (arXiv 2605.10759)");
-  r.add("flow-grpo", {FlowGRPO::add_params, FlowGRPO::from_config, {{"minibatches", 2}}},
+  // Presets: each method's learning rate from the sweep in docs/tuning.md (bench/tune_methods.sh).
+  r.add("ram", {RAM::add_params, RAM::from_config, {{"lr", 3e-3}}}, "Reinforce Adjoint Matching (arXiv 2605.10759)");
+  r.add("ram-anneal", {RAMAnneal::add_params, RAMAnneal::from_config, {{"lr", 3e-3}}},
+        "RAM with the tilt annealed in stages, each against the previous stage's model");
+  r.add("flow-grpo", {FlowGRPO::add_params, FlowGRPO::from_config, {{"lr", 3e-4}, {"grpo_kl", 0.1}, {"minibatches", 2}}},
         "Flow-GRPO: SDE rollouts, clipped per-step ratios (arXiv 2505.05470)");
-  r.add("adjoint-matching", {AdjointMatching::add_params, AdjointMatching::from_config, {{"lr", 3e-3}}},
+  r.add("adjoint-matching", {AdjointMatching::add_params, AdjointMatching::from_config, {{"lr", 1e-2}}},
         "Adjoint Matching: memoryless SDE, lean adjoint (arXiv 2409.08861)");
-  r.add("nft", {NFT::add_params, NFT::from_config, {{"old_decay", 0.5}, {"old_ramp", 0.001}}},
+  r.add("nft", {NFT::add_params, NFT::from_config,
+                {{"lr", 3e-4}, {"nft_kl", 0.1}, {"old_decay", 0.5}, {"old_ramp", 0.001}}},
         "DiffusionNFT: implicit positive and negative policies (arXiv 2509.16117)");
-  r.add("draft", {DRaFT::add_params, DRaFT::from_config}, "DRaFT-K: reward gradient through the last K steps");
+  r.add("draft", {DRaFT::add_params, DRaFT::from_config, {{"lr", 1e-4}}},
+        "DRaFT-K: reward gradient through the last K steps");
 }
 
 }  // namespace
