@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "helpers.h"
+
 #include "ramflow/adjoint_matching.h"
 #include "ramflow/config.h"
 #include "ramflow/draft.h"
@@ -31,12 +33,7 @@
 namespace ramflow {
 namespace {
 
-VelocityFieldPtr pretrained(const Task& task, nlohmann::json spec, int64_t steps) {
-  auto model = make_velocity_field(spec);
-  pretrain_flow_matching(*model, [&](int64_t n, Rng& rng, torch::Tensor*) { return task.sample_data(n, rng); },
-                         PretrainOptions().steps(steps).batch(256).lr(1e-3).seed(0));
-  return model;
-}
+using testing::pretrained;
 
 // The ring base model, pretrained once for all tests of this file.
 VelocityFieldPtr ring_base() {

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "helpers.h"
+
 #include "ramflow/advantage.h"
 #include "ramflow/config.h"
 #include "ramflow/evaluator.h"
@@ -22,12 +24,7 @@
 namespace ramflow {
 namespace {
 
-VelocityFieldPtr pretrained(const Task& task, nlohmann::json spec, int64_t steps) {
-  auto model = make_velocity_field(spec);
-  pretrain_flow_matching(*model, [&](int64_t n, Rng& rng, torch::Tensor*) { return task.sample_data(n, rng); },
-                         PretrainOptions().steps(steps).batch(256).lr(1e-3).seed(0));
-  return model;
-}
+using testing::pretrained;
 
 Trainer make_trainer(VelocityFieldPtr base, RewardPtr reward, RAMOptions ram, TrainerOptions opts) {
   auto policy = clone_velocity_field(*base);

@@ -122,10 +122,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required");
   const torch::Device device = jobs::setup_device(cfg);
   TaskPtr task = jobs::task_from(cfg);
-  RewardPtr reward = make_reward(jobs::reward_spec_from(cfg), task->dim());
-  cfg.set("reward", reward->spec());
-  for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q"})
-    cfg.set(k, nullptr);
+  RewardPtr reward = jobs::resolve_reward(cfg, *task);
   const double m = cfg.number("multiplier");
   const auto names = split_list(cfg.text("methods"));
   if (names.empty()) throw ConfigError("--methods: no method given");

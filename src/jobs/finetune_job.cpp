@@ -54,11 +54,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required");
   const torch::Device device = jobs::setup_device(cfg);
   TaskPtr task = jobs::task_from(cfg);
-  const nlohmann::json reward_spec = jobs::reward_spec_from(cfg);
-  RewardPtr reward = make_reward(reward_spec, task->dim());
-  cfg.set("reward", reward->spec());  // the resolved spec, so config.json reproduces the run
-  for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q"})
-    cfg.set(k, nullptr);
+  RewardPtr reward = jobs::resolve_reward(cfg, *task);
   const double m = cfg.number("multiplier");
   const MethodInfo& method_info = methods().get(cfg.text("method"));
   cfg.apply_defaults(method_info.preset);  // the method's tuned defaults, unless given explicitly

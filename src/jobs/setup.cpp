@@ -160,6 +160,14 @@ torch::Device setup_device(const Config& cfg) {
 
 TaskPtr task_from(const Config& cfg) { return make_task(cfg.text("task"), cfg.raw("mixture")); }
 
+RewardPtr resolve_reward(Config& cfg, const Task& task) {
+  RewardPtr reward = make_reward(reward_spec_from(cfg), task.dim());
+  cfg.set("reward", reward->spec());
+  for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q"})
+    cfg.set(k, nullptr);
+  return reward;
+}
+
 nlohmann::json reward_spec_from(const Config& cfg) {
   const auto& r = cfg.raw("reward");
   nlohmann::json spec;

@@ -33,6 +33,9 @@ torch::Device setup_device(const Config& cfg);
 TaskPtr task_from(const Config& cfg);
 /// The reward spec: `reward` (a name or a spec object) overlaid with the reward_* keys that are set.
 nlohmann::json reward_spec_from(const Config& cfg);
+/// Builds the reward and writes its resolved spec back into `cfg` (the reward_* keys then cleared), so
+/// that the config a run writes reproduces it.
+RewardPtr resolve_reward(Config& cfg, const Task& task);
 /// The model spec: `model` if set, else the task's default.
 nlohmann::json model_spec_from(const Config& cfg, const Task& task);
 EvalOptions eval_options_from(const Config& cfg);

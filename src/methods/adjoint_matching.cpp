@@ -7,6 +7,7 @@
 
 #include "ramflow/conventions.h"
 #include "ramflow/errors.h"
+#include "ramflow/path_rows.h"
 #include "ramflow/sde.h"
 
 namespace ramflow {
@@ -72,7 +73,6 @@ LossOutput AdjointMatching::loss(const RolloutBatch& batch, const Policies& mode
   const auto it = batch.extras.find("adjoint");
   TORCH_CHECK(it != batch.extras.end(), "adjoint-matching: prepare() was not called on the batch");
   const int64_t b = batch.size(), N = static_cast<int64_t>(batch.grid.size()) - 1;
-  const auto opts = batch.x0.options();
   // The trained steps: a random subset of the N steps (all with train_fraction 1).
   std::vector<int64_t> steps;
   const int64_t J = std::max<int64_t>(1, static_cast<int64_t>(std::lround(N * options_.train_fraction())));
@@ -82,25 +82,16 @@ LossOutput AdjointMatching::loss(const RolloutBatch& batch, const Policies& mode
     auto perm = torch::argsort(rng.rand({N}));
     for (int64_t j = 0; j < J; ++j) steps.push_back(perm[j].item<int64_t>());
   }
-  std::vector<float> t_row, drift_row, sigma_row;
+  std::vector<double> drift_row, sigma_row;
   for (int64_t k : steps) {
     const double t = batch.grid[k], t_next = batch.grid[k + 1];
-    const double c = sde_drift_weight(options_.noise_level(), t, t_next);
-    t_row.push_back(static_cast<float>(t));
-    drift_row.push_back(static_cast<float>(1.0 + c * (1.0 - t)));
-    sigma_row.push_back(static_cast<float>(sde_sigma(options_.noise_level(), t, t_next)));
+    drift_row.push_back(1.0 + sde_drift_weight(options_.noise_level(), t, t_next) * (1.0 - t));
+    sigma_row.push_back(sde_sigma(options_.noise_level(), t, t_next));
   }
-  auto per_row = [&](const std::vector<float>& per_step) {  // [J] -> [J b], row j b + i
-    return torch::tensor(per_step, opts).view({J, 1}).expand({J, b}).reshape({J * b});
-  };
-  auto idx = torch::tensor(steps, torch::TensorOptions().dtype(torch::kLong).device(opts.device()));
-  std::vector<int64_t> row_shape = batch.x0.sizes().vec();
-  row_shape[0] = J * b;
-  auto x_k = batch.trajectory.index_select(0, idx).reshape(row_shape);              // [J b, ...]
-  auto a_k = it->second.index_select(1, idx).transpose(0, 1).reshape(row_shape);    // [J b, ...]
-  auto cond = batch.cond.defined() ? batch.cond.repeat({J}) : torch::Tensor();
-  auto t = per_row(t_row);
-  auto sigma = expand_time(per_row(sigma_row), x_k), drift = expand_time(per_row(drift_row), x_k);
+  const PathRows rows = path_rows(batch, steps);  // row j b + i = step steps[j] of sample i
+  const auto &x_k = rows.x, &t = rows.t, &cond = rows.cond;
+  auto a_k = it->second.index_select(1, rows.index).transpose(0, 1).reshape(x_k.sizes());  // [J b, ...]
+  auto sigma = expand_time(rows.per_row(sigma_row), x_k), drift = expand_time(rows.per_row(drift_row), x_k);
 
   torch::Tensor v_ref;
   {

@@ -8,6 +8,7 @@
 #include "ramflow/advantage.h"
 #include "ramflow/conventions.h"
 #include "ramflow/errors.h"
+#include "ramflow/path_rows.h"
 #include "ramflow/sde.h"
 
 namespace ramflow {
@@ -76,36 +77,28 @@ LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng
   const auto it = batch.extras.find("advantage");
   TORCH_CHECK(it != batch.extras.end(), "flow-grpo: prepare() was not called on the batch");
 
-  // Every trained (step, sample) pair is one row, row j b + i = step steps[j] of sample i.
-  std::vector<float> t_row, x_coef, v_coef, std_row, var_dt;
+  // Every trained (step, sample) pair is one row (path_rows.h).
+  const PathRows rows = path_rows(batch, steps);
+  std::vector<double> x_coef, v_coef, std_row, var_dt;
   for (int64_t k : steps) {
     const double t = batch.grid[k], t_next = batch.grid[k + 1];
     const SdeCoefficients c = sde_coefficients(options_.noise_level(), t, t_next);
-    t_row.push_back(static_cast<float>(t));
-    x_coef.push_back(static_cast<float>(c.x_coef));
-    v_coef.push_back(static_cast<float>(c.v_coef));
-    std_row.push_back(static_cast<float>(c.std));
+    x_coef.push_back(c.x_coef);
+    v_coef.push_back(c.v_coef);
+    std_row.push_back(c.std);
     // KL denominator 2 s^2: s^2 = sigma_t^2 |dt| (exact) or sigma_t^2 (the released code's form)
     const double sigma = sde_sigma(options_.noise_level(), t, t_next);
-    var_dt.push_back(static_cast<float>(options_.kl_form() == "exact" ? c.std * c.std : sigma * sigma));
+    var_dt.push_back(options_.kl_form() == "exact" ? c.std * c.std : sigma * sigma);
   }
-  auto per_row = [&](const std::vector<float>& per_step) {  // [J] -> [J b]
-    return torch::tensor(per_step, opts).view({J, 1}).expand({J, b}).reshape({J * b});
-  };
-  auto idx = torch::tensor(steps, torch::TensorOptions().dtype(torch::kLong).device(opts.device()));
-  std::vector<int64_t> row_shape = batch.x0.sizes().vec();
-  row_shape[0] = J * b;
-  auto x_k = batch.trajectory.index_select(0, idx).reshape(row_shape);         // [J b, ...]
-  auto x_next = batch.trajectory.index_select(0, idx + 1).reshape(row_shape);  // [J b, ...]
-  auto cond = batch.cond.defined() ? batch.cond.repeat({J}) : torch::Tensor();
-  auto t = per_row(t_row), a_x = per_row(x_coef), a_v = per_row(v_coef), s = per_row(std_row);
+  const auto &x_k = rows.x, &x_next = rows.x_next, &t = rows.t, &cond = rows.cond;
+  auto a_x = rows.per_row(x_coef), a_v = rows.per_row(v_coef), s = rows.per_row(std_row);
 
   auto v = models.policy.forward(x_k, t, cond);                                // [J b, ...]
   auto mean = sde_mean(x_k, v, a_x, a_v);
   auto log_prob = gaussian_log_prob(x_next, mean, s, options_.log_prob());      // [J b]
-  auto log_prob_old = batch.log_prob.index_select(0, idx).reshape({J * b});    // [J b]
+  auto log_prob_old = batch.log_prob.index_select(0, rows.index).reshape({J * b});  // [J b]
   auto ratio = torch::exp(log_prob - log_prob_old);
-  auto A = it->second.to(opts).repeat({J});                                     // [J b]
+  auto A = rows.of_sample(it->second.to(opts));                                // [J b]
   const double eps = options_.clip_range();
   auto clipped = torch::clamp(ratio, 1.0 - eps, 1.0 + eps);
   auto policy_loss = torch::max(-A * ratio, -A * clipped).mean();
@@ -122,7 +115,7 @@ LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng
     // mu_theta - mu_ref = v_coef (v_theta - v_ref)
     auto diff = (expand_time(a_v, v) * (v - v_ref)).reshape({J * b, -1});       // [J b, n]
     auto sq = options_.kl_form() == "exact" ? diff.square().sum(1) : diff.square().mean(1);
-    kl = (sq / (2.0 * per_row(var_dt))).mean();
+    kl = (sq / (2.0 * rows.per_row(var_dt))).mean();
     out.loss = out.loss + options_.kl() * kl;
   }
   {
