@@ -196,12 +196,10 @@ TEST(AdjointMatchingTest, LeanAdjointEqualsAutogradThroughTheBaseChain) {
 }
 
 TEST(AdjointMatchingTest, GaussianReferenceWithLinearRewardReachesTheExactTilt) {
-  auto task = make_task("gauss1d");  // N(1, 0.5^2)
-  auto base = pretrained(*task, MLPVelocityOptions(1).hidden(64).to_json(), 2000);
-  Rng rng(5);
-  auto x1 = rng.randn({20000, 1});
-  auto base_x0 = sample(*base, x1, {}, SampleOptions().steps(50)).x0;
-  const double mu = base_x0.mean().item<double>(), s2 = base_x0.var().item<double>();
+  const auto g = testing::gaussian_base();  // N(1, 0.5^2)
+  const auto& base = g.model;
+  const auto& x1 = g.x1;
+  const double mu = g.mean, s2 = g.var;
   const double m = 2.0;  // r = x: the exact tilt is N(mu + s^2 m, s^2)
   auto policy = clone_velocity_field(*base);
   for (auto& p : policy->parameters()) p.set_requires_grad(true);

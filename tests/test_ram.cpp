@@ -108,12 +108,11 @@ TEST(RAMTest, PopulationFixedPointIsExactForGaussianWithLinearReward) {
 // variance step after step (measured: variance 0.17 instead of 0.24 after 600 steps). Centring removes
 // the constant part and leaves the fixed point unchanged (up to the factor 1 - 1/G on m).
 TEST(RAMTest, GaussianReferenceWithLinearRewardReachesTheExactTilt) {
-  auto task = make_task("gauss1d");  // N(1, 0.5^2)
-  auto base = pretrained(*task, MLPVelocityOptions(1).hidden(64).to_json(), 2000);
-  Rng rng(5);
-  auto x1 = rng.randn({20000, 1});
-  auto base_x0 = sample(*base, x1, {}, SampleOptions().steps(50)).x0;
-  const double mu = base_x0.mean().item<double>(), s2 = base_x0.var().item<double>();
+  const auto g = testing::gaussian_base();  // N(1, 0.5^2)
+  const auto& base = g.model;
+  const auto& x1 = g.x1;
+  const double mu = g.mean, s2 = g.var;
+  Rng rng(6);
   ASSERT_NEAR(mu, 1.0, 0.05);
   ASSERT_NEAR(s2, 0.25, 0.03);
   const double m = 2.0, coef = 1.0, b = m * coef;  // r = x, m = 2: mean moves by s^2 b = 0.5

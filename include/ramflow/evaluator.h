@@ -41,14 +41,15 @@ struct ExactTarget {
   std::optional<GaussianMixture> closed_form;     // tilt of the data mixture, when it has a closed form
   double reward_optimal_closed_form = std::nan("");  // E_{closed form}[r]
 
-  /// Energy distance from samples x [n, D] to the target.
-  double distance(const torch::Tensor& x) const;
+  /// Energy distance from samples x [n, D] to the target; `x_pair` = E|X - X'| of x if already known.
+  double distance(const torch::Tensor& x, std::optional<double> x_pair = std::nullopt) const;
 };
 
 struct EvalResult {
   int64_t n = 0;
   double reward_mean = 0, reward_std = 0;
   double distance = 0;             // energy distance to the exact target
+  double diversity = 0;            // mean pairwise distance of the samples, E|X - X'|
   torch::Tensor mode_masses;       // [M] (undefined if the task has no modes)
   torch::Tensor samples;           // [n, ...] the endpoints, CPU
 };

@@ -68,6 +68,10 @@ torch::Tensor flow_grpo_sde_step(const VelocityFn& v, const torch::Tensor& x, do
 torch::Tensor memoryless_sde_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
                                   const torch::Tensor& noise);
 
+/// The stochastic steps of an N-step rollout: all of them (window 0), or `window` consecutive steps
+/// starting at a step drawn uniformly from [0, window_end N - window] (Flow-GRPO's window variant).
+std::vector<int64_t> stochastic_steps(int64_t N, int64_t window, double window_end, Rng& rng);
+
 /// A rollout that keeps what the SDE methods need. Steps listed in `sde_steps` use the SDE with noise
 /// level a; the others are Euler steps (Flow-GRPO's window variant).
 struct TrajectoryOptions {

@@ -51,6 +51,9 @@ struct StepRecord {
   std::map<std::string, double> metrics;  // method-specific
 };
 
+/// Throws ConfigError if `method` differentiates the reward and `reward` is not differentiable.
+void check_reward_for(const Method& method, const Reward& reward);
+
 class Trainer {
  public:
   /// `policy` is trained in place (usually a clone of the base); `ref` is the frozen base (v_ref).

@@ -21,8 +21,8 @@ torch::Tensor device_of(VelocityFieldImpl& model) {
 
 }  // namespace
 
-double ExactTarget::distance(const torch::Tensor& x) const {
-  return 2.0 * mean_cross_distance(x, pool, weights) - mean_pair_distance(x) - pair_distance;
+double ExactTarget::distance(const torch::Tensor& x, std::optional<double> x_pair) const {
+  return 2.0 * mean_cross_distance(x, pool, weights) - (x_pair ? *x_pair : mean_pair_distance(x)) - pair_distance;
 }
 
 double expected_quadratic_reward(const GaussianMixture& g, const QuadraticForm& f) {
@@ -84,7 +84,8 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n) const {
   auto r = score_checked(*reward_, out.samples).to(torch::kDouble);
   out.reward_mean = r.mean().item<double>();
   out.reward_std = r.std().item<double>();
-  out.distance = target_.distance(out.samples);
+  out.diversity = mean_pair_distance(out.samples);
+  out.distance = target_.distance(out.samples, out.diversity);
   if (target_.mode_centers.defined())
     out.mode_masses = mode_masses(out.samples, target_.mode_centers);
   return out;

@@ -119,14 +119,15 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   const auto wall_start = std::chrono::steady_clock::now();
   // --- 1. resolve and validate ----------------------------------------------------------------------
   Config cfg = cfg_in;
-  if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required");
-  const torch::Device device = jobs::setup_device(cfg);
-  TaskPtr task = jobs::task_from(cfg);
-  RewardPtr reward = jobs::resolve_reward(cfg, *task);
-  const double m = cfg.number("multiplier");
+  const jobs::RunBasics basics = jobs::resolve_basics(cfg);
+  const torch::Device& device = basics.device;
+  const TaskPtr& task = basics.task;
+  const RewardPtr& reward = basics.reward;
+  const double m = basics.multiplier;
   const auto names = split_list(cfg.text("methods"));
   if (names.empty()) throw ConfigError("--methods: no method given");
   std::map<std::string, Config> method_cfg;  // each method's config: the shared keys plus its preset
+  std::map<std::string, nlohmann::json> method_options;
   for (const auto& name : names) {
     if (!methods().contains(name))
       throw ConfigError("--methods: unknown method '" + name + "' (choose from " + methods().joined_names() + ")");
@@ -134,9 +135,8 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     Config c = cfg;
     c.apply_defaults(methods().get(name).preset);
     auto probe = methods().get(name).make(c);  // validates the method's keys
-    if (probe->needs_reward_gradient() && !reward->differentiable())
-      throw ConfigError("--methods: '" + name + "' differentiates the reward, and reward '" +
-                        reward->spec().value("type", std::string("?")) + "' is not differentiable");
+    check_reward_for(*probe, *reward);
+    method_options[name] = probe->options();
     method_cfg.emplace(name, std::move(c));
   }
   const bool fixed_target = cfg.is_set("target_reward");
@@ -155,7 +155,6 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   const int64_t n_eval = cfg.integer("eval_curve_samples");
   const EvalResult before = evaluator.evaluate(*base, n_eval);
   const torch::Tensor base_samples = before.samples.reshape({before.n, -1});
-  const double base_pair = mean_pair_distance(base_samples);
   const double target_diversity = [&] {
     Rng rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 11);
     return mean_pair_distance(evaluator.target_samples(n_eval, rng).reshape({n_eval, -1}));
@@ -198,9 +197,9 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     // Energy distance from the base model's samples on the same noise, as a V-statistic (diagonal
     // pairs included), so that it is >= 0 and exactly 0 for the base model itself.
     const double v = 1.0 - 1.0 / static_cast<double>(x.size(0));
-    c.distance_base.push_back(std::max(0.0, 2.0 * mean_cross_distance(x, base_samples) - v * mean_pair_distance(x) -
-                                                v * base_pair));
-    c.diversity.push_back(mean_pair_distance(x));
+    c.distance_base.push_back(
+        std::max(0.0, 2.0 * mean_cross_distance(x, base_samples) - v * e.diversity - v * before.diversity));
+    c.diversity.push_back(e.diversity);
   };
   auto run_one = [&](Curve& c) {
     Config mc = method_cfg.at(c.method);
@@ -302,7 +301,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
                                {"ms_per_step", stat_json(stat(ms))},
                                {"nfe_per_step", stat_json(stat(nfe))},
                                {"reward_evals_per_step", stat_json(stat(revals))},
-                               {"options", methods().get(name).make(method_cfg.at(name))->options()},
+                               {"options", method_options.at(name)},
                                {"preset", methods().get(name).preset}};
     const std::string reached_text =
         stat_text(reached, 0) + " (" + std::to_string(reached.n) + "/" + std::to_string(runs.size()) + ")";

@@ -51,11 +51,11 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   const auto wall_start = std::chrono::steady_clock::now();
   // --- 1. resolve and validate --------------------------------------------------------------------
   Config cfg = cfg_in;
-  if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required");
-  const torch::Device device = jobs::setup_device(cfg);
-  TaskPtr task = jobs::task_from(cfg);
-  RewardPtr reward = jobs::resolve_reward(cfg, *task);
-  const double m = cfg.number("multiplier");
+  const jobs::RunBasics basics = jobs::resolve_basics(cfg);
+  const torch::Device& device = basics.device;
+  const TaskPtr& task = basics.task;
+  const RewardPtr& reward = basics.reward;
+  const double m = basics.multiplier;
   const MethodInfo& method_info = methods().get(cfg.text("method"));
   cfg.apply_defaults(method_info.preset);  // the method's tuned defaults, unless given explicitly
   MethodPtr method = method_info.make(cfg);

@@ -168,6 +168,14 @@ RewardPtr resolve_reward(Config& cfg, const Task& task) {
   return reward;
 }
 
+RunBasics resolve_basics(Config& cfg) {
+  if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required");
+  const torch::Device device = setup_device(cfg);
+  TaskPtr task = task_from(cfg);
+  RewardPtr reward = resolve_reward(cfg, *task);
+  return {device, task, reward, cfg.number("multiplier")};
+}
+
 nlohmann::json reward_spec_from(const Config& cfg) {
   const auto& r = cfg.raw("reward");
   nlohmann::json spec;

@@ -36,6 +36,16 @@ nlohmann::json reward_spec_from(const Config& cfg);
 /// Builds the reward and writes its resolved spec back into `cfg` (the reward_* keys then cleared), so
 /// that the config a run writes reproduces it.
 RewardPtr resolve_reward(Config& cfg, const Task& task);
+
+/// What the training jobs (finetune, compare) resolve first, before any compute: `out` must be set;
+/// the device, the task, the reward (resolved into cfg as by resolve_reward) and the multiplier m.
+struct RunBasics {
+  torch::Device device;
+  TaskPtr task;
+  RewardPtr reward;
+  double multiplier;
+};
+RunBasics resolve_basics(Config& cfg);
 /// The model spec: `model` if set, else the task's default.
 nlohmann::json model_spec_from(const Config& cfg, const Task& task);
 EvalOptions eval_options_from(const Config& cfg);

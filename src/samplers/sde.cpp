@@ -31,9 +31,9 @@ double sde_drift_weight(double a, double t, double t_next) {
 
 SdeCoefficients sde_coefficients(double a, double t, double t_next) {
   const double dt = t_next - t;  // < 0
-  const double c = sde_drift_weight(a, t, t_next);
+  const double sigma = sde_sigma(a, t, t_next), c = sigma * sigma / (2.0 * t);
   // mean = x + [v + c (x + (1 - t) v)] dt = (1 + c dt) x + (1 + c (1 - t)) dt v
-  return {1.0 + c * dt, (1.0 + c * (1.0 - t)) * dt, sde_sigma(a, t, t_next) * std::sqrt(-dt)};
+  return {1.0 + c * dt, (1.0 + c * (1.0 - t)) * dt, sigma * std::sqrt(-dt)};
 }
 
 torch::Tensor sde_mean(const torch::Tensor& x, const torch::Tensor& v, const torch::Tensor& x_coef,
@@ -91,6 +91,17 @@ torch::Tensor memoryless_sde_step(const VelocityFn& v, const torch::Tensor& x, d
   return sde_sampler_step(v, x, t, t_next, noise, std::sqrt(2.0));
 }
 
+std::vector<int64_t> stochastic_steps(int64_t N, int64_t window, double window_end, Rng& rng) {
+  std::vector<int64_t> steps;
+  int64_t start = 0, w = N;
+  if (window > 0) {
+    w = std::min(window, N);
+    start = rng.randint(0, std::max<int64_t>(0, static_cast<int64_t>(window_end * N) - w) + 1);
+  }
+  for (int64_t k = start; k < start + w; ++k) steps.push_back(k);
+  return steps;
+}
+
 Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, const torch::Tensor& cond,
                              const TrajectoryOptions& options, Rng& rng) {
   const auto& grid = options.grid();
@@ -108,10 +119,13 @@ Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, 
   std::sort(out.sde_steps.begin(), out.sde_steps.end());
   std::vector<int64_t> shape = {N + 1};
   shape.insert(shape.end(), x1.sizes().begin(), x1.sizes().end());
+  // Ordinary tensors, filled in place under inference mode: methods may save them for backward.
+  out.x = torch::empty(shape, x1.options().requires_grad(false));    // [N + 1, B, ...]
+  out.log_prob = torch::zeros({N, B}, x1.options().requires_grad(false));  // [N, B]
   {
     c10::InferenceMode inference;
-    auto xs = torch::empty(shape, x1.options());                  // [N + 1, B, ...]
-    auto log_prob = torch::zeros({N, B}, x1.options());          // [N, B]
+    auto& xs = out.x;
+    auto& log_prob = out.log_prob;
     xs[0].copy_(x1);
     torch::Tensor x = x1;
     for (int64_t k = 0; k < N; ++k) {
@@ -128,12 +142,7 @@ Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, 
       }
       xs[k + 1].copy_(x);
     }
-    out.x = xs;
-    out.log_prob = log_prob;
   }
-  // Ordinary tensors again (see sample()): methods may save them for backward.
-  out.x = out.x.clone();
-  out.log_prob = out.log_prob.clone();
   return out;
 }
 

@@ -13,6 +13,12 @@
 
 namespace ramflow {
 
+void check_reward_for(const Method& method, const Reward& reward) {
+  if (method.needs_reward_gradient() && !reward.differentiable())
+    throw ConfigError("method '" + method.name() + "' differentiates the reward, and reward '" +
+                      reward.spec().value("type", std::string("?")) + "' is not differentiable");
+}
+
 Trainer::Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward, MethodPtr method,
                  TrainerOptions options, CondSampler cond)
     : policy_(std::move(policy)),
@@ -32,9 +38,7 @@ Trainer::Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward
     throw ConfigError("trainer: minibatches (" + std::to_string(options_.minibatches()) +
                       ") must divide the batch of groups * group_size = " +
                       std::to_string(options_.groups() * options_.group_size()) + " endpoints");
-  if (method_->needs_reward_gradient() && !reward_->differentiable())
-    throw ConfigError("method '" + method_->name() + "' differentiates the reward, and reward '" +
-                      reward_->spec().value("type", std::string("?")) + "' is not differentiable");
+  check_reward_for(*method_, *reward_);
   std::vector<torch::Tensor> params;
   for (auto& p : policy_->parameters())
     if (p.requires_grad()) params.push_back(p);
@@ -67,17 +71,8 @@ RolloutBatch Trainer::rollout(Rng& rng) {
     // Euler steps on the configured grid, stochastic on all steps or on a window of them.
     const auto grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
     const int64_t N = static_cast<int64_t>(grid.size()) - 1;
-    std::vector<int64_t> sde_steps;
-    if (spec.noise_level > 0) {
-      if (spec.window <= 0) {
-        for (int64_t k = 0; k < N; ++k) sde_steps.push_back(k);
-      } else {
-        const int64_t w = std::min(spec.window, N);
-        const int64_t last_start = std::max<int64_t>(0, static_cast<int64_t>(spec.window_end * N) - w);
-        const int64_t start = rng.randint(0, last_start + 1);
-        for (int64_t k = start; k < start + w; ++k) sde_steps.push_back(k);
-      }
-    }
+    const auto sde_steps = spec.noise_level > 0 ? stochastic_steps(N, spec.window, spec.window_end, rng)
+                                                : std::vector<int64_t>{};
     Trajectory traj = sample_trajectory(sampler_model, x1, batch.cond,
                                         TrajectoryOptions()
                                             .grid(grid)
