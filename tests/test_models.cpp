@@ -40,6 +40,22 @@ TEST_P(ModelContract, ShapesCloneAndCheckpointRoundTrip) {
   EXPECT_EQ(meta["step"], 3);
 }
 
+// The initial weights are a function of the spec and the seed alone (torch's global generator, seeded
+// differently in every process, would give two different draws here).
+TEST_P(ModelContract, InitialisationIsAFunctionOfTheSeed) {
+  auto spec = example_spec(GetParam());
+  ASSERT_FALSE(spec.is_null());
+  auto a = make_velocity_field(spec, 7), b = make_velocity_field(spec, 7), c = make_velocity_field(spec, 8);
+  auto pa = a->parameters(), pb = b->parameters(), pc = c->parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  bool differs = false;
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i;
+    differs = differs || !torch::equal(pa[i], pc[i]);
+  }
+  EXPECT_EQ(differs, !pa.empty()) << "another seed must give other weights";
+}
+
 INSTANTIATE_TEST_SUITE_P(AllModels, ModelContract, ::testing::ValuesIn(models().names()));
 
 TEST(ModelTest, MLPDefaultHasTheTutorialSize) {

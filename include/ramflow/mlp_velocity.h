@@ -5,7 +5,8 @@
 //   output v   = h_depth Wt_depth + b_depth               (H -> D)
 // Weights are stored transposed, Wt_l of shape [in, out] (parameters "layer<l>_weight_t" and
 // "layer<l>_bias"), so every layer is a plain row-major matrix product. Initialisation is PyTorch's
-// Linear default: Wt and b uniform in +-1/sqrt(in).
+// Linear default, Wt and b uniform in +-1/sqrt(in), and the class embedding N(0, 1), drawn from an Rng
+// (seed 0 in the constructor; make_velocity_field's init_seed otherwise).
 // The 2-D default (H = 128, depth 3, F = 8) has 35,714 parameters.
 //
 // Speed: on float32 CPU tensors the forward pass runs fused. Without autograd it is one pass through the
@@ -43,6 +44,7 @@ class MLPVelocityImpl : public VelocityFieldImpl {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
                         const torch::Tensor& cond = {}) override;
   nlohmann::json spec() const override;
+  void reset_parameters(Rng& rng) override;
   const MLPVelocityOptions& options() const { return options_; }
   /// Use the fused CPU kernels where they apply (default true).
   void set_fused(bool fused) { fused_ = fused; }

@@ -9,6 +9,7 @@
 #include <torch/nn/module.h>
 
 #include "ramflow/registry.h"
+#include "ramflow/rng.h"
 
 namespace ramflow {
 
@@ -20,11 +21,16 @@ class VelocityFieldImpl : public torch::nn::Module {
                                 const torch::Tensor& cond = {}) = 0;
   /// The spec that rebuilds this architecture: {"type": <registry name>, ...options}.
   virtual nlohmann::json spec() const = 0;
+  /// Draws every parameter afresh from `rng` (never from torch's global generator, whose seed differs
+  /// from process to process). The default accepts only models without parameters; a model with
+  /// parameters overrides it.
+  virtual void reset_parameters(Rng& rng);
 };
 using VelocityFieldPtr = std::shared_ptr<VelocityFieldImpl>;
 
-/// Builds a velocity field from its spec (the registry name is spec["type"]).
-VelocityFieldPtr make_velocity_field(const nlohmann::json& spec);
+/// Builds a velocity field from its spec (the registry name is spec["type"]), its parameters drawn by
+/// reset_parameters from Rng(init_seed): the same spec and seed give the same weights in every process.
+VelocityFieldPtr make_velocity_field(const nlohmann::json& spec, uint64_t init_seed = 0);
 
 using ModelFactory = std::function<VelocityFieldPtr(const nlohmann::json& spec)>;
 /// Every registered model name (filled by register_builtin_models in src/models/builtin_models.cpp).

@@ -221,7 +221,7 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
     return model;
   }
   // The cache key covers everything that determines the pretrained weights.
-  const nlohmann::json key = {{"format", 2},  // bump when a model's parameter layout changes
+  const nlohmann::json key = {{"format", 3},  // bump when a model's parameter layout or initialisation changes
                               {"task", task.spec()},
                               {"model", model_spec_from(cfg, task)},
                               {"steps", cfg.integer("pretrain_steps")},
@@ -258,7 +258,9 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
 
 VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Device device, JobIO io,
                                const std::function<void(const PretrainRecord&)>& on_step) {
-  auto model = make_velocity_field(model_spec_from(cfg, task));
+  // The initial weights come from the pretraining seed too, so a seed fixes the base model.
+  auto model = make_velocity_field(model_spec_from(cfg, task),
+                                   static_cast<uint64_t>(cfg.integer("pretrain_seed")));
   model->to(device);
   Progress bar("pretrain", cfg.integer("pretrain_steps"), io.log, io.tty);
   double last_loss = 0;

@@ -228,15 +228,27 @@ MLPVelocityImpl::MLPVelocityImpl(const MLPVelocityOptions& options) : options_(o
         "class_embedding", torch::nn::Embedding(options.num_classes(), options.class_dim()));
     in += options.class_dim();
   }
-  torch::NoGradGuard no_grad;
   for (int64_t l = 0; l <= options.depth(); ++l) {
     const int64_t out = l == options.depth() ? options.dim() : options.hidden();
-    const double bound = 1.0 / std::sqrt(static_cast<double>(in));  // PyTorch's Linear default
     const std::string name = "layer" + std::to_string(l);  // no dots: names are flat
-    wt_.push_back(register_parameter(name + "_weight_t", torch::empty({in, out}).uniform_(-bound, bound)));
-    bias_.push_back(register_parameter(name + "_bias", torch::empty({out}).uniform_(-bound, bound)));
+    wt_.push_back(register_parameter(name + "_weight_t", torch::empty({in, out})));
+    bias_.push_back(register_parameter(name + "_bias", torch::empty({out})));
     in = out;
   }
+  Rng rng(0);
+  reset_parameters(rng);
+}
+
+void MLPVelocityImpl::reset_parameters(Rng& rng) {
+  torch::NoGradGuard no_grad;
+  // Draws on the CPU in a fixed order (layers, then the embedding), then copies to the parameters'
+  // device: the weights depend on the seed only.
+  for (size_t l = 0; l < wt_.size(); ++l) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(wt_[l].size(0)));  // PyTorch's Linear
+    wt_[l].copy_((rng.rand(wt_[l].sizes()) * 2.0 - 1.0) * bound);
+    bias_[l].copy_((rng.rand(bias_[l].sizes()) * 2.0 - 1.0) * bound);
+  }
+  if (class_embedding_) class_embedding_->weight.copy_(rng.randn(class_embedding_->weight.sizes()));
 }
 
 // h_0 = [x, sin(t freqs), cos(t freqs), embedding(cond)] with LibTorch operators (differentiable).

@@ -5,10 +5,19 @@
 
 namespace ramflow {
 
-VelocityFieldPtr make_velocity_field(const nlohmann::json& spec) {
+void VelocityFieldImpl::reset_parameters(Rng&) {
+  if (!parameters().empty())
+    throw ConfigError("model '" + spec().value("type", std::string("?")) +
+                      "' has parameters but does not override reset_parameters");
+}
+
+VelocityFieldPtr make_velocity_field(const nlohmann::json& spec, uint64_t init_seed) {
   if (!spec.is_object() || !spec.contains("type") || !spec["type"].is_string())
     throw ConfigError("model spec must be a JSON object with a string \"type\", got " + spec.dump());
-  return models().get(spec["type"].get<std::string>())(spec);
+  auto model = models().get(spec["type"].get<std::string>())(spec);
+  Rng rng(init_seed);
+  model->reset_parameters(rng);
+  return model;
 }
 
 void copy_weights(const VelocityFieldImpl& from, VelocityFieldImpl& to) {
