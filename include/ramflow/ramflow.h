@@ -7,6 +7,7 @@
 #include "ramflow/config.h"
 #include "ramflow/conventions.h"
 #include "ramflow/draft.h"
+#include "ramflow/eam.h"
 #include "ramflow/errors.h"
 #include "ramflow/evaluator.h"
 #include "ramflow/exact_mixture_velocity.h"

@@ -4,6 +4,7 @@
 #include "ramflow/adjoint_matching.h"
 #include "ramflow/config.h"
 #include "ramflow/draft.h"
+#include "ramflow/eam.h"
 #include "ramflow/flow_grpo.h"
 #include "ramflow/nft.h"
 #include "ramflow/ram.h"
@@ -26,6 +27,8 @@ void register_builtin_methods(Registry<MethodInfo>& r) {
         "DiffusionNFT: implicit positive and negative policies (arXiv 2509.16117)");
   r.add("draft", {DRaFT::add_params, DRaFT::from_config, {{"lr", 1e-4}}},
         "DRaFT-K: reward gradient through the last K steps");
+  r.add("eam", {EAM::add_params, EAM::from_config, {{"lr", 1e-3}}},
+        "Efficient Adjoint Matching, reconstructed: linear reference, closed-form adjoint (arXiv 2605.11480)");
 }
 
 }  // namespace
