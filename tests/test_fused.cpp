@@ -24,6 +24,8 @@ struct Shape {
 std::vector<Shape> shapes() {
   return {{MLPVelocityOptions(2), 32},                                    // the ring default
           {MLPVelocityOptions(2), 129},                                   // rows beyond every tile
+          {MLPVelocityOptions(3).hidden(112).depth(2), 19},               // 64 + 32 + 16 columns
+          {MLPVelocityOptions(4).hidden(100).depth(1).frequencies(30), 9},  // 64 + 32 + 4; wide input
           {MLPVelocityOptions(3).hidden(20).depth(2).frequencies(3), 7},  // widths below one tile
           {MLPVelocityOptions(5).hidden(40).depth(1).num_classes(4).class_dim(6), 33},
           {MLPVelocityOptions(1).hidden(8).depth(2).frequencies(0), 1}};

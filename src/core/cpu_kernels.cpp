@@ -65,14 +65,29 @@ RAMFLOW_INLINE void tile(const float* in, int64_t rs, int64_t ks, int64_t I, con
     for (int j = 0; j < NV; ++j) store<W>(out + r * O + j * W, acc[r][j]);
 }
 
+// The sum of the W lanes of v, as a tree (halves added until four lanes are left): log2(W) dependent
+// additions instead of W.
+template <int W>
+RAMFLOW_INLINE float lane_sum(typename Vec<W>::f v) {
+  if constexpr (W <= 4) {
+    float s = 0;
+    for (int k = 0; k < W; ++k) s += v[k];
+    return s;
+  } else {
+    typename Vec<W / 2>::f lo, hi;
+    std::memcpy(&lo, &v, sizeof lo);
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
+    return lane_sum<W / 2>(lo + hi);
+  }
+}
+
 // Sum of a[i] b[i] over n values, W lanes at a time.
 template <int W>
 RAMFLOW_INLINE float dot(const float* a, const float* b, int64_t n) {
   typename Vec<W>::f acc = {};
   int64_t i = 0;
   for (; i + W <= n; i += W) acc += load<W>(a + i) * load<W>(b + i);
-  float s = 0;
-  for (int k = 0; k < W; ++k) s += acc[k];
+  float s = lane_sum<W>(acc);
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
@@ -92,7 +107,8 @@ RAMFLOW_INLINE void edge(const float* in, int64_t rs, int64_t ks, int64_t rows, 
       }
     return;
   }
-  std::vector<float> cols(static_cast<size_t>((O - o_begin) * I));  // [O - o_begin, I]
+  thread_local std::vector<float> cols;  // [O - o_begin, I], reused from call to call
+  cols.resize(static_cast<size_t>((O - o_begin) * I));
   for (int64_t i = 0; i < I; ++i)
     for (int64_t o = o_begin; o < O; ++o) cols[(o - o_begin) * I + i] = wt[i * O + o];
   for (int64_t r = 0; r < rows; ++r)
@@ -100,31 +116,46 @@ RAMFLOW_INLINE void edge(const float* in, int64_t rs, int64_t ks, int64_t rows, 
       out[r * O + o] = (bias ? bias[o] : 0.0f) + dot<W>(in + r * rs, cols.data() + (o - o_begin) * I, I);
 }
 
-// out[B, O] = in[B, I] · wt[I, O] + bias with in's element (b, i) at in[b * rs + i * ks].
+// The columns [o_begin, o_end) (a multiple of NV * W wide) of out = in · wt + bias, in MR x NV*W tiles.
+template <int W, int MR, int NV>
+RAMFLOW_INLINE void dense_columns(const float* in, int64_t rs, int64_t ks, int64_t B, int64_t I,
+                                  const float* wt, const float* bias, int64_t O, int64_t o_begin,
+                                  int64_t o_end, float* out) {
+  constexpr int64_t NB = NV * W;
+  int64_t b = 0;
+  for (; b + MR <= B; b += MR)
+    for (int64_t o = o_begin; o < o_end; o += NB)
+      tile<W, MR, NV>(in + b * rs, rs, ks, I, wt + o, O, bias ? bias + o : nullptr, out + b * O + o);
+  for (; b < B; ++b)  // leftover rows, one at a time
+    for (int64_t o = o_begin; o < o_end; o += NB)
+      tile<W, 1, NV>(in + b * rs, rs, ks, I, wt + o, O, bias ? bias + o : nullptr, out + b * O + o);
+}
+
+// out[B, O] = in[B, I] · wt[I, O] + bias with in's element (b, i) at in[b * rs + i * ks]. Columns go
+// in blocks of NV * W while they last (the widest tile), then of 2W and W (if NV > 2), then `edge`.
 template <int W, int MR, int NV>
 RAMFLOW_INLINE void dense_impl(const float* in, int64_t rs, int64_t ks, int64_t B, int64_t I,
                                const float* wt, const float* bias, int64_t O, float* out) {
-  constexpr int64_t NB = NV * W;
-  const int64_t O_full = O - O % NB;
-  int64_t b = 0;
-  for (; b + MR <= B; b += MR) {
-    for (int64_t o = 0; o < O_full; o += NB)
-      tile<W, MR, NV>(in + b * rs, rs, ks, I, wt + o, O, bias ? bias + o : nullptr, out + b * O + o);
+  static_assert(NV == 2 || NV == 4, "column blocks of 2W or 4W");
+  int64_t o = O - O % (NV * W);
+  dense_columns<W, MR, NV>(in, rs, ks, B, I, wt, bias, O, 0, o, out);
+  if (NV == 4 && O - o >= 2 * W) {
+    dense_columns<W, MR, 2>(in, rs, ks, B, I, wt, bias, O, o, o + 2 * W, out);
+    o += 2 * W;
   }
-  for (; b < B; ++b) {  // leftover rows, one at a time
-    for (int64_t o = 0; o < O_full; o += NB)
-      tile<W, 1, NV>(in + b * rs, rs, ks, I, wt + o, O, bias ? bias + o : nullptr, out + b * O + o);
+  if (O - o >= W) {
+    dense_columns<W, MR, 1>(in, rs, ks, B, I, wt, bias, O, o, o + W, out);
+    o += W;
   }
-  edge<W>(in, rs, ks, B, I, wt, O, bias, O_full, out);
+  edge<W>(in, rs, ks, B, I, wt, O, bias, o, out);
 }
 
-// out[R, O] = a[K, R]^T · b[K, O]. With too few columns for a full tile (O < NB, e.g. the gradient of
+// out[R, O] = a[K, R]^T · b[K, O]. With fewer columns than one vector (O < W, e.g. the gradient of
 // a 2-wide output layer) it computes out^T = b^T a instead, whose R columns fill tiles, and transposes.
 template <int W, int MR, int NV>
 RAMFLOW_INLINE void dense_tn_impl(const float* a, int64_t K, int64_t R, const float* b, int64_t O,
                                   float* out) {
-  constexpr int64_t NB = NV * W;
-  if (O < NB && R >= NB) {
+  if (O < W && R >= W) {
     std::vector<float> out_t(static_cast<size_t>(O * R));  // [O, R]
     dense_impl<W, MR, NV>(b, 1, O, O, K, a, nullptr, R, out_t.data());
     for (int64_t o = 0; o < O; ++o)
@@ -162,10 +193,17 @@ struct SigmoidDivide {
   static RAMFLOW_INLINE typename Vec<W>::f apply(typename Vec<W>::f v) { return 1.0f / (1.0f + vexp<W>(-v)); }
 };
 
-// silu(z) = z sigmoid(z), with Sigmoid::apply on W lanes at a time.
+// silu(z) = z sigmoid(z), with Sigmoid::apply on W lanes at a time. Four independent vectors per
+// iteration: the sigmoid is a long dependent chain, and four in flight keep the vector units busy.
 template <int W, typename Sigmoid>
 RAMFLOW_INLINE void silu_impl(const float* z, float* a, int64_t n) {
   int64_t k = 0;
+  for (; k + 4 * W <= n; k += 4 * W) {
+    typename Vec<W>::f v[4], s[4];
+    for (int u = 0; u < 4; ++u) v[u] = load<W>(z + k + u * W);
+    for (int u = 0; u < 4; ++u) s[u] = Sigmoid::apply(v[u]);
+    for (int u = 0; u < 4; ++u) store<W>(a + k + u * W, v[u] * s[u]);
+  }
   for (; k + W <= n; k += W) {
     const auto v = load<W>(z + k);
     store<W>(a + k, v * Sigmoid::apply(v));
@@ -197,6 +235,13 @@ RAMFLOW_INLINE void adamw_impl(float* p, float* m, float* v, const float* g, int
 template <int W, typename Sigmoid>
 RAMFLOW_INLINE void silu_backward_impl(const float* dh, const float* z, float* dz, int64_t n) {
   int64_t k = 0;
+  for (; k + 4 * W <= n; k += 4 * W) {  // four independent vectors per iteration, as in silu_impl
+    typename Vec<W>::f v[4], s[4];
+    for (int u = 0; u < 4; ++u) v[u] = load<W>(z + k + u * W);
+    for (int u = 0; u < 4; ++u) s[u] = Sigmoid::apply(v[u]);
+    for (int u = 0; u < 4; ++u)
+      store<W>(dz + k + u * W, load<W>(dh + k + u * W) * s[u] * (1.0f + v[u] * (1.0f - s[u])));
+  }
   for (; k + W <= n; k += W) {
     const auto v = load<W>(z + k);
     const auto s = Sigmoid::apply(v);
@@ -237,7 +282,12 @@ void adamw_sse(float* p, float* m, float* v, const float* g, int64_t n, const Ad
 #define RAMFLOW_FLATTEN __attribute__((flatten))
 RAMFLOW_AVX512 void dense_avx512(const float* in, int64_t B, int64_t I, const float* wt,
                                  const float* bias, int64_t O, float* out) {
-  dense_impl<16, 8, 2>(in, I, 1, B, I, wt, bias, O, out);
+  // 8 x 64 tiles (32 accumulators: GCC keeps a few on the stack) pay off over a long inner dimension;
+  // over a short one (the first layer's 2D + 2F inputs) 8 x 32 tiles are faster.
+  if (I >= 64)
+    dense_impl<16, 8, 4>(in, I, 1, B, I, wt, bias, O, out);
+  else
+    dense_impl<16, 8, 2>(in, I, 1, B, I, wt, bias, O, out);
 }
 RAMFLOW_AVX512 void dense_tn_avx512(const float* a, int64_t K, int64_t R, const float* b, int64_t O,
                                     float* out) {
