@@ -30,6 +30,7 @@ struct Settings {
   int ram_steps = 300, pretrain_steps = 1000;
   bool ram_only = false;  // skip the rollout and pretraining numbers
   bool fused = true;      // MLPVelocity::set_fused
+  std::string device = "cpu";
 };
 
 void set_fused(ramflow::VelocityFieldImpl& model, bool fused) {
@@ -40,9 +41,11 @@ Numbers measure(int threads, const Settings& s) {
   using namespace ramflow;
   torch::set_num_threads(threads);
   auto task = make_task("ring");
+  const torch::Device device(s.device);
   auto base = make_velocity_field(task->default_model());
+  base->to(device);
   set_fused(*base, s.fused);
-  DataSampler data = [&](int64_t n, Rng& rng, torch::Tensor*) { return task->sample_data(n, rng); };
+  DataSampler data = [&](int64_t n, Rng& rng, torch::Tensor*) { return task->sample_data(n, rng).to(device); };
   double pretrain_s = 0;
   if (!s.ram_only) {
     pretrain_flow_matching(*base, data, PretrainOptions().steps(50));  // warm-up
@@ -68,11 +71,13 @@ Numbers measure(int threads, const Settings& s) {
   if (s.ram_only) return {threads, ram_s * ms, ram_cpu_s * ms, 0, 0};
 
   Rng rng(0);
-  auto x1 = rng.randn({4096, 2});
+  auto x1 = rng.randn({4096, 2}).to(device);
   sample(*base, x1, {}, SampleOptions().steps(25));  // warm-up
   t0 = Clock::now();
   const int reps = 5;
-  for (int i = 0; i < reps; ++i) sample(*base, x1, {}, SampleOptions().steps(25));
+  torch::Tensor x0;
+  for (int i = 0; i < reps; ++i) x0 = sample(*base, x1, {}, SampleOptions().steps(25)).x0;
+  x0.sum().item<double>();  // waits for an asynchronous device
   const double rollout_s = since(t0);
   return {threads, ram_s * ms, ram_cpu_s * ms, reps * 4096.0 / rollout_s, s.pretrain_steps / pretrain_s};
 }
@@ -95,25 +100,38 @@ int main(int argc, char** argv) {
       s.ram_only = true;
     } else if (!std::strcmp(argv[i], "--unfused")) {
       s.fused = false;
+    } else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) {
+      s.device = argv[++i];
     } else {
-      std::cerr << "usage: ramflow_bench [--json PATH] [--steps N] [--threads N] [--ram-only] [--unfused]\n"
+      std::cerr << "usage: ramflow_bench [--json PATH] [--steps N] [--threads N] [--ram-only] [--unfused] [--device D]\n"
                    "  --steps N    RAM steps timed (default 300)\n"
                    "  --threads N  only this thread count (default: 1, then all)\n"
                    "  --ram-only   only the RAM step (no rollout or pretraining numbers)\n"
-                   "  --unfused    LibTorch operators instead of the fused MLP kernels\n";
+                   "  --unfused    LibTorch operators instead of the fused MLP kernels\n"
+                   "  --device D   cpu (default), cuda or cuda:N (the fused kernels are CPU-only)\n";
       return 2;
     }
   }
   const int all = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<Numbers> rows;
-  if (threads > 0) {
-    rows.push_back(measure(threads, s));
-  } else {
-    rows.push_back(measure(1, s));
-    if (all > 1) rows.push_back(measure(all, s));
+  try {
+    if (s.device != "cpu" && !torch::Device(s.device).is_cpu() && !torch::cuda::is_available())
+      throw std::runtime_error("--device " + s.device + ": CUDA is not available in this build or on this machine");
+    if (threads > 0) {
+      rows.push_back(measure(threads, s));
+    } else {
+      rows.push_back(measure(1, s));
+      if (all > 1) rows.push_back(measure(all, s));
+    }
+  } catch (const c10::Error& e) {
+    std::cerr << "ramflow_bench: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "ramflow_bench: " << e.what() << "\n";
+    return 1;
   }
-  std::cout << "RAM on the ring (G=32, K=4, 25 Euler rollout steps, MLP 35,714 parameters, "
-            << (s.fused ? "fused kernels" : "LibTorch operators") << ")\n"
+  std::cout << "RAM on the ring (G=32, K=4, 25 Euler rollout steps, MLP 35,714 parameters, " << s.device
+            << ", " << (s.fused && s.device == "cpu" ? "fused kernels" : "LibTorch operators") << ")\n"
             << std::left << std::setw(9) << "threads" << std::setw(16) << "ms / RAM step" << std::setw(24)
             << "rollout samples / s" << "pretrain steps / s (batch 256)\n";
   nlohmann::json out = nlohmann::json::array();
@@ -128,6 +146,6 @@ int main(int argc, char** argv) {
                    {"pretrain_steps_per_s", r.pretrain_steps_per_s}});
   }
   if (!json_path.empty())
-    ramflow::write_json_atomic(json_path, {{"torch", TORCH_VERSION}, {"fused", s.fused}, {"results", out}});
+    ramflow::write_json_atomic(json_path, {{"torch", TORCH_VERSION}, {"device", s.device}, {"fused", s.fused}, {"results", out}});
   return 0;
 }

@@ -20,7 +20,7 @@ namespace {
 
 std::string temp_dir(const std::string& name) {
   auto p = fs::path(::testing::TempDir()) / ("ramflow_jobs_" + name);
-  fs::remove_all(p);
+  remove_tree(p.string());
   return p.string();
 }
 
@@ -135,6 +135,33 @@ TEST(JobsTest, OverwriteRefusesADirectoryThatIsNotARun) {
   args.push_back({"overwrite", "true"});
   EXPECT_THROW(run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false}), IOError);
   EXPECT_TRUE(fs::exists(out + "/precious.txt"));
+}
+
+TEST(JobsTest, OverwriteReplacesAnEarlierRun) {
+  const auto out = temp_dir("rerun");
+  std::ostringstream log;
+  auto args = small_run(out);
+  run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false});
+  std::ofstream(out + "/plots/stale.png") << "from an earlier run";
+  args.push_back({"overwrite", "true"});
+  run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false});
+  EXPECT_FALSE(fs::exists(out + "/plots/stale.png"));
+  EXPECT_TRUE(fs::exists(out + "/summary.json"));
+}
+
+TEST(IOTest, RemoveTreeRemovesEverythingAndFollowsNoLink) {
+  const auto root = temp_dir("tree"), outside = temp_dir("outside");
+  fs::create_directories(root + "/a/b/c");
+  fs::create_directories(outside);
+  std::ofstream(root + "/a/b/c/file") << "x";
+  std::ofstream(root + "/top") << "y";
+  std::ofstream(outside + "/kept") << "z";
+  fs::create_directory_symlink(outside, root + "/a/link");
+  remove_tree(root);
+  EXPECT_FALSE(fs::exists(root));
+  EXPECT_TRUE(fs::exists(outside + "/kept"));  // the link went, not what it points to
+  EXPECT_NO_THROW(remove_tree(root));          // absent: nothing to do
+  remove_tree(outside);
 }
 
 TEST(JobsTest, PretrainCheckpointServesAsBase) {

@@ -104,6 +104,32 @@ TEST_P(MethodContract, RewardRisesOnTheRing) {
       << GetParam() << ": " << before.reward_mean << " -> " << after.reward_mean << " (optimal " << optimal << ")";
 }
 
+// Device-agnostic code: the same seed gives the same steps on a CUDA device as on the CPU (random
+// numbers are drawn on the CPU and moved; the CPU runs the fused kernels, CUDA the LibTorch operators).
+// Skipped where no CUDA device is available.
+TEST_P(MethodContract, SameStepsOnACudaDevice) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
+  auto base_cuda = clone_velocity_field(*base);
+  base_cuda->to(torch::kCUDA);
+  const std::vector<std::pair<std::string, std::string>> flags = {{"group", "8"}, {"rollout_steps", "6"}};
+  auto cpu = method_trainer(GetParam(), base, bump(), 3, flags);
+  auto cuda = method_trainer(GetParam(), base_cuda, bump(), 3, flags);
+  auto close = [](double a, double b) { return std::abs(a - b) <= 1e-3 * std::max(1.0, std::abs(b)); };
+  for (int i = 0; i < 2; ++i) {
+    const auto a = cuda.step(), b = cpu.step();
+    EXPECT_TRUE(close(a.loss, b.loss)) << "step " << i << ": loss " << a.loss << " vs " << b.loss;
+    EXPECT_TRUE(close(a.reward_mean, b.reward_mean)) << "step " << i << ": reward " << a.reward_mean << " vs " << b.reward_mean;
+    EXPECT_TRUE(close(a.grad_norm, b.grad_norm)) << "step " << i << ": grad norm " << a.grad_norm << " vs " << b.grad_norm;
+  }
+  const auto pa = cuda.policy().parameters(), pb = cpu.policy().parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_TRUE(pa[i].device().is_cuda());
+    EXPECT_LT((pa[i].cpu() - pb[i]).abs().max().item<double>(), 1e-4) << "parameter " << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllMethods, MethodContract, ::testing::ValuesIn(methods().names()),
                          [](const auto& info) {
                            std::string s = info.param;

@@ -39,23 +39,23 @@ class VelocityNet(torch.nn.Module):
 
 
 def bump(x):
-    center = torch.tensor([4.0, 0.0])
+    center = torch.tensor([4.0, 0.0], device=x.device)
     return torch.exp(-((x - center) ** 2).sum(1) / (2 * 2.5 ** 2))
 
 
-def ram_step(policy, ref, opt, G=32, K=4, steps=25, m=5.0):
+def ram_step(policy, ref, opt, G=32, K=4, steps=25, m=5.0, device="cpu"):
     # On-policy endpoints: Euler from t = 1 to t = 0, x <- x + (t_next - t) v.
     with torch.no_grad():
-        x = torch.randn(G, 2)
+        x = torch.randn(G, 2, device=device)
         for k in range(steps):
             t, t_next = 1.0 - k / steps, 1.0 - (k + 1) / steps
-            x = x + (t_next - t) * policy(x, torch.full((G,), t))
+            x = x + (t_next - t) * policy(x, torch.full((G,), t, device=device))
         x0 = x
         r = bump(x0)
     # K draws per endpoint; target = v_ref + m r ((eps - x0) - v.detach()).
     x0k = x0.repeat_interleave(K, 0)
     s = (m * r).repeat_interleave(K, 0)[:, None]
-    t = torch.rand(G * K)
+    t = torch.rand(G * K, device=device)
     eps = torch.randn_like(x0k)
     xt = (1 - t[:, None]) * x0k + t[:, None] * eps
     with torch.no_grad():
@@ -69,19 +69,19 @@ def ram_step(policy, ref, opt, G=32, K=4, steps=25, m=5.0):
     return loss.item()
 
 
-def measure(threads, n_steps):
+def measure(threads, n_steps, device="cpu"):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    policy, ref = VelocityNet(), VelocityNet()
+    policy, ref = VelocityNet().to(device), VelocityNet().to(device)
     ref.load_state_dict(policy.state_dict())
     for p in ref.parameters():
         p.requires_grad_(False)
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4, weight_decay=0.0)
     for _ in range(20):  # warm-up
-        ram_step(policy, ref, opt)
+        ram_step(policy, ref, opt, device=device)
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n_steps):
-        ram_step(policy, ref, opt)
+        ram_step(policy, ref, opt, device=device)  # loss.item() waits for the device every step
     # wall-clock and processor time (the latter excludes time stolen by other machines on a shared host)
     return (1000.0 * (time.perf_counter() - t0) / n_steps, 1000.0 * (time.process_time() - c0) / n_steps)
 
@@ -91,19 +91,20 @@ def main():
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--json", default="")
     ap.add_argument("--threads", type=int, default=0, help="only this thread count (default: 1, then all)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     args = ap.parse_args()
     all_threads = os.cpu_count() or 1
     counts = [args.threads] if args.threads > 0 else ([1, all_threads] if all_threads > 1 else [1])
     rows = []
     for n in counts:
-        wall, cpu = measure(n, args.steps)
+        wall, cpu = measure(n, args.steps, args.device)
         rows.append({"threads": n, "ram_step_ms": wall, "ram_step_cpu_ms": cpu})
-    print(f"PyTorch {torch.__version__}: RAM step on the ring (G=32, K=4, 25 Euler rollout steps)")
+    print(f"PyTorch {torch.__version__}: RAM step on the ring (G=32, K=4, 25 Euler rollout steps, {args.device})")
     for r in rows:
         print(f"threads {r['threads']:<3} {r['ram_step_ms']:8.3f} ms / RAM step ({r['ram_step_cpu_ms']:.3f} ms processor time)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"torch": torch.__version__, "results": rows}, f, indent=2)
+            json.dump({"torch": torch.__version__, "device": args.device, "results": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -9,5 +9,10 @@ namespace ramflow {
 void write_file_atomic(const std::string& path, const std::string& bytes);
 /// Reads a whole file; throws IOError naming the path.
 std::string read_file(const std::string& path);
+/// Removes `path` and everything under it, without following links; nothing to do if it is absent.
+/// Throws IOError naming the first entry that cannot be removed. (Not std::filesystem::remove_all:
+/// the PyTorch 2.11 wheels' libtorch.so exports its own copy of it, which binds in place of
+/// libstdc++'s and crashes on any non-empty directory.)
+void remove_tree(const std::string& path);
 
 }  // namespace ramflow

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <unistd.h>
 
 #include "ramflow/errors.h"
@@ -48,6 +49,24 @@ std::string read_file(const std::string& path) {
   s << in.rdbuf();
   if (in.bad()) throw IOError(path + ": read failed");
   return s.str();
+}
+
+namespace {
+// nftw visits children before their directory (FTW_DEPTH) and does not follow links (FTW_PHYS);
+// remove() deletes a file, a link or an (by then empty) directory. The first failure stops the walk.
+thread_local std::string failed_entry;
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) {
+  if (std::remove(path) == 0 || errno == ENOENT) return 0;
+  failed_entry = std::string(path) + " (" + std::strerror(errno) + ")";
+  return 1;
+}
+}  // namespace
+
+void remove_tree(const std::string& path) {
+  failed_entry.clear();
+  if (::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0) return;
+  if (failed_entry.empty() && errno == ENOENT) return;  // nothing there
+  throw IOError("cannot remove " + (failed_entry.empty() ? path + " (" + std::strerror(errno) + ")" : failed_entry));
 }
 
 }  // namespace ramflow

@@ -28,8 +28,11 @@ RunDir RunDir::create(const std::string& path, bool overwrite) {
         throw IOError(path + ": refusing to overwrite a directory that is not a ramflow run (no config.json)");
       // Remove the summary first: if clearing fails half-way, nothing left looks like a complete run.
       fs::remove(fs::path(path) / "summary.json", ec);
-      for (const auto& entry : fs::directory_iterator(path)) fs::remove_all(entry.path(), ec);
-      if (ec) throw IOError(path + ": cannot clear (" + ec.message() + ")");
+      try {
+        for (const auto& entry : fs::directory_iterator(path)) remove_tree(entry.path().string());
+      } catch (const IOError& e) {
+        throw IOError(path + ": cannot clear: " + e.what());
+      }
     }
   }
   fs::create_directories(fs::path(path) / "checkpoints", ec);

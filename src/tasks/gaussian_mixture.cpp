@@ -33,7 +33,7 @@ void GaussianMixture::validate() const {
     throw ConfigError("Gaussian mixture: weights must be non-negative and sum to 1");
   if (!torch::allclose(covs, covs.transpose(1, 2)))
     throw ConfigError("Gaussian mixture: covariances must be symmetric");
-  auto eig = torch::linalg::eigvalsh(covs, "L");
+  auto eig = torch::linalg_eigvalsh(covs, "L");
   if ((eig <= 0).any().item<bool>())
     throw ConfigError("Gaussian mixture: covariances must be positive definite");
 }
@@ -41,7 +41,7 @@ void GaussianMixture::validate() const {
 torch::Tensor GaussianMixture::sample(int64_t n, Rng& rng, const torch::TensorOptions& opts) const {
   auto k = rng.multinomial(weights, n);                              // [N]
   auto z = rng.randn({n, dim()}, torch::TensorOptions().dtype(torch::kDouble));  // [N, D]
-  auto L = torch::linalg::cholesky(covs);                            // [M, D, D]
+  auto L = torch::linalg_cholesky(covs);                            // [M, D, D]
   auto x = means.index_select(0, k) +
            torch::matmul(L.index_select(0, k), z.unsqueeze(-1)).squeeze(-1);  // [N, D]
   auto out = x.to(torch::kFloat);
@@ -50,7 +50,7 @@ torch::Tensor GaussianMixture::sample(int64_t n, Rng& rng, const torch::TensorOp
 
 torch::Tensor GaussianMixture::log_prob(const torch::Tensor& x_in) const {
   auto x = x_in.to(torch::kCPU, torch::kDouble);                    // [N, D]
-  auto L = torch::linalg::cholesky(covs);                            // [M, D, D]
+  auto L = torch::linalg_cholesky(covs);                            // [M, D, D]
   auto r = x.unsqueeze(1) - means.unsqueeze(0);                      // [N, M, D]
   auto sol = torch::cholesky_solve(r.unsqueeze(-1), L.unsqueeze(0)).squeeze(-1);  // [N, M, D]
   auto maha = (r * sol).sum(-1);                                     // [N, M]
@@ -168,7 +168,7 @@ torch::Tensor mixture_velocity(const GaussianMixture& g, const torch::Tensor& x_
   auto a = 1.0 - t;
   auto I = torch::eye(D, torch::kDouble);
   auto S = a * a * g.covs.unsqueeze(0) + t * t * I;                 // [B, M, D, D]
-  auto L = torch::linalg::cholesky(S);
+  auto L = torch::linalg_cholesky(S);
   auto r = x.unsqueeze(1) - a.squeeze(-1) * g.means.unsqueeze(0);   // [B, M, D]
   auto sol = torch::cholesky_solve(r.unsqueeze(-1), L);             // [B, M, D, 1]  S^-1 r
   // v_k = t S^-1 r - a Sigma_k S^-1 r - mu_k
