@@ -12,6 +12,7 @@
 
 #include "ramflow/advantage.h"
 #include "ramflow/config.h"
+#include "ramflow/conventions.h"
 #include "ramflow/evaluator.h"
 #include "ramflow/gaussian_mixture.h"
 #include "ramflow/jobs.h"
@@ -47,6 +48,52 @@ TEST(RAMTest, ZeroRewardGivesExactlyZeroLossAndGradient) {
   out.loss.backward();
   for (const auto& p : policy->parameters()) EXPECT_EQ(p.grad().abs().max().item<float>(), 0.0f);
   for (const auto& p : ref->parameters()) EXPECT_FALSE(p.grad().defined());
+}
+
+// RAM::loss (its fused CPU node for float32, LibTorch operators for float64) against Eq. 17 written out
+// with operators: the same (t, eps) draws (a copy of the Rng), target = v_ref + s ((eps - x0) - v_copy),
+// loss = mean (v - target)^2, and its gradient by autograd; for both stopped copies.
+TEST(RAMTest, LossAndGradientMatchTheWrittenOutObjective) {
+  for (auto dtype : {torch::kFloat, torch::kDouble}) {
+    for (const std::string copy : {"current", "ema"}) {
+      auto base = make_velocity_field(MLPVelocityOptions(2).hidden(24).to_json(), 1);
+      auto policy = make_velocity_field(MLPVelocityOptions(2).hidden(24).to_json(), 2);
+      auto old = make_velocity_field(MLPVelocityOptions(2).hidden(24).to_json(), 3);
+      for (auto* m : {&base, &policy, &old}) (*m)->to(dtype);
+      const int64_t B = 6, K = 3;
+      RAM ram(RAMOptions().multiplier(2.0).draws(K).target_copy(copy));
+      Rng data(4);
+      RolloutBatch batch;
+      batch.x0 = data.randn({B, 2}, dtype);
+      batch.reward = data.rand({B}, dtype);
+      batch.group_size = B;
+      Rng rng(5), replay(5);
+      auto out = ram.loss(batch, Policies{*policy, *base, old.get()}, rng);
+      const auto grads = torch::autograd::grad({out.loss}, policy->parameters());
+
+      auto x0 = repeat_rows(batch.x0, K);
+      auto t = RAMOptions().time().sample(B * K, replay, x0.options());
+      auto eps = replay.randn(x0.sizes(), x0.options());
+      auto x_t = interpolate(x0, eps, t);
+      auto v = policy->forward(x_t, t, {});
+      torch::Tensor v_ref, v_copy;
+      {
+        torch::NoGradGuard no_grad;
+        v_ref = base->forward(x_t, t, {});
+        v_copy = copy == "ema" ? old->forward(x_t, t, {}) : v.detach();
+      }
+      auto s = repeat_rows(2.0 * batch.reward, K).unsqueeze(1);  // [B*K, 1]
+      auto expected = (v - (v_ref + s * ((eps - x0) - v_copy))).square().mean();
+      const auto expected_grads = torch::autograd::grad({expected}, policy->parameters());
+      EXPECT_NEAR(out.loss.item<double>(), expected.item<double>(), 1e-5 * expected.item<double>())
+          << copy << " " << dtype;
+      EXPECT_NEAR(out.metrics.at("drift_from_ref"), (v - v_ref).square().mean().item<double>(), 1e-6) << copy;
+      for (size_t i = 0; i < grads.size(); ++i)
+        EXPECT_LT((grads[i] - expected_grads[i]).abs().max().item<double>(),
+                  1e-5 * expected_grads[i].abs().max().item<double>() + 1e-9)
+            << copy << " " << dtype << " parameter " << i;
+    }
+  }
 }
 
 TEST(RAMTest, ZeroRewardNeverMovesTheParameters) {

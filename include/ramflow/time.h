@@ -22,7 +22,7 @@ struct TimeDistribution {
 
   /// Throws ConfigError for an unknown kind or a bad parameter.
   void validate() const;
-  /// n draws in (0, 1), float32 on `opts`' device.  -> [n]
+  /// n draws in (0, 1), drawn in float32 on the CPU, then given `opts`' dtype and device.  -> [n]
   torch::Tensor sample(int64_t n, Rng& rng, const torch::TensorOptions& opts = {}) const;
   /// The density p(t) (for tests and plots).
   double density(double t) const;

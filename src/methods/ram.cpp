@@ -9,6 +9,59 @@
 
 namespace ramflow {
 
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The RAM regression as one autograd node, for v, v_ref, u and v_copy of shape [B*K, n] and the
+// per-endpoint signal s [B] (each endpoint's K draws are consecutive rows):
+//   res  = v - (v_ref + s_b (u - v_copy))        (the target is under stop-gradient)
+//   loss = mean res^2,    dloss/dv = 2 res / numel(v)
+// and, in the same pass, drift = mean (v - v_ref)^2 (a metric). One loop instead of the several
+// operators of the composed expression and their backward nodes; equal to it up to summation order
+// (sums in double here). CPU float32 only: the caller checks `applies`.
+struct RAMRegression : public torch::autograd::Function<RAMRegression> {
+  static bool applies(const torch::Tensor& v, const torch::Tensor& v_ref, const torch::Tensor& u,
+                      const torch::Tensor& v_copy, const torch::Tensor& s) {
+    for (const auto* t : {&v, &v_ref, &u, &v_copy, &s})
+      if (!t->device().is_cpu() || t->scalar_type() != torch::kFloat || !t->is_contiguous()) return false;
+    return !v_ref.requires_grad() && !u.requires_grad() && !v_copy.requires_grad() && !s.requires_grad();
+  }
+
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& v, const torch::Tensor& v_ref,
+                               const torch::Tensor& u, const torch::Tensor& v_copy, const torch::Tensor& s,
+                               double* drift) {
+    const int64_t N = v.numel(), B = s.numel(), per = N / B;  // per = K n values per endpoint
+    auto res = torch::empty_like(v);
+    const float *vp = v.data_ptr<float>(), *rp = v_ref.data_ptr<float>(), *up = u.data_ptr<float>(),
+                *cp = v_copy.data_ptr<float>(), *sp = s.data_ptr<float>();
+    float* out = res.data_ptr<float>();
+    double sq = 0, drift_sq = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const float sb = sp[b];
+      for (int64_t i = b * per; i < (b + 1) * per; ++i) {
+        const float r = vp[i] - (rp[i] + sb * (up[i] - cp[i]));
+        const float d = vp[i] - rp[i];
+        out[i] = r;
+        sq += static_cast<double>(r) * r;
+        drift_sq += static_cast<double>(d) * d;
+      }
+    }
+    *drift = drift_sq / static_cast<double>(N);
+    ctx->save_for_backward({res});
+    return torch::scalar_tensor(sq / static_cast<double>(N), v.options().requires_grad(false));
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
+    const auto res = ctx->get_saved_variables()[0];
+    // dloss/dv = 2 res / N, times the incoming scalar gradient.
+    return {res * (grad_out[0] * (2.0 / static_cast<double>(res.numel()))), {}, {}, {}, {}, {}};
+  }
+};
+
+}  // namespace
+
 void RAMOptions::validate() const {
   if (draws_ < 1) throw ConfigError("ram: draws must be >= 1");
   if (signal_ != "raw" && signal_ != "centered" && signal_ != "normalized")
@@ -68,20 +121,22 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   if (!uses_old_policy()) v_old = v.detach();
 
   // target = sg(v_ref + s (u - v_copy));  loss = mean (v - target)^2. The signal of endpoint b
-  // multiplies its K draws: viewed as [B, K, n], s broadcasts from [B, 1, 1].
-  auto target = torch::addcmul(v_ref.view({B, K, -1}), signal_b.view({B, 1, 1}),
-                               (u - v_old).view({B, K, -1}))
-                    .view(v.sizes());
-  auto loss = torch::mse_loss(v, target);
-
+  // multiplies its K draws.
   LossOutput out;
-  out.loss = loss;
-  {
+  double drift = 0;
+  if (RAMRegression::applies(v, v_ref, u, v_old, signal_b)) {
+    out.loss = RAMRegression::apply(v, v_ref, u, v_old, signal_b, &drift);
+  } else {  // the same with LibTorch operators: viewed as [B, K, n], s broadcasts from [B, 1, 1]
+    auto target = torch::addcmul(v_ref.view({B, K, -1}), signal_b.view({B, 1, 1}),
+                                 (u - v_old).view({B, K, -1}))
+                      .view(v.sizes());
+    out.loss = torch::mse_loss(v, target);
     torch::NoGradGuard no_grad;
-    out.metrics["signal_mean"] = signal_b.mean().item<double>();
-    out.metrics["nfe_train"] = static_cast<double>(K * (uses_old_policy() ? 3 : 2));  // policy, ref (, old)
-    out.metrics["drift_from_ref"] = torch::mse_loss(v.detach(), v_ref).item<double>();
+    drift = torch::mse_loss(v.detach(), v_ref).item<double>();
   }
+  out.metrics["signal_mean"] = signal_b.mean().item<double>();
+  out.metrics["nfe_train"] = static_cast<double>(K * (uses_old_policy() ? 3 : 2));  // policy, ref (, old)
+  out.metrics["drift_from_ref"] = drift;
   return out;
 }
 

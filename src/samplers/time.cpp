@@ -35,6 +35,8 @@ torch::Tensor TimeDistribution::sample(int64_t n, Rng& rng, const torch::TensorO
   }
   // Keep t strictly inside (0, 1): rand can return exactly 0.
   t = t.clamp(1e-6, 1.0 - 1e-6);
+  // Drawn in float32 on the CPU whatever the options, so a seed gives the same times everywhere.
+  if (opts.has_dtype()) t = t.to(opts.dtype());
   return opts.has_device() ? t.to(opts.device()) : t;
 }
 
