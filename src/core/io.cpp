@@ -66,7 +66,8 @@ void remove_tree(const std::string& path) {
   failed_entry.clear();
   if (::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0) return;
   if (failed_entry.empty() && errno == ENOENT) return;  // nothing there
-  throw IOError("cannot remove " + (failed_entry.empty() ? path + " (" + std::strerror(errno) + ")" : failed_entry));
+  const std::string what = failed_entry.empty() ? path + " (" + std::strerror(errno) + ")" : failed_entry;
+  throw IOError("cannot remove " + what);
 }
 
 }  // namespace ramflow

@@ -33,6 +33,9 @@ struct RAMRegression : public torch::autograd::Function<RAMRegression> {
                                const torch::Tensor& u, const torch::Tensor& v_copy, const torch::Tensor& s,
                                double* drift) {
     const int64_t N = v.numel(), B = s.numel(), per = N / B;  // per = K n values per endpoint
+    TORCH_CHECK(B > 0 && N % B == 0 && v_ref.numel() == N && u.numel() == N && v_copy.numel() == N,
+                "ram: v ", v.sizes(), ", v_ref ", v_ref.sizes(), ", u ", u.sizes(), ", v_copy ",
+                v_copy.sizes(), " and signal ", s.sizes(), " do not match");
     auto res = torch::empty_like(v);
     const float *vp = v.data_ptr<float>(), *rp = v_ref.data_ptr<float>(), *up = u.data_ptr<float>(),
                 *cp = v_copy.data_ptr<float>(), *sp = s.data_ptr<float>();
