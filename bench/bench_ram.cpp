@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
   const int all = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<Numbers> rows;
   try {
-    if (s.device != "cpu" && !torch::Device(s.device).is_cpu() && !torch::cuda::is_available())
+    if (torch::Device(s.device).is_cuda() && !torch::cuda::is_available())
       throw std::runtime_error("--device " + s.device + ": CUDA is not available in this build or on this machine");
     if (threads > 0) {
       rows.push_back(measure(threads, s));

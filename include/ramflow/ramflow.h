@@ -25,6 +25,7 @@
 #include "ramflow/ram.h"
 #include "ramflow/ram_anneal.h"
 #include "ramflow/registry.h"
+#include "ramflow/renoise.h"
 #include "ramflow/reward.h"
 #include "ramflow/rng.h"
 #include "ramflow/run_dir.h"

@@ -22,7 +22,8 @@ torch::Tensor device_of(VelocityFieldImpl& model) {
 }  // namespace
 
 double ExactTarget::distance(const torch::Tensor& x, std::optional<double> x_pair) const {
-  return 2.0 * mean_cross_distance(x, pool, weights) - (x_pair ? *x_pair : mean_pair_distance(x)) - pair_distance;
+  const double self = x_pair ? *x_pair : mean_pair_distance(x);
+  return 2.0 * mean_cross_distance(x, pool, weights) - self - pair_distance;
 }
 
 double expected_quadratic_reward(const GaussianMixture& g, const QuadraticForm& f) {

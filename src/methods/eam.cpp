@@ -6,6 +6,7 @@
 #include "ramflow/config.h"
 #include "ramflow/conventions.h"
 #include "ramflow/errors.h"
+#include "ramflow/renoise.h"
 #include "ramflow/velocity_field.h"
 
 namespace ramflow {
@@ -69,7 +70,7 @@ void EAM::prepare(RolloutBatch& batch, const Policies& models) {
 }
 
 LossOutput EAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {
-  const int64_t B = batch.x0.size(0), K = options_.draws();
+  const int64_t K = options_.draws();
   const auto it = batch.extras.find("terminal");
   TORCH_CHECK(it != batch.extras.end() && it->second.sizes() == batch.x0.sizes(),
               "eam: prepare() must run on the batch first (extras[\"terminal\"] shaped like x0 ",
@@ -79,12 +80,9 @@ LossOutput EAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   const double s2 = options_.ref_var();
 
   // K draws per endpoint: x_t = (1 - t) x0 + t eps, the reference bridge from x0.
-  auto x0 = repeat_rows(batch.x0.detach(), K);                          // [B*K, ...]
+  const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B*K, ...]
+  const auto &x_t = p.x_t, &t = p.t, &cond = p.cond;
   auto G = repeat_rows(it->second.to(opts), K);                         // [B*K, ...]
-  auto cond = batch.cond.defined() ? repeat_rows(batch.cond, K) : torch::Tensor();
-  auto t = options_.time().sample(B * K, rng, opts);                    // [B*K]
-  auto eps = rng.randn(x0.sizes(), opts);
-  auto x_t = interpolate(x0, eps, t);
 
   torch::Tensor target;
   {

@@ -6,6 +6,7 @@
 #include "ramflow/advantage.h"
 #include "ramflow/conventions.h"
 #include "ramflow/errors.h"
+#include "ramflow/renoise.h"
 
 namespace ramflow {
 
@@ -42,13 +43,10 @@ LossOutput NFT::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   TORCH_CHECK(it != batch.extras.end(), "nft: prepare() was not called on the batch");
   const int64_t B = batch.size(), K = options_.draws();
   const auto opts = batch.x0.options();
-  auto x0 = repeat_rows(batch.x0.detach(), K);                                 // [B K, ...]
-  auto cond = batch.cond.defined() ? repeat_rows(batch.cond, K) : torch::Tensor();
+  const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B K, ...]
+  const auto &x_t = p.x_t, &t = p.t, &cond = p.cond;
   auto r = repeat_rows(it->second.to(opts), K);                                // [B K]
-  auto t = options_.time().sample(B * K, rng, opts);                           // [B K]
-  auto eps = rng.randn(x0.sizes(), opts);
-  auto x_t = interpolate(x0, eps, t);
-  auto u = velocity_target(x0, eps);
+  auto u = velocity_target(p.x0, p.eps);
 
   torch::Tensor v_old, v_ref;
   {

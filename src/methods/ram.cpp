@@ -6,6 +6,7 @@
 #include "ramflow/advantage.h"
 #include "ramflow/conventions.h"
 #include "ramflow/errors.h"
+#include "ramflow/renoise.h"
 
 namespace ramflow {
 
@@ -104,15 +105,12 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   TORCH_CHECK(!uses_old_policy() || models.old != nullptr, "ram: target_copy 'ema' needs the old policy");
   const auto opts = batch.x0.options();
 
-  // K draws per endpoint, all in one batched forward pass.
-  auto x0 = repeat_rows(batch.x0.detach(), K);                          // [B*K, ...]
-  auto cond = batch.cond.defined() ? repeat_rows(batch.cond, K) : torch::Tensor();
   const auto it = batch.extras.find("signal");
   const auto signal_b = (it != batch.extras.end() ? it->second : signal(batch)).to(opts);  // [B]
-  auto t = options_.time().sample(B * K, rng, opts);                    // [B*K]
-  auto eps = rng.randn(x0.sizes(), opts);                               // [B*K, ...]
-  auto x_t = interpolate(x0, eps, t);
-  auto u = velocity_target(x0, eps);                                    // eps - x0
+  // K draws per endpoint, all in one batched forward pass.
+  const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B*K, ...]
+  const auto &x_t = p.x_t, &t = p.t, &cond = p.cond;
+  auto u = velocity_target(p.x0, p.eps);                                // eps - x0
 
   torch::Tensor v_ref, v_old;
   {

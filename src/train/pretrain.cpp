@@ -9,16 +9,15 @@
 #include "ramflow/adamw.h"
 #include "ramflow/conventions.h"
 #include "ramflow/errors.h"
+#include "ramflow/renoise.h"
 
 namespace ramflow {
 
 torch::Tensor flow_matching_loss(VelocityFieldImpl& model, const torch::Tensor& x0,
                                  const torch::Tensor& cond, const TimeDistribution& time, Rng& rng) {
-  const auto opts = x0.options();
-  auto t = time.sample(x0.size(0), rng, opts);  // [B]
-  auto eps = rng.randn(x0.sizes(), opts);        // [B, ...]
-  auto v = model.forward(interpolate(x0, eps, t), t, cond);
-  return torch::mse_loss(v, velocity_target(x0, eps));
+  const Renoised p = renoise(x0, cond, 1, time, rng);
+  auto v = model.forward(p.x_t, p.t, p.cond);
+  return torch::mse_loss(v, velocity_target(p.x0, p.eps));
 }
 
 void pretrain_flow_matching(VelocityFieldImpl& model, const DataSampler& data,

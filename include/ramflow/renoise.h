@@ -1,0 +1,25 @@
+#pragma once
+// Clean endpoints re-noised exactly as in pretraining, with K (t, eps) draws per endpoint: the training
+// points of flow-matching pretraining (K = 1), RAM, EAM and DiffusionNFT.
+//   x_t = (1 - t) x0 + t eps,   t ~ the time distribution,   eps ~ N(0, I)
+#include <torch/types.h>
+
+#include "ramflow/rng.h"
+#include "ramflow/time.h"
+
+namespace ramflow {
+
+struct Renoised {
+  torch::Tensor x0;    // [B*K, ...] endpoint b repeated on rows b*K .. b*K + K - 1 (detached)
+  torch::Tensor cond;  // [B*K] likewise, or undefined
+  torch::Tensor t;     // [B*K]
+  torch::Tensor eps;   // [B*K, ...]
+  torch::Tensor x_t;   // [B*K, ...]
+};
+
+/// K draws for each row of x0 [B, ...] (and cond [B], may be undefined). Draws t, then eps, from `rng`:
+/// that order fixes what a seed gives.
+Renoised renoise(const torch::Tensor& x0, const torch::Tensor& cond, int64_t K, const TimeDistribution& time,
+                 Rng& rng);
+
+}  // namespace ramflow

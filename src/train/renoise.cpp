@@ -1,0 +1,23 @@
+// Re-noising endpoints as in pretraining (see include/ramflow/renoise.h).
+#include "ramflow/renoise.h"
+
+#include <torch/torch.h>
+
+#include "ramflow/conventions.h"
+
+namespace ramflow {
+
+Renoised renoise(const torch::Tensor& x0, const torch::Tensor& cond, int64_t K, const TimeDistribution& time,
+                 Rng& rng) {
+  TORCH_CHECK(K >= 1, "renoise: K must be >= 1, got ", K);
+  Renoised r;
+  const auto opts = x0.options();
+  r.x0 = repeat_rows(x0.detach(), K);                               // [B*K, ...]
+  if (cond.defined()) r.cond = repeat_rows(cond, K);                // [B*K]
+  r.t = time.sample(r.x0.size(0), rng, opts);                       // [B*K]
+  r.eps = rng.randn(r.x0.sizes(), opts);                            // [B*K, ...]
+  r.x_t = interpolate(r.x0, r.eps, r.t);
+  return r;
+}
+
+}  // namespace ramflow
