@@ -81,13 +81,13 @@ TEST(EAMTest, BaseScoreFromTheModelMatchesTheExactScore) {
   batch.reward_grad = torch::full({64, 1}, 0.3f);
   batch.group_size = 64;
   EAM eam(EAMOptions().multiplier(m).c(C).score("model").score_time(0.02));
-  eam.prepare(batch, Policies{*base, *base});
+  eam.prepare(batch, Policies{*base, *base}, rng);
   auto expected = m * 0.3 - (batch.x0 - mu0) / (s0 * s0) + batch.x0 / (2 * C - 1);
   EXPECT_TRUE(torch::allclose(batch.extras.at("terminal"), expected, 0.0, 0.03))
       << (batch.extras.at("terminal") - expected).abs().max().item<double>();
   // score "none" keeps only m grad r
   RolloutBatch first = batch;
-  EAM(EAMOptions().multiplier(m).score("none")).prepare(first, Policies{*base, *base});
+  EAM(EAMOptions().multiplier(m).score("none")).prepare(first, Policies{*base, *base}, rng);
   EXPECT_TRUE(torch::allclose(first.extras.at("terminal"), m * batch.reward_grad));
   EXPECT_THROW(EAM(EAMOptions().c(0.5)), ConfigError);
   EXPECT_THROW(EAM(EAMOptions().score("magic")), ConfigError);

@@ -12,6 +12,7 @@
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
 #include "ramflow/jobs.h"
+#include "ramflow/method.h"
 
 namespace fs = std::filesystem;
 
@@ -191,42 +192,77 @@ TEST(JobsTest, PretrainCheckpointServesAsBase) {
 namespace ramflow {
 namespace {
 
-// A reduced `ramflow compare` end to end: every method, two seeds, a few steps, two runs at a time.
+// A reduced `ramflow compare` end to end: every method, two seeds, a few steps, two runs at a time, with
+// a sweep of m (for the methods that read it) and of Flow-GRPO's KL weight.
 TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
   std::ostringstream log;
   const auto out = temp_dir("compare");
   auto args = small_run(out);
   for (const char* drop : {"eval_every"})
     args.erase(std::remove_if(args.begin(), args.end(), [&](const auto& kv) { return kv.first == drop; }), args.end());
-  args.push_back({"methods", "ram,flow-grpo,adjoint-matching,nft,draft"});
+  const auto& all = methods().names();
+  std::string list;
+  for (const auto& m : all) list += (list.empty() ? "" : ",") + m;
+  args.push_back({"methods", list});
   args.push_back({"seeds", "2"});
   args.push_back({"eval_every", "6"});
+  args.push_back({"eval_kl_samples", "64"});
   args.push_back({"jobs", "2"});
+  args.push_back({"sweep", "multiplier=2,5; grpo_kl=0.1,1"});
   auto summary = run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
   EXPECT_EQ(summary["failed_runs"], 0) << log.str();
   auto report = nlohmann::json::parse(read_file(out + "/report.json"));
-  ASSERT_EQ(report["runs"].size(), 10u);
+  // Variants: two values of m for every method that reads it, two KL weights for flow-grpo, one otherwise.
+  size_t variants = 0;
+  for (const auto& m : all) {
+    const bool reads_m = method_keys(m, compare_params()).count("multiplier") > 0;
+    const size_t n = reads_m || m == "flow-grpo" ? 2 : 1;
+    variants += n;
+    size_t found = 0;
+    for (const auto& [label, entry] : report["methods"].items())
+      if (entry["method"] == m) {
+        ++found;
+        EXPECT_EQ(entry["runs"], 2) << label;
+        EXPECT_TRUE(entry["kl_to_base"]["mean"].is_number()) << label;
+        for (const char* key : {"reward_final", "distance_final"}) EXPECT_TRUE(entry[key]["mean"].is_number()) << label;
+        EXPECT_EQ(entry["sweep"].size(), n == 2 ? 1u : 0u) << label;
+        EXPECT_NE(read_file(out + "/report.md").find("| " + label + " |"), std::string::npos) << label;
+      }
+    EXPECT_EQ(found, n) << m;
+  }
+  EXPECT_EQ(report["methods"]["ram multiplier=2.0"]["sweep"]["multiplier"], 2.0);
+  EXPECT_EQ(report["methods"]["ram multiplier=2.0"]["options"]["multiplier"], 2.0);
+  ASSERT_EQ(report["runs"].size(), 2 * variants);
   for (const auto& r : report["runs"]) {
     EXPECT_EQ(r["error"], "");
     // Evaluations at steps 0, 6 and 12; the clock and the evaluation counts only grow.
-    EXPECT_EQ(r["step"], nlohmann::json::array({0.0, 6.0, 12.0})) << r["method"];
+    EXPECT_EQ(r["step"], nlohmann::json::array({0.0, 6.0, 12.0})) << r["variant"];
     for (const char* key : {"seconds", "nfe", "reward_evals"})
       for (size_t i = 1; i < r[key].size(); ++i) EXPECT_GT(r[key][i].get<double>(), r[key][i - 1].get<double>()) << key;
     // Every run starts from the shared base model on the shared evaluation noise.
     EXPECT_DOUBLE_EQ(r["reward"][0].get<double>(), report["reward_base"].get<double>());
     EXPECT_EQ(r["distance_from_base"][0].get<double>(), 0.0);
+    EXPECT_TRUE(r["kl_to_base"].is_number()) << r["variant"];
   }
-  // The two seeds of a method differ; the target is Flow-GRPO's mean peak.
+  // The two seeds of a method differ; the target is the first Flow-GRPO variant's mean peak.
   EXPECT_NE(report["runs"][0]["reward"][2], report["runs"][1]["reward"][2]);
+  EXPECT_EQ(report["target_source"], "peak of flow-grpo grpo_kl=0.1");
   double peak = 0;
   for (const auto& r : report["runs"])
-    if (r["method"] == "flow-grpo") peak += r["reward"].get<std::vector<double>>().back() / 2;
+    if (r["variant"] == "flow-grpo grpo_kl=0.1") peak += r["reward"].get<std::vector<double>>().back() / 2;
   EXPECT_LE(peak, report["target_reward"].get<double>() + 1e-12);
-  for (const char* m : {"ram", "flow-grpo", "adjoint-matching", "nft", "draft"}) {
-    EXPECT_EQ(report["methods"][m]["runs"], 2) << m;
-    EXPECT_NE(read_file(out + "/report.md").find("| " + std::string(m) + " |"), std::string::npos) << m;
+  // The exact frontier: reward and KL of p_ref exp(m r) both grow with m (d E_m[r] / dm = Var_m(r)),
+  // from the base (m = 0: KL 0) upward.
+  const auto& front = report["frontier"];
+  ASSERT_GT(front.size(), 5u);
+  EXPECT_EQ(front[0]["kl"].get<double>(), 0.0);
+  EXPECT_NEAR(front[0]["reward"].get<double>(), report["reward_base"].get<double>(), 0.05);
+  for (size_t i = 1; i < front.size(); ++i) {
+    EXPECT_GE(front[i]["reward"].get<double>(), front[i - 1]["reward"].get<double>());
+    EXPECT_GE(front[i]["kl"].get<double>(), front[i - 1]["kl"].get<double>() - 1e-12);
   }
-  for (const char* plot : {"reward_vs_steps", "reward_vs_seconds", "reward_vs_distance_from_base", "distance_vs_steps"})
+  for (const char* plot : {"reward_vs_steps", "reward_vs_seconds", "reward_vs_distance_from_base", "distance_vs_steps",
+                           "frontier"})
     EXPECT_TRUE(is_png(out + "/plots/" + plot + ".png")) << plot;
   EXPECT_TRUE(fs::exists(out + "/summary.json"));
 }

@@ -15,8 +15,12 @@
 #include "helpers.h"
 
 #include "ramflow/adjoint_matching.h"
+#include "ramflow/advantage.h"
+#include "ramflow/awm.h"
+#include "ramflow/conventions.h"
 #include "ramflow/config.h"
 #include "ramflow/draft.h"
+#include "ramflow/elbo_pg.h"
 #include "ramflow/evaluator.h"
 #include "ramflow/exact_mixture_velocity.h"
 #include "ramflow/flow_grpo.h"
@@ -172,7 +176,7 @@ TEST(FlowGRPOTest, ClosedFormKLMatchesMonteCarlo) {
   batch.trajectory = traj.x;
   batch.log_prob = traj.log_prob;
   batch.sde_steps = traj.sde_steps;
-  grpo.prepare(batch, Policies{*policy, *ref});
+  grpo.prepare(batch, Policies{*policy, *ref}, rng);
   const double closed = grpo.loss(batch, Policies{*policy, *ref}, rng).metrics.at("kl_ref");
   // Monte Carlo: E over y ~ pi_theta(. | x_k) of log pi_theta(y) - log pi_ref(y), true (summed) densities.
   torch::NoGradGuard no_grad;
@@ -297,6 +301,103 @@ TEST(NFTTest, PolicyGradientIsZeroAtTheOldPolicyWithHalfOptimality) {
   }
 }
 
+// The gradient of every parameter of `model` after `loss.backward()`, flattened into one vector.
+torch::Tensor gradient_of(VelocityFieldImpl& model, const torch::Tensor& loss) {
+  model.zero_grad();
+  loss.backward();
+  std::vector<torch::Tensor> g;
+  for (const auto& p : model.parameters()) g.push_back(p.grad().reshape({-1}).clone());
+  return torch::cat(g);
+}
+
+// EPG: the gradient is -A grad ELBO, with the ELBO written out here from the shared draws
+// (x_t = (1 - t) x0 + t eps, weight (1 - t) ln(1/t_min), squared error summed over coordinates). PEPG at
+// theta = old has ratio 1 and, with no clipping active, the same gradient.
+TEST(ElboPGTest, GradientIsMinusAdvantageTimesTheGradientOfTheELBO) {
+  auto policy = make_velocity_field(MLPVelocityOptions(2).hidden(32).to_json());
+  for (auto& p : policy->parameters()) p.set_requires_grad(true);
+  auto ref = frozen_copy(*policy);
+  Rng rng(4);
+  RolloutBatch batch;
+  batch.x0 = rng.randn({16, 2});
+  batch.reward = rng.rand({16});
+  batch.group_size = 8;
+  batch.groups = 2;
+  const int64_t K = 3;
+  ElboPG epg(ElboPGOptions().form("epg").weighting("elbo").kl(0.0).draws(K));
+  Policies models{*policy, *ref};
+  epg.prepare(batch, models, rng);
+  const auto g_method = gradient_of(*policy, epg.loss(batch, models, rng).loss);
+
+  const auto& t = batch.extras.at("elbo_t");                               // [B, K]
+  const auto& eps = batch.extras.at("elbo_eps");                           // [B, K, 2]
+  EXPECT_TRUE(torch::allclose(batch.extras.at("elbo_weight"), (1.0 - t) * std::log(1e3)));
+  auto x0 = batch.x0.unsqueeze(1).expand({16, K, 2});
+  auto x_t = (1.0 - t.unsqueeze(2)) * x0 + t.unsqueeze(2) * eps;
+  auto v = policy->forward(x_t.reshape({16 * K, 2}), t.reshape({-1})).view({16, K, 2});
+  auto elbo = -((1.0 - t) * std::log(1e3) * (v - (eps - x0)).square().sum(2)).mean(1);  // [B]
+  auto A = normalized_advantage(batch.reward, 8, "step", 1e-4);
+  const auto g_written = gradient_of(*policy, -(A * elbo).mean());
+  EXPECT_TRUE(torch::allclose(g_method, g_written, 1e-4, 1e-6))
+      << (g_method - g_written).abs().max().item<double>();
+
+  ElboPG pepg(ElboPGOptions().form("pepg").weighting("elbo").kl(0.0).draws(K).clip(10.0));
+  Rng rng2(4);
+  RolloutBatch fresh;
+  fresh.x0 = batch.x0;
+  fresh.reward = batch.reward;
+  fresh.group_size = 8;
+  fresh.groups = 2;
+  pepg.prepare(fresh, models, rng2);  // draws anew; ELBO_old from the same policy
+  auto out = pepg.loss(fresh, models, rng2);
+  EXPECT_DOUBLE_EQ(out.metrics.at("ratio_mean"), 1.0);
+  ElboPG epg2(ElboPGOptions().form("epg").weighting("elbo").kl(0.0).draws(K));
+  const auto g_pepg = gradient_of(*policy, out.loss);
+  const auto g_epg = gradient_of(*policy, epg2.loss(fresh, models, rng2).loss);
+  EXPECT_TRUE(torch::allclose(g_pepg, g_epg, 1e-5, 1e-7)) << (g_pepg - g_epg).abs().max().item<double>();
+  EXPECT_GT(g_epg.abs().max().item<double>(), 1e-4);
+}
+
+// AWM at theta = old: with zero advantages (equal rewards) the policy term's gradient is exactly zero,
+// and the KL terms' vanish up to rounding (v_ref = v_ema = v, computed by the inference and the training
+// paths). With real advantages and clip 1 the gradient is -A grad l_theta, the advantage-weighted
+// surrogate.
+TEST(AWMTest, PolicyGradientIsZeroAtTheOldPolicyWithZeroAdvantage) {
+  auto policy = make_velocity_field(MLPVelocityOptions(2).hidden(32).to_json());
+  for (auto& p : policy->parameters()) p.set_requires_grad(true);
+  auto ref = frozen_copy(*policy), ema = frozen_copy(*policy);
+  Policies models{*policy, *ref, ema.get()};
+  Rng rng(6);
+  RolloutBatch batch;
+  batch.x0 = rng.randn({16, 2});
+  batch.reward = torch::full({16}, 0.5f);  // exact in binary: the group mean is exact, A = 0
+  batch.group_size = 16;
+  for (const char* w : {"ghuber", "uniform", "t"}) {
+    AWM awm(AWMOptions().weighting(w).kl(0.0).ema_kl(0.0));
+    awm.prepare(batch, models, rng);
+    EXPECT_EQ(gradient_of(*policy, awm.loss(batch, models, rng).loss).abs().max().item<double>(), 0.0) << w;
+    AWM with_kl(AWMOptions().weighting(w).kl(0.5).ema_kl(1.0));
+    with_kl.prepare(batch, models, rng);
+    EXPECT_LT(gradient_of(*policy, with_kl.loss(batch, models, rng).loss).abs().max().item<double>(), 1e-4) << w;
+  }
+  batch.reward = rng.rand({16});
+  AWM awm(AWMOptions().kl(0.0).ema_kl(0.0).draws(2));
+  awm.prepare(batch, models, rng);
+  const auto g_method = gradient_of(*policy, awm.loss(batch, models, rng).loss);
+  const auto& t = batch.extras.at("awm_t");
+  auto x0 = repeat_rows(batch.x0, 2);
+  auto eps = batch.extras.at("awm_eps").reshape({32, 2});
+  auto tt = t.reshape({-1});
+  auto v = policy->forward((1.0 - tt.unsqueeze(1)) * x0 + tt.unsqueeze(1) * eps, tt);
+  auto mse = (v - (eps - x0)).square().mean(1);
+  auto l = -tt * ((mse + 1e-10).pow(0.25) - std::pow(1e-10, 0.25)) / 0.25;   // ghuber, p = 1/4
+  auto A = repeat_rows(normalized_advantage(batch.reward, 16, "step", 1e-4).clamp(-5, 5) / 5.0, 2);
+  const auto g_written = gradient_of(*policy, -(A * l).mean());
+  EXPECT_TRUE(torch::allclose(g_method, g_written, 1e-4, 1e-7))
+      << (g_method - g_written).abs().max().item<double>();
+  EXPECT_GT(g_written.abs().max().item<double>(), 1e-5);
+}
+
 TEST(DRaFTTest, RerunOfTheLastStepsReproducesTheRollout) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(32).to_json());
   for (const char* k : {"1", "3"}) {
@@ -344,7 +445,7 @@ TEST(RAMAnnealTest, StagesSwitchTheReferenceToThePreviousStagesModel) {
   batch.reward = torch::zeros({8});
   batch.group_size = 8;
   Policies models{*stage_ref, trainer.ref()};
-  method.prepare(batch, models);
+  method.prepare(batch, models, rng);
   EXPECT_EQ(method.loss(batch, models, rng).loss.item<float>(), 0.0f);
 }
 

@@ -44,7 +44,7 @@ class AdjointMatching : public Method {
   std::string name() const override { return "adjoint-matching"; }
   RolloutSpec rollout_spec() const override;
   /// The lean adjoint of every path (extras["adjoint"], [B, N + 1, ...]).
-  void prepare(RolloutBatch& batch, const Policies& models) override;
+  void prepare(RolloutBatch& batch, const Policies& models, Rng& rng) override;
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override { return options_.to_json(); }
 

@@ -86,6 +86,10 @@ class Config {
 
   const json& values() const { return values_; }
   const ParamTable& table() const { return *table_; }
+  /// The keys read through the accessors above since construction or the last clear_reads(): what a
+  /// factory (a method's from_config) depends on.
+  const std::set<std::string>& keys_read() const { return read_; }
+  void clear_reads() const { read_.clear(); }
 
  private:
   Config(std::shared_ptr<const ParamTable> table, json values)
@@ -93,6 +97,7 @@ class Config {
   std::shared_ptr<const ParamTable> table_;  // owned copy: a Config outlives the table it came from
   json values_;
   std::set<std::string> explicit_;  // keys given by the file or flags
+  mutable std::set<std::string> read_;
 };
 
 /// Parses one flag's text into the parameter's JSON type; throws ConfigError naming the flag.

@@ -76,7 +76,7 @@ class EAM : public Method {
   std::string name() const override { return "eam"; }
   RolloutSpec rollout_spec() const override;
   /// G(x0) of every endpoint (extras["terminal"], [B, ...]): m grad r (+ the base score and x0 / s^2).
-  void prepare(RolloutBatch& batch, const Policies& models) override;
+  void prepare(RolloutBatch& batch, const Policies& models, Rng& rng) override;
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override { return options_.to_json(); }
 

@@ -9,10 +9,12 @@
 //     differences are not sampling noise of the starting points.
 #include <cmath>
 #include <optional>
+#include <vector>
 
 #include <torch/types.h>
 
 #include "ramflow/gaussian_mixture.h"
+#include "ramflow/likelihood.h"
 #include "ramflow/reward.h"
 #include "ramflow/sampler.h"
 #include "ramflow/task.h"
@@ -25,6 +27,13 @@ struct EvalOptions {
   TORCH_ARG(int64_t, pool) = 20000;    // base-model endpoints behind the importance-weighted target
   TORCH_ARG(SampleOptions, sampler) = SampleOptions().steps(50);
   TORCH_ARG(uint64_t, seed) = 1234;    // the fixed evaluation noise
+  TORCH_ARG(int64_t, kl_samples) = 500;  // samples behind KL(p_theta || p_ref) (the first of the fixed noise)
+  TORCH_ARG(LikelihoodOptions, likelihood) = LikelihoodOptions().steps(50);
+};
+
+/// A point of the exact reward-KL frontier: the tilt p_ref exp(m r) / Z at one m.
+struct FrontierPoint {
+  double multiplier = 0, reward = 0, kl = 0, ess = 0;
 };
 
 struct ExactTarget {
@@ -36,6 +45,7 @@ struct ExactTarget {
   double reward_base = 0;          // mean reward of the pool (the base model)
   double reward_optimal = 0;       // sum_i w_i r_i
   double pair_distance = 0;        // E|Y - Y'| under the weights (cached for energy distances)
+  double kl_optimal = 0;           // KL(p* || p_ref) = m E*[r] - log E_ref[exp(m r)], from the pool
   torch::Tensor mode_centers;      // [M, D] data-mixture means (undefined if the task has none)
   torch::Tensor mode_masses;       // [M] target mass nearest each centre
   std::optional<GaussianMixture> closed_form;     // tilt of the data mixture, when it has a closed form
@@ -43,6 +53,9 @@ struct ExactTarget {
 
   /// Energy distance from samples x [n, D] to the target; `x_pair` = E|X - X'| of x if already known.
   double distance(const torch::Tensor& x, std::optional<double> x_pair = std::nullopt) const;
+  /// The reward and KL to p_ref of the tilt p_ref exp(m r) for each m, by importance weights on the pool
+  /// (each point's effective sample size says how far to trust it).
+  std::vector<FrontierPoint> frontier(const std::vector<double>& multipliers) const;
 };
 
 struct EvalResult {
@@ -50,6 +63,8 @@ struct EvalResult {
   double reward_mean = 0, reward_std = 0;
   double distance = 0;             // energy distance to the exact target
   double diversity = 0;            // mean pairwise distance of the samples, E|X - X'|
+  double kl_to_base = std::nan("");     // KL(p_theta || p_ref) by ODE likelihoods (NaN: not asked for)
+  double kl_to_base_se = std::nan("");  // its standard error over the samples
   torch::Tensor mode_masses;       // [M] (undefined if the task has no modes)
   torch::Tensor samples;           // [n, ...] the endpoints, CPU
 };
@@ -59,8 +74,9 @@ class Evaluator {
   /// Draws the pool from `base` and builds the exact target. `base` is not modified.
   Evaluator(TaskPtr task, RewardPtr reward, double multiplier, VelocityFieldImpl& base,
             EvalOptions options = {});
-  /// Samples `n` endpoints of `model` from the fixed evaluation noise (n = 0: options.samples()).
-  EvalResult evaluate(VelocityFieldImpl& model, int64_t n = 0) const;
+  /// Samples `n` endpoints of `model` from the fixed evaluation noise (n = 0: options.samples()). With
+  /// `kl`, also KL(model || base) on the first kl_samples of them (exactly 0 for the base itself).
+  EvalResult evaluate(VelocityFieldImpl& model, int64_t n = 0, bool kl = false) const;
   /// n samples of the exact target, resampled from the weighted pool.
   torch::Tensor target_samples(int64_t n, Rng& rng) const;
   const ExactTarget& target() const { return target_; }
@@ -70,6 +86,7 @@ class Evaluator {
   torch::Tensor endpoints(VelocityFieldImpl& model, const torch::Tensor& noise) const;
   TaskPtr task_;
   RewardPtr reward_;
+  VelocityFieldPtr base_;  // a frozen copy of the base model, p_ref of the KL
   EvalOptions options_;
   torch::Tensor noise_;  // [samples, ...] fixed evaluation noise, CPU
   ExactTarget target_;

@@ -48,7 +48,7 @@ class FlowGRPO : public Method {
   std::string name() const override { return "flow-grpo"; }
   RolloutSpec rollout_spec() const override;
   /// The advantage, over the whole batch (extras["advantage"]).
-  void prepare(RolloutBatch& batch, const Policies& models) override;
+  void prepare(RolloutBatch& batch, const Policies& models, Rng& rng) override;
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override { return options_.to_json(); }
   /// The trained steps of a rollout with the given stochastic steps and N grid steps.

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -78,12 +79,16 @@ class Method {
   virtual std::string name() const = 0;
   /// True if rollouts and the stopped copy come from an EMA "old" policy instead of the current one.
   virtual bool uses_old_policy() const { return false; }
+  /// True if that EMA old policy also draws the rollouts (false: it only serves the loss, e.g. AWM's
+  /// trust region, and the current policy draws them).
+  virtual bool rollouts_from_old() const { return uses_old_policy(); }
   virtual RolloutSpec rollout_spec() const { return {}; }
   /// True if the loss differentiates the reward (the trainer then refuses a non-differentiable one).
   virtual bool needs_reward_gradient() const { return rollout_spec().reward_gradient; }
   /// Called once per rollout, before the optimiser updates on it (no grad): statistics over the whole
-  /// batch, such as group advantages, go into batch.extras.
-  virtual void prepare(RolloutBatch& /*batch*/, const Policies& /*models*/) {}
+  /// batch, such as group advantages, and draws that every minibatch must share (the ELBO's (t, eps))
+  /// go into batch.extras. `rng` is the step's stream, the one loss() then draws from.
+  virtual void prepare(RolloutBatch& /*batch*/, const Policies& /*models*/, Rng& /*rng*/) {}
   /// The loss on a batch or a slice of one (TrainerOptions::minibatches).
   virtual LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) = 0;
   /// The method's resolved options (written into checkpoints and summaries).
@@ -103,6 +108,13 @@ const Registry<MethodInfo>& methods();
 
 /// Every method's config keys: the shared forward-process keys (draws, time_*), then each method's.
 void add_method_params(ParamTable& table);
+/// The config keys `method` reads (its own, the shared ones it uses, multiplier), found by building it
+/// from the defaults of `table`.
+std::set<std::string> method_keys(const std::string& method, const ParamTable& table);
+/// A method owns its options: throws ConfigError if `cfg` sets (to a value other than the default) a
+/// key that some registered method reads and none of `chosen` does, naming the key and its methods.
+/// `multiplier` is exempt: it also fixes the evaluation's exact target.
+void check_method_keys(const Config& cfg, const std::vector<std::string>& chosen);
 /// The training-time distribution of the time_* keys.
 TimeDistribution time_distribution_from(const Config& cfg);
 

@@ -42,7 +42,7 @@ class NFT : public Method {
   std::string name() const override { return "nft"; }
   bool uses_old_policy() const override { return true; }
   /// The optimality probability r over the whole batch (extras["optimality"]).
-  void prepare(RolloutBatch& batch, const Policies& models) override;
+  void prepare(RolloutBatch& batch, const Policies& models, Rng& rng) override;
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override { return options_.to_json(); }
 

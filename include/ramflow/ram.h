@@ -47,7 +47,7 @@ class RAM : public Method {
   std::string name() const override { return "ram"; }
   bool uses_old_policy() const override { return options_.target_copy() == "ema"; }
   /// The signal uses group statistics, so it is computed on the whole batch (extras["signal"]).
-  void prepare(RolloutBatch& batch, const Policies& models) override;
+  void prepare(RolloutBatch& batch, const Policies& models, Rng& rng) override;
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override { return options_.to_json(); }
   const RAMOptions& ram_options() const { return options_; }

@@ -26,7 +26,7 @@ class RAMAnneal : public RAM {
   RAMAnneal(RAMOptions ram, RAMAnnealOptions anneal);
   std::string name() const override { return "ram-anneal"; }
   /// Starts a new stage when one is due (the reference becomes a frozen copy of the policy), then RAM's.
-  void prepare(RolloutBatch& batch, const Policies& models) override;
+  void prepare(RolloutBatch& batch, const Policies& models, Rng& rng) override;
   /// RAM's loss against the current stage's reference.
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override;

@@ -59,6 +59,9 @@ class Trainer {
   /// `policy` is trained in place (usually a clone of the base); `ref` is the frozen base (v_ref).
   Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward, MethodPtr method,
           TrainerOptions options, CondSampler cond = {});
+  /// Everything the constructor checks of its options against the method and the reward, for callers
+  /// that check a configuration before any compute. Throws ConfigError naming the culprit.
+  static void check(const TrainerOptions& options, const Method& method, const Reward& reward);
   /// One training step. Throws NumericalError on a non-finite loss or gradient.
   StepRecord step();
   int64_t steps_done() const { return step_; }

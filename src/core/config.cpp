@@ -320,6 +320,7 @@ void Config::set(const std::string& key, const json& value) {
 
 const json& Config::raw(const std::string& key) const {
   if (!table_->find(key)) throw Error("config has no key '" + key + "'");
+  read_.insert(key);
   return values_.at(key);
 }
 

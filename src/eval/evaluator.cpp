@@ -26,6 +26,27 @@ double ExactTarget::distance(const torch::Tensor& x, std::optional<double> x_pai
   return 2.0 * mean_cross_distance(x, pool, weights) - self - pair_distance;
 }
 
+std::vector<FrontierPoint> ExactTarget::frontier(const std::vector<double>& multipliers) const {
+  // Self-normalised weights w_i ∝ exp(m r_i) on the pool of base samples:
+  //   E_m[r] = sum_i w_i r_i,   KL(p_m || p_ref) = m E_m[r] - log Z_m,   Z_m = mean_i exp(m r_i)
+  // (log-sum-exp for stability).
+  const auto r = rewards.to(torch::kDouble);
+  const double n = static_cast<double>(r.size(0));
+  std::vector<FrontierPoint> out;
+  for (double m : multipliers) {
+    auto logits = m * r;
+    const double log_z = (torch::logsumexp(logits, 0) - std::log(n)).item<double>();
+    auto w = torch::softmax(logits, 0);
+    FrontierPoint p;
+    p.multiplier = m;
+    p.reward = torch::dot(w, r).item<double>();
+    p.kl = m * p.reward - log_z;
+    p.ess = 1.0 / w.square().sum().item<double>();
+    out.push_back(p);
+  }
+  return out;
+}
+
 double expected_quadratic_reward(const GaussianMixture& g, const QuadraticForm& f) {
   auto Q = f.Q.to(torch::kDouble), b = f.b.to(torch::kDouble);
   auto trace = torch::matmul(Q.unsqueeze(0), g.covs).diagonal(0, -2, -1).sum(-1);        // [M]
@@ -36,7 +57,7 @@ double expected_quadratic_reward(const GaussianMixture& g, const QuadraticForm& 
 
 Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, VelocityFieldImpl& base,
                      EvalOptions options)
-    : task_(std::move(task)), reward_(std::move(reward)), options_(std::move(options)) {
+    : task_(std::move(task)), reward_(std::move(reward)), base_(frozen_copy(base)), options_(std::move(options)) {
   TORCH_CHECK(options_.samples() >= 2 && options_.pool() >= 2,
               "Evaluator: samples and pool must be >= 2");
   std::vector<int64_t> shape = {options_.samples()};
@@ -56,6 +77,7 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
   target_.reward_base = r64.mean().item<double>();
   target_.reward_optimal = torch::dot(target_.weights, r64).item<double>();
   target_.pair_distance = mean_pair_distance(target_.pool, target_.weights);
+  target_.kl_optimal = target_.frontier({multiplier}).front().kl;
   if (const GaussianMixture* g = task_->mixture()) {
     target_.mode_centers = g->means.to(torch::kFloat);
     target_.mode_masses = mode_masses(target_.pool, target_.mode_centers, target_.weights);
@@ -77,7 +99,7 @@ torch::Tensor Evaluator::endpoints(VelocityFieldImpl& model, const torch::Tensor
   return torch::cat(parts, 0);
 }
 
-EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n) const {
+EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) const {
   if (n <= 0 || n > options_.samples()) n = options_.samples();
   EvalResult out;
   out.n = n;
@@ -89,6 +111,15 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n) const {
   out.distance = target_.distance(out.samples, out.diversity);
   if (target_.mode_centers.defined())
     out.mode_masses = mode_masses(out.samples, target_.mode_centers);
+  if (kl) {
+    // On the model's device; Hutchinson's probes (high dimensions only) from a fixed stream.
+    const int64_t k = std::min(n, options_.kl_samples());
+    auto x = out.samples.narrow(0, 0, k).to(device_of(model).device());
+    Rng rng(options_.seed() + 3);
+    const auto est = kl_on_samples(model, *base_, x, {}, options_.likelihood(), &rng);
+    out.kl_to_base = est.kl;
+    out.kl_to_base_se = est.se;
+  }
   return out;
 }
 

@@ -40,6 +40,10 @@ ParamTable compare_params() {
          "the baseline whose peak evaluation reward (mean over seeds) is the target reward");
   t.number("target_reward", nullptr, "the target reward (overrides target_method)", -1e9, 1e9);
   t.integer("jobs", 0, "runs at a time, one thread each (0 = one per core)", 0, 1024);
+  t.text("sweep", nullptr,
+         "KEY=V1,V2,... crossed with methods and seeds; several separated by ';' (e.g. "
+         "'multiplier=5,20,100;grpo_kl=0.01,0.1,1'). A method key applies to the methods that read it; a "
+         "rollout or optimisation key to every method");
   jobs::add_training_params(t, /*with_method=*/false);
   jobs::add_eval_params(t);
   t.integer("eval_every", 50, "evaluate every N steps for the curves", 1, 100000000);
@@ -51,9 +55,10 @@ namespace {
 
 // One run's evaluation curve (index 0 is the base model, before training).
 struct Curve {
-  std::string method;
+  std::string method, variant;  // the registered method; its label with the swept values
   int64_t seed = 0;
   std::vector<double> step, seconds, nfe, reward_evals, reward, distance, distance_base, diversity;
+  double kl_to_base = std::nan("");  // at the final evaluation
   double ms_per_step = 0;
   std::string error;  // non-empty if the run failed
 };
@@ -113,6 +118,45 @@ std::vector<double> mean_of(const std::vector<const Curve*>& runs, std::vector<d
   return out;
 }
 
+// One configuration of a method: its swept values applied to its config.
+struct Variant {
+  std::string label, method;
+  nlohmann::json sweep = nlohmann::json::object();  // key -> value
+  Config cfg;
+};
+
+// Parses `sweep` ("k=v1,v2;k2=...") into keys and typed, validated values.
+std::vector<std::pair<std::string, std::vector<nlohmann::json>>> parse_sweeps(const Config& cfg) {
+  std::vector<std::pair<std::string, std::vector<nlohmann::json>>> out;
+  if (!cfg.is_set("sweep")) return out;
+  std::stringstream in(cfg.text("sweep"));
+  for (std::string part; std::getline(in, part, ';');) {
+    part.erase(0, part.find_first_not_of(" \t"));
+    part.erase(part.find_last_not_of(" \t") + 1);
+    if (part.empty()) continue;
+    const auto eq = part.find('=');
+    if (eq == std::string::npos) throw ConfigError("--sweep: '" + part + "' is not KEY=V1,V2,...");
+    std::string key = part.substr(0, eq);
+    std::replace(key.begin(), key.end(), '-', '_');
+    const Param* p = cfg.table().find(key);
+    if (!p) {
+      std::vector<std::string> keys;
+      for (const auto& q : cfg.table().params()) keys.push_back(q.key);
+      const auto hint = closest_name(key, keys);
+      throw ConfigError("--sweep: unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+    }
+    std::vector<nlohmann::json> values;
+    for (const auto& text : split_list(part.substr(eq + 1))) values.push_back(parse_flag_value(*p, text));
+    if (values.empty()) throw ConfigError("--sweep: no values for '" + key + "'");
+    for (const auto& [k, v] : out)
+      if (k == key) throw ConfigError("--sweep: '" + key + "' is swept twice");
+    out.emplace_back(key, std::move(values));
+  }
+  return out;
+}
+
+std::string value_text(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
 }  // namespace
 
 nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
@@ -126,24 +170,73 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   const double m = basics.multiplier;
   const auto names = split_list(cfg.text("methods"));
   if (names.empty()) throw ConfigError("--methods: no method given");
-  std::map<std::string, Config> method_cfg;  // each method's config: the shared keys plus its preset
-  std::map<std::string, nlohmann::json> method_options;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (!methods().contains(names[i]))
+      throw ConfigError("--methods: unknown method '" + names[i] + "' (choose from " + methods().joined_names() + ")");
+    if (std::find(names.begin(), names.begin() + i, names[i]) != names.begin() + i)
+      throw ConfigError("--methods: '" + names[i] + "' is listed twice");
+  }
+  check_method_keys(cfg, names);
+  // Each method's variants: the cross product of the sweeps that apply to it. A method key applies to
+  // the methods that read it; a rollout or optimisation key to every method.
+  const auto sweeps = parse_sweeps(cfg);
+  std::vector<Variant> variants;
+  std::map<std::string, nlohmann::json> variant_options;
   for (const auto& name : names) {
-    if (!methods().contains(name))
-      throw ConfigError("--methods: unknown method '" + name + "' (choose from " + methods().joined_names() + ")");
-    if (method_cfg.count(name)) throw ConfigError("--methods: '" + name + "' is listed twice");
-    Config c = cfg;
-    c.apply_defaults(methods().get(name).preset);
-    auto probe = methods().get(name).make(c);  // validates the method's keys
-    check_reward_for(*probe, *reward);
-    method_options[name] = probe->options();
-    method_cfg.emplace(name, std::move(c));
+    const auto reads = method_keys(name, cfg.table());
+    std::vector<const std::pair<std::string, std::vector<nlohmann::json>>*> mine;
+    for (const auto& sw : sweeps) {
+      const std::string& group = cfg.table().find(sw.first)->group;
+      if (reads.count(sw.first) || group == "Rollouts" || group == "Optimisation") mine.push_back(&sw);
+    }
+    std::vector<nlohmann::json> combos = {nlohmann::json::object()};
+    for (const auto* sw : mine) {
+      std::vector<nlohmann::json> next;
+      for (const auto& c : combos)
+        for (const auto& v : sw->second) {
+          auto n = c;
+          n[sw->first] = v;
+          next.push_back(n);
+        }
+      combos = next;
+    }
+    for (const auto& combo : combos) {
+      std::string label = name, sep = " ";
+      for (const auto* sw : mine) {
+        label += sep + sw->first + "=" + value_text(combo[sw->first]);
+        sep = ", ";
+      }
+      Config c = cfg;
+      c.apply_defaults(methods().get(name).preset);
+      for (const auto& [k, v] : combo.items()) c.set(k, v);  // a swept value wins over the preset
+      auto probe = methods().get(name).make(c);                // validates the method's keys
+      Trainer::check(jobs::trainer_options_from(c, *task), *probe, *reward);
+      variant_options[label] = probe->options();
+      variants.push_back(Variant{label, name, combo, std::move(c)});
+    }
+  }
+  for (const auto& sw : sweeps) {
+    const std::string& group = cfg.table().find(sw.first)->group;
+    bool applies = group == "Rollouts" || group == "Optimisation";
+    for (const auto& name : names) applies = applies || method_keys(name, cfg.table()).count(sw.first) > 0;
+    if (!applies)
+      throw ConfigError("--sweep: '" + sw.first + "' is neither read by any of --methods nor a rollout or "
+                        "optimisation key");
   }
   const bool fixed_target = cfg.is_set("target_reward");
-  const std::string target_method = cfg.text("target_method");
-  if (!fixed_target && !method_cfg.count(target_method))
-    throw ConfigError("--target-method: '" + target_method +
-                      "' is not among --methods; add it or give --target-reward");
+  std::string target_variant = cfg.text("target_method");
+  if (!fixed_target) {
+    // The target method's variant of that label, else its first variant.
+    const Variant* found = nullptr;
+    for (const auto& v : variants)
+      if (v.label == target_variant) found = &v;
+    for (const auto& v : variants)
+      if (!found && v.method == target_variant) found = &v;
+    if (!found)
+      throw ConfigError("--target-method: '" + target_variant +
+                        "' is not among --methods; add it or give --target-reward");
+    target_variant = found->label;
+  }
   make_velocity_field(jobs::model_spec_from(cfg, *task));
   RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
   run.write_config(cfg.values());
@@ -163,13 +256,14 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
          << jobs::fixed(before.reward_mean) << ", effective sample size " << jobs::fixed(target.ess, 0) << "\n";
 
   // --- 3. the runs -------------------------------------------------------------------------------------
-  const int64_t seeds = cfg.integer("seeds"), steps = cfg.integer("steps"), every = cfg.integer("eval_every");
+  const int64_t seeds = cfg.integer("seeds"), every = cfg.integer("eval_every");
   const double budget = cfg.number("budget_seconds");
   std::vector<Curve> curves;
-  for (const auto& name : names)
+  for (const auto& v : variants)
     for (int64_t s = 0; s < seeds; ++s) {
       Curve c;
-      c.method = name;
+      c.method = v.method;
+      c.variant = v.label;
       c.seed = cfg.integer("seed") + s;
       curves.push_back(c);
     }
@@ -182,11 +276,12 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     std::lock_guard<std::mutex> lock(log_mutex);
     io.log << line << "\n" << std::flush;
   };
-  say("compare: " + std::to_string(names.size()) + " methods x " + std::to_string(seeds) + " seeds, " +
-      std::to_string(steps) + " steps each, " + std::to_string(jobs_n) + " at a time");
+  say("compare: " + std::to_string(variants.size()) + " configurations of " + std::to_string(names.size()) +
+      " methods x " + std::to_string(seeds) + " seeds, " + std::to_string(cfg.integer("steps")) +
+      " steps each, " + std::to_string(jobs_n) + " at a time");
 
-  auto evaluate_into = [&](Curve& c, double step, const StepRecord& rec, VelocityFieldImpl& model) {
-    const EvalResult e = evaluator.evaluate(model, n_eval);
+  auto evaluate_into = [&](Curve& c, double step, const StepRecord& rec, VelocityFieldImpl& model, bool final) {
+    const EvalResult e = evaluator.evaluate(model, n_eval, final);
     const auto x = e.samples.reshape({e.n, -1});
     c.step.push_back(step);
     c.seconds.push_back(rec.seconds);
@@ -200,28 +295,32 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     c.distance_base.push_back(
         std::max(0.0, 2.0 * mean_cross_distance(x, base_samples) - v * e.diversity - v * before.diversity));
     c.diversity.push_back(e.diversity);
+    if (final) c.kl_to_base = e.kl_to_base;
   };
+  std::map<std::string, const Variant*> variant_of;
+  for (const auto& v : variants) variant_of[v.label] = &v;
   auto run_one = [&](Curve& c) {
-    Config mc = method_cfg.at(c.method);
+    Config mc = variant_of.at(c.variant)->cfg;
     mc.set("seed", c.seed);
+    const int64_t steps = mc.integer("steps");
     auto policy = clone_velocity_field(*base);
     for (auto& p : policy->parameters()) p.set_requires_grad(true);
     Trainer trainer(policy, frozen_copy(*base), reward, methods().get(c.method).make(mc),
                     jobs::trainer_options_from(mc, *task));
     StepRecord rec;
-    evaluate_into(c, 0, rec, *base);
+    evaluate_into(c, 0, rec, *base, false);
     int64_t s = 0;
     while (s < steps && !(budget > 0 && rec.seconds >= budget)) {
       rec = trainer.step();
       ++s;
-      if (s % every == 0 || s == steps) {
-        evaluate_into(c, static_cast<double>(s), rec, trainer.policy());
-        say("  " + c.method + " seed " + std::to_string(c.seed) + "  step " + std::to_string(s) + "/" +
+      const bool last = s == steps || (budget > 0 && rec.seconds >= budget);
+      if (s % every == 0 || last) {
+        evaluate_into(c, static_cast<double>(s), rec, trainer.policy(), last);
+        say("  " + c.variant + " seed " + std::to_string(c.seed) + "  step " + std::to_string(s) + "/" +
             std::to_string(steps) + "  reward " + jobs::fixed(c.reward.back()) + "  distance " +
-            jobs::fixed(c.distance.back(), 3));
+            jobs::fixed(c.distance.back(), 3) + (last ? "  KL to base " + jobs::fixed(c.kl_to_base) : ""));
       }
     }
-    if (c.step.back() != static_cast<double>(s)) evaluate_into(c, static_cast<double>(s), rec, trainer.policy());
     c.ms_per_step = s > 0 ? 1000.0 * rec.seconds / static_cast<double>(s) : 0.0;
   };
   std::atomic<size_t> next{0};
@@ -231,7 +330,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
         run_one(curves[i]);
       } catch (const std::exception& e) {
         curves[i].error = e.what();
-        say("  " + curves[i].method + " seed " + std::to_string(curves[i].seed) + " failed: " + e.what());
+        say("  " + curves[i].variant + " seed " + std::to_string(curves[i].seed) + " failed: " + e.what());
       }
     }
   };
@@ -241,44 +340,51 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   for (auto& th : pool) th.join();
 
   // --- 4. aggregate -------------------------------------------------------------------------------------
-  std::map<std::string, std::vector<const Curve*>> by_method;
+  std::map<std::string, std::vector<const Curve*>> by_variant;
   for (const auto& c : curves)
-    if (c.error.empty()) by_method[c.method].push_back(&c);
+    if (c.error.empty()) by_variant[c.variant].push_back(&c);
   auto peak = [](const Curve& c) { return *std::max_element(c.reward.begin(), c.reward.end()); };
   double target_reward;
   if (fixed_target) {
     target_reward = cfg.number("target_reward");
   } else {
     std::vector<double> peaks;
-    for (const Curve* c : by_method[target_method]) peaks.push_back(peak(*c));
-    if (peaks.empty()) throw NumericalError("compare: every run of the target method '" + target_method + "' failed");
+    for (const Curve* c : by_variant[target_variant]) peaks.push_back(peak(*c));
+    if (peaks.empty()) throw NumericalError("compare: every run of the target '" + target_variant + "' failed");
     target_reward = stat(peaks).mean;
   }
   const double gap = target.reward_optimal - before.reward_mean;
   nlohmann::json report = {{"task", task->name()},
                            {"reward", reward->spec()},
                            {"multiplier", m},
-                           {"steps", steps},
+                           {"steps", cfg.integer("steps")},
                            {"seeds", seeds},
+                           {"sweep", cfg.raw("sweep")},
                            {"reward_base", before.reward_mean},
                            {"reward_optimal", target.reward_optimal},
+                           {"kl_optimal", target.kl_optimal},
                            {"target_reward", target_reward},
-                           {"target_source", fixed_target ? "--target-reward" : "peak of " + target_method},
+                           {"target_source", fixed_target ? "--target-reward" : "peak of " + target_variant},
                            {"target_diversity", target_diversity},
                            {"methods", nlohmann::json::object()},
                            {"runs", nlohmann::json::array()}};
-  std::vector<std::vector<std::string>> rows = {
-      {"method", "final reward", "fraction of optimal", "peak reward", "distance to p*", "diversity",
-       "steps to target", "seconds to target", "ms/step", "NFE/endpoint/step", "reward evals/step"}};
-  for (const auto& name : names) {
-    const auto& runs = by_method[name];
-    std::vector<double> final_r, frac, peak_r, dist, div, st, sec, ms, nfe, revals;
+  std::vector<std::vector<std::string>> rows = {{"method", "final reward", "of optimal", "KL to base", "distance to p*",
+                                                 "diversity", "steps to target", "seconds to target", "ms/step"}};
+  std::vector<std::vector<std::string>> cost_rows = {{"method", "NFE/endpoint/step", "reward evals/step"}};
+  // Per variant, the mean over seeds of the final reward and KL (for the frontier) and steps to target.
+  std::map<std::string, std::pair<Stat, Stat>> final_point;
+  std::map<std::string, std::pair<Stat, Stat>> to_target;
+  for (const auto& var : variants) {
+    const std::string& name = var.label;
+    const auto& runs = by_variant[name];
+    std::vector<double> final_r, frac, peak_r, dist, div, st, sec, ms, nfe, revals, kl;
     for (const Curve* c : runs) {
       final_r.push_back(c->reward.back());
       frac.push_back(gap != 0 ? (c->reward.back() - before.reward_mean) / gap : 0.0);
       peak_r.push_back(peak(*c));
       dist.push_back(c->distance.back());
       div.push_back(c->diversity.back());
+      kl.push_back(c->kl_to_base);
       const auto [s_to, sec_to] = time_to(*c, target_reward);
       st.push_back(s_to);
       sec.push_back(sec_to);
@@ -288,11 +394,16 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       revals.push_back(c->reward_evals.back() / n_steps);
     }
     const Stat reached = stat(st);
-    report["methods"][name] = {{"runs", runs.size()},
+    final_point[name] = {stat(kl), stat(final_r)};
+    to_target[name] = {reached, stat(sec)};
+    report["methods"][name] = {{"method", var.method},
+                               {"sweep", var.sweep},
+                               {"runs", runs.size()},
                                {"failed", seeds - static_cast<int64_t>(runs.size())},
                                {"reward_final", stat_json(stat(final_r))},
                                {"fraction_of_optimal", stat_json(stat(frac))},
                                {"reward_peak", stat_json(stat(peak_r))},
+                               {"kl_to_base", stat_json(stat(kl))},
                                {"distance_final", stat_json(stat(dist))},
                                {"diversity_final", stat_json(stat(div))},
                                {"steps_to_target", stat_json(reached)},
@@ -301,34 +412,68 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
                                {"ms_per_step", stat_json(stat(ms))},
                                {"nfe_per_step", stat_json(stat(nfe))},
                                {"reward_evals_per_step", stat_json(stat(revals))},
-                               {"options", method_options.at(name)},
-                               {"preset", methods().get(name).preset}};
+                               {"options", variant_options.at(name)},
+                               {"preset", methods().get(var.method).preset}};
     const std::string reached_text =
         stat_text(reached, 0) + " (" + std::to_string(reached.n) + "/" + std::to_string(runs.size()) + ")";
-    rows.push_back({name, stat_text(stat(final_r)), stat_text(stat(frac)), stat_text(stat(peak_r)),
-                    stat_text(stat(dist)), stat_text(stat(div)), reached_text, stat_text(stat(sec), 2),
-                    stat_text(stat(ms), 2), jobs::fixed(stat(nfe).mean, 1), jobs::fixed(stat(revals).mean, 1)});
+    rows.push_back({name, stat_text(stat(final_r)), stat_text(stat(frac), 2), stat_text(stat(kl), 2),
+                    stat_text(stat(dist)), stat_text(stat(div), 2), reached_text, stat_text(stat(sec), 2),
+                    stat_text(stat(ms), 2)});
+    cost_rows.push_back({name, jobs::fixed(stat(nfe).mean, 1), jobs::fixed(stat(revals).mean, 1)});
   }
   for (const auto& c : curves)
-    report["runs"].push_back({{"method", c.method}, {"seed", c.seed}, {"error", c.error},
-                              {"step", c.step}, {"seconds", c.seconds}, {"nfe", c.nfe},
-                              {"reward_evals", c.reward_evals}, {"reward", c.reward},
+    report["runs"].push_back({{"method", c.method}, {"variant", c.variant}, {"sweep", variant_of.at(c.variant)->sweep},
+                              {"seed", c.seed}, {"error", c.error}, {"step", c.step}, {"seconds", c.seconds},
+                              {"nfe", c.nfe}, {"reward_evals", c.reward_evals}, {"reward", c.reward},
                               {"distance", c.distance}, {"distance_from_base", c.distance_base},
-                              {"diversity", c.diversity}, {"ms_per_step", c.ms_per_step}});
+                              {"diversity", c.diversity},
+                              {"kl_to_base", std::isfinite(c.kl_to_base) ? nlohmann::json(c.kl_to_base) : nlohmann::json()},
+                              {"ms_per_step", c.ms_per_step}});
+
+  // --- the exact reward-KL frontier: p_ref exp(m' r) over a grid of m' around m and the swept ones ------
+  double m_hi = std::max(m, 1e-3);
+  for (const auto& v : variants) m_hi = std::max(m_hi, v.cfg.number("multiplier"));
+  std::vector<double> grid = {0.0};
+  for (double f = 1.0 / 64.0; f <= 4.0 * m_hi + 1e-9; f *= std::sqrt(2.0)) grid.push_back(f);
+  std::vector<double> front_kl, front_reward;
+  report["frontier"] = nlohmann::json::array();
+  for (const auto& p : target.frontier(grid)) {
+    report["frontier"].push_back({{"multiplier", p.multiplier}, {"reward", p.reward}, {"kl", p.kl}, {"ess", p.ess}});
+    if (p.ess < 50) continue;  // too few effective pool samples to trust the point
+    front_kl.push_back(p.kl);
+    front_reward.push_back(p.reward);
+  }
 
   // --- plots ---------------------------------------------------------------------------------------------
-  const char* colors[] = {"b", "r", "g", "m", "c", "k", "h", "q"};
-  std::vector<Series> vs_steps, vs_seconds, vs_base, dist_steps;
-  for (size_t i = 0; i < names.size(); ++i) {
-    const auto& runs = by_method[names[i]];
+  const char* colors[] = {"b", "r", "g", "m", "c", "k", "h", "q", "n", "p"};
+  std::vector<Series> vs_steps, vs_seconds, vs_base, dist_steps, frontier;
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const auto& runs = by_variant[variants[i].label];
     if (runs.empty()) continue;
-    const std::string style = std::string(colors[i % 8]) + "2";
+    const std::string style = std::string(colors[i % 10]) + "2";
     const auto r = mean_of(runs, &Curve::reward);
-    vs_steps.push_back({names[i], mean_of(runs, &Curve::step), r, style});
-    vs_seconds.push_back({names[i], mean_of(runs, &Curve::seconds), r, style});
-    vs_base.push_back({names[i], mean_of(runs, &Curve::distance_base), r, style});
-    dist_steps.push_back({names[i], mean_of(runs, &Curve::step), mean_of(runs, &Curve::distance), style});
+    const auto& label = variants[i].label;
+    vs_steps.push_back({label, mean_of(runs, &Curve::step), r, style});
+    vs_seconds.push_back({label, mean_of(runs, &Curve::seconds), r, style});
+    vs_base.push_back({label, mean_of(runs, &Curve::distance_base), r, style});
+    dist_steps.push_back({label, mean_of(runs, &Curve::step), mean_of(runs, &Curve::distance), style});
   }
+  // One curve per method through its variants' (KL, reward) means, sorted by KL.
+  for (size_t i = 0; i < names.size(); ++i) {
+    std::vector<std::pair<double, double>> pts;
+    for (const auto& v : variants)
+      if (v.method == names[i] && final_point[v.label].first.n > 0)
+        pts.emplace_back(final_point[v.label].first.mean, final_point[v.label].second.mean);
+    if (pts.empty()) continue;
+    std::sort(pts.begin(), pts.end());
+    Series sr{names[i], {}, {}, std::string(colors[i % 10]) + "2o"};
+    for (const auto& [x, y] : pts) {
+      sr.x.push_back(x);
+      sr.y.push_back(y);
+    }
+    frontier.push_back(sr);
+  }
+  frontier.push_back({"exact tilt p_{ref} e^{m r}", front_kl, front_reward, "k3"});
   const std::vector<HLine> levels = {{target.reward_optimal, "exact target (optimal)", "r|"},
                                      {target_reward, "target reward", "k;"},
                                      {before.reward_mean, "base model", "k|"}};
@@ -339,41 +484,74 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
             "energy distance from the base samples", vs_base, levels);
   line_plot(run.plot("distance_vs_steps"), "energy distance to the exact target (mean over seeds)",
             "training step", dist_steps, {{0.0, "exact target", "r|"}});
+  line_plot(run.plot("frontier"), "final reward against KL(p_{\\theta} || p_{ref}) (mean over seeds)",
+            "KL to the base model (nats)", frontier, {{before.reward_mean, "base model", "k|"}});
 
   // --- report.md, report.json, summary.json ---------------------------------------------------------------
   std::ostringstream md;
   md << "# ramflow compare: " << task->name() << ", reward " << reward->spec().dump() << ", m = " << m << "\n\n"
-     << steps << " steps per run, " << seeds << " seeds per method, mean ± std over seeds. Evaluation: "
-     << n_eval << " samples on fixed noise; the exact target p* ∝ p_base exp(m r) from " << target.pool.size(0)
-     << " base samples (effective sample size " << jobs::fixed(target.ess, 0) << ").\n\n"
+     << cfg.integer("steps") << " steps per run, " << seeds << " seeds per configuration, mean ± std over seeds. "
+     << "Evaluation: " << n_eval << " samples on fixed noise; the exact target p* ∝ p_base exp(m r) from "
+     << target.pool.size(0) << " base samples (effective sample size " << jobs::fixed(target.ess, 0) << ").\n\n"
      << "- base reward " << jobs::fixed(before.reward_mean) << ", reward_optimal " << jobs::fixed(target.reward_optimal)
-     << ", target reward " << jobs::fixed(target_reward) << " (" << report["target_source"].get<std::string>() << ")\n"
-     << "- NFE/endpoint/step = network evaluations per endpoint per step, rollout plus training (forward passes "
-        "of any model, vector-Jacobian products)\n"
-     << "- diversity = mean pairwise distance of the samples (exact target: " << jobs::fixed(target_diversity) << ")\n"
-     << "- fraction of optimal = (reward - base) / (reward_optimal - base); above 1 means the method went past "
-        "the KL-optimal tilt\n\n";
-  for (size_t r = 0; r < rows.size(); ++r) {
-    md << "|";
-    for (const auto& cell : rows[r]) md << " " << cell << " |";
-    md << "\n";
-    if (r == 0) {
+     << " (KL(p* || p_ref) = " << jobs::fixed(target.kl_optimal) << "), target reward " << jobs::fixed(target_reward)
+     << " (" << report["target_source"].get<std::string>() << ")\n"
+     << "- of optimal = (reward - base) / (reward_optimal - base); above 1 means the method went past the "
+        "KL-optimal tilt at m = " << m << "\n"
+     << "- KL to base = KL(p_theta || p_ref) at the end, by ODE likelihoods on " << cfg.integer("eval_kl_samples")
+     << " samples; m means a KL temperature only for ram, ram-anneal, adjoint-matching and eam: the other "
+        "methods have their own regularisers, so compare them on the frontier (plots/frontier.png)\n"
+     << "- diversity = mean pairwise distance of the samples (exact target: " << jobs::fixed(target_diversity) << ")\n\n";
+  auto md_table = [&](const std::vector<std::vector<std::string>>& t) {
+    for (size_t r = 0; r < t.size(); ++r) {
       md << "|";
-      for (size_t k = 0; k < rows[r].size(); ++k) md << "---|";
+      for (const auto& cell : t[r]) md << " " << cell << " |";
       md << "\n";
+      if (r == 0) {
+        md << "|";
+        for (size_t k = 0; k < t[r].size(); ++k) md << "---|";
+        md << "\n";
+      }
+    }
+  };
+  md_table(rows);
+  md << "\nCost per step (network evaluations per endpoint, rollout plus training; reward evaluations):\n\n";
+  md_table(cost_rows);
+  // Steps to the target, each configuration against the target configuration.
+  if (!fixed_target && to_target.count(target_variant) && to_target[target_variant].first.n > 0) {
+    const Stat& ts = to_target[target_variant].first;
+    md << "\n## Steps to " << target_variant << "'s peak reward (" << jobs::fixed(target_reward) << ")\n\n"
+       << target_variant << " reaches its own peak at step " << stat_text(ts, 0) << " on average ("
+       << jobs::fixed(to_target[target_variant].second.mean, 2) << " s). The paper reports RAM reaching Flow-GRPO's "
+          "peak in up to 50x fewer steps.\n\n";
+    for (const auto& v : variants) {
+      if (v.label == target_variant) continue;
+      const Stat& st = to_target[v.label].first;
+      const size_t runs = by_variant[v.label].size();
+      md << "- " << v.label << ": ";
+      if (st.n == 0) {
+        md << "never reaches it in " << v.cfg.integer("steps") << " steps\n";
+        continue;
+      }
+      md << "step " << stat_text(st, 0) << " (" << st.n << "/" << runs << " seeds), "
+         << jobs::fixed(to_target[v.label].second.mean, 2) << " s: " << jobs::fixed(ts.mean / st.mean, 1)
+         << "x fewer steps" << (st.mean > 0 && ts.mean / st.mean >= 50 ? " (the paper's 50x holds here)" : "")
+         << (st.n < static_cast<int64_t>(runs) ? "; the other seeds never reach it" : "") << "\n";
     }
   }
   md << "\nPlots: plots/reward_vs_steps.png, plots/reward_vs_seconds.png, plots/reward_vs_distance_from_base.png, "
-        "plots/distance_vs_steps.png\n";
+        "plots/distance_vs_steps.png, plots/frontier.png\n";
   write_file_atomic(run.file("report.md"), md.str());
   write_file_atomic(run.file("report.json"), report.dump(2) + "\n");
   nlohmann::json summary = {
       {"task", task->name()},
       {"methods", names},
+      {"configurations", variants.size()},
       {"seeds", seeds},
-      {"steps", steps},
+      {"steps", cfg.integer("steps")},
       {"reward_base", before.reward_mean},
       {"reward_optimal", target.reward_optimal},
+      {"kl_optimal", target.kl_optimal},
       {"target_reward", target_reward},
       {"failed_runs", std::count_if(curves.begin(), curves.end(), [](const Curve& c) { return !c.error.empty(); })},
       {"total_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count()},

@@ -4,6 +4,7 @@
 //   3. the shared Trainer loop, with a progress bar, metrics.jsonl and periodic evaluations
 //   4. final evaluation, checkpoint, plots, summary.json (last), and a before/after table
 #include <chrono>
+#include <cmath>
 
 #include <torch/torch.h>
 
@@ -34,7 +35,9 @@ ParamTable finetune_params() {
 namespace {
 
 nlohmann::json eval_json(const EvalResult& e) {
-  nlohmann::json j = {{"reward", e.reward_mean}, {"reward_std", e.reward_std}, {"distance", e.distance}};
+  auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
+  nlohmann::json j = {{"reward", e.reward_mean}, {"reward_std", e.reward_std}, {"distance", e.distance},
+                      {"kl_to_base", num(e.kl_to_base)}, {"kl_to_base_se", num(e.kl_to_base_se)}};
   if (e.mode_masses.defined()) j["mode_masses"] = jobs::to_vector(e.mode_masses);
   return j;
 }
@@ -58,7 +61,9 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   const double m = basics.multiplier;
   const MethodInfo& method_info = methods().get(cfg.text("method"));
   cfg.apply_defaults(method_info.preset);  // the method's tuned defaults, unless given explicitly
+  check_method_keys(cfg, {cfg.text("method")});
   MethodPtr method = method_info.make(cfg);
+  Trainer::check(jobs::trainer_options_from(cfg, *task), *method, *reward);
   const nlohmann::json model_spec = jobs::model_spec_from(cfg, *task);
   make_velocity_field(model_spec);  // validate the architecture before any compute
   RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
@@ -77,7 +82,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   io.log << "\n";
   if (target.ess < 100)
     io.log << "  warning: effective sample size below 100; raise --eval-pool or lower --multiplier\n";
-  const EvalResult before = evaluator.evaluate(*base);
+  EvalResult before = evaluator.evaluate(*base);
+  before.kl_to_base = before.kl_to_base_se = 0.0;  // the base itself
 
   // --- 3. training ---------------------------------------------------------------------------------
   auto policy = clone_velocity_field(*base);
@@ -121,7 +127,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   bar.finish("reward " + jobs::fixed(rec.reward_mean));
 
   // --- 4. final evaluation, checkpoint, plots, summary ---------------------------------------------
-  const EvalResult after = evaluator.evaluate(trainer.policy());
+  const EvalResult after = evaluator.evaluate(trainer.policy(), 0, /*kl=*/true);
   curve_eval(steps, trainer.policy());
   const nlohmann::json ckpt_meta = {{"config", cfg.values()},
                                     {"step", steps},
@@ -167,6 +173,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
        std::isnan(target.reward_optimal_closed_form) ? nlohmann::json(nullptr)
                                                      : nlohmann::json(target.reward_optimal_closed_form)},
       {"fraction_of_optimal", gap != 0 ? (after.reward_mean - before.reward_mean) / gap : 0.0},
+      {"kl_to_base", after.kl_to_base},
+      {"kl_optimal", target.kl_optimal},
       {"tilt_distance_before", before.distance},
       {"tilt_distance_after", after.distance},
       {"target_ess", target.ess},
@@ -180,7 +188,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
       {"", "base", trainer.method().name(), "exact target"},
       {"reward", jobs::fixed(before.reward_mean), jobs::fixed(after.reward_mean),
        jobs::fixed(target.reward_optimal)},
-      {"distance to target", jobs::fixed(before.distance, 4), jobs::fixed(after.distance, 4), "0"}};
+      {"distance to target", jobs::fixed(before.distance, 4), jobs::fixed(after.distance, 4), "0"},
+      {"KL to base", "0", jobs::fixed(after.kl_to_base), jobs::fixed(target.kl_optimal)}};
   if (target.mode_masses.defined())
     rows.push_back({"mode masses", masses_text(before.mode_masses), masses_text(after.mode_masses),
                     masses_text(target.mode_masses)});

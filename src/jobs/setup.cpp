@@ -96,6 +96,8 @@ void add_eval_params(ParamTable& t) {
   t.text("eval_sampler", "euler", "sampler for evaluation", samplers().names());
   t.integer("eval_seed", 1234, "seed of the fixed evaluation noise", 0,
             std::numeric_limits<int32_t>::max());
+  t.integer("eval_kl_samples", 500, "samples behind the final KL(p_theta || p_ref) (ODE likelihoods)", 2, 1 << 22);
+  t.integer("eval_kl_steps", 50, "Heun steps of the likelihood ODE", 1, 100000);
 }
 
 void add_training_params(ParamTable& t, bool with_method) {
@@ -206,7 +208,9 @@ EvalOptions eval_options_from(const Config& cfg) {
       .samples(cfg.integer("eval_samples"))
       .pool(cfg.integer("eval_pool"))
       .sampler(SampleOptions().sampler(cfg.text("eval_sampler")).steps(cfg.integer("eval_steps")))
-      .seed(static_cast<uint64_t>(cfg.integer("eval_seed")));
+      .seed(static_cast<uint64_t>(cfg.integer("eval_seed")))
+      .kl_samples(cfg.integer("eval_kl_samples"))
+      .likelihood(LikelihoodOptions().steps(cfg.integer("eval_kl_steps")));
 }
 
 VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device device, JobIO io) {

@@ -60,7 +60,7 @@ RolloutSpec AdjointMatching::rollout_spec() const {
   return spec;
 }
 
-void AdjointMatching::prepare(RolloutBatch& batch, const Policies& models) {
+void AdjointMatching::prepare(RolloutBatch& batch, const Policies& models, Rng&) {
   TORCH_CHECK(batch.trajectory.defined() && batch.reward_grad.defined(),
               "adjoint-matching: the batch has no trajectory or reward gradient");
   auto terminal = -options_.multiplier() * batch.reward_grad;  // a_N = grad g, g = -m r

@@ -1,10 +1,15 @@
 // The list of built-in methods: one line per method.
+#include <algorithm>
+#include <map>
+
 #include <torch/torch.h>
 
 #include "ramflow/adjoint_matching.h"
+#include "ramflow/awm.h"
 #include "ramflow/config.h"
 #include "ramflow/draft.h"
 #include "ramflow/eam.h"
+#include "ramflow/elbo_pg.h"
 #include "ramflow/flow_grpo.h"
 #include "ramflow/nft.h"
 #include "ramflow/ram.h"
@@ -29,6 +34,10 @@ void register_builtin_methods(Registry<MethodInfo>& r) {
         "DRaFT-K: reward gradient through the last K steps");
   r.add("eam", {EAM::add_params, EAM::from_config, {{"lr", 1e-3}}},
         "Efficient Adjoint Matching, reconstructed: linear reference, closed-form adjoint (arXiv 2605.11480)");
+  r.add("elbo-pg", {ElboPG::add_params, ElboPG::from_config, {{"lr", 3e-4}}},
+        "ELBO policy gradient, reconstructed: ODE rollouts, ELBO likelihood of the endpoint (arXiv 2602.04663)");
+  r.add("awm", {AWM::add_params, AWM::from_config, {{"lr", 3e-4}, {"old_decay", 0.3}, {"old_ramp", 0.001}}},
+        "Advantage Weighted Matching: advantage-weighted flow matching (arXiv 2509.25050)");
 }
 
 }  // namespace
@@ -43,13 +52,37 @@ const Registry<MethodInfo>& methods() {
 }
 
 void add_method_params(ParamTable& t) {
-  t.group("Forward-process training (methods ram, nft)");
+  t.group("Forward-process training (methods ram, ram-anneal, nft, eam, elbo-pg, awm)");
   t.integer("draws", 4, "K: (t, eps) draws per endpoint, evaluated in one batched pass", 1, 4096);
   t.text("time_dist", "uniform", "training-time distribution p(t)", {"uniform", "power", "logit_normal"});
   t.number("time_alpha", 1.0, "power law p(t) ∝ t^alpha", -1, 100, true);
   t.number("time_mean", 0.0, "logit-normal mean", -10, 10);
   t.number("time_std", 1.0, "logit-normal std", 0, 10, true);
   for (const auto& name : methods().names()) methods().get(name).add_params(t);
+}
+
+std::set<std::string> method_keys(const std::string& method, const ParamTable& table) {
+  const Config defaults = Config::from_json(table, nlohmann::json::object(), "defaults");
+  defaults.clear_reads();
+  methods().get(method).make(defaults);
+  return defaults.keys_read();
+}
+
+void check_method_keys(const Config& cfg, const std::vector<std::string>& chosen) {
+  std::map<std::string, std::vector<std::string>> readers;  // key -> the methods that read it
+  for (const auto& name : methods().names())
+    for (const auto& key : method_keys(name, cfg.table())) readers[key].push_back(name);
+  for (const auto& [key, names] : readers) {
+    if (key == "multiplier") continue;  // it also fixes the evaluation's exact target
+    if (!cfg.is_explicit(key) || cfg.raw(key) == cfg.table().find(key)->default_value) continue;
+    bool used = false;
+    for (const auto& c : chosen) used = used || std::find(names.begin(), names.end(), c) != names.end();
+    if (used) continue;
+    std::string owners, picked;
+    for (const auto& n : names) owners += (owners.empty() ? "" : ", ") + n;
+    for (const auto& c : chosen) picked += (picked.empty() ? "" : ", ") + c;
+    throw ConfigError(cfg.table().find(key)->flag() + " is an option of method " + owners + ", not of " + picked);
+  }
 }
 
 TimeDistribution time_distribution_from(const Config& cfg) {

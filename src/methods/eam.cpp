@@ -52,7 +52,7 @@ RolloutSpec EAM::rollout_spec() const {
   return spec;
 }
 
-void EAM::prepare(RolloutBatch& batch, const Policies& models) {
+void EAM::prepare(RolloutBatch& batch, const Policies& models, Rng&) {
   TORCH_CHECK(batch.reward_grad.defined() && batch.reward_grad.sizes() == batch.x0.sizes(),
               "eam: the batch needs grad r at x0, shaped like x0 ", batch.x0.sizes());
   auto G = options_.multiplier() * batch.reward_grad;  // [B, ...]

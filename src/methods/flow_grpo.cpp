@@ -59,7 +59,7 @@ std::vector<int64_t> FlowGRPO::trained_steps(const std::vector<int64_t>& sde_ste
   return out;
 }
 
-void FlowGRPO::prepare(RolloutBatch& batch, const Policies&) {
+void FlowGRPO::prepare(RolloutBatch& batch, const Policies&, Rng&) {
   const double A_max = options_.adv_clip();
   batch.extras["advantage"] =
       normalized_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps())

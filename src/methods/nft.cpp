@@ -30,7 +30,7 @@ nlohmann::json NFTOptions::to_json() const {
 
 NFT::NFT(NFTOptions options) : options_(std::move(options)) { options_.validate(); }
 
-void NFT::prepare(RolloutBatch& batch, const Policies&) {
+void NFT::prepare(RolloutBatch& batch, const Policies&, Rng&) {
   const double A_max = options_.adv_clip();
   auto A = normalized_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps())
                .clamp(-A_max, A_max);

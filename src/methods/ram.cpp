@@ -96,7 +96,7 @@ torch::Tensor RAM::signal(const RolloutBatch& batch) const {
   return m * normalized_advantage(r, batch.group_size, options_.std_scope(), options_.std_eps());
 }
 
-void RAM::prepare(RolloutBatch& batch, const Policies&) { batch.extras["signal"] = signal(batch); }
+void RAM::prepare(RolloutBatch& batch, const Policies&, Rng&) { batch.extras["signal"] = signal(batch); }
 
 LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {
   const int64_t B = batch.x0.size(0), K = options_.draws();

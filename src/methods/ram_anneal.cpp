@@ -17,13 +17,13 @@ RAMAnneal::RAMAnneal(RAMOptions ram, RAMAnnealOptions anneal)
   if (anneal_.stage_steps() < 1) throw ConfigError("ram-anneal: stage_steps must be >= 1");
 }
 
-void RAMAnneal::prepare(RolloutBatch& batch, const Policies& models) {
+void RAMAnneal::prepare(RolloutBatch& batch, const Policies& models, Rng& rng) {
   if (steps_ > 0 && steps_ % anneal_.stage_steps() == 0 && stage_ < anneal_.stages()) {
     stage_ref_ = frozen_copy(models.policy);  // p_s-1: the model that ended the previous stage
     ++stage_;
   }
   ++steps_;
-  RAM::prepare(batch, models);
+  RAM::prepare(batch, models, rng);
 }
 
 LossOutput RAMAnneal::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {

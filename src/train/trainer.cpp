@@ -19,6 +19,23 @@ void check_reward_for(const Method& method, const Reward& reward) {
                       reward.spec().value("type", std::string("?")) + "' is not differentiable");
 }
 
+void Trainer::check(const TrainerOptions& options, const Method& method, const Reward& reward) {
+  if (options.sample_shape().empty()) throw ConfigError("trainer: sample_shape is required");
+  if (options.groups() < 1 || options.group_size() < 1)
+    throw ConfigError("trainer: groups and group_size must be >= 1");
+  if (!(options.lr() > 0)) throw ConfigError("trainer: lr must be > 0");
+  samplers().get(options.rollout().sampler());  // an unknown sampler
+  time_grid(options.rollout().steps(), options.rollout().shift());
+  const int64_t B = options.groups() * options.group_size();
+  if (options.minibatches() < 1 || B % options.minibatches())
+    throw ConfigError("--minibatches " + std::to_string(options.minibatches()) +
+                      " must divide the batch of --groups x --group = " + std::to_string(B) + " endpoints");
+  if (!(options.old_decay() >= 0 && options.old_decay() <= 1) || !(options.old_ramp() >= 0))
+    throw ConfigError("--old-decay must be in [0, 1] and --old-ramp >= 0");
+  if (options.grad_clip() < 0) throw ConfigError("--grad-clip must be >= 0");
+  check_reward_for(method, reward);
+}
+
 Trainer::Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward, MethodPtr method,
                  TrainerOptions options, CondSampler cond)
     : policy_(std::move(policy)),
@@ -29,16 +46,7 @@ Trainer::Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward
       cond_(std::move(cond)),
       rng_(options_.seed()) {
   TORCH_CHECK(policy_ && ref_ && reward_ && method_, "Trainer: policy, ref, reward and method are required");
-  if (options_.sample_shape().empty()) throw ConfigError("trainer: sample_shape is required");
-  if (options_.groups() < 1 || options_.group_size() < 1)
-    throw ConfigError("trainer: groups and group_size must be >= 1");
-  if (!(options_.lr() > 0)) throw ConfigError("trainer: lr must be > 0");
-  samplers().get(options_.rollout().sampler());  // fail early on an unknown sampler
-  if (options_.minibatches() < 1 || (options_.groups() * options_.group_size()) % options_.minibatches())
-    throw ConfigError("trainer: minibatches (" + std::to_string(options_.minibatches()) +
-                      ") must divide the batch of groups * group_size = " +
-                      std::to_string(options_.groups() * options_.group_size()) + " endpoints");
-  check_reward_for(*method_, *reward_);
+  check(options_, *method_, *reward_);
   std::vector<torch::Tensor> params;
   for (auto& p : policy_->parameters())
     if (p.requires_grad()) params.push_back(p);
@@ -65,7 +73,7 @@ RolloutBatch Trainer::rollout(Rng& rng) {
   std::vector<int64_t> shape = {B};
   shape.insert(shape.end(), options_.sample_shape().begin(), options_.sample_shape().end());
   auto x1 = rng.randn(shape, opts);                                           // [B, ...] ~ N(0, I)
-  VelocityFieldImpl& sampler_model = old_ ? old_->model() : *policy_;
+  VelocityFieldImpl& sampler_model = old_ && method_->rollouts_from_old() ? old_->model() : *policy_;
   const RolloutSpec spec = method_->rollout_spec();
   if (spec.noise_level > 0 || spec.trajectory) {
     // Euler steps on the configured grid, stochastic on all steps or on a window of them.
@@ -107,7 +115,7 @@ StepRecord Trainer::step() {
   Policies models{*policy_, *ref_, old(), reward_.get()};
   {
     torch::NoGradGuard no_grad;
-    method_->prepare(batch, models);
+    method_->prepare(batch, models, rng);
   }
   const int64_t M = options_.minibatches(), size = batch.size() / M;
   double loss = 0, grad_norm = 0;
