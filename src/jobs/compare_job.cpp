@@ -226,10 +226,20 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   const bool fixed_target = cfg.is_set("target_reward");
   std::string target_variant = cfg.text("target_method");
   if (!fixed_target) {
-    // The target method's variant of that label, else its first variant.
+    // The variant of that label; else the target method's variant whose swept values are the ones it
+    // runs with unswept (its preset or default, e.g. flow-grpo's grpo_kl 0.1); else its first.
     const Variant* found = nullptr;
     for (const auto& v : variants)
       if (v.label == target_variant) found = &v;
+    if (!found && methods().contains(target_variant)) {
+      Config plain = cfg;
+      plain.apply_defaults(methods().get(target_variant).preset);
+      for (const auto& v : variants) {
+        bool same = v.method == target_variant;
+        for (const auto& [k, value] : v.sweep.items()) same = same && plain.raw(k) == value;
+        if (same && !found) found = &v;
+      }
+    }
     for (const auto& v : variants)
       if (!found && v.method == target_variant) found = &v;
     if (!found)
@@ -458,12 +468,19 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     vs_base.push_back({label, mean_of(runs, &Curve::distance_base), r, style});
     dist_steps.push_back({label, mean_of(runs, &Curve::step), mean_of(runs, &Curve::distance), style});
   }
-  // One curve per method through its variants' (KL, reward) means, sorted by KL.
+  // One curve per method through its variants' (KL, reward) means, sorted by KL. A negative KL cannot be:
+  // the likelihood ODE failed on a velocity far from the base; such points are left out and listed.
+  std::vector<std::string> kl_failed;
   for (size_t i = 0; i < names.size(); ++i) {
     std::vector<std::pair<double, double>> pts;
-    for (const auto& v : variants)
-      if (v.method == names[i] && final_point[v.label].first.n > 0)
-        pts.emplace_back(final_point[v.label].first.mean, final_point[v.label].second.mean);
+    for (const auto& v : variants) {
+      if (v.method != names[i] || final_point[v.label].first.n == 0) continue;
+      if (final_point[v.label].first.mean < 0) {
+        kl_failed.push_back(v.label);
+        continue;
+      }
+      pts.emplace_back(final_point[v.label].first.mean, final_point[v.label].second.mean);
+    }
     if (pts.empty()) continue;
     std::sort(pts.begin(), pts.end());
     Series sr{names[i], {}, {}, std::string(colors[i % 10]) + "2o"};
@@ -538,6 +555,12 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
          << "x fewer steps" << (st.mean > 0 && ts.mean / st.mean >= 50 ? " (the paper's 50x holds here)" : "")
          << (st.n < static_cast<int64_t>(runs) ? "; the other seeds never reach it" : "") << "\n";
     }
+  }
+  if (!kl_failed.empty()) {
+    md << "\nLeft out of plots/frontier.png: a negative KL estimate (the likelihood ODE failed on a velocity far "
+          "from the base) for";
+    for (const auto& label : kl_failed) md << " " << label << (&label == &kl_failed.back() ? "." : ",");
+    md << "\n";
   }
   md << "\nPlots: plots/reward_vs_steps.png, plots/reward_vs_seconds.png, plots/reward_vs_distance_from_base.png, "
         "plots/distance_vs_steps.png, plots/frontier.png\n";

@@ -34,7 +34,7 @@ void register_builtin_methods(Registry<MethodInfo>& r) {
         "DRaFT-K: reward gradient through the last K steps");
   r.add("eam", {EAM::add_params, EAM::from_config, {{"lr", 1e-3}}},
         "Efficient Adjoint Matching, reconstructed: linear reference, closed-form adjoint (arXiv 2605.11480)");
-  r.add("elbo-pg", {ElboPG::add_params, ElboPG::from_config, {{"lr", 3e-4}}},
+  r.add("elbo-pg", {ElboPG::add_params, ElboPG::from_config, {{"lr", 2e-4}, {"grad_clip", 1.0}}},
         "ELBO policy gradient, reconstructed: ODE rollouts, ELBO likelihood of the endpoint (arXiv 2602.04663)");
   r.add("awm", {AWM::add_params, AWM::from_config, {{"lr", 3e-4}, {"old_decay", 0.3}, {"old_ramp", 0.001}}},
         "Advantage Weighted Matching: advantage-weighted flow matching (arXiv 2509.25050)");
