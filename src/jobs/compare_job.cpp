@@ -180,6 +180,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   // Each method's variants: the cross product of the sweeps that apply to it. A method key applies to
   // the methods that read it; a rollout or optimisation key to every method.
   const auto sweeps = parse_sweeps(cfg);
+  std::map<std::string, size_t> sweep_users;  // key -> how many of the methods it applies to
   std::vector<Variant> variants;
   std::map<std::string, nlohmann::json> variant_options;
   for (const auto& name : names) {
@@ -187,7 +188,10 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     std::vector<const std::pair<std::string, std::vector<nlohmann::json>>*> mine;
     for (const auto& sw : sweeps) {
       const std::string& group = cfg.table().find(sw.first)->group;
-      if (reads.count(sw.first) || group == "Rollouts" || group == "Optimisation") mine.push_back(&sw);
+      if (reads.count(sw.first) || group == "Rollouts" || group == "Optimisation") {
+        mine.push_back(&sw);
+        ++sweep_users[sw.first];
+      }
     }
     std::vector<nlohmann::json> combos = {nlohmann::json::object()};
     for (const auto* sw : mine) {
@@ -215,14 +219,10 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       variants.push_back(Variant{label, name, combo, std::move(c)});
     }
   }
-  for (const auto& sw : sweeps) {
-    const std::string& group = cfg.table().find(sw.first)->group;
-    bool applies = group == "Rollouts" || group == "Optimisation";
-    for (const auto& name : names) applies = applies || method_keys(name, cfg.table()).count(sw.first) > 0;
-    if (!applies)
+  for (const auto& sw : sweeps)
+    if (sweep_users[sw.first] == 0)
       throw ConfigError("--sweep: '" + sw.first + "' is neither read by any of --methods nor a rollout or "
                         "optimisation key");
-  }
   const bool fixed_target = cfg.is_set("target_reward");
   std::string target_variant = cfg.text("target_method");
   if (!fixed_target) {

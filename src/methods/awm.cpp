@@ -47,7 +47,8 @@ void AWM::prepare(RolloutBatch& batch, const Policies& models, Rng& rng) {
   batch.extras["advantage"] =
       normalized_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps())
           .clamp(-A_max, A_max) * (options_.adv_max() / A_max);                           // [B]
-  const auto d = draw_elbo_points(batch.x0, options_.draws(), "uniform", 0.5, options_.time(), rng);
+  // Weight 1, t from the time distribution (t_min is not used by the "uniform" weighting).
+  const auto d = draw_elbo_points(batch.x0, options_.draws(), "uniform", /*t_min=*/0.5, options_.time(), rng);
   batch.extras["awm_t"] = d.t;      // [B, K]
   batch.extras["awm_eps"] = d.eps;  // [B, K, ...]
   torch::NoGradGuard no_grad;  // l_old is a constant of the loss
