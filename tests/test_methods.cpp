@@ -8,6 +8,8 @@
 //   * DiffusionNFT: the policy term's gradient is zero at theta = old with r = 0.5
 //   * DRaFT: re-running the last K steps reproduces the rollout's endpoint
 #include <cmath>
+#include <map>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -29,6 +31,7 @@
 #include "ramflow/nft.h"
 #include "ramflow/pretrain.h"
 #include "ramflow/ram_anneal.h"
+#include "ramflow/ram_tilt.h"
 #include "ramflow/sde.h"
 #include "ramflow/task.h"
 #include "ramflow/time.h"
@@ -64,6 +67,7 @@ Trainer method_trainer(const std::string& name, VelocityFieldPtr base, RewardPtr
                      .minibatches(cfg.integer("minibatches"))
                      .old_decay(cfg.number("old_decay"))
                      .old_ramp(cfg.number("old_ramp"))
+                     .eval_ema(cfg.number("eval_ema"))
                      .seed(seed));
 }
 
@@ -162,7 +166,8 @@ TEST(FlowGRPOTest, ClosedFormKLMatchesMonteCarlo) {
   auto policy = ExactMixtureVelocity(GaussianMixture::single({1.0, -1.0}, 0.5));
   auto ref = ExactMixtureVelocity(GaussianMixture::single({-0.5, 1.5}, 0.8));
   Rng rng(4);
-  FlowGRPO grpo(FlowGRPOOptions().kl(1.0).kl_form("exact"));
+  // Zero rewards: every advantage is 0, so keep those samples in the loss (the released code drops them).
+  FlowGRPO grpo(FlowGRPOOptions().kl(1.0).kl_form("exact").drop_zero_adv(false));
   const int64_t B = 16, N = 8;
   std::vector<int64_t> all;
   for (int64_t k = 0; k < N; ++k) all.push_back(k);
@@ -194,6 +199,47 @@ TEST(FlowGRPOTest, ClosedFormKLMatchesMonteCarlo) {
   mc /= static_cast<double>(steps.size());
   EXPECT_GT(closed, 0.05);
   EXPECT_NEAR(closed, mc, 0.02 * closed) << "closed form " << closed << ", Monte Carlo " << mc;
+}
+
+TEST(FlowGRPOTest, ZeroAdvantageSamplesLeaveTheLoss) {
+  // Two groups of 4: the first has equal rewards (advantage exactly 0), the second does not. Dropping
+  // zero-advantage samples makes the loss (policy term and KL) that of the second group alone.
+  auto policy = ExactMixtureVelocity(GaussianMixture::single({1.0, -1.0}, 0.5));
+  auto ref = ExactMixtureVelocity(GaussianMixture::single({-0.5, 1.5}, 0.8));
+  const int64_t G = 4, N = 6;
+  std::vector<int64_t> all;
+  for (int64_t k = 0; k < N; ++k) all.push_back(k);
+  Rng rng(9);
+  auto traj = sample_trajectory(*policy, rng.randn({2 * G, 2}, torch::kDouble), {},
+                                TrajectoryOptions().grid(time_grid(N)).noise_level(0.7).sde_steps(all), rng);
+  // The stored log-densities are perturbed so that the ratio differs from 1 and the policy term is not 0.
+  auto make = [&](int64_t begin, int64_t end, torch::Tensor reward) {
+    RolloutBatch b;
+    b.x0 = traj.x[N].slice(0, begin, end);
+    b.reward = reward;
+    b.groups = (end - begin) / G;
+    b.group_size = G;
+    b.grid = traj.grid;
+    b.trajectory = traj.x.slice(1, begin, end);
+    b.log_prob = traj.log_prob.slice(1, begin, end) + 0.01;
+    b.sde_steps = traj.sde_steps;
+    return b;
+  };
+  auto r = torch::tensor({0.5, 0.5, 0.5, 0.5, 0.1, 0.9, 0.3, 0.6}, torch::kDouble);
+  FlowGRPO grpo(FlowGRPOOptions().kl(0.3).std_scope("group").drop_zero_adv(true));
+  auto both = make(0, 2 * G, r), second = make(G, 2 * G, r.slice(0, G, 2 * G));
+  grpo.prepare(both, Policies{*policy, *ref}, rng);
+  grpo.prepare(second, Policies{*policy, *ref}, rng);
+  const auto l_both = grpo.loss(both, Policies{*policy, *ref}, rng);
+  const auto l_second = grpo.loss(second, Policies{*policy, *ref}, rng);
+  EXPECT_NEAR(l_both.loss.item<double>(), l_second.loss.item<double>(), 1e-12);
+  EXPECT_NEAR(l_both.metrics.at("kept_fraction"), 0.5, 1e-12);
+  // Kept, the flat group dilutes the mean: the loss differs.
+  FlowGRPO keep_all(FlowGRPOOptions().kl(0.3).std_scope("group").drop_zero_adv(false));
+  keep_all.prepare(both, Policies{*policy, *ref}, rng);
+  EXPECT_GT(std::abs(keep_all.loss(both, Policies{*policy, *ref}, rng).loss.item<double>() -
+                     l_second.loss.item<double>()),
+            1e-6);
 }
 
 TEST(AdjointMatchingTest, LeanAdjointEqualsAutogradThroughTheBaseChain) {
@@ -415,6 +461,34 @@ namespace {
 
 // RAM with an annealed tilt: stage s trains with m / S against a frozen copy of the model that ended
 // stage s - 1, so after the stage switch the reference is the policy of that moment.
+// The released code's training times: floor(N f) distinct levels of the rollout's grid per endpoint, t = 1
+// among them, and every level equally often.
+TEST(NFTTest, GridTimesAreDistinctLevelsOfTheRolloutGrid) {
+  NFT nft(NFTOptions().times("grid").grid_fraction(0.99));
+  RolloutBatch batch;
+  const int64_t B = 400, N = 10;
+  batch.x0 = torch::zeros({B, 2});
+  batch.grid = time_grid(N, 3.0);
+  Rng rng(2);
+  const auto t = nft.grid_times(batch, rng).to(torch::kDouble);  // [B * 9]
+  ASSERT_EQ(t.size(0), B * 9);
+  std::map<double, int64_t> count;
+  const auto rows = t.view({B, 9});
+  for (int64_t b = 0; b < B; ++b) {
+    std::set<double> distinct;
+    for (int64_t j = 0; j < 9; ++j) {
+      const double tj = rows[b][j].item<double>();
+      distinct.insert(tj);
+      ++count[tj];
+    }
+    EXPECT_EQ(distinct.size(), 9u) << "endpoint " << b;
+  }
+  ASSERT_EQ(count.size(), 10u);  // levels t_0 = 1 .. t_9, never t_10 = 0
+  EXPECT_EQ(count.count(0.0), 0u);
+  EXPECT_EQ(count.count(1.0), 1u);
+  for (const auto& [level, n] : count) EXPECT_NEAR(n, B * 9 / 10, 5 * std::sqrt(B * 0.09)) << "t = " << level;
+}
+
 TEST(RAMAnnealTest, StagesSwitchTheReferenceToThePreviousStagesModel) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
   auto trainer = method_trainer("ram-anneal", base, bump(), 0,
@@ -486,6 +560,164 @@ TEST(RewardGradientTest, MatchesTheBumpsAnalyticGradient) {
   auto expected = -reward->score(x).unsqueeze(1) * (x - c) / (1.5 * 1.5);
   EXPECT_TRUE(torch::allclose(reward_gradient(*reward, x), expected, 1e-10, 1e-12));
   EXPECT_THROW(reward_gradient(NotDifferentiable(), x), ConfigError);
+}
+
+}  // namespace
+}  // namespace ramflow
+
+namespace ramflow {
+namespace {
+
+// ram-tilt (include/ramflow/ram_tilt.h).
+TEST(RAMTiltTest, WeightsAreTheSelfNormalisedTiltOfEachGroup) {
+  auto r = torch::tensor({0.0, 1.0, 2.0, 0.5, 0.5, 0.5}, torch::kDouble);
+  auto w = RAMTilt::tilt_weights(r, 3, 0.7);
+  auto e = (0.7 * r).exp().view({2, 3});
+  auto expected = (e / e.mean(1, true)).view({-1});
+  EXPECT_TRUE(torch::allclose(w, expected, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(w.slice(0, 3, 6), torch::ones({3}, torch::kDouble)));  // a flat group
+  // No overflow where e^{d r} alone would overflow.
+  auto big = RAMTilt::tilt_weights(torch::tensor({1000.0, 1001.0}, torch::kDouble), 2, 1.0);
+  EXPECT_TRUE(torch::isfinite(big).all().item<bool>());
+  EXPECT_NEAR(big.sum().item<double>(), 2.0, 1e-12);
+}
+
+// v_inner(x, t) + c0 + c1 x: perturbations of a fixed field along two test functions, so that the loss
+// gradient in (c0, c1) is E[phi . dL/dv] for phi = 1 and phi = x_t.
+struct PerturbedImpl : VelocityFieldImpl {
+  explicit PerturbedImpl(VelocityFieldPtr inner) : inner(std::move(inner)) {
+    c = register_parameter("c", torch::zeros({2}, torch::kDouble));
+  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond) override {
+    return inner->forward(x, t, cond) + c[0] + c[1] * x;
+  }
+  nlohmann::json spec() const override { return {{"type", "perturbed"}}; }
+  VelocityFieldPtr inner;
+  torch::Tensor c;
+};
+
+// The population fixed point of ram-tilt's regression (2) is the exact tilt. A two-mode base in 1-D
+// with the linear reward r(x) = x tilts into the mixture with means mu_k + d s^2 and weights
+// ∝ pi_k e^{d mu_k}; RAM's first-order target is not exact here (the mode weights move nonlinearly).
+// At the tilted mixture's exact velocity the loss gradient along both test functions vanishes (to
+// Monte-Carlo error); at the base's it does not.
+TEST(RAMTiltTest, TheExactTiltIsTheFixedPoint) {
+  const double d = 1.5, s = 0.5;
+  GaussianMixture base = GaussianMixture::from_json(
+      {{"weights", {0.7, 0.3}}, {"means", {{-1.0}, {1.5}}}, {"stds", {s}}}, "base");
+  const double w0 = 0.7 * std::exp(d * -1.0), w1 = 0.3 * std::exp(d * 1.5);
+  GaussianMixture tilted = GaussianMixture::from_json(
+      {{"weights", {w0 / (w0 + w1), w1 / (w0 + w1)}}, {"means", {{-1.0 + d * s * s}, {1.5 + d * s * s}}}, {"stds", {s}}},
+      "tilted");
+  auto v_base = ExactMixtureVelocity(base), v_tilt = ExactMixtureVelocity(tilted);
+  Rng rng(11);
+  const int64_t N = 200000;
+  RolloutBatch batch;
+  batch.x0 = base.sample(N, rng).to(torch::kDouble);                 // [N, 1] ~ p_s
+  batch.reward = batch.x0.view({N}).clone();                          // r(x) = x
+  batch.groups = 1;
+  batch.group_size = N;                                               // Z from all N endpoints
+  for (bool control : {true, false}) {
+    auto gradient_at = [&](VelocityFieldPtr field) {
+      auto policy = std::make_shared<PerturbedImpl>(field);
+      RAMTilt method(RAMTiltOptions().multiplier(d).stages(1).draws(2).normalizer("group").control(control));
+      Policies models{*policy, *v_base};
+      Rng draws(5);  // the same (t, eps) for both fields
+      method.begin_step(0, models);
+      method.prepare(batch, models, draws);
+      method.loss(batch, models, draws).loss.backward();
+      return policy->c.grad().clone();
+    };
+    const auto g_tilt = gradient_at(v_tilt.ptr()), g_base = gradient_at(v_base.ptr());
+    for (int64_t i = 0; i < 2; ++i) {
+      EXPECT_GT(std::abs(g_base[i].item<double>()), 0.1) << "control " << control << " component " << i;
+      EXPECT_LT(std::abs(g_tilt[i].item<double>()), 0.03 * std::abs(g_base[i].item<double>()))
+          << "control " << control << " component " << i << ": " << g_tilt << " against " << g_base;
+    }
+  }
+}
+
+TEST(RAMTiltTest, TheRunningNormaliserPoolsTheStageAndRestartsWithIt) {
+  auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
+  auto policy = clone_velocity_field(*base);
+  RAMTilt method(RAMTiltOptions().multiplier(2.0).stages(2).stage_steps(3));
+  Policies models{*policy, *base};
+  Rng rng(1);
+  auto batch_of = [&](torch::Tensor r) {
+    RolloutBatch b;
+    b.x0 = rng.randn({r.size(0), 2});
+    b.reward = r;
+    b.group_size = r.size(0);
+    return b;
+  };
+  const double d = 1.0;  // m / S
+  auto r1 = torch::tensor({0.1f, 0.9f}), r2 = torch::tensor({0.4f, 0.2f, 0.7f, 0.3f});
+  method.begin_step(0, models);
+  auto b1 = batch_of(r1), b2 = batch_of(r2);
+  method.prepare(b1, models, rng);
+  method.prepare(b2, models, rng);
+  const double z = (d * torch::cat({r1, r2}).to(torch::kDouble)).exp().mean().item<double>();
+  EXPECT_TRUE(torch::allclose(b2.extras.at("weight").to(torch::kDouble), (d * r2.to(torch::kDouble)).exp() / z,
+                              1e-6, 1e-6));
+  method.begin_step(3, models);  // stage 2: the pool restarts
+  EXPECT_EQ(method.stage(), 2);
+  auto b3 = batch_of(r1);
+  method.prepare(b3, models, rng);
+  EXPECT_TRUE(torch::allclose(b3.extras.at("weight"), RAMTilt::tilt_weights(r1, 2, d), 1e-6, 1e-6));
+}
+
+// Stage s draws its rollouts from a frozen copy of the policy as it was when stage s began (stage 1: the
+// base model itself).
+TEST(RAMTiltTest, StagesDrawRolloutsFromTheFrozenModelOfTheirStart) {
+  auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
+  auto trainer = method_trainer("ram-tilt", base, bump(), 0,
+                                {{"tilt_stages", "3"}, {"tilt_stage_steps", "4"}, {"group", "8"},
+                                 {"rollout_steps", "5"}, {"lr", "1e-2"}});
+  auto& method = dynamic_cast<RAMTilt&>(trainer.method());
+  Policies models{trainer.policy(), trainer.ref()};
+  EXPECT_EQ(method.rollout_model(models), &trainer.ref());
+  std::vector<torch::Tensor> after_4;
+  for (int64_t s = 1; s <= 6; ++s) {
+    auto rec = trainer.step();
+    EXPECT_EQ(rec.metrics.at("stage"), s <= 4 ? 1 : 2) << "step " << s;
+    if (s == 4)
+      for (const auto& p : trainer.policy().parameters()) after_4.push_back(p.detach().clone());
+  }
+  VelocityFieldImpl* frozen = method.rollout_model(models);
+  ASSERT_NE(frozen, &trainer.ref());
+  const auto params = frozen->parameters();
+  ASSERT_EQ(params.size(), after_4.size());
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::equal(params[i], after_4[i]));
+  EXPECT_FALSE(torch::equal(trainer.policy().parameters()[0], after_4[0]));  // the policy moved on
+}
+
+}  // namespace
+}  // namespace ramflow
+
+namespace ramflow {
+namespace {
+
+// --eval-ema D: the evaluated model is theta_ema <- d theta_ema + (1 - d) theta after every step, with
+// d = min(D, 0.1 n) at the n-th update (the first update copies the policy); the policy itself is untouched.
+TEST(TrainerTest, EvaluationEmaFollowsThePolicyWithItsDecay) {
+  auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
+  auto trainer = method_trainer("ram", base, bump(), 0, {{"eval_ema", "0.5"}, {"group", "8"}, {"rollout_steps", "4"}});
+  EXPECT_EQ(trainer.eval_model_name(), "ema 0.5");
+  EXPECT_NE(&trainer.eval_model(), &trainer.policy());
+  std::vector<torch::Tensor> ema;
+  for (const auto& p : trainer.policy().parameters()) ema.push_back(p.detach().clone());
+  for (int64_t n = 0; n < 8; ++n) {
+    trainer.step();
+    const double d = std::min(0.5, 0.1 * static_cast<double>(n));
+    const auto params = trainer.policy().parameters();
+    for (size_t i = 0; i < ema.size(); ++i) ema[i] = d * ema[i] + (1 - d) * params[i].detach();
+  }
+  const auto evaluated = trainer.eval_model().parameters();
+  for (size_t i = 0; i < ema.size(); ++i) EXPECT_TRUE(torch::allclose(evaluated[i], ema[i], 1e-6, 1e-7));
+  EXPECT_FALSE(torch::equal(evaluated[0], trainer.policy().parameters()[0]));
+  auto plain = method_trainer("ram", base, bump(), 0, {{"group", "8"}, {"rollout_steps", "4"}});
+  EXPECT_EQ(&plain.eval_model(), &plain.policy());
+  EXPECT_EQ(plain.eval_model_name(), "policy");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Tests for the ODE samplers, sampling grids and training-time distributions.
 #include <cmath>
+#include <utility>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -43,6 +44,28 @@ TEST(SamplerTest, HeunIsSecondOrder) {
   const double order = convergence_order("heun");
   EXPECT_NEAR(order, 2.0, 0.2) << "measured order " << order;
   EXPECT_LT(endpoint_error("heun", 32), endpoint_error("euler", 32) / 10);
+}
+
+TEST(SamplerTest, Dpm2IsSecondOrder) {
+  const double order = convergence_order("dpm2");
+  EXPECT_NEAR(order, 2.0, 0.3) << "measured order " << order;
+  EXPECT_LT(endpoint_error("dpm2", 32), endpoint_error("euler", 32) / 10);
+}
+
+TEST(SamplerTest, Dpm2IsExactForAPointMass) {
+  // Data at one point c: D(x, t) = c everywhere, so the exponential integrator is exact in one step from
+  // any t, including t = 1 and the last step to t = 0.
+  const double c = 0.7;
+  VelocityFn v = [c](const torch::Tensor& x, const torch::Tensor& t) {  // v = (x - c) / t
+    return (x - c) / t.view({-1, 1});
+  };
+  auto x = torch::linspace(-2, 2, 5, torch::kDouble).reshape({5, 1});
+  for (auto [t, t_next] : {std::pair{1.0, 0.6}, std::pair{0.6, 0.25}, std::pair{0.25, 0.0}}) {
+    auto y = dpm2_step(v, x, t, t_next, {});
+    auto exact = c + (t_next / t) * (x - c);  // the flow of a point mass: x_t = c + t eps
+    EXPECT_TRUE(torch::allclose(y, exact, 1e-12, 1e-12)) << t << " -> " << t_next;
+    x = y;
+  }
 }
 
 TEST(SamplerTest, EulerStepIsTheConventionUpdate) {

@@ -6,7 +6,15 @@ features, G = 32 endpoints from 25 Euler steps (no grad), bump reward at (4, 0) 
 K = 4 (t, eps) draws per endpoint in one batched pass, AdamW lr 1e-4. Only the RAM step is timed
 (weights are random: speed does not depend on them).
 
-Run with Debian's PyTorch: /usr/bin/python3 bench/python/ram_step.py [--steps N] [--threads N] [--json PATH]
+Runs under any PyTorch from 1.13 on: Debian's (/usr/bin/python3, OpenBLAS) and the newest from PyPI
+(MKL), which bench/speed_vs_python.sh installs into bench/.venv. Both run the same float32 arithmetic:
+the thread count is set with torch.set_num_threads, float32 matrix products at full precision
+(set_float32_matmul_precision("highest"), no TF32 or bfloat16 shortcuts), the optimiser with its
+defaults. The JSON records the torch version and the BLAS and kernel the products ran on
+(blas_info.py: OpenBLAS's core, e.g. SkylakeX, or MKL's code path) and the BLAS lines of
+torch.__config__.show().
+
+  /usr/bin/python3 bench/python/ram_step.py [--steps N] [--threads N] [--json PATH] [--device D]
 """
 import argparse
 import json
@@ -15,6 +23,8 @@ import os
 import time
 
 import torch
+
+import blas_info  # next to this file
 
 
 class VelocityNet(torch.nn.Module):
@@ -71,6 +81,7 @@ def ram_step(policy, ref, opt, G=32, K=4, steps=25, m=5.0, device="cpu"):
 
 def measure(threads, n_steps, device="cpu"):
     torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision("highest")  # the default; newer versions may offer TF32 / bfloat16
     torch.manual_seed(0)
     policy, ref = VelocityNet().to(device), VelocityNet().to(device)
     ref.load_state_dict(policy.state_dict())
@@ -99,12 +110,18 @@ def main():
     for n in counts:
         wall, cpu = measure(n, args.steps, args.device)
         rows.append({"threads": n, "ram_step_ms": wall, "ram_step_cpu_ms": cpu})
+    info = blas_info.describe(torch)  # after the runs: the libraries are loaded, the threads set
+    kernel = blas_info.kernel_label(info)
     print(f"PyTorch {torch.__version__}: RAM step on the ring (G=32, K=4, 25 Euler rollout steps, {args.device})")
+    print(f"matrix products: {kernel}; ATen CPU kernels: {info['aten_cpu_capability']}")
     for r in rows:
         print(f"threads {r['threads']:<3} {r['ram_step_ms']:8.3f} ms / RAM step ({r['ram_step_cpu_ms']:.3f} ms processor time)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"torch": torch.__version__, "device": args.device, "results": rows}, f, indent=2)
+            json.dump({"torch": torch.__version__, "device": args.device, "kernel": kernel, "blas": info["blas"],
+                       "aten_cpu_capability": info["aten_cpu_capability"], "config": info["config"],
+                       "env": info["env"], "float32_matmul_precision": torch.get_float32_matmul_precision(),
+                       "results": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

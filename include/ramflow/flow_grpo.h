@@ -30,6 +30,7 @@ struct FlowGRPOOptions {
   TORCH_ARG(double, kl) = 0.0;                // beta
   TORCH_ARG(std::string, kl_form) = "exact";  // exact | code
   TORCH_ARG(double, adv_clip) = 5.0;          // A_max
+  TORCH_ARG(bool, drop_zero_adv) = true;      // samples with A = 0 (a flat group) leave the loss (released)
   TORCH_ARG(std::string, std_scope) = "step";  // group | step
   TORCH_ARG(double, std_eps) = 1e-4;
   TORCH_ARG(std::string, log_prob) = "mean";  // mean | sum over coordinates

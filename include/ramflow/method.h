@@ -41,8 +41,8 @@ struct RolloutBatch {
   torch::Tensor reward;  // [B] float32, finite
   int64_t groups = 1;
   int64_t group_size = 0;
+  std::vector<double> grid;        // the rollout's time grid t_0 = 1 > ... > t_N = 0
   // --- only when the RolloutSpec asked for them ---
-  std::vector<double> grid;        // t_0 = 1 > ... > t_N = 0
   torch::Tensor trajectory;        // [N + 1, B, ...]: x at grid[k]; [0] the noise, [N] = x0
   torch::Tensor log_prob;          // [N, B] log-density of each step under the rollout policy (0: ODE step)
   std::vector<int64_t> sde_steps;  // the stochastic steps k (t_k -> t_k+1)
@@ -83,6 +83,12 @@ class Method {
   /// trust region, and the current policy draws them).
   virtual bool rollouts_from_old() const { return uses_old_policy(); }
   virtual RolloutSpec rollout_spec() const { return {}; }
+  /// Called at the start of trainer step `step` (0-based), before its rollout. A method with a schedule
+  /// of its own (ram-anneal's and ram-tilt's stages) derives it from `step` here: no hidden counters.
+  virtual void begin_step(int64_t /*step*/, const Policies& /*models*/) {}
+  /// The model that draws this step's rollouts when the method chooses it (ram-tilt's frozen stage
+  /// model); null leaves the choice to the trainer (the EMA old policy or the current policy).
+  virtual VelocityFieldImpl* rollout_model(const Policies& /*models*/) { return nullptr; }
   /// True if the loss differentiates the reward (the trainer then refuses a non-differentiable one).
   virtual bool needs_reward_gradient() const { return rollout_spec().reward_gradient; }
   /// Called once per rollout, before the optimiser updates on it (no grad): statistics over the whole

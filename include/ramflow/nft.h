@@ -28,7 +28,12 @@ struct NFTOptions {
   TORCH_ARG(std::string, std_scope) = "step";
   TORCH_ARG(double, std_eps) = 1e-4;
   TORCH_ARG(std::string, loss_form) = "x0";  // velocity | x0
-  TORCH_ARG(int64_t, draws) = 4;           // K (t, eps) draws per endpoint
+  TORCH_ARG(int64_t, draws) = 4;           // K (t, eps) draws per endpoint (continuous times)
+  // Training times: "continuous" draws K times from `time`; "grid" trains, as the released code does, on
+  // floor(N grid_fraction) distinct levels of the rollout's own grid t_0 = 1 > ... > t_{N-1} per endpoint
+  // (a random subset, t = 1 included when drawn), each with a fresh eps.
+  TORCH_ARG(std::string, times) = "continuous";
+  TORCH_ARG(double, grid_fraction) = 0.99;
   TORCH_ARG(TimeDistribution, time) = TimeDistribution();
 
  public:
@@ -48,6 +53,10 @@ class NFT : public Method {
 
   static void add_params(ParamTable& table);
   static MethodPtr from_config(const Config& cfg);
+
+  /// Grid times [B J] for the batch: J = floor(N grid_fraction) distinct levels of batch.grid per endpoint,
+  /// row b*J + j for endpoint b.
+  torch::Tensor grid_times(const RolloutBatch& batch, Rng& rng) const;
 
  private:
   NFTOptions options_;

@@ -25,8 +25,9 @@ class RAMAnneal : public RAM {
   /// `ram` carries the full multiplier m; each stage uses m / S.
   RAMAnneal(RAMOptions ram, RAMAnnealOptions anneal);
   std::string name() const override { return "ram-anneal"; }
-  /// Starts a new stage when one is due (the reference becomes a frozen copy of the policy), then RAM's.
-  void prepare(RolloutBatch& batch, const Policies& models, Rng& rng) override;
+  /// Stage s = min(S, step / stage_steps + 1); entering a stage makes the reference a frozen copy of
+  /// the policy.
+  void begin_step(int64_t step, const Policies& models) override;
   /// RAM's loss against the current stage's reference.
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override;
@@ -40,7 +41,7 @@ class RAMAnneal : public RAM {
   static RAMOptions per_stage(RAMOptions ram, int64_t stages);
   RAMAnnealOptions anneal_;
   double multiplier_;          // the full m
-  int64_t steps_ = 0, stage_ = 1;
+  int64_t stage_ = 1;
   VelocityFieldPtr stage_ref_;  // null in stage 1 (the base model is the reference)
 };
 

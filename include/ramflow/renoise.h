@@ -22,4 +22,7 @@ struct Renoised {
 Renoised renoise(const torch::Tensor& x0, const torch::Tensor& cond, int64_t K, const TimeDistribution& time,
                  Rng& rng);
 
+/// The same at given times t [B*K] (rows b*K .. b*K + K - 1 belong to endpoint b): draws only eps.
+Renoised renoise_at(const torch::Tensor& x0, const torch::Tensor& cond, const torch::Tensor& t, Rng& rng);
+
 }  // namespace ramflow

@@ -36,6 +36,11 @@ torch::Tensor euler_step(const VelocityFn& v, const torch::Tensor& x, double t, 
 torch::Tensor heun_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
                         const torch::Tensor& noise);
 
+/// DPM-Solver-2 (DPM-Solver++(2S), data prediction, midpoint in log-SNR), second order, two evaluations per
+/// step: DiffusionNFT's deterministic "dpm2" sampler (src/samplers/dpm2.cpp has the equations).
+torch::Tensor dpm2_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
+                        const torch::Tensor& noise);
+
 struct SampleOptions {
   TORCH_ARG(std::string, sampler) = "euler";
   TORCH_ARG(int64_t, steps) = 25;

@@ -32,6 +32,7 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, minibatches) = 1;   // optimiser updates per rollout, each on 1/M of the batch
   TORCH_ARG(double, old_decay) = 0.9;    // EMA "old" policy decay (methods that use it)
   TORCH_ARG(double, old_ramp) = 0.01;    // its warm-up: decay = min(old_decay, old_ramp * updates)
+  TORCH_ARG(double, eval_ema) = 0.0;     // > 0: an EMA of the policy (warm-up ramp 0.1) for evaluation
   TORCH_ARG(uint64_t, seed) = 0;
 };
 
@@ -67,6 +68,10 @@ class Trainer {
   int64_t steps_done() const { return step_; }
 
   VelocityFieldImpl& policy() { return *policy_; }
+  /// The model evaluations should use: the evaluation EMA when eval_ema > 0, else the policy.
+  VelocityFieldImpl& eval_model() { return eval_ema_ ? eval_ema_->model() : *policy_; }
+  /// "policy", or "ema D" for the evaluation EMA of decay D: what eval_model() is, for reports.
+  std::string eval_model_name() const;
   VelocityFieldImpl& ref() { return *ref_; }
   /// The EMA old policy, or null if the method does not use one.
   VelocityFieldImpl* old() { return old_ ? &old_->model() : nullptr; }
@@ -75,13 +80,15 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
 
  private:
-  RolloutBatch rollout(Rng& rng);
+  /// On-policy endpoints drawn by `sampler_model`, scored by the reward.
+  RolloutBatch rollout(VelocityFieldImpl& sampler_model, Rng& rng);
   VelocityFieldPtr policy_, ref_;
   RewardPtr reward_;
   MethodPtr method_;
   TrainerOptions options_;
   CondSampler cond_;
   std::optional<EMA> old_;
+  std::optional<EMA> eval_ema_;
   std::unique_ptr<AdamW> optimizer_;
   Rng rng_;
   int64_t step_ = 0;

@@ -325,7 +325,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       ++s;
       const bool last = s == steps || (budget > 0 && rec.seconds >= budget);
       if (s % every == 0 || last) {
-        evaluate_into(c, static_cast<double>(s), rec, trainer.policy(), last);
+        evaluate_into(c, static_cast<double>(s), rec, trainer.eval_model(), last);
         say("  " + c.variant + " seed " + std::to_string(c.seed) + "  step " + std::to_string(s) + "/" +
             std::to_string(steps) + "  reward " + jobs::fixed(c.reward.back()) + "  distance " +
             jobs::fixed(c.distance.back(), 3) + (last ? "  KL to base " + jobs::fixed(c.kl_to_base) : ""));

@@ -121,20 +121,22 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     run.append_metrics(line);
     batch_step.push_back(static_cast<double>(rec.step));
     batch_reward.push_back(rec.reward_mean);
-    if (eval_every > 0 && s % eval_every == 0 && s < steps) curve_eval(s, trainer.policy());
+    if (eval_every > 0 && s % eval_every == 0 && s < steps) curve_eval(s, trainer.eval_model());
     bar.update(s, "reward " + jobs::fixed(rec.reward_mean) + "  loss " + jobs::fixed(rec.loss, 4));
   }
   bar.finish("reward " + jobs::fixed(rec.reward_mean));
 
   // --- 4. final evaluation, checkpoint, plots, summary ---------------------------------------------
-  const EvalResult after = evaluator.evaluate(trainer.policy(), 0, /*kl=*/true);
-  curve_eval(steps, trainer.policy());
+  const EvalResult after = evaluator.evaluate(trainer.eval_model(), 0, /*kl=*/true);
+  curve_eval(steps, trainer.eval_model());
   const nlohmann::json ckpt_meta = {{"config", cfg.values()},
                                     {"step", steps},
                                     {"method", trainer.method().name()},
                                     {"method_options", trainer.method().options()}};
-  save_checkpoint(run.checkpoint("final"), {{"policy", &trainer.policy()}, {"ref", &trainer.ref()}},
-                  ckpt_meta);
+  std::vector<std::pair<std::string, const VelocityFieldImpl*>> saved = {{"policy", &trainer.policy()},
+                                                                   {"ref", &trainer.ref()}};
+  if (&trainer.eval_model() != &trainer.policy()) saved.emplace_back("ema", &trainer.eval_model());
+  save_checkpoint(run.checkpoint("final"), saved, ckpt_meta);
 
   Rng plot_rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 7);
   const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));
@@ -180,6 +182,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
       {"target_ess", target.ess},
       {"before", eval_json(before)},
       {"after", eval_json(after)},
+      {"evaluated_model", trainer.eval_model_name()},
       {"checkpoint", "checkpoints/final.safetensors"}};
   if (target.mode_masses.defined()) summary["target_mode_masses"] = jobs::to_vector(target.mode_masses);
   run.write_summary(summary);

@@ -124,6 +124,10 @@ void add_training_params(ParamTable& t, bool with_method) {
   t.number("grad_clip", 0.0, "max global gradient norm (0 = off)", 0, 1e9);
   t.number("old_decay", 0.9, "EMA decay of the old policy (target_copy ema, nft)", 0, 1);
   t.number("old_ramp", 0.01, "old-policy warm-up: decay = min(old_decay, old_ramp * step)", 0, 1);
+  t.number("eval_ema", 0.0,
+           "evaluate (and save as \"ema\") an EMA of the policy with this decay, warm-up min(decay, 0.1 step); "
+           "0 = the policy itself (Flow-GRPO's and DiffusionNFT's released code: 0.9)",
+           0, 1);
 }
 
 TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
@@ -143,6 +147,7 @@ TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
       .minibatches(cfg.integer("minibatches"))
       .old_decay(cfg.number("old_decay"))
       .old_ramp(cfg.number("old_ramp"))
+      .eval_ema(cfg.number("eval_ema"))
       .seed(static_cast<uint64_t>(cfg.integer("seed")));
 }
 

@@ -14,6 +14,7 @@
 #include "ramflow/nft.h"
 #include "ramflow/ram.h"
 #include "ramflow/ram_anneal.h"
+#include "ramflow/ram_tilt.h"
 
 namespace ramflow {
 namespace {
@@ -23,6 +24,8 @@ void register_builtin_methods(Registry<MethodInfo>& r) {
   r.add("ram", {RAM::add_params, RAM::from_config, {{"lr", 3e-3}}}, "Reinforce Adjoint Matching (arXiv 2605.10759)");
   r.add("ram-anneal", {RAMAnneal::add_params, RAMAnneal::from_config, {{"lr", 3e-3}}},
         "RAM with the tilt annealed in stages, each against the previous stage's model");
+  r.add("ram-tilt", {RAMTilt::add_params, RAMTilt::from_config, {{"lr", 1e-3}}},
+        "RAM with the exact tilt: self-normalised e^{(m/S) r} weights, in stages from frozen models");
   r.add("flow-grpo", {FlowGRPO::add_params, FlowGRPO::from_config, {{"lr", 3e-4}, {"grpo_kl", 0.1}, {"minibatches", 2}}},
         "Flow-GRPO: SDE rollouts, clipped per-step ratios (arXiv 2505.05470)");
   r.add("adjoint-matching", {AdjointMatching::add_params, AdjointMatching::from_config, {{"lr", 1e-2}}},

@@ -32,7 +32,7 @@ void FlowGRPOOptions::validate() const {
 
 nlohmann::json FlowGRPOOptions::to_json() const {
   return {{"noise_level", noise_level_}, {"clip_range", clip_range_},       {"kl", kl_},
-          {"kl_form", kl_form_},         {"adv_clip", adv_clip_},           {"std_scope", std_scope_},
+          {"kl_form", kl_form_},         {"adv_clip", adv_clip_}, {"drop_zero_adv", drop_zero_adv_},           {"std_scope", std_scope_},
           {"std_eps", std_eps_},         {"log_prob", log_prob_},           {"train_fraction", train_fraction_},
           {"window", window_},           {"window_end", window_end_}};
 }
@@ -101,7 +101,11 @@ LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng
   auto A = rows.of_sample(it->second.to(opts));                                // [J b]
   const double eps = options_.clip_range();
   auto clipped = torch::clamp(ratio, 1.0 - eps, 1.0 + eps);
-  auto policy_loss = torch::max(-A * ratio, -A * clipped).mean();
+  // The released code drops samples whose advantage is exactly 0 (every sample of a group with equal
+  // rewards) before it forms minibatches, so the means run over the rest; `keep` does the same per row.
+  const auto keep = options_.drop_zero_adv() ? (A != 0).to(A.scalar_type()) : torch::ones_like(A);  // [J b]
+  const auto kept = keep.sum().clamp_min(1.0);
+  auto policy_loss = (keep * torch::max(-A * ratio, -A * clipped)).sum() / kept;
 
   LossOutput out;
   out.loss = policy_loss;
@@ -115,13 +119,14 @@ LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng
     // mu_theta - mu_ref = v_coef (v_theta - v_ref)
     auto diff = (expand_time(a_v, v) * (v - v_ref)).reshape({J * b, -1});       // [J b, n]
     auto sq = options_.kl_form() == "exact" ? diff.square().sum(1) : diff.square().mean(1);
-    kl = (sq / (2.0 * rows.per_row(var_dt))).mean();
+    kl = (keep * (sq / (2.0 * rows.per_row(var_dt)))).sum() / kept;
     out.loss = out.loss + options_.kl() * kl;
   }
   {
     torch::NoGradGuard no_grad;
     const auto dev = (ratio - 1.0).abs();
     out.metrics["ratio_mean"] = ratio.mean().item<double>();
+    out.metrics["kept_fraction"] = keep.mean().item<double>();
     out.metrics["nfe_train"] = static_cast<double>(J * (kl.defined() ? 2 : 1));  // policy (, ref) per step
     out.metrics["ratio_max_deviation"] = dev.max().item<double>();
     out.metrics["clip_fraction"] = (dev > eps).to(torch::kFloat).mean().item<double>();
@@ -141,6 +146,8 @@ void FlowGRPO::add_params(ParamTable& t) {
          "exact = |mu - mu_ref|^2 / (2 sigma^2 |dt|) (paper); code = mean over coordinates, without |dt|",
          {"exact", "code"});
   t.number("grpo_adv_clip", 5.0, "advantages are clamped to +-A_max", 0, 1e6, true);
+  t.boolean("grpo_drop_zero_adv", true,
+            "samples whose advantage is exactly 0 (a group of equal rewards) leave the loss (released code)");
   t.text("grpo_std_scope", "step", "advantage std over the step (global std, SD3 configs) or per group",
          {"group", "step"});
   t.number("grpo_std_eps", 1e-4, "added to the advantage std", 0, 1, true);
@@ -160,6 +167,7 @@ MethodPtr FlowGRPO::from_config(const Config& cfg) {
                                         .kl(cfg.number("grpo_kl"))
                                         .kl_form(cfg.text("grpo_kl_form"))
                                         .adv_clip(cfg.number("grpo_adv_clip"))
+                                        .drop_zero_adv(cfg.boolean("grpo_drop_zero_adv"))
                                         .std_scope(cfg.text("grpo_std_scope"))
                                         .std_eps(cfg.number("grpo_std_eps"))
                                         .log_prob(cfg.text("grpo_log_prob"))

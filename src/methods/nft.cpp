@@ -1,6 +1,10 @@
 // DiffusionNFT (see include/ramflow/nft.h for the equations and sources).
 #include "ramflow/nft.h"
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include <torch/torch.h>
 
 #include "ramflow/advantage.h"
@@ -19,13 +23,17 @@ void NFTOptions::validate() const {
   if (loss_form_ != "velocity" && loss_form_ != "x0")
     throw ConfigError("nft: loss_form must be velocity or x0, got '" + loss_form_ + "'");
   if (draws_ < 1) throw ConfigError("nft: draws must be >= 1");
+  if (times_ != "continuous" && times_ != "grid")
+    throw ConfigError("nft: times must be continuous or grid, got '" + times_ + "'");
+  if (!(grid_fraction_ > 0 && grid_fraction_ <= 1)) throw ConfigError("nft: grid_fraction must be in (0, 1]");
   time_.validate();
 }
 
 nlohmann::json NFTOptions::to_json() const {
   return {{"beta", beta_},           {"kl", kl_},         {"adv_clip", adv_clip_},
           {"std_scope", std_scope_}, {"std_eps", std_eps_}, {"loss_form", loss_form_},
-          {"draws", draws_},         {"time_dist", time_.kind}};
+          {"draws", draws_},         {"time_dist", time_.kind}, {"times", times_},
+          {"grid_fraction", grid_fraction_}};
 }
 
 NFT::NFT(NFTOptions options) : options_(std::move(options)) { options_.validate(); }
@@ -37,13 +45,26 @@ void NFT::prepare(RolloutBatch& batch, const Policies&, Rng&) {
   batch.extras["optimality"] = (0.5 + A / (2.0 * A_max)).clamp(0.0, 1.0);  // r in [0, 1], [B]
 }
 
+torch::Tensor NFT::grid_times(const RolloutBatch& batch, Rng& rng) const {
+  const int64_t B = batch.size(), N = static_cast<int64_t>(batch.grid.size()) - 1;
+  TORCH_CHECK(N >= 1, "nft: the batch has no rollout grid (times 'grid')");
+  const int64_t J = std::max<int64_t>(1, static_cast<int64_t>(std::floor(N * options_.grid_fraction() + 1e-9)));
+  // A uniformly random J-subset of the levels 0 .. N-1 per endpoint: the first J of a random permutation
+  // (argsort of uniform draws).
+  const auto levels = std::get<1>(rng.rand({B, N}).sort(/*dim=*/1)).narrow(1, 0, J).contiguous();  // [B, J]
+  const auto grid = torch::tensor(std::vector<double>(batch.grid.begin(), batch.grid.end() - 1), torch::kDouble);
+  return grid.index_select(0, levels.view({-1})).to(batch.x0.options());          // [B J]
+}
+
 LossOutput NFT::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {
   TORCH_CHECK(models.old != nullptr, "nft: needs the old policy");
   const auto it = batch.extras.find("optimality");
   TORCH_CHECK(it != batch.extras.end(), "nft: prepare() was not called on the batch");
-  const int64_t B = batch.size(), K = options_.draws();
+  const int64_t B = batch.size();
   const auto opts = batch.x0.options();
-  const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B K, ...]
+  const Renoised p = options_.times() == "grid" ? renoise_at(batch.x0, batch.cond, grid_times(batch, rng), rng)
+                                                : renoise(batch.x0, batch.cond, options_.draws(), options_.time(), rng);
+  const int64_t K = p.t.size(0) / B;                                          // [B K, ...]
   const auto &x_t = p.x_t, &t = p.t, &cond = p.cond;
   auto r = repeat_rows(it->second.to(opts), K);                                // [B K]
   auto u = velocity_target(p.x0, p.eps);
@@ -86,9 +107,21 @@ void NFT::add_params(ParamTable& t) {
   t.text("nft_std_scope", "step", "advantage std over the step (global std) or per group", {"group", "step"});
   t.text("nft_loss", "x0", "velocity = mean (v - u)^2 (paper); x0 = the released code's adaptive x0 form",
          {"velocity", "x0"});
+  t.text("nft_times", "continuous",
+         "training times: continuous = K draws from the time_* law; grid = floor(N f) levels of the rollout's "
+         "grid per endpoint (released code)",
+         {"continuous", "grid"});
+  t.number("nft_grid_fraction", 0.99, "f: share of the rollout grid's N levels trained per endpoint (grid times)",
+           0, 1, true);
 }
 
 MethodPtr NFT::from_config(const Config& cfg) {
+  if (cfg.text("nft_times") == "grid") {
+    for (const char* key : {"draws", "time_dist", "time_alpha", "time_mean", "time_std"})
+      if (cfg.is_explicit(key))
+        throw ConfigError(std::string("--") + key + " does not apply with --nft-times grid (the times are the " +
+                          "rollout grid's levels)");
+  }
   return std::make_unique<NFT>(NFTOptions()
                                    .beta(cfg.number("nft_beta"))
                                    .kl(cfg.number("nft_kl"))
@@ -96,6 +129,8 @@ MethodPtr NFT::from_config(const Config& cfg) {
                                    .std_scope(cfg.text("nft_std_scope"))
                                    .loss_form(cfg.text("nft_loss"))
                                    .draws(cfg.integer("draws"))
+                                   .times(cfg.text("nft_times"))
+                                   .grid_fraction(cfg.number("nft_grid_fraction"))
                                    .time(time_distribution_from(cfg)));
 }
 

@@ -1,6 +1,8 @@
 // RAM with an annealed tilt (see include/ramflow/ram_anneal.h).
 #include "ramflow/ram_anneal.h"
 
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include "ramflow/errors.h"
@@ -17,13 +19,12 @@ RAMAnneal::RAMAnneal(RAMOptions ram, RAMAnnealOptions anneal)
   if (anneal_.stage_steps() < 1) throw ConfigError("ram-anneal: stage_steps must be >= 1");
 }
 
-void RAMAnneal::prepare(RolloutBatch& batch, const Policies& models, Rng& rng) {
-  if (steps_ > 0 && steps_ % anneal_.stage_steps() == 0 && stage_ < anneal_.stages()) {
+void RAMAnneal::begin_step(int64_t step, const Policies& models) {
+  const int64_t due = std::min(anneal_.stages(), step / anneal_.stage_steps() + 1);
+  if (due > stage_) {
     stage_ref_ = frozen_copy(models.policy);  // p_s-1: the model that ended the previous stage
-    ++stage_;
+    stage_ = due;
   }
-  ++steps_;
-  RAM::prepare(batch, models, rng);
 }
 
 LossOutput RAMAnneal::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {

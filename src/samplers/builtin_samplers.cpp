@@ -11,6 +11,7 @@ namespace {
 void register_builtin_samplers(Registry<SamplerInfo>& r) {
   r.add("euler", {euler_step, 1, false}, "Euler ODE, first order, 1 evaluation per step");
   r.add("heun", {heun_step, 2, false}, "Heun ODE, second order, 2 evaluations per step");
+  r.add("dpm2", {dpm2_step, 2, false}, "DPM-Solver-2 (2S, data prediction), second order, 2 evaluations per step");
   r.add("sde", {flow_grpo_sde_step, 1, true}, "Flow-GRPO's SDE with noise level a = 0.7 (same marginals)");
   r.add("memoryless", {memoryless_sde_step, 1, true},
         "the memoryless SDE (a = sqrt 2): endpoint independent of the starting noise");

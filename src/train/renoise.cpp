@@ -20,4 +20,19 @@ Renoised renoise(const torch::Tensor& x0, const torch::Tensor& cond, int64_t K, 
   return r;
 }
 
+Renoised renoise_at(const torch::Tensor& x0, const torch::Tensor& cond, const torch::Tensor& t, Rng& rng) {
+  const int64_t B = x0.size(0);
+  TORCH_CHECK(t.dim() == 1 && B > 0 && t.size(0) % B == 0 && t.size(0) >= B, "renoise_at: times ", t.sizes(),
+              " are not K per endpoint of ", x0.sizes());
+  const int64_t K = t.size(0) / B;
+  Renoised r;
+  const auto opts = x0.options();
+  r.x0 = repeat_rows(x0.detach(), K);                               // [B*K, ...]
+  if (cond.defined()) r.cond = repeat_rows(cond, K);                // [B*K]
+  r.t = t.to(opts);                                                 // [B*K]
+  r.eps = rng.randn(r.x0.sizes(), opts);                            // [B*K, ...]
+  r.x_t = interpolate(r.x0, r.eps, r.t);
+  return r;
+}
+
 }  // namespace ramflow

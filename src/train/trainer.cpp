@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <sstream>
 
 #include <torch/torch.h>
 
@@ -32,6 +33,7 @@ void Trainer::check(const TrainerOptions& options, const Method& method, const R
                       " must divide the batch of --groups x --group = " + std::to_string(B) + " endpoints");
   if (!(options.old_decay() >= 0 && options.old_decay() <= 1) || !(options.old_ramp() >= 0))
     throw ConfigError("--old-decay must be in [0, 1] and --old-ramp >= 0");
+  if (!(options.eval_ema() >= 0 && options.eval_ema() < 1)) throw ConfigError("--eval-ema must be in [0, 1)");
   if (options.grad_clip() < 0) throw ConfigError("--grad-clip must be >= 0");
   check_reward_for(method, reward);
 }
@@ -57,10 +59,19 @@ Trainer::Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward
                                                      .beta2(options_.beta2())
                                                      .weight_decay(options_.weight_decay()));
   if (method_->uses_old_policy()) old_.emplace(*policy_, options_.old_decay(), options_.old_ramp());
+  // The released Flow-GRPO warms its EMA up as min(0.9, (1 + n) / (10 + n)); min(decay, 0.1 n) is as short.
+  if (options_.eval_ema() > 0) eval_ema_.emplace(*policy_, options_.eval_ema(), 0.1);
+}
+
+std::string Trainer::eval_model_name() const {
+  if (!eval_ema_) return "policy";
+  std::ostringstream s;
+  s << "ema " << options_.eval_ema();
+  return s.str();
 }
 
 // --- rollout: on-policy endpoints from the ODE sampler, scored by the reward ------------------------
-RolloutBatch Trainer::rollout(Rng& rng) {
+RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   RolloutBatch batch;
   batch.groups = options_.groups();
   batch.group_size = options_.group_size();
@@ -73,7 +84,6 @@ RolloutBatch Trainer::rollout(Rng& rng) {
   std::vector<int64_t> shape = {B};
   shape.insert(shape.end(), options_.sample_shape().begin(), options_.sample_shape().end());
   auto x1 = rng.randn(shape, opts);                                           // [B, ...] ~ N(0, I)
-  VelocityFieldImpl& sampler_model = old_ && method_->rollouts_from_old() ? old_->model() : *policy_;
   const RolloutSpec spec = method_->rollout_spec();
   if (spec.noise_level > 0 || spec.trajectory) {
     // Euler steps on the configured grid, stochastic on all steps or on a window of them.
@@ -97,6 +107,7 @@ RolloutBatch Trainer::rollout(Rng& rng) {
   } else {
     auto result = sample(sampler_model, x1, batch.cond, options_.rollout(), &rng);
     batch.x0 = result.x0;                                                     // [B, ...]
+    batch.grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
     nfe_ += result.nfe;
   }
   batch.reward = score_checked(*reward_, batch.x0, batch.cond);               // [B]
@@ -109,10 +120,13 @@ StepRecord Trainer::step() {
   const auto start = std::chrono::steady_clock::now();
   Rng rng = rng_.fork(static_cast<uint64_t>(step_));
   policy_->train();
-  RolloutBatch batch = rollout(rng);
+  Policies models{*policy_, *ref_, old(), reward_.get()};
+  method_->begin_step(step_, models);
+  VelocityFieldImpl* chosen = method_->rollout_model(models);
+  RolloutBatch batch =
+      rollout(chosen ? *chosen : old_ && method_->rollouts_from_old() ? old_->model() : *policy_, rng);
 
   // --- loss and optimiser steps, one per minibatch -------------------------------------------------
-  Policies models{*policy_, *ref_, old(), reward_.get()};
   {
     torch::NoGradGuard no_grad;
     method_->prepare(batch, models, rng);
@@ -140,6 +154,7 @@ StepRecord Trainer::step() {
       nfe_train_ += it->second / static_cast<double>(M);
   }
   if (old_) old_->update(*policy_);  // the released code steps its EMA once per epoch (= step here)
+  if (eval_ema_) eval_ema_->update(*policy_);
   ++step_;
   seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
