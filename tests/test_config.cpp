@@ -75,7 +75,19 @@ TEST(ConfigTest, FileTypeErrorsAndBadJson) {
             std::string::npos);
   auto broken = write_temp("cfg_broken.json", "{\"lr\": ");
   EXPECT_NE(error_of([&] { Config::resolve(t, broken, {}); }).find("not valid JSON"), std::string::npos);
-  EXPECT_THROW(Config::resolve(t, "/nonexistent/dir/cfg.json", {}), IOError);
+  EXPECT_THROW(Config::resolve(t, "/nonexistent/dir/cfg.json", {}), InputError);
+}
+
+TEST(ConfigTest, ARepeatedKeyIsAnError) {
+  // nlohmann keeps the last of two equal keys; a config must not silently drop the first.
+  auto t = small_table();
+  auto twice = write_temp("cfg_twice.json", R"({"steps": 5, "lr": 0.1, "steps": 7})");
+  EXPECT_NE(error_of([&] { Config::resolve(t, twice, {}); }).find("key 'steps' appears twice"), std::string::npos);
+  // Equal keys in different objects are fine; a repeat inside a nested object is not.
+  EXPECT_NO_THROW(parse_json_strict(R"({"a": {"x": 1}, "b": {"x": 2}, "x": 3})", "ok"));
+  EXPECT_THROW(parse_json_strict(R"({"a": {"x": 1, "y": 2, "x": 3}})", "nested"), ConfigError);
+  EXPECT_THROW(parse_json_strict(R"([{"k": 1}, {"k": 2, "k": 3}])", "array"), ConfigError);
+  EXPECT_NO_THROW(parse_json_strict(R"([{"k": 1}, {"k": 2}])", "array"));
 }
 
 TEST(ConfigTest, SpecReaderRejectsUnknownFields) {

@@ -17,8 +17,8 @@ nlohmann::json example_spec(const std::string& name) {
   if (name == "bump") return {{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}, {"height", 1.5}};
   if (name == "sum")
     return {{"type", "sum"},
-            {"terms", {{{"type", "linear"}, {"coef", 1.0}, {"weight", 2.0}},
-                       {{"type", "bump"}, {"center", 0.0}, {"weight", -0.5}}}}};
+            {"terms", {{{"type", "linear"}, {"coef", {1.0, 1.0}}, {"weight", 2.0}},
+                       {{"type", "bump"}, {"center", {0.0, 0.0}}, {"weight", -0.5}}}}};
   return nullptr;
 }
 

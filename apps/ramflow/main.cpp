@@ -1,5 +1,7 @@
 // ramflow: the command-line tool. Subcommand dispatch and flag parsing only; the work is in the library
-// (include/ramflow/jobs.h). Exit codes: 0 success, 2 bad usage or configuration, 1 any other error.
+// (include/ramflow/jobs.h). Exit codes: 0 success, 2 bad usage, configuration or input (a missing or
+// malformed file, an existing run directory), 1 any other error.
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <string>
@@ -48,13 +50,26 @@ const char* type_name(ramflow::ParamType t) {
 }
 
 void add_flags(Subcommand& sub) {
+  sub.app->allow_extras();  // unknown flags are reported after parsing, with the closest known one
   sub.app->add_option("--config", sub.config_file,
                       "JSON file of settings (keys as below with '_' for '-'); flags override it")
       ->check(CLI::ExistingFile);
+  const bool has_methods = sub.table.find("method") != nullptr || sub.table.find("methods") != nullptr;
   for (const auto& p : sub.table.params()) {
     std::string help = p.help;
     const auto def = default_text(p);
-    if (!def.empty()) help += " [default: " + def + "]";
+    // A method's preset replaces the default of a shared key (lr, minibatches, ...): the help names the
+    // value each method will use, so that `--help` never shows a number the run does not use.
+    std::string presets;
+    if (has_methods)
+      for (const auto& name : ramflow::methods().names()) {
+        const auto& preset = ramflow::methods().get(name).preset;
+        if (preset.contains(p.key)) presets += (presets.empty() ? "" : ", ") + name + " " + preset[p.key].dump();
+      }
+    if (!presets.empty())
+      help += " [default: " + def + "; method presets, which a given value overrides: " + presets + "]";
+    else if (!def.empty())
+      help += " [default: " + def + "]";
     if (!p.choices.empty()) {
       std::string c;
       for (const auto& x : p.choices) c += (c.empty() ? "" : ", ") + x;
@@ -137,6 +152,23 @@ int main(int argc, char** argv) {
   for (auto& s : subs) {
     if (!s.app->parsed()) continue;
     const std::string where = "ramflow " + s.name;
+    if (const auto extras = s.app->remaining(); !extras.empty()) {
+      const std::string& arg = extras.front();
+      if (arg.rfind("-", 0) != 0) {
+        std::cerr << where << ": error: unexpected argument '" << arg << "' (flags take the form --key value; see --help)\n";
+        return 2;
+      }
+      std::string key = arg.substr(arg.find_first_not_of('-'));
+      key = key.substr(0, key.find('='));
+      std::replace(key.begin(), key.end(), '-', '_');
+      std::vector<std::string> keys = {"config"};
+      for (const auto& p : s.table.params()) keys.push_back(p.key);
+      std::string hint = ramflow::closest_name(key, keys);
+      std::replace(hint.begin(), hint.end(), '_', '-');
+      std::cerr << where << ": error: " << arg << ": unknown flag"
+                << (hint.empty() ? std::string() : " (did you mean --" + hint + "?)") << " (see --help)\n";
+      return 2;
+    }
     try {
       std::vector<std::pair<std::string, std::string>> flags;
       for (const auto& p : s.table.params()) {
@@ -150,6 +182,9 @@ int main(int argc, char** argv) {
       s.run(cfg, ramflow::JobIO{std::cerr, ramflow::stderr_is_terminal()});
       return 0;
     } catch (const ramflow::ConfigError& e) {
+      std::cerr << where << ": error: " << e.what() << "\n";
+      return 2;
+    } catch (const ramflow::InputError& e) {
       std::cerr << where << ": error: " << e.what() << "\n";
       return 2;
     } catch (const c10::Error& e) {

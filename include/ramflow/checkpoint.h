@@ -38,6 +38,9 @@ void save_checkpoint(const std::string& path,
                      const std::vector<std::pair<std::string, const VelocityFieldImpl*>>& models,
                      const nlohmann::json& meta = nlohmann::json::object());
 
+/// " (it has: a, b)" naming the models in checkpoint metadata, or " (it has no models)": for errors.
+std::string checkpoint_models_text(const nlohmann::json& meta);
+
 /// The ramflow metadata of a checkpoint (throws IOError if the file is not a ramflow checkpoint).
 nlohmann::json read_checkpoint_meta(const std::string& path);
 

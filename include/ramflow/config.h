@@ -103,7 +103,11 @@ class Config {
 /// Parses one flag's text into the parameter's JSON type; throws ConfigError naming the flag.
 json parse_flag_value(const Param& p, const std::string& text);
 
-/// Reads a JSON file; throws IOError for a missing or unreadable file, ConfigError for bad JSON.
+/// Parses JSON text; throws ConfigError naming `source` for bad JSON or a key repeated in one object.
+json parse_json_strict(const std::string& text, const std::string& source);
+
+/// Reads a JSON file; throws InputError for a missing or unreadable file, ConfigError for bad JSON or a
+/// repeated key.
 json read_json_file(const std::string& path);
 
 /// The closest key to `name` in `keys` by edit distance, or "" if none is close.

@@ -1,6 +1,7 @@
 #pragma once
-// Error types. Library code throws; it never exits or prints. The CLI maps ConfigError to exit code 2 and
-// every other error to exit code 1, printing the one-line message.
+// Error types. Library code throws; it never exits or prints. The CLI maps ConfigError and InputError
+// (the user's input is wrong) to exit code 2 and every other error to exit code 1, printing the one-line
+// message.
 #include <stdexcept>
 #include <string>
 
@@ -23,6 +24,13 @@ class ConfigError : public Error {
 class IOError : public Error {
  public:
   using Error::Error;
+};
+
+/// A file or directory the user named is missing, unreadable, malformed or in the way (an existing run
+/// directory, a checkpoint without the requested model). The message names the path and what is wrong.
+class InputError : public IOError {
+ public:
+  using IOError::IOError;
 };
 
 /// Training diverged: a non-finite reward, loss or gradient. The message names the step and component.

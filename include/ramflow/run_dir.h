@@ -20,6 +20,9 @@ class RunDir {
   /// Creates the directory. An existing non-empty one is refused unless `overwrite`; even then only a
   /// directory that looks like a ramflow run (it has config.json) is cleared.
   static RunDir create(const std::string& path, bool overwrite);
+  /// What create() checks before it touches anything (an existing non-empty directory without
+  /// `overwrite`, or one that is not a run): throws InputError, creates nothing.
+  static void check(const std::string& path, bool overwrite);
 
   const std::string& path() const { return path_; }
   std::string file(const std::string& relative) const;

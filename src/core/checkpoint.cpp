@@ -37,11 +37,11 @@ std::optional<torch::ScalarType> dtype_from_name(const std::string& s) {
 
 nlohmann::json checkpoint_meta(const SafetensorsFile& file, const std::string& path) {
   auto it = file.metadata.find("ramflow");
-  if (it == file.metadata.end()) throw IOError(path + ": not a ramflow checkpoint (no 'ramflow' metadata)");
+  if (it == file.metadata.end()) throw InputError(path + ": not a ramflow checkpoint (no 'ramflow' metadata)");
   try {
     return nlohmann::json::parse(it->second);
   } catch (const nlohmann::json::exception&) {
-    throw IOError(path + ": corrupt ramflow metadata");
+    throw InputError(path + ": corrupt ramflow metadata");
   }
 }
 
@@ -50,7 +50,7 @@ nlohmann::json checkpoint_meta(const SafetensorsFile& file, const std::string& p
 const torch::Tensor& SafetensorsFile::at(const std::string& name, const std::string& path) const {
   for (const auto& kv : tensors)
     if (kv.first == name) return kv.second;
-  throw IOError((path.empty() ? std::string("checkpoint") : path) + ": no tensor '" + name + "'");
+  throw InputError((path.empty() ? std::string("checkpoint") : path) + ": no tensor '" + name + "'");
 }
 
 void save_safetensors(const std::string& path,
@@ -84,7 +84,7 @@ void save_safetensors(const std::string& path,
 
 SafetensorsFile load_safetensors(const std::string& path) {
   const std::string bytes = read_file(path);
-  auto corrupt = [&](const std::string& why) { return IOError(path + ": not a valid safetensors file (" + why + ")"); };
+  auto corrupt = [&](const std::string& why) { return InputError(path + ": not a valid safetensors file (" + why + ")"); };
   if (bytes.size() < 8) throw corrupt("shorter than its 8-byte header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
@@ -151,6 +151,13 @@ void save_checkpoint(const std::string& path,
   save_safetensors(path, tensors, {{"ramflow", info.dump()}});
 }
 
+std::string checkpoint_models_text(const nlohmann::json& meta) {
+  std::string names;
+  if (meta.contains("models") && meta["models"].is_object())
+    for (const auto& [name, spec] : meta["models"].items()) names += (names.empty() ? "" : ", ") + name;
+  return names.empty() ? " (it has no models)" : " (it has: " + names + ")";
+}
+
 nlohmann::json read_checkpoint_meta(const std::string& path) {
   return checkpoint_meta(load_safetensors(path), path);
 }
@@ -160,18 +167,18 @@ VelocityFieldPtr load_checkpoint_model(const std::string& path, const std::strin
   auto file = load_safetensors(path);
   nlohmann::json meta = checkpoint_meta(file, path);
   if (!meta.contains("models") || !meta["models"].contains(name))
-    throw IOError(path + ": checkpoint has no model '" + name + "'");
+    throw InputError(path + ": checkpoint has no model '" + name + "'" + checkpoint_models_text(meta));
   VelocityFieldPtr model;
   try {
     model = make_velocity_field(meta["models"][name]);
   } catch (const ConfigError& e) {
-    throw IOError(path + ": bad model spec (" + e.what() + ")");
+    throw InputError(path + ": bad model spec (" + e.what() + ")");
   }
   torch::NoGradGuard no_grad;
   for (auto& p : model->named_parameters()) {
     const auto& t = file.at(name + "." + p.key(), path);
     if (t.sizes() != p.value().sizes())
-      throw IOError(path + ": tensor '" + name + "." + p.key() + "' has the wrong shape");
+      throw InputError(path + ": tensor '" + name + "." + p.key() + "' has the wrong shape");
     p.value().copy_(t);
   }
   for (auto& b : model->named_buffers()) b.value().copy_(file.at(name + "." + b.key(), path));

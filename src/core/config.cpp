@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "ramflow/errors.h"
+#include "ramflow/io.h"
 
 namespace ramflow {
 namespace {
@@ -241,25 +243,44 @@ json parse_flag_value(const Param& p, const std::string& text) {
       break;
     }
     case ParamType::kJson:
-      try {
-        v = json::parse(text);
-      } catch (const json::exception&) {
+      if (json::accept(text))
+        v = parse_json_strict(text, where);
+      else
         v = text;  // a bare word (e.g. a name) is a JSON string
-      }
       break;
   }
   validate(p, v, where);
   return v;
 }
 
-json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw IOError(path + ": cannot open file");
+json parse_json_strict(const std::string& text, const std::string& source) {
+  // JSON allows a key twice in one object and nlohmann keeps the last; in a config that silently drops a
+  // setting, so a repeated key is an error. The parser's callback sees every key with its object's depth.
+  std::vector<std::set<std::string>> keys;  // the keys seen so far in each open object
+  std::string duplicate;
+  auto check = [&](int depth, json::parse_event_t event, json& parsed) {
+    const auto level = static_cast<size_t>(depth);
+    if (event == json::parse_event_t::object_start) {
+      keys.resize(level + 1);
+      keys[level].clear();
+    } else if (event == json::parse_event_t::key && level >= 1 && level <= keys.size()) {
+      if (!keys[level - 1].insert(parsed.get<std::string>()).second && duplicate.empty())
+        duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
+  json value;
   try {
-    return json::parse(in);
+    value = json::parse(text, check);
   } catch (const json::parse_error& e) {
-    throw ConfigError(path + ": not valid JSON (" + std::string(e.what()) + ")");
+    throw ConfigError(source + ": not valid JSON (" + std::string(e.what()) + ")");
   }
+  if (!duplicate.empty()) throw ConfigError(source + ": key '" + duplicate + "' appears twice in one object");
+  return value;
+}
+
+json read_json_file(const std::string& path) {
+  return parse_json_strict(read_file(path), path);
 }
 
 std::string closest_name(const std::string& name, const std::vector<std::string>& keys) {

@@ -44,10 +44,10 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw IOError(path + ": cannot open file");
+  if (!in) throw InputError(path + ": cannot open file");
   std::ostringstream s;
   s << in.rdbuf();
-  if (in.bad()) throw IOError(path + ": read failed");
+  if (in.bad()) throw InputError(path + ": read failed");
   return s.str();
 }
 

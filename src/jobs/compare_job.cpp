@@ -248,11 +248,11 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     target_variant = found->label;
   }
   make_velocity_field(jobs::model_spec_from(cfg, *task));
-  RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
-  run.write_config(cfg.values());
 
-  // --- 2. shared base model and evaluation -----------------------------------------------------------
-  VelocityFieldPtr base = jobs::base_model(cfg, *task, device, io);
+  // --- 2. run directory, shared base model and evaluation -------------------------------------------
+  jobs::RunStart start = jobs::start_run(cfg, *task, device, io);
+  RunDir& run = start.run;
+  const VelocityFieldPtr& base = start.base;
   Evaluator evaluator(task, reward, m, *base, jobs::eval_options_from(cfg));
   const ExactTarget& target = evaluator.target();
   const int64_t n_eval = cfg.integer("eval_curve_samples");

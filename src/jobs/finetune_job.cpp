@@ -66,11 +66,11 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   Trainer::check(jobs::trainer_options_from(cfg, *task), *method, *reward);
   const nlohmann::json model_spec = jobs::model_spec_from(cfg, *task);
   make_velocity_field(model_spec);  // validate the architecture before any compute
-  RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
-  run.write_config(cfg.values());
 
-  // --- 2. base model and exact target --------------------------------------------------------------
-  VelocityFieldPtr base = jobs::base_model(cfg, *task, device, io);
+  // --- 2. run directory, base model and exact target -----------------------------------------------
+  jobs::RunStart start = jobs::start_run(cfg, *task, device, io);
+  RunDir& run = start.run;
+  const VelocityFieldPtr& base = start.base;
   io.log << "exact target: pool of " << cfg.integer("eval_pool") << " base samples, weights exp("
          << m << " r)\n";
   Evaluator evaluator(task, reward, m, *base, jobs::eval_options_from(cfg));

@@ -48,7 +48,7 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   model->eval();
   // The sample shape comes from the task the checkpoint was trained on.
   if (!meta.contains("config") || !meta["config"].contains("task"))
-    throw IOError(path + ": checkpoint metadata has no task");
+    throw InputError(path + ": checkpoint metadata has no task");
   const auto& c = meta["config"];
   TaskPtr task = make_task(c["task"].get<std::string>(), c.value("mixture", nlohmann::json()));
   std::vector<int64_t> shape = {cfg.integer("n")};

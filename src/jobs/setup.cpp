@@ -289,18 +289,27 @@ VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Devic
   return model;
 }
 
+RunStart start_run(const Config& cfg, const Task& task, torch::Device device, JobIO io) {
+  RunDir::check(cfg.text("out"), cfg.boolean("overwrite"));
+  VelocityFieldPtr base = cfg.is_set("base") ? base_model(cfg, task, device, io) : nullptr;
+  RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
+  run.write_config(cfg.values());
+  if (!base) base = base_model(cfg, task, device, io);  // from the cache, or pretrained now
+  return {std::move(run), std::move(base)};
+}
+
 std::string pick_model(const nlohmann::json& meta, const nlohmann::json& requested,
                        const std::string& path) {
   const bool has_models = meta.contains("models") && meta["models"].is_object();
   if (requested.is_string()) {
     const auto name = requested.get<std::string>();
     if (!has_models || !meta["models"].contains(name))
-      throw IOError(path + ": checkpoint has no model '" + name + "'");
+      throw InputError(path + ": checkpoint has no model '" + name + "'" + checkpoint_models_text(meta));
     return name;
   }
   for (const char* name : {"policy", "base"})
     if (has_models && meta["models"].contains(name)) return name;
-  throw IOError(path + ": checkpoint has neither a 'policy' nor a 'base' model");
+  throw InputError(path + ": checkpoint has neither a 'policy' nor a 'base' model" + checkpoint_models_text(meta));
 }
 
 SamplePanel panel(const std::string& title, const torch::Tensor& samples) {

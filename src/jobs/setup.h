@@ -9,6 +9,7 @@
 #include "ramflow/config.h"
 #include "ramflow/evaluator.h"
 #include "ramflow/jobs.h"
+#include "ramflow/run_dir.h"
 #include "ramflow/plot.h"
 #include "ramflow/pretrain.h"
 #include "ramflow/reward.h"
@@ -59,6 +60,15 @@ VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Devic
 /// The base model: loaded from `base` if set, else from the pretraining cache, else pretrained now and
 /// cached. The returned model is on `device` in eval mode.
 VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device device, JobIO io);
+
+/// The start of a training job's run: the run directory (created, config.json written) and the base
+/// model. Every input is opened and checked before the directory is created (an existing --out, a
+/// missing or malformed --base leave nothing behind); pretraining, which is compute, not input, runs after.
+struct RunStart {
+  RunDir run;
+  VelocityFieldPtr base;
+};
+RunStart start_run(const Config& cfg, const Task& task, torch::Device device, JobIO io);
 
 /// The model to use from a checkpoint: `requested` if it is a string, else "policy", else "base".
 std::string pick_model(const nlohmann::json& meta, const nlohmann::json& requested,

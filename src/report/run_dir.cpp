@@ -16,16 +16,22 @@ void write_json_atomic(const std::string& path, const nlohmann::json& value) {
 
 RunDir::RunDir(std::string path) : path_(std::move(path)) {}
 
-RunDir RunDir::create(const std::string& path, bool overwrite) {
+void RunDir::check(const std::string& path, bool overwrite) {
   if (path.empty()) throw ConfigError("--out: the run directory must not be empty");
   std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  if (!fs::is_directory(path, ec)) throw InputError(path + ": exists and is not a directory");
+  if (fs::is_empty(path, ec)) return;
+  if (!overwrite) throw InputError(path + ": run directory exists and is not empty (pass --overwrite to replace it)");
+  if (!fs::exists(fs::path(path) / "config.json"))
+    throw InputError(path + ": refusing to overwrite a directory that is not a ramflow run (no config.json)");
+}
+
+RunDir RunDir::create(const std::string& path, bool overwrite) {
+  check(path, overwrite);
+  std::error_code ec;
   if (fs::exists(path, ec)) {
-    if (!fs::is_directory(path, ec)) throw IOError(path + ": exists and is not a directory");
     if (!fs::is_empty(path, ec)) {
-      if (!overwrite)
-        throw IOError(path + ": run directory exists and is not empty (pass --overwrite to replace it)");
-      if (!fs::exists(fs::path(path) / "config.json"))
-        throw IOError(path + ": refusing to overwrite a directory that is not a ramflow run (no config.json)");
       // Remove the summary first: if clearing fails half-way, nothing left looks like a complete run.
       fs::remove(fs::path(path) / "summary.json", ec);
       try {

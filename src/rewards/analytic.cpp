@@ -20,14 +20,17 @@ std::vector<double> to_vector(const torch::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
-// Reads a D-vector field; a single number broadcasts to all D entries.
+// Reads a D-vector field. A given value needs all D entries (a lone "4" for a 2-D centre is more likely
+// a typo than a wish for (4, 4)); only a one-entry default, such as the origin, broadcasts.
 torch::Tensor read_point(SpecReader& r, const std::string& key, int64_t dim,
                          std::optional<std::vector<double>> def = std::nullopt) {
+  const bool given = r.has(key);
   auto v = r.numbers(key, std::move(def));
-  if (v.size() == 1) v.assign(dim, v[0]);
+  if (!given && v.size() == 1) v.assign(dim, v[0]);
   if (static_cast<int64_t>(v.size()) != dim)
     throw ConfigError(r.what() + ": field '" + key + "' has " + std::to_string(v.size()) +
-                      " entries, the data has dimension " + std::to_string(dim));
+                      (v.size() == 1 ? " entry" : " entries") + ", the data has dimension " + std::to_string(dim) +
+                      " (give all " + std::to_string(dim) + ", comma-separated)");
   return vec(v);
 }
 
