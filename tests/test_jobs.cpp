@@ -48,9 +48,13 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
   EXPECT_EQ(config.size(), finetune_params().params().size());
   EXPECT_EQ(config["reward"]["type"], "bump");
   EXPECT_EQ(config["reward"]["center"], nlohmann::json::array({4.0, 0.0}));
-  // The resolved config reproduces the run's settings when read back as a config file.
+  // The resolved config reproduces the run's settings when read back as a config file, except where the
+  // run writes: --out is taken from flags only.
   auto again = Config::resolve(finetune_params(), out + "/config.json", {});
-  EXPECT_EQ(again.values(), config);
+  EXPECT_TRUE(again.raw("out").is_null());
+  auto expected = config;
+  expected["out"] = nullptr;
+  EXPECT_EQ(again.values(), expected);
 
   // metrics.jsonl: one line per step, plus evaluations at 0, 5, 10 and 12.
   std::ifstream metrics(out + "/metrics.jsonl");
@@ -268,6 +272,23 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
   EXPECT_TRUE(fs::exists(out + "/summary.json"));
 }
 
+// Without flow-grpo (the default target method) among --methods, the target is 0.9 of the way from the
+// base reward to reward_optimal, and the report says so.
+TEST(JobsTest, CompareWithoutTheDefaultTargetMethodAimsAtTheOptimum) {
+  std::ostringstream log;
+  const auto out = temp_dir("compare_fraction");
+  auto args = small_run(out);
+  args.push_back({"methods", "ram"});
+  args.push_back({"seeds", "1"});
+  args.push_back({"eval_kl_samples", "10"});
+  run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
+  auto report = nlohmann::json::parse(read_file(out + "/report.json"));
+  EXPECT_EQ(report["target_source"], "0.9 of the way from the base to reward_optimal");
+  const double base = report["reward_base"], optimal = report["reward_optimal"];
+  EXPECT_NEAR(report["target_reward"].get<double>(), base + 0.9 * (optimal - base), 1e-12);
+  EXPECT_NE(log.str().find("target reward "), std::string::npos);
+}
+
 TEST(JobsTest, CompareRejectsBadMethodListsBeforeAnyCompute) {
   std::ostringstream log;
   const auto out = temp_dir("compare_bad");
@@ -276,6 +297,9 @@ TEST(JobsTest, CompareRejectsBadMethodListsBeforeAnyCompute) {
                                  std::pair{"ram,nft", "--target-method: 'flow-grpo' is not among"}}) {
     auto args = small_run(out);
     args.push_back({"methods", methods});
+    // An explicit target method must be among --methods (without one, the target falls back to 0.9 of
+    // the way to reward_optimal).
+    args.push_back({"target_method", "flow-grpo"});
     try {
       run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
       FAIL() << methods;

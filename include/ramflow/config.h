@@ -31,6 +31,9 @@ struct Param {
   double max = std::numeric_limits<double>::infinity();
   bool min_exclusive = false;       // value must be > min instead of >= min
   std::vector<std::string> choices;  // allowed strings (kString)
+  /// Taken from flags only; a config file's value is ignored (where a run writes, such as --out: a
+  /// run's config.json then serves as the config of another run).
+  bool flag_only = false;
 
   /// The command-line flag: "--" + key with '_' replaced by '-'.
   std::string flag() const;
@@ -52,6 +55,8 @@ class ParamTable {
   /// Sets the --help heading for parameters added after this call.
   ParamTable& group(std::string name);
 
+  /// Marks `key` (already added) as taken from flags only (Param::flag_only).
+  ParamTable& flag_only(const std::string& key);
   const Param* find(const std::string& key) const;
   const std::vector<Param>& params() const { return params_; }
 

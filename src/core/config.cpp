@@ -183,6 +183,15 @@ ParamTable& ParamTable::group(std::string name) {
   return *this;
 }
 
+ParamTable& ParamTable::flag_only(const std::string& key) {
+  for (auto& p : params_)
+    if (p.key == key) {
+      p.flag_only = true;
+      return *this;
+    }
+  throw Error("flag_only: no key '" + key + "'");
+}
+
 const Param* ParamTable::find(const std::string& key) const {
   for (const auto& p : params_)
     if (p.key == key) return &p;
@@ -318,6 +327,8 @@ Config Config::resolve(const ParamTable& table, const std::string& file,
                        const std::vector<std::pair<std::string, std::string>>& flags) {
   Config cfg = file.empty() ? from_json(table, json::object(), "defaults")
                             : from_json(table, read_json_file(file), file);
+  for (const auto& p : table.params())
+    if (p.flag_only && cfg.explicit_.erase(p.key)) cfg.values_[p.key] = p.default_value;  // a file's value
   for (const auto& kv : flags) {
     const Param* p = table.find(kv.first);
     if (!p) throw ConfigError("unknown option '" + kv.first + "'");

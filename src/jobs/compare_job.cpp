@@ -118,6 +118,22 @@ std::vector<double> mean_of(const std::vector<const Curve*>& runs, std::vector<d
   return out;
 }
 
+// mean ± std over the runs, pointwise, as the band [mean - std, mean + std] (empty for a single run).
+std::pair<std::vector<double>, std::vector<double>> band_of(const std::vector<const Curve*>& runs,
+                                                            std::vector<double> Curve::*field) {
+  if (runs.size() < 2) return {};
+  const auto mean = mean_of(runs, field);
+  std::vector<double> lo(mean.size()), hi(mean.size());
+  for (size_t i = 0; i < mean.size(); ++i) {
+    double ss = 0;
+    for (const Curve* c : runs) ss += ((c->*field)[i] - mean[i]) * ((c->*field)[i] - mean[i]);
+    const double sd = std::sqrt(ss / static_cast<double>(runs.size() - 1));
+    lo[i] = mean[i] - sd;
+    hi[i] = mean[i] + sd;
+  }
+  return {lo, hi};
+}
+
 // One configuration of a method: its swept values applied to its config.
 struct Variant {
   std::string label, method;
@@ -225,7 +241,16 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
                         "optimisation key");
   const bool fixed_target = cfg.is_set("target_reward");
   std::string target_variant = cfg.text("target_method");
-  if (!fixed_target) {
+  // Without the default target method (flow-grpo) among --methods, and none asked for, the target is
+  // 0.9 of the way from the base reward to reward_optimal: meaningful for any set of methods.
+  bool fraction_target = false;
+  if (!fixed_target && !cfg.is_explicit("target_method")) {
+    bool present = false;
+    for (const auto& v : variants) present = present || v.method == target_variant || v.label == target_variant;
+    fraction_target = !present;
+  }
+  constexpr double kTargetFraction = 0.9;
+  if (!fixed_target && !fraction_target) {
     // The variant of that label; else the target method's variant whose swept values are the ones it
     // runs with unswept (its preset or default, e.g. flow-grpo's grpo_kl 0.1); else its first.
     const Variant* found = nullptr;
@@ -264,6 +289,14 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   }();
   io.log << "exact target: reward_optimal " << jobs::fixed(target.reward_optimal) << ", base "
          << jobs::fixed(before.reward_mean) << ", effective sample size " << jobs::fixed(target.ess, 0) << "\n";
+  if (fixed_target)
+    io.log << "target reward " << jobs::fixed(cfg.number("target_reward")) << " (--target-reward)\n";
+  else if (fraction_target)
+    io.log << "target reward " << jobs::fixed(before.reward_mean + kTargetFraction * (target.reward_optimal - before.reward_mean))
+           << ": 0.9 of the way from the base to reward_optimal (" << cfg.text("target_method")
+           << ", the default --target-method, is not among --methods)\n";
+  else
+    io.log << "target reward: the peak of " << target_variant << ", mean over seeds (known when its runs end)\n";
 
   // --- 3. the runs -------------------------------------------------------------------------------------
   const int64_t seeds = cfg.integer("seeds"), every = cfg.integer("eval_every");
@@ -357,12 +390,16 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   double target_reward;
   if (fixed_target) {
     target_reward = cfg.number("target_reward");
+  } else if (fraction_target) {
+    target_reward = before.reward_mean + kTargetFraction * (target.reward_optimal - before.reward_mean);
   } else {
     std::vector<double> peaks;
     for (const Curve* c : by_variant[target_variant]) peaks.push_back(peak(*c));
     if (peaks.empty()) throw NumericalError("compare: every run of the target '" + target_variant + "' failed");
     target_reward = stat(peaks).mean;
   }
+  if (!fixed_target && !fraction_target)
+    io.log << "target reward " << jobs::fixed(target_reward) << ": the peak of " << target_variant << "\n";
   const double gap = target.reward_optimal - before.reward_mean;
   nlohmann::json report = {{"task", task->name()},
                            {"reward", reward->spec()},
@@ -374,7 +411,9 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
                            {"reward_optimal", target.reward_optimal},
                            {"kl_optimal", target.kl_optimal},
                            {"target_reward", target_reward},
-                           {"target_source", fixed_target ? "--target-reward" : "peak of " + target_variant},
+                           {"target_source", fixed_target      ? std::string("--target-reward")
+                                             : fraction_target ? "0.9 of the way from the base to reward_optimal"
+                                                               : "peak of " + target_variant},
                            {"target_diversity", target_diversity},
                            {"methods", nlohmann::json::object()},
                            {"runs", nlohmann::json::array()}};
@@ -455,18 +494,20 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   }
 
   // --- plots ---------------------------------------------------------------------------------------------
-  const char* colors[] = {"b", "r", "g", "m", "c", "k", "h", "q", "n", "p"};
+  // Curves are means over seeds, with a band of ± one std where there are several seeds.
   std::vector<Series> vs_steps, vs_seconds, vs_base, dist_steps, frontier;
   for (size_t i = 0; i < variants.size(); ++i) {
     const auto& runs = by_variant[variants[i].label];
     if (runs.empty()) continue;
-    const std::string style = std::string(colors[i % 10]) + "2";
+    const std::string style = palette(i) + "3";
     const auto r = mean_of(runs, &Curve::reward);
+    const auto [r_lo, r_hi] = band_of(runs, &Curve::reward);
+    const auto [d_lo, d_hi] = band_of(runs, &Curve::distance);
     const auto& label = variants[i].label;
-    vs_steps.push_back({label, mean_of(runs, &Curve::step), r, style});
-    vs_seconds.push_back({label, mean_of(runs, &Curve::seconds), r, style});
+    vs_steps.push_back({label, mean_of(runs, &Curve::step), r, style, r_lo, r_hi});
+    vs_seconds.push_back({label, mean_of(runs, &Curve::seconds), r, style, r_lo, r_hi});
     vs_base.push_back({label, mean_of(runs, &Curve::distance_base), r, style});
-    dist_steps.push_back({label, mean_of(runs, &Curve::step), mean_of(runs, &Curve::distance), style});
+    dist_steps.push_back({label, mean_of(runs, &Curve::step), mean_of(runs, &Curve::distance), style, d_lo, d_hi});
   }
   // One curve per method through its variants' (KL, reward) means, sorted by KL. A negative KL cannot be:
   // the likelihood ODE failed on a velocity far from the base; such points are left out and listed.
@@ -483,26 +524,29 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     }
     if (pts.empty()) continue;
     std::sort(pts.begin(), pts.end());
-    Series sr{names[i], {}, {}, std::string(colors[i % 10]) + "2o"};
+    Series sr{names[i], {}, {}, palette(i) + "2o"};
     for (const auto& [x, y] : pts) {
       sr.x.push_back(x);
       sr.y.push_back(y);
     }
     frontier.push_back(sr);
   }
-  frontier.push_back({"exact tilt p_{ref} e^{m r}", front_kl, front_reward, "k3"});
-  const std::vector<HLine> levels = {{target.reward_optimal, "exact target (optimal)", "r|"},
-                                     {target_reward, "target reward", "k;"},
-                                     {before.reward_mean, "base model", "k|"}};
-  line_plot(run.plot("reward_vs_steps"), "evaluation reward (mean over seeds)", "training step", vs_steps, levels);
-  line_plot(run.plot("reward_vs_seconds"), "evaluation reward (mean over seeds)", "training seconds", vs_seconds,
+  frontier.push_back({"exact tilt p_{ref} e^{m r}", front_kl, front_reward, "k3"});  // the frontier itself
+  const std::vector<HLine> levels = {{target.reward_optimal, "exact target (optimal)", kOptimumStyle},
+                                     {target_reward, "target reward", kTargetStyle},
+                                     {before.reward_mean, "base model", kBaseStyle}};
+  const std::string spread = seeds > 1 ? " (mean and ± std over seeds)" : "";
+  line_plot(run.plot("reward_vs_steps"), "evaluation reward" + spread, "training step", "mean reward", vs_steps,
             levels);
+  line_plot(run.plot("reward_vs_seconds"), "evaluation reward" + spread, "training seconds", "mean reward",
+            vs_seconds, levels);
   line_plot(run.plot("reward_vs_distance_from_base"), "reward against energy distance from the base model",
-            "energy distance from the base samples", vs_base, levels);
-  line_plot(run.plot("distance_vs_steps"), "energy distance to the exact target (mean over seeds)",
-            "training step", dist_steps, {{0.0, "exact target", "r|"}});
+            "energy distance from the base samples", "mean reward", vs_base, levels);
+  line_plot(run.plot("distance_vs_steps"), "energy distance to the exact target" + spread, "training step",
+            "energy distance to p*", dist_steps, {{0.0, "exact target", kOptimumStyle}});
   line_plot(run.plot("frontier"), "final reward against KL(p_{\\theta} || p_{ref}) (mean over seeds)",
-            "KL to the base model (nats)", frontier, {{before.reward_mean, "base model", "k|"}});
+            "KL to the base model (nats)", "final mean reward", frontier,
+            {{before.reward_mean, "base model", kBaseStyle}});
 
   // --- report.md, report.json, summary.json ---------------------------------------------------------------
   std::ostringstream md;
@@ -535,7 +579,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   md << "\nCost per step (network evaluations per endpoint, rollout plus training; reward evaluations):\n\n";
   md_table(cost_rows);
   // Steps to the target, each configuration against the target configuration.
-  if (!fixed_target && to_target.count(target_variant) && to_target[target_variant].first.n > 0) {
+  if (!fixed_target && !fraction_target && to_target.count(target_variant) && to_target[target_variant].first.n > 0) {
     const Stat& ts = to_target[target_variant].first;
     md << "\n## Steps to " << target_variant << "'s peak reward (" << jobs::fixed(target_reward) << ")\n\n"
        << target_variant << " reaches its own peak at step " << stat_text(ts, 0) << " on average ("

@@ -5,6 +5,8 @@
 //   4. final evaluation, checkpoint, plots, summary.json (last), and a before/after table
 #include <chrono>
 #include <cmath>
+#include <iomanip>
+#include <utility>
 
 #include <torch/torch.h>
 
@@ -75,8 +77,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
          << m << " r)\n";
   Evaluator evaluator(task, reward, m, *base, jobs::eval_options_from(cfg));
   const ExactTarget& target = evaluator.target();
-  io.log << "  reward_optimal " << jobs::fixed(target.reward_optimal) << " (base "
-         << jobs::fixed(target.reward_base) << "), effective sample size " << jobs::fixed(target.ess, 0);
+  io.log << "  on the pool: base reward " << jobs::fixed(target.reward_base) << ", reward_optimal "
+         << jobs::fixed(target.reward_optimal) << ", effective sample size " << jobs::fixed(target.ess, 0);
   if (target.closed_form)
     io.log << ", closed form on the data " << jobs::fixed(target.reward_optimal_closed_form);
   io.log << "\n";
@@ -141,17 +143,19 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   Rng plot_rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 7);
   const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));
   sample_panels(run.plot("samples"),
-                {jobs::panel("base model", before.samples.narrow(0, 0, n_plot)),
+                {jobs::panel("base model", before.samples.narrow(0, 0, n_plot), reward->spec()),
                  jobs::panel(trainer.method().name() + " after " + std::to_string(steps) + " steps",
-                             after.samples.narrow(0, 0, n_plot)),
-                 jobs::panel("exact target p_{ref} e^{m r}", evaluator.target_samples(n_plot, plot_rng))});
-  line_plot(run.plot("reward"), "mean reward", "training step",
-            {{"training batch", batch_step, batch_reward, "c"},
-             {"evaluation", curve_step, curve_reward, "b2"}},
-            {{target.reward_optimal, "exact target (optimal)", "r|"},
-             {target.reward_base, "base model", "k|"}});
-  line_plot(run.plot("distance"), "energy distance to the exact target", "training step",
-            {{"evaluation", curve_step, curve_distance, "b2"}}, {{0.0, "exact target", "r|"}});
+                             after.samples.narrow(0, 0, n_plot), reward->spec()),
+                 jobs::panel("exact target p_{ref} e^{m r}", evaluator.target_samples(n_plot, plot_rng),
+                             reward->spec())});
+  line_plot(run.plot("reward"), "mean reward: training batches and evaluations", "training step", "mean reward",
+            {{"training batch", batch_step, batch_reward, palette(5) + "1"},
+             {"evaluation", curve_step, curve_reward, palette(0) + "2"}},
+            {{target.reward_optimal, "exact target (optimal)", kOptimumStyle},
+             {target.reward_base, "base model (pool)", kBaseStyle}});
+  line_plot(run.plot("distance"), "energy distance to the exact target", "training step", "energy distance to p*",
+            {{"evaluation", curve_step, curve_distance, palette(0) + "2"}},
+            {{0.0, "exact target", kOptimumStyle}});
 
   const double seconds = rec.seconds;
   const double gap = target.reward_optimal - before.reward_mean;
@@ -187,18 +191,30 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   if (target.mode_masses.defined()) summary["target_mode_masses"] = jobs::to_vector(target.mode_masses);
   run.write_summary(summary);
 
+  // Where each number comes from: the base and post-trained columns are the final evaluation (the same
+  // fixed noise for both); the exact target's column is the importance-weighted pool.
+  const std::string name = trainer.method().name() + (trainer.eval_model_name() == "policy" ? "" : " (EMA)");
   std::vector<std::vector<std::string>> rows = {
-      {"", "base", trainer.method().name(), "exact target"},
+      {"", "base", name, "exact target"},
       {"reward", jobs::fixed(before.reward_mean), jobs::fixed(after.reward_mean),
        jobs::fixed(target.reward_optimal)},
       {"distance to target", jobs::fixed(before.distance, 4), jobs::fixed(after.distance, 4), "0"},
       {"KL to base", "0", jobs::fixed(after.kl_to_base), jobs::fixed(target.kl_optimal)}};
-  if (target.mode_masses.defined())
-    rows.push_back({"mode masses", masses_text(before.mode_masses), masses_text(after.mode_masses),
-                    masses_text(target.mode_masses)});
-  io.log << "\n" << jobs::table(rows);
-  io.log << "fraction of the way to reward_optimal: " << jobs::fixed(summary["fraction_of_optimal"], 3)
-         << "   (" << jobs::fixed(summary["ms_per_step"], 2) << " ms/step)\n";
+  io.log << "\nfinal evaluation: " << cfg.integer("eval_samples") << " samples per model, same fixed noise"
+         << " (KL: " << cfg.integer("eval_kl_samples") << "); exact target: pool of " << cfg.integer("eval_pool")
+         << "\n"
+         << jobs::table(rows);
+  if (target.mode_masses.defined()) {
+    io.log << "mode masses\n";
+    for (const auto& [who, masses] : {std::pair{std::string("base"), before.mode_masses},
+                                      std::pair{name, after.mode_masses},
+                                      std::pair{std::string("exact target"), target.mode_masses}})
+      io.log << "  " << std::left << std::setw(16) << who << masses_text(masses) << "\n";
+  }
+  io.log << "fraction of the way to reward_optimal: " << jobs::fixed(summary["fraction_of_optimal"], 3) << " = ("
+         << jobs::fixed(after.reward_mean) << " - " << jobs::fixed(before.reward_mean) << ") / ("
+         << jobs::fixed(target.reward_optimal) << " - " << jobs::fixed(before.reward_mean) << ")   ("
+         << jobs::fixed(summary["ms_per_step"], 2) << " ms/step)\n";
   io.log << "run directory: " << run.path() << "\n";
   return summary;
 }

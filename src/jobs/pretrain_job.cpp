@@ -24,7 +24,7 @@ ParamTable pretrain_params() {
 }
 
 nlohmann::json run_pretrain(const Config& cfg, JobIO io) {
-  if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required");
+  if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
   if (cfg.is_set("base")) throw ConfigError("--base: pretrain trains a new base model; drop --base");
   const torch::Device device = jobs::setup_device(cfg);
   TaskPtr task = jobs::task_from(cfg);
@@ -56,7 +56,7 @@ nlohmann::json run_pretrain(const Config& cfg, JobIO io) {
   auto data = task->sample_data(n, rng);
   const double distance = energy_distance(samples, data);
   sample_panels(run.plot("samples"), {jobs::panel("data", data), jobs::panel("base model", samples)});
-  line_plot(run.plot("loss"), "flow-matching loss", "step", {{"loss", xs, losses, "b"}});
+  line_plot(run.plot("loss"), "flow-matching loss", "step", "loss", {{"loss", xs, losses, palette(0) + "2"}});
   nlohmann::json summary = {{"task", task->name()},
                             {"steps", cfg.integer("pretrain_steps")},
                             {"seconds", seconds},

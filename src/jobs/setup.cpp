@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iomanip>
 #include <sstream>
 
@@ -44,6 +45,10 @@ void add_run_params(ParamTable& t, bool out_is_dir) {
   t.text("out", nullptr,
          out_is_dir ? "run directory to write (required)" : "output file (required)");
   if (out_is_dir) t.boolean("overwrite", false, "replace an existing run directory");
+  // Where a job writes is given per invocation: a run's config.json, used as --config, never points
+  // a new run at the old one's directory.
+  t.flag_only("out");
+  if (out_is_dir) t.flag_only("overwrite");
   t.integer("seed", 0, "random seed of the job", 0, std::numeric_limits<int32_t>::max());
   t.text("device", "cpu", "torch device: cpu, cuda or cuda:N");
   t.integer("threads", 0, "CPU threads for torch (0 = all cores)", 0, 1024);
@@ -176,7 +181,7 @@ RewardPtr resolve_reward(Config& cfg, const Task& task) {
 }
 
 RunBasics resolve_basics(Config& cfg) {
-  if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required");
+  if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
   const torch::Device device = setup_device(cfg);
   TaskPtr task = task_from(cfg);
   RewardPtr reward = resolve_reward(cfg, *task);
@@ -318,6 +323,20 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples) {
   p.title = title;
   p.dim = x.size(1);
   p.points.assign(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+  return p;
+}
+
+SamplePanel panel(const std::string& title, const torch::Tensor& samples, const nlohmann::json& reward_spec) {
+  SamplePanel p = panel(title, samples);
+  std::function<void(const nlohmann::json&)> collect = [&](const nlohmann::json& spec) {
+    if (!spec.is_object()) return;
+    if (spec.contains("center") && spec["center"].is_array() && spec["center"].size() >= 2)
+      p.marks.emplace_back(spec["center"][0].get<double>(), spec["center"][1].get<double>());
+    if (spec.contains("terms") && spec["terms"].is_array())
+      for (const auto& term : spec["terms"]) collect(term);
+  };
+  collect(reward_spec);
+  if (!p.marks.empty()) p.marks_label = "reward centre";
   return p;
 }
 

@@ -76,6 +76,9 @@ std::string pick_model(const nlohmann::json& meta, const nlohmann::json& request
 
 // --- reporting -------------------------------------------------------------------------------------
 SamplePanel panel(const std::string& title, const torch::Tensor& samples);
+/// The same, with the centres of the reward's bumps and bowls (its "center" fields, through the terms of
+/// a sum) marked on 2-D panels.
+SamplePanel panel(const std::string& title, const torch::Tensor& samples, const nlohmann::json& reward_spec);
 std::vector<double> to_vector(const torch::Tensor& t);
 /// A left-aligned text table (first row is the header).
 std::string table(const std::vector<std::vector<std::string>>& rows);

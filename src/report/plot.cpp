@@ -12,7 +12,9 @@
 namespace ramflow {
 namespace {
 
-const char* kAutoStyles[] = {"b2", "r2", "g2", "m2", "c2", "k2", "q2", "n2"};
+// Okabe & Ito, "Color Universal Design" (2008): blue, orange, bluish green, vermillion, reddish purple,
+// sky blue, yellow, black.
+const char* kOkabeIto[] = {"0072B2", "E69F00", "009E73", "D55E00", "CC79A7", "56B4E9", "F0E442", "000000"};
 
 struct Range {
   double lo = std::numeric_limits<double>::infinity();
@@ -47,39 +49,63 @@ void write_png(mglGraph& gr, const std::string& path) {
     throw IOError(path + ": plot failed (" + gr.Message() + ")");
 }
 
+// The colour part of a MathGL style: "{xRRGGBB}" or the first letter.
+std::string colour_of(const std::string& style) {
+  if (!style.empty() && style[0] == '{') return style.substr(0, style.find('}') + 1);
+  return style.empty() ? "k" : style.substr(0, 1);
+}
+
 }  // namespace
 
+std::string palette(size_t i) { return std::string("{x") + kOkabeIto[i % 8] + "}"; }
+
 void line_plot(const std::string& path, const std::string& title, const std::string& xlabel,
-               const std::vector<Series>& series, const std::vector<HLine>& hlines) {
+               const std::string& ylabel, const std::vector<Series>& series, const std::vector<HLine>& hlines) {
   Range xr, yr;
   for (const auto& s : series) {
     for (double v : s.x) xr.add(v);
     for (double v : s.y) yr.add(v);
+    for (double v : s.lo) yr.add(v);
+    for (double v : s.hi) yr.add(v);
   }
   for (const auto& h : hlines) yr.add(h.y);
   xr.pad(0.0);
   yr.pad(0.08);
-  mglGraph gr(0, 900, 560);
+  mglGraph gr(0, 1200, 560);
   gr.SetFontSize(3.0);
+  // The axes take the left 70%: the legend sits to their right, never over the curves.
+  gr.InPlot(0.0, 0.70, 0.0, 1.0, false);
   gr.Title(title.c_str(), "", 5);
   gr.SetRanges(xr.lo, xr.hi, yr.lo, yr.hi);
   gr.Axis();
   gr.Grid("xy", "h-");
   gr.Label('x', xlabel.c_str(), 0);
+  gr.Label('y', ylabel.c_str(), 0);
+  gr.SetAlphaDef(0.3);
   size_t k = 0;
+  std::vector<std::string> styles;
+  for (const auto& s : series) styles.push_back(s.style.empty() ? palette(k++) + "2" : s.style);
+  // Bands first, so that every line is drawn over them.
+  for (size_t i = 0; i < series.size(); ++i) {
+    const auto& s = series[i];
+    if (s.x.empty() || s.lo.size() != s.x.size() || s.hi.size() != s.x.size()) continue;
+    gr.Alpha(true);
+    gr.Region(to_mgl(s.x), to_mgl(s.lo), to_mgl(s.hi), colour_of(styles[i]).c_str());
+    gr.Alpha(false);
+  }
   for (const auto& h : hlines) {
     std::vector<double> xs = {xr.lo, xr.hi}, ys = {h.y, h.y};
-    const std::string st = h.style.empty() ? "k|" : h.style;
+    const std::string st = h.style.empty() ? kTargetStyle : h.style;
     gr.Plot(to_mgl(xs), to_mgl(ys), st.c_str());
     gr.AddLegend(h.label.c_str(), st.c_str());
   }
-  for (const auto& s : series) {
-    if (s.x.empty()) continue;
-    const std::string st = s.style.empty() ? kAutoStyles[k++ % 8] : s.style;
-    gr.Plot(to_mgl(s.x), to_mgl(s.y), st.c_str());
-    gr.AddLegend(s.label.c_str(), st.c_str());
+  for (size_t i = 0; i < series.size(); ++i) {
+    if (series[i].x.empty()) continue;
+    gr.Plot(to_mgl(series[i].x), to_mgl(series[i].y), styles[i].c_str());
+    gr.AddLegend(series[i].label.c_str(), styles[i].c_str());
   }
-  gr.Legend(1, "#");  // bottom-right, boxed: rising curves leave it free
+  gr.InPlot(0.68, 1.0, 0.0, 0.92, false);  // the right 30%: the legend, top left, boxed
+  gr.Legend(2, "#", "size 5");
   write_png(gr, path);
 }
 
@@ -128,13 +154,24 @@ void sample_panels(const std::string& path, const std::vector<SamplePanel>& pane
       double top = *std::max_element(dens.begin(), dens.end());
       gr.SetRanges(xr.lo, xr.hi, 0, top > 0 ? 1.1 * top : 1.0);
       gr.Axis();
-      gr.Bars(to_mgl(centers), to_mgl(dens), "b");
+      gr.Bars(to_mgl(centers), to_mgl(dens), palette(0).c_str());
     } else {
       gr.SetRanges(xr.lo, xr.hi, yr.lo, yr.hi);
       gr.Axis();
       gr.Grid("xy", "h-");
       gr.SetMarkSize(0.35);
-      gr.Plot(to_mgl(xs), to_mgl(ys), " b.");
+      gr.Plot(to_mgl(xs), to_mgl(ys), (" " + palette(0) + ".").c_str());
+      if (!p.marks.empty()) {
+        std::vector<double> mx, my;
+        for (const auto& [x, y] : p.marks) mx.push_back(x), my.push_back(y);
+        gr.SetMarkSize(1.8);
+        gr.Plot(to_mgl(mx), to_mgl(my), (" " + palette(3) + "4x").c_str());  // vermillion over the blue samples
+        if (!p.marks_label.empty()) {
+          gr.ClearLegend();  // each panel its own legend
+          gr.AddLegend(p.marks_label.c_str(), (" " + palette(3) + "4x").c_str());
+          gr.Legend(0, "#");
+        }
+      }
     }
   }
   write_png(gr, path);
