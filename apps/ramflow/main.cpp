@@ -149,6 +149,8 @@ int main(int argc, char** argv) {
     print_list();
     return 0;
   }
+  // Once per run: a virtual CPU can make OpenBLAS fall back to kernels far slower than the CPU allows.
+  if (const std::string note = ramflow::blas_kernel_note(); !note.empty()) std::cerr << "ramflow: note: " << note << "\n";
   for (auto& s : subs) {
     if (!s.app->parsed()) continue;
     const std::string where = "ramflow " + s.name;

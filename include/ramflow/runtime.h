@@ -1,5 +1,6 @@
 #pragma once
 // Process-wide settings for a program that trains: call from main(), never from library code.
+#include <string>
 
 namespace ramflow {
 
@@ -7,5 +8,16 @@ namespace ramflow {
 /// same-sized tensors a training step allocates and frees again do not page-fault afresh every step.
 /// A no-op elsewhere. Returns whether the allocator was changed.
 bool keep_freed_memory();
+
+/// The kernel family OpenBLAS chose for this CPU (its openblas_get_corename()), or "" where the process
+/// has no OpenBLAS (LibTorch built with MKL, or reference BLAS).
+std::string blas_core_name();
+
+/// A one-line note when OpenBLAS runs kernels far older than the CPU (a virtual CPU that hides its model
+/// makes OpenBLAS fall back to, e.g., "Prescott": every LibTorch matrix product then runs several times
+/// slower), naming the variable that fixes it; "" otherwise. ramflow never sets the variable itself.
+std::string blas_kernel_note();
+/// The rule behind blas_kernel_note(), for a given core name and instruction sets.
+std::string blas_kernel_note_for(const std::string& core, bool avx2, bool avx512f);
 
 }  // namespace ramflow
