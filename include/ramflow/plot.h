@@ -11,7 +11,7 @@ struct Series {
   std::vector<double> x, y;
   std::string style;  // MathGL line style, e.g. palette(0) + "2"; empty = the next palette colour
   /// Optional band lo <= y <= hi (e.g. mean ± std over seeds), drawn translucent in the series' colour.
-  std::vector<double> lo, hi;
+  std::vector<double> lo = {}, hi = {};
 };
 
 /// Colour i of the Okabe–Ito palette (distinguishable with every common colour-vision deficiency), as a
