@@ -17,6 +17,9 @@ struct Series {
 /// Colour i of the Okabe–Ito palette (distinguishable with every common colour-vision deficiency), as a
 /// MathGL colour "{xRRGGBB}"; eight colours, then repeats.
 std::string palette(size_t i);
+/// The style of curve i of a plot: palette colour i, thick; past the palette's eight colours the same
+/// colours again with another dash pattern (and marker, with `marker`), so that no two curves look alike.
+std::string series_style(size_t i, bool marker = false);
 
 /// Reference lines: black and grey with distinct dash patterns, never a palette colour.
 inline const char* const kOptimumStyle = "k2|";        // the exact target's level: dashed black

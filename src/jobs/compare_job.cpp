@@ -499,7 +499,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   for (size_t i = 0; i < variants.size(); ++i) {
     const auto& runs = by_variant[variants[i].label];
     if (runs.empty()) continue;
-    const std::string style = palette(i) + "3";
+    const std::string style = series_style(i);
     const auto r = mean_of(runs, &Curve::reward);
     const auto [r_lo, r_hi] = band_of(runs, &Curve::reward);
     const auto [d_lo, d_hi] = band_of(runs, &Curve::distance);
@@ -524,7 +524,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     }
     if (pts.empty()) continue;
     std::sort(pts.begin(), pts.end());
-    Series sr{names[i], {}, {}, palette(i) + "2o"};
+    Series sr{names[i], {}, {}, series_style(i, /*marker=*/true)};
     for (const auto& [x, y] : pts) {
       sr.x.push_back(x);
       sr.y.push_back(y);

@@ -59,6 +59,14 @@ std::string colour_of(const std::string& style) {
 
 std::string palette(size_t i) { return std::string("{x") + kOkabeIto[i % 8] + "}"; }
 
+std::string series_style(size_t i, bool marker) {
+  // MathGL: '-' solid, '|' long dashes, ';' dash-dot, '=' short dashes; marks o, s (square), d, ^.
+  static const char* kDash[] = {"-", "|", ";", "="};
+  static const char* kMark[] = {"o", "s", "d", "^"};
+  const size_t round = (i / 8) % 4;
+  return palette(i) + "3" + kDash[round] + (marker ? kMark[round] : "");
+}
+
 void line_plot(const std::string& path, const std::string& title, const std::string& xlabel,
                const std::string& ylabel, const std::vector<Series>& series, const std::vector<HLine>& hlines) {
   Range xr, yr;
@@ -82,9 +90,10 @@ void line_plot(const std::string& path, const std::string& title, const std::str
   gr.Label('x', xlabel.c_str(), 0);
   gr.Label('y', ylabel.c_str(), 0);
   gr.SetAlphaDef(0.3);
+  gr.SetMarkSize(2.0);
   size_t k = 0;
   std::vector<std::string> styles;
-  for (const auto& s : series) styles.push_back(s.style.empty() ? palette(k++) + "2" : s.style);
+  for (const auto& s : series) styles.push_back(s.style.empty() ? series_style(k++) : s.style);
   // Bands first, so that every line is drawn over them.
   for (size_t i = 0; i < series.size(); ++i) {
     const auto& s = series[i];
@@ -101,7 +110,10 @@ void line_plot(const std::string& path, const std::string& title, const std::str
   }
   for (size_t i = 0; i < series.size(); ++i) {
     if (series[i].x.empty()) continue;
-    gr.Plot(to_mgl(series[i].x), to_mgl(series[i].y), styles[i].c_str());
+    // MathGL draws a one-point curve as an outsized mark; a zero-length segment gets the normal mark.
+    auto x = series[i].x, y = series[i].y;
+    if (x.size() == 1) x.push_back(x[0]), y.push_back(y[0]);
+    gr.Plot(to_mgl(x), to_mgl(y), styles[i].c_str());
     gr.AddLegend(series[i].label.c_str(), styles[i].c_str());
   }
   gr.InPlot(0.68, 1.0, 0.0, 0.92, false);  // the right 30%: the legend, top left, boxed
