@@ -596,7 +596,7 @@ struct PerturbedImpl : VelocityFieldImpl {
   torch::Tensor c;
 };
 
-// The population fixed point of ram-tilt's regression (2) is the exact tilt. A two-mode base in 1-D
+// The population fixed point of ram-tilt's regressions (2) and (3) is the exact tilt. A two-mode base in 1-D
 // with the linear reward r(x) = x tilts into the mixture with means mu_k + d s^2 and weights
 // ∝ pi_k e^{d mu_k}; RAM's first-order target is not exact here (the mode weights move nonlinearly).
 // At the tilted mixture's exact velocity the loss gradient along both test functions vanishes (to
@@ -607,7 +607,9 @@ TEST(RAMTiltTest, TheExactTiltIsTheFixedPoint) {
       {{"weights", {0.7, 0.3}}, {"means", {{-1.0}, {1.5}}}, {"stds", {s}}}, "base");
   const double w0 = 0.7 * std::exp(d * -1.0), w1 = 0.3 * std::exp(d * 1.5);
   GaussianMixture tilted = GaussianMixture::from_json(
-      {{"weights", {w0 / (w0 + w1), w1 / (w0 + w1)}}, {"means", {{-1.0 + d * s * s}, {1.5 + d * s * s}}}, {"stds", {s}}},
+      {{"weights", {w0 / (w0 + w1), w1 / (w0 + w1)}},
+       {"means", {{-1.0 + d * s * s}, {1.5 + d * s * s}}},
+       {"stds", {s}}},
       "tilted");
   auto v_base = ExactMixtureVelocity(base), v_tilt = ExactMixtureVelocity(tilted);
   Rng rng(11);

@@ -150,14 +150,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   // Once per run: a virtual CPU can make OpenBLAS fall back to kernels far slower than the CPU allows.
-  if (const std::string note = ramflow::blas_kernel_note(); !note.empty()) std::cerr << "ramflow: note: " << note << "\n";
+  if (const std::string note = ramflow::blas_kernel_note(); !note.empty())
+    std::cerr << "ramflow: note: " << note << "\n";
   for (auto& s : subs) {
     if (!s.app->parsed()) continue;
     const std::string where = "ramflow " + s.name;
     if (const auto extras = s.app->remaining(); !extras.empty()) {
       const std::string& arg = extras.front();
       if (arg.rfind("-", 0) != 0) {
-        std::cerr << where << ": error: unexpected argument '" << arg << "' (flags take the form --key value; see --help)\n";
+        std::cerr << where << ": error: unexpected argument '" << arg
+                  << "' (flags take the form --key value; see --help)\n";
         return 2;
       }
       std::string key = arg.substr(arg.find_first_not_of('-'));

@@ -11,24 +11,36 @@
 // right-endpoint rule), so its fixed point is exact only when the tilt path is affine in the reward
 // (ram.h). ram-tilt solves (1) exactly.
 //
-// The regression. For endpoints x0 ~ p_s and the frozen v_s, the loss
-//   L = E[ w |v - v_s|^2 - 2 (w - 1) (v - v_s) . (Y - v_s) ]
-//     = E[ | sqrt(w) (v - v_s) - ((w - 1) / sqrt(w)) (Y - v_s) |^2 ] + const                      (2)
-// has, pointwise in x_t, the gradient 2 E[w | x] (v - v_s) - 2 E[(w - 1)(Y - v_s) | x], zero at
+// The regression. For endpoints x0 ~ p_s, re-noised as in pretraining, the weighted flow-matching loss
+//   L0 = E[ w |v - Y|^2 ]                                                                         (2)
+// has, pointwise in x_t, the gradient 2 (E[w | x] v - E[w Y | x]), zero exactly at (1): the default.
+// The anchored form (tilt_control), with the frozen v_s,
+//   L1 = E[ w |v - v_s|^2 - 2 (w - 1) (v - v_s) . (Y - v_s) ]
+//      = E[ | sqrt(w) (v - v_s) - ((w - 1) / sqrt(w)) (Y - v_s) |^2 ] + const                      (3)
+// has the gradient 2 E[w | x] (v - v_s) - 2 E[(w - 1)(Y - v_s) | x], zero at
 //   v = v_s + E[(w - 1)(Y - v_s) | x] / E[w | x] = E[w Y | x] / E[w | x]
-// when v_s is the conditional mean E_s[Y | x] of its own re-noised samples (a trained flow model): the
-// tilt (1), exactly. (2) is RAM's regression with the weight w on each draw and the signal (w - 1) / w in
-// place of m A: to first order in d the same target, and with w = 1 (no reward spread) the same zero-
-// variance anchor |v - v_s|^2. It is the Tilt-Matching weight e^{d r} of the paper's §4 remark, made exact
-// by the self-normalisation and the weight on the residual.
+// only when v_s is the conditional mean E_s[Y | x] of its own re-noised samples. (3) is RAM's regression
+// with the weight w on each draw and the signal (w - 1) / w in place of m A (to first order in d the same
+// target; with w = 1 the same zero-variance anchor |v - v_s|^2), so it has less variance than (2); but a
+// rollout of finitely many sampler steps is not exactly the distribution whose mean velocity v_s is, and
+// (3) turns that mismatch into a bias (docs/tuning.md measures both). RAM's coefficient m r is the first-
+// order term of the weight e^{m r} - 1 (the Tilt-Matching remark in the research notes); here the weight
+// is exact.
 //
-// The stages. (1) needs endpoints from the model being tilted, so the tilt is factored,
+// The normaliser. E_s[e^{d r}] is a constant while v_s is frozen, so it is estimated from every endpoint
+// drawn so far in the stage, per condition label ("running"); a group's own mean ("group") would keep the
+// O(1/G) bias of self-normalised weights at every step.
+//
+// The stages. (1) needs endpoints from the model being tilted, so the tilt may be factored,
 //   p* ∝ p_ref e^{m r} = (((p_ref e^{d r}) e^{d r}) ...) e^{d r},   d = m / S,
-// and stage s draws its rollouts from, and anchors to, a frozen copy of the model that ended stage s - 1
-// (stage 1: the base model). The last stage's fixed point is p* itself, so it runs on. w is normalised
-// over each group (one condition per group, so Z is per condition); its spread shrinks with d, and so does
-// the variance of (2). Cost per step: RAM's, plus the frozen model's forward pass on the K draws (the
-// rollout is drawn by the frozen model instead of the policy). Stages are a function of the step alone.
+// and stage s draws its rollouts from (and anchors to) a frozen copy of the model that ended stage s - 1
+// (stage 1: the base model). The last stage's fixed point is p* itself, so it runs on. S > 1 keeps the
+// weights' spread (the weight_ess metric) in hand at large m; each stage inherits the last one's fitting
+// error. Stages are a function of the step alone.
+//
+// Cost per step: the rollout (by the frozen model instead of the policy) and the reward as in RAM, and
+// the policy's forward and backward pass on the K draws; no reference pass (the anchored form adds the
+// stage model's forward pass).
 #include <map>
 #include <memory>
 #include <string>

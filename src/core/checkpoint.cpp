@@ -84,7 +84,9 @@ void save_safetensors(const std::string& path,
 
 SafetensorsFile load_safetensors(const std::string& path) {
   const std::string bytes = read_file(path);
-  auto corrupt = [&](const std::string& why) { return InputError(path + ": not a valid safetensors file (" + why + ")"); };
+  auto corrupt = [&](const std::string& why) {
+    return InputError(path + ": not a valid safetensors file (" + why + ")");
+  };
   if (bytes.size() < 8) throw corrupt("shorter than its 8-byte header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);

@@ -292,7 +292,8 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   if (fixed_target)
     io.log << "target reward " << jobs::fixed(cfg.number("target_reward")) << " (--target-reward)\n";
   else if (fraction_target)
-    io.log << "target reward " << jobs::fixed(before.reward_mean + kTargetFraction * (target.reward_optimal - before.reward_mean))
+    io.log << "target reward "
+           << jobs::fixed(before.reward_mean + kTargetFraction * (target.reward_optimal - before.reward_mean))
            << ": 0.9 of the way from the base to reward_optimal (" << cfg.text("target_method")
            << ", the default --target-method, is not among --methods)\n";
   else

@@ -24,7 +24,8 @@ ParamTable pretrain_params() {
 }
 
 nlohmann::json run_pretrain(const Config& cfg, JobIO io) {
-  if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
+  if (!cfg.is_set("out"))
+    throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
   if (cfg.is_set("base")) throw ConfigError("--base: pretrain trains a new base model; drop --base");
   const torch::Device device = jobs::setup_device(cfg);
   TaskPtr task = jobs::task_from(cfg);

@@ -181,7 +181,8 @@ RewardPtr resolve_reward(Config& cfg, const Task& task) {
 }
 
 RunBasics resolve_basics(Config& cfg) {
-  if (!cfg.is_set("out")) throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
+  if (!cfg.is_set("out"))
+    throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
   const torch::Device device = setup_device(cfg);
   TaskPtr task = task_from(cfg);
   RewardPtr reward = resolve_reward(cfg, *task);

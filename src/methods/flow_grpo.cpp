@@ -31,10 +31,10 @@ void FlowGRPOOptions::validate() const {
 }
 
 nlohmann::json FlowGRPOOptions::to_json() const {
-  return {{"noise_level", noise_level_}, {"clip_range", clip_range_},       {"kl", kl_},
-          {"kl_form", kl_form_},         {"adv_clip", adv_clip_}, {"drop_zero_adv", drop_zero_adv_},           {"std_scope", std_scope_},
-          {"std_eps", std_eps_},         {"log_prob", log_prob_},           {"train_fraction", train_fraction_},
-          {"window", window_},           {"window_end", window_end_}};
+  return {{"noise_level", noise_level_}, {"clip_range", clip_range_}, {"kl", kl_},
+          {"kl_form", kl_form_},         {"adv_clip", adv_clip_},     {"drop_zero_adv", drop_zero_adv_},
+          {"std_scope", std_scope_},     {"std_eps", std_eps_},       {"log_prob", log_prob_},
+          {"train_fraction", train_fraction_}, {"window", window_},   {"window_end", window_end_}};
 }
 
 FlowGRPO::FlowGRPO(FlowGRPOOptions options) : options_(std::move(options)) { options_.validate(); }

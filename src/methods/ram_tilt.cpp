@@ -116,10 +116,10 @@ LossOutput RAMTilt::loss(const RolloutBatch& batch, const Policies& models, Rng&
       torch::NoGradGuard no_grad;
       v_s = stage_model(models).forward(p.x_t, p.t, p.cond);                // the frozen stage model
     }
-    // (2): res = sqrt(w) (v - v_s) - ((w - 1) / sqrt(w)) (Y - v_s)
+    // (3): res = sqrt(w) (v - v_s) - ((w - 1) / sqrt(w)) (Y - v_s)
     res = sqrt_w * (v - v_s).view({B, K, -1}) - ((w - 1) / sqrt_w) * (y - v_s).view({B, K, -1});
   } else {
-    res = sqrt_w * (v - y).view({B, K, -1});                                // w |v - Y|^2: no anchor
+    res = sqrt_w * (v - y).view({B, K, -1});                                // (2): w |v - Y|^2
   }
   LossOutput out;
   out.loss = res.pow(2).mean();
