@@ -15,6 +15,7 @@ nlohmann::json example_spec(const std::string& name) {
   if (name == "linear") return {{"type", "linear"}, {"coef", {0.5, -1.0}}};
   if (name == "quadratic") return {{"type", "quadratic"}, {"center", {1.0, 2.0}}, {"q", {0.5, 2.0}}};
   if (name == "bump") return {{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}, {"height", 1.5}};
+  if (name == "brightness") return {{"type", "brightness"}};
   if (name == "sum")
     return {{"type", "sum"},
             {"terms", {{{"type", "linear"}, {"coef", {1.0, 1.0}}, {"weight", 2.0}},
@@ -68,6 +69,25 @@ TEST(RewardTest, KnownValues) {
   auto quad = make_reward({{"type", "quadratic"}, {"center", {4, 0}}, {"q", 2.0}}, 2);
   EXPECT_NEAR(quad->score(x)[1].item<double>(), -0.5 * 2.0 * 6.25, 1e-12);
   EXPECT_FALSE(bump->quadratic_form().has_value());
+}
+
+// brightness = the mean coordinate: on images [B, 1, 28, 28] the mean intensity, on points the linear
+// reward with coefficients 1/D, quadratic form included.
+TEST(RewardTest, BrightnessIsTheMeanCoordinate) {
+  torch::manual_seed(0);  // values only; the assertions hold for any
+  auto images = torch::rand({3, 1, 28, 28}, torch::kDouble) * 2 - 1;
+  auto bright = make_reward({{"type", "brightness"}}, 28 * 28);
+  EXPECT_TRUE(torch::allclose(bright->score(images), images.view({3, -1}).mean(1), 1e-12, 1e-14));
+  auto g = reward_gradient(*bright, images);
+  EXPECT_TRUE(torch::allclose(g, torch::full_like(images, 1.0 / 784), 1e-12, 1e-15));
+  auto points = torch::randn({5, 2}, torch::kDouble);
+  auto as_linear = make_reward({{"type", "linear"}, {"coef", {0.5, 0.5}}}, 2);
+  auto bright2 = make_reward({{"type", "brightness"}}, 2);
+  EXPECT_TRUE(torch::allclose(bright2->score(points), as_linear->score(points), 1e-12, 1e-14));
+  const auto qb = bright2->quadratic_form(), ql = as_linear->quadratic_form();
+  ASSERT_TRUE(qb && ql);
+  EXPECT_TRUE(torch::allclose(qb->b, ql->b) && torch::allclose(qb->Q, ql->Q));
+  EXPECT_THROW(make_reward({{"type", "brightness"}, {"scale", 2}}, 2), ConfigError);
 }
 
 TEST(RewardTest, BadSpecsNameTheField) {

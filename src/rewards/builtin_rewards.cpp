@@ -13,6 +13,7 @@ RewardPtr make_linear_reward(const nlohmann::json& spec, int64_t dim);        //
 RewardPtr make_quadratic_reward(const nlohmann::json& spec, int64_t dim);     // analytic.cpp
 RewardPtr make_bump_reward(const nlohmann::json& spec, int64_t dim);          // analytic.cpp
 RewardPtr make_weighted_sum_reward(const nlohmann::json& spec, int64_t dim);  // weighted_sum.cpp
+RewardPtr make_brightness_reward(const nlohmann::json& spec, int64_t dim);    // brightness.cpp
 
 namespace {
 
@@ -21,6 +22,7 @@ void register_builtin_rewards(Registry<RewardFactory>& r) {
   r.add("quadratic", make_quadratic_reward, "-1/2 (x-c)^T Q (x-c)  (fields: center, q)");
   r.add("bump", make_bump_reward, "h exp(-|x-c|^2 / (2 s^2))  (fields: center, scale, height)");
   r.add("sum", make_weighted_sum_reward, "sum_i w_i r_i  (fields: terms, each with a weight)");
+  r.add("brightness", make_brightness_reward, "mean of all coordinates: an image's mean intensity (no fields)");
 }
 
 }  // namespace
