@@ -9,48 +9,60 @@
 namespace ramflow {
 namespace {
 
-// One example spec per registered reward (2-D). A newly registered reward without one fails the test
-// below, so every reward gets the contract.
-nlohmann::json example_spec(const std::string& name) {
-  if (name == "linear") return {{"type", "linear"}, {"coef", {0.5, -1.0}}};
-  if (name == "quadratic") return {{"type", "quadratic"}, {"center", {1.0, 2.0}}, {"q", {0.5, 2.0}}};
-  if (name == "bump") return {{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}, {"height", 1.5}};
-  if (name == "brightness") return {{"type", "brightness"}};
+// One example per registered reward: its spec and the shape of one sample (points [2] unless the reward
+// scores images). A newly registered reward without one fails the test below, so every reward gets the
+// contract.
+struct Example {
+  nlohmann::json spec;
+  std::vector<int64_t> shape = {2};
+};
+Example example(const std::string& name) {
+  if (name == "linear") return {{{"type", "linear"}, {"coef", {0.5, -1.0}}}};
+  if (name == "quadratic") return {{{"type", "quadratic"}, {"center", {1.0, 2.0}}, {"q", {0.5, 2.0}}}};
+  if (name == "bump") return {{{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}, {"height", 1.5}}};
+  if (name == "brightness") return {{{"type", "brightness"}}};
+  if (name == "jpeg-compressibility" || name == "jpeg-incompressibility")
+    return {{{"type", name}, {"quality", 80}}, {1, 16, 16}};
   if (name == "sum")
-    return {{"type", "sum"},
-            {"terms", {{{"type", "linear"}, {"coef", {1.0, 1.0}}, {"weight", 2.0}},
-                       {{"type", "bump"}, {"center", {0.0, 0.0}}, {"weight", -0.5}}}}};
-  return nullptr;
+    return {{{"type", "sum"},
+             {"terms", {{{"type", "linear"}, {"coef", {1.0, 1.0}}, {"weight", 2.0}},
+                        {{"type", "bump"}, {"center", {0.0, 0.0}}, {"weight", -0.5}}}}}};
+  return {nullptr};
 }
 
 class RewardContract : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RewardContract, ShapeFinitenessRoundTripAndGradients) {
-  auto spec = example_spec(GetParam());
-  ASSERT_FALSE(spec.is_null()) << "add an example spec for reward '" << GetParam() << "'";
-  auto reward = make_reward(spec, 2);
+  const Example ex = example(GetParam());
+  ASSERT_FALSE(ex.spec.is_null()) << "add an example spec for reward '" << GetParam() << "'";
+  int64_t dim = 1;
+  for (int64_t n : ex.shape) dim *= n;
+  auto reward = make_reward(ex.spec, dim);
   Rng rng(2);
-  auto x = 3.0 * rng.randn({64, 2}, torch::TensorOptions().dtype(torch::kDouble));
+  std::vector<int64_t> batch_shape = {64};
+  batch_shape.insert(batch_shape.end(), ex.shape.begin(), ex.shape.end());
+  auto x = 3.0 * rng.randn(batch_shape, torch::TensorOptions().dtype(torch::kDouble));  // [64, ...]
   auto r = reward->score(x);
   ASSERT_EQ(r.sizes(), torch::IntArrayRef({64}));
   EXPECT_TRUE(torch::isfinite(r).all().item<bool>());
   // The spec rebuilds the same reward.
-  auto again = make_reward(reward->spec(), 2);
+  auto again = make_reward(reward->spec(), dim);
   EXPECT_TRUE(torch::allclose(again->score(x), r, 1e-12, 1e-12));
-  // A quadratic form, when claimed, reproduces the scores.
+  // A quadratic form, when claimed, reproduces the scores (on the flattened samples).
+  const auto flat = x.reshape({64, dim});
   if (auto f = reward->quadratic_form()) {
-    auto q = -0.5 * (torch::matmul(x, f->Q) * x).sum(1) + torch::mv(x, f->b) + f->c;
+    auto q = -0.5 * (torch::matmul(flat, f->Q) * flat).sum(1) + torch::mv(flat, f->b) + f->c;
     EXPECT_TRUE(torch::allclose(q, r, 1e-9, 1e-9));
   }
-  // Differentiable rewards: autograd matches central finite differences.
+  // Differentiable rewards: autograd matches central finite differences (first two coordinates).
   if (reward->differentiable()) {
     auto xg = x.clone().requires_grad_(true);
-    auto g = torch::autograd::grad({reward->score(xg).sum()}, {xg}, {}, false, false)[0];
+    auto g = torch::autograd::grad({reward->score(xg).sum()}, {xg}, {}, false, false)[0].reshape({64, dim});
     const double h = 1e-6;
     for (int64_t d = 0; d < 2; ++d) {
-      auto e = torch::zeros_like(x);
+      auto e = torch::zeros_like(flat);
       e.select(1, d).fill_(h);
-      auto fd = (reward->score(x + e) - reward->score(x - e)) / (2 * h);
+      auto fd = (reward->score((flat + e).view(x.sizes())) - reward->score((flat - e).view(x.sizes()))) / (2 * h);
       EXPECT_TRUE(torch::allclose(g.select(1, d), fd, 1e-5, 1e-6)) << GetParam() << " dim " << d;
     }
   }
@@ -88,6 +100,25 @@ TEST(RewardTest, BrightnessIsTheMeanCoordinate) {
   ASSERT_TRUE(qb && ql);
   EXPECT_TRUE(torch::allclose(qb->b, ql->b) && torch::allclose(qb->Q, ql->Q));
   EXPECT_THROW(make_reward({{"type", "brightness"}, {"scale", 2}}, 2), ConfigError);
+}
+
+// JPEG sizes: a flat image compresses far better than noise, the two rewards are each other's negative,
+// the score is deterministic, and a lower quality gives smaller files.
+TEST(RewardTest, JpegSizeRewardsOrderFlatBelowNoisyImages) {
+  auto comp = make_reward({{"type", "jpeg-compressibility"}}, 3 * 32 * 32);
+  auto incomp = make_reward({{"type", "jpeg-incompressibility"}}, 3 * 32 * 32);
+  Rng rng(1);
+  auto images = torch::cat({torch::zeros({1, 3, 32, 32}), rng.randn({1, 3, 32, 32}).clamp(-1, 1)});  // flat, noise
+  const auto r = comp->score(images), s = incomp->score(images);
+  EXPECT_GT(r[0].item<float>(), r[1].item<float>());  // the flat image is the more compressible
+  EXPECT_TRUE(torch::equal(r, -s));
+  EXPECT_TRUE(torch::equal(comp->score(images), r));
+  EXPECT_LT(r[0].item<float>(), 0.0f);
+  auto coarse = make_reward({{"type", "jpeg-incompressibility"}, {"quality", 20}}, 3 * 32 * 32);
+  EXPECT_LT(coarse->score(images)[1].item<float>(), s[1].item<float>());
+  EXPECT_FALSE(comp->differentiable());
+  EXPECT_THROW(make_reward({{"type", "jpeg-compressibility"}, {"quality", 0}}, 4), ConfigError);
+  EXPECT_THROW(comp->score(torch::zeros({2, 5})), c10::Error);  // not images
 }
 
 TEST(RewardTest, BadSpecsNameTheField) {

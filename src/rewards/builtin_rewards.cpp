@@ -14,6 +14,8 @@ RewardPtr make_quadratic_reward(const nlohmann::json& spec, int64_t dim);     //
 RewardPtr make_bump_reward(const nlohmann::json& spec, int64_t dim);          // analytic.cpp
 RewardPtr make_weighted_sum_reward(const nlohmann::json& spec, int64_t dim);  // weighted_sum.cpp
 RewardPtr make_brightness_reward(const nlohmann::json& spec, int64_t dim);    // brightness.cpp
+RewardPtr make_jpeg_compressibility_reward(const nlohmann::json& spec, int64_t dim);    // jpeg.cpp
+RewardPtr make_jpeg_incompressibility_reward(const nlohmann::json& spec, int64_t dim);  // jpeg.cpp
 
 namespace {
 
@@ -23,6 +25,10 @@ void register_builtin_rewards(Registry<RewardFactory>& r) {
   r.add("bump", make_bump_reward, "h exp(-|x-c|^2 / (2 s^2))  (fields: center, scale, height)");
   r.add("sum", make_weighted_sum_reward, "sum_i w_i r_i  (fields: terms, each with a weight)");
   r.add("brightness", make_brightness_reward, "mean of all coordinates: an image's mean intensity (no fields)");
+  r.add("jpeg-compressibility", make_jpeg_compressibility_reward,
+        "-(JPEG size in kB) of images [B, C, H, W] in [-1, 1]; not differentiable  (fields: quality, 95)");
+  r.add("jpeg-incompressibility", make_jpeg_incompressibility_reward,
+        "+(JPEG size in kB), as jpeg-compressibility  (fields: quality, 95)");
 }
 
 }  // namespace
