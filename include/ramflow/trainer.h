@@ -70,6 +70,7 @@ class Trainer {
   VelocityFieldImpl& policy() { return *policy_; }
   /// The model evaluations should use: the evaluation EMA when eval_ema > 0, else the policy.
   VelocityFieldImpl& eval_model() { return eval_ema_ ? eval_ema_->model() : *policy_; }
+  bool has_eval_ema() const { return eval_ema_.has_value(); }
   /// "policy", or "ema D" for the evaluation EMA of decay D: what eval_model() is, for reports.
   std::string eval_model_name() const;
   VelocityFieldImpl& ref() { return *ref_; }

@@ -139,6 +139,7 @@ struct Variant {
   std::string label, method;
   nlohmann::json sweep = nlohmann::json::object();  // key -> value
   Config cfg;
+  nlohmann::json options;  // the method's resolved options under cfg
 };
 
 // Parses `sweep` ("k=v1,v2;k2=...") into keys and typed, validated values.
@@ -198,7 +199,6 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   const auto sweeps = parse_sweeps(cfg);
   std::map<std::string, size_t> sweep_users;  // key -> how many of the methods it applies to
   std::vector<Variant> variants;
-  std::map<std::string, nlohmann::json> variant_options;
   for (const auto& name : names) {
     const auto reads = method_keys(name, cfg.table());
     std::vector<const std::pair<std::string, std::vector<nlohmann::json>>*> mine;
@@ -231,8 +231,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       for (const auto& [k, v] : combo.items()) c.set(k, v);  // a swept value wins over the preset
       auto probe = methods().get(name).make(c);                // validates the method's keys
       Trainer::check(jobs::trainer_options_from(c, *task), *probe, *reward);
-      variant_options[label] = probe->options();
-      variants.push_back(Variant{label, name, combo, std::move(c)});
+      variants.push_back(Variant{label, name, combo, std::move(c), probe->options()});
     }
   }
   for (const auto& sw : sweeps)
@@ -289,13 +288,14 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   }();
   io.log << "exact target: reward_optimal " << jobs::fixed(target.reward_optimal) << ", base "
          << jobs::fixed(before.reward_mean) << ", effective sample size " << jobs::fixed(target.ess, 0) << "\n";
+  // The target reward where it is known before the runs (given, or a fraction of the way to the optimum).
+  double target_reward = fixed_target ? cfg.number("target_reward")
+                                      : before.reward_mean + kTargetFraction * (target.reward_optimal - before.reward_mean);
   if (fixed_target)
-    io.log << "target reward " << jobs::fixed(cfg.number("target_reward")) << " (--target-reward)\n";
+    io.log << "target reward " << jobs::fixed(target_reward) << " (--target-reward)\n";
   else if (fraction_target)
-    io.log << "target reward "
-           << jobs::fixed(before.reward_mean + kTargetFraction * (target.reward_optimal - before.reward_mean))
-           << ": 0.9 of the way from the base to reward_optimal (" << cfg.text("target_method")
-           << ", the default --target-method, is not among --methods)\n";
+    io.log << "target reward " << jobs::fixed(target_reward) << ": 0.9 of the way from the base to reward_optimal ("
+           << cfg.text("target_method") << ", the default --target-method, is not among --methods)\n";
   else
     io.log << "target reward: the peak of " << target_variant << ", mean over seeds (known when its runs end)\n";
 
@@ -388,19 +388,13 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   for (const auto& c : curves)
     if (c.error.empty()) by_variant[c.variant].push_back(&c);
   auto peak = [](const Curve& c) { return *std::max_element(c.reward.begin(), c.reward.end()); };
-  double target_reward;
-  if (fixed_target) {
-    target_reward = cfg.number("target_reward");
-  } else if (fraction_target) {
-    target_reward = before.reward_mean + kTargetFraction * (target.reward_optimal - before.reward_mean);
-  } else {
+  if (!fixed_target && !fraction_target) {  // the target method's peak, now that its runs are done
     std::vector<double> peaks;
     for (const Curve* c : by_variant[target_variant]) peaks.push_back(peak(*c));
     if (peaks.empty()) throw NumericalError("compare: every run of the target '" + target_variant + "' failed");
     target_reward = stat(peaks).mean;
-  }
-  if (!fixed_target && !fraction_target)
     io.log << "target reward " << jobs::fixed(target_reward) << ": the peak of " << target_variant << "\n";
+  }
   const double gap = target.reward_optimal - before.reward_mean;
   nlohmann::json report = {{"task", task->name()},
                            {"reward", reward->spec()},
@@ -462,7 +456,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
                                {"ms_per_step", stat_json(stat(ms))},
                                {"nfe_per_step", stat_json(stat(nfe))},
                                {"reward_evals_per_step", stat_json(stat(revals))},
-                               {"options", variant_options.at(name)},
+                               {"options", var.options},
                                {"preset", methods().get(var.method).preset}};
     const std::string reached_text =
         stat_text(reached, 0) + " (" + std::to_string(reached.n) + "/" + std::to_string(runs.size()) + ")";
@@ -561,7 +555,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
      << "- of optimal = (reward - base) / (reward_optimal - base); above 1 means the method went past the "
         "KL-optimal tilt at m = " << m << "\n"
      << "- KL to base = KL(p_theta || p_ref) at the end, by ODE likelihoods on " << cfg.integer("eval_kl_samples")
-     << " samples; m means a KL temperature only for ram, ram-anneal, adjoint-matching and eam: the other "
+     << " samples; m means a KL temperature only for ram, ram-anneal, ram-tilt, adjoint-matching and eam: the other "
         "methods have their own regularisers, so compare them on the frontier (plots/frontier.png)\n"
      << "- diversity = mean pairwise distance of the samples (exact target: " << jobs::fixed(target_diversity) << ")\n\n";
   auto md_table = [&](const std::vector<std::vector<std::string>>& t) {

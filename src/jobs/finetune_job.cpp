@@ -137,7 +137,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                                     {"method_options", trainer.method().options()}};
   std::vector<std::pair<std::string, const VelocityFieldImpl*>> saved = {{"policy", &trainer.policy()},
                                                                    {"ref", &trainer.ref()}};
-  if (&trainer.eval_model() != &trainer.policy()) saved.emplace_back("ema", &trainer.eval_model());
+  if (trainer.has_eval_ema()) saved.emplace_back("ema", &trainer.eval_model());
   save_checkpoint(run.checkpoint("final"), saved, ckpt_meta);
 
   Rng plot_rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 7);
@@ -193,7 +193,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
 
   // Where each number comes from: the base and post-trained columns are the final evaluation (the same
   // fixed noise for both); the exact target's column is the importance-weighted pool.
-  const std::string name = trainer.method().name() + (trainer.eval_model_name() == "policy" ? "" : " (EMA)");
+  const std::string name = trainer.method().name() + (trainer.has_eval_ema() ? " (EMA)" : "");
   std::vector<std::vector<std::string>> rows = {
       {"", "base", name, "exact target"},
       {"reward", jobs::fixed(before.reward_mean), jobs::fixed(after.reward_mean),

@@ -35,4 +35,13 @@ torch::Tensor normalized_advantage(const torch::Tensor& r, int64_t group_size,
   return group_centered(r, group_size) / (reward_std(r, group_size, std_scope) + eps);
 }
 
+torch::Tensor clipped_advantage(const torch::Tensor& r, int64_t group_size, const std::string& std_scope,
+                                double eps, double a_max) {
+  return normalized_advantage(r, group_size, std_scope, eps).clamp(-a_max, a_max);
+}
+
+torch::Tensor clipped_surrogate(const torch::Tensor& ratio, const torch::Tensor& A, double c) {
+  return torch::max(-A * ratio, -A * torch::clamp(ratio, 1.0 - c, 1.0 + c));
+}
+
 }  // namespace ramflow

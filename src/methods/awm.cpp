@@ -45,8 +45,8 @@ torch::Tensor AWM::surrogate(const torch::Tensor& v, const torch::Tensor& u, con
 void AWM::prepare(RolloutBatch& batch, const Policies& models, Rng& rng) {
   const double A_max = options_.adv_clip();
   batch.extras["advantage"] =
-      normalized_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps())
-          .clamp(-A_max, A_max) * (options_.adv_max() / A_max);                           // [B]
+      clipped_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps(), A_max) *
+      (options_.adv_max() / A_max);                                                       // [B]
   // Weight 1, t from the time distribution (t_min is not used by the "uniform" weighting).
   const auto d = draw_elbo_points(batch.x0, options_.draws(), "uniform", /*t_min=*/0.5, options_.time(), rng);
   batch.extras["awm_t"] = d.t;      // [B, K]
@@ -71,7 +71,7 @@ LossOutput AWM::loss(const RolloutBatch& batch, const Policies& models, Rng&) {
   auto A = repeat_rows(ex.at("advantage").to(l.options()), K);            // [b K]
   const double c = options_.clip();
   LossOutput out;
-  out.loss = torch::max(-A * ratio, -A * torch::clamp(ratio, 1.0 - c, 1.0 + c)).mean();
+  out.loss = clipped_surrogate(ratio, A, c).mean();
   torch::Tensor v_ref, v_ema, kl, ema_kl;
   {
     torch::NoGradGuard no_grad;

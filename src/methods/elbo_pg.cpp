@@ -34,8 +34,7 @@ ElboPG::ElboPG(ElboPGOptions options) : options_(std::move(options)) { options_.
 void ElboPG::prepare(RolloutBatch& batch, const Policies& models, Rng& rng) {
   const double A_max = options_.adv_clip();
   batch.extras["advantage"] =
-      normalized_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps())
-          .clamp(-A_max, A_max);                                                           // [B]
+      clipped_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps(), A_max);  // [B]
   // One set of (t, eps) draws per rollout, shared by every minibatch and by the old policy.
   const auto d = draw_elbo_points(batch.x0, options_.draws(), options_.weighting(), options_.t_min(),
                                   options_.time(), rng);
@@ -68,8 +67,7 @@ LossOutput ElboPG::loss(const RolloutBatch& batch, const Policies& models, Rng&)
   } else {
     TORCH_CHECK(ex.count("elbo_old"), "elbo-pg: PEPG needs ELBO_old from prepare()");
     ratio = torch::exp(elbo - ex.at("elbo_old"));
-    const double eps = options_.clip();
-    out.loss = torch::max(-A * ratio, -A * torch::clamp(ratio, 1.0 - eps, 1.0 + eps)).mean();
+    out.loss = clipped_surrogate(ratio, A, options_.clip()).mean();
   }
   torch::Tensor kl;
   if (options_.kl() > 0) {

@@ -62,8 +62,7 @@ std::vector<int64_t> FlowGRPO::trained_steps(const std::vector<int64_t>& sde_ste
 void FlowGRPO::prepare(RolloutBatch& batch, const Policies&, Rng&) {
   const double A_max = options_.adv_clip();
   batch.extras["advantage"] =
-      normalized_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps())
-          .clamp(-A_max, A_max);  // [B]
+      clipped_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps(), A_max);  // [B]
 }
 
 LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng&) {
@@ -100,12 +99,11 @@ LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng
   auto ratio = torch::exp(log_prob - log_prob_old);
   auto A = rows.of_sample(it->second.to(opts));                                // [J b]
   const double eps = options_.clip_range();
-  auto clipped = torch::clamp(ratio, 1.0 - eps, 1.0 + eps);
   // The released code drops samples whose advantage is exactly 0 (every sample of a group with equal
   // rewards) before it forms minibatches, so the means run over the rest; `keep` does the same per row.
   const auto keep = options_.drop_zero_adv() ? (A != 0).to(A.scalar_type()) : torch::ones_like(A);  // [J b]
   const auto kept = keep.sum().clamp_min(1.0);
-  auto policy_loss = (keep * torch::max(-A * ratio, -A * clipped)).sum() / kept;
+  auto policy_loss = (keep * clipped_surrogate(ratio, A, eps)).sum() / kept;
 
   LossOutput out;
   out.loss = policy_loss;

@@ -40,8 +40,7 @@ NFT::NFT(NFTOptions options) : options_(std::move(options)) { options_.validate(
 
 void NFT::prepare(RolloutBatch& batch, const Policies&, Rng&) {
   const double A_max = options_.adv_clip();
-  auto A = normalized_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps())
-               .clamp(-A_max, A_max);
+  auto A = clipped_advantage(batch.reward, batch.group_size, options_.std_scope(), options_.std_eps(), A_max);
   batch.extras["optimality"] = (0.5 + A / (2.0 * A_max)).clamp(0.0, 1.0);  // r in [0, 1], [B]
 }
 
