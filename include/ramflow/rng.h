@@ -21,6 +21,8 @@ class Rng {
   torch::Tensor rand(at::IntArrayRef shape, const torch::TensorOptions& opts = {});
   /// One integer drawn uniformly from [lo, hi) (hi > lo).
   int64_t randint(int64_t lo, int64_t hi);
+  /// Integers drawn uniformly from [0, hi) of `shape` -> int64, CPU.
+  torch::Tensor uniform_int(int64_t hi, at::IntArrayRef shape);
   /// n indices in [0, weights.size(0)) drawn with probability ∝ weights, with replacement.
   torch::Tensor multinomial(const torch::Tensor& weights, int64_t n);
 

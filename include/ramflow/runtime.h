@@ -12,6 +12,9 @@ bool keep_freed_memory();
 /// The kernel family OpenBLAS chose for this CPU (its openblas_get_corename()), or "" where the process
 /// has no OpenBLAS (LibTorch built with MKL, or reference BLAS).
 std::string blas_core_name();
+/// Sets torch's intra-op threads to n, and OpenBLAS's own thread pool too where LibTorch's BLAS is
+/// OpenBLAS (its idle threads otherwise spin on sched_yield and take the cores torch was told to leave).
+void set_threads(int n);
 
 /// A one-line note when OpenBLAS runs kernels far older than the CPU (a virtual CPU that hides its model
 /// makes OpenBLAS fall back to, e.g., "Prescott": every LibTorch matrix product then runs several times

@@ -41,6 +41,11 @@ int64_t Rng::randint(int64_t lo, int64_t hi) {
   return torch::randint(lo, hi, {1}, gen_, torch::kLong).item<int64_t>();
 }
 
+torch::Tensor Rng::uniform_int(int64_t hi, at::IntArrayRef shape) {
+  TORCH_CHECK(hi > 0, "Rng::uniform_int: empty range [0, ", hi, ")");
+  return torch::randint(0, hi, shape, gen_, torch::kLong);
+}
+
 torch::Tensor Rng::multinomial(const torch::Tensor& weights, int64_t n) {
   auto w = weights.detach().to(torch::kCPU, torch::kDouble);
   return torch::multinomial(w, n, /*replacement=*/true, gen_);

@@ -5,6 +5,8 @@
 #include <cctype>
 #include <dlfcn.h>
 
+#include <ATen/Parallel.h>
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -28,6 +30,12 @@ std::string blas_core_name() {
   auto* get = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   const char* name = get ? get() : nullptr;
   return name ? std::string(name) : std::string();
+}
+
+void set_threads(int n) {
+  at::set_num_threads(n);
+  using SetThreads = void (*)(int);
+  if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(n);
 }
 
 std::string blas_kernel_note_for(const std::string& core, bool avx2, bool avx512f) {

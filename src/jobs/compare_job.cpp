@@ -314,7 +314,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   int64_t jobs_n = cfg.integer("jobs");
   if (jobs_n == 0) jobs_n = std::max<int64_t>(1, std::thread::hardware_concurrency());
   jobs_n = std::min<int64_t>(jobs_n, static_cast<int64_t>(curves.size()));
-  if (device.is_cpu()) torch::set_num_threads(1);  // parallel runs, one thread each
+  if (device.is_cpu()) set_threads(1);  // parallel runs, one thread each
   std::mutex log_mutex;
   auto say = [&](const std::string& line) {
     std::lock_guard<std::mutex> lock(log_mutex);

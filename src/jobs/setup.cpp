@@ -59,6 +59,7 @@ void add_task_params(ParamTable& t) {
   t.text("task", "ring", "data the base model is pretrained on", tasks().names());
   t.object("mixture", nullptr,
            "task 'mixture': {\"weights\": [...], \"means\": [[...]], \"stds\": [...] or \"covs\"}");
+  t.text("data_dir", nullptr, "image tasks: the directory of the dataset's IDX files (default: the task's)");
   t.text("base", nullptr, "base-model checkpoint (default: pretrain one, or reuse the cached one)");
   t.text("cache_dir", nullptr,
          "where pretrained base models are cached (default: $RAMFLOW_CACHE_DIR, "
@@ -72,6 +73,10 @@ void add_pretrain_params(ParamTable& t) {
   t.integer("pretrain_steps", 5000, "Adam steps", 1, 10000000);
   t.integer("pretrain_batch", 256, "batch size", 1, 1 << 20);
   t.number("pretrain_lr", 1e-3, "learning rate", 0, 10, true);
+  t.number("pretrain_ema", 0.0, "EMA decay of the weights; the base model is the EMA (0 = none)", 0, 0.999999);
+  t.number("pretrain_label_dropout", 0.1,
+           "conditional tasks: probability of the null label, which classifier-free guidance needs", 0, 1);
+  t.number("pretrain_grad_clip", 0.0, "max global gradient norm (0 = off)", 0, 1e9);
   t.integer("pretrain_seed", 0, "seed of pretraining (separate from --seed, so the cache is reused)",
             0, std::numeric_limits<int32_t>::max());
 }
@@ -157,7 +162,7 @@ TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
 }
 
 torch::Device setup_device(const Config& cfg) {
-  if (cfg.integer("threads") > 0) torch::set_num_threads(static_cast<int>(cfg.integer("threads")));
+  if (cfg.integer("threads") > 0) set_threads(static_cast<int>(cfg.integer("threads")));
   const std::string& name = cfg.text("device");
   std::optional<torch::Device> device;
   try {
@@ -170,7 +175,24 @@ torch::Device setup_device(const Config& cfg) {
   return *device;
 }
 
-TaskPtr task_from(const Config& cfg) { return make_task(cfg.text("task"), cfg.raw("mixture")); }
+TaskPtr task_from(const Config& cfg) {
+  const std::string& name = cfg.text("task");
+  if (name == "mixture") {
+    if (cfg.is_set("data_dir")) throw ConfigError("--data-dir applies to image tasks, not to task 'mixture'");
+    return make_task(name, cfg.raw("mixture"));
+  }
+  if (cfg.is_set("mixture")) throw ConfigError("mixture: applies to task 'mixture' only, not to '" + name + "'");
+  if (cfg.is_set("data_dir")) return make_task(name, {{"data_dir", cfg.text("data_dir")}});
+  return make_task(name, nullptr);
+}
+
+void apply_task_preset(Config& cfg) {
+  const auto& preset = tasks().get(cfg.text("task")).preset;
+  nlohmann::json known = nlohmann::json::object();
+  for (const auto& kv : preset.items())
+    if (cfg.table().find(kv.key())) known[kv.key()] = kv.value();
+  cfg.apply_defaults(known);
+}
 
 RewardPtr resolve_reward(Config& cfg, const Task& task) {
   RewardPtr reward = make_reward(reward_spec_from(cfg), task.dim());
@@ -236,12 +258,15 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
     return model;
   }
   // The cache key covers everything that determines the pretrained weights.
-  const nlohmann::json key = {{"format", 3},  // bump when a model's parameter layout or initialisation changes
+  const nlohmann::json key = {{"format", 4},  // bump when a model's parameter layout or initialisation changes
                               {"task", task.spec()},
                               {"model", model_spec_from(cfg, task)},
                               {"steps", cfg.integer("pretrain_steps")},
                               {"batch", cfg.integer("pretrain_batch")},
                               {"lr", cfg.number("pretrain_lr")},
+                              {"ema", cfg.number("pretrain_ema")},
+                              {"label_dropout", cfg.number("pretrain_label_dropout")},
+                              {"grad_clip", cfg.number("pretrain_grad_clip")},
                               {"seed", cfg.integer("pretrain_seed")}};
   std::ostringstream name;
   name << "base-" << task.name() << "-" << std::hex << std::setw(16) << std::setfill('0')
@@ -279,12 +304,15 @@ VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Devic
   model->to(device);
   Progress bar("pretrain", cfg.integer("pretrain_steps"), io.log, io.tty);
   double last_loss = 0;
-  DataSampler data = [&](int64_t n, Rng& rng, torch::Tensor*) { return task.sample_data(n, rng); };
+  DataSampler data = [&](int64_t n, Rng& rng, torch::Tensor* cond) { return task.sample_data(n, rng, {}, cond); };
   pretrain_flow_matching(*model, data,
                          PretrainOptions()
                              .steps(cfg.integer("pretrain_steps"))
                              .batch(cfg.integer("pretrain_batch"))
                              .lr(cfg.number("pretrain_lr"))
+                             .ema(cfg.number("pretrain_ema"))
+                             .label_dropout(cfg.number("pretrain_label_dropout"))
+                             .grad_clip(cfg.number("pretrain_grad_clip"))
                              .seed(static_cast<uint64_t>(cfg.integer("pretrain_seed"))),
                          [&](const PretrainRecord& r) {
                            last_loss = r.loss;

@@ -10,6 +10,7 @@
 #include "ramflow/evaluator.h"
 #include "ramflow/jobs.h"
 #include "ramflow/run_dir.h"
+#include "ramflow/runtime.h"
 #include "ramflow/plot.h"
 #include "ramflow/pretrain.h"
 #include "ramflow/reward.h"
@@ -32,6 +33,8 @@ void add_training_params(ParamTable& t, bool with_method = true);
 /// Applies `device` and `threads`; returns the device (ConfigError if CUDA is asked for but absent).
 torch::Device setup_device(const Config& cfg);
 TaskPtr task_from(const Config& cfg);
+/// Applies the task's preset (TaskInfo::preset) to the keys of cfg's table that were not given.
+void apply_task_preset(Config& cfg);
 /// The reward spec: `reward` (a name or a spec object) overlaid with the reward_* keys that are set.
 nlohmann::json reward_spec_from(const Config& cfg);
 /// Builds the reward and writes its resolved spec back into `cfg` (the reward_* keys then cleared), so

@@ -4,6 +4,7 @@
 #include "ramflow/config.h"
 #include "ramflow/exact_mixture_velocity.h"
 #include "ramflow/mlp_velocity.h"
+#include "ramflow/unet.h"
 
 namespace ramflow {
 namespace {
@@ -12,6 +13,9 @@ void register_builtin_models(Registry<ModelFactory>& r) {
   r.add("mlp", [](const nlohmann::json& spec) -> VelocityFieldPtr {
     return MLPVelocity(MLPVelocityOptions::from_json(spec)).ptr();
   }, "MLP with Fourier time features (low-dimensional data)");
+  r.add("unet", [](const nlohmann::json& spec) -> VelocityFieldPtr {
+    return UNet(UNetOptions::from_json(spec)).ptr();
+  }, "class-conditional U-Net (images [C, H, W])");
   r.add("exact_mixture", [](const nlohmann::json& spec) -> VelocityFieldPtr {
     SpecReader s(spec, "model 'exact_mixture'");
     s.text("type");

@@ -1,0 +1,69 @@
+// The task base class and the list of built-in tasks: one line per task. Adding a task = one file + one
+// line here.
+#include <torch/torch.h>
+
+#include "ramflow/errors.h"
+#include "ramflow/image_task.h"
+#include "ramflow/mixture_task.h"
+
+namespace ramflow {
+namespace {
+
+TaskFactory fixed(std::string name, GaussianMixture (*make)()) {
+  return [name, make](const nlohmann::json& params) -> TaskPtr {
+    if (!params.is_null())
+      throw ConfigError("task '" + name + "' takes no parameters, got " + params.dump() +
+                        " (use task 'mixture' for a custom mixture)");
+    return make_mixture_task(name, make(), nullptr);
+  };
+}
+
+GaussianMixture ring() { return GaussianMixture::ring(8, 4.0, 0.15); }
+GaussianMixture gauss1d() { return GaussianMixture::single({1.0}, 0.5); }
+GaussianMixture gauss2d() { return GaussianMixture::single({1.0, -1.0}, 0.5); }
+
+TaskPtr custom_mixture(const nlohmann::json& params) {
+  if (params.is_null())
+    throw ConfigError("task 'mixture' needs its mixture: set 'mixture' to "
+                      "{\"weights\": [...], \"means\": [[...]], \"stds\": [...]}");
+  return make_mixture_task("mixture", GaussianMixture::from_json(params, "task 'mixture'"), params);
+}
+
+void register_builtin_tasks(Registry<TaskInfo>& r) {
+  r.add("ring", {fixed("ring", ring)}, "8-mode Gaussian ring, radius 4, per-mode std 0.15 (2-D)");
+  r.add("gauss1d", {fixed("gauss1d", gauss1d)}, "single Gaussian N(1, 0.5^2) (1-D)");
+  r.add("gauss2d", {fixed("gauss2d", gauss2d)}, "single Gaussian N((1,-1), 0.5^2 I) (2-D)");
+  r.add("mixture", {custom_mixture}, "Gaussian mixture from the 'mixture' setting");
+  r.add("fashion", {[](const nlohmann::json& p) { return make_image_task(fashion_mnist_info(), p); },
+                    image_task_preset()},
+        "Fashion-MNIST: 10 classes of 28x28 grey images, class-conditional (--data-dir)");
+}
+
+}  // namespace
+
+int64_t Task::dim() const {
+  int64_t d = 1;
+  for (auto s : sample_shape()) d *= s;
+  return d;
+}
+
+torch::Tensor Task::sample_conditions(int64_t n, Rng& rng) const {
+  return num_classes() > 0 ? rng.uniform_int(num_classes(), {n}) : torch::Tensor();
+}
+
+std::string Task::class_name(int64_t k) const { return "class " + std::to_string(k); }
+
+const Registry<TaskInfo>& tasks() {
+  static const Registry<TaskInfo> registry = [] {
+    Registry<TaskInfo> r("task");
+    register_builtin_tasks(r);
+    return r;
+  }();
+  return registry;
+}
+
+TaskPtr make_task(const std::string& name, const nlohmann::json& params) {
+  return tasks().get(name).make(params);
+}
+
+}  // namespace ramflow

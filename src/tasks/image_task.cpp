@@ -1,0 +1,123 @@
+// IDX image datasets as conditional tasks (see include/ramflow/image_task.h).
+#include "ramflow/image_task.h"
+
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "ramflow/config.h"
+#include "ramflow/errors.h"
+#include "ramflow/idx.h"
+#include "ramflow/unet.h"
+
+namespace ramflow {
+namespace {
+
+struct Labelled {
+  torch::Tensor images;  // [N, H, W] uint8
+  torch::Tensor labels;  // [N] int64
+};
+
+class ImageTask : public Task {
+ public:
+  ImageTask(const ImageDatasetInfo& info, std::string dir, nlohmann::json params)
+      : info_(info), params_(std::move(params)) {
+    train_ = load(dir, "train");
+    test_ = load(dir, "t10k");
+    if (train_.images.sizes().slice(1) != test_.images.sizes().slice(1))
+      throw InputError("task '" + info_.name + "': training images are " + shape_text(train_.images) +
+                       " but test images are " + shape_text(test_.images) + " (in " + dir + ")");
+  }
+  std::string name() const override { return info_.name; }
+  std::vector<int64_t> sample_shape() const override {
+    return {1, train_.images.size(1), train_.images.size(2)};
+  }
+  int64_t num_classes() const override { return static_cast<int64_t>(info_.class_names.size()); }
+  std::string class_name(int64_t k) const override {
+    return k >= 0 && k < num_classes() ? info_.class_names[static_cast<size_t>(k)] : Task::class_name(k);
+  }
+  torch::Tensor sample_data(int64_t n, Rng& rng, const torch::TensorOptions& opts,
+                            torch::Tensor* cond) const override {
+    auto idx = rng.uniform_int(train_.images.size(0), {n});                   // [n] with replacement
+    auto x = to_unit(train_.images.index_select(0, idx));                 // [n, 1, H, W]
+    if (cond) *cond = train_.labels.index_select(0, idx).to(opts.device());
+    return opts.has_device() ? x.to(opts.device()) : x;
+  }
+  std::optional<Split> test_split() const override { return Split{to_unit(test_.images), test_.labels}; }
+  nlohmann::json default_model() const override {
+    return default_image_model(1, train_.images.size(1), num_classes());
+  }
+  nlohmann::json spec() const override { return {{"task", info_.name}, {"params", params_}}; }
+
+ private:
+  // bytes [N, H, W] -> x0 = u / 127.5 - 1, [N, 1, H, W] float32
+  static torch::Tensor to_unit(const torch::Tensor& u) {
+    return u.to(torch::kFloat).div(127.5).sub(1.0).unsqueeze(1);
+  }
+  static std::string shape_text(const torch::Tensor& t) {
+    std::string s = "[";
+    for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+    return s + "]";
+  }
+  std::string find(const std::string& dir, const std::string& stem) const {
+    namespace fs = std::filesystem;
+    for (const std::string& name : {stem + ".gz", stem})
+      if (fs::exists(fs::path(dir) / name)) return (fs::path(dir) / name).string();
+    throw InputError("task '" + info_.name + "': " + (fs::path(dir) / stem).string() +
+                     "[.gz] not found; install " + info_.package + " or pass --data-dir DIR");
+  }
+  Labelled load(const std::string& dir, const std::string& split) const {
+    const std::string image_path = find(dir, split + "-images-idx3-ubyte");
+    const std::string label_path = find(dir, split + "-labels-idx1-ubyte");
+    auto images = read_idx(image_path, 3);
+    auto labels = read_idx(label_path, 1);
+    if (images.scalar_type() != torch::kByte) throw InputError(image_path + ": images must be uint8");
+    if (labels.scalar_type() != torch::kByte) throw InputError(label_path + ": labels must be uint8");
+    if (images.size(0) != labels.size(0))
+      throw InputError(label_path + ": " + std::to_string(labels.size(0)) + " labels for " +
+                       std::to_string(images.size(0)) + " images in " + image_path);
+    if (images.size(0) == 0) throw InputError(image_path + ": no images");
+    auto long_labels = labels.to(torch::kLong);
+    const int64_t top = long_labels.max().item<int64_t>();
+    if (top >= num_classes())
+      throw InputError(label_path + ": label " + std::to_string(top) + " is outside the task's " +
+                       std::to_string(num_classes()) + " classes");
+    return {images, long_labels};
+  }
+
+  const ImageDatasetInfo& info_;
+  nlohmann::json params_;
+  Labelled train_, test_;
+};
+
+}  // namespace
+
+const ImageDatasetInfo& fashion_mnist_info() {
+  static const ImageDatasetInfo info{
+      "fashion", "/usr/share/datasets/fashion-mnist", "Debian's dataset-fashion-mnist (scripts/setup)",
+      {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+       "Ankle boot"}};
+  return info;
+}
+
+TaskPtr make_image_task(const ImageDatasetInfo& info, const nlohmann::json& params) {
+  std::string dir = info.default_dir;
+  if (!params.is_null()) {
+    SpecReader r(params, "task '" + info.name + "'");
+    dir = r.text("data_dir", info.default_dir);
+    r.finish();
+  }
+  return std::make_shared<ImageTask>(info, dir, params);
+}
+
+nlohmann::json image_task_preset() {
+  return {{"pretrain_steps", 8000},  {"pretrain_batch", 128},       {"pretrain_lr", 5e-4},
+          {"pretrain_ema", 0.999},   {"pretrain_label_dropout", 0.1}, {"pretrain_grad_clip", 1.0},
+          {"eval_samples", 1000},    {"eval_steps", 20}};
+}
+
+nlohmann::json default_image_model(int64_t channels, int64_t size, int64_t num_classes) {
+  return UNetOptions().in_channels(channels).image_size(size).num_classes(num_classes).to_json();
+}
+
+}  // namespace ramflow
