@@ -8,7 +8,35 @@
 #include "ramflow/task.h"
 #include "ramflow/velocity_field.h"
 
+#include <filesystem>
+#include <string>
+
+#include "ramflow/idx.h"
+
 namespace ramflow::testing {
+
+/// A tiny labelled image dataset in IDX files under `dir` (created): `classes` classes of size x size grey
+/// images; an image of class k is dark (byte 20) with a bright 2 x 2 square (byte 235) at column 2k,
+/// row 1, plus byte noise in [0, 10). Training and test splits of n_train and n_test images, labels
+/// cycling 0, 1, 2, ... Returns dir.
+inline std::string tiny_image_dataset(const std::string& dir, int64_t n_train = 60, int64_t n_test = 30,
+                                      int64_t size = 8, int64_t classes = 3) {
+  std::filesystem::create_directories(dir);
+  Rng rng(11);
+  auto make = [&](int64_t n, const std::string& split) {
+    auto labels = torch::arange(n).remainder(classes).to(torch::kByte);            // [n]
+    auto images = (20 + rng.rand({n, size, size}) * 10).to(torch::kByte);            // [n, size, size]
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t k = i % classes;
+      images[i].narrow(0, 1, 2).narrow(1, 2 * k, 2).fill_(235);
+    }
+    write_idx(dir + "/" + split + "-images-idx3-ubyte.gz", images, /*gzip=*/true);
+    write_idx(dir + "/" + split + "-labels-idx1-ubyte", labels);
+  };
+  make(n_train, "train");
+  make(n_test, "t10k");
+  return dir;
+}
 
 /// A model of `spec` pretrained by flow matching on `task` (batch 256, lr 1e-3, seed 0, init seed 0).
 inline VelocityFieldPtr pretrained(const Task& task, const nlohmann::json& spec, int64_t steps) {

@@ -5,38 +5,58 @@
 #include "ramflow/checkpoint.h"
 #include "ramflow/gaussian_mixture.h"
 #include "ramflow/mlp_velocity.h"
+#include "ramflow/unet.h"
 #include "ramflow/velocity_field.h"
 
 namespace ramflow {
 namespace {
 
-nlohmann::json example_spec(const std::string& name) {
-  if (name == "mlp") return MLPVelocityOptions(2).hidden(32).depth(2).to_json();
-  if (name == "exact_mixture") return {{"type", "exact_mixture"}, {"mixture", GaussianMixture::ring().to_json()}};
-  return nullptr;
+// One example per registered model: its spec, the shape of one sample, and its number of classes
+// (conditional models get labels). A newly registered model without one fails the tests below.
+struct Example {
+  nlohmann::json spec;
+  std::vector<int64_t> shape = {2};
+  int64_t classes = 0;
+};
+Example example(const std::string& name) {
+  if (name == "mlp") return {MLPVelocityOptions(2).hidden(32).depth(2).to_json()};
+  if (name == "exact_mixture") return {{{"type", "exact_mixture"}, {"mixture", GaussianMixture::ring().to_json()}}};
+  if (name == "unet") return {UNetOptions().image_size(8).mult({1, 2}).num_classes(3).to_json(), {1, 8, 8}, 3};
+  return {nullptr};
 }
+nlohmann::json example_spec(const std::string& name) { return example(name).spec; }
 
 class ModelContract : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelContract, ShapesCloneAndCheckpointRoundTrip) {
-  auto spec = example_spec(GetParam());
-  ASSERT_FALSE(spec.is_null()) << "add an example spec for model '" << GetParam() << "'";
-  auto model = make_velocity_field(spec);
+  const Example ex = example(GetParam());
+  ASSERT_FALSE(ex.spec.is_null()) << "add an example spec for model '" << GetParam() << "'";
+  auto model = make_velocity_field(ex.spec, 1);
+  {
+    // Perturbed, so that zero-initialised layers take part in the round trips below.
+    torch::NoGradGuard g;
+    Rng prng(5);
+    for (auto& p : model->parameters()) p.add_(prng.randn(p.sizes()) * 0.05);
+  }
   EXPECT_EQ(model->spec(), make_velocity_field(model->spec())->spec());
   Rng rng(4);
-  auto x = rng.randn({9, 2});
+  std::vector<int64_t> shape = {9};
+  shape.insert(shape.end(), ex.shape.begin(), ex.shape.end());
+  auto x = rng.randn(shape);
   auto t = rng.rand({9});
-  auto v = model->forward(x, t);
+  torch::Tensor cond = ex.classes > 0 ? torch::arange(9).remainder(ex.classes) : torch::Tensor();
+  auto forward = [&](VelocityFieldImpl& m) { return m.forward(x, t, cond); };
+  auto v = forward(*model);
   EXPECT_EQ(v.sizes(), x.sizes());
   EXPECT_EQ(v.scalar_type(), torch::kFloat);
   EXPECT_TRUE(torch::isfinite(v).all().item<bool>());
   auto copy = clone_velocity_field(*model);
-  EXPECT_TRUE(torch::equal(copy->forward(x, t), v));
+  EXPECT_TRUE(torch::equal(forward(*copy), v));
   const std::string path = ::testing::TempDir() + "model_" + GetParam() + ".safetensors";
   save_checkpoint(path, {{"m", model.get()}}, {{"step", 3}});
   nlohmann::json meta;
   auto loaded = load_checkpoint_model(path, "m", &meta);
-  EXPECT_TRUE(torch::equal(loaded->forward(x, t), v));
+  EXPECT_TRUE(torch::equal(forward(*loaded), v));
   EXPECT_EQ(meta["step"], 3);
 }
 

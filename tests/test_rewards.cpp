@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "ramflow/classifier.h"
 #include "ramflow/errors.h"
 #include "ramflow/reward.h"
 #include "ramflow/rng.h"
@@ -23,6 +24,13 @@ Example example(const std::string& name) {
   if (name == "brightness") return {{{"type", "brightness"}}};
   if (name == "jpeg-compressibility" || name == "jpeg-incompressibility")
     return {{{"type", name}, {"quality", 80}}, {1, 16, 16}};
+  if (name == "classifier") {
+    // A judge with random weights (the contract is about shapes, round trips and gradients).
+    const std::string path = ::testing::TempDir() + "contract_judge.safetensors";
+    ImageClassifier judge(ClassifierOptions().image_size(8).num_classes(4));
+    save_classifier(path, *judge);
+    return {{{"type", "classifier"}, {"checkpoint", path}, {"class", 2}}, {1, 8, 8}};
+  }
   if (name == "sum")
     return {{{"type", "sum"},
              {"terms", {{{"type", "linear"}, {"coef", {1.0, 1.0}}, {"weight", 2.0}},

@@ -118,6 +118,8 @@ int main(int argc, char** argv) {
   };
   try {
     add("pretrain", "flow-matching pretraining of a base model", ramflow::pretrain_params(), ramflow::run_pretrain);
+    add("train-classifier", "train an image classifier (a reward's judge or the evaluation classifier)",
+        ramflow::train_classifier_params(), ramflow::run_train_classifier);
     add("finetune", "post-train a base model against a reward (RAM by default)", ramflow::finetune_params(), ramflow::run_finetune);
     add("sample", "draw samples from a checkpoint", ramflow::sample_params(), ramflow::run_sample);
     add("eval", "evaluate a checkpoint against the exact target", ramflow::eval_params(), ramflow::run_eval);

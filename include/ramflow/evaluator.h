@@ -7,6 +7,12 @@
 //     reported beside it (the two differ by the base model's pretraining error).
 //   * Every model is evaluated on the same fixed noise (common random numbers), so before/after
 //     differences are not sampling noise of the starting points.
+//   * Conditional tasks: the evaluation and the pool request the classes in turn (sample i asks for class
+//     i mod K), and the target is the tilt of each condition, p*(x | c) ∝ p_ref(x | c) exp(m r(x, c)):
+//     the pool's weights are normalised within each class. Samples and pool are drawn with the same
+//     guided sampler (`cfg`, guidance.h), so p_ref is the guided base model.
+//   * Image tasks with an evaluation classifier (`judge`): accuracy, Fréchet distance, within-class
+//     diversity and hacking indicators (image_metrics.h) of every evaluated model.
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -14,6 +20,7 @@
 #include <torch/types.h>
 
 #include "ramflow/gaussian_mixture.h"
+#include "ramflow/image_metrics.h"
 #include "ramflow/likelihood.h"
 #include "ramflow/reward.h"
 #include "ramflow/sampler.h"
@@ -29,6 +36,8 @@ struct EvalOptions {
   TORCH_ARG(uint64_t, seed) = 1234;    // the fixed evaluation noise
   TORCH_ARG(int64_t, kl_samples) = 500;  // samples behind KL(p_theta || p_ref) (the first of the fixed noise)
   TORCH_ARG(LikelihoodOptions, likelihood) = LikelihoodOptions().steps(50);
+  TORCH_ARG(double, cfg) = 1.0;          // classifier-free guidance scale of the evaluation sampler
+  TORCH_ARG(std::string, judge) = "";    // evaluation classifier file (path or shipped name); "" = none
 };
 
 /// A point of the exact reward-KL frontier: the tilt p_ref exp(m r) / Z at one m.
@@ -38,7 +47,8 @@ struct FrontierPoint {
 
 struct ExactTarget {
   double multiplier = 0;           // m
-  torch::Tensor pool;              // [N, D] base-model samples, float32, CPU
+  torch::Tensor pool;              // [N, D] base-model samples (flattened), float32, CPU
+  torch::Tensor pool_cond;         // [N] their requested classes, or undefined (unconditional)
   torch::Tensor rewards;           // [N]
   torch::Tensor weights;           // [N] float64 ∝ exp(m r), sum 1
   double ess = 0;                  // effective sample size of the weights
@@ -67,6 +77,8 @@ struct EvalResult {
   double kl_to_base_se = std::nan("");  // its standard error over the samples
   torch::Tensor mode_masses;       // [M] (undefined if the task has no modes)
   torch::Tensor samples;           // [n, ...] the endpoints, CPU
+  torch::Tensor cond;              // [n] their requested classes, or undefined
+  std::optional<ImageMetrics> image;  // with an evaluation classifier
 };
 
 class Evaluator {
@@ -77,19 +89,23 @@ class Evaluator {
   /// Samples `n` endpoints of `model` from the fixed evaluation noise (n = 0: options.samples()). With
   /// `kl`, also KL(model || base) on the first kl_samples of them (exactly 0 for the base itself).
   EvalResult evaluate(VelocityFieldImpl& model, int64_t n = 0, bool kl = false) const;
+  /// The requested classes of the first n evaluation samples (undefined for an unconditional task).
+  torch::Tensor conditions(int64_t n) const { return cond_.defined() ? cond_.narrow(0, 0, n) : cond_; }
   /// n samples of the exact target, resampled from the weighted pool.
   torch::Tensor target_samples(int64_t n, Rng& rng) const;
   const ExactTarget& target() const { return target_; }
   const EvalOptions& options() const { return options_; }
 
  private:
-  torch::Tensor endpoints(VelocityFieldImpl& model, const torch::Tensor& noise) const;
+  torch::Tensor endpoints(VelocityFieldImpl& model, const torch::Tensor& noise, const torch::Tensor& cond) const;
   TaskPtr task_;
   RewardPtr reward_;
   VelocityFieldPtr base_;  // a frozen copy of the base model, p_ref of the KL
   EvalOptions options_;
   torch::Tensor noise_;  // [samples, ...] fixed evaluation noise, CPU
+  torch::Tensor cond_;   // [samples] requested classes (i mod K), or undefined
   ExactTarget target_;
+  std::optional<ImageJudge> judge_;
 };
 
 /// The exact expectation of a quadratic-form reward under a Gaussian mixture:

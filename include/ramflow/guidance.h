@@ -11,24 +11,22 @@
 
 namespace ramflow {
 
+/// A view, not a copy: it holds a reference to `model`, which must outlive it (a rollout or an
+/// evaluation builds one on the stack around the model it samples).
 class GuidedVelocityImpl : public VelocityFieldImpl {
  public:
   /// `model` must be conditional (it is called with labels and with kNullLabel); w >= 0.
-  GuidedVelocityImpl(VelocityFieldPtr model, double scale);
+  GuidedVelocityImpl(VelocityFieldImpl& model, double scale);
   /// x [B, ...], t [B], cond [B] -> v_w [B, ...]. cond must be defined.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond = {}) override;
   /// {"type": "guided", "scale": w, "model": the inner spec} (not a registered model: not for checkpoints).
   nlohmann::json spec() const override;
   double scale() const { return scale_; }
-  VelocityFieldImpl& inner() { return *model_; }
+  VelocityFieldImpl& inner() { return model_; }
 
  private:
-  VelocityFieldPtr model_;
+  VelocityFieldImpl& model_;
   double scale_;
 };
-TORCH_MODULE(GuidedVelocity);
-
-/// `model` guided with scale w, or `model` itself when w == 1 (no wrapper, no extra cost).
-VelocityFieldPtr guided(VelocityFieldPtr model, double scale);
 
 }  // namespace ramflow

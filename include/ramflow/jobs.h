@@ -19,6 +19,11 @@ struct JobIO {
 ParamTable pretrain_params();
 nlohmann::json run_pretrain(const Config& cfg, JobIO io);
 
+/// train-classifier: trains an image classifier (the classifier reward's judge, or the evaluation
+/// classifier) on an image task and reports its test accuracy; writes a run directory.
+ParamTable train_classifier_params();
+nlohmann::json run_train_classifier(const Config& cfg, JobIO io);
+
 /// finetune: post-trains the base model against a reward with a method (RAM by default), evaluates
 /// before and after against the exact target, and writes a run directory.
 ParamTable finetune_params();

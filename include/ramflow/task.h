@@ -45,6 +45,9 @@ class Task {
     torch::Tensor cond;  // [N] int64, or undefined
   };
   virtual std::optional<Split> test_split() const { return std::nullopt; }
+  /// The whole training split in file order (for training a classifier); throws ConfigError for a task
+  /// that has none (mixtures are distributions, not datasets).
+  virtual Split training_split() const;
   /// The name of class k (for reports): "class k" unless the task knows better.
   virtual std::string class_name(int64_t k) const;
   /// The data law as a Gaussian mixture, if it is one (enables closed-form tilts and mode masses).

@@ -5,6 +5,9 @@
 //   -> for each of M minibatches: method loss -> AdamW step
 //   -> EMA "old" policy update -> step record.
 // The first minibatch is exactly on-policy; later ones are slightly off-policy (PPO-style reuse).
+// Conditions: a CondSampler draws one label per group; every sample of the group carries it through the
+// rollout, the reward and the loss. With cfg != 1 the rollout samples the guided velocity
+// v_u + w (v_c - v_u); the losses still use the conditional prediction (guidance.h).
 // Each step draws from its own random stream rng.fork(step), so a run is reproducible step by step.
 #include <functional>
 #include <memory>
@@ -24,6 +27,7 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, groups) = 1;        // P condition groups per step
   TORCH_ARG(int64_t, group_size) = 32;   // G endpoints per group
   TORCH_ARG(SampleOptions, rollout) = SampleOptions();  // rollout sampler, steps and grid shift
+  TORCH_ARG(double, cfg) = 1.0;          // classifier-free guidance scale of ODE rollouts (guidance.h)
   TORCH_ARG(double, lr) = 1e-4;
   TORCH_ARG(double, weight_decay) = 0.0;
   TORCH_ARG(double, beta1) = 0.9;

@@ -3,6 +3,9 @@
 
 #include <torch/torch.h>
 
+#include "ramflow/assets.h"
+#include "ramflow/errors.h"
+#include "ramflow/guidance.h"
 #include "ramflow/metrics.h"
 #include "ramflow/tilt.h"
 
@@ -26,22 +29,46 @@ double ExactTarget::distance(const torch::Tensor& x, std::optional<double> x_pai
   return 2.0 * mean_cross_distance(x, pool, weights) - self - pair_distance;
 }
 
+namespace {
+
+// The pool's index sets: one per class of a conditional pool, else one holding everything.
+std::vector<torch::Tensor> groups_of(const torch::Tensor& cond, int64_t n) {
+  if (!cond.defined()) return {torch::arange(n)};
+  std::vector<torch::Tensor> out;
+  const int64_t K = cond.max().item<int64_t>() + 1;
+  for (int64_t k = 0; k < K; ++k) {
+    auto idx = (cond == k).nonzero().flatten();
+    if (idx.size(0) > 0) out.push_back(idx);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<FrontierPoint> ExactTarget::frontier(const std::vector<double>& multipliers) const {
-  // Self-normalised weights w_i ∝ exp(m r_i) on the pool of base samples:
-  //   E_m[r] = sum_i w_i r_i,   KL(p_m || p_ref) = m E_m[r] - log Z_m,   Z_m = mean_i exp(m r_i)
-  // (log-sum-exp for stability).
+  // Self-normalised weights w_i ∝ exp(m r_i) on the pool of base samples, within each condition c:
+  //   E_m[r | c] = sum_i w_i r_i,   KL_c = m E_m[r | c] - log Z_c,   Z_c = mean_{i in c} exp(m r_i)
+  // (log-sum-exp for stability); reward and KL average over the conditions with their pool shares.
   const auto r = rewards.to(torch::kDouble);
   const double n = static_cast<double>(r.size(0));
+  const auto groups = groups_of(pool_cond, r.size(0));
   std::vector<FrontierPoint> out;
   for (double m : multipliers) {
-    auto logits = m * r;
-    const double log_z = (torch::logsumexp(logits, 0) - std::log(n)).item<double>();
-    auto w = torch::softmax(logits, 0);
     FrontierPoint p;
     p.multiplier = m;
-    p.reward = torch::dot(w, r).item<double>();
-    p.kl = m * p.reward - log_z;
-    p.ess = 1.0 / w.square().sum().item<double>();
+    auto w_all = torch::zeros_like(r);
+    for (const auto& idx : groups) {
+      const double share = static_cast<double>(idx.size(0)) / n;
+      auto rk = r.index_select(0, idx);
+      auto logits = m * rk;
+      const double log_z = (torch::logsumexp(logits, 0) - std::log(static_cast<double>(idx.size(0)))).item<double>();
+      auto w = torch::softmax(logits, 0);
+      const double reward_k = torch::dot(w, rk).item<double>();
+      p.reward += share * reward_k;
+      p.kl += share * (m * reward_k - log_z);
+      w_all.index_copy_(0, idx, share * w);
+    }
+    p.ess = 1.0 / w_all.square().sum().item<double>();
     out.push_back(p);
   }
   return out;
@@ -64,20 +91,38 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
   for (auto s : task_->sample_shape()) shape.push_back(s);
   Rng rng(options_.seed());
   noise_ = rng.randn(shape);
+  const int64_t K = task_->num_classes();
+  if (K > 0) cond_ = torch::arange(options_.samples()).remainder(K);          // [samples]: i mod K
   shape[0] = options_.pool();
-  auto pool = endpoints(base, rng.fork(1).randn(shape));
+  torch::Tensor pool_cond = K > 0 ? torch::arange(options_.pool()).remainder(K) : torch::Tensor();
+  auto pool = endpoints(base, rng.fork(1).randn(shape), pool_cond);
+  if (!options_.judge().empty()) {
+    auto test = task_->test_split();
+    if (!test || K == 0 || task_->sample_shape().size() != 3)
+      throw ConfigError("an evaluation classifier needs a labelled image task; task '" + task_->name() + "' is not");
+    judge_.emplace(load_classifier(resolve_model_file(options_.judge())), *test);
+  }
 
   target_.multiplier = multiplier;
-  target_.rewards = score_checked(*reward_, pool);
-  auto tilted = importance_tilt(pool, target_.rewards, multiplier);
-  target_.pool = tilted.x;
-  target_.weights = tilted.w;
-  target_.ess = tilted.ess;
+  target_.rewards = score_checked(*reward_, pool, pool_cond);
+  target_.pool = pool.reshape({pool.size(0), -1});                            // [N, D]
+  target_.pool_cond = pool_cond;
+  const auto point = target_.frontier({multiplier}).front();
+  {
+    // The weights themselves (frontier() keeps only their summaries): softmax(m r) within each class,
+    // times the class's share of the pool.
+    auto r = target_.rewards.to(torch::kDouble);
+    target_.weights = torch::zeros_like(r);
+    for (const auto& idx : groups_of(pool_cond, r.size(0)))
+      target_.weights.index_copy_(0, idx, torch::softmax(multiplier * r.index_select(0, idx), 0) *
+                                              (static_cast<double>(idx.size(0)) / static_cast<double>(r.size(0))));
+  }
+  target_.ess = point.ess;
   auto r64 = target_.rewards.to(torch::kDouble);
   target_.reward_base = r64.mean().item<double>();
   target_.reward_optimal = torch::dot(target_.weights, r64).item<double>();
   target_.pair_distance = mean_pair_distance(target_.pool, target_.weights);
-  target_.kl_optimal = target_.frontier({multiplier}).front().kl;
+  target_.kl_optimal = point.kl;
   if (const GaussianMixture* g = task_->mixture()) {
     target_.mode_centers = g->means.to(torch::kFloat);
     target_.mode_masses = mode_masses(target_.pool, target_.mode_centers, target_.weights);
@@ -88,13 +133,19 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
   }
 }
 
-torch::Tensor Evaluator::endpoints(VelocityFieldImpl& model, const torch::Tensor& noise) const {
+torch::Tensor Evaluator::endpoints(VelocityFieldImpl& model, const torch::Tensor& noise,
+                                   const torch::Tensor& cond) const {
   auto opts = device_of(model).options();
+  // The evaluation sampler, guided when cfg != 1 (the same for the pool and for every model).
+  GuidedVelocityImpl guided_model(model, options_.cfg());
+  VelocityFieldImpl& sampler_model = cond.defined() && options_.cfg() != 1.0 ? guided_model : model;
+  const int64_t chunk = noise.dim() > 2 ? 500 : kSampleChunk;  // images: smaller batches
   std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < noise.size(0); i += kSampleChunk) {
-    const int64_t n = std::min(kSampleChunk, noise.size(0) - i);
+  for (int64_t i = 0; i < noise.size(0); i += chunk) {
+    const int64_t n = std::min(chunk, noise.size(0) - i);
     auto x1 = noise.narrow(0, i, n).to(opts.device());
-    parts.push_back(sample(model, x1, {}, options_.sampler()).x0.to(torch::kCPU));
+    auto c = cond.defined() ? cond.narrow(0, i, n).to(opts.device()) : cond;
+    parts.push_back(sample(sampler_model, x1, c, options_.sampler()).x0.to(torch::kCPU));
   }
   return torch::cat(parts, 0);
 }
@@ -103,20 +154,27 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
   if (n <= 0 || n > options_.samples()) n = options_.samples();
   EvalResult out;
   out.n = n;
-  out.samples = endpoints(model, noise_.narrow(0, 0, n));
-  auto r = score_checked(*reward_, out.samples).to(torch::kDouble);
+  out.cond = conditions(n);
+  out.samples = endpoints(model, noise_.narrow(0, 0, n), out.cond);
+  auto r = score_checked(*reward_, out.samples, out.cond).to(torch::kDouble);
   out.reward_mean = r.mean().item<double>();
   out.reward_std = r.std().item<double>();
-  out.diversity = mean_pair_distance(out.samples);
-  out.distance = target_.distance(out.samples, out.diversity);
+  const auto flat = out.samples.reshape({n, -1});                             // [n, D]
+  out.diversity = mean_pair_distance(flat);
+  out.distance = target_.distance(flat, out.diversity);
   if (target_.mode_centers.defined())
     out.mode_masses = mode_masses(out.samples, target_.mode_centers);
+  if (judge_) {
+    out.image = judge_->measure(out.samples, out.cond);
+    out.diversity = out.image->diversity;  // images: within-class, in the judge's feature space
+  }
   if (kl) {
     // On the model's device; Hutchinson's probes (high dimensions only) from a fixed stream.
     const int64_t k = std::min(n, options_.kl_samples());
     auto x = out.samples.narrow(0, 0, k).to(device_of(model).device());
     Rng rng(options_.seed() + 3);
-    const auto est = kl_on_samples(model, *base_, x, {}, options_.likelihood(), &rng);
+    auto c = out.cond.defined() ? out.cond.narrow(0, 0, k).to(x.device()) : out.cond;
+    const auto est = kl_on_samples(model, *base_, x, c, options_.likelihood(), &rng);
     out.kl_to_base = est.kl;
     out.kl_to_base_se = est.se;
   }
@@ -124,7 +182,9 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
 }
 
 torch::Tensor Evaluator::target_samples(int64_t n, Rng& rng) const {
-  return target_.pool.index_select(0, rng.multinomial(target_.weights, n));
+  std::vector<int64_t> shape = {n};
+  for (auto s : task_->sample_shape()) shape.push_back(s);
+  return target_.pool.index_select(0, rng.multinomial(target_.weights, n)).reshape(shape);
 }
 
 }  // namespace ramflow

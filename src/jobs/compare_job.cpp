@@ -228,7 +228,8 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       }
       Config c = cfg;
       c.apply_defaults(methods().get(name).preset);
-      for (const auto& [k, v] : combo.items()) c.set(k, v);  // a swept value wins over the preset
+      jobs::apply_task_preset(c);                      // the task's preset wins over the method's
+      for (const auto& [k, v] : combo.items()) c.set(k, v);  // a swept value wins over the presets
       auto probe = methods().get(name).make(c);                // validates the method's keys
       Trainer::check(jobs::trainer_options_from(c, *task), *probe, *reward);
       variants.push_back(Variant{label, name, combo, std::move(c), probe->options()});
@@ -350,7 +351,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     auto policy = clone_velocity_field(*base);
     for (auto& p : policy->parameters()) p.set_requires_grad(true);
     Trainer trainer(policy, frozen_copy(*base), reward, methods().get(c.method).make(mc),
-                    jobs::trainer_options_from(mc, *task));
+                    jobs::trainer_options_from(mc, *task), jobs::cond_sampler(task));
     StepRecord rec;
     evaluate_into(c, 0, rec, *base, false);
     int64_t s = 0;

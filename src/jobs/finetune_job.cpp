@@ -41,6 +41,19 @@ nlohmann::json eval_json(const EvalResult& e) {
   nlohmann::json j = {{"reward", e.reward_mean}, {"reward_std", e.reward_std}, {"distance", e.distance},
                       {"kl_to_base", num(e.kl_to_base)}, {"kl_to_base_se", num(e.kl_to_base_se)}};
   if (e.mode_masses.defined()) j["mode_masses"] = jobs::to_vector(e.mode_masses);
+  if (e.image) {
+    j["accuracy"] = e.image->accuracy;
+    j["frechet_distance"] = e.image->frechet_distance;
+    nlohmann::json per_class = nlohmann::json::array();
+    for (double f : e.image->frechet_per_class) per_class.push_back(num(f));
+    j["frechet_distance_per_class"] = per_class;
+    j["diversity"] = e.image->diversity;
+    j["mean_intensity"] = e.image->mean_intensity;
+    j["saturated_fraction"] = e.image->saturated_fraction;
+    j["edge_density"] = e.image->edge_density;
+  } else {
+    j["diversity"] = e.diversity;
+  }
   return j;
 }
 
@@ -63,6 +76,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   const double m = basics.multiplier;
   const MethodInfo& method_info = methods().get(cfg.text("method"));
   cfg.apply_defaults(method_info.preset);  // the method's tuned defaults, unless given explicitly
+  jobs::apply_task_preset(cfg);            // then the task's, which win: presets tuned on 2-D data do not carry
   check_method_keys(cfg, {cfg.text("method")});
   MethodPtr method = method_info.make(cfg);
   Trainer::check(jobs::trainer_options_from(cfg, *task), *method, *reward);
@@ -91,7 +105,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   auto policy = clone_velocity_field(*base);
   for (auto& p : policy->parameters()) p.set_requires_grad(true);
   const int64_t steps = cfg.integer("steps");
-  Trainer trainer(policy, frozen_copy(*base), reward, std::move(method), jobs::trainer_options_from(cfg, *task));
+  Trainer trainer(policy, frozen_copy(*base), reward, std::move(method), jobs::trainer_options_from(cfg, *task),
+                  jobs::cond_sampler(task));
   // Intermediate evaluations on the first eval_curve_samples of the fixed noise, for the curves.
   std::vector<double> curve_step, curve_reward, curve_distance, batch_step, batch_reward;
   double eval_seconds = 0;
@@ -142,7 +157,10 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
 
   Rng plot_rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 7);
   const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));
-  sample_panels(run.plot("samples"),
+  if (task->sample_shape().size() == 3)
+    jobs::class_grids(run.plot("samples"), {before.samples, after.samples}, before.cond, *task, 8);
+  else
+    sample_panels(run.plot("samples"),
                 {jobs::panel("base model", before.samples.narrow(0, 0, n_plot), reward->spec()),
                  jobs::panel(trainer.method().name() + " after " + std::to_string(steps) + " steps",
                              after.samples.narrow(0, 0, n_plot), reward->spec()),

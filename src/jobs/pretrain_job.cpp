@@ -60,7 +60,7 @@ nlohmann::json run_pretrain(const Config& cfg_in, JobIO io) {
   jobs::apply_task_preset(cfg);
   if (!cfg.is_set("out"))
     throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
-  if (cfg.is_set("base")) throw ConfigError("--base: pretrain trains a new base model; drop --base");
+  if (cfg.is_explicit("base")) throw ConfigError("--base: pretrain trains a new base model; drop --base");
   const torch::Device device = jobs::setup_device(cfg);
   TaskPtr task = jobs::task_from(cfg);
   make_velocity_field(jobs::model_spec_from(cfg, *task));  // validate before any compute

@@ -9,7 +9,9 @@
 
 #include <torch/torch.h>
 
+#include "ramflow/assets.h"
 #include "ramflow/checkpoint.h"
+#include "ramflow/image.h"
 #include "ramflow/errors.h"
 #include "ramflow/method.h"
 #include "ramflow/pretrain.h"
@@ -108,6 +110,9 @@ void add_eval_params(ParamTable& t) {
             std::numeric_limits<int32_t>::max());
   t.integer("eval_kl_samples", 500, "samples behind the final KL(p_theta || p_ref) (ODE likelihoods)", 2, 1 << 22);
   t.integer("eval_kl_steps", 50, "Heun steps of the likelihood ODE", 1, 100000);
+  t.number("eval_cfg", 1.0, "classifier-free guidance scale of the evaluation sampler (conditional tasks)", 0, 100);
+  t.text("eval_classifier", nullptr,
+         "image tasks: the evaluation classifier (a path or a shipped file's name; default: the task's)");
 }
 
 void add_training_params(ParamTable& t, bool with_method) {
@@ -118,6 +123,7 @@ void add_training_params(ParamTable& t, bool with_method) {
   t.integer("group", 32, "G: endpoints per condition group per step", 1, 1 << 20);
   t.integer("groups", 1, "P: condition groups per step (B = P G endpoints)", 1, 1 << 16);
   t.integer("rollout_steps", 25, "sampler steps per rollout", 1, 100000);
+  t.number("cfg", 1.0, "classifier-free guidance scale of ODE rollouts (conditional tasks; 1 = none)", 0, 100);
   t.text("rollout_sampler", "euler",
          "rollout sampler of endpoint-only methods (ram, nft); the others use Euler or their SDE",
          samplers().names());
@@ -158,7 +164,21 @@ TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
       .old_decay(cfg.number("old_decay"))
       .old_ramp(cfg.number("old_ramp"))
       .eval_ema(cfg.number("eval_ema"))
+      .cfg(cfg.number("cfg"))
       .seed(static_cast<uint64_t>(cfg.integer("seed")));
+}
+
+CondSampler cond_sampler(TaskPtr task) {
+  if (task->num_classes() == 0) return {};
+  return [task](int64_t groups, Rng& rng) { return task->sample_conditions(groups, rng); };
+}
+
+void check_conditions(const Config& cfg, const Task& task) {
+  if (task.num_classes() > 0) return;
+  for (const char* key : {"cfg", "eval_cfg"})
+    if (cfg.table().find(key) && cfg.number(key) != 1.0)
+      throw ConfigError(std::string("--") + (key[0] == 'c' ? "cfg" : "eval-cfg") +
+                        ": classifier-free guidance needs a conditional task; task '" + task.name() + "' is not");
 }
 
 torch::Device setup_device(const Config& cfg) {
@@ -181,7 +201,7 @@ TaskPtr task_from(const Config& cfg) {
     if (cfg.is_set("data_dir")) throw ConfigError("--data-dir applies to image tasks, not to task 'mixture'");
     return make_task(name, cfg.raw("mixture"));
   }
-  if (cfg.is_set("mixture")) throw ConfigError("mixture: applies to task 'mixture' only, not to '" + name + "'");
+  if (cfg.table().find("mixture") && cfg.is_set("mixture")) throw ConfigError("mixture: applies to task 'mixture' only, not to '" + name + "'");
   if (cfg.is_set("data_dir")) return make_task(name, {{"data_dir", cfg.text("data_dir")}});
   return make_task(name, nullptr);
 }
@@ -205,8 +225,10 @@ RewardPtr resolve_reward(Config& cfg, const Task& task) {
 RunBasics resolve_basics(Config& cfg) {
   if (!cfg.is_set("out"))
     throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
+  apply_task_preset(cfg);
   const torch::Device device = setup_device(cfg);
   TaskPtr task = task_from(cfg);
+  check_conditions(cfg, *task);
   RewardPtr reward = resolve_reward(cfg, *task);
   return {device, task, reward, cfg.number("multiplier")};
 }
@@ -243,13 +265,15 @@ EvalOptions eval_options_from(const Config& cfg) {
       .sampler(SampleOptions().sampler(cfg.text("eval_sampler")).steps(cfg.integer("eval_steps")))
       .seed(static_cast<uint64_t>(cfg.integer("eval_seed")))
       .kl_samples(cfg.integer("eval_kl_samples"))
-      .likelihood(LikelihoodOptions().steps(cfg.integer("eval_kl_steps")));
+      .likelihood(LikelihoodOptions().steps(cfg.integer("eval_kl_steps")))
+      .cfg(cfg.number("eval_cfg"))
+      .judge(cfg.is_set("eval_classifier") ? cfg.text("eval_classifier") : std::string());
 }
 
 VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device device, JobIO io) {
   if (cfg.is_set("base")) {
     // A pretrain checkpoint holds "base"; a finetune checkpoint's "policy" can serve as a base too.
-    const std::string& path = cfg.text("base");
+    const std::string path = resolve_model_file(cfg.text("base"));
     const auto meta = read_checkpoint_meta(path);
     const bool has_base = meta.contains("models") && meta["models"].contains("base");
     auto model = load_checkpoint_model(path, has_base ? "base" : "policy");
@@ -367,6 +391,23 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples, const 
   collect(reward_spec);
   if (!p.marks.empty()) p.marks_label = "reward centre";
   return p;
+}
+
+void class_grids(const std::string& path, const std::vector<torch::Tensor>& batches, const torch::Tensor& cond,
+                 const Task& task, int64_t per_class) {
+  const int64_t K = std::max<int64_t>(task.num_classes(), 1);
+  std::vector<torch::Tensor> idx;
+  for (int64_t k = 0; k < K; ++k) {
+    auto ik = cond.defined() ? (cond.cpu() == k).nonzero().flatten() : torch::arange(batches.front().size(0));
+    if (ik.size(0) < per_class) per_class = ik.size(0);
+    idx.push_back(ik);
+  }
+  if (per_class == 0) return;
+  for (auto& ik : idx) ik = ik.narrow(0, 0, per_class);
+  auto order = torch::cat(idx);                                              // [K * per_class], row-major
+  std::vector<torch::Tensor> picked;
+  for (const auto& x : batches) picked.push_back(x.index_select(0, order.to(x.device())).cpu());
+  save_png_grid(path, picked, K, per_class);
 }
 
 std::vector<double> to_vector(const torch::Tensor& t) {

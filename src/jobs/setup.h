@@ -55,6 +55,10 @@ nlohmann::json model_spec_from(const Config& cfg, const Task& task);
 EvalOptions eval_options_from(const Config& cfg);
 /// The Trainer's options from the rollout and optimisation keys (seed: `seed`).
 TrainerOptions trainer_options_from(const Config& cfg, const Task& task);
+/// The trainer's condition sampler for `task` (labels uniform over its classes), empty if unconditional.
+CondSampler cond_sampler(TaskPtr task);
+/// ConfigError if guidance (cfg, eval_cfg != 1) is asked of an unconditional task.
+void check_conditions(const Config& cfg, const Task& task);
 
 /// Pretrains a fresh model of the configured architecture on the task, with a progress bar.
 VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Device device, JobIO io,
@@ -83,6 +87,10 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples);
 /// a sum) marked on 2-D panels.
 SamplePanel panel(const std::string& title, const torch::Tensor& samples, const nlohmann::json& reward_spec);
 std::vector<double> to_vector(const torch::Tensor& t);
+/// Image batches x_i [N, C, H, W] side by side in one PNG, one row per class: the first `per_class`
+/// samples of each class (by `cond`, shared by all batches: the same noise and class in every column).
+void class_grids(const std::string& path, const std::vector<torch::Tensor>& batches, const torch::Tensor& cond,
+                 const Task& task, int64_t per_class);
 /// A left-aligned text table (first row is the header).
 std::string table(const std::vector<std::vector<std::string>>& rows);
 std::string fixed(double v, int digits = 3);

@@ -201,10 +201,10 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, 
     TORCH_CHECK(cond.defined() && cond.dim() == 1 && cond.size(0) == B,
                 "UNet: a class-conditional model needs cond of shape [", B, "]");
     auto labels = cond.to(torch::kLong);
+    TORCH_CHECK(labels.min().item<int64_t>() >= kNullLabel && labels.max().item<int64_t>() < options_.num_classes(),
+                "UNet: labels must be in [0, ", options_.num_classes(), ") or ", kNullLabel);
     // The null label (kNullLabel = -1) selects the last row, the unconditional embedding.
     labels = torch::where(labels == kNullLabel, torch::full_like(labels, options_.num_classes()), labels);
-    TORCH_CHECK(labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < options_.num_classes() + 1,
-                "UNet: labels must be in [0, ", options_.num_classes(), ") or ", kNullLabel);
     emb = emb + class_emb(labels);                                         // [B, E]
   }
   auto h = conv_in(x);                                                      // [B, c0, H, W]

@@ -16,6 +16,7 @@ RewardPtr make_weighted_sum_reward(const nlohmann::json& spec, int64_t dim);  //
 RewardPtr make_brightness_reward(const nlohmann::json& spec, int64_t dim);    // brightness.cpp
 RewardPtr make_jpeg_compressibility_reward(const nlohmann::json& spec, int64_t dim);    // jpeg.cpp
 RewardPtr make_jpeg_incompressibility_reward(const nlohmann::json& spec, int64_t dim);  // jpeg.cpp
+RewardPtr make_classifier_reward(const nlohmann::json& spec, int64_t dim);    // classifier.cpp
 
 namespace {
 
@@ -29,6 +30,8 @@ void register_builtin_rewards(Registry<RewardFactory>& r) {
         "-(JPEG size in kB) of images [B, C, H, W] in [-1, 1]; not differentiable  (fields: quality, 95)");
   r.add("jpeg-incompressibility", make_jpeg_incompressibility_reward,
         "+(JPEG size in kB), as jpeg-compressibility  (fields: quality, 95)");
+  r.add("classifier", make_classifier_reward,
+        "log-probability of the requested class under a learned judge  (fields: checkpoint, class)");
 }
 
 }  // namespace

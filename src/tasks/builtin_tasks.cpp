@@ -51,6 +51,10 @@ torch::Tensor Task::sample_conditions(int64_t n, Rng& rng) const {
   return num_classes() > 0 ? rng.uniform_int(num_classes(), {n}) : torch::Tensor();
 }
 
+Task::Split Task::training_split() const {
+  throw ConfigError("task '" + name() + "' has no training split (it is a distribution, not a dataset)");
+}
+
 std::string Task::class_name(int64_t k) const { return "class " + std::to_string(k); }
 
 const Registry<TaskInfo>& tasks() {

@@ -44,6 +44,7 @@ class ImageTask : public Task {
     return opts.has_device() ? x.to(opts.device()) : x;
   }
   std::optional<Split> test_split() const override { return Split{to_unit(test_.images), test_.labels}; }
+  Split training_split() const override { return Split{to_unit(train_.images), train_.labels}; }
   nlohmann::json default_model() const override {
     return default_image_model(1, train_.images.size(1), num_classes());
   }
@@ -111,9 +112,16 @@ TaskPtr make_image_task(const ImageDatasetInfo& info, const nlohmann::json& para
 }
 
 nlohmann::json image_task_preset() {
-  return {{"pretrain_steps", 8000},  {"pretrain_batch", 128},       {"pretrain_lr", 5e-4},
-          {"pretrain_ema", 0.999},   {"pretrain_label_dropout", 0.1}, {"pretrain_grad_clip", 1.0},
-          {"eval_samples", 1000},    {"eval_steps", 20}};
+  return {// pretraining (the shipped base model's settings)
+          {"pretrain_steps", 8000}, {"pretrain_batch", 128}, {"pretrain_lr", 5e-4}, {"pretrain_ema", 0.999},
+          {"pretrain_label_dropout", 0.1}, {"pretrain_grad_clip", 1.0},
+          // post-training: the shipped base, the classifier reward, and the demo's sizes
+          {"base", "fashion_base.safetensors"}, {"reward", "classifier"},
+          {"eval_classifier", "fashion_eval_classifier.safetensors"},
+          {"steps", 150}, {"groups", 4}, {"group", 8}, {"rollout_steps", 10}, {"multiplier", 2.0},
+          {"lr", 1e-4},
+          {"eval_samples", 500}, {"eval_pool", 2000}, {"eval_steps", 10}, {"eval_every", 25},
+          {"eval_curve_samples", 200}, {"eval_kl_samples", 50}, {"eval_kl_steps", 10}};
 }
 
 nlohmann::json default_image_model(int64_t channels, int64_t size, int64_t num_classes) {

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "ramflow/errors.h"
+#include "ramflow/guidance.h"
 #include "ramflow/sde.h"
 #include "ramflow/time.h"
 
@@ -35,6 +36,12 @@ void Trainer::check(const TrainerOptions& options, const Method& method, const R
     throw ConfigError("--old-decay must be in [0, 1] and --old-ramp >= 0");
   if (!(options.eval_ema() >= 0 && options.eval_ema() < 1)) throw ConfigError("--eval-ema must be in [0, 1)");
   if (options.grad_clip() < 0) throw ConfigError("--grad-clip must be >= 0");
+  if (!(options.cfg() >= 0)) throw ConfigError("--cfg must be >= 0");
+  const RolloutSpec spec = method.rollout_spec();
+  if (options.cfg() != 1.0 && (spec.noise_level > 0 || spec.trajectory))
+    throw ConfigError("--cfg " + std::to_string(options.cfg()) + ": method " + method.name() +
+                      " rolls out an SDE trajectory whose log-densities its loss recomputes without guidance; "
+                      "use --cfg 1 with it");
   check_reward_for(method, reward);
 }
 
@@ -105,7 +112,9 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
     batch.x0 = traj.x[N];
     nfe_ += traj.nfe;
   } else {
-    auto result = sample(sampler_model, x1, batch.cond, options_.rollout(), &rng);
+    GuidedVelocityImpl guided(sampler_model, options_.cfg());
+    VelocityFieldImpl& v = batch.cond.defined() && options_.cfg() != 1.0 ? guided : sampler_model;
+    auto result = sample(v, x1, batch.cond, options_.rollout(), &rng);
     batch.x0 = result.x0;                                                     // [B, ...]
     batch.grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
     nfe_ += result.nfe;

@@ -1,0 +1,119 @@
+// Image evaluation (see include/ramflow/image_metrics.h).
+#include "ramflow/image_metrics.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+namespace ramflow {
+namespace {
+
+// Symmetric square root of a PSD matrix: V diag(sqrt(max(l, 0))) V^T.
+torch::Tensor sqrtm_psd(const torch::Tensor& a) {
+  auto [l, v] = torch::linalg_eigh(a, "L");
+  return torch::matmul(v * l.clamp_min(0).sqrt().unsqueeze(0), v.transpose(0, 1));
+}
+
+void mean_cov(const torch::Tensor& f, torch::Tensor& mu, torch::Tensor& cov) {
+  mu = f.mean(0);
+  auto c = f - mu;
+  cov = torch::matmul(c.transpose(0, 1), c) / static_cast<double>(std::max<int64_t>(f.size(0) - 1, 1));
+}
+
+}  // namespace
+
+double frechet_distance(const torch::Tensor& mu1, const torch::Tensor& c1, const torch::Tensor& mu2,
+                        const torch::Tensor& c2) {
+  auto m1 = mu1.to(torch::kDouble), m2 = mu2.to(torch::kDouble);
+  auto a = c1.to(torch::kDouble), b = c2.to(torch::kDouble);
+  // tr((A^{1/2} B A^{1/2})^{1/2}) = sum of sqrt of the eigenvalues of the symmetric A^{1/2} B A^{1/2}.
+  auto s = sqrtm_psd(a);
+  auto inner = torch::matmul(torch::matmul(s, b), s);
+  inner = 0.5 * (inner + inner.transpose(0, 1));
+  const double cross = torch::linalg_eigvalsh(inner, "L").clamp_min(0).sqrt().sum().item<double>();
+  const double d = (m1 - m2).square().sum().item<double>() + a.trace().item<double>() + b.trace().item<double>() -
+                   2.0 * cross;
+  return std::max(d, 0.0);
+}
+
+std::map<std::string, double> hacking_indicators(const torch::Tensor& x) {
+  auto i = (x.detach().to(torch::kCPU, torch::kDouble) + 1.0) * 0.5;        // [N, C, H, W] in [0, 1]
+  auto gx = (i.narrow(3, 1, i.size(3) - 1) - i.narrow(3, 0, i.size(3) - 1)).abs().narrow(2, 0, i.size(2) - 1);
+  auto gy = (i.narrow(2, 1, i.size(2) - 1) - i.narrow(2, 0, i.size(2) - 1)).abs().narrow(3, 0, i.size(3) - 1);
+  return {{"mean_intensity", i.mean().item<double>()},
+          {"saturated_fraction", x.detach().abs().gt(0.95).to(torch::kDouble).mean().item<double>()},
+          {"edge_density", (gx + gy).gt(0.1).to(torch::kDouble).mean().item<double>()}};
+}
+
+ImageJudge::ImageJudge(ImageClassifier classifier, const Task::Split& test) : classifier_(std::move(classifier)) {
+  TORCH_CHECK(test.cond.defined() && test.x.size(0) == test.cond.size(0), "ImageJudge: the test split needs labels");
+  classifier_->eval();
+  auto f = features(test.x);                                                // [N, 128]
+  mean_cov(f, mu_, cov_);
+  for (int64_t k = 0; k < num_classes(); ++k) {
+    auto idx = (test.cond == k).nonzero().flatten();
+    torch::Tensor mu, cov;
+    if (idx.size(0) >= 2) mean_cov(f.index_select(0, idx), mu, cov);
+    class_mu_.push_back(mu);
+    class_cov_.push_back(cov);
+  }
+}
+
+torch::Tensor ImageJudge::features(const torch::Tensor& x) const {
+  torch::NoGradGuard no_grad;
+  const auto device = classifier_->parameters().front().device();
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < x.size(0); i += 1000) {
+    const int64_t n = std::min<int64_t>(1000, x.size(0) - i);
+    parts.push_back(classifier_->features(x.narrow(0, i, n).to(device, torch::kFloat)).to(torch::kCPU, torch::kDouble));
+  }
+  return torch::cat(parts);
+}
+
+ImageMetrics ImageJudge::measure(const torch::Tensor& x, const torch::Tensor& labels) const {
+  TORCH_CHECK(x.dim() == 4 && labels.dim() == 1 && labels.size(0) == x.size(0),
+              "ImageJudge: images [N, C, H, W] with labels [N] expected, got ", x.sizes(), " and ", labels.sizes());
+  ImageMetrics out;
+  auto lab = labels.to(torch::kCPU, torch::kLong);
+  auto f = features(x);                                                     // [N, 128]
+  {
+    torch::NoGradGuard no_grad;
+    const auto device = classifier_->parameters().front().device();
+    int64_t correct = 0;
+    for (int64_t i = 0; i < x.size(0); i += 1000) {
+      const int64_t n = std::min<int64_t>(1000, x.size(0) - i);
+      auto pred = classifier_->forward(x.narrow(0, i, n).to(device, torch::kFloat)).argmax(1).cpu();
+      correct += pred.eq(lab.narrow(0, i, n)).sum().item<int64_t>();
+    }
+    out.accuracy = static_cast<double>(correct) / static_cast<double>(x.size(0));
+  }
+  torch::Tensor mu, cov;
+  mean_cov(f, mu, cov);
+  out.frechet_distance = frechet_distance(mu, cov, mu_, cov_);
+  double diversity = 0;
+  int64_t classes_present = 0;
+  for (int64_t k = 0; k < num_classes(); ++k) {
+    auto idx = (lab == k).nonzero().flatten();
+    if (idx.size(0) < 2 || !class_mu_[static_cast<size_t>(k)].defined()) {
+      out.frechet_per_class.push_back(std::nan(""));
+      continue;
+    }
+    auto fk = f.index_select(0, idx);
+    torch::Tensor mk, ck;
+    mean_cov(fk, mk, ck);
+    out.frechet_per_class.push_back(frechet_distance(mk, ck, class_mu_[static_cast<size_t>(k)], class_cov_[static_cast<size_t>(k)]));
+    // Mean over distinct pairs of ||f_i - f_j||.
+    auto d = torch::cdist(fk, fk);
+    const double n = static_cast<double>(fk.size(0));
+    diversity += d.sum().item<double>() / (n * (n - 1));
+    ++classes_present;
+  }
+  out.diversity = classes_present > 0 ? diversity / static_cast<double>(classes_present) : 0.0;
+  const auto h = hacking_indicators(x);
+  out.mean_intensity = h.at("mean_intensity");
+  out.saturated_fraction = h.at("saturated_fraction");
+  out.edge_density = h.at("edge_density");
+  return out;
+}
+
+}  // namespace ramflow

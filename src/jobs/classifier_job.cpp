@@ -1,0 +1,98 @@
+// `ramflow train-classifier`: trains an image classifier on an image task's training split and measures
+// it on the test split; the file serves the `classifier` reward (arch cnn) or image evaluation (resnet).
+#include <torch/torch.h>
+
+#include "jobs/setup.h"
+#include "ramflow/classifier.h"
+#include "ramflow/errors.h"
+#include "ramflow/progress.h"
+
+namespace ramflow {
+
+ParamTable train_classifier_params() {
+  ParamTable t;
+  jobs::add_run_params(t, /*out_is_dir=*/true);
+  t.group("Data");
+  t.text("task", "fashion", "an image task (its training split trains, its test split measures)", tasks().names());
+  t.text("data_dir", nullptr, "the directory of the dataset's IDX files (default: the task's)");
+  t.group("Classifier");
+  t.text("arch", "cnn", "architecture: cnn (the classifier reward's judge) or resnet (the evaluation classifier)",
+         {"cnn", "resnet"});
+  t.integer("epochs", 5, "passes over the training split", 1, 10000);
+  t.integer("batch", 128, "batch size", 1, 1 << 20);
+  t.number("lr", 1e-3, "Adam learning rate", 0, 10, true);
+  t.integer("train_limit", 0, "use only the first N training images (0 = all; for quick checks)", 0, 1 << 30);
+  return t;
+}
+
+nlohmann::json run_train_classifier(const Config& cfg, JobIO io) {
+  if (!cfg.is_set("out"))
+    throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
+  const torch::Device device = jobs::setup_device(cfg);
+  TaskPtr task = jobs::task_from(cfg);
+  if (task->num_classes() < 2 || task->sample_shape().size() != 3 || !task->test_split())
+    throw ConfigError("task '" + task->name() + "' is not a labelled image task (try --task fashion)");
+  const auto shape = task->sample_shape();
+  if (shape[1] != shape[2]) throw ConfigError("task '" + task->name() + "': images must be square");
+  ClassifierOptions options;
+  options.arch(cfg.text("arch")).in_channels(shape[0]).image_size(shape[1]).num_classes(task->num_classes());
+  ImageClassifier model(ClassifierOptions::from_json(options.to_json()));  // validated before any compute
+  RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
+  run.write_config(cfg.values());
+
+  // The whole training split, in file order (a permutation per epoch follows in train_classifier).
+  torch::Tensor x, labels;
+  {
+    const auto train = task->training_split();
+    x = train.x;
+    labels = train.cond;
+  }
+  if (cfg.integer("train_limit") > 0 && cfg.integer("train_limit") < x.size(0)) {
+    x = x.narrow(0, 0, cfg.integer("train_limit"));
+    labels = labels.narrow(0, 0, cfg.integer("train_limit"));
+  }
+  const auto test = *task->test_split();
+  const uint64_t seed = static_cast<uint64_t>(cfg.integer("seed"));
+  Rng init(seed);
+  model->reset_parameters(init);
+  model->to(device);
+  const int64_t epochs = cfg.integer("epochs");
+  const int64_t batches = (x.size(0) + cfg.integer("batch") - 1) / cfg.integer("batch");
+  Progress bar("train-classifier", epochs * batches, io.log, io.tty);
+  double seconds = 0;
+  const double accuracy = train_classifier(
+      *model, x, labels, test.x, test.cond,
+      ClassifierTrainOptions().epochs(epochs).batch(cfg.integer("batch")).lr(cfg.number("lr")).seed(seed + 1),
+      [&](const ClassifierEpoch& e) {
+        seconds = e.seconds;
+        if (std::isnan(e.test_accuracy)) {
+          bar.update((e.epoch - 1) * batches + e.batches, "epoch " + std::to_string(e.epoch) + " loss " + jobs::fixed(e.loss, 4));
+          return;
+        }
+        run.append_metrics({{"epoch", e.epoch}, {"loss", e.loss}, {"test_accuracy", e.test_accuracy},
+                            {"seconds", e.seconds}});
+      });
+  bar.finish("test accuracy " + jobs::fixed(accuracy, 4));
+  // Per-class accuracy on the test split.
+  nlohmann::json per_class = nlohmann::json::object();
+  for (int64_t k = 0; k < task->num_classes(); ++k) {
+    auto idx = (test.cond == k).nonzero().flatten();
+    per_class[task->class_name(k)] = classifier_accuracy(*model, test.x.index_select(0, idx), test.cond.index_select(0, idx));
+  }
+  nlohmann::json facts = {{"task", task->name()}, {"arch", cfg.text("arch")}, {"epochs", epochs},
+                          {"seed", cfg.integer("seed")}, {"test_accuracy", accuracy},
+                          {"train_images", x.size(0)}, {"seconds", seconds}};
+  save_classifier(run.checkpoint("classifier"), *model, facts);
+  nlohmann::json summary = facts;
+  summary["test_accuracy_per_class"] = per_class;
+  int64_t n_params = 0;
+  for (const auto& p : model->parameters()) n_params += p.numel();
+  summary["parameters"] = n_params;
+  summary["checkpoint"] = "checkpoints/classifier.safetensors";
+  run.write_summary(summary);
+  io.log << "test accuracy " << jobs::fixed(accuracy, 4) << " on " << test.x.size(0) << " test images ("
+         << jobs::fixed(seconds, 0) << " s)\nrun directory: " << run.path() << "\n";
+  return summary;
+}
+
+}  // namespace ramflow
