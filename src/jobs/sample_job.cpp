@@ -1,5 +1,7 @@
-// `ramflow sample`: endpoints from a checkpoint, written as CSV (one sample per row) or safetensors
-// (a tensor "samples" [n, ...]), chosen by the output's extension; optionally a PNG of them.
+// `ramflow sample`: endpoints from a checkpoint, written as CSV (one sample per row), safetensors
+// (a tensor "samples" [n, ...], and "labels" [n] for a conditional model) or .npy (float32 [n, ...], and
+// the labels as int64 [n] in FILE.labels.npy beside it), chosen by the output's extension; optionally a
+// PNG of them (a scatter plot for points, a grid for images, one row per class).
 #include <fstream>
 #include <iomanip>
 
@@ -8,7 +10,10 @@
 #include "jobs/setup.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
+#include "ramflow/guidance.h"
+#include "ramflow/image.h"
 #include "ramflow/io.h"
+#include "ramflow/npy.h"
 
 namespace ramflow {
 namespace {
@@ -30,6 +35,9 @@ ParamTable sample_params() {
   t.text("sampler", "euler", "ODE sampler", samplers().names());
   t.number("shift", 1.0, "grid shift s", 0, 1000, true);
   t.text("plot", nullptr, "also write a PNG of the samples here");
+  t.text("labels", "all", "conditional models: 'all' (the classes in turn) or one class K");
+  t.integer("label", -1, "conditional models: one class K (the same as --labels K)", -1, 1 << 20);
+  t.number("cfg", 1.0, "classifier-free guidance scale (conditional models)", 0, 100);
   return t;
 }
 
@@ -37,8 +45,18 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   if (!cfg.is_set("checkpoint")) throw ConfigError("--checkpoint: required");
   if (!cfg.is_set("out")) throw ConfigError("--out: the output file is required (.csv or .safetensors)");
   const std::string out = cfg.text("out");
-  if (!ends_with(out, ".csv") && !ends_with(out, ".safetensors"))
-    throw ConfigError("--out: '" + out + "' must end in .csv or .safetensors");
+  if (!ends_with(out, ".csv") && !ends_with(out, ".safetensors") && !ends_with(out, ".npy"))
+    throw ConfigError("--out: '" + out + "' must end in .csv, .safetensors or .npy");
+  int64_t fixed_label = cfg.integer("label");
+  if (cfg.text("labels") != "all") {
+    try {
+      size_t used = 0;
+      fixed_label = std::stoll(cfg.text("labels"), &used);
+      if (used != cfg.text("labels").size() || fixed_label < 0) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+      throw ConfigError("--labels: 'all' or a class number, got '" + cfg.text("labels") + "'");
+    }
+  }
   const torch::Device device = jobs::setup_device(cfg);
   const std::string path = cfg.text("checkpoint");
   const auto meta = read_checkpoint_meta(path);
@@ -50,12 +68,24 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   if (!meta.contains("config") || !meta["config"].contains("task"))
     throw InputError(path + ": checkpoint metadata has no task");
   const auto& c = meta["config"];
-  TaskPtr task = make_task(c["task"].get<std::string>(), c.value("mixture", nlohmann::json()));
-  std::vector<int64_t> shape = {cfg.integer("n")};
+  nlohmann::json task_params = c.value("mixture", nlohmann::json());
+  if (c.contains("data_dir") && c["data_dir"].is_string()) task_params = {{"data_dir", c["data_dir"]}};
+  TaskPtr task = make_task(c["task"].get<std::string>(), task_params);
+  const int64_t n = cfg.integer("n"), K = task->num_classes();
+  if (K == 0 && (fixed_label >= 0 || cfg.number("cfg") != 1.0))
+    throw ConfigError("--labels, --label and --cfg apply to conditional models; task '" + task->name() + "' is not");
+  if (fixed_label >= K && K > 0)
+    throw ConfigError("--labels: class " + std::to_string(fixed_label) + " is outside the task's " +
+                      std::to_string(K) + " classes");
+  std::vector<int64_t> shape = {n};
   for (auto s : task->sample_shape()) shape.push_back(s);
   Rng rng(static_cast<uint64_t>(cfg.integer("seed")));
   auto x1 = rng.randn(shape, torch::TensorOptions().device(device));
-  auto result = sample(*model, x1, {},
+  torch::Tensor labels;  // [n]: the classes in turn, or the one asked for
+  if (K > 0) labels = fixed_label >= 0 ? torch::full({n}, fixed_label, torch::kLong) : torch::arange(n).remainder(K);
+  GuidedVelocityImpl guided(*model, cfg.number("cfg"));
+  VelocityFieldImpl& sampler_model = K > 0 && cfg.number("cfg") != 1.0 ? guided : *model;
+  auto result = sample(sampler_model, x1, labels.defined() ? labels.to(device) : labels,
                        SampleOptions()
                            .sampler(cfg.text("sampler"))
                            .steps(cfg.integer("steps"))
@@ -72,10 +102,24 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
       s << "\n";
     }
     write_file_atomic(out, s.str());
+  } else if (ends_with(out, ".npy")) {
+    write_npy(out, x0.to(torch::kFloat));
+    if (labels.defined()) write_npy(out.substr(0, out.size() - 4) + ".labels.npy", labels);
   } else {
-    save_safetensors(out, {{"samples", x0}}, {{"ramflow", nlohmann::json{{"checkpoint", path}, {"model", name}}.dump()}});
+    std::vector<std::pair<std::string, torch::Tensor>> tensors = {{"samples", x0}};
+    if (labels.defined()) tensors.emplace_back("labels", labels);
+    save_safetensors(out, tensors, {{"ramflow", nlohmann::json{{"checkpoint", path}, {"model", name}}.dump()}});
   }
-  if (cfg.is_set("plot")) sample_panels(cfg.text("plot"), {jobs::panel(name, x0)});
+  if (cfg.is_set("plot")) {
+    if (task->sample_shape().size() == 3 && fixed_label < 0 && K > 0) {
+      jobs::class_grids(cfg.text("plot"), {x0}, labels, *task, std::min<int64_t>(10, std::max<int64_t>(n / K, 1)));
+    } else if (task->sample_shape().size() == 3) {
+      const int64_t cols = std::min<int64_t>(n, 10), rows = std::min<int64_t>(n / cols, 10);
+      save_png_grid(cfg.text("plot"), {x0.narrow(0, 0, rows * cols)}, rows, cols);
+    } else {
+      sample_panels(cfg.text("plot"), {jobs::panel(name, x0)});
+    }
+  }
   io.log << "wrote " << x0.size(0) << " samples of model '" << name << "' to " << out << " ("
          << result.nfe << " network evaluations)\n";
   return {{"samples", x0.size(0)}, {"model", name}, {"nfe", result.nfe}, {"out", out}};

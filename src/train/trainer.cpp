@@ -40,7 +40,7 @@ void Trainer::check(const TrainerOptions& options, const Method& method, const R
   const RolloutSpec spec = method.rollout_spec();
   if (options.cfg() != 1.0 && (spec.noise_level > 0 || spec.trajectory))
     throw ConfigError("--cfg " + std::to_string(options.cfg()) + ": method " + method.name() +
-                      " rolls out an SDE trajectory whose log-densities its loss recomputes without guidance; "
+                      " keeps its rollout trajectory and re-runs it in the loss without guidance; "
                       "use --cfg 1 with it");
   check_reward_for(method, reward);
 }

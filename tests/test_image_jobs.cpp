@@ -1,0 +1,153 @@
+// The image path end to end on a tiny dataset: pretrain (EMA, label dropout, checkpoints, grids),
+// train-classifier, and finetune with the classifier reward graded by an evaluation classifier.
+#include <filesystem>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "helpers.h"
+#include "ramflow/checkpoint.h"
+#include "ramflow/errors.h"
+#include "ramflow/image.h"
+#include "ramflow/io.h"
+#include "ramflow/jobs.h"
+#include "ramflow/npy.h"
+#include "ramflow/pretrain.h"
+#include "ramflow/unet.h"
+
+namespace fs = std::filesystem;
+
+namespace ramflow {
+namespace {
+
+std::string temp_dir(const std::string& name) {
+  auto p = fs::path(::testing::TempDir()) / ("ramflow_image_jobs_" + name);
+  remove_tree(p.string());
+  return p.string();
+}
+
+const std::string kTinyUNet = R"({"type": "unet", "image_size": 8, "channels": 16, "mult": [1, 2], "num_classes": 10})";
+
+// Label dropout 1 trains only the null row of the class embedding; dropout 0 never touches it. The
+// model ends holding the EMA weights, which the last record's `weights` showed.
+TEST(Pretrain, LabelDropoutAndEma) {
+  auto task = make_task("fashion", {{"data_dir", testing::tiny_image_dataset(temp_dir("data"))}});
+  for (double dropout : {0.0, 1.0}) {
+    auto model = make_velocity_field(nlohmann::json::parse(kTinyUNet), 0);
+    const auto init = model->named_parameters()["class_emb.weight"].clone();  // [11, E]
+    torch::Tensor last_weights;
+    pretrain_flow_matching(
+        *model, [&](int64_t n, Rng& rng, torch::Tensor* c) { return task->sample_data(n, rng, {}, c); },
+        PretrainOptions().steps(5).batch(16).lr(1e-2).ema(0.5).label_dropout(dropout),
+        [&](const PretrainRecord& r) { last_weights = r.weights->named_parameters()["conv_in.weight"].clone(); });
+    const auto emb = model->named_parameters()["class_emb.weight"];
+    const bool null_row_same = torch::equal(emb[10], init[10]);
+    const bool class_rows_same = torch::equal(emb.narrow(0, 0, 10), init.narrow(0, 0, 10));
+    EXPECT_EQ(null_row_same, dropout == 0.0) << "dropout " << dropout;
+    EXPECT_EQ(class_rows_same, dropout == 1.0) << "dropout " << dropout;
+    EXPECT_TRUE(torch::equal(model->named_parameters()["conv_in.weight"], last_weights));
+  }
+  EXPECT_THROW(pretrain_flow_matching(*make_velocity_field(nlohmann::json::parse(kTinyUNet)),
+                                      [&](int64_t n, Rng& rng, torch::Tensor* c) { return task->sample_data(n, rng, {}, c); },
+                                      PretrainOptions().steps(1).label_dropout(1.5)),
+               ConfigError);
+}
+
+TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
+  const auto data = testing::tiny_image_dataset(temp_dir("data2"), 120, 60);
+  std::ostringstream log;
+  // pretrain: checkpoint, loss curve, per-class grids
+  const auto pre = temp_dir("pretrain");
+  auto pcfg = Config::resolve(pretrain_params(), "",
+                              {{"out", pre}, {"task", "fashion"}, {"data_dir", data}, {"model", kTinyUNet},
+                               {"pretrain_steps", "20"}, {"pretrain_batch", "16"}, {"checkpoint_every", "10"},
+                               {"eval_steps", "4"}});
+  auto psummary = run_pretrain(pcfg, JobIO{log, false});
+  EXPECT_TRUE(fs::exists(pre + "/checkpoints/base.safetensors"));
+  auto grid = read_png(pre + "/plots/samples.png");
+  EXPECT_EQ(grid.dim(), 2);  // grey, 10 rows of 8 images: data | model
+  EXPECT_EQ(grid.size(0), 10 * (8 + 2) + 2);
+  EXPECT_EQ(read_checkpoint_meta(pre + "/checkpoints/base.safetensors")["step"], 20);
+
+  // train-classifier: a judge for the reward and another for the evaluation
+  std::string judges[2];
+  for (int i = 0; i < 2; ++i) {
+    const auto out = temp_dir(std::string("clf") + std::to_string(i));
+    auto ccfg = Config::resolve(train_classifier_params(), "",
+                                {{"out", out}, {"data_dir", data}, {"arch", i == 0 ? "cnn" : "resnet"},
+                                 {"epochs", "4"}, {"batch", "16"}, {"lr", "3e-3"}, {"seed", std::to_string(i)}});
+    auto csummary = run_train_classifier(ccfg, JobIO{log, false});
+    EXPECT_GE(csummary["test_accuracy"].get<double>(), 0.9) << (i == 0 ? "cnn" : "resnet");
+    judges[i] = out + "/checkpoints/classifier.safetensors";
+  }
+
+  // finetune: the fashion preset with tiny sizes; summary carries the image metrics before and after
+  const auto ft = temp_dir("finetune");
+  auto fcfg = Config::resolve(
+      finetune_params(), "",
+      {{"out", ft}, {"task", "fashion"}, {"data_dir", data}, {"base", pre + "/checkpoints/base.safetensors"},
+       {"reward", R"({"type": "classifier", "checkpoint": ")" + judges[0] + R"("})"},
+       {"eval_classifier", judges[1]}, {"steps", "3"}, {"groups", "2"}, {"group", "4"}, {"rollout_steps", "3"},
+       {"eval_samples", "30"}, {"eval_pool", "60"}, {"eval_steps", "3"}, {"eval_every", "0"},
+       {"eval_kl_samples", "4"}, {"eval_kl_steps", "2"}, {"cfg", "1.5"}, {"eval_cfg", "1.5"}});
+  auto summary = run_finetune(fcfg, JobIO{log, false});
+  for (const char* when : {"before", "after"})
+    for (const char* key : {"accuracy", "frechet_distance", "diversity", "mean_intensity", "saturated_fraction",
+                            "edge_density", "frechet_distance_per_class"})
+      EXPECT_TRUE(summary[when].contains(key)) << when << "." << key;
+  EXPECT_GE(summary["before"]["accuracy"].get<double>(), 0.0);
+  EXPECT_LE(summary["before"]["accuracy"].get<double>(), 1.0);
+  EXPECT_TRUE(fs::exists(ft + "/plots/samples.png"));
+  EXPECT_EQ(read_checkpoint_meta(ft + "/checkpoints/final.safetensors")["models"]["policy"]["type"], "unet");
+
+  // sample: the raw batch as .npy with its labels beside it, and a grid; one class on request
+  const auto npy = temp_dir("sample") + ".npy";
+  const auto grid_png = temp_dir("grid") + ".png";
+  auto scfg = Config::resolve(sample_params(), "",
+                              {{"checkpoint", ft + "/checkpoints/final.safetensors"}, {"model", "ref"},
+                               {"n", "20"}, {"steps", "3"}, {"out", npy}, {"plot", grid_png},
+                               {"cfg", "2"}});
+  run_sample(scfg, JobIO{log, false});
+  auto x = read_npy(npy);
+  auto labels = read_npy(npy.substr(0, npy.size() - 4) + ".labels.npy");
+  EXPECT_EQ(x.sizes(), (std::vector<int64_t>{20, 1, 8, 8}));
+  EXPECT_EQ(x.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(labels, torch::arange(20).remainder(10)));
+  EXPECT_EQ(read_png(grid_png).size(0), 10 * (8 + 2) + 2);  // one row per class
+  auto one = Config::resolve(sample_params(), "",
+                             {{"checkpoint", ft + "/checkpoints/final.safetensors"}, {"n", "4"}, {"steps", "2"},
+                              {"out", npy}, {"labels", "2"}});
+  run_sample(one, JobIO{log, false});
+  EXPECT_TRUE(torch::equal(read_npy(npy.substr(0, npy.size() - 4) + ".labels.npy"), torch::full({4}, 2, torch::kLong)));
+  auto bad = Config::resolve(sample_params(), "",
+                             {{"checkpoint", ft + "/checkpoints/final.safetensors"}, {"out", npy}, {"labels", "12"}});
+  EXPECT_THROW(run_sample(bad, JobIO{log, false}), ConfigError);
+}
+
+TEST(Npy, RoundTripsEveryType) {
+  const auto path = temp_dir("a") + ".npy";
+  for (auto type : {torch::kFloat, torch::kDouble, torch::kLong, torch::kInt, torch::kByte}) {
+    auto a = (torch::rand({3, 1, 4, 5}) * 100).to(type);
+    write_npy(path, a);
+    EXPECT_TRUE(torch::equal(read_npy(path), a)) << type;
+    // NumPy's layout: magic, version 1.0, and the data 64-byte aligned.
+    const auto bytes = read_file(path);
+    EXPECT_EQ(bytes.compare(0, 8, std::string("\x93NUMPY\x01\x00", 8)), 0);
+    EXPECT_EQ((bytes.size() - static_cast<size_t>(a.nbytes())) % 64, 0u);
+  }
+  auto v = torch::arange(7);
+  write_npy(path, v);
+  EXPECT_NE(read_file(path).find("'shape': (7, )"), std::string::npos);
+  EXPECT_TRUE(torch::equal(read_npy(path), v));
+}
+
+TEST(ImageJobs, GuidanceNeedsAConditionalTask) {
+  std::ostringstream log;
+  auto cfg = Config::resolve(finetune_params(), "", {{"out", temp_dir("cfg_ring")}, {"cfg", "2"}});
+  EXPECT_THROW(run_finetune(cfg, JobIO{log, false}), ConfigError);
+  EXPECT_FALSE(fs::exists(temp_dir("cfg_ring")));
+}
+
+}  // namespace
+}  // namespace ramflow
