@@ -120,6 +120,23 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
                               {"out", npy}, {"labels", "2"}});
   run_sample(one, JobIO{log, false});
   EXPECT_TRUE(torch::equal(read_npy(npy.substr(0, npy.size() - 4) + ".labels.npy"), torch::full({4}, 2, torch::kLong)));
+  // compare on images: every method's final accuracy and Fréchet distance in report.json
+  const auto cmp = temp_dir("compare");
+  auto ccfg = Config::resolve(
+      compare_params(), "",
+      {{"out", cmp}, {"task", "fashion"}, {"data_dir", data}, {"base", pre + "/checkpoints/base.safetensors"},
+       {"reward", R"({"type": "classifier", "checkpoint": ")" + judges[0] + R"("})"},
+       {"eval_classifier", judges[1]}, {"methods", "ram,draft"}, {"seeds", "1"}, {"steps", "2"}, {"groups", "2"},
+       {"group", "4"}, {"rollout_steps", "3"}, {"eval_samples", "30"}, {"eval_pool", "60"}, {"eval_steps", "3"},
+       {"eval_every", "1"}, {"eval_curve_samples", "20"}, {"eval_kl_samples", "4"}, {"eval_kl_steps", "2"}});
+  run_compare(ccfg, JobIO{log, false});
+  auto report = nlohmann::json::parse(read_file(cmp + "/report.json"));
+  for (const char* method : {"ram", "draft"}) {
+    const double acc = report["methods"][method]["accuracy_final"]["mean"].get<double>();
+    EXPECT_GE(acc, 0.0);
+    EXPECT_LE(acc, 1.0);
+    EXPECT_GE(report["methods"][method]["frechet_distance_final"]["mean"].get<double>(), 0.0);
+  }
   auto bad = Config::resolve(sample_params(), "",
                              {{"checkpoint", ft + "/checkpoints/final.safetensors"}, {"out", npy}, {"labels", "12"}});
   EXPECT_THROW(run_sample(bad, JobIO{log, false}), ConfigError);

@@ -59,6 +59,7 @@ struct Curve {
   int64_t seed = 0;
   std::vector<double> step, seconds, nfe, reward_evals, reward, distance, distance_base, diversity;
   double kl_to_base = std::nan("");  // at the final evaluation
+  double accuracy = std::nan(""), frechet = std::nan("");  // image tasks: at the final evaluation
   double ms_per_step = 0;
   std::string error;  // non-empty if the run failed
 };
@@ -341,6 +342,10 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
         std::max(0.0, 2.0 * mean_cross_distance(x, base_samples) - v * e.diversity - v * before.diversity));
     c.diversity.push_back(e.diversity);
     if (final) c.kl_to_base = e.kl_to_base;
+    if (final && e.image) {
+      c.accuracy = e.image->accuracy;
+      c.frechet = e.image->frechet_distance;
+    }
   };
   std::map<std::string, const Variant*> variant_of;
   for (const auto& v : variants) variant_of[v.label] = &v;
@@ -416,13 +421,14 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   std::vector<std::vector<std::string>> rows = {{"method", "final reward", "of optimal", "KL to base", "distance to p*",
                                                  "diversity", "steps to target", "seconds to target", "ms/step"}};
   std::vector<std::vector<std::string>> cost_rows = {{"method", "NFE/endpoint/step", "reward evals/step"}};
+  std::vector<std::vector<std::string>> image_rows = {{"method", "accuracy", "Frechet distance", "diversity"}};
   // Per variant, the mean over seeds of the final reward and KL (for the frontier) and steps to target.
   std::map<std::string, std::pair<Stat, Stat>> final_point;
   std::map<std::string, std::pair<Stat, Stat>> to_target;
   for (const auto& var : variants) {
     const std::string& name = var.label;
     const auto& runs = by_variant[name];
-    std::vector<double> final_r, frac, peak_r, dist, div, st, sec, ms, nfe, revals, kl;
+    std::vector<double> final_r, frac, peak_r, dist, div, st, sec, ms, nfe, revals, kl, acc, fid;
     for (const Curve* c : runs) {
       final_r.push_back(c->reward.back());
       frac.push_back(gap != 0 ? (c->reward.back() - before.reward_mean) / gap : 0.0);
@@ -430,6 +436,8 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       dist.push_back(c->distance.back());
       div.push_back(c->diversity.back());
       kl.push_back(c->kl_to_base);
+      acc.push_back(c->accuracy);
+      fid.push_back(c->frechet);
       const auto [s_to, sec_to] = time_to(*c, target_reward);
       st.push_back(s_to);
       sec.push_back(sec_to);
@@ -451,6 +459,8 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
                                {"kl_to_base", stat_json(stat(kl))},
                                {"distance_final", stat_json(stat(dist))},
                                {"diversity_final", stat_json(stat(div))},
+                               {"accuracy_final", stat_json(stat(acc))},
+                               {"frechet_distance_final", stat_json(stat(fid))},
                                {"steps_to_target", stat_json(reached)},
                                {"seconds_to_target", stat_json(stat(sec))},
                                {"reached_target", reached.n},
@@ -465,6 +475,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
                     stat_text(stat(dist)), stat_text(stat(div), 2), reached_text, stat_text(stat(sec), 2),
                     stat_text(stat(ms), 2)});
     cost_rows.push_back({name, jobs::fixed(stat(nfe).mean, 1), jobs::fixed(stat(revals).mean, 1)});
+    if (stat(acc).n > 0) image_rows.push_back({name, stat_text(stat(acc)), stat_text(stat(fid)), stat_text(stat(div), 2)});
   }
   for (const auto& c : curves)
     report["runs"].push_back({{"method", c.method}, {"variant", c.variant}, {"sweep", variant_of.at(c.variant)->sweep},
@@ -574,6 +585,12 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   md_table(rows);
   md << "\nCost per step (network evaluations per endpoint, rollout plus training; reward evaluations):\n\n";
   md_table(cost_rows);
+  if (image_rows.size() > 1) {
+    md << "\nImages, graded by the evaluation classifier (not the reward's judge) at the final evaluation: accuracy "
+          "of the requested class, Fréchet distance to the test split in its feature space, within-class diversity "
+          "of its features:\n\n";
+    md_table(image_rows);
+  }
   // Steps to the target, each configuration against the target configuration.
   if (!fixed_target && !fraction_target && to_target.count(target_variant) && to_target[target_variant].first.n > 0) {
     const Stat& ts = to_target[target_variant].first;
@@ -620,7 +637,9 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       {"total_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count()},
       {"report", "report.md"}};
   run.write_summary(summary);
-  io.log << "\n" << jobs::table(rows) << "run directory: " << run.path() << "\n";
+  io.log << "\n" << jobs::table(rows);
+  if (image_rows.size() > 1) io.log << "\n" << jobs::table(image_rows);
+  io.log << "run directory: " << run.path() << "\n";
   return summary;
 }
 

@@ -97,40 +97,31 @@ nlohmann::json run_pretrain(const Config& cfg_in, JobIO io) {
   save_checkpoint(run.checkpoint("base"), {{"base", model.get()}},
                   {{"config", cfg.values()}, {"step", cfg.integer("pretrain_steps")}, {"final_loss", last_loss}});
   line_plot(run.plot("loss"), "flow-matching loss", "step", "loss", {{"loss", xs, losses, palette(0) + "2"}});
-  if (images) {
-    image_grids(run.plot("samples"), *model, *task, 8, grid_steps, device);
-    nlohmann::json summary = {{"task", task->name()},
-                              {"steps", cfg.integer("pretrain_steps")},
-                              {"seconds", seconds},
-                              {"final_loss", last_loss},
-                              {"parameters", parameter_count(*model)},
-                              {"checkpoint", "checkpoints/base.safetensors"}};
-    run.write_summary(summary);
-    io.log << "final loss " << jobs::fixed(last_loss, 4) << "; samples per class: plots/samples.png (data left, "
-           << "model right)\nrun directory: " << run.path() << "\n";
-    return summary;
-  }
-
-  // Compare model samples with fresh data samples.
-  const int64_t n = cfg.integer("eval_samples");
-  Rng rng(static_cast<uint64_t>(cfg.integer("seed")) + 1);
-  std::vector<int64_t> shape = {n};
-  for (auto s : task->sample_shape()) shape.push_back(s);
-  auto x1 = rng.randn(shape, torch::TensorOptions().device(device));
-  auto samples = sample(*model, x1, {}, SampleOptions().steps(cfg.integer("eval_steps"))).x0.cpu();
-  auto data = task->sample_data(n, rng);
-  const double distance = energy_distance(samples, data);
-  sample_panels(run.plot("samples"), {jobs::panel("data", data), jobs::panel("base model", samples)});
   nlohmann::json summary = {{"task", task->name()},
                             {"steps", cfg.integer("pretrain_steps")},
                             {"seconds", seconds},
                             {"final_loss", last_loss},
-                            {"data_distance", distance},
                             {"parameters", parameter_count(*model)},
                             {"checkpoint", "checkpoints/base.safetensors"}};
+  io.log << "final loss " << jobs::fixed(last_loss, 4);
+  if (images) {
+    image_grids(run.plot("samples"), *model, *task, 8, grid_steps, device);
+    io.log << "; samples per class: plots/samples.png (data left, model right)";
+  } else {
+    // Compare model samples with fresh data samples.
+    const int64_t n = cfg.integer("eval_samples");
+    Rng rng(static_cast<uint64_t>(cfg.integer("seed")) + 1);
+    std::vector<int64_t> shape = {n};
+    for (auto s : task->sample_shape()) shape.push_back(s);
+    auto x1 = rng.randn(shape, torch::TensorOptions().device(device));
+    auto samples = sample(*model, x1, {}, SampleOptions().steps(cfg.integer("eval_steps"))).x0.cpu();
+    auto data = task->sample_data(n, rng);
+    summary["data_distance"] = energy_distance(samples, data);
+    sample_panels(run.plot("samples"), {jobs::panel("data", data), jobs::panel("base model", samples)});
+    io.log << ", energy distance to the data " << jobs::fixed(summary["data_distance"], 4) << " (" << n << " samples)";
+  }
   run.write_summary(summary);
-  io.log << "final loss " << jobs::fixed(last_loss, 4) << ", energy distance to the data "
-         << jobs::fixed(distance, 4) << " (" << n << " samples)\nrun directory: " << run.path() << "\n";
+  io.log << "\nrun directory: " << run.path() << "\n";
   return summary;
 }
 

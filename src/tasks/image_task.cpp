@@ -118,9 +118,9 @@ nlohmann::json image_task_preset() {
           // post-training: the shipped base, the classifier reward, and the demo's sizes
           {"base", "fashion_base.safetensors"}, {"reward", "classifier"},
           {"eval_classifier", "fashion_eval_classifier.safetensors"},
-          {"steps", 150}, {"groups", 4}, {"group", 8}, {"rollout_steps", 10}, {"multiplier", 2.0},
-          {"lr", 1e-4},
-          {"eval_samples", 500}, {"eval_pool", 2000}, {"eval_steps", 10}, {"eval_every", 25},
+          {"steps", 400}, {"groups", 4}, {"group", 8}, {"rollout_steps", 10}, {"multiplier", 2.0},
+          {"lr", 3e-5},
+          {"eval_samples", 500}, {"eval_pool", 2000}, {"eval_steps", 10}, {"eval_every", 50},
           {"eval_curve_samples", 200}, {"eval_kl_samples", 50}, {"eval_kl_steps", 10}};
 }
 
