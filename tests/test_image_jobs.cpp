@@ -137,6 +137,27 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
     EXPECT_LE(acc, 1.0);
     EXPECT_GE(report["methods"][method]["frechet_distance_final"]["mean"].get<double>(), 0.0);
   }
+  // With a non-differentiable reward the default method list drops the methods that differentiate it; an
+  // explicit one refuses them before any compute.
+  const auto jpeg = temp_dir("compare_jpeg");
+  std::vector<std::pair<std::string, std::string>> jflags = {
+      {"out", jpeg}, {"task", "fashion"}, {"data_dir", data}, {"base", pre + "/checkpoints/base.safetensors"},
+      {"reward", "jpeg-compressibility"}, {"eval_classifier", judges[1]}, {"seeds", "1"}, {"steps", "1"},
+      {"groups", "2"}, {"group", "4"}, {"rollout_steps", "2"}, {"eval_samples", "20"}, {"eval_pool", "40"},
+      {"eval_steps", "2"}, {"eval_every", "1"}, {"eval_curve_samples", "20"}, {"eval_kl_samples", "2"},
+      {"eval_kl_steps", "2"}};
+  run_compare(Config::resolve(compare_params(), "", jflags), JobIO{log, false});
+  auto jreport = nlohmann::json::parse(read_file(jpeg + "/report.json"));
+  EXPECT_TRUE(jreport["methods"].contains("ram"));
+  EXPECT_TRUE(jreport["methods"].contains("nft"));
+  EXPECT_FALSE(jreport["methods"].contains("draft"));
+  EXPECT_FALSE(jreport["methods"].contains("adjoint-matching"));
+  const auto refused = temp_dir("compare_jpeg_draft");
+  jflags[0].second = refused;
+  jflags.emplace_back("methods", "ram,draft");
+  EXPECT_THROW(run_compare(Config::resolve(compare_params(), "", jflags), JobIO{log, false}), ConfigError);
+  EXPECT_FALSE(fs::exists(refused));
+
   auto bad = Config::resolve(sample_params(), "",
                              {{"checkpoint", ft + "/checkpoints/final.safetensors"}, {"out", npy}, {"labels", "12"}});
   EXPECT_THROW(run_sample(bad, JobIO{log, false}), ConfigError);
@@ -161,9 +182,10 @@ TEST(Npy, RoundTripsEveryType) {
 
 TEST(ImageJobs, GuidanceNeedsAConditionalTask) {
   std::ostringstream log;
-  auto cfg = Config::resolve(finetune_params(), "", {{"out", temp_dir("cfg_ring")}, {"cfg", "2"}});
+  const auto out = temp_dir("cfg_ring");
+  auto cfg = Config::resolve(finetune_params(), "", {{"out", out}, {"cfg", "2"}});
   EXPECT_THROW(run_finetune(cfg, JobIO{log, false}), ConfigError);
-  EXPECT_FALSE(fs::exists(temp_dir("cfg_ring")));
+  EXPECT_FALSE(fs::exists(out));
 }
 
 }  // namespace

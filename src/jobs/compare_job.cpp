@@ -186,8 +186,22 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   const TaskPtr& task = basics.task;
   const RewardPtr& reward = basics.reward;
   const double m = basics.multiplier;
-  const auto names = split_list(cfg.text("methods"));
+  auto names = split_list(cfg.text("methods"));
   if (names.empty()) throw ConfigError("--methods: no method given");
+  if (!cfg.is_explicit("methods") && !reward->differentiable()) {
+    // The default list runs every method that applies: those that differentiate the reward do not.
+    std::vector<std::string> kept;
+    for (const auto& name : names) {
+      Config c = cfg;
+      c.apply_defaults(methods().get(name).preset);
+      if (methods().get(name).make(c)->needs_reward_gradient())
+        io.log << "compare: skipping " << name << ": it differentiates the reward, and reward '"
+               << reward->spec().value("type", std::string("?")) << "' is not differentiable\n";
+      else
+        kept.push_back(name);
+    }
+    names = kept;
+  }
   for (size_t i = 0; i < names.size(); ++i) {
     if (!methods().contains(names[i]))
       throw ConfigError("--methods: unknown method '" + names[i] + "' (choose from " + methods().joined_names() + ")");
