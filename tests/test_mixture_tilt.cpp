@@ -120,3 +120,29 @@ TEST(TiltTest, NonNormalisableTiltIsRefused) {
 
 }  // namespace
 }  // namespace ramflow
+
+namespace ramflow {
+namespace {
+
+// A conditional pool is tilted within each class: the frontier's reward and KL are the class-share
+// weighted means of each class's own tilt, computed here in closed form on a two-value reward.
+TEST(TiltTest, ConditionalPoolTiltsEachClass) {
+  ExactTarget t;
+  // class 0: rewards {0, 1} (share 2/6); class 1: rewards {0, 0, 0, 2} (share 4/6)
+  t.rewards = torch::tensor({0.0f, 1.0f, 0.0f, 0.0f, 0.0f, 2.0f});
+  t.pool_cond = torch::tensor(std::vector<int64_t>{0, 0, 1, 1, 1, 1});
+  const double m = 1.5;
+  const auto p = t.frontier({m}).front();
+  // class 0: w = (1, e^m) / (1 + e^m); E[r] = e^m / (1 + e^m); log Z = log((1 + e^m) / 2)
+  const double e0 = std::exp(m) / (1 + std::exp(m)), z0 = std::log((1 + std::exp(m)) / 2);
+  // class 1: E[r] = 2 e^{2m} / (3 + e^{2m}); log Z = log((3 + e^{2m}) / 4)
+  const double e1 = 2 * std::exp(2 * m) / (3 + std::exp(2 * m)), z1 = std::log((3 + std::exp(2 * m)) / 4);
+  EXPECT_NEAR(p.reward, (2.0 * e0 + 4.0 * e1) / 6.0, 1e-6);
+  EXPECT_NEAR(p.kl, (2.0 * (m * e0 - z0) + 4.0 * (m * e1 - z1)) / 6.0, 1e-6);
+  // Without classes the same pool is one tilt, with another answer.
+  t.pool_cond = torch::Tensor();
+  EXPECT_GT(std::abs(t.frontier({m}).front().reward - p.reward), 1e-3);
+}
+
+}  // namespace
+}  // namespace ramflow
