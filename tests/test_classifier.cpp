@@ -39,7 +39,10 @@ TEST(Classifier, BothArchitecturesLearnSeparableClasses) {
     EXPECT_GE(acc, 0.95) << arch;
     EXPECT_FALSE(m->is_training());
     Rng rng(0);
-    EXPECT_EQ(m->features(rng.randn({2, 1, 8, 8})).sizes(), (std::vector<int64_t>{2, 128}));
+    auto x = rng.randn({2, 1, 8, 8});
+    EXPECT_EQ(m->features(x).sizes(), (std::vector<int64_t>{2, 128}));
+    torch::NoGradGuard g;
+    EXPECT_TRUE(torch::allclose(m->forward(x), m->logits(m->features(x))));  // eval mode: one pass serves both
   }
 }
 

@@ -1,5 +1,6 @@
 // The image path end to end on a tiny dataset: pretrain (EMA, label dropout, checkpoints, grids),
 // train-classifier, and finetune with the classifier reward graded by an evaluation classifier.
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -83,14 +84,23 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   }
 
   // finetune: the fashion preset with tiny sizes; summary carries the image metrics before and after
+  // The flags every post-training job below shares: the tiny data, base, judges and sizes.
+  auto tiny = [&](const std::string& out, std::vector<std::pair<std::string, std::string>> extra) {
+    std::vector<std::pair<std::string, std::string>> flags = {
+        {"out", out}, {"task", "fashion"}, {"data_dir", data}, {"base", pre + "/checkpoints/base.safetensors"},
+        {"reward", R"({"type": "classifier", "checkpoint": ")" + judges[0] + R"("})"},
+        {"eval_classifier", judges[1]}, {"groups", "2"}, {"group", "4"}, {"rollout_steps", "3"},
+        {"eval_samples", "30"}, {"eval_pool", "60"}, {"eval_steps", "3"}, {"eval_kl_samples", "4"},
+        {"eval_kl_steps", "2"}};
+    for (auto& kv : extra) {
+      auto it = std::find_if(flags.begin(), flags.end(), [&](const auto& f) { return f.first == kv.first; });
+      if (it != flags.end()) it->second = kv.second; else flags.push_back(kv);
+    }
+    return flags;
+  };
   const auto ft = temp_dir("finetune");
-  auto fcfg = Config::resolve(
-      finetune_params(), "",
-      {{"out", ft}, {"task", "fashion"}, {"data_dir", data}, {"base", pre + "/checkpoints/base.safetensors"},
-       {"reward", R"({"type": "classifier", "checkpoint": ")" + judges[0] + R"("})"},
-       {"eval_classifier", judges[1]}, {"steps", "3"}, {"groups", "2"}, {"group", "4"}, {"rollout_steps", "3"},
-       {"eval_samples", "30"}, {"eval_pool", "60"}, {"eval_steps", "3"}, {"eval_every", "0"},
-       {"eval_kl_samples", "4"}, {"eval_kl_steps", "2"}, {"cfg", "1.5"}, {"eval_cfg", "1.5"}});
+  auto fcfg = Config::resolve(finetune_params(), "",
+                              tiny(ft, {{"steps", "3"}, {"eval_every", "0"}, {"cfg", "1.5"}, {"eval_cfg", "1.5"}}));
   auto summary = run_finetune(fcfg, JobIO{log, false});
   for (const char* when : {"before", "after"})
     for (const char* key : {"accuracy", "frechet_distance", "diversity", "mean_intensity", "saturated_fraction",
@@ -122,14 +132,10 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   EXPECT_TRUE(torch::equal(read_npy(npy.substr(0, npy.size() - 4) + ".labels.npy"), torch::full({4}, 2, torch::kLong)));
   // compare on images: every method's final accuracy and Fréchet distance in report.json
   const auto cmp = temp_dir("compare");
-  auto ccfg = Config::resolve(
-      compare_params(), "",
-      {{"out", cmp}, {"task", "fashion"}, {"data_dir", data}, {"base", pre + "/checkpoints/base.safetensors"},
-       {"reward", R"({"type": "classifier", "checkpoint": ")" + judges[0] + R"("})"},
-       {"eval_classifier", judges[1]}, {"methods", "ram,draft"}, {"seeds", "1"}, {"steps", "2"}, {"groups", "2"},
-       {"group", "4"}, {"rollout_steps", "3"}, {"eval_samples", "30"}, {"eval_pool", "60"}, {"eval_steps", "3"},
-       {"eval_every", "1"}, {"eval_curve_samples", "20"}, {"eval_kl_samples", "4"}, {"eval_kl_steps", "2"}});
-  run_compare(ccfg, JobIO{log, false});
+  run_compare(Config::resolve(compare_params(), "",
+                              tiny(cmp, {{"methods", "ram,draft"}, {"seeds", "1"}, {"steps", "2"}, {"eval_every", "1"},
+                                         {"eval_curve_samples", "20"}})),
+              JobIO{log, false});
   auto report = nlohmann::json::parse(read_file(cmp + "/report.json"));
   for (const char* method : {"ram", "draft"}) {
     const double acc = report["methods"][method]["accuracy_final"]["mean"].get<double>();
@@ -140,12 +146,8 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   // With a non-differentiable reward the default method list drops the methods that differentiate it; an
   // explicit one refuses them before any compute.
   const auto jpeg = temp_dir("compare_jpeg");
-  std::vector<std::pair<std::string, std::string>> jflags = {
-      {"out", jpeg}, {"task", "fashion"}, {"data_dir", data}, {"base", pre + "/checkpoints/base.safetensors"},
-      {"reward", "jpeg-compressibility"}, {"eval_classifier", judges[1]}, {"seeds", "1"}, {"steps", "1"},
-      {"groups", "2"}, {"group", "4"}, {"rollout_steps", "2"}, {"eval_samples", "20"}, {"eval_pool", "40"},
-      {"eval_steps", "2"}, {"eval_every", "1"}, {"eval_curve_samples", "20"}, {"eval_kl_samples", "2"},
-      {"eval_kl_steps", "2"}};
+  auto jflags = tiny(jpeg, {{"reward", "jpeg-compressibility"}, {"seeds", "1"}, {"steps", "1"}, {"eval_every", "1"},
+                            {"eval_curve_samples", "20"}});
   run_compare(Config::resolve(compare_params(), "", jflags), JobIO{log, false});
   auto jreport = nlohmann::json::parse(read_file(jpeg + "/report.json"));
   EXPECT_TRUE(jreport["methods"].contains("ram"));

@@ -46,6 +46,9 @@ class ImageClassifierImpl : public torch::nn::Module {
   /// The penultimate activations (fc1's output after its nonlinearity): x -> [B, 128]. The Fréchet
   /// distance of image evaluation is measured in this space.
   torch::Tensor features(const torch::Tensor& x);
+  /// Logits from features(x) in eval mode (no dropout): forward(x) == logits(features(x)) when not
+  /// training, so graders that need both pass through the network once.
+  torch::Tensor logits(const torch::Tensor& features) { return fc2(features); }
   /// Draws every parameter from `rng` (PyTorch's default initialisation, from a seeded stream).
   void reset_parameters(Rng& rng);
   const ClassifierOptions& options() const { return options_; }

@@ -77,15 +77,11 @@ ImageMetrics ImageJudge::measure(const torch::Tensor& x, const torch::Tensor& la
   auto lab = labels.to(torch::kCPU, torch::kLong);
   auto f = features(x);                                                     // [N, 128]
   {
+    // The predictions from the same features (the classifier is in eval mode: no dropout).
     torch::NoGradGuard no_grad;
-    const auto device = classifier_->parameters().front().device();
-    int64_t correct = 0;
-    for (int64_t i = 0; i < x.size(0); i += 1000) {
-      const int64_t n = std::min<int64_t>(1000, x.size(0) - i);
-      auto pred = classifier_->forward(x.narrow(0, i, n).to(device, torch::kFloat)).argmax(1).cpu();
-      correct += pred.eq(lab.narrow(0, i, n)).sum().item<int64_t>();
-    }
-    out.accuracy = static_cast<double>(correct) / static_cast<double>(x.size(0));
+    const auto p = classifier_->parameters().front();
+    auto pred = classifier_->logits(f.to(p.device(), p.scalar_type())).argmax(1).cpu();  // [N]
+    out.accuracy = pred.eq(lab).to(torch::kDouble).mean().item<double>();
   }
   torch::Tensor mu, cov;
   mean_cov(f, mu, cov);
