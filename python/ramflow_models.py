@@ -189,3 +189,62 @@ def load(path, name=None):
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+class ImageClassifier(nn.Module):
+    """The image classifiers of ramflow's classifier reward and evaluation (include/ramflow/classifier.h):
+    "cnn" (BatchNorm, max-pooling, dropout 0.3 before fc2) and "resnet" (GroupNorm, residual blocks).
+    forward returns the logits [B, K]; features the 128-d penultimate activations."""
+
+    FEATURES = 128
+
+    def __init__(self, arch="cnn", in_channels=1, image_size=28, num_classes=10):
+        super().__init__()
+        self.arch = arch
+        C, S, K = in_channels, image_size, num_classes
+
+        def conv(cin, cout, k, stride=1):
+            return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+        if arch == "cnn":
+            self.conv1, self.conv2, self.conv3, self.conv4 = conv(C, 16, 3), conv(16, 32, 3), conv(32, 64, 3), conv(64, 64, 3)
+            self.bn2, self.bn3, self.bn4 = nn.BatchNorm2d(32), nn.BatchNorm2d(64), nn.BatchNorm2d(64)
+            self.fc1 = nn.Linear(64 * (S // 4) * (S // 4), self.FEATURES)
+        elif arch == "resnet":
+            self.conv1, self.conv2, self.conv3 = conv(C, 32, 5), conv(32, 32, 3), conv(32, 32, 3)
+            self.conv4, self.conv5, self.conv6 = conv(32, 64, 3, 2), conv(64, 64, 3), conv(64, 64, 3)
+            for i, w in enumerate([32, 32, 32, 64, 64, 64], start=1):
+                setattr(self, f"gn{i}", nn.GroupNorm(8, w))
+            self.fc1 = nn.Linear(64, self.FEATURES)
+        else:
+            raise ValueError(f"classifier arch must be cnn or resnet, got '{arch}'")
+        self.fc2 = nn.Linear(self.FEATURES, K)
+
+    def features(self, x):
+        if self.arch == "cnn":
+            h = F.relu(self.conv1(x))
+            h = F.max_pool2d(F.relu(self.bn2(self.conv2(h))), 2)
+            h = F.max_pool2d(F.relu(self.bn3(self.conv3(h))), 2)
+            h = F.relu(self.bn4(self.conv4(h)))
+            return F.relu(self.fc1(h.flatten(1)))
+        h = F.avg_pool2d(F.silu(self.gn1(self.conv1(x))), 2)
+        h = h + F.silu(self.gn3(self.conv3(F.silu(self.gn2(self.conv2(h))))))
+        h = F.silu(self.gn4(self.conv4(h)))
+        h = h + F.silu(self.gn6(self.conv6(F.silu(self.gn5(self.conv5(h))))))
+        return F.silu(self.fc1(h.mean((2, 3))))
+
+    def forward(self, x):
+        f = self.features(x)
+        if self.arch == "cnn":
+            f = F.dropout(f, 0.3, self.training)
+        return self.fc2(f)
+
+
+def load_classifier(path):
+    """A classifier file of `ramflow train-classifier` (its tensors are the module's own names), in eval mode."""
+    tensors, meta = read_safetensors(path)
+    spec = dict(json.loads(meta["ramflow"])["classifier"])
+    spec.pop("type", None)
+    model = ImageClassifier(**spec)
+    model.load_state_dict(tensors, strict=True)
+    return model.eval()

@@ -130,11 +130,47 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
                               {"out", npy}, {"labels", "2"}});
   run_sample(one, JobIO{log, false});
   EXPECT_TRUE(torch::equal(read_npy(npy.substr(0, npy.size() - 4) + ".labels.npy"), torch::full({4}, 2, torch::kLong)));
+  // LoRA: adapters alone train; the checkpoint holds the policy (its base is the reference), the adapters in
+  // PEFT's layout and the merged weights; `sample --model ref` is the base, bit for bit.
+  const auto lo = temp_dir("finetune_lora");
+  auto lsummary = run_finetune(
+      Config::resolve(finetune_params(), "", tiny(lo, {{"steps", "3"}, {"eval_every", "0"}, {"lora_rank", "2"}, {"lr", "1e-2"}})),
+      JobIO{log, false});
+  EXPECT_GT(lsummary["lora"]["layers"].get<int64_t>(), 0);
+  const auto lmeta = read_checkpoint_meta(lo + "/checkpoints/final.safetensors");
+  EXPECT_EQ(lmeta["models"]["policy"]["type"], "lora");
+  EXPECT_FALSE(lmeta["models"].contains("ref"));
+  EXPECT_TRUE(fs::exists(lo + "/lora/adapter_config.json"));
+  EXPECT_TRUE(fs::exists(lo + "/lora/adapter_model.safetensors"));
+  EXPECT_EQ(read_checkpoint_meta(lo + "/checkpoints/merged.safetensors")["models"]["policy"]["type"], "unet");
+  {
+    const auto trained = load_safetensors(lo + "/checkpoints/final.safetensors");
+    const auto pretrained = load_safetensors(pre + "/checkpoints/base.safetensors");
+    int64_t compared = 0;
+    for (const auto& [name, tensor] : pretrained.tensors) {
+      EXPECT_TRUE(torch::equal(trained.at("policy.base." + name.substr(5)), tensor)) << name;  // "base." -> "policy.base."
+      ++compared;
+    }
+    EXPECT_GT(compared, 0);
+  }
+  auto sample_of = [&](const std::string& checkpoint, const std::string& model) {
+    const auto out = temp_dir("lora_sample_" + model) + ".npy";
+    std::vector<std::pair<std::string, std::string>> f = {{"checkpoint", checkpoint}, {"n", "12"}, {"steps", "3"}, {"out", out}};
+    if (!model.empty()) f.emplace_back("model", model);
+    run_sample(Config::resolve(sample_params(), "", f), JobIO{log, false});
+    return read_npy(out);
+  };
+  const auto from_ref = sample_of(lo + "/checkpoints/final.safetensors", "ref");
+  EXPECT_TRUE(torch::equal(from_ref, sample_of(pre + "/checkpoints/base.safetensors", "")));
+  const auto from_policy = sample_of(lo + "/checkpoints/final.safetensors", "policy");
+  EXPECT_FALSE(torch::equal(from_policy, from_ref));  // the adapters trained
+  EXPECT_TRUE(torch::allclose(sample_of(lo + "/checkpoints/merged.safetensors", ""), from_policy, 1e-4, 1e-5));
+
   // compare on images: every method's final accuracy and Fréchet distance in report.json
   const auto cmp = temp_dir("compare");
   run_compare(Config::resolve(compare_params(), "",
                               tiny(cmp, {{"methods", "ram,draft"}, {"seeds", "1"}, {"steps", "2"}, {"eval_every", "1"},
-                                         {"eval_curve_samples", "20"}})),
+                                         {"eval_curve_samples", "20"}, {"lora_rank", "2"}})),
               JobIO{log, false});
   auto report = nlohmann::json::parse(read_file(cmp + "/report.json"));
   for (const char* method : {"ram", "draft"}) {

@@ -22,6 +22,9 @@ Example example(const std::string& name) {
   if (name == "mlp") return {MLPVelocityOptions(2).hidden(32).depth(2).to_json()};
   if (name == "exact_mixture") return {{{"type", "exact_mixture"}, {"mixture", GaussianMixture::ring().to_json()}}};
   if (name == "unet") return {UNetOptions().image_size(8).mult({1, 2}).num_classes(3).to_json(), {1, 8, 8}, 3};
+  if (name == "lora")
+    return {{{"type", "lora"}, {"base", example("unet").spec}, {"rank", 2}, {"alpha", 3.0}, {"targets", {"conv1", "qkv"}}},
+            {1, 8, 8}, 3};
   return {nullptr};
 }
 nlohmann::json example_spec(const std::string& name) { return example(name).spec; }

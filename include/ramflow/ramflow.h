@@ -1,6 +1,7 @@
 #pragma once
 // Umbrella header: the whole public API of ramflow.
 #include "ramflow/adamw.h"
+#include "ramflow/assets.h"
 #include "ramflow/adjoint_matching.h"
 #include "ramflow/advantage.h"
 #include "ramflow/awm.h"
@@ -22,6 +23,7 @@
 #include "ramflow/io.h"
 #include "ramflow/jobs.h"
 #include "ramflow/likelihood.h"
+#include "ramflow/lora.h"
 #include "ramflow/method.h"
 #include "ramflow/metrics.h"
 #include "ramflow/mixture_task.h"

@@ -25,6 +25,10 @@ class VelocityFieldImpl : public torch::nn::Module {
   /// from process to process). The default accepts only models without parameters; a model with
   /// parameters overrides it.
   virtual void reset_parameters(Rng& rng);
+  /// A copy of what trains: parameters this model keeps frozen may be shared with the copy rather than
+  /// copied (a LoRA model shares its frozen base, lora.h). The default is a deep copy. Frozen copies
+  /// and EMAs are made this way.
+  virtual std::shared_ptr<VelocityFieldImpl> clone_trainable() const;
 };
 using VelocityFieldPtr = std::shared_ptr<VelocityFieldImpl>;
 
@@ -42,10 +46,11 @@ void copy_weights(const VelocityFieldImpl& from, VelocityFieldImpl& to);
 /// A deep copy: same spec, same weights, same device, same requires_grad flags.
 VelocityFieldPtr clone_velocity_field(const VelocityFieldImpl& model);
 
-/// A frozen copy for v_ref: no gradients, eval mode.
+/// A frozen copy (through clone_trainable) for v_ref or a stage's reference: no gradients, eval mode.
 VelocityFieldPtr frozen_copy(const VelocityFieldImpl& model);
 
-/// An exponential moving average of a model's weights:
+/// An exponential moving average of a model's weights (a frozen copy; parameters it shares with the
+/// model, such as a LoRA base, are left alone):
 ///   theta_ema <- d theta_ema + (1 - d) theta,   d = min(decay, ramp * updates)   (ramp <= 0: d = decay)
 /// With the ramp, the first update copies the model (d = 0), as in RAM's released code.
 class EMA {

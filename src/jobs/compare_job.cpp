@@ -287,7 +287,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
                         "' is not among --methods; add it or give --target-reward");
     target_variant = found->label;
   }
-  make_velocity_field(jobs::model_spec_from(cfg, *task));
+  jobs::check_model(cfg, *task);
 
   // --- 2. run directory, shared base model and evaluation -------------------------------------------
   jobs::RunStart start = jobs::start_run(cfg, *task, device, io);
@@ -367,9 +367,10 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     Config mc = variant_of.at(c.variant)->cfg;
     mc.set("seed", c.seed);
     const int64_t steps = mc.integer("steps");
-    auto policy = clone_velocity_field(*base);
-    for (auto& p : policy->parameters()) p.set_requires_grad(true);
-    Trainer trainer(policy, frozen_copy(*base), reward, methods().get(c.method).make(mc),
+    // Each run its own copy of the base: LoRA adapters write their weights into the base's layers
+    // during a forward call, so parallel runs must not share one.
+    auto [policy, ref] = jobs::policy_from(mc, clone_velocity_field(*base));
+    Trainer trainer(policy, ref, reward, methods().get(c.method).make(mc),
                     jobs::trainer_options_from(mc, *task), jobs::cond_sampler(task));
     StepRecord rec;
     evaluate_into(c, 0, rec, *base, false);

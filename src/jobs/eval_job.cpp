@@ -29,9 +29,11 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
   const std::string path = cfg_in.text("checkpoint");
   const auto meta = read_checkpoint_meta(path);
   const std::string name = jobs::pick_model(meta, cfg_in.raw("model"), path);
-  const bool has_ref = meta["models"].contains("ref");
-  auto model = load_checkpoint_model(path, name);
-  auto ref = load_checkpoint_model(path, has_ref ? "ref" : "base");
+  auto model = jobs::load_model(path, meta, name);
+  auto* lora = as_lora(*model);
+  // The reference: the stored "ref", a LoRA policy's own base (adapters off), else the stored "base".
+  auto ref = lora ? lora->base_ptr()
+                  : jobs::load_model(path, meta, meta["models"].contains("ref") ? "ref" : "base");
   model->to(device);
   ref->to(device);
   model->eval();

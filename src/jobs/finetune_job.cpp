@@ -13,6 +13,7 @@
 #include "jobs/setup.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
+#include "ramflow/lora.h"
 #include "ramflow/method.h"
 #include "ramflow/progress.h"
 #include "ramflow/run_dir.h"
@@ -80,8 +81,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   check_method_keys(cfg, {cfg.text("method")});
   MethodPtr method = method_info.make(cfg);
   Trainer::check(jobs::trainer_options_from(cfg, *task), *method, *reward);
-  const nlohmann::json model_spec = jobs::model_spec_from(cfg, *task);
-  make_velocity_field(model_spec);  // validate the architecture before any compute
+  jobs::check_model(cfg, *task);
 
   // --- 2. run directory, base model and exact target -----------------------------------------------
   jobs::RunStart start = jobs::start_run(cfg, *task, device, io);
@@ -102,10 +102,9 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   before.kl_to_base = before.kl_to_base_se = 0.0;  // the base itself
 
   // --- 3. training ---------------------------------------------------------------------------------
-  auto policy = clone_velocity_field(*base);
-  for (auto& p : policy->parameters()) p.set_requires_grad(true);
+  auto [policy, ref] = jobs::policy_from(cfg, base);
   const int64_t steps = cfg.integer("steps");
-  Trainer trainer(policy, frozen_copy(*base), reward, std::move(method), jobs::trainer_options_from(cfg, *task),
+  Trainer trainer(policy, ref, reward, std::move(method), jobs::trainer_options_from(cfg, *task),
                   jobs::cond_sampler(task));
   // Intermediate evaluations on the first eval_curve_samples of the fixed noise, for the curves.
   std::vector<double> curve_step, curve_reward, curve_distance, batch_step, batch_reward;
@@ -150,10 +149,18 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                                     {"step", steps},
                                     {"method", trainer.method().name()},
                                     {"method_options", trainer.method().options()}};
-  std::vector<std::pair<std::string, const VelocityFieldImpl*>> saved = {{"policy", &trainer.policy()},
-                                                                   {"ref", &trainer.ref()}};
+  // With LoRA the policy holds its base, which is the reference (adapters off): no "ref" is saved.
+  LoraVelocityFieldImpl* lora = as_lora(trainer.policy());
+  std::vector<std::pair<std::string, const VelocityFieldImpl*>> saved = {{"policy", &trainer.policy()}};
+  if (!lora) saved.emplace_back("ref", &trainer.ref());
   if (trainer.has_eval_ema()) saved.emplace_back("ema", &trainer.eval_model());
   save_checkpoint(run.checkpoint("final"), saved, ckpt_meta);
+  if (lora) {
+    // The evaluated model's adapters in PEFT's layout, and its weights merged into the base architecture.
+    LoraVelocityFieldImpl& evaluated = *as_lora(trainer.eval_model());
+    save_peft_adapter(evaluated, run.path() + "/lora", cfg.is_set("base") ? cfg.text("base") : "");
+    save_checkpoint(run.checkpoint("merged"), {{"policy", evaluated.merged().get()}}, ckpt_meta);
+  }
 
   Rng plot_rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 7);
   const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));
@@ -206,6 +213,14 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
       {"after", eval_json(after)},
       {"evaluated_model", trainer.eval_model_name()},
       {"checkpoint", "checkpoints/final.safetensors"}};
+  if (lora) {
+    summary["lora"] = {{"rank", lora->options().rank()},
+                       {"alpha", lora->options().alpha()},
+                       {"layers", lora->layers().size()},
+                       {"trainable_parameters", parameter_count(*lora)},
+                       {"adapter", "lora/adapter_model.safetensors"},
+                       {"merged_checkpoint", "checkpoints/merged.safetensors"}};
+  }
   if (target.mode_masses.defined()) summary["target_mode_masses"] = jobs::to_vector(target.mode_masses);
   run.write_summary(summary);
 

@@ -61,7 +61,7 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   const std::string path = cfg.text("checkpoint");
   const auto meta = read_checkpoint_meta(path);
   const std::string name = jobs::pick_model(meta, cfg.raw("model"), path);
-  auto model = load_checkpoint_model(path, name);
+  auto model = jobs::load_model(path, meta, name);
   model->to(device);
   model->eval();
   // The sample shape comes from the task the checkpoint was trained on.

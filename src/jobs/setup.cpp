@@ -12,6 +12,7 @@
 #include "ramflow/assets.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/image.h"
+#include "ramflow/lora.h"
 #include "ramflow/errors.h"
 #include "ramflow/method.h"
 #include "ramflow/pretrain.h"
@@ -38,6 +39,12 @@ std::string cache_dir(const Config& cfg) {
   if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/ramflow";
   if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/ramflow";
   return ".ramflow-cache";
+}
+
+std::string join_targets(const std::vector<std::string>& targets) {
+  std::string s;
+  for (const auto& t : targets) s += (s.empty() ? "" : ",") + t;
+  return s;
 }
 
 }  // namespace
@@ -144,6 +151,48 @@ void add_training_params(ParamTable& t, bool with_method) {
            "evaluate (and save as \"ema\") an EMA of the policy with this decay, warm-up min(decay, 0.1 step); "
            "0 = the policy itself (Flow-GRPO's and DiffusionNFT's released code: 0.9)",
            0, 1);
+  t.group("LoRA (train low-rank adapters only; the reference is the base with adapters off)");
+  t.integer("lora_rank", 0, "adapter rank r (0 = train every weight of the model)", 0, 1 << 16);
+  t.number("lora_alpha", nullptr, "adapter scale alpha: W = W0 + (alpha / r) B A (default: r)", 0, 1e9, true);
+  t.text("lora_targets", nullptr,
+         "comma-separated layer patterns ('*' any run; a pattern also matches a name's end after a dot; "
+         "default: " + join_targets(LoraOptions().targets()) + ")");
+}
+
+std::optional<LoraOptions> lora_options_from(const Config& cfg) {
+  const int64_t rank = cfg.integer("lora_rank");
+  if (rank == 0) {
+    for (const char* key : {"lora_alpha", "lora_targets"})
+      if (cfg.is_set(key))
+        throw ConfigError(std::string("--") + (key[5] == 'a' ? "lora-alpha" : "lora-targets") +
+                          " needs --lora-rank >= 1");
+    return std::nullopt;
+  }
+  LoraOptions o;
+  o.rank(rank).alpha(cfg.is_set("lora_alpha") ? cfg.number("lora_alpha") : static_cast<double>(rank));
+  if (cfg.is_set("lora_targets")) {
+    std::vector<std::string> targets;
+    std::stringstream in(cfg.text("lora_targets"));
+    for (std::string item; std::getline(in, item, ',');)
+      if (!item.empty()) targets.push_back(item);
+    o.targets(targets);
+  }
+  o.check();
+  return o;
+}
+
+PolicyAndRef policy_from(const Config& cfg, const VelocityFieldPtr& base) {
+  if (auto lora = lora_options_from(cfg)) {
+    // The base is frozen and shared: it is the reference (adapters off) and the policy's W0.
+    auto policy = LoraVelocityField(base, *lora);
+    Rng rng(static_cast<uint64_t>(cfg.integer("seed")) * 2 + 1);
+    policy->reset_adapters(rng);
+    policy->train();
+    return {policy.ptr(), base};
+  }
+  auto policy = clone_velocity_field(*base);
+  for (auto& p : policy->parameters()) p.set_requires_grad(true);
+  return {policy, frozen_copy(*base)};
 }
 
 TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
@@ -356,11 +405,34 @@ RunStart start_run(const Config& cfg, const Task& task, torch::Device device, Jo
   return {std::move(run), std::move(base)};
 }
 
+namespace {
+// A LoRA policy's reference is its base with adapters off: "ref" names it when no "ref" is stored.
+bool ref_is_lora_base(const nlohmann::json& meta) {
+  const bool has_models = meta.contains("models") && meta["models"].is_object();
+  return has_models && !meta["models"].contains("ref") && meta["models"].contains("policy") &&
+         meta["models"]["policy"].value("type", std::string()) == "lora";
+}
+}  // namespace
+
+VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta, const std::string& name) {
+  if (name == "ref" && ref_is_lora_base(meta)) {
+    auto policy = load_checkpoint_model(path, "policy");
+    return as_lora(*policy)->base_ptr();
+  }
+  return load_checkpoint_model(path, name);
+}
+
+void check_model(const Config& cfg, const Task& task) {
+  auto model = make_velocity_field(model_spec_from(cfg, task));
+  if (auto lora = lora_options_from(cfg)) lora_target_layers(*model, lora->targets());
+}
+
 std::string pick_model(const nlohmann::json& meta, const nlohmann::json& requested,
                        const std::string& path) {
   const bool has_models = meta.contains("models") && meta["models"].is_object();
   if (requested.is_string()) {
     const auto name = requested.get<std::string>();
+    if (name == "ref" && ref_is_lora_base(meta)) return name;
     if (!has_models || !meta["models"].contains(name))
       throw InputError(path + ": checkpoint has no model '" + name + "'" + checkpoint_models_text(meta));
     return name;

@@ -1,6 +1,7 @@
 #pragma once
 // Pieces shared by the jobs: parameter groups, building task / reward / base model from a config, and
 // the report helpers. Internal to the library (not installed).
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "ramflow/config.h"
 #include "ramflow/evaluator.h"
 #include "ramflow/jobs.h"
+#include "ramflow/lora.h"
 #include "ramflow/run_dir.h"
 #include "ramflow/runtime.h"
 #include "ramflow/plot.h"
@@ -53,6 +55,15 @@ RunBasics resolve_basics(Config& cfg);
 /// The model spec: `model` if set, else the task's default.
 nlohmann::json model_spec_from(const Config& cfg, const Task& task);
 EvalOptions eval_options_from(const Config& cfg);
+/// The LoRA options of the lora_* keys, or nullopt when --lora-rank is 0 (ConfigError if invalid).
+std::optional<LoraOptions> lora_options_from(const Config& cfg);
+/// The policy to train and its reference v_ref, from the base: without LoRA a trainable copy of the
+/// base and a frozen copy; with LoRA adapters around `base` itself (frozen; adapters drawn from the
+/// seed) and `base` as the reference, the same network with adapters off.
+struct PolicyAndRef {
+  VelocityFieldPtr policy, ref;
+};
+PolicyAndRef policy_from(const Config& cfg, const VelocityFieldPtr& base);
 /// The Trainer's options from the rollout and optimisation keys (seed: `seed`).
 TrainerOptions trainer_options_from(const Config& cfg, const Task& task);
 /// The trainer's condition sampler for `task` (labels uniform over its classes), empty if unconditional.
@@ -77,9 +88,15 @@ struct RunStart {
 };
 RunStart start_run(const Config& cfg, const Task& task, torch::Device device, JobIO io);
 
-/// The model to use from a checkpoint: `requested` if it is a string, else "policy", else "base".
+/// ConfigError before any compute if the configured architecture (`model`, else the task's) cannot be
+/// built or the LoRA targets match none of its layers.
+void check_model(const Config& cfg, const Task& task);
+/// The model to use from a checkpoint: `requested` if it is a string, else "policy", else "base"; "ref"
+/// also names the base of a LoRA policy (adapters off) when the checkpoint stores no "ref".
 std::string pick_model(const nlohmann::json& meta, const nlohmann::json& requested,
                        const std::string& path);
+/// Loads the model `name` chosen by pick_model (`meta`: the checkpoint's metadata).
+VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta, const std::string& name);
 
 // --- reporting -------------------------------------------------------------------------------------
 SamplePanel panel(const std::string& title, const torch::Tensor& samples);

@@ -3,6 +3,7 @@
 
 #include "ramflow/config.h"
 #include "ramflow/exact_mixture_velocity.h"
+#include "ramflow/lora.h"
 #include "ramflow/mlp_velocity.h"
 #include "ramflow/unet.h"
 
@@ -23,6 +24,17 @@ void register_builtin_models(Registry<ModelFactory>& r) {
     s.finish();
     return ExactMixtureVelocity(std::move(m)).ptr();
   }, "closed-form velocity of Gaussian-mixture data (no parameters)");
+  r.add("lora", [](const nlohmann::json& spec) -> VelocityFieldPtr {
+    SpecReader s(spec, "model 'lora'");
+    s.text("type");
+    const nlohmann::json& base = s.value("base");
+    for (const char* key : {"rank", "alpha", "targets"})
+      if (s.has(key)) s.value(key);
+    s.finish();
+    if (!base.is_object() || !base.contains("type") || !base["type"].is_string())
+      throw ConfigError("model 'lora': field 'base' must be a model spec with a string \"type\"");
+    return LoraVelocityField(models().get(base["type"].get<std::string>())(base), LoraOptions::from_json(spec)).ptr();
+  }, "LoRA adapters on a base model's Conv2d and Linear layers (fields: base, rank, alpha, targets)");
 }
 
 }  // namespace

@@ -11,6 +11,8 @@ void VelocityFieldImpl::reset_parameters(Rng&) {
                       "' has parameters but does not override reset_parameters");
 }
 
+VelocityFieldPtr VelocityFieldImpl::clone_trainable() const { return clone_velocity_field(*this); }
+
 VelocityFieldPtr make_velocity_field(const nlohmann::json& spec, uint64_t init_seed) {
   if (!spec.is_object() || !spec.contains("type") || !spec["type"].is_string())
     throw ConfigError("model spec must be a JSON object with a string \"type\", got " + spec.dump());
@@ -28,13 +30,13 @@ void copy_weights(const VelocityFieldImpl& from, VelocityFieldImpl& to) {
     TORCH_CHECK(s != nullptr, "copy_weights: source has no parameter '", kv.key(), "'");
     TORCH_CHECK(s->sizes() == kv.value().sizes(), "copy_weights: '", kv.key(), "' has shape ",
                 s->sizes(), " in the source and ", kv.value().sizes(), " in the target");
-    kv.value().copy_(*s);
+    if (!kv.value().is_same(*s)) kv.value().copy_(*s);  // a shared (LoRA base) tensor is already equal
   }
   auto src_buf = from.named_buffers(/*recurse=*/true);
   for (auto& kv : to.named_buffers(/*recurse=*/true)) {
     const torch::Tensor* s = src_buf.find(kv.key());
     TORCH_CHECK(s != nullptr, "copy_weights: source has no buffer '", kv.key(), "'");
-    kv.value().copy_(*s);
+    if (!kv.value().is_same(*s)) kv.value().copy_(*s);
   }
 }
 
@@ -50,7 +52,7 @@ VelocityFieldPtr clone_velocity_field(const VelocityFieldImpl& model) {
 }
 
 VelocityFieldPtr frozen_copy(const VelocityFieldImpl& model) {
-  auto copy = clone_velocity_field(model);
+  auto copy = model.clone_trainable();
   for (auto& p : copy->parameters()) p.set_requires_grad(false);
   copy->eval();
   return copy;
@@ -71,8 +73,10 @@ void EMA::update(const VelocityFieldImpl& model) {
   const double d = next_decay();
   auto src = model.named_parameters();
   for (auto& kv : ema_->named_parameters()) {
+    const torch::Tensor& theta = src[kv.key()];
+    if (kv.value().is_same(theta)) continue;  // shared with the model (a LoRA base): nothing to average
     // theta_ema = d theta_ema + (1 - d) theta
-    kv.value().mul_(d).add_(src[kv.key()].detach(), 1.0 - d);
+    kv.value().mul_(d).add_(theta.detach(), 1.0 - d);
   }
   ++updates_;
 }

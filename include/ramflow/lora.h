@@ -1,0 +1,111 @@
+#pragma once
+// LoRA: low-rank adapters on the Conv2d and Linear layers of a velocity field (Hu et al. 2021, "LoRA:
+// Low-Rank Adaptation of Large Language Models"; the layouts are PEFT's). Each adapted layer computes
+// with the weight
+//   W = W0 + (alpha / r) B A,   A: [r, in, kh, kw] (Linear: [r, in]),  B: [out, r, 1, 1] (Linear: [out, r])
+// (B A read as the matrix product [out, r] x [r, in kh kw], reshaped to W0's [out, in, kh, kw]). W0 is the
+// frozen base; only A and B train. A starts uniform in +-1/sqrt(in kh kw) (PEFT's kaiming_uniform with
+// a = sqrt(5)), B at zero, so a fresh adapter leaves the base's outputs exactly unchanged.
+//
+// The adapted weight is formed once per forward call and written into the layer for the call's duration
+// (then W0 is put back, also on an exception), so the base's own forward code runs unchanged and the
+// gradient reaches A and B through W. For the small layers of ramflow's models this costs less than
+// PEFT's separate low-rank branch (x A^T B^T), which would run two more convolutions per layer.
+//
+// The reference policy v_ref is the base itself (base()): the same network with adapters off, no second
+// copy of its weights. Copies for the EMA "old" policy (clone_trainable) share the base and copy only
+// the adapters, so the trainer's optimiser and EMAs cover adapter weights alone.
+//
+// Parameter names: "base.<module>.weight" for the base and "lora.<module>.lora_A.weight" /
+// "lora.<module>.lora_B.weight" for the adapters, <module> being the adapted layer's PyTorch name
+// (e.g. "down.0.conv1"). save_peft_adapter writes PEFT's layout: adapter_config.json and
+// adapter_model.safetensors with "base_model.model.<module>.lora_A.weight".
+#include <string>
+#include <vector>
+
+#include "ramflow/velocity_field.h"
+
+namespace ramflow {
+
+struct LoraOptions {
+  TORCH_ARG(int64_t, rank) = 4;       // r
+  TORCH_ARG(double, alpha) = 4.0;     // scale alpha / r
+  /// Which layers: a layer matches a pattern if the pattern ('*' matches any run of characters, dots
+  /// included) matches its whole name, or the end of its name after a dot (as PEFT's target_modules:
+  /// "conv1" matches "down.0.conv1"). Only Conv2d and Linear layers are adapted.
+  TORCH_ARG(std::vector<std::string>, targets) =
+      std::vector<std::string>{"conv1", "conv2", "qkv", "proj", "emb_proj"};
+
+ public:
+  nlohmann::json to_json() const;  // {"rank", "alpha", "targets"}
+  /// Reads the fields above from a model spec (other fields are the caller's); ConfigError if invalid.
+  static LoraOptions from_json(const nlohmann::json& spec);
+  /// ConfigError naming the culprit unless rank >= 1, alpha > 0 and targets is non-empty.
+  void check() const;
+};
+
+/// Names of the Conv2d and Linear layers of `model` that `targets` select, in module order. Throws
+/// ConfigError naming the patterns and the available layers when a pattern matches none.
+std::vector<std::string> lora_target_layers(const torch::nn::Module& model, const std::vector<std::string>& targets);
+
+class LoraVelocityFieldImpl : public VelocityFieldImpl {
+ public:
+  /// Wraps `base` (its parameters are frozen: requires_grad false). Adapters start as documented above,
+  /// drawn from Rng(0); reset_parameters redraws them.
+  LoraVelocityFieldImpl(VelocityFieldPtr base, LoraOptions options);
+
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond = {}) override;
+  /// {"type": "lora", "base": <base spec>, "rank", "alpha", "targets"}.
+  nlohmann::json spec() const override;
+  /// Redraws the base from `rng`, then the adapters.
+  void reset_parameters(Rng& rng) override;
+  /// Redraws the adapters alone: A uniform in +-1/sqrt(in kh kw), B = 0 (the base's outputs exactly).
+  void reset_adapters(Rng& rng);
+  /// A wrapper around the same base object with copies of the adapters.
+  VelocityFieldPtr clone_trainable() const override;
+
+  /// The base network: the model with adapters off.
+  VelocityFieldImpl& base() { return *base_; }
+  const VelocityFieldPtr& base_ptr() const { return base_; }
+  const LoraOptions& options() const { return options_; }
+  double scale() const { return options_.alpha() / static_cast<double>(options_.rank()); }
+  /// The adapted layers' names, in module order.
+  std::vector<std::string> layers() const;
+  /// A_i [r, in, ...] and B_i [out, r, ...] of the adapted layer `layer`.
+  torch::Tensor& lora_A(const std::string& layer);
+  torch::Tensor& lora_B(const std::string& layer);
+  /// With false, forward is the base's (the adapters are kept).
+  void set_enabled(bool enabled) { enabled_ = enabled; }
+  bool enabled() const { return enabled_; }
+  /// A deep copy of the base architecture with W0 + (alpha / r) B A folded into every adapted layer.
+  VelocityFieldPtr merged() const;
+
+ private:
+  struct Adapter {
+    std::string layer;
+    std::shared_ptr<torch::nn::Module> module;  // the base's Conv2d or Linear
+    torch::Tensor* weight;                      // its `weight` member, which its forward reads
+    torch::Tensor A, B;
+  };
+  /// W0 + (alpha / r) B A for adapter `a`.
+  torch::Tensor adapted_weight(const Adapter& a) const;
+  VelocityFieldPtr base_;
+  LoraOptions options_;
+  std::vector<Adapter> adapters_;
+  bool enabled_ = true;
+};
+TORCH_MODULE(LoraVelocityField);
+
+/// The LoRA wrapper inside `model`, or null when it has none.
+LoraVelocityFieldImpl* as_lora(VelocityFieldImpl& model);
+
+/// Writes PEFT's adapter layout into directory `dir` (created if missing): adapter_config.json
+/// {"peft_type": "LORA", "r", "lora_alpha", "target_modules": [adapted layers], ...} and
+/// adapter_model.safetensors ("base_model.model.<layer>.lora_A.weight", "...lora_B.weight"), each
+/// written atomically. `base_model` is recorded as base_model_name_or_path.
+void save_peft_adapter(const LoraVelocityFieldImpl& model, const std::string& dir, const std::string& base_model = "");
+/// Attaches the adapters of a PEFT directory written as above to `base`: every tensor must name an
+/// adapted layer with the right shape (IOError naming the file otherwise).
+LoraVelocityField load_peft_adapter(const std::string& dir, VelocityFieldPtr base);
+
+}  // namespace ramflow
