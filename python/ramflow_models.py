@@ -175,8 +175,24 @@ def build(spec):
     raise ValueError(f"model type '{kind}' has no PyTorch definition here (known: unet, mlp)")
 
 
+def merge_lora(state, rank, alpha):
+    """Folds LoRA adapters into base weights (include/ramflow/lora.h): from a "lora" model's tensors
+    "base.<layer>.weight" and "lora.<layer>.lora_A.weight" / "lora_B.weight", the base's state dict with
+    W = W0 + (alpha / r) B A (B A as [out, r] x [r, in kh kw], reshaped to W0's shape)."""
+    merged = {k[len("base."):]: v.clone() for k, v in state.items() if k.startswith("base.")}
+    for key, a in state.items():
+        if not (key.startswith("lora.") and key.endswith(".lora_A.weight")):
+            continue
+        layer = key[len("lora."):-len(".lora_A.weight")]
+        b = state[f"lora.{layer}.lora_B.weight"]
+        w0 = merged[layer + ".weight"]
+        merged[layer + ".weight"] = w0 + (alpha / rank) * (b.flatten(1) @ a.flatten(1)).reshape(w0.shape)
+    return merged
+
+
 def load(path, name=None):
-    """The model `name` of a ramflow checkpoint (default: "policy", else "base", else the only one)."""
+    """The model `name` of a ramflow checkpoint (default: "policy", else "base", else the only one).
+    A LoRA model ("type": "lora") comes back as its base architecture with the adapters merged."""
     tensors, meta = read_safetensors(path)
     info = json.loads(meta["ramflow"])
     specs = info["models"]
@@ -184,9 +200,13 @@ def load(path, name=None):
         name = "policy" if "policy" in specs else "base" if "base" in specs else next(iter(specs))
     if name not in specs:
         raise KeyError(f"{path}: no model '{name}' (it has: {', '.join(specs)})")
-    model = build(specs[name])
+    spec = specs[name]
     prefix = name + "."
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if spec["type"] == "lora":
+        state = merge_lora(state, spec["rank"], spec["alpha"])
+        spec = spec["base"]
+    model = build(spec)
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -7,6 +7,7 @@
 
 #include "ramflow/checkpoint.h"
 #include "ramflow/guidance.h"
+#include "ramflow/lora.h"
 #include "ramflow/mlp_velocity.h"
 #include "ramflow/task.h"
 #include "ramflow/unet.h"
@@ -133,6 +134,15 @@ TEST(Interop, PythonUNetGivesTheSameVelocity) {
   perturb(*m, 3);
   Rng rng(4);
   check_python(m, rng.randn({6, 1, 28, 28}), torch::tensor(std::vector<int64_t>{0, 3, 9, kNullLabel, 5, 1}), "unet");
+}
+
+TEST(Interop, PythonMergesLoraAdapters) {
+  auto base = make_velocity_field(UNetOptions().num_classes(10).to_json(), 1);
+  perturb(*base, 3);
+  LoraVelocityField lora(base, LoraOptions().rank(3).alpha(5));
+  perturb(*lora, 6);  // the adapters (and the base) away from their starts
+  Rng rng(4);
+  check_python(lora.ptr(), rng.randn({4, 1, 28, 28}), torch::tensor(std::vector<int64_t>{0, 3, 9, kNullLabel}), "lora");
 }
 
 TEST(Interop, PythonMlpGivesTheSameVelocity) {

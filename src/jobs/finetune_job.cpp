@@ -64,6 +64,15 @@ std::string masses_text(const torch::Tensor& m) {
   return s;
 }
 
+// The KL estimate with its standard error; a clearly negative one (a KL is >= 0) is the likelihood ODE's
+// failure (too few steps, or Hutchinson's probes in high dimension), and is flagged as such.
+std::string kl_text(double kl, double se) {
+  std::string s = jobs::fixed(kl);
+  if (se > 0) s += " ± " + jobs::fixed(se);
+  if (kl + 2 * se < 0) s += " (estimator failed)";
+  return s;
+}
+
 }  // namespace
 
 nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
@@ -165,7 +174,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   Rng plot_rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 7);
   const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));
   if (task->sample_shape().size() == 3)
-    jobs::class_grids(run.plot("samples"), {before.samples, after.samples}, before.cond, *task, 8);
+    jobs::class_grids(run.plot("samples"), {before.samples, after.samples}, {before.cond}, *task, 8);
   else
     sample_panels(run.plot("samples"),
                 {jobs::panel("base model", before.samples.narrow(0, 0, n_plot), reward->spec()),
@@ -232,7 +241,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
       {"reward", jobs::fixed(before.reward_mean), jobs::fixed(after.reward_mean),
        jobs::fixed(target.reward_optimal)},
       {"distance to target", jobs::fixed(before.distance, 4), jobs::fixed(after.distance, 4), "0"},
-      {"KL to base", "0", jobs::fixed(after.kl_to_base), jobs::fixed(target.kl_optimal)}};
+      {"KL to base", "0", kl_text(after.kl_to_base, after.kl_to_base_se), jobs::fixed(target.kl_optimal)}};
   io.log << "\nfinal evaluation: " << cfg.integer("eval_samples") << " samples per model, same fixed noise"
          << " (KL: " << cfg.integer("eval_kl_samples") << "); exact target: pool of " << cfg.integer("eval_pool")
          << "\n"

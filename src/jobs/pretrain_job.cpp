@@ -44,15 +44,7 @@ void image_grids(const std::string& path, VelocityFieldImpl& model, const Task& 
   // Data: the first per_class images of each class among fresh draws.
   torch::Tensor labels;
   auto data = task.sample_data(std::max<int64_t>(200 * K, 2000), rng, {}, &labels);
-  std::vector<torch::Tensor> rows;
-  for (int64_t k = 0; k < K; ++k) {
-    auto idx = labels.defined() ? (labels == k).nonzero().flatten() : torch::arange(data.size(0));
-    const int64_t have = std::min(idx.size(0), per_class);
-    auto row = torch::full({per_class, data.size(1), data.size(2), data.size(3)}, -1.0);  // black if too few
-    if (have > 0) row.narrow(0, 0, have).copy_(data.index_select(0, idx.narrow(0, 0, have)));
-    rows.push_back(row);
-  }
-  save_png_grid(path, {torch::cat(rows), x0.cpu()}, K, per_class);
+  jobs::class_grids(path, {data, x0}, {labels, cond}, task, per_class);
 }
 
 }  // namespace

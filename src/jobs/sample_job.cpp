@@ -112,7 +112,7 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   }
   if (cfg.is_set("plot")) {
     if (task->sample_shape().size() == 3 && fixed_label < 0 && K > 0) {
-      jobs::class_grids(cfg.text("plot"), {x0}, labels, *task, std::min<int64_t>(10, std::max<int64_t>(n / K, 1)));
+      jobs::class_grids(cfg.text("plot"), {x0}, {labels}, *task, std::min<int64_t>(10, std::max<int64_t>(n / K, 1)));
     } else if (task->sample_shape().size() == 3) {
       const int64_t cols = std::min<int64_t>(n, 10), rows = std::min<int64_t>(n / cols, 10);
       save_png_grid(cfg.text("plot"), {x0.narrow(0, 0, rows * cols)}, rows, cols);

@@ -465,20 +465,26 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples, const 
   return p;
 }
 
-void class_grids(const std::string& path, const std::vector<torch::Tensor>& batches, const torch::Tensor& cond,
-                 const Task& task, int64_t per_class) {
+void class_grids(const std::string& path, const std::vector<torch::Tensor>& batches,
+                 const std::vector<torch::Tensor>& conds, const Task& task, int64_t per_class) {
+  TORCH_CHECK(conds.size() == 1 || conds.size() == batches.size(), "class_grids: ", conds.size(),
+              " label tensors for ", batches.size(), " batches");
   const int64_t K = std::max<int64_t>(task.num_classes(), 1);
-  std::vector<torch::Tensor> idx;
-  for (int64_t k = 0; k < K; ++k) {
-    auto ik = cond.defined() ? (cond.cpu() == k).nonzero().flatten() : torch::arange(batches.front().size(0));
-    if (ik.size(0) < per_class) per_class = ik.size(0);
-    idx.push_back(ik);
-  }
-  if (per_class == 0) return;
-  for (auto& ik : idx) ik = ik.narrow(0, 0, per_class);
-  auto order = torch::cat(idx);                                              // [K * per_class], row-major
   std::vector<torch::Tensor> picked;
-  for (const auto& x : batches) picked.push_back(x.index_select(0, order.to(x.device())).cpu());
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const auto x = batches[b].detach().cpu();                                  // [N, C, H, W]
+    const auto cond = conds[conds.size() == 1 ? 0 : b];
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape[0] = K * per_class;
+    auto grid = torch::full(shape, -1.0, x.options());                        // black where a class is short
+    for (int64_t k = 0; k < K; ++k) {
+      // The first per_class samples of class k (all samples for an unconditional task).
+      auto ik = cond.defined() ? (cond.cpu() == k).nonzero().flatten() : torch::arange(x.size(0));
+      const int64_t have = std::min(per_class, ik.size(0));
+      if (have > 0) grid.narrow(0, k * per_class, have).copy_(x.index_select(0, ik.narrow(0, 0, have)));
+    }
+    picked.push_back(grid);
+  }
   save_png_grid(path, picked, K, per_class);
 }
 
