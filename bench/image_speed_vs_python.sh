@@ -56,9 +56,9 @@ for ((r = 0; r < rounds; r++)); do
     run_peer "$peer" "$r" | sed "s/^/  [$peer] /" >&2
   done
 done
-"$python" - "$tmp" "$out" "$threads" "$steps" "$rounds" <<'EOF'
+"$python" - "$tmp" "$out" "$threads" "$steps" "$rounds" "$build" <<'EOF'
 import glob, json, os, statistics, sys
-tmp, out, threads, steps, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+tmp, out, threads, steps, rounds, build = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 runs = {}
 for path in sorted(glob.glob(os.path.join(tmp, "*.json"))):
     peer = os.path.basename(path).split(".")[0]
@@ -72,7 +72,7 @@ for peer in ("ramflow", "debian", "pypi"):
         continue
     med = {k: statistics.median(r[k] for r in runs[peer])
            for k in ("step_ms", "rollout_ms", "reward_ms", "loss_update_ms")}
-    kernel = runs[peer][0].get("kernel", "LibTorch " + ("(ramflow links Debian's OpenBLAS)"))
+    kernel = runs[peer][0].get("kernel", "the LibTorch " + os.path.basename(build) + "/ was built against")
     version = runs[peer][0].get("torch", "")
     report["peers"][peer] = {**med, "rounds": [r["step_ms"] for r in runs[peer]], "kernel": kernel, "torch": version}
     print(f"{label[peer] + (' ' + version if version else ''):<26}{med['step_ms']:9.1f}{med['rollout_ms']:9.1f}"

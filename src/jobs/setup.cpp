@@ -164,8 +164,7 @@ std::optional<LoraOptions> lora_options_from(const Config& cfg) {
   if (rank == 0) {
     for (const char* key : {"lora_alpha", "lora_targets"})
       if (cfg.is_set(key))
-        throw ConfigError(std::string("--") + (key[5] == 'a' ? "lora-alpha" : "lora-targets") +
-                          " needs --lora-rank >= 1");
+        throw ConfigError(cfg.table().find(key)->flag() + " needs --lora-rank >= 1");
     return std::nullopt;
   }
   LoraOptions o;
