@@ -49,6 +49,14 @@ struct LoraOptions {
 std::vector<std::string> lora_target_layers(const torch::nn::Module& model, const std::vector<std::string>& targets);
 
 class LoraVelocityFieldImpl : public VelocityFieldImpl {
+ private:
+  struct Adapter {
+    std::string layer;
+    std::shared_ptr<torch::nn::Module> module;  // the base's Conv2d or Linear
+    torch::Tensor* weight;                      // its `weight` member, which its forward reads
+    torch::Tensor A, B;
+  };
+
  public:
   /// Wraps `base` (its parameters are frozen: requires_grad false). Adapters start as documented above,
   /// drawn from Rng(0); reset_parameters redraws them.
@@ -72,8 +80,10 @@ class LoraVelocityFieldImpl : public VelocityFieldImpl {
   /// The adapted layers' names, in module order.
   std::vector<std::string> layers() const;
   /// A_i [r, in, ...] and B_i [out, r, ...] of the adapted layer `layer`.
-  torch::Tensor& lora_A(const std::string& layer);
-  torch::Tensor& lora_B(const std::string& layer);
+  torch::Tensor& lora_A(const std::string& layer) { return adapter(layer).A; }
+  torch::Tensor& lora_B(const std::string& layer) { return adapter(layer).B; }
+  const torch::Tensor& lora_A(const std::string& layer) const { return adapter(layer).A; }
+  const torch::Tensor& lora_B(const std::string& layer) const { return adapter(layer).B; }
   /// With false, forward is the base's (the adapters are kept).
   void set_enabled(bool enabled) { enabled_ = enabled; }
   bool enabled() const { return enabled_; }
@@ -81,12 +91,9 @@ class LoraVelocityFieldImpl : public VelocityFieldImpl {
   VelocityFieldPtr merged() const;
 
  private:
-  struct Adapter {
-    std::string layer;
-    std::shared_ptr<torch::nn::Module> module;  // the base's Conv2d or Linear
-    torch::Tensor* weight;                      // its `weight` member, which its forward reads
-    torch::Tensor A, B;
-  };
+  /// The adapter of `layer` (ConfigError if there is none).
+  Adapter& adapter(const std::string& layer);
+  const Adapter& adapter(const std::string& layer) const;
   /// W0 + (alpha / r) B A for adapter `a`.
   torch::Tensor adapted_weight(const Adapter& a) const;
   VelocityFieldPtr base_;

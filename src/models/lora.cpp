@@ -226,15 +226,13 @@ std::vector<std::string> LoraVelocityFieldImpl::layers() const {
   return names;
 }
 
-torch::Tensor& LoraVelocityFieldImpl::lora_A(const std::string& layer) {
-  for (auto& a : adapters_)
-    if (a.layer == layer) return a.A;
-  throw ConfigError("LoRA: no adapter on layer '" + layer + "'");
+LoraVelocityFieldImpl::Adapter& LoraVelocityFieldImpl::adapter(const std::string& layer) {
+  return const_cast<Adapter&>(static_cast<const LoraVelocityFieldImpl&>(*this).adapter(layer));
 }
 
-torch::Tensor& LoraVelocityFieldImpl::lora_B(const std::string& layer) {
-  for (auto& a : adapters_)
-    if (a.layer == layer) return a.B;
+const LoraVelocityFieldImpl::Adapter& LoraVelocityFieldImpl::adapter(const std::string& layer) const {
+  for (const auto& a : adapters_)
+    if (a.layer == layer) return a;
   throw ConfigError("LoRA: no adapter on layer '" + layer + "'");
 }
 
@@ -253,18 +251,17 @@ void save_peft_adapter(const LoraVelocityFieldImpl& model, const std::string& di
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw IOError(dir + ": cannot create the adapter directory: " + ec.message());
-  auto& m = const_cast<LoraVelocityFieldImpl&>(model);
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& layer : m.layers()) {
-    tensors.emplace_back(kPeftPrefix + layer + ".lora_A.weight", m.lora_A(layer).detach());
-    tensors.emplace_back(kPeftPrefix + layer + ".lora_B.weight", m.lora_B(layer).detach());
+  for (const auto& layer : model.layers()) {
+    tensors.emplace_back(kPeftPrefix + layer + ".lora_A.weight", model.lora_A(layer).detach());
+    tensors.emplace_back(kPeftPrefix + layer + ".lora_B.weight", model.lora_B(layer).detach());
   }
   save_safetensors(dir + "/adapter_model.safetensors", tensors, {{"format", "pt"}});
   const nlohmann::json config = {
       {"peft_type", "LORA"},
       {"r", model.options().rank()},
       {"lora_alpha", model.options().alpha()},
-      {"target_modules", m.layers()},
+      {"target_modules", model.layers()},
       {"lora_dropout", 0.0},
       {"bias", "none"},
       {"fan_in_fan_out", false},
