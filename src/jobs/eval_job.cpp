@@ -31,9 +31,8 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
   const std::string name = jobs::pick_model(meta, cfg_in.raw("model"), path);
   auto model = jobs::load_model(path, meta, name);
   auto* lora = as_lora(*model);
-  // The reference: the stored "ref", a LoRA policy's own base (adapters off), else the stored "base".
-  auto ref = lora ? lora->base_ptr()
-                  : jobs::load_model(path, meta, meta["models"].contains("ref") ? "ref" : "base");
+  // The reference: a LoRA policy's own base (adapters off, no second read), the stored "ref", or "base".
+  auto ref = lora ? lora->base_ptr() : jobs::load_model(path, meta, jobs::reference_name(meta));
   model->to(device);
   ref->to(device);
   model->eval();

@@ -413,6 +413,10 @@ bool ref_is_lora_base(const nlohmann::json& meta) {
 }
 }  // namespace
 
+std::string reference_name(const nlohmann::json& meta) {
+  return ref_is_lora_base(meta) || meta["models"].contains("ref") ? "ref" : "base";
+}
+
 VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta, const std::string& name) {
   if (name == "ref" && ref_is_lora_base(meta)) {
     auto policy = load_checkpoint_model(path, "policy");

@@ -95,6 +95,8 @@ void check_model(const Config& cfg, const Task& task);
 /// also names the base of a LoRA policy (adapters off) when the checkpoint stores no "ref".
 std::string pick_model(const nlohmann::json& meta, const nlohmann::json& requested,
                        const std::string& path);
+/// The reference model of a checkpoint: "ref" when it stores one or holds a LoRA policy, else "base".
+std::string reference_name(const nlohmann::json& meta);
 /// Loads the model `name` chosen by pick_model (`meta`: the checkpoint's metadata).
 VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta, const std::string& name);
 
