@@ -2,6 +2,9 @@
 // Helpers shared by the test files.
 #include <nlohmann/json.hpp>
 
+#include <gtest/gtest.h>
+
+#include "ramflow/checkpoint.h"
 #include "ramflow/mlp_velocity.h"
 #include "ramflow/pretrain.h"
 #include "ramflow/sampler.h"
@@ -14,6 +17,22 @@
 #include "ramflow/idx.h"
 
 namespace ramflow::testing {
+
+/// Every tensor of two safetensors files equal bit for bit, in the same order, and their training state
+/// ("trainer" metadata) equal but for the wall-clock seconds.
+inline void expect_same_checkpoint(const std::string& a, const std::string& b) {
+  const auto fa = load_safetensors(a), fb = load_safetensors(b);
+  ASSERT_EQ(fa.tensors.size(), fb.tensors.size()) << a << " vs " << b;
+  for (size_t i = 0; i < fa.tensors.size(); ++i) {
+    EXPECT_EQ(fa.tensors[i].first, fb.tensors[i].first);
+    EXPECT_TRUE(torch::equal(fa.tensors[i].second, fb.tensors[i].second)) << fa.tensors[i].first;
+  }
+  auto ta = nlohmann::json::parse(fa.metadata.at("ramflow")).value("trainer", nlohmann::json());
+  auto tb = nlohmann::json::parse(fb.metadata.at("ramflow")).value("trainer", nlohmann::json());
+  if (ta.is_object()) ta.erase("seconds");
+  if (tb.is_object()) tb.erase("seconds");
+  EXPECT_EQ(ta, tb);
+}
 
 /// A tiny labelled image dataset in IDX files under `dir` (created): `classes` classes of size x size grey
 /// images; an image of class k is dark (byte 20) with a bright 2 x 2 square (byte 235) at column 2k,

@@ -6,7 +6,7 @@
 # (--steps, --seeds, the evaluation sizes, --pretrain-steps) are replaced by small values, and paths under
 # runs/ are moved into a temporary directory, so that commands that read what an earlier one wrote
 # (--config runs/first/config.json) find it. Lines that are not ramflow commands (scripts/run,
-# scripts/test, the benchmarks) are left out: the test suite is itself scripts/test, and the benchmarks
+# scripts/test, the benchmarks) are left out; a --resume command gets no work-size flag but --steps 5: the test suite is itself scripts/test, and the benchmarks
 # need a prepared environment. Exits 1 naming every command that failed.
 set -euo pipefail
 cli="$1"
@@ -39,8 +39,12 @@ for command in "${commands[@]}"; do
   shift
   help="$("$cli" "$sub" --help)"
   args=("$sub")
+  # A resumed run keeps its configuration: it takes no work-size flag but --steps, which runs it on.
+  resume=0
+  [[ " $* " == *" --resume "* ]] && resume=1
   while [ $# -gt 0 ]; do
     if [ -n "${small[$1]+x}" ]; then
+      [ "$resume" -eq 1 ] && [ "$1" = --steps ] && args+=(--steps 5)
       shift 2
       continue
     fi
@@ -51,7 +55,7 @@ for command in "${commands[@]}"; do
     shift
   done
   for flag in "${!small[@]}"; do
-    grep -qE -- "^ +$flag " <<<"$help" && args+=("$flag" "${small[$flag]}")
+    [ "$resume" -eq 0 ] && grep -qE -- "^ +$flag " <<<"$help" && args+=("$flag" "${small[$flag]}")
   done
   echo "readme_commands: ramflow ${args[*]}"
   if ! "$cli" "${args[@]}" >"$tmp/log" 2>&1; then

@@ -166,6 +166,23 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   EXPECT_FALSE(torch::equal(from_policy, from_ref));  // the adapters trained
   EXPECT_TRUE(torch::allclose(sample_of(lo + "/checkpoints/merged.safetensors", ""), from_policy, 1e-4, 1e-5));
 
+  // A LoRA run resumed: 2 steps, resume, 2 more equal 4 straight, adapters, EMAs and optimiser bit for bit.
+  {
+    const auto split = temp_dir("lora_split"), straight = temp_dir("lora_straight");
+    auto lora_run = [&](const std::string& out, const std::string& steps) {
+      return Config::resolve(finetune_params(), "",
+                             tiny(out, {{"steps", steps}, {"eval_every", "0"}, {"lora_rank", "2"}, {"lr", "1e-2"},
+                                        {"eval_ema", "0.5"}, {"method", "ram-anneal"}, {"anneal_stages", "2"},
+                                        {"anneal_stage_steps", "1"}}));
+    };
+    run_finetune(lora_run(split, "2"), JobIO{log, false});
+    run_finetune(Config::resolve(finetune_params(), "", {{"resume", split}, {"steps", "4"}}), JobIO{log, false});
+    run_finetune(lora_run(straight, "4"), JobIO{log, false});
+    testing::expect_same_checkpoint(split + "/checkpoints/step-00000004.safetensors",
+                                    straight + "/checkpoints/step-00000004.safetensors");
+    EXPECT_FALSE(read_checkpoint_meta(split + "/checkpoints/step-00000004.safetensors")["models"].contains("ref"));
+  }
+
   // compare on images: every method's final accuracy and Fréchet distance in report.json
   const auto cmp = temp_dir("compare");
   run_compare(Config::resolve(compare_params(), "",

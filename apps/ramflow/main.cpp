@@ -1,6 +1,7 @@
 // ramflow: the command-line tool. Subcommand dispatch and flag parsing only; the work is in the library
 // (include/ramflow/jobs.h). Exit codes: 0 success, 2 bad usage, configuration or input (a missing or
-// malformed file, an existing run directory), 1 any other error.
+// malformed file, an existing run directory), 1 any other error, 128 + N a run stopped by signal N after
+// writing its checkpoint (130 for SIGINT, 143 for SIGTERM).
 #include <algorithm>
 #include <iostream>
 #include <map>
@@ -185,8 +186,13 @@ int main(int argc, char** argv) {
         }
       }
       Config cfg = Config::resolve(s.table, s.config_file, flags);
+      // SIGINT / SIGTERM: a training job finishes its step, writes a checkpoint and stops (stop.h).
+      ramflow::install_stop_handlers();
       s.run(cfg, ramflow::JobIO{std::cerr, ramflow::stderr_is_terminal()});
       return 0;
+    } catch (const ramflow::Interrupted& e) {
+      std::cerr << where << ": " << e.what() << "\n";
+      return 128 + e.signal();
     } catch (const ramflow::ConfigError& e) {
       std::cerr << where << ": error: " << e.what() << "\n";
       return 2;

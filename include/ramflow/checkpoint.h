@@ -33,10 +33,22 @@ void save_safetensors(const std::string& path,
 /// Reads and validates a safetensors file; throws IOError naming the path on any corruption.
 SafetensorsFile load_safetensors(const std::string& path);
 
-/// Saves named velocity fields with ramflow metadata (`meta` fields are added to it).
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+/// Every parameter and buffer of `model`, named "<prefix>.<path>".
+NamedTensors model_tensors(const std::string& prefix, const VelocityFieldImpl& model);
+/// Copies the tensors "<prefix>.<path>" of `tensors` into every parameter and buffer of `model` (no
+/// grad); throws InputError naming `source` for a missing tensor or one of the wrong shape or dtype.
+void load_model_tensors(const NamedTensors& tensors, const std::string& prefix, VelocityFieldImpl& model,
+                        const std::string& source);
+/// The tensors named "<prefix>.<rest>", renamed "<rest>".
+NamedTensors tensors_under(const NamedTensors& tensors, const std::string& prefix);
+
+/// Saves named velocity fields with ramflow metadata (`meta` fields are added to it), and `extra`
+/// tensors beside them (a training checkpoint's optimiser state).
 void save_checkpoint(const std::string& path,
                      const std::vector<std::pair<std::string, const VelocityFieldImpl*>>& models,
-                     const nlohmann::json& meta = nlohmann::json::object());
+                     const nlohmann::json& meta = nlohmann::json::object(), const NamedTensors& extra = {});
 
 /// " (it has: a, b)" naming the models in checkpoint metadata, or " (it has no models)": for errors.
 std::string checkpoint_models_text(const nlohmann::json& meta);

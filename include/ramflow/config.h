@@ -86,6 +86,11 @@ class Config {
   void set(const std::string& key, const json& value);
   /// True if the key came from the config file or a flag (not from the table's default).
   bool is_explicit(const std::string& key) const { return explicit_.count(key) > 0; }
+  /// The keys given by the file or flags, and their values: what the user asked for.
+  json given() const;
+  /// Makes exactly `keys` the explicit ones (a resumed run restores its first invocation's set, so that
+  /// presets apply again where they applied then).
+  void set_explicit_keys(const std::set<std::string>& keys);
   /// Sets the keys of `defaults` (an object) that were not given explicitly: a method's preset.
   void apply_defaults(const json& defaults);
 

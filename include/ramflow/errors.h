@@ -39,4 +39,15 @@ class NumericalError : public Error {
   using Error::Error;
 };
 
+/// A run stopped on request (SIGINT or SIGTERM) after writing a checkpoint. The message says how to
+/// continue; the CLI exits with 128 + the signal's number, as a shell reports a signal.
+class Interrupted : public Error {
+ public:
+  Interrupted(const std::string& what, int signo) : Error(what), signal_(signo) {}
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
+};
+
 }  // namespace ramflow

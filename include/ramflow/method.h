@@ -7,6 +7,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -73,6 +74,13 @@ struct LossOutput {
   std::map<std::string, double> metrics;
 };
 
+/// A method's own state beyond its options, for checkpoints that resume bit for bit (ram-anneal's stage
+/// and frozen reference, ram-tilt's running normaliser). Tensor names are the method's own.
+struct MethodState {
+  nlohmann::json values = nlohmann::json::object();
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+};
+
 class Method {
  public:
   virtual ~Method() = default;
@@ -99,6 +107,11 @@ class Method {
   virtual LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) = 0;
   /// The method's resolved options (written into checkpoints and summaries).
   virtual nlohmann::json options() const = 0;
+  /// What begin_step, prepare and loss have accumulated (stateless methods: nothing).
+  virtual MethodState state() const { return {}; }
+  /// Restores state() into a method made from the same options; `models` are the trainer's, already
+  /// restored. Throws InputError if the state is not one this method wrote.
+  virtual void load_state(const MethodState& /*state*/, const Policies& /*models*/) {}
 };
 using MethodPtr = std::unique_ptr<Method>;
 

@@ -31,6 +31,9 @@ class RAMAnneal : public RAM {
   /// RAM's loss against the current stage's reference.
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override;
+  /// The stage and its frozen reference.
+  MethodState state() const override;
+  void load_state(const MethodState& state, const Policies& models) override;
   /// The current stage, 1 .. S.
   int64_t stage() const { return stage_; }
 

@@ -77,6 +77,9 @@ class RAMTilt : public Method {
   void prepare(RolloutBatch& batch, const Policies& models, Rng& rng) override;
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) override;
   nlohmann::json options() const override { return options_.to_json(); }
+  /// The stage, its frozen model and the running normaliser.
+  MethodState state() const override;
+  void load_state(const MethodState& state, const Policies& models) override;
   int64_t stage() const { return stage_; }
 
   /// w_i = e^{d r_i} / mean over i's group of e^{d r} [B], for rewards r [B] in groups of group_size.

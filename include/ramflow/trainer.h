@@ -15,6 +15,7 @@
 
 
 #include "ramflow/adamw.h"
+#include "ramflow/checkpoint.h"
 #include "ramflow/method.h"
 #include "ramflow/reward.h"
 #include "ramflow/sampler.h"
@@ -56,6 +57,16 @@ struct StepRecord {
   std::map<std::string, double> metrics;  // method-specific
 };
 
+/// What a training checkpoint holds besides the models' weights (Trainer::state): the optimiser's moments
+/// ("optimizer.m", "optimizer.v": flat, in the order of the policy's trainable parameters), the method's
+/// state ("method.<its names>"), and in `meta` the step, the counters, the optimiser's and the EMAs'
+/// update counts and the method's values. The random streams need nothing: step k draws from
+/// Rng(seed).fork(k).
+struct TrainerState {
+  NamedTensors tensors;
+  nlohmann::json meta = nlohmann::json::object();
+};
+
 /// Throws ConfigError if `method` differentiates the reward and `reward` is not differentiable.
 void check_reward_for(const Method& method, const Reward& reward);
 
@@ -70,6 +81,17 @@ class Trainer {
   /// One training step. Throws NumericalError on a non-finite loss or gradient.
   StepRecord step();
   int64_t steps_done() const { return step_; }
+  /// The cumulative counters so far (step, seconds, nfe, nfe_train, reward_evals) as a StepRecord
+  /// without the per-step fields: what a resumed run that takes no further step reports.
+  StepRecord totals() const;
+  /// The state beyond the models' weights (see TrainerState); the models are saved by name: "policy",
+  /// "old" (the EMA old policy, if any) and "ema" (the evaluation EMA, if any).
+  TrainerState state() const;
+  /// Restores the models' weights ("policy.*", "old.*", "ema.*" in `tensors`, as save_checkpoint names
+  /// them) and state()'s tensors and meta into a trainer built with the same configuration. Afterwards
+  /// step() continues exactly where the saved trainer stopped. Throws InputError naming `source` if the
+  /// state does not fit (another method, a missing tensor, a shape that differs).
+  void load_state(const NamedTensors& tensors, const nlohmann::json& meta, const std::string& source);
 
   VelocityFieldImpl& policy() { return *policy_; }
   /// The model evaluations should use: the evaluation EMA when eval_ema > 0, else the policy.

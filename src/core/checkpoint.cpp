@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <optional>
+#include <sstream>
 
 #include <torch/torch.h>
 
@@ -138,18 +139,55 @@ SafetensorsFile load_safetensors(const std::string& path) {
   return file;
 }
 
+NamedTensors model_tensors(const std::string& prefix, const VelocityFieldImpl& model) {
+  NamedTensors out;
+  for (const auto& p : model.named_parameters()) out.emplace_back(prefix + "." + p.key(), p.value());
+  for (const auto& b : model.named_buffers()) out.emplace_back(prefix + "." + b.key(), b.value());
+  return out;
+}
+
+void load_model_tensors(const NamedTensors& tensors, const std::string& prefix, VelocityFieldImpl& model,
+                        const std::string& source) {
+  std::map<std::string, const torch::Tensor*> by_name;
+  for (const auto& kv : tensors) by_name.emplace(kv.first, &kv.second);
+  torch::NoGradGuard no_grad;
+  auto fill = [&](const std::string& key, torch::Tensor& into) {
+    const std::string name = prefix + "." + key;
+    auto it = by_name.find(name);
+    if (it == by_name.end()) throw InputError(source + ": no tensor '" + name + "'");
+    const torch::Tensor& t = *it->second;
+    if (t.sizes() != into.sizes() || t.scalar_type() != into.scalar_type()) {
+      std::ostringstream why;
+      why << source << ": tensor '" << name << "' is " << t.scalar_type() << " " << t.sizes() << ", the model's is "
+          << into.scalar_type() << " " << into.sizes();
+      throw InputError(why.str());
+    }
+    into.copy_(t);
+  };
+  for (auto& p : model.named_parameters()) fill(p.key(), p.value());
+  for (auto& b : model.named_buffers()) fill(b.key(), b.value());
+}
+
+NamedTensors tensors_under(const NamedTensors& tensors, const std::string& prefix) {
+  NamedTensors out;
+  const std::string head = prefix + ".";
+  for (const auto& kv : tensors)
+    if (kv.first.rfind(head, 0) == 0) out.emplace_back(kv.first.substr(head.size()), kv.second);
+  return out;
+}
+
 void save_checkpoint(const std::string& path,
                      const std::vector<std::pair<std::string, const VelocityFieldImpl*>>& models,
-                     const nlohmann::json& meta) {
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+                     const nlohmann::json& meta, const NamedTensors& extra) {
+  NamedTensors tensors;
   nlohmann::json info = meta.is_object() ? meta : nlohmann::json::object();
   info["format"] = kFormatVersion;
   info["models"] = nlohmann::json::object();
   for (const auto& m : models) {
     info["models"][m.first] = m.second->spec();
-    for (const auto& p : m.second->named_parameters()) tensors.emplace_back(m.first + "." + p.key(), p.value());
-    for (const auto& b : m.second->named_buffers()) tensors.emplace_back(m.first + "." + b.key(), b.value());
+    for (auto& t : model_tensors(m.first, *m.second)) tensors.push_back(std::move(t));
   }
+  tensors.insert(tensors.end(), extra.begin(), extra.end());
   save_safetensors(path, tensors, {{"ramflow", info.dump()}});
 }
 
@@ -176,14 +214,7 @@ VelocityFieldPtr load_checkpoint_model(const std::string& path, const std::strin
   } catch (const ConfigError& e) {
     throw InputError(path + ": bad model spec (" + e.what() + ")");
   }
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->named_parameters()) {
-    const auto& t = file.at(name + "." + p.key(), path);
-    if (t.sizes() != p.value().sizes())
-      throw InputError(path + ": tensor '" + name + "." + p.key() + "' has the wrong shape");
-    p.value().copy_(t);
-  }
-  for (auto& b : model->named_buffers()) b.value().copy_(file.at(name + "." + b.key(), path));
+  load_model_tensors(file.tensors, name, *model, path);
   if (meta_out) *meta_out = meta;
   return model;
 }

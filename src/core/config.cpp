@@ -338,6 +338,18 @@ Config Config::resolve(const ParamTable& table, const std::string& file,
   return cfg;
 }
 
+json Config::given() const {
+  json out = json::object();
+  for (const auto& key : explicit_) out[key] = values_.at(key);
+  return out;
+}
+
+void Config::set_explicit_keys(const std::set<std::string>& keys) {
+  for (const auto& key : keys)
+    if (!table_->find(key)) throw Error("config has no key '" + key + "'");
+  explicit_ = keys;
+}
+
 void Config::apply_defaults(const json& defaults) {
   for (const auto& kv : defaults.items())
     if (!is_explicit(kv.key())) set(kv.key(), kv.value());

@@ -40,6 +40,17 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
     ::unlink(tmp.c_str());
     throw IOError(path + ": cannot rename into place (" + why + ")");
   }
+  // The rename is durable once the directory's entry is: fsync the directory too (a filesystem that
+  // cannot sync a directory says EINVAL, and has nothing to sync).
+  const auto slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    const int rc = ::fsync(dfd);
+    const int err = errno;
+    ::close(dfd);
+    if (rc != 0 && err != EINVAL) throw IOError(path + ": cannot sync its directory (" + std::strerror(err) + ")");
+  }
 }
 
 std::string read_file(const std::string& path) {

@@ -8,20 +8,25 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
 #include <torch/torch.h>
 
+#include "jobs/run_driver.h"
 #include "jobs/setup.h"
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
 #include "ramflow/method.h"
 #include "ramflow/metrics.h"
 #include "ramflow/run_dir.h"
+#include "ramflow/stop.h"
 #include "ramflow/trainer.h"
+#include "ramflow/training_checkpoint.h"
 
 namespace ramflow {
 
@@ -46,6 +51,7 @@ ParamTable compare_params() {
          "rollout or optimisation key to every method");
   jobs::add_training_params(t, /*with_method=*/false);
   jobs::add_eval_params(t);
+  jobs::add_checkpoint_params(t);
   t.integer("eval_every", 50, "evaluate every N steps for the curves", 1, 100000000);
   t.integer("eval_curve_samples", 1000, "endpoints per evaluation", 2, 1 << 22);
   return t;
@@ -175,12 +181,85 @@ std::vector<std::pair<std::string, std::vector<nlohmann::json>>> parse_sweeps(co
 
 std::string value_text(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
+nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+double num_of(const nlohmann::json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan("");
+}
+
+// One evaluation of a run as its metrics line; add_point() reads it back into the curve, so that a resumed
+// run's curve is rebuilt from its metrics.jsonl exactly as it was built.
+void add_point(Curve& c, const nlohmann::json& e) {
+  c.step.push_back(num_of(e, "eval_step"));
+  c.seconds.push_back(num_of(e, "seconds"));
+  c.nfe.push_back(num_of(e, "nfe"));
+  c.reward_evals.push_back(num_of(e, "reward_evals"));
+  c.reward.push_back(num_of(e, "reward"));
+  c.distance.push_back(num_of(e, "distance"));
+  c.distance_base.push_back(num_of(e, "distance_from_base"));
+  c.diversity.push_back(num_of(e, "diversity"));
+  if (e.value("final", false)) {
+    c.kl_to_base = num_of(e, "kl_to_base");
+    c.accuracy = num_of(e, "accuracy");
+    c.frechet = num_of(e, "frechet_distance");
+  }
+}
+
+nlohmann::json curve_json(const Curve& c, const nlohmann::json& sweep) {
+  return {{"method", c.method},       {"variant", c.variant},
+          {"sweep", sweep},           {"seed", c.seed},
+          {"error", c.error},         {"step", c.step},
+          {"seconds", c.seconds},     {"nfe", c.nfe},
+          {"reward_evals", c.reward_evals}, {"reward", c.reward},
+          {"distance", c.distance},   {"distance_from_base", c.distance_base},
+          {"diversity", c.diversity}, {"kl_to_base", num(c.kl_to_base)},
+          {"accuracy", num(c.accuracy)}, {"frechet_distance", num(c.frechet)},
+          {"ms_per_step", c.ms_per_step}};
+}
+
+Curve curve_from_json(const nlohmann::json& j) {
+  Curve c;
+  c.method = j.at("method").get<std::string>();
+  c.variant = j.at("variant").get<std::string>();
+  c.seed = j.at("seed").get<int64_t>();
+  c.error = j.at("error").get<std::string>();
+  auto list = [&](const char* key) {
+    std::vector<double> v;
+    for (const auto& x : j.at(key)) v.push_back(x.is_number() ? x.get<double>() : std::nan(""));
+    return v;
+  };
+  c.step = list("step");
+  c.seconds = list("seconds");
+  c.nfe = list("nfe");
+  c.reward_evals = list("reward_evals");
+  c.reward = list("reward");
+  c.distance = list("distance");
+  c.distance_base = list("distance_from_base");
+  c.diversity = list("diversity");
+  c.kl_to_base = num_of(j, "kl_to_base");
+  c.accuracy = num_of(j, "accuracy");
+  c.frechet = num_of(j, "frechet_distance");
+  c.ms_per_step = num_of(j, "ms_per_step");
+  return c;
+}
+
+// A run's directory name: its label and seed with every other character than [A-Za-z0-9.-] as '_'.
+std::string run_slug(const std::string& variant, int64_t seed) {
+  std::string s = variant + "-seed" + std::to_string(seed);
+  for (char& ch : s)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '-') ch = '_';
+  return s;
+}
+
 }  // namespace
 
 nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   const auto wall_start = std::chrono::steady_clock::now();
   // --- 1. resolve and validate ----------------------------------------------------------------------
-  Config cfg = cfg_in;
+  // --resume DIR: DIR's own configuration; only these keys may change.
+  const bool resuming = cfg_in.is_set("resume");
+  Config cfg = resuming ? jobs::resume_config(cfg_in, {"steps", "checkpoint_every", "keep_checkpoints", "threads",
+                                                       "jobs"})
+                        : cfg_in;
   const jobs::RunBasics basics = jobs::resolve_basics(cfg);
   const torch::Device& device = basics.device;
   const TaskPtr& task = basics.task;
@@ -290,9 +369,15 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   jobs::check_model(cfg, *task);
 
   // --- 2. run directory, shared base model and evaluation -------------------------------------------
-  jobs::RunStart start = jobs::start_run(cfg, *task, device, io);
+  // The base model is saved in the directory: a resumed comparison needs neither the cache nor pretraining.
+  std::string base_file = (std::filesystem::path(cfg.text("out")) / "checkpoints" / "base.safetensors").string();
+  jobs::RunStart start =
+      resuming ? jobs::reopen_run(cfg, device, io, base_file) : jobs::start_run(cfg, *task, device, io);
   RunDir& run = start.run;
   const VelocityFieldPtr& base = start.base;
+  if (!resuming) save_checkpoint(base_file, {{"base", base.get()}}, {{"config", cfg.values()}});
+  std::error_code fs_error;
+  std::filesystem::remove(run.file("summary.json"), fs_error);  // a resumed comparison is incomplete again
   Evaluator evaluator(task, reward, m, *base, jobs::eval_options_from(cfg));
   const ExactTarget& target = evaluator.target();
   const int64_t n_eval = cfg.integer("eval_curve_samples");
@@ -340,53 +425,114 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       " methods x " + std::to_string(seeds) + " seeds, " + std::to_string(cfg.integer("steps")) +
       " steps each, " + std::to_string(jobs_n) + " at a time");
 
-  auto evaluate_into = [&](Curve& c, double step, const StepRecord& rec, VelocityFieldImpl& model, bool final) {
+  // One evaluation as the run's metrics line (add_point reads it into the curve).
+  auto evaluate = [&](double step, const StepRecord& rec, VelocityFieldImpl& model, bool final) {
     const EvalResult e = evaluator.evaluate(model, n_eval, final);
     const auto x = e.samples.reshape({e.n, -1});
-    c.step.push_back(step);
-    c.seconds.push_back(rec.seconds);
-    c.nfe.push_back(static_cast<double>(rec.nfe) + rec.nfe_train);  // rollout + training, per endpoint
-    c.reward_evals.push_back(static_cast<double>(rec.reward_evals));
-    c.reward.push_back(e.reward_mean);
-    c.distance.push_back(e.distance);
     // Energy distance from the base model's samples on the same noise, as a V-statistic (diagonal
     // pairs included), so that it is >= 0 and exactly 0 for the base model itself.
     const double v = 1.0 - 1.0 / static_cast<double>(x.size(0));
-    c.distance_base.push_back(
-        std::max(0.0, 2.0 * mean_cross_distance(x, base_samples) - v * e.diversity - v * before.diversity));
-    c.diversity.push_back(e.diversity);
-    if (final) c.kl_to_base = e.kl_to_base;
-    if (final && e.image) {
-      c.accuracy = e.image->accuracy;
-      c.frechet = e.image->frechet_distance;
+    const double from_base =
+        std::max(0.0, 2.0 * mean_cross_distance(x, base_samples) - v * e.diversity - v * before.diversity);
+    nlohmann::json line = {{"eval_step", step},
+                           {"seconds", rec.seconds},
+                           {"nfe", static_cast<double>(rec.nfe) + rec.nfe_train},  // rollout + training, per endpoint
+                           {"reward_evals", rec.reward_evals},
+                           {"reward", num(e.reward_mean)},
+                           {"distance", num(e.distance)},
+                           {"distance_from_base", num(from_base)},
+                           {"diversity", num(e.diversity)}};
+    if (final) {
+      line["final"] = true;
+      line["kl_to_base"] = num(e.kl_to_base);
+      if (e.image) {
+        line["accuracy"] = num(e.image->accuracy);
+        line["frechet_distance"] = num(e.image->frechet_distance);
+      }
     }
+    return line;
   };
   std::map<std::string, const Variant*> variant_of;
   for (const auto& v : variants) variant_of[v.label] = &v;
+  // Each run in its own directory runs/<label>-seed<k>/: config.json, metrics.jsonl, checkpoints/, and
+  // result.json (its curve) once it has finished.
   auto run_one = [&](Curve& c) {
     Config mc = variant_of.at(c.variant)->cfg;
     mc.set("seed", c.seed);
     const int64_t steps = mc.integer("steps");
+    const std::string dir = run.file("runs/" + run_slug(c.variant, c.seed));
+    const std::string result_file = dir + "/result.json";
+    if (resuming && std::filesystem::exists(result_file)) {
+      Curve done = curve_from_json(read_json_file(result_file));
+      if (done.error.empty() && !done.step.empty() && done.step.back() == static_cast<double>(steps)) {
+        c = done;
+        say("  " + c.variant + " seed " + std::to_string(c.seed) + ": finished before, reused");
+        return;
+      }
+    }
+    std::filesystem::create_directories(dir);
+    std::filesystem::remove(result_file, fs_error);
+    write_json_atomic(dir + "/config.json", mc.values());
+    RunDir rd = RunDir::open(dir);
     // Each run its own copy of the base: LoRA adapters write their weights into the base's layers
     // during a forward call, so parallel runs must not share one.
     auto [policy, ref] = jobs::policy_from(mc, clone_velocity_field(*base));
     Trainer trainer(policy, ref, reward, methods().get(c.method).make(mc),
                     jobs::trainer_options_from(mc, *task), jobs::cond_sampler(task));
-    StepRecord rec;
-    evaluate_into(c, 0, rec, *base, false);
-    int64_t s = 0;
-    while (s < steps && !(budget > 0 && rec.seconds >= budget)) {
-      rec = trainer.step();
-      ++s;
-      const bool last = s == steps || (budget > 0 && rec.seconds >= budget);
-      if (s % every == 0 || last) {
-        evaluate_into(c, static_cast<double>(s), rec, trainer.eval_model(), last);
-        say("  " + c.variant + " seed " + std::to_string(c.seed) + "  step " + std::to_string(s) + "/" +
-            std::to_string(steps) + "  reward " + jobs::fixed(c.reward.back()) + "  distance " +
-            jobs::fixed(c.distance.back(), 3) + (last ? "  KL to base " + jobs::fixed(c.kl_to_base) : ""));
+    CheckpointSeries series(rd.file("checkpoints"), mc.integer("keep_checkpoints"));
+    const std::string latest = resuming ? series.latest() : "";
+    if (!latest.empty()) {
+      load_training_checkpoint(latest, trainer);
+      // The final evaluation of a shorter run is not one of this run's (see finetune).
+      for (const auto& line : rd.rewind_metrics(trainer.steps_done(),
+                                                [](const nlohmann::json& l) { return l.value("final", false); }))
+        if (line.contains("eval_step")) add_point(c, line);
+      const int64_t at = trainer.steps_done();
+      if ((c.step.empty() || c.step.back() != static_cast<double>(at)) && at < steps && at % every == 0) {
+        const auto line = evaluate(static_cast<double>(at), trainer.totals(), trainer.eval_model(), false);
+        rd.append_metrics(line);
+        add_point(c, line);
       }
+      say("  " + c.variant + " seed " + std::to_string(c.seed) + ": resumed at step " + std::to_string(at));
+    } else {
+      rd.rewind_metrics(-1);  // a fresh start: nothing of an earlier attempt
+      const auto line = evaluate(0, StepRecord{}, *base, false);
+      rd.append_metrics(line);
+      add_point(c, line);
     }
-    c.ms_per_step = s > 0 ? 1000.0 * rec.seconds / static_cast<double>(s) : 0.0;
+    jobs::DriveHooks hooks;
+    hooks.on_step = [&](const StepRecord& rec) {
+      rd.append_metrics({{"step", rec.step}, {"seconds", rec.seconds}, {"reward_mean", rec.reward_mean},
+                         {"loss", rec.loss}, {"grad_norm", rec.grad_norm}});
+    };
+    hooks.on_eval = [&](int64_t s) {
+      const auto line = evaluate(static_cast<double>(s), trainer.totals(), trainer.eval_model(), false);
+      rd.append_metrics(line);
+      add_point(c, line);
+      say("  " + c.variant + " seed " + std::to_string(c.seed) + "  step " + std::to_string(s) + "/" +
+          std::to_string(steps) + "  reward " + jobs::fixed(c.reward.back()) + "  distance " +
+          jobs::fixed(c.distance.back(), 3));
+    };
+    jobs::DriveOptions options;
+    options.steps = steps;
+    options.eval_every = every;
+    options.budget_seconds = budget;
+    options.checkpoint_every = mc.integer("checkpoint_every");
+    options.meta = {{"config", mc.values()}, {"method", c.method}};
+    const jobs::DriveResult driven = jobs::drive(trainer, series, options, hooks);
+    if (driven.end == jobs::DriveEnd::kStopped) {
+      c.error = "stopped";
+      return;
+    }
+    const StepRecord totals = trainer.totals();
+    const auto line = evaluate(static_cast<double>(totals.step), totals, trainer.eval_model(), true);
+    rd.append_metrics(line);
+    add_point(c, line);
+    say("  " + c.variant + " seed " + std::to_string(c.seed) + "  step " + std::to_string(totals.step) + "/" +
+        std::to_string(steps) + "  reward " + jobs::fixed(c.reward.back()) + "  distance " +
+        jobs::fixed(c.distance.back(), 3) + "  KL to base " + jobs::fixed(c.kl_to_base));
+    c.ms_per_step = totals.step > 0 ? 1000.0 * totals.seconds / static_cast<double>(totals.step) : 0.0;
+    write_json_atomic(result_file, curve_json(c, variant_of.at(c.variant)->sweep));
   };
   std::atomic<size_t> next{0};
   auto worker = [&] {
@@ -403,6 +549,14 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   for (int64_t j = 1; j < jobs_n; ++j) pool.emplace_back(worker);
   worker();
   for (auto& th : pool) th.join();
+  if (const int signo = stop_signal(); signo != 0) {
+    int64_t finished = 0;
+    for (const auto& c : curves) finished += c.error.empty() ? 1 : 0;
+    throw Interrupted(std::string(signal_name(signo)) + ": stopped with " + std::to_string(finished) + " of " +
+                          std::to_string(curves.size()) + " runs finished, the others checkpointed; continue with: "
+                          "ramflow compare --resume " + run.path(),
+                      signo);
+  }
 
   // --- 4. aggregate -------------------------------------------------------------------------------------
   std::map<std::string, std::vector<const Curve*>> by_variant;
@@ -492,14 +646,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     cost_rows.push_back({name, jobs::fixed(stat(nfe).mean, 1), jobs::fixed(stat(revals).mean, 1)});
     if (stat(acc).n > 0) image_rows.push_back({name, stat_text(stat(acc)), stat_text(stat(fid)), stat_text(stat(div), 2)});
   }
-  for (const auto& c : curves)
-    report["runs"].push_back({{"method", c.method}, {"variant", c.variant}, {"sweep", variant_of.at(c.variant)->sweep},
-                              {"seed", c.seed}, {"error", c.error}, {"step", c.step}, {"seconds", c.seconds},
-                              {"nfe", c.nfe}, {"reward_evals", c.reward_evals}, {"reward", c.reward},
-                              {"distance", c.distance}, {"distance_from_base", c.distance_base},
-                              {"diversity", c.diversity},
-                              {"kl_to_base", std::isfinite(c.kl_to_base) ? nlohmann::json(c.kl_to_base) : nlohmann::json()},
-                              {"ms_per_step", c.ms_per_step}});
+  for (const auto& c : curves) report["runs"].push_back(curve_json(c, variant_of.at(c.variant)->sweep));
 
   // --- the exact reward-KL frontier: p_ref exp(m' r) over a grid of m' around m and the swept ones ------
   double m_hi = std::max(m, 1e-3);

@@ -5,11 +5,13 @@
 //   4. final evaluation, checkpoint, plots, summary.json (last), and a before/after table
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <utility>
 
 #include <torch/torch.h>
 
+#include "jobs/run_driver.h"
 #include "jobs/setup.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
@@ -17,7 +19,9 @@
 #include "ramflow/method.h"
 #include "ramflow/progress.h"
 #include "ramflow/run_dir.h"
+#include "ramflow/stop.h"
 #include "ramflow/trainer.h"
+#include "ramflow/training_checkpoint.h"
 
 namespace ramflow {
 
@@ -29,6 +33,7 @@ ParamTable finetune_params() {
   jobs::add_reward_params(t, /*with_defaults=*/true);
   jobs::add_training_params(t);
   jobs::add_eval_params(t);
+  jobs::add_checkpoint_params(t);
   t.integer("eval_every", 50, "evaluate every N steps for the curves (0 = only before and after)", 0,
             100000000);
   t.integer("eval_curve_samples", 1000, "endpoints per intermediate evaluation", 2, 1 << 22);
@@ -78,7 +83,10 @@ std::string kl_text(double kl, double se) {
 nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   const auto wall_start = std::chrono::steady_clock::now();
   // --- 1. resolve and validate --------------------------------------------------------------------
-  Config cfg = cfg_in;
+  // --resume RUN: RUN's own configuration; only these keys may change.
+  const bool resuming = cfg_in.is_set("resume");
+  Config cfg = resuming ? jobs::resume_config(cfg_in, {"steps", "checkpoint_every", "keep_checkpoints", "threads"})
+                        : cfg_in;
   const jobs::RunBasics basics = jobs::resolve_basics(cfg);
   const torch::Device& device = basics.device;
   const TaskPtr& task = basics.task;
@@ -93,7 +101,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   jobs::check_model(cfg, *task);
 
   // --- 2. run directory, base model and exact target -----------------------------------------------
-  jobs::RunStart start = jobs::start_run(cfg, *task, device, io);
+  jobs::RunStart start =
+      resuming ? jobs::reopen_run(cfg, device, io) : jobs::start_run(cfg, *task, device, io);
   RunDir& run = start.run;
   const VelocityFieldPtr& base = start.base;
   io.log << "exact target: pool of " << cfg.integer("eval_pool") << " base samples, weights exp("
@@ -115,27 +124,54 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   const int64_t steps = cfg.integer("steps");
   Trainer trainer(policy, ref, reward, std::move(method), jobs::trainer_options_from(cfg, *task),
                   jobs::cond_sampler(task));
+  const nlohmann::json ckpt_meta = {{"config", cfg.values()},
+                                    {"method", trainer.method().name()},
+                                    {"method_options", trainer.method().options()}};
+  CheckpointSeries series(run.file("checkpoints"), cfg.integer("keep_checkpoints"));
   // Intermediate evaluations on the first eval_curve_samples of the fixed noise, for the curves.
   std::vector<double> curve_step, curve_reward, curve_distance, batch_step, batch_reward;
   double eval_seconds = 0;
-  auto curve_eval = [&](int64_t step, VelocityFieldImpl& model) {
+  auto curve_eval = [&](int64_t step, VelocityFieldImpl& model, bool final = false) {
     const auto t0 = std::chrono::steady_clock::now();
     EvalResult e = evaluator.evaluate(model, cfg.integer("eval_curve_samples"));
     eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     curve_step.push_back(static_cast<double>(step));
     curve_reward.push_back(e.reward_mean);
     curve_distance.push_back(e.distance);
-    run.append_metrics({{"eval_step", step}, {"reward", e.reward_mean}, {"distance", e.distance}});
+    nlohmann::json line = {{"eval_step", step}, {"reward", e.reward_mean}, {"distance", e.distance}};
+    if (final) line["final"] = true;
+    run.append_metrics(line);
   };
-  curve_eval(0, *base);
+  if (resuming) {
+    // The trainer as the checkpoint left it; metrics.jsonl and the curves up to its step.
+    load_training_checkpoint(start.resume_from, trainer);
+    std::error_code ec;
+    std::filesystem::remove(run.file("summary.json"), ec);  // the run is incomplete again until it ends
+    // The evaluation a finished run made of its final model ({"final": true}) is not one of the longer
+    // run's; where its step is an evaluation step of the longer run, it is made again as one.
+    const int64_t at = trainer.steps_done(), every = cfg.integer("eval_every");
+    const auto kept = run.rewind_metrics(at, [](const nlohmann::json& line) { return line.value("final", false); });
+    for (const auto& line : kept) {
+      if (line.contains("eval_step") && line.contains("reward") && line.contains("distance")) {
+        curve_step.push_back(line["eval_step"].get<double>());
+        curve_reward.push_back(line["reward"].get<double>());
+        curve_distance.push_back(line["distance"].get<double>());
+      } else if (line.contains("step") && line.contains("reward_mean")) {
+        batch_step.push_back(line["step"].get<double>());
+        batch_reward.push_back(line["reward_mean"].get<double>());
+      }
+    }
+    const bool evaluated = !curve_step.empty() && curve_step.back() == static_cast<double>(at);
+    if (!evaluated && at > 0 && at < steps && every > 0 && at % every == 0) curve_eval(at, trainer.eval_model());
+  } else {
+    curve_eval(0, *base);
+  }
   io.log << "finetune: method " << trainer.method().name() << ", " << steps << " steps of "
          << cfg.integer("groups") * cfg.integer("group") << " endpoints x " << cfg.raw("draws")
          << " draws\n";
   Progress bar("finetune", steps, io.log, io.tty);
-  StepRecord rec;
-  const int64_t eval_every = cfg.integer("eval_every");
-  for (int64_t s = 1; s <= steps; ++s) {
-    rec = trainer.step();
+  jobs::DriveHooks hooks;
+  hooks.on_step = [&](const StepRecord& rec) {
     nlohmann::json line = {{"step", rec.step},           {"seconds", rec.seconds},
                            {"reward_mean", rec.reward_mean}, {"reward_std", rec.reward_std},
                            {"reward_min", rec.reward_min},   {"reward_max", rec.reward_max},
@@ -146,29 +182,41 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     run.append_metrics(line);
     batch_step.push_back(static_cast<double>(rec.step));
     batch_reward.push_back(rec.reward_mean);
-    if (eval_every > 0 && s % eval_every == 0 && s < steps) curve_eval(s, trainer.eval_model());
-    bar.update(s, "reward " + jobs::fixed(rec.reward_mean) + "  loss " + jobs::fixed(rec.loss, 4));
+    bar.update(rec.step, "reward " + jobs::fixed(rec.reward_mean) + "  loss " + jobs::fixed(rec.loss, 4));
+  };
+  hooks.on_eval = [&](int64_t step) { curve_eval(step, trainer.eval_model()); };
+  jobs::DriveOptions drive_options;
+  drive_options.steps = steps;
+  drive_options.eval_every = cfg.integer("eval_every");
+  drive_options.checkpoint_every = cfg.integer("checkpoint_every");
+  drive_options.meta = ckpt_meta;
+  const jobs::DriveResult driven = jobs::drive(trainer, series, drive_options, hooks);
+  const StepRecord& rec = driven.last;
+  if (driven.end == jobs::DriveEnd::kStopped) {
+    bar.finish("stopped");
+    throw Interrupted(std::string(signal_name(driven.signal)) + ": stopped after step " +
+                          std::to_string(trainer.steps_done()) + " of " + std::to_string(steps) + "; checkpoint " +
+                          driven.checkpoint + "; continue with: ramflow finetune --resume " + run.path(),
+                      driven.signal);
   }
   bar.finish("reward " + jobs::fixed(rec.reward_mean));
 
   // --- 4. final evaluation, checkpoint, plots, summary ---------------------------------------------
   const EvalResult after = evaluator.evaluate(trainer.eval_model(), 0, /*kl=*/true);
-  curve_eval(steps, trainer.eval_model());
-  const nlohmann::json ckpt_meta = {{"config", cfg.values()},
-                                    {"step", steps},
-                                    {"method", trainer.method().name()},
-                                    {"method_options", trainer.method().options()}};
+  curve_eval(steps, trainer.eval_model(), /*final=*/true);
   // With LoRA the policy holds its base, which is the reference (adapters off): no "ref" is saved.
   LoraVelocityFieldImpl* lora = as_lora(trainer.policy());
   std::vector<std::pair<std::string, const VelocityFieldImpl*>> saved = {{"policy", &trainer.policy()}};
   if (!lora) saved.emplace_back("ref", &trainer.ref());
   if (trainer.has_eval_ema()) saved.emplace_back("ema", &trainer.eval_model());
-  save_checkpoint(run.checkpoint("final"), saved, ckpt_meta);
+  nlohmann::json final_meta = ckpt_meta;
+  final_meta["step"] = trainer.steps_done();
+  save_checkpoint(run.checkpoint("final"), saved, final_meta);
   if (lora) {
     // The evaluated model's adapters in PEFT's layout, and its weights merged into the base architecture.
     LoraVelocityFieldImpl& evaluated = *as_lora(trainer.eval_model());
     save_peft_adapter(evaluated, run.path() + "/lora", cfg.is_set("base") ? cfg.text("base") : "");
-    save_checkpoint(run.checkpoint("merged"), {{"policy", evaluated.merged().get()}}, ckpt_meta);
+    save_checkpoint(run.checkpoint("merged"), {{"policy", evaluated.merged().get()}}, final_meta);
   }
 
   Rng plot_rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 7);

@@ -17,6 +17,7 @@
 #include "ramflow/method.h"
 #include "ramflow/pretrain.h"
 #include "ramflow/progress.h"
+#include "ramflow/training_checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -399,9 +400,85 @@ RunStart start_run(const Config& cfg, const Task& task, torch::Device device, Jo
   RunDir::check(cfg.text("out"), cfg.boolean("overwrite"));
   VelocityFieldPtr base = cfg.is_set("base") ? base_model(cfg, task, device, io) : nullptr;
   RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
-  run.write_config(cfg.values());
+  run.write_config(cfg.values(), cfg.given());
   if (!base) base = base_model(cfg, task, device, io);  // from the cache, or pretrained now
-  return {std::move(run), std::move(base)};
+  return {std::move(run), std::move(base), ""};
+}
+
+void add_checkpoint_params(ParamTable& t) {
+  t.group("Checkpoints and resume");
+  t.text("resume", nullptr,
+         "continue the run in this directory from its latest checkpoint, with its own configuration (flags "
+         "may change only --steps, --checkpoint-every, --keep-checkpoints, --threads and --jobs)");
+  t.flag_only("resume");
+  t.integer("checkpoint_every", 0,
+            "write a training checkpoint every N steps (0 = only at the end); each holds the whole state",
+            0, 100000000);
+  t.integer("keep_checkpoints", 3, "training checkpoints to keep, the newest (0 = all)", 0, 1000000);
+}
+
+Config resume_config(const Config& given, const std::set<std::string>& may_change) {
+  const std::string dir = given.text("resume");
+  if (given.is_set("out") && given.text("out") != dir)
+    throw ConfigError("--resume continues " + dir + " in place: drop --out");
+  if (given.boolean("overwrite")) throw ConfigError("--resume and --overwrite exclude each other");
+  const std::string path = (fs::path(dir) / "config.json").string();
+  if (!fs::is_directory(dir)) throw InputError(dir + ": no such run directory (--resume)");
+  if (!fs::exists(path)) throw InputError(dir + ": not a ramflow run directory (no config.json)");
+  Config cfg = Config::from_json(given.table(), read_json_file(path), path);
+  // The keys the first invocation set: only they count as given, so that method and task presets apply
+  // to the others as they did then.
+  const std::string given_path = (fs::path(dir) / "config_given.json").string();
+  if (!fs::exists(given_path)) throw InputError(dir + ": cannot be resumed (no config_given.json)");
+  std::set<std::string> keys;
+  const nlohmann::json first = read_json_file(given_path);
+  if (!first.is_object()) throw InputError(given_path + ": expected a JSON object");
+  for (const auto& [key, value] : first.items()) {
+    if (!given.table().find(key)) throw InputError(given_path + ": unknown key '" + key + "'");
+    keys.insert(key);
+  }
+  std::string allowed;
+  for (const auto& k : may_change) allowed += (allowed.empty() ? "--" : ", --") + given.table().find(k)->flag().substr(2);
+  for (const auto& p : given.table().params()) {
+    if (!given.is_explicit(p.key) || p.key == "resume" || p.key == "out" || p.key == "overwrite") continue;
+    if (given.raw(p.key) == cfg.raw(p.key)) continue;
+    if (!may_change.count(p.key))
+      throw ConfigError("--resume: " + p.flag() + " " + given.raw(p.key).dump() + " differs from the run's " +
+                        cfg.raw(p.key).dump() + "; a resumed run keeps its configuration (only " + allowed +
+                        " may change)");
+    cfg.set(p.key, given.raw(p.key));
+    keys.insert(p.key);
+  }
+  cfg.set("out", dir);
+  cfg.set("resume", dir);
+  keys.insert("out");
+  cfg.set_explicit_keys(keys);
+  return cfg;
+}
+
+RunStart reopen_run(const Config& cfg, torch::Device device, JobIO io, const std::string& base_checkpoint) {
+  RunDir run = RunDir::open(cfg.text("out"));
+  if (!base_checkpoint.empty()) {
+    VelocityFieldPtr base = load_checkpoint_model(base_checkpoint, "base");
+    base->to(device);
+    base->eval();
+    run.write_config(cfg.values(), cfg.given());
+    io.log << "resuming " << run.path() << "\n";
+    return {std::move(run), std::move(base), ""};
+  }
+  const CheckpointSeries series(run.file("checkpoints"), cfg.integer("keep_checkpoints"));
+  const std::string latest = series.latest();
+  if (latest.empty())
+    throw InputError(run.path() + ": no training checkpoint to resume from (checkpoints/step-*.safetensors)");
+  const nlohmann::json meta = read_checkpoint_meta(latest);
+  if (!meta.contains("trainer")) throw InputError(latest + ": not a training checkpoint (no trainer state)");
+  VelocityFieldPtr base = load_model(latest, meta, reference_name(meta));
+  base->to(device);
+  base->eval();
+  run.write_config(cfg.values(), cfg.given());
+  io.log << "resuming " << run.path() << " from " << latest << " (step " << meta.value("step", int64_t{0})
+         << ")\n";
+  return {std::move(run), std::move(base), latest};
 }
 
 namespace {

@@ -2,6 +2,7 @@
 // Pieces shared by the jobs: parameter groups, building task / reward / base model from a config, and
 // the report helpers. Internal to the library (not installed).
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,8 @@ void add_task_params(ParamTable& t);
 void add_pretrain_params(ParamTable& t);
 void add_reward_params(ParamTable& t, bool with_defaults);
 void add_eval_params(ParamTable& t);
+/// resume, checkpoint_every, keep_checkpoints (the training jobs).
+void add_checkpoint_params(ParamTable& t);
 /// method (when `with_method`), every method's keys, rollouts and optimisation.
 void add_training_params(ParamTable& t, bool with_method = true);
 
@@ -85,8 +88,19 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
 struct RunStart {
   RunDir run;
   VelocityFieldPtr base;
+  std::string resume_from;  // the training checkpoint to restore (resumed runs), else empty
 };
 RunStart start_run(const Config& cfg, const Task& task, torch::Device device, JobIO io);
+
+/// The configuration of `--resume RUN`: RUN/config.json, with the keys of `given` that were set
+/// explicitly and may change (`may_change`, e.g. steps) applied; any other key set to a different value
+/// is a ConfigError naming it, its value and the run's. `out` becomes RUN.
+Config resume_config(const Config& given, const std::set<std::string>& may_change);
+/// The start of a resumed run: RUN opened as it is, config.json rewritten (the changed keys), and the base
+/// model taken from `base_checkpoint` (model "base") if given, else from RUN's latest training checkpoint
+/// (its reference): no cache or pretraining involved. InputError if there is no such checkpoint.
+RunStart reopen_run(const Config& cfg, torch::Device device, JobIO io, const std::string& base_checkpoint = "");
+
 
 /// ConfigError before any compute if the configured architecture (`model`, else the task's) cannot be
 /// built or the LoRA targets match none of its layers.

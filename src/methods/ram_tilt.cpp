@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include "ramflow/checkpoint.h"
 #include "ramflow/conventions.h"
 #include "ramflow/errors.h"
 #include "ramflow/renoise.h"
@@ -44,6 +45,52 @@ void RAMTilt::begin_step(int64_t step, const Policies& models) {
     stage_ = due;
     log_sum_count_.clear();
   }
+}
+
+MethodState RAMTilt::state() const {
+  MethodState st;
+  st.values["stage"] = stage_;
+  if (frozen_) st.tensors = model_tensors("frozen", *frozen_);
+  // The running normaliser as tensors (float64: exact), one entry per condition label.
+  const auto n = static_cast<int64_t>(log_sum_count_.size());
+  auto keys = torch::empty({n}, torch::kLong);
+  auto sums = torch::empty({n, 2}, torch::kDouble);  // [label, (log sum e^{d r}, count)]
+  int64_t i = 0;
+  for (const auto& [key, sc] : log_sum_count_) {
+    keys[i] = key;
+    sums[i][0] = sc.first;
+    sums[i][1] = sc.second;
+    ++i;
+  }
+  st.tensors.emplace_back("normalizer.labels", keys);
+  st.tensors.emplace_back("normalizer.log_sum_count", sums);
+  return st;
+}
+
+void RAMTilt::load_state(const MethodState& st, const Policies& models) {
+  const int64_t stage = st.values.value("stage", int64_t{0});
+  if (stage < 1 || stage > options_.stages())
+    throw InputError("ram-tilt: checkpoint stage " + std::to_string(stage) + " is not in 1.." +
+                     std::to_string(options_.stages()));
+  stage_ = stage;
+  frozen_.reset();
+  if (stage_ > 1) {  // p_{s-1}
+    frozen_ = frozen_copy(models.policy);
+    load_model_tensors(st.tensors, "frozen", *frozen_, "ram-tilt state");
+  }
+  const torch::Tensor *keys = nullptr, *sums = nullptr;
+  for (const auto& [name, t] : st.tensors) {
+    if (name == "normalizer.labels") keys = &t;
+    if (name == "normalizer.log_sum_count") sums = &t;
+  }
+  if (!keys || !sums || keys->scalar_type() != torch::kLong || sums->scalar_type() != torch::kDouble ||
+      keys->dim() != 1 || sums->dim() != 2 || sums->size(0) != keys->size(0) || sums->size(1) != 2)
+    throw InputError("ram-tilt state: the running normaliser is missing or malformed");
+  log_sum_count_.clear();
+  const auto k = keys->contiguous();
+  const auto sc = sums->contiguous();
+  for (int64_t i = 0; i < k.size(0); ++i)
+    log_sum_count_[k.data_ptr<int64_t>()[i]] = {sc.data_ptr<double>()[2 * i], sc.data_ptr<double>()[2 * i + 1]};
 }
 
 VelocityFieldImpl& RAMTilt::stage_model(const Policies& models) const {

@@ -2,6 +2,7 @@
 #include "ramflow/run_dir.h"
 
 #include <filesystem>
+#include <sstream>
 
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
@@ -47,13 +48,53 @@ RunDir RunDir::create(const std::string& path, bool overwrite) {
   return RunDir(path);
 }
 
+RunDir RunDir::open(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) throw InputError(path + ": no such run directory");
+  if (!fs::exists(fs::path(path) / "config.json", ec))
+    throw InputError(path + ": not a ramflow run directory (no config.json)");
+  fs::create_directories(fs::path(path) / "checkpoints", ec);
+  fs::create_directories(fs::path(path) / "plots", ec);
+  return RunDir(path);
+}
+
+std::vector<nlohmann::json> RunDir::rewind_metrics(int64_t step,
+                                                 const std::function<bool(const nlohmann::json&)>& drop) {
+  metrics_.reset();
+  std::vector<nlohmann::json> kept;
+  std::error_code ec;
+  if (!fs::exists(file("metrics.jsonl"), ec)) return kept;
+  std::istringstream in(read_file(file("metrics.jsonl")));
+  std::string text;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    nlohmann::json record;
+    try {
+      record = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception&) {
+      continue;  // a line torn by a kill
+    }
+    auto after = [&](const char* key) {
+      return record.is_object() && record.contains(key) && record[key].is_number() && record[key].get<double>() > static_cast<double>(step);
+    };
+    if (!record.is_object() || after("step") || after("eval_step") || (drop && drop(record))) continue;
+    text += line + "\n";
+    kept.push_back(std::move(record));
+  }
+  write_file_atomic(file("metrics.jsonl"), text);
+  return kept;
+}
+
 std::string RunDir::file(const std::string& relative) const { return (fs::path(path_) / relative).string(); }
 std::string RunDir::checkpoint(const std::string& name) const {
   return file("checkpoints/" + name + ".safetensors");
 }
 std::string RunDir::plot(const std::string& name) const { return file("plots/" + name + ".png"); }
 
-void RunDir::write_config(const nlohmann::json& config) const { write_json_atomic(file("config.json"), config); }
+void RunDir::write_config(const nlohmann::json& config, const nlohmann::json& given) const {
+  if (given.is_object()) write_json_atomic(file("config_given.json"), given);
+  write_json_atomic(file("config.json"), config);
+}
 void RunDir::write_summary(const nlohmann::json& summary) const {
   write_json_atomic(file("summary.json"), summary);
 }

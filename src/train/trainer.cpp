@@ -77,6 +77,74 @@ std::string Trainer::eval_model_name() const {
   return s.str();
 }
 
+StepRecord Trainer::totals() const {
+  StepRecord rec;
+  rec.step = step_;
+  rec.seconds = seconds_;
+  rec.nfe = nfe_;
+  rec.nfe_train = nfe_train_;
+  rec.reward_evals = reward_evals_;
+  return rec;
+}
+
+// --- state for checkpoints ------------------------------------------------------------------------
+TrainerState Trainer::state() const {
+  TrainerState st;
+  for (const auto& [name, t] : optimizer_->state())
+    if (name != "steps") st.tensors.emplace_back("optimizer." + name, t);
+  MethodState ms = method_->state();
+  for (auto& [name, t] : ms.tensors) st.tensors.emplace_back("method." + name, t);
+  st.meta = {{"method", method_->name()},
+             {"step", step_},
+             {"seconds", seconds_},
+             {"nfe", nfe_},
+             {"nfe_train", nfe_train_},
+             {"reward_evals", reward_evals_},
+             {"optimizer_steps", optimizer_->steps()},
+             {"old_updates", old_ ? old_->updates() : 0},
+             {"ema_updates", eval_ema_ ? eval_ema_->updates() : 0},
+             {"method_state", ms.values}};
+  return st;
+}
+
+void Trainer::load_state(const NamedTensors& tensors, const nlohmann::json& meta, const std::string& source) {
+  auto bad = [&](const std::string& why) { return InputError(source + ": " + why); };
+  if (!meta.is_object()) throw bad("no trainer state");
+  const std::string method = meta.value("method", std::string());
+  if (method != method_->name())
+    throw bad("its trainer state is of method '" + method + "', this run's is '" + method_->name() + "'");
+  for (const char* key : {"step", "nfe", "reward_evals", "optimizer_steps", "old_updates", "ema_updates"})
+    if (!meta.contains(key) || !meta[key].is_number_integer() || meta[key].get<int64_t>() < 0)
+      throw bad(std::string("trainer state field '") + key + "' is missing or not a count");
+  for (const char* key : {"seconds", "nfe_train"})
+    if (!meta.contains(key) || !meta[key].is_number()) throw bad(std::string("trainer state field '") + key + "' is missing");
+  load_model_tensors(tensors, "policy", *policy_, source);
+  if (old_) load_model_tensors(tensors, "old", old_->model(), source);
+  if (eval_ema_) load_model_tensors(tensors, "ema", eval_ema_->model(), source);
+  const NamedTensors opt = tensors_under(tensors, "optimizer");
+  const torch::Tensor *m = nullptr, *v = nullptr;
+  for (const auto& [name, t] : opt) {
+    if (name == "m") m = &t;
+    if (name == "v") v = &t;
+  }
+  const int64_t n = optimizer_->flat_params().numel();
+  if (!m || !v || m->numel() != n || v->numel() != n || m->scalar_type() != optimizer_->flat_params().scalar_type() ||
+      v->scalar_type() != m->scalar_type())
+    throw bad("the optimiser state is missing or does not match the " + std::to_string(n) + " trainable parameters");
+  optimizer_->load_state(*m, *v, meta["optimizer_steps"].get<int64_t>());
+  if (old_) old_->set_updates(meta["old_updates"].get<int64_t>());
+  if (eval_ema_) eval_ema_->set_updates(meta["ema_updates"].get<int64_t>());
+  step_ = meta["step"].get<int64_t>();
+  seconds_ = meta["seconds"].get<double>();
+  nfe_ = meta["nfe"].get<int64_t>();
+  nfe_train_ = meta["nfe_train"].get<double>();
+  reward_evals_ = meta["reward_evals"].get<int64_t>();
+  MethodState ms;
+  ms.values = meta.value("method_state", nlohmann::json::object());
+  ms.tensors = tensors_under(tensors, "method");
+  method_->load_state(ms, Policies{*policy_, *ref_, old(), reward_.get()});
+}
+
 // --- rollout: on-policy endpoints from the ODE sampler, scored by the reward ------------------------
 RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   RolloutBatch batch;

@@ -1,0 +1,45 @@
+#pragma once
+// The one loop that drives a training run for the jobs (finetune, and each run of compare): trainer
+// steps, evaluations at fixed steps, training checkpoints, and a graceful stop on SIGINT / SIGTERM.
+// The Trainer owns the models, the optimiser, the method's state and the random streams (a function of
+// the seed and the step); the driver saves them all (training_checkpoint.h) every checkpoint_every steps
+// and at the end, however the run ends. A resumed run restores the trainer from its latest checkpoint
+// and calls drive() again: the steps it then takes are the ones the uninterrupted run would have taken.
+// Internal to the library (not installed).
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "ramflow/trainer.h"
+#include "ramflow/training_checkpoint.h"
+
+namespace ramflow::jobs {
+
+struct DriveOptions {
+  int64_t steps = 0;             // the run ends when the trainer has taken this many steps in all
+  int64_t eval_every = 0;        // on_eval after every such step except the run's last (0: never)
+  double budget_seconds = 0;     // also end once the trainer's cumulative seconds reach it (0: no budget)
+  int64_t checkpoint_every = 0;  // a training checkpoint every N steps (0: only at the end)
+  nlohmann::json meta = nlohmann::json::object();  // written into every checkpoint (config, method options)
+};
+
+struct DriveHooks {
+  std::function<void(const StepRecord&)> on_step;  // after each step
+  std::function<void(int64_t step)> on_eval;        // after the step's on_step, at the evaluation steps
+};
+
+enum class DriveEnd { kSteps, kBudget, kStopped };
+
+struct DriveResult {
+  DriveEnd end = DriveEnd::kSteps;
+  StepRecord last;         // the last step's record (the trainer's totals if no step was taken)
+  std::string checkpoint;  // the training checkpoint written at the end
+  int signal = 0;          // the signal that stopped the run (kStopped)
+};
+
+/// Runs `trainer` from its current step to options.steps (or the budget, or a stop signal).
+DriveResult drive(Trainer& trainer, CheckpointSeries& series, const DriveOptions& options,
+                  const DriveHooks& hooks);
+
+}  // namespace ramflow::jobs
