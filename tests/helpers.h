@@ -11,12 +11,62 @@
 #include "ramflow/task.h"
 #include "ramflow/velocity_field.h"
 
+#include <csignal>
+#include <cstdio>
 #include <filesystem>
+#include <stdexcept>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 #include <string>
 
 #include "ramflow/idx.h"
 
 namespace ramflow::testing {
+
+/// A file of the source tree, by its path from the repository root.
+inline std::string source(const std::string& relative) {
+  return std::string(RAMFLOW_TEST_SOURCE_DIR) + "/../" + relative;
+}
+
+/// A Python script started as a child process (a reward server); its first line of output is its URL.
+/// Killed on destruction.
+class Server {
+ public:
+  explicit Server(std::vector<std::string> args) {
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error("pipe");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[1], 1);
+      ::close(fds[0]);
+      std::vector<char*> argv;
+      argv.push_back(const_cast<char*>(RAMFLOW_PYTHON));
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(RAMFLOW_PYTHON, argv.data());
+      std::_Exit(127);
+    }
+    ::close(fds[1]);
+    FILE* out = ::fdopen(fds[0], "r");
+    char line[512] = {0};
+    if (!std::fgets(line, sizeof(line), out)) throw std::runtime_error("the server printed no URL");
+    url_ = line;
+    url_.erase(url_.find_last_not_of(" \n\r") + 1);
+    std::fclose(out);
+  }
+  ~Server() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  const std::string& url() const { return url_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string url_;
+};
+
 
 /// Every tensor of two safetensors files equal bit for bit, in the same order, and their training state
 /// ("trainer" metadata) equal but for the wall-clock seconds.

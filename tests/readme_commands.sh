@@ -31,8 +31,19 @@ declare -A small=(
   [--steps]=3 [--seeds]=1 [--eval-every]=3 [--eval-samples]=100 [--eval-curve-samples]=100
   [--eval-pool]=2000 [--eval-kl-samples]=8 [--eval-kl-steps]=4 [--pretrain-steps]=200
 )
+# Commands that score on the example reward server (--reward-url http://127.0.0.1:8000/) get one of
+# their own, on a free port.
+server=""
+if printf '%s\n' "${commands[@]}" | grep -q -- "--reward-url http://127.0.0.1:8000/"; then
+  python3 "$(dirname "$readme")/examples/reward_server.py" --port 0 >"$tmp/server.url" 2>/dev/null &
+  server_pid=$!
+  trap 'kill "$server_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
+  for _ in $(seq 100); do [ -s "$tmp/server.url" ] && break; sleep 0.1; done
+  server="$(head -1 "$tmp/server.url")"
+fi
 failed=0
 for command in "${commands[@]}"; do
+  [ -n "$server" ] && command="${command//http:\/\/127.0.0.1:8000\//$server}"
   eval "set -- $command"  # the shell's own word splitting and quoting; drops a trailing # comment
   shift                   # "ramflow"
   sub="$1"

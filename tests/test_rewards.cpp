@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "helpers.h"
 #include "ramflow/classifier.h"
 #include "ramflow/errors.h"
 #include "ramflow/reward.h"
@@ -35,6 +36,11 @@ Example example(const std::string& name) {
     return {{{"type", "sum"},
              {"terms", {{{"type", "linear"}, {"coef", {1.0, 1.0}}, {"weight", 2.0}},
                         {{"type", "bump"}, {"center", {0.0, 0.0}}, {"weight", -0.5}}}}}};
+  if (name == "remote") {
+    // The example server's bump, over loopback (tests/test_remote_reward.cpp holds the client's tests).
+    static testing::Server server({testing::source("examples/reward_server.py"), "--port", "0", "--center", "1,1"});
+    return {{{"type", "remote"}, {"url", server.url()}}};
+  }
   return {nullptr};
 }
 

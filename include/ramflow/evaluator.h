@@ -14,6 +14,7 @@
 //   * Image tasks with an evaluation classifier (`judge`): accuracy, Fréchet distance, within-class
 //     diversity and hacking indicators (image_metrics.h) of every evaluated model.
 #include <cmath>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -71,6 +72,7 @@ struct ExactTarget {
 struct EvalResult {
   int64_t n = 0;
   double reward_mean = 0, reward_std = 0;
+  std::map<std::string, double> reward_terms;  // the mean of each named part of the reward (reward.h)
   double distance = 0;             // energy distance to the exact target
   double diversity = 0;            // mean pairwise distance of the samples, E|X - X'|
   double kl_to_base = std::nan("");     // KL(p_theta || p_ref) by ODE likelihoods (NaN: not asked for)

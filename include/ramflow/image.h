@@ -11,6 +11,8 @@ namespace ramflow {
 
 /// Writes `pixels` (uint8 [H, W] grey or [H, W, 3] RGB) as a PNG file, atomically. Throws IOError.
 void write_png(const std::string& path, const torch::Tensor& pixels);
+/// The PNG file's bytes for `pixels` (as write_png).
+std::string encode_png(const torch::Tensor& pixels);
 /// Reads a PNG written by write_png (8-bit grey or RGB, no interlace) -> uint8 [H, W] or [H, W, 3].
 /// For tests and round trips; throws InputError on anything else.
 torch::Tensor read_png(const std::string& path);

@@ -40,6 +40,7 @@ struct RolloutBatch {
   torch::Tensor x0;      // [B, ...] clean endpoints, no grad
   torch::Tensor cond;    // [B] condition labels, or undefined
   torch::Tensor reward;  // [B] float32, finite
+  std::map<std::string, torch::Tensor> reward_terms;  // the reward's named parts, each [B] (reward.h)
   int64_t groups = 1;
   int64_t group_size = 0;
   std::vector<double> grid;        // the rollout's time grid t_0 = 1 > ... > t_N = 0

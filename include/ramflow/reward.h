@@ -3,6 +3,8 @@
 // A reward says whether it is differentiable; methods that need reward gradients refuse the others.
 // Rewards are built from JSON specs: {"type": <registry name>, ...fields}; unknown fields are errors.
 #include <functional>
+#include <map>
+#include <string>
 #include <memory>
 #include <optional>
 
@@ -21,11 +23,23 @@ struct QuadraticForm {
   double c = 0.0;
 };
 
+/// A batch's scores and their named parts (for logging: a weighted sum's terms, unweighted; a remote
+/// reward's sub-scores), each [B].
+struct ScoredBatch {
+  torch::Tensor total;
+  std::map<std::string, torch::Tensor> terms;
+};
+
 class Reward {
  public:
   virtual ~Reward() = default;
   /// Scores endpoints x0 [B, ...] -> [B], float32 on x0's device. Differentiable rewards keep the graph.
   virtual torch::Tensor score(const torch::Tensor& x0, const torch::Tensor& cond = {}) const = 0;
+  /// The score with its named parts; the default has none. A reward with parts overrides both (score()
+  /// then returns score_terms().total).
+  virtual ScoredBatch score_terms(const torch::Tensor& x0, const torch::Tensor& cond = {}) const {
+    return {score(x0, cond), {}};
+  }
   virtual bool differentiable() const = 0;
   /// The reward as a quadratic form, if it is one.
   virtual std::optional<QuadraticForm> quadratic_form() const { return std::nullopt; }
@@ -43,6 +57,8 @@ RewardPtr make_reward(const nlohmann::json& spec, int64_t dim);
 /// naming the reward and the first bad sample.
 torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0,
                             const torch::Tensor& cond = {});
+/// The same for score_terms: the total and every part checked.
+ScoredBatch score_terms_checked(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond = {});
 
 /// grad_x r(x) at x0 -> [B, ...] (no graph kept). ConfigError for a non-differentiable reward,
 /// NumericalError for a non-finite gradient.

@@ -156,7 +156,9 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
   out.n = n;
   out.cond = conditions(n);
   out.samples = endpoints(model, noise_.narrow(0, 0, n), out.cond);
-  auto r = score_checked(*reward_, out.samples, out.cond).to(torch::kDouble);
+  const ScoredBatch scored = score_terms_checked(*reward_, out.samples, out.cond);
+  auto r = scored.total.to(torch::kDouble);
+  for (const auto& [name, t] : scored.terms) out.reward_terms[name] = t.to(torch::kDouble).mean().item<double>();
   out.reward_mean = r.mean().item<double>();
   out.reward_std = r.std().item<double>();
   const auto flat = out.samples.reshape({n, -1});                             // [n, D]

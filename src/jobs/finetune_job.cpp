@@ -47,6 +47,7 @@ nlohmann::json eval_json(const EvalResult& e) {
   nlohmann::json j = {{"reward", e.reward_mean}, {"reward_std", e.reward_std}, {"distance", e.distance},
                       {"kl_to_base", num(e.kl_to_base)}, {"kl_to_base_se", num(e.kl_to_base_se)}};
   if (e.mode_masses.defined()) j["mode_masses"] = jobs::to_vector(e.mode_masses);
+  if (!e.reward_terms.empty()) j["reward_terms"] = e.reward_terms;  // each named part of the reward
   if (e.image) {
     j["accuracy"] = e.image->accuracy;
     j["frechet_distance"] = e.image->frechet_distance;

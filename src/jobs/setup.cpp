@@ -103,6 +103,18 @@ void add_reward_params(ParamTable& t, bool with_defaults) {
   t.number("reward_height", nullptr, "bump height h", -1e9, 1e9);
   t.list("reward_coef", nullptr, "linear coefficients a, e.g. 1,0");
   t.object("reward_q", nullptr, "quadratic curvature Q: a number, a diagonal list or a matrix");
+  t.text("reward_url", nullptr, "reward 'remote': the reward server's URL, http://host:port/path");
+  t.number("reward_timeout", nullptr, "reward 'remote': seconds a response may take (default 60)", 0, 1e6, true);
+  {
+    Param retries;  // an integer without a default: unset leaves the reward's own (3)
+    retries.key = "reward_retries";
+    retries.type = ParamType::kInt;
+    retries.default_value = nullptr;
+    retries.help = "reward 'remote': retries on transient faults (default 3)";
+    retries.min = 0;
+    retries.max = 100;
+    t.add(retries);
+  }
   t.number("multiplier", with_defaults ? json(5.0) : json(nullptr),
            "m = 1/lambda, the KL temperature: target p* ∝ p_ref exp(m r)", 0, 1e9);
 }
@@ -266,7 +278,8 @@ void apply_task_preset(Config& cfg) {
 RewardPtr resolve_reward(Config& cfg, const Task& task) {
   RewardPtr reward = make_reward(reward_spec_from(cfg), task.dim());
   cfg.set("reward", reward->spec());
-  for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q"})
+  for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q", "reward_url",
+                        "reward_timeout", "reward_retries"})
     cfg.set(k, nullptr);
   return reward;
 }
@@ -294,7 +307,8 @@ nlohmann::json reward_spec_from(const Config& cfg) {
   }
   const std::vector<std::pair<std::string, std::string>> fields = {
       {"reward_center", "center"}, {"reward_scale", "scale"}, {"reward_height", "height"},
-      {"reward_coef", "coef"},     {"reward_q", "q"}};
+      {"reward_coef", "coef"},     {"reward_q", "q"},           {"reward_url", "url"},
+      {"reward_timeout", "timeout"}, {"reward_retries", "retries"}};
   for (const auto& f : fields) {
     const auto& v = cfg.raw(f.first);
     if (v.is_null()) continue;

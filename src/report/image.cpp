@@ -38,6 +38,10 @@ void put_chunk(std::string& out, const char type[4], const std::string& data) {
 }  // namespace
 
 void write_png(const std::string& path, const torch::Tensor& pixels) {
+  write_file_atomic(path, encode_png(pixels));
+}
+
+std::string encode_png(const torch::Tensor& pixels) {
   TORCH_CHECK(pixels.scalar_type() == torch::kByte &&
                   (pixels.dim() == 2 || (pixels.dim() == 3 && pixels.size(2) == 3)),
               "write_png: pixels must be uint8 [H, W] or [H, W, 3], got ", pixels.sizes(), " ",
@@ -56,7 +60,7 @@ void write_png(const std::string& path, const torch::Tensor& pixels) {
   std::string z(size, '\0');
   if (compress2(reinterpret_cast<Bytef*>(z.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
                 static_cast<uLong>(raw.size()), 6) != Z_OK)
-    throw IOError(path + ": PNG compression failed");
+    throw IOError("PNG compression failed");
   z.resize(size);
   std::string out(reinterpret_cast<const char*>(kSignature), 8);
   std::string ihdr;
@@ -66,7 +70,7 @@ void write_png(const std::string& path, const torch::Tensor& pixels) {
   put_chunk(out, "IHDR", ihdr);
   put_chunk(out, "IDAT", z);
   put_chunk(out, "IEND", "");
-  write_file_atomic(path, out);
+  return out;
 }
 
 torch::Tensor read_png(const std::string& path) {

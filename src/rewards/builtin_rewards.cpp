@@ -17,6 +17,7 @@ RewardPtr make_brightness_reward(const nlohmann::json& spec, int64_t dim);    //
 RewardPtr make_jpeg_compressibility_reward(const nlohmann::json& spec, int64_t dim);    // jpeg.cpp
 RewardPtr make_jpeg_incompressibility_reward(const nlohmann::json& spec, int64_t dim);  // jpeg.cpp
 RewardPtr make_classifier_reward(const nlohmann::json& spec, int64_t dim);    // classifier.cpp
+RewardPtr make_remote_reward(const nlohmann::json& spec, int64_t dim);        // remote.cpp
 
 namespace {
 
@@ -32,6 +33,8 @@ void register_builtin_rewards(Registry<RewardFactory>& r) {
         "+(JPEG size in kB), as jpeg-compressibility  (fields: quality, 95)");
   r.add("classifier", make_classifier_reward,
         "log-probability of the requested class under a learned judge  (fields: checkpoint, class)");
+  r.add("remote", make_remote_reward,
+        "a reward server over HTTP, protocol ramflow-reward/1 (fields: url, timeout, connect_timeout, retries, backoff, max_bytes, encoding, token_env)");
 }
 
 }  // namespace
@@ -51,13 +54,12 @@ RewardPtr make_reward(const nlohmann::json& spec, int64_t dim) {
   return rewards().get(spec["type"].get<std::string>())(spec, dim);
 }
 
-torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond) {
-  torch::NoGradGuard no_grad;
-  auto r = reward.score(x0, cond);
-  if (r.dim() != 1 || r.size(0) != x0.size(0)) {
+namespace {
+// r checked as the scores of B samples: shape [B], every value finite; -> float32. `what` names it.
+torch::Tensor checked(torch::Tensor r, int64_t B, const std::string& what) {
+  if (r.dim() != 1 || r.size(0) != B) {
     std::ostringstream s;
-    s << "reward '" << reward.spec().value("type", "?") << "' returned shape " << r.sizes()
-      << " for " << x0.size(0) << " samples (expected [" << x0.size(0) << "])";
+    s << what << " returned shape " << r.sizes() << " for " << B << " samples (expected [" << B << "])";
     throw NumericalError(s.str());
   }
   r = r.to(torch::kFloat);
@@ -72,10 +74,24 @@ torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0, const
   } else if (!torch::isfinite(r).all().item<bool>()) {
     bad = torch::logical_not(torch::isfinite(r)).nonzero()[0][0].item<int64_t>();
   }
-  if (bad >= 0)
-    throw NumericalError("reward '" + reward.spec().value("type", std::string("?")) +
-                         "' returned a non-finite value for sample " + std::to_string(bad));
+  if (bad >= 0) throw NumericalError(what + " returned a non-finite value for sample " + std::to_string(bad));
   return r;
+}
+
+std::string reward_name(const Reward& reward) { return "reward '" + reward.spec().value("type", std::string("?")) + "'"; }
+}  // namespace
+
+torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond) {
+  torch::NoGradGuard no_grad;
+  return checked(reward.score(x0, cond), x0.size(0), reward_name(reward));
+}
+
+ScoredBatch score_terms_checked(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond) {
+  torch::NoGradGuard no_grad;
+  ScoredBatch out = reward.score_terms(x0, cond);
+  out.total = checked(out.total, x0.size(0), reward_name(reward));
+  for (auto& [name, r] : out.terms) r = checked(r, x0.size(0), reward_name(reward) + " term '" + name + "'");
+  return out;
 }
 
 torch::Tensor reward_gradient(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond) {

@@ -1,6 +1,10 @@
 // Weighted sum of rewards: r(x) = sum_i w_i r_i(x).
-// Spec: {"type": "sum", "terms": [{"weight": w_i, "type": ..., ...fields of r_i}, ...]}.
+// Spec: {"type": "sum", "terms": [{"weight": w_i, "name": n_i, "type": ..., ...fields of r_i}, ...]}.
+// Each term is logged on its own (unweighted) under its name: "name" if given, else its type (with
+// "#2", "#3", ... on repeats); a term's own parts (a remote reward's sub-scores) as "<name>/<part>".
 // Differentiable iff every term is; a quadratic form iff every term has one (forms add linearly).
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include "ramflow/config.h"
@@ -11,8 +15,9 @@ namespace {
 
 class WeightedSumReward : public Reward {
  public:
-  WeightedSumReward(std::vector<RewardPtr> terms, std::vector<double> weights)
-      : terms_(std::move(terms)), weights_(std::move(weights)) {}
+  WeightedSumReward(std::vector<RewardPtr> terms, std::vector<double> weights, std::vector<std::string> names,
+                    std::vector<bool> named)
+      : terms_(std::move(terms)), weights_(std::move(weights)), names_(std::move(names)), named_(std::move(named)) {}
 
   torch::Tensor score(const torch::Tensor& x0, const torch::Tensor& cond) const override {
     torch::Tensor total;
@@ -21,6 +26,17 @@ class WeightedSumReward : public Reward {
       total = total.defined() ? total + r : r;
     }
     return total;
+  }
+  ScoredBatch score_terms(const torch::Tensor& x0, const torch::Tensor& cond) const override {
+    ScoredBatch out;
+    for (size_t i = 0; i < terms_.size(); ++i) {
+      ScoredBatch part = terms_[i]->score_terms(x0, cond);
+      auto r = weights_[i] * part.total;
+      out.total = out.total.defined() ? out.total + r : r;
+      out.terms[names_[i]] = part.total;
+      for (auto& [name, t] : part.terms) out.terms[names_[i] + "/" + name] = t;
+    }
+    return out;
   }
   bool differentiable() const override {
     for (const auto& t : terms_)
@@ -44,6 +60,7 @@ class WeightedSumReward : public Reward {
     for (size_t i = 0; i < terms_.size(); ++i) {
       auto s = terms_[i]->spec();
       s["weight"] = weights_[i];
+      if (named_[i]) s["name"] = names_[i];
       terms.push_back(s);
     }
     return {{"type", "sum"}, {"terms", terms}};
@@ -52,6 +69,8 @@ class WeightedSumReward : public Reward {
  private:
   std::vector<RewardPtr> terms_;
   std::vector<double> weights_;
+  std::vector<std::string> names_;
+  std::vector<bool> named_;  // the name was given in the spec
 };
 
 }  // namespace
@@ -65,6 +84,8 @@ RewardPtr make_weighted_sum_reward(const nlohmann::json& spec, int64_t dim) {
     throw ConfigError("reward 'sum': 'terms' must be a non-empty list of reward specs");
   std::vector<RewardPtr> parts;
   std::vector<double> weights;
+  std::vector<std::string> names;
+  std::vector<bool> named;
   for (size_t i = 0; i < terms.size(); ++i) {
     nlohmann::json term = terms[i];
     if (!term.is_object())
@@ -76,10 +97,27 @@ RewardPtr make_weighted_sum_reward(const nlohmann::json& spec, int64_t dim) {
       w = term["weight"].get<double>();
       term.erase("weight");
     }
+    std::string name;
+    if (term.contains("name")) {
+      if (!term["name"].is_string() || term["name"].get<std::string>().empty())
+        throw ConfigError("reward 'sum': term " + std::to_string(i) + ": 'name' must be a non-empty string");
+      name = term["name"].get<std::string>();
+      term.erase("name");
+      if (std::find(names.begin(), names.end(), name) != names.end())
+        throw ConfigError("reward 'sum': two terms are named '" + name + "'");
+      named.push_back(true);
+    } else {
+      const std::string type =
+          term.contains("type") && term["type"].is_string() ? term["type"].get<std::string>() : std::string("term");
+      name = type;
+      for (int k = 2; std::find(names.begin(), names.end(), name) != names.end(); ++k) name = type + "#" + std::to_string(k);
+      named.push_back(false);
+    }
+    names.push_back(name);
     parts.push_back(make_reward(term, dim));
     weights.push_back(w);
   }
-  return std::make_shared<WeightedSumReward>(std::move(parts), std::move(weights));
+  return std::make_shared<WeightedSumReward>(std::move(parts), std::move(weights), std::move(names), std::move(named));
 }
 
 }  // namespace ramflow

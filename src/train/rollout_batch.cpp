@@ -25,6 +25,7 @@ RolloutBatch RolloutBatch::slice(int64_t begin, int64_t end) const {
   out.sde_steps = sde_steps;
   out.reward_grad = rows(reward_grad, 0);
   for (const auto& [key, value] : extras) out.extras[key] = rows(value, 0);
+  for (const auto& [name, value] : reward_terms) out.reward_terms[name] = rows(value, 0);
   return out;
 }
 

@@ -187,7 +187,9 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
     batch.grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
     nfe_ += result.nfe;
   }
-  batch.reward = score_checked(*reward_, batch.x0, batch.cond);               // [B]
+  ScoredBatch scored = score_terms_checked(*reward_, batch.x0, batch.cond);
+  batch.reward = scored.total;                                                // [B]
+  batch.reward_terms = std::move(scored.terms);
   reward_evals_ += B;
   if (spec.reward_gradient) batch.reward_grad = reward_gradient(*reward_, batch.x0, batch.cond);
   return batch;
@@ -259,6 +261,9 @@ StepRecord Trainer::step() {
   rec.nfe_train = nfe_train_;
   rec.reward_evals = reward_evals_;
   rec.metrics = std::move(out.metrics);
+  // Each named part of the reward on its own: "reward/<name>" (the batch mean).
+  for (const auto& [name, t] : batch.reward_terms)
+    rec.metrics["reward/" + name] = t.to(torch::kDouble).mean().item<double>();
   return rec;
 }
 
