@@ -13,6 +13,8 @@ class Progress {
   Progress(std::string label, int64_t total, std::ostream& out, bool tty);
   /// `done` units finished; `status` is appended (e.g. "reward 0.61").
   void update(int64_t done, const std::string& status = "");
+  /// A line of its own (a warning) above the bar, which is redrawn below it on its next update.
+  void note(const std::string& text);
   /// Ends the bar (a newline on a terminal) with a final status.
   void finish(const std::string& status = "");
 

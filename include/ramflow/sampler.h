@@ -56,6 +56,11 @@ struct SampleResult {
 /// of stochastic samplers and may be null for ODE samplers.
 SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options,
                     Rng* rng = nullptr);
+/// For a diagnosis once an endpoint came out non-finite: integrates again from x1 with the same ODE
+/// sampler, checking every step, and returns the first step k (1-based, of options.steps()) after which
+/// some sample is non-finite; -1 if none is (or the sampler is stochastic, which cannot be replayed).
+int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options);
+
 /// The same for a model and an optional condition [B].
 SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const torch::Tensor& cond,
                     const SampleOptions& options, Rng* rng = nullptr);

@@ -5,6 +5,8 @@
 //   -> for each of M minibatches: method loss -> AdamW step
 //   -> EMA "old" policy update -> step record.
 // The first minibatch is exactly on-policy; later ones are slightly off-policy (PPO-style reuse).
+// Numerical faults skip the step instead of ending the run (StepRecord::skipped): a rollout that
+// diverged is named as such (with the sampler step where it did), never blamed on the reward.
 // Conditions: a CondSampler draws one label per group; every sample of the group carries it through the
 // rollout, the reward and the loss. With cfg != 1 the rollout samples the guided velocity
 // v_u + w (v_c - v_u); the losses still use the conditional prediction (guidance.h).
@@ -55,6 +57,10 @@ struct StepRecord {
                                // passes of any model, and vector-Jacobian products; the methods' "nfe_train")
   int64_t reward_evals = 0;    // cumulative reward evaluations
   std::map<std::string, double> metrics;  // method-specific
+  /// Non-empty when the step was skipped, saying why: the rollout diverged (a non-finite sample), the
+  /// reward, the loss or the gradient was non-finite. A skipped step makes no (further) optimiser update
+  /// and no EMA update, but counts as a step: the next one draws from the next random stream.
+  std::string skipped;
 };
 
 /// What a training checkpoint holds besides the models' weights (Trainer::state): the optimiser's moments
@@ -78,7 +84,8 @@ class Trainer {
   /// Everything the constructor checks of its options against the method and the reward, for callers
   /// that check a configuration before any compute. Throws ConfigError naming the culprit.
   static void check(const TrainerOptions& options, const Method& method, const Reward& reward);
-  /// One training step. Throws NumericalError on a non-finite loss or gradient.
+  /// One training step. A non-finite sample, reward, loss or gradient skips the step (StepRecord::skipped);
+  /// with several minibatches, the updates made before the fault stay. Other errors propagate.
   StepRecord step();
   int64_t steps_done() const { return step_; }
   /// The cumulative counters so far (step, seconds, nfe, nfe_train, reward_evals) as a StepRecord
@@ -109,6 +116,8 @@ class Trainer {
  private:
   /// On-policy endpoints drawn by `sampler_model`, scored by the reward.
   RolloutBatch rollout(VelocityFieldImpl& sampler_model, Rng& rng);
+  /// NumericalError naming the diverged sample and sampler step if batch.x0 holds a non-finite value.
+  void check_rollout(const RolloutBatch& batch, VelocityFieldImpl& sampler_model, const torch::Tensor& x1);
   VelocityFieldPtr policy_, ref_;
   RewardPtr reward_;
   MethodPtr method_;

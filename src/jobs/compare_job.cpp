@@ -502,8 +502,10 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     }
     jobs::DriveHooks hooks;
     hooks.on_step = [&](const StepRecord& rec) {
-      rd.append_metrics({{"step", rec.step}, {"seconds", rec.seconds}, {"reward_mean", rec.reward_mean},
-                         {"loss", rec.loss}, {"grad_norm", rec.grad_norm}});
+      nlohmann::json line = {{"step", rec.step}, {"seconds", rec.seconds}, {"reward_mean", rec.reward_mean},
+                             {"loss", rec.loss}, {"grad_norm", rec.grad_norm}};
+      if (!rec.skipped.empty()) line["skipped"] = rec.skipped;
+      rd.append_metrics(line);
     };
     hooks.on_eval = [&](int64_t s) {
       const auto line = evaluate(static_cast<double>(s), trainer.totals(), trainer.eval_model(), false);
@@ -519,6 +521,9 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     options.budget_seconds = budget;
     options.checkpoint_every = mc.integer("checkpoint_every");
     options.meta = {{"config", mc.values()}, {"method", c.method}};
+    options.max_bad_steps = mc.integer("max_bad_steps");
+    options.resume_hint = "ramflow compare --resume " + run.path();
+    hooks.warn = [&](const std::string& text) { say("  " + c.variant + " seed " + std::to_string(c.seed) + ": warning: " + text); };
     const jobs::DriveResult driven = jobs::drive(trainer, series, options, hooks);
     if (driven.end == jobs::DriveEnd::kStopped) {
       c.error = "stopped";

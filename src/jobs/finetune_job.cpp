@@ -179,6 +179,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                            {"loss", rec.loss},           {"grad_norm", rec.grad_norm},
                            {"nfe", rec.nfe},             {"nfe_train", rec.nfe_train},
                            {"reward_evals", rec.reward_evals}};
+    if (!rec.skipped.empty()) line["skipped"] = rec.skipped;
     for (const auto& kv : rec.metrics) line[kv.first] = kv.second;
     run.append_metrics(line);
     batch_step.push_back(static_cast<double>(rec.step));
@@ -191,6 +192,9 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   drive_options.eval_every = cfg.integer("eval_every");
   drive_options.checkpoint_every = cfg.integer("checkpoint_every");
   drive_options.meta = ckpt_meta;
+  drive_options.max_bad_steps = cfg.integer("max_bad_steps");
+  drive_options.resume_hint = "ramflow finetune --resume " + run.path();
+  hooks.warn = [&](const std::string& text) { bar.note("warning: " + text); };
   const jobs::DriveResult driven = jobs::drive(trainer, series, drive_options, hooks);
   const StepRecord& rec = driven.last;
   if (driven.end == jobs::DriveEnd::kStopped) {

@@ -1,6 +1,8 @@
 // The training-run driver of the jobs (see src/jobs/run_driver.h).
 #include "jobs/run_driver.h"
 
+#include "ramflow/errors.h"
+#include "ramflow/http_client.h"
 #include "ramflow/stop.h"
 
 namespace ramflow::jobs {
@@ -18,10 +20,34 @@ DriveResult drive(Trainer& trainer, CheckpointSeries& series, const DriveOptions
     saved = step;
   };
   auto over_budget = [&] { return options.budget_seconds > 0 && result.last.seconds >= options.budget_seconds; };
+  int64_t bad = 0;  // skipped steps in a row
+  const std::string then = options.resume_hint.empty() ? "" : "; continue with: " + options.resume_hint;
   while (trainer.steps_done() < options.steps && !over_budget()) {
     if ((result.signal = stop_signal()) != 0) break;
-    result.last = trainer.step();
+    try {
+      result.last = trainer.step();
+    } catch (const RemoteError& e) {
+      // The reward server is gone for longer than the retries wait: keep what was trained so far.
+      if (saved != trainer.steps_done()) checkpoint();
+      throw RemoteError(std::string(e.what()) + "; checkpoint " + result.checkpoint + then);
+    }
     const int64_t s = result.last.step;
+    if (!result.last.skipped.empty()) {
+      ++bad;
+      if (hooks.warn)
+        hooks.warn(result.last.skipped + " (step skipped; " + std::to_string(bad) + " in a row, the run stops at " +
+                   std::to_string(options.max_bad_steps) + ")");
+      if (bad >= options.max_bad_steps) {
+        if (hooks.on_step) hooks.on_step(result.last);
+        checkpoint();
+        throw NumericalError(std::to_string(bad) + " steps in a row skipped, the last " + result.last.skipped +
+                             "; stopped with checkpoint " + result.checkpoint +
+                             ". A model that diverged needs a new run with a lower --lr or --grad-clip" +
+                             (then.empty() ? "" : "; after a reward fault" + then));
+      }
+    } else {
+      bad = 0;
+    }
     if (hooks.on_step) hooks.on_step(result.last);
     const bool last = s == options.steps || over_budget();
     if (options.eval_every > 0 && s % options.eval_every == 0 && !last && hooks.on_eval) hooks.on_eval(s);

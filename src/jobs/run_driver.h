@@ -21,12 +21,15 @@ struct DriveOptions {
   int64_t eval_every = 0;        // on_eval after every such step except the run's last (0: never)
   double budget_seconds = 0;     // also end once the trainer's cumulative seconds reach it (0: no budget)
   int64_t checkpoint_every = 0;  // a training checkpoint every N steps (0: only at the end)
+  int64_t max_bad_steps = 5;     // this many skipped steps in a row end the run (with a checkpoint)
+  std::string resume_hint;       // "ramflow finetune --resume RUN": what the messages tell the user
   nlohmann::json meta = nlohmann::json::object();  // written into every checkpoint (config, method options)
 };
 
 struct DriveHooks {
   std::function<void(const StepRecord&)> on_step;  // after each step
   std::function<void(int64_t step)> on_eval;        // after the step's on_step, at the evaluation steps
+  std::function<void(const std::string&)> warn;     // a skipped step, said once per step
 };
 
 enum class DriveEnd { kSteps, kBudget, kStopped };
@@ -38,7 +41,9 @@ struct DriveResult {
   int signal = 0;          // the signal that stopped the run (kStopped)
 };
 
-/// Runs `trainer` from its current step to options.steps (or the budget, or a stop signal).
+/// Runs `trainer` from its current step to options.steps (or the budget, or a stop signal). A skipped step
+/// (StepRecord::skipped) is warned about; max_bad_steps of them in a row write a checkpoint and throw
+/// NumericalError. A reward server that stays unreachable (RemoteError) also writes a checkpoint first.
 DriveResult drive(Trainer& trainer, CheckpointSeries& series, const DriveOptions& options,
                   const DriveHooks& hooks);
 

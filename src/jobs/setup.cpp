@@ -429,6 +429,9 @@ void add_checkpoint_params(ParamTable& t) {
             "write a training checkpoint every N steps (0 = only at the end); each holds the whole state",
             0, 100000000);
   t.integer("keep_checkpoints", 3, "training checkpoints to keep, the newest (0 = all)", 0, 1000000);
+  t.integer("max_bad_steps", 5,
+            "a non-finite sample, reward, loss or gradient skips the step; this many in a row stop the run with "
+            "a checkpoint", 1, 1000000);
 }
 
 Config resume_config(const Config& given, const std::set<std::string>& may_change) {

@@ -39,6 +39,13 @@ void Progress::update(int64_t done, const std::string& status) {
   }
 }
 
+void Progress::note(const std::string& text) {
+  if (tty_) out_ << "\r\033[K";  // clear the bar's line
+  out_ << text << '\n';
+  out_.flush();
+  last_draw_ = start_ - std::chrono::seconds(1);  // redraw at the next update
+}
+
 void Progress::finish(const std::string& status) {
   draw(total_, status, true);
 }

@@ -55,6 +55,19 @@ SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOp
   return out;
 }
 
+int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options) {
+  const SamplerInfo& info = samplers().get(options.sampler());
+  if (info.stochastic) return -1;
+  const auto grid = time_grid(options.steps(), options.shift());
+  c10::InferenceMode inference;
+  torch::Tensor x = x1, none;
+  for (size_t k = 0; k + 1 < grid.size(); ++k) {
+    x = info.step(v, x, grid[k], grid[k + 1], none);
+    if (!torch::isfinite(x).all().item<bool>()) return static_cast<int64_t>(k + 1);
+  }
+  return -1;
+}
+
 SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const torch::Tensor& cond,
                     const SampleOptions& options, Rng* rng) {
   return sample([&](const torch::Tensor& x, const torch::Tensor& t) { return model.forward(x, t, cond); },

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -145,6 +146,42 @@ void Trainer::load_state(const NamedTensors& tensors, const nlohmann::json& meta
   method_->load_state(ms, Policies{*policy_, *ref_, old(), reward_.get()});
 }
 
+namespace {
+std::string time_text(double t) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3g", t);
+  return text;
+}
+}  // namespace
+
+// A non-finite endpoint is the model's fault, not the reward's: say so, and where the rollout diverged.
+void Trainer::check_rollout(const RolloutBatch& batch, VelocityFieldImpl& sampler_model, const torch::Tensor& x1) {
+  const auto x = batch.x0.reshape({batch.x0.size(0), -1}).to(torch::kCPU, torch::kFloat).contiguous();
+  const float* p = x.data_ptr<float>();
+  int64_t bad = -1;
+  for (int64_t i = 0; i < x.numel() && bad < 0; ++i)
+    if (!std::isfinite(p[i])) bad = i / x.size(1);
+  if (bad < 0) return;
+  std::string where;
+  if (batch.trajectory.defined()) {  // [N + 1, B, ...]: the first grid time with a non-finite x
+    for (int64_t k = 1; k < batch.trajectory.size(0) && where.empty(); ++k)
+      if (!torch::isfinite(batch.trajectory[k]).all().item<bool>())
+        where = " at step " + std::to_string(k) + " of " + std::to_string(batch.trajectory.size(0) - 1) +
+                " (t = " + time_text(batch.grid[static_cast<size_t>(k)]) + ")";
+  } else {
+    GuidedVelocityImpl guided(sampler_model, options_.cfg());
+    VelocityFieldImpl& v = batch.cond.defined() && options_.cfg() != 1.0 ? guided : sampler_model;
+    const int64_t k = first_nonfinite_step(
+        [&](const torch::Tensor& xt, const torch::Tensor& t) { return v.forward(xt, t, batch.cond); }, x1,
+        options_.rollout());
+    if (k > 0)
+      where = " at sampler step " + std::to_string(k) + " of " + std::to_string(options_.rollout().steps()) +
+              " (t = " + time_text(batch.grid[static_cast<size_t>(k)]) + ")";
+  }
+  throw NumericalError("the rollout diverged" + where + ": sample " + std::to_string(bad) +
+                       " is non-finite (the model's velocity blew up; lower --lr or set --grad-clip)");
+}
+
 // --- rollout: on-policy endpoints from the ODE sampler, scored by the reward ------------------------
 RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   RolloutBatch batch;
@@ -187,6 +224,7 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
     batch.grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
     nfe_ += result.nfe;
   }
+  check_rollout(batch, sampler_model, x1);
   ScoredBatch scored = score_terms_checked(*reward_, batch.x0, batch.cond);
   batch.reward = scored.total;                                                // [B]
   batch.reward_terms = std::move(scored.terms);
@@ -202,45 +240,66 @@ StepRecord Trainer::step() {
   Policies models{*policy_, *ref_, old(), reward_.get()};
   method_->begin_step(step_, models);
   VelocityFieldImpl* chosen = method_->rollout_model(models);
-  RolloutBatch batch =
-      rollout(chosen ? *chosen : old_ && method_->rollouts_from_old() ? old_->model() : *policy_, rng);
+  StepRecord rec;
+  auto skip = [&](const std::string& why) { rec.skipped = "step " + std::to_string(step_ + 1) + ": " + why; };
+  RolloutBatch batch;
+  try {
+    batch = rollout(chosen ? *chosen : old_ && method_->rollouts_from_old() ? old_->model() : *policy_, rng);
+  } catch (const NumericalError& e) {  // a diverged rollout, or a non-finite reward
+    skip(e.what());
+  }
 
   // --- loss and optimiser steps, one per minibatch -------------------------------------------------
-  {
-    torch::NoGradGuard no_grad;
-    method_->prepare(batch, models, rng);
-  }
-  const int64_t M = options_.minibatches(), size = batch.size() / M;
+  const int64_t M = options_.minibatches();
   double loss = 0, grad_norm = 0;
   LossOutput out;
-  for (int64_t i = 0; i < M; ++i) {
-    out = method_->loss(M == 1 ? batch : batch.slice(i * size, (i + 1) * size), models, rng);
-    const double value = out.loss.item<double>();
-    if (!std::isfinite(value))
-      throw NumericalError("step " + std::to_string(step_ + 1) + ": method '" + method_->name() +
-                           "' produced a non-finite loss");
-    optimizer_->zero_grad();
-    out.loss.backward();
-    grad_norm = optimizer_->grad_norm();
-    if (!std::isfinite(grad_norm))
-      throw NumericalError("step " + std::to_string(step_ + 1) + ": method '" + method_->name() +
-                           "' produced a non-finite gradient");
-    optimizer_->clip_grad_norm(grad_norm, options_.grad_clip());
-    optimizer_->step();
-    loss += value / static_cast<double>(M);
-    // Each endpoint is in one minibatch, so the per-endpoint count is the minibatches' mean.
-    if (auto it = out.metrics.find("nfe_train"); it != out.metrics.end())
-      nfe_train_ += it->second / static_cast<double>(M);
+  if (rec.skipped.empty()) {
+    {
+      torch::NoGradGuard no_grad;
+      method_->prepare(batch, models, rng);
+    }
+    const int64_t size = batch.size() / M;
+    for (int64_t i = 0; i < M; ++i) {
+      out = method_->loss(M == 1 ? batch : batch.slice(i * size, (i + 1) * size), models, rng);
+      const double value = out.loss.item<double>();
+      if (!std::isfinite(value)) {
+        skip("method '" + method_->name() + "' produced a non-finite loss");
+        break;
+      }
+      optimizer_->zero_grad();
+      out.loss.backward();
+      grad_norm = optimizer_->grad_norm();
+      if (!std::isfinite(grad_norm)) {
+        skip("method '" + method_->name() + "' produced a non-finite gradient");
+        break;
+      }
+      optimizer_->clip_grad_norm(grad_norm, options_.grad_clip());
+      optimizer_->step();
+      loss += value / static_cast<double>(M);
+      // Each endpoint is in one minibatch, so the per-endpoint count is the minibatches' mean.
+      if (auto it = out.metrics.find("nfe_train"); it != out.metrics.end())
+        nfe_train_ += it->second / static_cast<double>(M);
+    }
   }
-  if (old_) old_->update(*policy_);  // the released code steps its EMA once per epoch (= step here)
-  if (eval_ema_) eval_ema_->update(*policy_);
+  if (rec.skipped.empty()) {
+    if (old_) old_->update(*policy_);  // the released code steps its EMA once per epoch (= step here)
+    if (eval_ema_) eval_ema_->update(*policy_);
+  }
   ++step_;
   seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   // --- record --------------------------------------------------------------------------------------
-  StepRecord rec;
   rec.step = step_;
   rec.seconds = seconds_;
+  rec.loss = rec.skipped.empty() ? loss : std::nan("");
+  rec.grad_norm = rec.skipped.empty() ? grad_norm : std::nan("");
+  rec.nfe = nfe_;
+  rec.nfe_train = nfe_train_;
+  rec.reward_evals = reward_evals_;
+  if (!batch.reward.defined()) {  // skipped before the reward was scored
+    rec.reward_mean = rec.reward_std = rec.reward_min = rec.reward_max = std::nan("");
+    return rec;
+  }
   // Reward statistics in one pass over a CPU copy (Welford mean and unbiased variance).
   const auto r = batch.reward.to(torch::kCPU, torch::kDouble).contiguous();
   const double* rp = r.data_ptr<double>();
@@ -255,11 +314,6 @@ StepRecord Trainer::step() {
   }
   rec.reward_mean = mean;
   rec.reward_std = r.numel() > 1 ? std::sqrt(m2 / static_cast<double>(r.numel() - 1)) : 0.0;
-  rec.loss = loss;
-  rec.grad_norm = grad_norm;
-  rec.nfe = nfe_;
-  rec.nfe_train = nfe_train_;
-  rec.reward_evals = reward_evals_;
   rec.metrics = std::move(out.metrics);
   // Each named part of the reward on its own: "reward/<name>" (the batch mean).
   for (const auto& [name, t] : batch.reward_terms)
