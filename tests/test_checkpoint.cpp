@@ -86,6 +86,76 @@ TEST(SafetensorsTest, CorruptFilesAreRefusedWithThePath) {
   EXPECT_THROW(load_safetensors(temp("does_not_exist.safetensors")), IOError);
 }
 
+// A file built from a header of our choosing and `data_size` bytes of data.
+std::string with_header(const std::string& header, size_t data_size) {
+  std::string out;
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  return out + header + std::string(data_size, '\0');
+}
+
+// Every header field is checked before memory is allocated: offsets out of range, overlapping entries, a
+// gap, a size that does not match the shape, a shape whose byte count overflows, a bad dtype.
+TEST(SafetensorsTest, HeadersAreValidatedBeforeAnyAllocation) {
+  auto entry = [](const std::string& dtype, const std::string& shape, uint64_t begin, uint64_t end) {
+    return R"({"dtype": ")" + dtype + R"(", "shape": )" + shape + R"(, "data_offsets": [)" + std::to_string(begin) +
+           ", " + std::to_string(end) + "]}";
+  };
+  expect_corrupt("outside.safetensors", with_header(R"({"a": )" + entry("F32", "[2]", 0, 8) + "}", 4), "outside the data section");
+  expect_corrupt("far.safetensors",
+                 with_header(R"({"a": )" + entry("F32", "[2]", 1ull << 62, (1ull << 62) + 8) + "}", 8),
+                 "outside the data section");
+  expect_corrupt("overlap.safetensors",
+                 with_header(R"({"a": )" + entry("F32", "[2]", 0, 8) + R"(, "b": )" + entry("F32", "[2]", 4, 12) + "}", 12),
+                 "overlaps");
+  expect_corrupt("gap.safetensors",
+                 with_header(R"({"a": )" + entry("F32", "[1]", 0, 4) + R"(, "b": )" + entry("F32", "[1]", 8, 12) + "}", 12),
+                 "belong to no tensor");
+  expect_corrupt("size.safetensors", with_header(R"({"a": )" + entry("F32", "[3]", 0, 8) + "}", 8),
+                 "its dtype and shape need 12");
+  expect_corrupt("overflow.safetensors",
+                 with_header(R"({"a": )" + entry("F64", "[4294967296, 4294967296]", 0, 8) + "}", 8),
+                 "too large for any file");
+  expect_corrupt("dtype.safetensors", with_header(R"({"a": )" + entry("F8", "[2]", 0, 2) + "}", 2), "unsupported dtype");
+  expect_corrupt("negative.safetensors", with_header(R"({"a": )" + entry("F32", "[-1]", 0, 0) + "}", 0), "bad shape");
+  expect_corrupt("tail.safetensors", with_header(R"({"a": )" + entry("U8", "[2]", 0, 2) + "}", 3),
+                 "do not cover the data section");
+  // And a well-formed file built the same way loads.
+  const auto ok = temp("handmade.safetensors");
+  std::ofstream(ok, std::ios::binary) << with_header(R"({"a": )" + entry("U8", "[2]", 0, 2) + "}", 2);
+  EXPECT_EQ(load_safetensors(ok).tensors.at(0).second.sizes(), torch::IntArrayRef({2}));
+}
+
+// Every single flipped bit and every truncation of a checkpoint is either refused with an InputError or
+// (a bit inside the tensor data) loads with the same names and shapes: never a crash or another error.
+TEST(SafetensorsTest, FlippedBitsAndTruncationsAreRefusedOrHarmless) {
+  const auto path = temp("flip_source.safetensors");
+  save_safetensors(path, {{"w", torch::arange(6, torch::kFloat).view({2, 3})}, {"b", torch::ones({2}, torch::kDouble)}},
+                   {{"note", "x"}});
+  const std::string good = read_file(path);
+  const auto flipped = temp("flipped.safetensors");
+  int64_t refused = 0, loaded = 0;
+  for (size_t i = 0; i < good.size(); ++i)
+    for (int bit = 0; bit < 8; bit += 3) {
+      std::string bad = good;
+      bad[i] = static_cast<char>(bad[i] ^ (1 << bit));
+      std::ofstream(flipped, std::ios::binary | std::ios::trunc) << bad;
+      try {
+        const auto f = load_safetensors(flipped);
+        ++loaded;
+        for (const auto& [name, t] : f.tensors) EXPECT_TRUE(name == "w" || name == "b" || name.size() == 1);
+      } catch (const InputError&) {
+        ++refused;
+      }
+    }
+  EXPECT_GT(refused, 0);
+  EXPECT_GT(loaded, 0);
+  for (size_t n = 0; n < good.size(); ++n) {
+    std::ofstream(flipped, std::ios::binary | std::ios::trunc) << good.substr(0, n);
+    EXPECT_THROW(load_safetensors(flipped), InputError) << "truncated to " << n << " bytes";
+  }
+}
+
 TEST(CheckpointTest, NonRamflowFilesAreNotCheckpoints) {
   const auto path = temp("plain.safetensors");
   save_safetensors(path, {{"w", torch::randn({4})}});

@@ -76,6 +76,9 @@ TEST(ConfigTest, FileTypeErrorsAndBadJson) {
   auto broken = write_temp("cfg_broken.json", "{\"lr\": ");
   EXPECT_NE(error_of([&] { Config::resolve(t, broken, {}); }).find("not valid JSON"), std::string::npos);
   EXPECT_THROW(Config::resolve(t, "/nonexistent/dir/cfg.json", {}), InputError);
+  // Found by fuzz/config_fuzz.cpp: a number beyond any double escaped as nlohmann's out_of_range.
+  auto huge = write_temp("cfg_huge.json", R"({"lr": 1e99999})");
+  EXPECT_NE(error_of([&] { Config::resolve(t, huge, {}); }).find("a number is out of range"), std::string::npos);
 }
 
 TEST(ConfigTest, ARepeatedKeyIsAnError) {

@@ -1,9 +1,6 @@
 #pragma once
-// Checkpoints are safetensors files (https://huggingface.co/docs/safetensors): safe to load from untrusted
-// sources, readable from Python with `safetensors.torch.load_file`. Layout:
-//   [8 bytes: little-endian u64 N][N bytes: JSON header, space-padded to 8-byte alignment][tensor bytes]
-// The header maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end)} (offsets into the
-// tensor bytes), plus "__metadata__": a string-to-string map. ramflow stores its metadata as JSON text
+// Checkpoints are safetensors files (safetensors.h): safe to load from untrusted sources, readable from
+// Python with `safetensors.torch.load_file`. ramflow stores its metadata as JSON text
 // under the key "ramflow": {"format": 1, "models": {name: spec}, ...caller fields (config, step, method)}.
 // Model tensors are named "<model>.<parameter path>", e.g. "policy.layer0_weight_t".
 #include <map>
@@ -14,26 +11,10 @@
 #include <nlohmann/json.hpp>
 #include <torch/types.h>
 
+#include "ramflow/safetensors.h"
 #include "ramflow/velocity_field.h"
 
 namespace ramflow {
-
-struct SafetensorsFile {
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;  // in file order, CPU
-  std::map<std::string, std::string> metadata;
-
-  /// The tensor named `name`; throws IOError naming the file if it is absent.
-  const torch::Tensor& at(const std::string& name, const std::string& path = "") const;
-};
-
-/// Writes a safetensors file atomically. Tensors are copied to contiguous CPU memory.
-void save_safetensors(const std::string& path,
-                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
-/// Reads and validates a safetensors file; throws IOError naming the path on any corruption.
-SafetensorsFile load_safetensors(const std::string& path);
-
-using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 /// Every parameter and buffer of `model`, named "<prefix>.<path>".
 NamedTensors model_tensors(const std::string& prefix, const VelocityFieldImpl& model);
@@ -53,12 +34,19 @@ void save_checkpoint(const std::string& path,
 /// " (it has: a, b)" naming the models in checkpoint metadata, or " (it has no models)": for errors.
 std::string checkpoint_models_text(const nlohmann::json& meta);
 
-/// The ramflow metadata of a checkpoint (throws IOError if the file is not a ramflow checkpoint).
+/// The ramflow metadata of a checkpoint, from its header alone (throws InputError if the file is not a
+/// ramflow checkpoint).
 nlohmann::json read_checkpoint_meta(const std::string& path);
+/// The same of a file already read.
+nlohmann::json read_checkpoint_meta(const SafetensorsFile& file, const std::string& path);
 
 /// Rebuilds the model `name` from a checkpoint (architecture from the metadata, weights from the
 /// tensors). `meta`, if given, receives the ramflow metadata.
 VelocityFieldPtr load_checkpoint_model(const std::string& path, const std::string& name,
+                                       nlohmann::json* meta = nullptr);
+/// The same from a file already read (`path` names it in errors): a job that needs several things of one
+/// checkpoint reads it once.
+VelocityFieldPtr load_checkpoint_model(const SafetensorsFile& file, const std::string& path, const std::string& name,
                                        nlohmann::json* meta = nullptr);
 
 }  // namespace ramflow

@@ -42,6 +42,7 @@
 #include "ramflow/rng.h"
 #include "ramflow/run_dir.h"
 #include "ramflow/runtime.h"
+#include "ramflow/safetensors.h"
 #include "ramflow/sampler.h"
 #include "ramflow/sde.h"
 #include "ramflow/stop.h"

@@ -26,6 +26,8 @@ void save_training_checkpoint(const std::string& path, Trainer& trainer, const n
 /// Restores a training checkpoint into `trainer`, built with the same configuration; returns the
 /// checkpoint's ramflow metadata. Throws InputError naming the path if it is not one, or does not fit.
 nlohmann::json load_training_checkpoint(const std::string& path, Trainer& trainer);
+/// The same from a file already read (`path` names it in errors).
+nlohmann::json load_training_checkpoint(const SafetensorsFile& file, const std::string& path, Trainer& trainer);
 
 /// The numbered checkpoints of one run, in `dir` (RUN/checkpoints).
 class CheckpointSeries {

@@ -283,6 +283,8 @@ json parse_json_strict(const std::string& text, const std::string& source) {
     value = json::parse(text, check);
   } catch (const json::parse_error& e) {
     throw ConfigError(source + ": not valid JSON (" + std::string(e.what()) + ")");
+  } catch (const json::out_of_range& e) {  // a number beyond any double, such as 1e999
+    throw ConfigError(source + ": a number is out of range (" + std::string(e.what()) + ")");
   }
   if (!duplicate.empty()) throw ConfigError(source + ": key '" + duplicate + "' appears twice in one object");
   return value;

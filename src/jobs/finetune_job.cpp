@@ -145,7 +145,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   };
   if (resuming) {
     // The trainer as the checkpoint left it; metrics.jsonl and the curves up to its step.
-    load_training_checkpoint(start.resume_from, trainer);
+    load_training_checkpoint(*start.resume_file, start.resume_from, trainer);
+    start.resume_file.reset();  // its tensors are in the trainer now
     std::error_code ec;
     std::filesystem::remove(run.file("summary.json"), ec);  // the run is incomplete again until it ends
     // The evaluation a finished run made of its final model ({"final": true}) is not one of the longer

@@ -416,7 +416,7 @@ RunStart start_run(const Config& cfg, const Task& task, torch::Device device, Jo
   RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
   run.write_config(cfg.values(), cfg.given());
   if (!base) base = base_model(cfg, task, device, io);  // from the cache, or pretrained now
-  return {std::move(run), std::move(base), ""};
+  return {std::move(run), std::move(base), "", nullptr};
 }
 
 void add_checkpoint_params(ParamTable& t) {
@@ -481,21 +481,23 @@ RunStart reopen_run(const Config& cfg, torch::Device device, JobIO io, const std
     base->eval();
     run.write_config(cfg.values(), cfg.given());
     io.log << "resuming " << run.path() << "\n";
-    return {std::move(run), std::move(base), ""};
+    return {std::move(run), std::move(base), "", nullptr};
   }
   const CheckpointSeries series(run.file("checkpoints"), cfg.integer("keep_checkpoints"));
   const std::string latest = series.latest();
   if (latest.empty())
     throw InputError(run.path() + ": no training checkpoint to resume from (checkpoints/step-*.safetensors)");
-  const nlohmann::json meta = read_checkpoint_meta(latest);
+  // Read once: the base (the reference stored in it) now, the trainer's state when the trainer exists.
+  auto file = std::make_shared<const SafetensorsFile>(load_safetensors(latest));
+  const nlohmann::json meta = read_checkpoint_meta(*file, latest);
   if (!meta.contains("trainer")) throw InputError(latest + ": not a training checkpoint (no trainer state)");
-  VelocityFieldPtr base = load_model(latest, meta, reference_name(meta));
+  VelocityFieldPtr base = load_model(latest, meta, reference_name(meta), file.get());
   base->to(device);
   base->eval();
   run.write_config(cfg.values(), cfg.given());
   io.log << "resuming " << run.path() << " from " << latest << " (step " << meta.value("step", int64_t{0})
          << ")\n";
-  return {std::move(run), std::move(base), latest};
+  return {std::move(run), std::move(base), latest, std::move(file)};
 }
 
 namespace {
@@ -511,12 +513,13 @@ std::string reference_name(const nlohmann::json& meta) {
   return ref_is_lora_base(meta) || meta["models"].contains("ref") ? "ref" : "base";
 }
 
-VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta, const std::string& name) {
-  if (name == "ref" && ref_is_lora_base(meta)) {
-    auto policy = load_checkpoint_model(path, "policy");
-    return as_lora(*policy)->base_ptr();
-  }
-  return load_checkpoint_model(path, name);
+VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta, const std::string& name,
+                            const SafetensorsFile* file) {
+  auto load = [&](const std::string& model) {
+    return file ? load_checkpoint_model(*file, path, model) : load_checkpoint_model(path, model);
+  };
+  if (name == "ref" && ref_is_lora_base(meta)) return as_lora(*load("policy"))->base_ptr();
+  return load(name);
 }
 
 void check_model(const Config& cfg, const Task& task) {

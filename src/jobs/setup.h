@@ -1,6 +1,7 @@
 #pragma once
 // Pieces shared by the jobs: parameter groups, building task / reward / base model from a config, and
 // the report helpers. Internal to the library (not installed).
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -8,6 +9,7 @@
 
 #include <torch/types.h>
 
+#include "ramflow/checkpoint.h"
 #include "ramflow/config.h"
 #include "ramflow/evaluator.h"
 #include "ramflow/jobs.h"
@@ -89,6 +91,7 @@ struct RunStart {
   RunDir run;
   VelocityFieldPtr base;
   std::string resume_from;  // the training checkpoint to restore (resumed runs), else empty
+  std::shared_ptr<const SafetensorsFile> resume_file;  // its contents, read once
 };
 RunStart start_run(const Config& cfg, const Task& task, torch::Device device, JobIO io);
 
@@ -111,8 +114,10 @@ std::string pick_model(const nlohmann::json& meta, const nlohmann::json& request
                        const std::string& path);
 /// The reference model of a checkpoint: "ref" when it stores one or holds a LoRA policy, else "base".
 std::string reference_name(const nlohmann::json& meta);
-/// Loads the model `name` chosen by pick_model (`meta`: the checkpoint's metadata).
-VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta, const std::string& name);
+/// Loads the model `name` chosen by pick_model (`meta`: the checkpoint's metadata); from `file` if given
+/// (the checkpoint already read), else from `path`.
+VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta, const std::string& name,
+                            const SafetensorsFile* file = nullptr);
 
 // --- reporting -------------------------------------------------------------------------------------
 SamplePanel panel(const std::string& title, const torch::Tensor& samples);

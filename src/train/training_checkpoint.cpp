@@ -29,7 +29,10 @@ void save_training_checkpoint(const std::string& path, Trainer& trainer, const n
 }
 
 nlohmann::json load_training_checkpoint(const std::string& path, Trainer& trainer) {
-  const SafetensorsFile file = load_safetensors(path);
+  return load_training_checkpoint(load_safetensors(path), path, trainer);
+}
+
+nlohmann::json load_training_checkpoint(const SafetensorsFile& file, const std::string& path, Trainer& trainer) {
   auto it = file.metadata.find("ramflow");
   if (it == file.metadata.end()) throw InputError(path + ": not a ramflow checkpoint (no 'ramflow' metadata)");
   nlohmann::json meta;
