@@ -1,6 +1,9 @@
-// safetensors: round trips, the byte layout of the format, and corrupt files.
+// safetensors: round trips, the byte layout of the format, corrupt files, and a full disk.
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+
+#include <sys/resource.h>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -8,6 +11,8 @@
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
+#include "ramflow/mlp_velocity.h"
+#include "ramflow/training_checkpoint.h"
 
 namespace ramflow {
 namespace {
@@ -156,10 +161,63 @@ TEST(SafetensorsTest, FlippedBitsAndTruncationsAreRefusedOrHarmless) {
   }
 }
 
+// A disk that fills up during a checkpoint write (simulated by a file-size limit, which fails the write
+// as a full disk does): an IOError naming the file, the previous file at the path intact and loadable,
+// no temporary file left, and the series' `latest` still naming the last complete checkpoint.
+TEST(SafetensorsTest, AFullDiskLeavesThePreviousCheckpointIntact) {
+  const auto dir = temp("full_disk");
+  remove_tree(dir);
+  CheckpointSeries series(dir, 0);
+  const auto small = torch::zeros({16});
+  series.write(1, [&](const std::string& path) { save_safetensors(path, {{"w", small}}); });
+  const auto previous = read_file(series.path(1));
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // the write then fails with EFBIG instead of a signal
+  rlimit tight = old;
+  tight.rlim_cur = 4096;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &tight), 0);
+  std::string why;
+  try {
+    series.write(2, [&](const std::string& path) { save_safetensors(path, {{"w", torch::zeros({100000})}}); });
+  } catch (const IOError& e) {
+    why = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_NE(why.find(series.path(2) + ": write failed"), std::string::npos) << why;
+  EXPECT_FALSE(std::filesystem::exists(series.path(2)));
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << e.path();
+  EXPECT_EQ(series.latest(), series.path(1));
+  EXPECT_EQ(read_file(series.path(1)), previous);
+  EXPECT_TRUE(torch::equal(load_safetensors(series.path(1)).tensors.at(0).second, small));
+}
+
+TEST(CheckpointTest, AMissingModelIsNamedWithTheOnesTheCheckpointHas) {
+  const auto path = temp("two_models.safetensors");
+  auto model = make_velocity_field(MLPVelocityOptions(2).hidden(4).to_json());
+  save_checkpoint(path, {{"policy", model.get()}, {"ref", model.get()}});
+  try {
+    load_checkpoint_model(path, "nope");
+    FAIL() << "a missing model loaded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": checkpoint has no model 'nope' (it has: policy, ref)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(CheckpointTest, NonRamflowFilesAreNotCheckpoints) {
   const auto path = temp("plain.safetensors");
   save_safetensors(path, {{"w", torch::randn({4})}});
-  EXPECT_THROW(read_checkpoint_meta(path), IOError);
+  try {
+    read_checkpoint_meta(path);
+    FAIL() << "a plain safetensors file was taken for a checkpoint";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": not a ramflow checkpoint (no 'ramflow' metadata)"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

@@ -138,7 +138,14 @@ TEST(JobsTest, OverwriteRefusesADirectoryThatIsNotARun) {
   std::ostringstream log;
   auto args = small_run(out);
   args.push_back({"overwrite", "true"});
-  EXPECT_THROW(run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false}), IOError);
+  try {
+    run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false});
+    FAIL() << "a directory that is not a run was overwritten";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("refusing to overwrite a directory that is not a ramflow run (no config.json)"),
+              std::string::npos)
+        << e.what();
+  }
   EXPECT_TRUE(fs::exists(out + "/precious.txt"));
 }
 

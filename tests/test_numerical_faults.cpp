@@ -21,13 +21,13 @@ namespace fs = std::filesystem;
 namespace ramflow {
 namespace {
 
-// A bump reward that returns NaN for one sample on its `bad_call`-th call (0-based).
+// A bump reward that returns `bad` (NaN by default) for one sample on its `bad_call`-th call (0-based).
 class FlakyReward : public Reward {
  public:
-  explicit FlakyReward(int bad_call) : bad_call_(bad_call) {}
+  explicit FlakyReward(int bad_call, double bad = std::nan("")) : bad_call_(bad_call), bad_(bad) {}
   torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
     auto r = torch::exp(-(x0 - 4.0).square().sum(1) / 12.5);
-    if (calls_++ == bad_call_) r[1] = std::nan("");
+    if (calls_++ == bad_call_) r[1] = bad_;
     return r;
   }
   bool differentiable() const override { return false; }
@@ -35,6 +35,7 @@ class FlakyReward : public Reward {
 
  private:
   int bad_call_;
+  double bad_;
   mutable std::atomic<int> calls_{0};
 };
 
@@ -70,6 +71,18 @@ TEST(NumericalFaults, ANonFiniteRewardSkipsTheStepAndLeavesTheModel) {
   const StepRecord next = trainer.step();
   EXPECT_TRUE(next.skipped.empty()) << next.skipped;
   EXPECT_FALSE(same(before, weights(trainer.policy())));
+}
+
+// A finite reward so large that RAM's regression target overflows float32: the loss is non-finite, and
+// the step is skipped before the optimiser sees it.
+TEST(NumericalFaults, ANonFiniteLossSkipsTheStep) {
+  auto policy = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json(), 3);
+  Trainer trainer = ram_trainer(policy, std::make_shared<FlakyReward>(0, 3e38));
+  const auto before = weights(trainer.policy());
+  const StepRecord rec = trainer.step();
+  EXPECT_NE(rec.skipped.find("step 1: method 'ram' produced a non-finite loss"), std::string::npos) << rec.skipped;
+  EXPECT_TRUE(same(before, weights(trainer.policy())));
+  EXPECT_TRUE(trainer.step().skipped.empty());
 }
 
 TEST(NumericalFaults, ADivergedRolloutIsNamedWithItsSamplerStep) {
