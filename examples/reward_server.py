@@ -15,7 +15,9 @@ Rewards (the same scores as ramflow's built-in rewards of the same name):
 Each response also carries named sub-scores ("terms"), logged by ramflow on their own: the bump's
 squared distance to its centre, the classifier's accuracy on the batch.
 
---token-env NAME makes the server require "Authorization: Bearer $NAME".
+--token-env NAME makes the server require "Authorization: Bearer $NAME"; --delay S makes each answer
+take S seconds per sample longer (a stand-in for a large judge, for measuring how the trainer hides
+its time behind the rollout).
 """
 import argparse
 import base64
@@ -24,6 +26,7 @@ import math
 import os
 import struct
 import sys
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -159,6 +162,8 @@ class Handler(BaseHTTPRequestHandler):
             if request.get("protocol") != PROTOCOL:
                 return self.reply(400, {"error": f"protocol {request.get('protocol')!r}, this server speaks {PROTOCOL}"})
             shape, values = batch_of(request)
+            if self.server.delay > 0:
+                time.sleep(self.server.delay * shape[0])
             scores, terms = self.server.reward.score(shape, values, request.get("conditions"))
         except (ValueError, KeyError, TypeError) as e:
             return self.reply(400, {"error": str(e)})
@@ -179,10 +184,11 @@ def main():
     parser.add_argument("--checkpoint", help="classifier: the judge (default: the shipped fashion classifier)")
     parser.add_argument("--class", dest="klass", type=int, help="classifier: one class for every sample")
     parser.add_argument("--token-env", help="require the bearer token in this environment variable")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds added to every answer, per sample")
     args = parser.parse_args()
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.reward = Bump(args) if args.reward == "bump" else Classifier(args)
-    server.token = None
+    server.token, server.delay = None, args.delay
     if args.token_env:
         server.token = os.environ.get(args.token_env)
         if not server.token:

@@ -23,9 +23,12 @@
 #include "ramflow/image.h"
 #include "ramflow/io.h"
 #include "ramflow/jobs.h"
+#include "ramflow/mlp_velocity.h"
+#include "ramflow/ram.h"
 #include "ramflow/reward.h"
 #include "ramflow/reward_protocol.h"
 #include "ramflow/rng.h"
+#include "ramflow/trainer.h"
 
 namespace fs = std::filesystem;
 
@@ -201,6 +204,30 @@ TEST(RemoteReward, EveryFailureModeNamesTheUrlAndWhatWentWrong) {
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(why.find("cannot connect (Connection refused) (3 attempts)"), std::string::npos) << why;
   EXPECT_GE(waited, 0.05 * 0.5 + 0.1 * 0.5);  // two backoffs: 0.05 and 0.1 s, each times U(0.5, 1.5)
+}
+
+// Scoring in parts while the rollout goes on (overlap) takes the same steps as one request per batch: the
+// same endpoints, rewards and updates (up to the last bits of batched arithmetic), and a sum's terms.
+TEST(RemoteReward, OverlappedScoringTakesTheSameSteps) {
+  Server server({source("examples/reward_server.py"), "--port", "0", "--center", "4,0", "--scale", "2.5"});
+  auto trainer_with = [&](bool overlap) {
+    auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json(), 5);
+    auto policy = clone_velocity_field(*base);
+    for (auto& p : policy->parameters()) p.set_requires_grad(true);
+    const nlohmann::json spec = {{"type", "sum"},
+                                 {"terms", {{{"type", "remote"}, {"url", server.url()}, {"overlap", overlap}}}}};
+    return Trainer(policy, frozen_copy(*base), make_reward(spec, 2), std::make_unique<RAM>(RAMOptions()),
+                   TrainerOptions().sample_shape({2}).group_size(10).rollout(SampleOptions().steps(5)).lr(1e-3).seed(2));
+  };
+  Trainer a = trainer_with(true), b = trainer_with(false);
+  EXPECT_TRUE(make_reward({{"type", "remote"}, {"url", server.url()}, {"overlap", true}}, 2)->overlap());
+  for (int i = 0; i < 3; ++i) {
+    const auto ra = a.step(), rb = b.step();
+    EXPECT_NEAR(ra.reward_mean, rb.reward_mean, 1e-6) << "step " << i;
+    EXPECT_NEAR(ra.loss, rb.loss, 1e-4 * std::abs(rb.loss)) << "step " << i;
+    EXPECT_NEAR(ra.metrics.at("reward/remote/squared_distance"), rb.metrics.at("reward/remote/squared_distance"), 1e-4);
+    EXPECT_EQ(ra.nfe, rb.nfe);
+  }
 }
 
 // The bearer token comes from the environment, goes in the Authorization header, and is never written.

@@ -41,6 +41,9 @@ class Reward {
     return {score(x0, cond), {}};
   }
   virtual bool differentiable() const = 0;
+  /// True if the trainer should score the batch in parts, each while the next part is rolled out: scoring
+  /// that waits on another process (a reward server) then hides behind the rollout.
+  virtual bool overlap() const { return false; }
   /// The reward as a quadratic form, if it is one.
   virtual std::optional<QuadraticForm> quadratic_form() const { return std::nullopt; }
   /// The spec that rebuilds this reward.

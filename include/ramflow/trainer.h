@@ -5,6 +5,8 @@
 //   -> for each of M minibatches: method loss -> AdamW step
 //   -> EMA "old" policy update -> step record.
 // The first minibatch is exactly on-policy; later ones are slightly off-policy (PPO-style reuse).
+// A remote reward (Reward::overlap) is scored in parts: the reward server scores one part of the batch
+// while the next part is rolled out (ODE samplers, which draw no noise, so the endpoints are the same).
 // Numerical faults skip the step instead of ending the run (StepRecord::skipped): a rollout that
 // diverged is named as such (with the sampler step where it did), never blamed on the reward.
 // Conditions: a CondSampler draws one label per group; every sample of the group carries it through the
@@ -116,8 +118,11 @@ class Trainer {
  private:
   /// On-policy endpoints drawn by `sampler_model`, scored by the reward.
   RolloutBatch rollout(VelocityFieldImpl& sampler_model, Rng& rng);
-  /// NumericalError naming the diverged sample and sampler step if batch.x0 holds a non-finite value.
-  void check_rollout(const RolloutBatch& batch, VelocityFieldImpl& sampler_model, const torch::Tensor& x1);
+  /// NumericalError naming the diverged sample (index + offset) and the sampler step if x0 holds a
+  /// non-finite value; x1 and cond are its noise and labels, trajectory ([N + 1, b, ...]) its path if kept.
+  void check_rollout(const torch::Tensor& x0, const torch::Tensor& x1, const torch::Tensor& cond,
+                     const torch::Tensor& trajectory, const std::vector<double>& grid,
+                     VelocityFieldImpl& sampler_model, int64_t offset = 0);
   VelocityFieldPtr policy_, ref_;
   RewardPtr reward_;
   MethodPtr method_;

@@ -1,6 +1,7 @@
 // A reward served by another process over HTTP (protocol: include/ramflow/reward_protocol.h).
 // Spec: {"type": "remote", "url": "http://host:port/path", "timeout": 60, "connect_timeout": 5,
 //        "retries": 3, "backoff": 0.5, "max_bytes": 67108864, "encoding": "f32" | "png",
+//        "overlap": false (true: score the batch in parts, each while the next is rolled out; trainer.h),
 //        "token_env": "NAME" (optional: the bearer token is read from this environment variable; the
 //        token itself is never in the spec, a log or a run directory)}.
 // Not differentiable. Each call sends the whole batch as one request with a fresh id; the response is
@@ -23,8 +24,12 @@ namespace {
 
 class RemoteReward : public Reward {
  public:
-  RemoteReward(std::string url, HttpOptions http, std::string encoding, std::string token_env)
-      : url_(std::move(url)), http_(std::move(http)), encoding_(std::move(encoding)), token_env_(std::move(token_env)) {}
+  RemoteReward(std::string url, HttpOptions http, std::string encoding, std::string token_env, bool overlap)
+      : url_(std::move(url)),
+        http_(std::move(http)),
+        encoding_(std::move(encoding)),
+        token_env_(std::move(token_env)),
+        overlap_(overlap) {}
 
   torch::Tensor score(const torch::Tensor& x0, const torch::Tensor& cond) const override {
     return score_terms(x0, cond).total;
@@ -45,6 +50,7 @@ class RemoteReward : public Reward {
     return out;
   }
   bool differentiable() const override { return false; }
+  bool overlap() const override { return overlap_; }
   nlohmann::json spec() const override {
     nlohmann::json s = {{"type", "remote"},
                         {"url", url_},
@@ -53,7 +59,8 @@ class RemoteReward : public Reward {
                         {"retries", http_.retries()},
                         {"backoff", http_.backoff()},
                         {"max_bytes", http_.max_response_bytes()},
-                        {"encoding", encoding_}};
+                        {"encoding", encoding_},
+                        {"overlap", overlap_}};
     if (!token_env_.empty()) s["token_env"] = token_env_;  // the variable's name, never the token
     return s;
   }
@@ -62,6 +69,7 @@ class RemoteReward : public Reward {
   std::string url_;
   HttpOptions http_;
   std::string encoding_, token_env_;
+  bool overlap_;
 };
 
 }  // namespace
@@ -79,6 +87,12 @@ RewardPtr make_remote_reward(const nlohmann::json& spec, int64_t /*dim*/) {
   const double retries = r.number("retries", 3.0), max_bytes = r.number("max_bytes", 64.0 * (1 << 20));
   const std::string encoding = r.text("encoding", std::string("f32"));
   const std::string token_env = r.has("token_env") ? r.text("token_env") : std::string();
+  bool overlap = false;
+  if (r.has("overlap")) {
+    const auto& v = r.value("overlap");
+    if (!v.is_boolean()) throw ConfigError("reward 'remote': overlap must be true or false");
+    overlap = v.get<bool>();
+  }
   r.finish();
   if (!(http.read_timeout() > 0) || !(http.connect_timeout() > 0))
     throw ConfigError("reward 'remote': timeout and connect_timeout must be > 0 seconds");
@@ -94,7 +108,7 @@ RewardPtr make_remote_reward(const nlohmann::json& spec, int64_t /*dim*/) {
       throw ConfigError("reward 'remote': token_env names " + token_env + ", which is not set in the environment");
     http.bearer_token(token);
   }
-  return std::make_shared<RemoteReward>(url, http, encoding, token_env);
+  return std::make_shared<RemoteReward>(url, http, encoding, token_env, overlap);
 }
 
 }  // namespace ramflow

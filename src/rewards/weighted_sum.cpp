@@ -38,6 +38,11 @@ class WeightedSumReward : public Reward {
     }
     return out;
   }
+  bool overlap() const override {
+    for (const auto& t : terms_)
+      if (t->overlap()) return true;
+    return false;
+  }
   bool differentiable() const override {
     for (const auto& t : terms_)
       if (!t->differentiable()) return false;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <future>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -155,30 +156,32 @@ std::string time_text(double t) {
 }  // namespace
 
 // A non-finite endpoint is the model's fault, not the reward's: say so, and where the rollout diverged.
-void Trainer::check_rollout(const RolloutBatch& batch, VelocityFieldImpl& sampler_model, const torch::Tensor& x1) {
-  const auto x = batch.x0.reshape({batch.x0.size(0), -1}).to(torch::kCPU, torch::kFloat).contiguous();
+void Trainer::check_rollout(const torch::Tensor& x0, const torch::Tensor& x1, const torch::Tensor& cond,
+                            const torch::Tensor& trajectory, const std::vector<double>& grid,
+                            VelocityFieldImpl& sampler_model, int64_t offset) {
+  const auto x = x0.reshape({x0.size(0), -1}).to(torch::kCPU, torch::kFloat).contiguous();
   const float* p = x.data_ptr<float>();
   int64_t bad = -1;
   for (int64_t i = 0; i < x.numel() && bad < 0; ++i)
     if (!std::isfinite(p[i])) bad = i / x.size(1);
   if (bad < 0) return;
   std::string where;
-  if (batch.trajectory.defined()) {  // [N + 1, B, ...]: the first grid time with a non-finite x
-    for (int64_t k = 1; k < batch.trajectory.size(0) && where.empty(); ++k)
-      if (!torch::isfinite(batch.trajectory[k]).all().item<bool>())
-        where = " at step " + std::to_string(k) + " of " + std::to_string(batch.trajectory.size(0) - 1) +
-                " (t = " + time_text(batch.grid[static_cast<size_t>(k)]) + ")";
+  if (trajectory.defined()) {  // [N + 1, B, ...]: the first grid time with a non-finite x
+    for (int64_t k = 1; k < trajectory.size(0) && where.empty(); ++k)
+      if (!torch::isfinite(trajectory[k]).all().item<bool>())
+        where = " at step " + std::to_string(k) + " of " + std::to_string(trajectory.size(0) - 1) +
+                " (t = " + time_text(grid[static_cast<size_t>(k)]) + ")";
   } else {
     GuidedVelocityImpl guided(sampler_model, options_.cfg());
-    VelocityFieldImpl& v = batch.cond.defined() && options_.cfg() != 1.0 ? guided : sampler_model;
+    VelocityFieldImpl& v = cond.defined() && options_.cfg() != 1.0 ? guided : sampler_model;
     const int64_t k = first_nonfinite_step(
-        [&](const torch::Tensor& xt, const torch::Tensor& t) { return v.forward(xt, t, batch.cond); }, x1,
+        [&](const torch::Tensor& xt, const torch::Tensor& t) { return v.forward(xt, t, cond); }, x1,
         options_.rollout());
     if (k > 0)
       where = " at sampler step " + std::to_string(k) + " of " + std::to_string(options_.rollout().steps()) +
-              " (t = " + time_text(batch.grid[static_cast<size_t>(k)]) + ")";
+              " (t = " + time_text(grid[static_cast<size_t>(k)]) + ")";
   }
-  throw NumericalError("the rollout diverged" + where + ": sample " + std::to_string(bad) +
+  throw NumericalError("the rollout diverged" + where + ": sample " + std::to_string(bad + offset) +
                        " is non-finite (the model's velocity blew up; lower --lr or set --grad-clip)");
 }
 
@@ -219,15 +222,53 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   } else {
     GuidedVelocityImpl guided(sampler_model, options_.cfg());
     VelocityFieldImpl& v = batch.cond.defined() && options_.cfg() != 1.0 ? guided : sampler_model;
-    auto result = sample(v, x1, batch.cond, options_.rollout(), &rng);
-    batch.x0 = result.x0;                                                     // [B, ...]
     batch.grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
-    nfe_ += result.nfe;
+    const bool overlap = reward_->overlap() && !samplers().get(options_.rollout().sampler()).stochastic && B > 1;
+    if (overlap) {
+      // Each part goes to the reward server as soon as it is rolled out, while the next part is: its
+      // scoring overlaps the rest of the rollout (and, on a server that answers requests concurrently,
+      // the other parts' scoring). The noise x1 was drawn for the whole batch and ODE samplers draw
+      // nothing more, so the endpoints are those of one rollout.
+      constexpr int64_t kParts = 4;
+      const int64_t parts = std::min(B, kParts);
+      std::vector<torch::Tensor> x0s;
+      std::vector<std::future<ScoredBatch>> pending;  // every part's request in flight as soon as it exists
+      for (int64_t c = 0; c < parts; ++c) {
+        const int64_t lo = c * B / parts, hi = (c + 1) * B / parts;
+        const auto x1_c = x1.slice(0, lo, hi);
+        const auto cond_c = batch.cond.defined() ? batch.cond.slice(0, lo, hi) : batch.cond;
+        auto result = sample(v, x1_c, cond_c, options_.rollout(), nullptr);    // [hi - lo, ...]
+        if (c == 0) nfe_ += result.nfe;  // per sample: every part takes the same steps
+        check_rollout(result.x0, x1_c, cond_c, {}, batch.grid, sampler_model, lo);
+        pending.push_back(std::async(std::launch::async, [this, x0 = result.x0, cond_c] {
+          return score_terms_checked(*reward_, x0, cond_c);
+        }));
+        x0s.push_back(result.x0);
+      }
+      std::vector<ScoredBatch> scores;
+      for (auto& p : pending) scores.push_back(p.get());
+      batch.x0 = torch::cat(x0s, 0);                                          // [B, ...]
+      std::vector<torch::Tensor> totals;
+      for (const auto& s : scores) totals.push_back(s.total);
+      batch.reward = torch::cat(totals, 0);                                   // [B]
+      for (const auto& [name, first] : scores.front().terms) {  // a term every part has
+        std::vector<torch::Tensor> parts_of;
+        for (const auto& s : scores)
+          if (auto it = s.terms.find(name); it != s.terms.end()) parts_of.push_back(it->second);
+        if (parts_of.size() == scores.size()) batch.reward_terms[name] = torch::cat(parts_of, 0);
+      }
+    } else {
+      auto result = sample(v, x1, batch.cond, options_.rollout(), &rng);
+      batch.x0 = result.x0;                                                   // [B, ...]
+      nfe_ += result.nfe;
+    }
   }
-  check_rollout(batch, sampler_model, x1);
-  ScoredBatch scored = score_terms_checked(*reward_, batch.x0, batch.cond);
-  batch.reward = scored.total;                                                // [B]
-  batch.reward_terms = std::move(scored.terms);
+  if (!batch.reward.defined()) {
+    check_rollout(batch.x0, x1, batch.cond, batch.trajectory, batch.grid, sampler_model);
+    ScoredBatch scored = score_terms_checked(*reward_, batch.x0, batch.cond);
+    batch.reward = scored.total;                                              // [B]
+    batch.reward_terms = std::move(scored.terms);
+  }
   reward_evals_ += B;
   if (spec.reward_gradient) batch.reward_grad = reward_gradient(*reward_, batch.x0, batch.cond);
   return batch;
