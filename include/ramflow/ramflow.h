@@ -45,6 +45,7 @@
 #include "ramflow/safetensors.h"
 #include "ramflow/sampler.h"
 #include "ramflow/sde.h"
+#include "ramflow/stage_state.h"
 #include "ramflow/stop.h"
 #include "ramflow/task.h"
 #include "ramflow/tilt.h"

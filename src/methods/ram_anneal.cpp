@@ -5,8 +5,8 @@
 
 #include <torch/torch.h>
 
-#include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
+#include "ramflow/stage_state.h"
 
 namespace ramflow {
 
@@ -37,22 +37,14 @@ LossOutput RAMAnneal::loss(const RolloutBatch& batch, const Policies& models, Rn
 
 MethodState RAMAnneal::state() const {
   MethodState st;
-  st.values["stage"] = stage_;
-  if (stage_ref_) st.tensors = model_tensors("stage_ref", *stage_ref_);
+  save_stage(st, {stage_, stage_ref_});
   return st;
 }
 
 void RAMAnneal::load_state(const MethodState& st, const Policies& models) {
-  const int64_t stage = st.values.value("stage", int64_t{0});
-  if (stage < 1 || stage > anneal_.stages())
-    throw InputError("ram-anneal: checkpoint stage " + std::to_string(stage) + " is not in 1.." +
-                     std::to_string(anneal_.stages()));
-  stage_ = stage;
-  stage_ref_.reset();
-  if (stage_ > 1) {  // the frozen model that ended stage s - 1
-    stage_ref_ = frozen_copy(models.policy);
-    load_model_tensors(st.tensors, "stage_ref", *stage_ref_, "ram-anneal state");
-  }
+  StageState restored = load_stage(st, anneal_.stages(), models, name());
+  stage_ = restored.stage;
+  stage_ref_ = restored.frozen;
 }
 
 nlohmann::json RAMAnneal::options() const {

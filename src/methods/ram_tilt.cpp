@@ -6,10 +6,10 @@
 
 #include <torch/torch.h>
 
-#include "ramflow/checkpoint.h"
 #include "ramflow/conventions.h"
 #include "ramflow/errors.h"
 #include "ramflow/renoise.h"
+#include "ramflow/stage_state.h"
 
 namespace ramflow {
 
@@ -49,8 +49,7 @@ void RAMTilt::begin_step(int64_t step, const Policies& models) {
 
 MethodState RAMTilt::state() const {
   MethodState st;
-  st.values["stage"] = stage_;
-  if (frozen_) st.tensors = model_tensors("frozen", *frozen_);
+  save_stage(st, {stage_, frozen_});
   // The running normaliser as tensors (float64: exact), one entry per condition label.
   const auto n = static_cast<int64_t>(log_sum_count_.size());
   auto keys = torch::empty({n}, torch::kLong);
@@ -68,16 +67,9 @@ MethodState RAMTilt::state() const {
 }
 
 void RAMTilt::load_state(const MethodState& st, const Policies& models) {
-  const int64_t stage = st.values.value("stage", int64_t{0});
-  if (stage < 1 || stage > options_.stages())
-    throw InputError("ram-tilt: checkpoint stage " + std::to_string(stage) + " is not in 1.." +
-                     std::to_string(options_.stages()));
-  stage_ = stage;
-  frozen_.reset();
-  if (stage_ > 1) {  // p_{s-1}
-    frozen_ = frozen_copy(models.policy);
-    load_model_tensors(st.tensors, "frozen", *frozen_, "ram-tilt state");
-  }
+  StageState restored = load_stage(st, options_.stages(), models, name());
+  stage_ = restored.stage;
+  frozen_ = restored.frozen;
   const torch::Tensor *keys = nullptr, *sums = nullptr;
   for (const auto& [name, t] : st.tensors) {
     if (name == "normalizer.labels") keys = &t;
