@@ -481,19 +481,14 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
                     jobs::trainer_options_from(mc, *task), jobs::cond_sampler(task));
     CheckpointSeries series(rd.file("checkpoints"), mc.integer("keep_checkpoints"));
     const std::string latest = resuming ? series.latest() : "";
+    bool evaluated_at_start = true;
     if (!latest.empty()) {
-      load_training_checkpoint(latest, trainer);
-      // The final evaluation of a shorter run is not one of this run's (see finetune).
-      for (const auto& line : rd.rewind_metrics(trainer.steps_done(),
-                                                [](const nlohmann::json& l) { return l.value("final", false); }))
+      const jobs::Resumed resumed = jobs::resume(trainer, load_safetensors(latest), latest, rd);
+      evaluated_at_start = resumed.evaluated_at_step;
+      for (const auto& line : resumed.records)
         if (line.contains("eval_step")) add_point(c, line);
-      const int64_t at = trainer.steps_done();
-      if ((c.step.empty() || c.step.back() != static_cast<double>(at)) && at < steps && at % every == 0) {
-        const auto line = evaluate(static_cast<double>(at), trainer.totals(), trainer.eval_model(), false);
-        rd.append_metrics(line);
-        add_point(c, line);
-      }
-      say("  " + c.variant + " seed " + std::to_string(c.seed) + ": resumed at step " + std::to_string(at));
+      say("  " + c.variant + " seed " + std::to_string(c.seed) + ": resumed at step " +
+          std::to_string(trainer.steps_done()));
     } else {
       rd.rewind_metrics(-1);  // a fresh start: nothing of an earlier attempt
       const auto line = evaluate(0, StepRecord{}, *base, false);
@@ -523,6 +518,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     options.meta = {{"config", mc.values()}, {"method", c.method}};
     options.max_bad_steps = mc.integer("max_bad_steps");
     options.resume_hint = "ramflow compare --resume " + run.path();
+    options.evaluated_at_start = evaluated_at_start;
     hooks.warn = [&](const std::string& text) { say("  " + c.variant + " seed " + std::to_string(c.seed) + ": warning: " + text); };
     const jobs::DriveResult driven = jobs::drive(trainer, series, options, hooks);
     if (driven.end == jobs::DriveEnd::kStopped) {

@@ -143,17 +143,15 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     if (final) line["final"] = true;
     run.append_metrics(line);
   };
+  bool evaluated_at_start = true;
   if (resuming) {
     // The trainer as the checkpoint left it; metrics.jsonl and the curves up to its step.
-    load_training_checkpoint(*start.resume_file, start.resume_from, trainer);
+    const jobs::Resumed resumed = jobs::resume(trainer, *start.resume_file, start.resume_from, run);
     start.resume_file.reset();  // its tensors are in the trainer now
+    evaluated_at_start = resumed.evaluated_at_step;
     std::error_code ec;
     std::filesystem::remove(run.file("summary.json"), ec);  // the run is incomplete again until it ends
-    // The evaluation a finished run made of its final model ({"final": true}) is not one of the longer
-    // run's; where its step is an evaluation step of the longer run, it is made again as one.
-    const int64_t at = trainer.steps_done(), every = cfg.integer("eval_every");
-    const auto kept = run.rewind_metrics(at, [](const nlohmann::json& line) { return line.value("final", false); });
-    for (const auto& line : kept) {
+    for (const auto& line : resumed.records) {
       if (line.contains("eval_step") && line.contains("reward") && line.contains("distance")) {
         curve_step.push_back(line["eval_step"].get<double>());
         curve_reward.push_back(line["reward"].get<double>());
@@ -163,8 +161,6 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
         batch_reward.push_back(line["reward_mean"].get<double>());
       }
     }
-    const bool evaluated = !curve_step.empty() && curve_step.back() == static_cast<double>(at);
-    if (!evaluated && at > 0 && at < steps && every > 0 && at % every == 0) curve_eval(at, trainer.eval_model());
   } else {
     curve_eval(0, *base);
   }
@@ -195,6 +191,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   drive_options.meta = ckpt_meta;
   drive_options.max_bad_steps = cfg.integer("max_bad_steps");
   drive_options.resume_hint = "ramflow finetune --resume " + run.path();
+  drive_options.evaluated_at_start = evaluated_at_start;
   hooks.warn = [&](const std::string& text) { bar.note("warning: " + text); };
   const jobs::DriveResult driven = jobs::drive(trainer, series, drive_options, hooks);
   const StepRecord& rec = driven.last;

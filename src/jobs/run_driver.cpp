@@ -7,6 +7,16 @@
 
 namespace ramflow::jobs {
 
+Resumed resume(Trainer& trainer, const SafetensorsFile& file, const std::string& path, RunDir& run) {
+  load_training_checkpoint(file, path, trainer);
+  const int64_t at = trainer.steps_done();
+  Resumed out;
+  out.records = run.rewind_metrics(at, [](const nlohmann::json& line) { return line.value("final", false); });
+  for (const auto& line : out.records)
+    if (line.contains("eval_step") && line["eval_step"] == at) out.evaluated_at_step = true;
+  return out;
+}
+
 DriveResult drive(Trainer& trainer, CheckpointSeries& series, const DriveOptions& options,
                   const DriveHooks& hooks) {
   DriveResult result;
@@ -20,6 +30,9 @@ DriveResult drive(Trainer& trainer, CheckpointSeries& series, const DriveOptions
     saved = step;
   };
   auto over_budget = [&] { return options.budget_seconds > 0 && result.last.seconds >= options.budget_seconds; };
+  if (const int64_t at = trainer.steps_done(); !options.evaluated_at_start && at > 0 && at < options.steps &&
+                                               options.eval_every > 0 && at % options.eval_every == 0 && hooks.on_eval)
+    hooks.on_eval(at);
   int64_t bad = 0;  // skipped steps in a row
   const std::string then = options.resume_hint.empty() ? "" : "; continue with: " + options.resume_hint;
   while (trainer.steps_done() < options.steps && !over_budget()) {

@@ -8,9 +8,11 @@
 // Internal to the library (not installed).
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "ramflow/run_dir.h"
 #include "ramflow/trainer.h"
 #include "ramflow/training_checkpoint.h"
 
@@ -23,6 +25,9 @@ struct DriveOptions {
   int64_t checkpoint_every = 0;  // a training checkpoint every N steps (0: only at the end)
   int64_t max_bad_steps = 5;     // this many skipped steps in a row end the run (with a checkpoint)
   std::string resume_hint;       // "ramflow finetune --resume RUN": what the messages tell the user
+  /// False for a resumed run whose kept metrics hold no evaluation at its step (resume()): drive() then
+  /// makes it first, if that step is an evaluation step. A fresh run's caller evaluates step 0 itself.
+  bool evaluated_at_start = true;
   nlohmann::json meta = nlohmann::json::object();  // written into every checkpoint (config, method options)
 };
 
@@ -40,6 +45,19 @@ struct DriveResult {
   std::string checkpoint;  // the training checkpoint written at the end
   int signal = 0;          // the signal that stopped the run (kStopped)
 };
+
+/// What resume() restored: the records of metrics.jsonl kept, in order, and whether one of them is an
+/// evaluation at the checkpoint's step (DriveOptions::evaluated_at_start).
+struct Resumed {
+  std::vector<nlohmann::json> records;
+  bool evaluated_at_step = false;
+};
+
+/// Continues a run: restores `trainer` from the training checkpoint `file` (read from `path`) and cuts
+/// `run`'s metrics.jsonl back to its step, dropping the evaluation a finished run made of its final model
+/// ({"final": true}): it is not one of a longer run's, which evaluates that step only if it is one of its
+/// evaluation steps (drive() does, given evaluated_at_start = evaluated_at_step).
+Resumed resume(Trainer& trainer, const SafetensorsFile& file, const std::string& path, RunDir& run);
 
 /// Runs `trainer` from its current step to options.steps (or the budget, or a stop signal). A skipped step
 /// (StepRecord::skipped) is warned about; max_bad_steps of them in a row write a checkpoint and throw

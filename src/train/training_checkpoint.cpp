@@ -33,14 +33,7 @@ nlohmann::json load_training_checkpoint(const std::string& path, Trainer& traine
 }
 
 nlohmann::json load_training_checkpoint(const SafetensorsFile& file, const std::string& path, Trainer& trainer) {
-  auto it = file.metadata.find("ramflow");
-  if (it == file.metadata.end()) throw InputError(path + ": not a ramflow checkpoint (no 'ramflow' metadata)");
-  nlohmann::json meta;
-  try {
-    meta = nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception&) {
-    throw InputError(path + ": corrupt ramflow metadata");
-  }
+  const nlohmann::json meta = read_checkpoint_meta(file, path);
   if (!meta.is_object() || !meta.contains("trainer"))
     throw InputError(path + ": a model checkpoint without training state (written at the end of a run, or by "
                      "pretrain); resume needs a training checkpoint (checkpoints/step-*.safetensors)");
