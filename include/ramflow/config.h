@@ -45,8 +45,8 @@ class ParamTable {
   /// Shorthands for the common cases.
   ParamTable& number(const std::string& key, json def, std::string help, double min, double max,
                      bool min_exclusive = false);
-  ParamTable& integer(const std::string& key, int64_t def, std::string help, int64_t min,
-                      int64_t max);
+  /// An integer parameter; `def` null makes it optional (unset unless given).
+  ParamTable& integer(const std::string& key, json def, std::string help, int64_t min, int64_t max);
   ParamTable& text(const std::string& key, json def, std::string help,
                    std::vector<std::string> choices = {});
   ParamTable& boolean(const std::string& key, bool def, std::string help);

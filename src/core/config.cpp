@@ -128,8 +128,7 @@ ParamTable& ParamTable::number(const std::string& key, json def, std::string hel
   return add(std::move(p));
 }
 
-ParamTable& ParamTable::integer(const std::string& key, int64_t def, std::string help, int64_t min,
-                                int64_t max) {
+ParamTable& ParamTable::integer(const std::string& key, json def, std::string help, int64_t min, int64_t max) {
   Param p;
   p.key = key;
   p.type = ParamType::kInt;

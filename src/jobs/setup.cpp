@@ -105,16 +105,7 @@ void add_reward_params(ParamTable& t, bool with_defaults) {
   t.object("reward_q", nullptr, "quadratic curvature Q: a number, a diagonal list or a matrix");
   t.text("reward_url", nullptr, "reward 'remote': the reward server's URL, http://host:port/path");
   t.number("reward_timeout", nullptr, "reward 'remote': seconds a response may take (default 60)", 0, 1e6, true);
-  {
-    Param retries;  // an integer without a default: unset leaves the reward's own (3)
-    retries.key = "reward_retries";
-    retries.type = ParamType::kInt;
-    retries.default_value = nullptr;
-    retries.help = "reward 'remote': retries on transient faults (default 3)";
-    retries.min = 0;
-    retries.max = 100;
-    t.add(retries);
-  }
+  t.integer("reward_retries", nullptr, "reward 'remote': retries on transient faults (default 3)", 0, 100);
   t.number("multiplier", with_defaults ? json(5.0) : json(nullptr),
            "m = 1/lambda, the KL temperature: target p* ∝ p_ref exp(m r)", 0, 1e9);
 }
@@ -455,7 +446,7 @@ Config resume_config(const Config& given, const std::set<std::string>& may_chang
     keys.insert(key);
   }
   std::string allowed;
-  for (const auto& k : may_change) allowed += (allowed.empty() ? "--" : ", --") + given.table().find(k)->flag().substr(2);
+  for (const auto& k : may_change) allowed += (allowed.empty() ? "" : ", ") + given.table().find(k)->flag();
   for (const auto& p : given.table().params()) {
     if (!given.is_explicit(p.key) || p.key == "resume" || p.key == "out" || p.key == "overwrite") continue;
     if (given.raw(p.key) == cfg.raw(p.key)) continue;
