@@ -30,6 +30,18 @@ inline std::string source(const std::string& relative) {
   return std::string(RAMFLOW_TEST_SOURCE_DIR) + "/../" + relative;
 }
 
+/// A cache directory of base models for this test process alone, emptied once when first asked for.
+/// ctest runs tests as concurrent processes: a cache shared between them, emptied by one while another
+/// writes into it, fails the writer.
+inline std::string process_cache_dir() {
+  static const std::string dir = [] {
+    auto p = std::filesystem::path(::testing::TempDir()) / ("ramflow_cache_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(p);
+    return p.string();
+  }();
+  return dir;
+}
+
 /// A Python script started as a child process (a reward server); its first line of output is its URL.
 /// Killed on destruction.
 class Server {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "helpers.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
@@ -26,7 +27,7 @@ std::string temp_dir(const std::string& name) {
 }
 
 std::vector<std::pair<std::string, std::string>> small_run(const std::string& out) {
-  return {{"out", out},           {"cache_dir", temp_dir("cache")}, {"pretrain_steps", "300"},
+  return {{"out", out},           {"cache_dir", testing::process_cache_dir()}, {"pretrain_steps", "300"},
           {"steps", "12"},        {"group", "16"},                  {"draws", "2"},
           {"eval_every", "5"},    {"eval_samples", "300"},          {"eval_pool", "1000"},
           {"eval_curve_samples", "100"}, {"eval_steps", "10"},      {"rollout_steps", "5"}};

@@ -37,7 +37,7 @@ using Flags = std::vector<std::pair<std::string, std::string>>;
 Flags tiny_run(const std::string& method, const std::string& out, int64_t steps) {
   Flags f = {{"out", out},
              {"method", method},
-             {"cache_dir", temp_dir("cache")},
+             {"cache_dir", testing::process_cache_dir()},
              {"model", R"({"type": "mlp", "dim": 2, "hidden": 16})"},
              {"pretrain_steps", "100"},
              {"steps", std::to_string(steps)},
@@ -171,7 +171,7 @@ TEST(Resume, CompareReusesFinishedRunsAndContinuesTheRest) {
   std::ostringstream log;
   auto flags = [](const std::string& out, int64_t steps) {
     Flags f = {{"out", out},       {"methods", "ram,nft"}, {"seeds", "1"},          {"target_reward", "0.5"},
-               {"jobs", "1"},      {"cache_dir", temp_dir("cache")},                {"pretrain_steps", "100"},
+               {"jobs", "1"},      {"cache_dir", testing::process_cache_dir()},                {"pretrain_steps", "100"},
                {"model", R"({"type": "mlp", "dim": 2, "hidden": 16})"},                        {"group", "8"},
                {"rollout_steps", "4"}, {"eval_every", "2"}, {"eval_samples", "40"}, {"eval_pool", "200"},
                {"eval_curve_samples", "40"}, {"eval_steps", "4"}, {"eval_kl_samples", "4"},
