@@ -1,10 +1,12 @@
 // Benchmarks for the RAM loop on the ring configuration of the default job (G = 32, K = 4, 25 Euler
 // rollout steps, the 35,714-parameter MLP): milliseconds per RAM step with one thread and with all
-// threads, rollout samples per second, and pretraining steps per second. Prints a table and, with
-// --json PATH, writes the numbers as JSON. bench/python/ram_step.py times the same loop in PyTorch;
-// bench/speed_vs_python.sh runs both in alternation and prints the ratio.
+// threads, rollout samples per second, and pretraining steps per second; then the step's multiply-adds
+// and how many per second it reached against one core's float32 multiply-add peak (measured here).
+// Prints a table and, with --json PATH, writes the numbers as JSON. bench/python/ram_step.py times the
+// same loop in PyTorch; bench/speed_vs_python.sh runs both in alternation and prints the ratio.
 #include <chrono>
 #include <ctime>
+#include <functional>
 #include <cstring>
 #include <iomanip>
 #include <iostream>
@@ -21,10 +23,94 @@ double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock:
 // machines on a shared host, which makes one-thread numbers comparable across runs.
 double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
 
+// Multiply-adds of one RAM step of `measure`: the rollout runs the network G * steps times on one row
+// each; the loss runs the policy and the reference forward on G K rows and the policy backward (the
+// weight gradients of every layer, the input gradients of every layer but the first).
+double ram_step_macs(ramflow::VelocityFieldImpl& model, int64_t G, int64_t K, int64_t steps) {
+  double per_row = 0, first = -1;
+  for (const auto& p : model.parameters())
+    if (p.dim() == 2) {
+      per_row += static_cast<double>(p.numel());
+      if (first < 0) first = static_cast<double>(p.numel());
+    }
+  return static_cast<double>(G * steps) * per_row + static_cast<double>(G * K) * (4 * per_row - first);
+}
+
+// One core's float32 multiply-add peak, in G per second: 16 independent chains of vector FMAs (enough to
+// cover the FMA latency on two units), as wide as the processor allows.
+template <int W>
+struct Lanes {
+  typedef float V __attribute__((vector_size(4 * W)));
+};
+// The operands come from volatile variables (constants would let the compiler evaluate the loop itself)
+// and the result goes to one; the accumulators live only between the two clock reads (a call clobbers
+// every vector register, and values held across one would be kept in memory).
+template <int W>
+inline __attribute__((always_inline)) double fma_peak_impl() {
+  using V = typename Lanes<W>::V;
+  const long n = 20000000;
+  volatile float scale = 0.9999999f, shift = 1e-7f, start = 1.0f, result = 0;
+  const auto t0 = Clock::now();
+  {
+    const V b = V{} + scale, c = V{} + shift;  // (a scalar operand broadcasts to every lane)
+    V acc[16];
+    for (int i = 0; i < 16; ++i) acc[i] = V{} + (start + static_cast<float>(i) * shift);
+    for (long r = 0; r < n; ++r)
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) acc[i] = acc[i] * b + c;
+    V sum = {};
+    for (int i = 0; i < 16; ++i) sum += acc[i];
+    result = sum[0];
+  }
+  const double s = since(t0);
+  (void)result;
+  return static_cast<double>(n) * 16 * W / s / 1e9;
+}
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx512f,fma"))) double fma_peak_avx512() { return fma_peak_impl<16>(); }
+__attribute__((target("avx2,fma"))) double fma_peak_avx2() { return fma_peak_impl<8>(); }
+#endif
+std::pair<double, std::string> fma_peak() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if (__builtin_cpu_supports("avx512f")) return {fma_peak_avx512(), "AVX-512"};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {fma_peak_avx2(), "AVX2 + FMA"};
+#endif
+  return {fma_peak_impl<4>(), "128-bit vectors"};
+}
+
 struct Numbers {
   int threads;
-  double ram_step_ms, ram_step_cpu_ms, rollout_samples_per_s, pretrain_steps_per_s;
+  double ram_step_ms, ram_step_cpu_ms, rollout_samples_per_s, pretrain_steps_per_s, macs, network_ms;
 };
+
+// Milliseconds of the network's own share of one RAM step, timed on its own through the public API: the
+// rollout's 25 forward passes at batch G = 32 without gradients, the reference's forward at batch G K =
+// 128 without, and the policy's forward at batch 128 with its backward. The rest of the step (sampler,
+// re-noising, reward, loss, optimiser, autograd bookkeeping) is the step's time less this.
+double network_ms(ramflow::VelocityFieldImpl& policy, torch::Device device) {
+  ramflow::Rng rng(1);
+  const auto x32 = rng.randn({32, 2}).to(device), t32 = torch::full({32}, 0.5f).to(device);
+  const auto x128 = rng.randn({128, 2}).to(device), t128 = rng.rand({128}).to(device);
+  const auto g128 = rng.randn({128, 2}).to(device);
+  auto time_ms = [](int reps, const std::function<void()>& f) {
+    for (int i = 0; i < reps / 10; ++i) f();  // warm-up
+    const auto t0 = Clock::now();
+    for (int i = 0; i < reps; ++i) f();
+    return since(t0) * 1000.0 / reps;
+  };
+  double ms = 0;
+  {
+    torch::NoGradGuard no_grad;
+    ms += 25 * time_ms(4000, [&] { policy.forward(x32, t32, {}); });
+    ms += time_ms(1000, [&] { policy.forward(x128, t128, {}); });
+  }
+  ms += time_ms(1000, [&] {
+    auto v = policy.forward(x128, t128, {});
+    v.backward(g128);  // dLoss/dv = g: the fused backward
+  });
+  for (auto& p : policy.parameters()) p.mutable_grad() = torch::Tensor();
+  return ms;
+}
 
 struct Settings {
   int ram_steps = 300, pretrain_steps = 1000;
@@ -68,7 +154,8 @@ Numbers measure(int threads, const Settings& s) {
   for (int i = 0; i < s.ram_steps; ++i) trainer.step();
   const double ram_s = since(t0), ram_cpu_s = cpu_seconds() - c0;
   const double ms = 1000.0 / s.ram_steps;
-  if (s.ram_only) return {threads, ram_s * ms, ram_cpu_s * ms, 0, 0};
+  const double macs = ram_step_macs(*policy, 32, 4, 25), net_ms = network_ms(*policy, device);
+  if (s.ram_only) return {threads, ram_s * ms, ram_cpu_s * ms, 0, 0, macs, net_ms};
 
   Rng rng(0);
   auto x1 = rng.randn({4096, 2}).to(device);
@@ -79,7 +166,7 @@ Numbers measure(int threads, const Settings& s) {
   for (int i = 0; i < reps; ++i) x0 = sample(*base, x1, {}, SampleOptions().steps(25)).x0;
   x0.sum().item<double>();  // waits for an asynchronous device
   const double rollout_s = since(t0);
-  return {threads, ram_s * ms, ram_cpu_s * ms, reps * 4096.0 / rollout_s, s.pretrain_steps / pretrain_s};
+  return {threads, ram_s * ms, ram_cpu_s * ms, reps * 4096.0 / rollout_s, s.pretrain_steps / pretrain_s, macs, net_ms};
 }
 
 }  // namespace
@@ -143,9 +230,27 @@ int main(int argc, char** argv) {
                    {"ram_step_ms", r.ram_step_ms},
                    {"ram_step_cpu_ms", r.ram_step_cpu_ms},
                    {"rollout_samples_per_s", r.rollout_samples_per_s},
-                   {"pretrain_steps_per_s", r.pretrain_steps_per_s}});
+                   {"pretrain_steps_per_s", r.pretrain_steps_per_s},
+                   {"network_ms", r.network_ms}});
   }
+  // How close the step comes to the machine: its multiply-adds per second against one core's peak.
+  const auto [peak, peak_isa] = fma_peak();
+  const double gmacs = rows[0].macs / (rows[0].ram_step_ms * 1e6);
+  std::cout << std::setprecision(2) << "multiply-adds per RAM step: " << rows[0].macs / 1e6 << " M; at "
+            << rows[0].threads << " thread" << (rows[0].threads > 1 ? "s" : "") << " " << std::setprecision(1)
+            << gmacs << " G/s, " << std::setprecision(0) << 100 * gmacs / peak << "% of one core's float32 "
+            << "multiply-add peak (" << std::setprecision(1) << peak << " G/s, " << peak_isa << ")\n";
+  std::cout << "of which the network alone (25 forwards at batch 32, one at 128, one at 128 with its backward): "
+            << std::setprecision(3) << rows[0].network_ms << " ms (" << std::setprecision(0)
+            << 100 * rows[0].network_ms / rows[0].ram_step_ms << "%); the rest of the step "
+            << std::setprecision(3) << rows[0].ram_step_ms - rows[0].network_ms << " ms\n";
   if (!json_path.empty())
-    ramflow::write_json_atomic(json_path, {{"torch", TORCH_VERSION}, {"device", s.device}, {"fused", s.fused}, {"results", out}});
+    ramflow::write_json_atomic(json_path, {{"torch", TORCH_VERSION},
+                                           {"device", s.device},
+                                           {"fused", s.fused},
+                                           {"macs_per_ram_step", rows[0].macs},
+                                           {"core_fma_peak_gmacs", peak},
+                                           {"core_fma_peak_isa", peak_isa},
+                                           {"results", out}});
   return 0;
 }
