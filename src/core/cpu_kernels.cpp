@@ -321,30 +321,35 @@ RAMFLOW_AVX512 void dense_tn_avx512(const float* a, int64_t K, int64_t R, const 
                                     float* out) {
   dense_tn_impl<16, 14, 2>(a, K, R, b, O, out);
 }
-// sigmoid(v) = 1 / (1 + exp(-v)) in fewer instructions than the generic vexp (the sigmoid is
-// throughput-bound: every instruction counts). exp(x) = 2^n p(r) with n = round(x / ln 2) by one
-// roundscale, r = x - n ln 2 (ln 2 in two parts), p a degree-5 polynomial with p(0) = 1 fitted for the
-// least maximum relative error on [-ln2/2, ln2/2] (9e-8; 1.7e-7 evaluated in float32; the fit is
-// fit_exp_polynomial.py beside this file), and 2^n applied by scalef (no integer bit tricks). x is
-// clamped to [-87, 88] as in vexp. The division is the hardware reciprocal estimate refined by one
-// Newton step, q <- q (2 - d q) (relative error ~1e-8).
-// Vector-extension and intrinsic types are the same vectors, so they convert freely.
+// vexp<16> in fewer instructions, with bit-identical results: the clamps as min and max (one instruction
+// each instead of a compare and a blend), and 2^n applied by scalef instead of building the float 2^n
+// from integer bits and multiplying (a scaling by a power of two is exact, and both round a subnormal
+// result alike). The sigmoid is throughput-bound, so every instruction counts. A NaN input gives a
+// finite exp here (min and max return their second operand), but silu and its derivative multiply by
+// the input and stay NaN. Vector-extension and intrinsic types are the same vectors, so they convert
+// freely; the maskz forms of the intrinsics avoid a GCC false uninitialised warning.
+RAMFLOW_AVX512 inline Vec<16>::f vexp_avx512(Vec<16>::f x) {
+  using V = Vec<16>::f;
+  const V zero = {};
+  x = _mm512_maskz_max_ps(0xFFFF, _mm512_maskz_min_ps(0xFFFF, x, zero + 88.0f), zero - 87.0f);
+  const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // as in vexp
+  const V r = x - n * 0.693359375f - n * -2.12194440e-4f;
+  V p = zero + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return _mm512_maskz_scalef_ps(0xFFFF, p, n);
+}
+// sigmoid with the hardware reciprocal estimate refined by one Newton step, r <- r (2 - d r)
+// (relative error ~1e-8), instead of a division, the slowest instruction here.
 struct SigmoidAVX512 {
   RAMFLOW_AVX512 static Vec<16>::f apply(Vec<16>::f v) {
-    // (The maskz forms of the intrinsics: the plain ones trip a GCC false uninitialised warning.)
-    const Vec<16>::f zero = {};
-    const Vec<16>::f x = _mm512_maskz_max_ps(0xFFFF, _mm512_maskz_min_ps(0xFFFF, -v, zero + 88.0f), zero - 87.0f);
-    const Vec<16>::f n = _mm512_maskz_roundscale_ps(0xFFFF, x * 1.44269504088896341f,
-                                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const Vec<16>::f r = x - n * 0.693359375f - n * -2.12194440e-4f;
-    Vec<16>::f p = r * 8.2902974e-3f + 4.1897912e-2f;
-    p = p * r + 1.6667636e-1f;
-    p = p * r + 4.9999151e-1f;
-    p = p * r + 9.9999970e-1f;
-    p = p * r + 1.0f;
-    const Vec<16>::f d = 1.0f + (Vec<16>::f)_mm512_maskz_scalef_ps(0xFFFF, p, n);
-    const Vec<16>::f q = _mm512_maskz_rcp14_ps(0xFFFF, d);
-    return q * (2.0f - d * q);
+    const Vec<16>::f d = 1.0f + vexp_avx512(-v);
+    const Vec<16>::f r = _mm512_maskz_rcp14_ps(0xFFFF, d);  // (the maskz form: no GCC false warning)
+    return r * (2.0f - d * r);
   }
 };
 RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_avx512(const float* z, float* a, int64_t n) { silu_impl<16, 8, SigmoidAVX512>(z, a, n); }

@@ -21,7 +21,7 @@ void transpose(const float* a, int64_t R, int64_t C, float* out);
 void column_sum(const float* g, int64_t B, int64_t O, float* out);
 
 /// a = silu(z) = z · sigmoid(z) = z / (1 + exp(-z)), elementwise over n values; `a` may alias `z`.
-/// exp uses a degree-6 polynomial after range reduction (AVX-512: degree 5); relative error < 3e-7.
+/// exp uses a degree-6 polynomial after range reduction (relative error < 2e-7).
 void silu(const float* z, float* a, int64_t n);
 
 /// dz = dh · silu'(z),  silu'(z) = s (1 + z (1 - s)),  s = sigmoid(z);  elementwise over n values.
