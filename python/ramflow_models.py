@@ -5,7 +5,8 @@
     v = model(x, t, labels)                                      # the same velocity as ramflow
 
 Checkpoints are safetensors files; the "ramflow" entry of their metadata holds {"models": {name: spec}}
-and each model's tensors are named "<name>.<parameter>". The specs are those of ramflow's registered
+and each model's tensors are named "<name>.<parameter>"; a tensor that several models share (a LoRA
+policy's frozen base, in a training checkpoint) is written once, and "aliases" maps its other names to it. The specs are those of ramflow's registered
 models ("unet": include/ramflow/unet.h, "mlp": include/ramflow/mlp_velocity.h); the definitions below
 follow those headers term by term. Needs only torch (Debian's python3-torch will do); the safetensors
 file is parsed here, so the safetensors package is not needed.
@@ -195,6 +196,8 @@ def load(path, name=None):
     A LoRA model ("type": "lora") comes back as its base architecture with the adapters merged."""
     tensors, meta = read_safetensors(path)
     info = json.loads(meta["ramflow"])
+    for alias, written in info.get("aliases", {}).items():  # a tensor shared by models is written once
+        tensors[alias] = tensors[written]
     specs = info["models"]
     if name is None:
         name = "policy" if "policy" in specs else "base" if "base" in specs else next(iter(specs))

@@ -220,5 +220,37 @@ TEST(CheckpointTest, NonRamflowFilesAreNotCheckpoints) {
   }
 }
 
+// Tensors that are the same memory are written once: the second model's names become aliases, and the
+// model loads from them equal to the first. Copies with equal values but their own memory are written.
+TEST(CheckpointTest, SharedTensorsAreWrittenOnceAndLoadThroughTheirAliases) {
+  const auto path = temp("shared.safetensors");
+  auto model = make_velocity_field(MLPVelocityOptions(2).hidden(4).to_json());
+  auto copy = clone_velocity_field(*model);
+  save_checkpoint(path, {{"policy", model.get()}, {"ema", model.get()}, {"ref", copy.get()}});
+  const auto file = load_safetensors(path);
+  const auto meta = read_checkpoint_meta(path);
+  const auto n = static_cast<int64_t>(model_tensors("policy", *model).size());
+  EXPECT_EQ(static_cast<int64_t>(file.tensors.size()), 2 * n);  // policy and ref; ema only by alias
+  ASSERT_EQ(static_cast<int64_t>(meta["aliases"].size()), n);
+  EXPECT_EQ(meta["aliases"]["ema.layer0_weight_t"], "policy.layer0_weight_t");
+  auto ema = load_checkpoint_model(path, "ema");
+  for (const auto& [name, t] : model_tensors("x", *ema))
+    EXPECT_TRUE(torch::equal(t, file.at("policy" + name.substr(1)))) << name;
+  // An alias that names no tensor of the file is a corrupt checkpoint, named as such.
+  nlohmann::json bad = meta;
+  bad["aliases"]["ema.layer0_weight_t"] = "policy.nope";
+  const auto corrupt = temp("bad_alias.safetensors");
+  save_safetensors(corrupt, file.tensors, {{"ramflow", bad.dump()}});
+  try {
+    load_checkpoint_model(corrupt, "ema");
+    FAIL() << "a dangling alias loaded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(corrupt + ": corrupt ramflow metadata (alias 'ema.layer0_weight_t' names no "
+                                                    "tensor of the file)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace ramflow

@@ -181,6 +181,25 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
     testing::expect_same_checkpoint(split + "/checkpoints/step-00000004.safetensors",
                                     straight + "/checkpoints/step-00000004.safetensors");
     EXPECT_FALSE(read_checkpoint_meta(split + "/checkpoints/step-00000004.safetensors")["models"].contains("ref"));
+    // The frozen base, shared by the policy, the evaluation EMA and the stage's frozen model, is written
+    // once (as policy.base.*); every other name of it is an alias, and every alias names a written tensor.
+    const auto file = load_safetensors(split + "/checkpoints/step-00000004.safetensors");
+    const auto meta = read_checkpoint_meta(split + "/checkpoints/step-00000004.safetensors");
+    ASSERT_TRUE(meta.contains("aliases"));
+    int64_t base_written = 0;
+    for (const auto& [name, tensor] : file.tensors)
+      if (name.find(".base.") != std::string::npos) {
+        EXPECT_EQ(name.rfind("policy.base.", 0), 0u) << name << " is a second copy of the base";
+        ++base_written;
+      }
+    EXPECT_EQ(base_written, static_cast<int64_t>(load_safetensors(pre + "/checkpoints/base.safetensors").tensors.size()));
+    EXPECT_GT(meta["aliases"].size(), 0u);
+    for (const auto& [alias, target] : meta["aliases"].items()) {
+      const std::string written = target.get<std::string>(), path = written.substr(written.find('.'));
+      EXPECT_TRUE(alias.size() > path.size() && alias.compare(alias.size() - path.size(), path.size(), path) == 0)
+          << alias << " -> " << written;  // the same parameter of another model
+      EXPECT_NO_THROW(file.at(written)) << alias;
+    }
   }
 
   // compare on images: every method's final accuracy and Fréchet distance in report.json

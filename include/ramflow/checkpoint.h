@@ -1,8 +1,9 @@
 #pragma once
 // Checkpoints are safetensors files (safetensors.h): safe to load from untrusted sources, readable from
 // Python with `safetensors.torch.load_file`. ramflow stores its metadata as JSON text
-// under the key "ramflow": {"format": 1, "models": {name: spec}, ...caller fields (config, step, method)}.
-// Model tensors are named "<model>.<parameter path>", e.g. "policy.layer0_weight_t".
+// under the key "ramflow": {"format": 1, "models": {name: spec}, ["aliases": {name: written name}],
+// ...caller fields (config, step, method)}. Model tensors are named "<model>.<parameter path>", e.g.
+// "policy.layer0_weight_t".
 #include <map>
 #include <string>
 #include <utility>
@@ -26,10 +27,17 @@ void load_model_tensors(const NamedTensors& tensors, const std::string& prefix, 
 NamedTensors tensors_under(const NamedTensors& tensors, const std::string& prefix);
 
 /// Saves named velocity fields with ramflow metadata (`meta` fields are added to it), and `extra`
-/// tensors beside them (a training checkpoint's optimiser state).
+/// tensors beside them (a training checkpoint's optimiser state). A tensor that is the same memory as
+/// one written before it (same data pointer, dtype, shape and strides: the frozen base a LoRA policy
+/// shares with its EMA copies) is written once, and the metadata's "aliases" maps its name to the
+/// written one; checkpoint_tensors restores it.
 void save_checkpoint(const std::string& path,
                      const std::vector<std::pair<std::string, const VelocityFieldImpl*>>& models,
                      const nlohmann::json& meta = nlohmann::json::object(), const NamedTensors& extra = {});
+
+/// The tensors of a checkpoint with every alias of its metadata restored (the aliased tensor itself,
+/// not a copy); throws InputError naming `path` for an alias that names no tensor of the file.
+NamedTensors checkpoint_tensors(const SafetensorsFile& file, const nlohmann::json& meta, const std::string& path);
 
 /// " (it has: a, b)" naming the models in checkpoint metadata, or " (it has no models)": for errors.
 std::string checkpoint_models_text(const nlohmann::json& meta);

@@ -1,7 +1,9 @@
 // ramflow model checkpoints (see include/ramflow/checkpoint.h); the file format is safetensors.cpp's.
 #include "ramflow/checkpoint.h"
 
+#include <map>
 #include <sstream>
+#include <tuple>
 
 #include <torch/torch.h>
 
@@ -65,16 +67,53 @@ NamedTensors tensors_under(const NamedTensors& tensors, const std::string& prefi
 void save_checkpoint(const std::string& path,
                      const std::vector<std::pair<std::string, const VelocityFieldImpl*>>& models,
                      const nlohmann::json& meta, const NamedTensors& extra) {
-  NamedTensors tensors;
+  NamedTensors all;
   nlohmann::json info = meta.is_object() ? meta : nlohmann::json::object();
   info["format"] = kFormatVersion;
   info["models"] = nlohmann::json::object();
   for (const auto& m : models) {
     info["models"][m.first] = m.second->spec();
-    for (auto& t : model_tensors(m.first, *m.second)) tensors.push_back(std::move(t));
+    for (auto& t : model_tensors(m.first, *m.second)) all.push_back(std::move(t));
   }
-  tensors.insert(tensors.end(), extra.begin(), extra.end());
+  all.insert(all.end(), extra.begin(), extra.end());
+  // A tensor that is the very same memory as one already written (the frozen base that a LoRA policy
+  // shares with its EMA copies, a stage's frozen model) is written once; "aliases" maps each other name
+  // to the written one.
+  std::map<std::tuple<const void*, c10::ScalarType, std::vector<int64_t>, std::vector<int64_t>, std::string>,
+           std::string>
+      written;
+  NamedTensors tensors;
+  nlohmann::json aliases = nlohmann::json::object();
+  for (auto& [name, t] : all) {
+    if (t.defined() && t.numel() > 0) {
+      const auto key = std::make_tuple(static_cast<const void*>(t.data_ptr()), t.scalar_type(), t.sizes().vec(),
+                                       t.strides().vec(), t.device().str());
+      const auto [it, fresh] = written.emplace(key, name);
+      if (!fresh) {
+        aliases[name] = it->second;
+        continue;
+      }
+    }
+    tensors.emplace_back(name, t);
+  }
+  if (!aliases.empty()) info["aliases"] = aliases;
   save_safetensors(path, tensors, {{"ramflow", info.dump()}});
+}
+
+NamedTensors checkpoint_tensors(const SafetensorsFile& file, const nlohmann::json& meta, const std::string& path) {
+  NamedTensors out = file.tensors;
+  if (!meta.contains("aliases")) return out;
+  const auto& aliases = meta["aliases"];
+  if (!aliases.is_object()) throw InputError(path + ": corrupt ramflow metadata ('aliases' is not an object)");
+  std::map<std::string, const torch::Tensor*> by_name;
+  for (const auto& kv : file.tensors) by_name.emplace(kv.first, &kv.second);
+  for (const auto& [name, target] : aliases.items()) {
+    const auto it = target.is_string() ? by_name.find(target.get<std::string>()) : by_name.end();
+    if (it == by_name.end())
+      throw InputError(path + ": corrupt ramflow metadata (alias '" + name + "' names no tensor of the file)");
+    out.emplace_back(name, *it->second);  // the same tensor: a loader copies it into its model
+  }
+  return out;
 }
 
 std::string checkpoint_models_text(const nlohmann::json& meta) {
@@ -110,7 +149,7 @@ VelocityFieldPtr load_checkpoint_model(const SafetensorsFile& file, const std::s
   } catch (const ConfigError& e) {
     throw InputError(path + ": bad model spec (" + e.what() + ")");
   }
-  load_model_tensors(file.tensors, name, *model, path);
+  load_model_tensors(checkpoint_tensors(file, meta, path), name, *model, path);
   if (meta_out) *meta_out = meta;
   return model;
 }

@@ -37,7 +37,7 @@ nlohmann::json load_training_checkpoint(const SafetensorsFile& file, const std::
   if (!meta.is_object() || !meta.contains("trainer"))
     throw InputError(path + ": a model checkpoint without training state (written at the end of a run, or by "
                      "pretrain); resume needs a training checkpoint (checkpoints/step-*.safetensors)");
-  trainer.load_state(file.tensors, meta["trainer"], path);
+  trainer.load_state(checkpoint_tensors(file, meta, path), meta["trainer"], path);
   return meta;
 }
 
