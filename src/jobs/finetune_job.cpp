@@ -66,7 +66,10 @@ nlohmann::json eval_json(const EvalResult& e) {
 
 std::string masses_text(const torch::Tensor& m) {
   std::string s;
-  for (double v : jobs::to_vector(m)) s += (s.empty() ? "" : " ") + jobs::fixed(v, 2);
+  for (double v : jobs::to_vector(m)) {
+    if (!s.empty()) s += ' ';
+    s += jobs::fixed(v, 2);
+  }
   return s;
 }
 
