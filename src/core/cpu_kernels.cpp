@@ -192,7 +192,22 @@ RAMFLOW_INLINE void dense_tn_impl(const float* a, int64_t K, int64_t R, const fl
 }
 
 // exp(x) = 2^n p(r),  n = round(x / ln 2),  r = x - n ln 2 in [-ln2/2, ln2/2]  (ln 2 split in two parts
-// for exact reduction), p = the Cephes degree-6 minimax polynomial.  x is clamped to [-87, 88].
+// for exact reduction), p = the Cephes degree-6 minimax polynomial: n and p(r) of an already clamped x.
+template <int W>
+RAMFLOW_INLINE void exp_parts(typename Vec<W>::f x, typename Vec<W>::f& n, typename Vec<W>::f& p) {
+  using V = typename Vec<W>::f;
+  n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23)
+  const V r = x - n * 0.693359375f - n * -2.12194440e-4f;
+  p = V{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+}
+
+// exp(x) with x clamped to [-87, 88], from exp_parts.
 template <int W>
 RAMFLOW_INLINE typename Vec<W>::f vexp(typename Vec<W>::f x) {
   using V = typename Vec<W>::f;
@@ -200,15 +215,8 @@ RAMFLOW_INLINE typename Vec<W>::f vexp(typename Vec<W>::f x) {
   const V zero = {};
   x = x < -87.0f ? zero - 87.0f : x;
   x = x > 88.0f ? zero + 88.0f : x;
-  const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23)
-  const V r = x - n * 0.693359375f - n * -2.12194440e-4f;
-  V p = zero + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  V n, p;
+  exp_parts<W>(x, n, p);
   const VI two_n = (__builtin_convertvector(n, VI) + 127) << 23;  // the float 2^n, as bits
   return p * (V)two_n;  // a vector cast reinterprets the bits
 }
@@ -329,18 +337,10 @@ RAMFLOW_AVX512 void dense_tn_avx512(const float* a, int64_t K, int64_t R, const 
 // the input and stay NaN. Vector-extension and intrinsic types are the same vectors, so they convert
 // freely; the maskz forms of the intrinsics avoid a GCC false uninitialised warning.
 RAMFLOW_AVX512 inline Vec<16>::f vexp_avx512(Vec<16>::f x) {
-  using V = Vec<16>::f;
-  const V zero = {};
+  const Vec<16>::f zero = {};
   x = _mm512_maskz_max_ps(0xFFFF, _mm512_maskz_min_ps(0xFFFF, x, zero + 88.0f), zero - 87.0f);
-  const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // as in vexp
-  const V r = x - n * 0.693359375f - n * -2.12194440e-4f;
-  V p = zero + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  Vec<16>::f n, p;
+  exp_parts<16>(x, n, p);
   return _mm512_maskz_scalef_ps(0xFFFF, p, n);
 }
 // sigmoid with the hardware reciprocal estimate refined by one Newton step, r <- r (2 - d r)
