@@ -11,6 +11,7 @@
 #include "ramflow/task.h"
 #include "ramflow/velocity_field.h"
 
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -22,6 +23,7 @@
 #include <string>
 
 #include "ramflow/idx.h"
+#include "ramflow/io.h"
 
 namespace ramflow::testing {
 
@@ -30,13 +32,27 @@ inline std::string source(const std::string& relative) {
   return std::string(RAMFLOW_TEST_SOURCE_DIR) + "/../" + relative;
 }
 
+/// ::testing::TempDir()/ramflow_<name>, emptied: a test's own output directory.
+inline std::string fresh_temp_dir(const std::string& name) {
+  const auto p = std::filesystem::path(::testing::TempDir()) / ("ramflow_" + name);
+  remove_tree(p.string());
+  return p.string();
+}
+
+/// A registered name (a method's) as a parameterised test's name: every character but [A-Za-z0-9] as '_'.
+inline std::string param_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string s = info.param;
+  for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return s;
+}
+
 /// A cache directory of base models for this test process alone, emptied once when first asked for.
 /// ctest runs tests as concurrent processes: a cache shared between them, emptied by one while another
 /// writes into it, fails the writer.
 inline std::string process_cache_dir() {
   static const std::string dir = [] {
     auto p = std::filesystem::path(::testing::TempDir()) / ("ramflow_cache_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(p);
+    remove_tree(p.string());
     return p.string();
   }();
   return dir;

@@ -22,11 +22,7 @@ namespace fs = std::filesystem;
 namespace ramflow {
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  auto p = fs::path(::testing::TempDir()) / ("ramflow_image_jobs_" + name);
-  remove_tree(p.string());
-  return p.string();
-}
+std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir("image_jobs_" + name); }
 
 const std::string kTinyUNet = R"({"type": "unet", "image_size": 8, "channels": 16, "mult": [1, 2], "num_classes": 10})";
 

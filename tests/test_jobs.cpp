@@ -20,11 +20,7 @@ namespace fs = std::filesystem;
 namespace ramflow {
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  auto p = fs::path(::testing::TempDir()) / ("ramflow_jobs_" + name);
-  remove_tree(p.string());
-  return p.string();
-}
+std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir("jobs_" + name); }
 
 std::vector<std::pair<std::string, std::string>> small_run(const std::string& out) {
   return {{"out", out},           {"cache_dir", testing::process_cache_dir()}, {"pretrain_steps", "300"},

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "helpers.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/config.h"
 #include "ramflow/errors.h"
@@ -220,12 +221,7 @@ TEST_P(LoraTraining, OnlyAdaptersTrain) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMethods, LoraTraining, ::testing::ValuesIn(methods().names()),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (auto& ch : s)
-                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return s;
-                         });
+                         testing::param_name);
 
 }  // namespace
 }  // namespace ramflow

@@ -139,11 +139,7 @@ TEST_P(MethodContract, SameStepsOnACudaDevice) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMethods, MethodContract, ::testing::ValuesIn(methods().names()),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return s;
-                         });
+                         testing::param_name);
 
 TEST(FlowGRPOTest, OnPolicyRatioIsExactlyOne) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(32).to_json());

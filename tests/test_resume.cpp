@@ -23,11 +23,7 @@ namespace fs = std::filesystem;
 namespace ramflow {
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  auto p = fs::path(::testing::TempDir()) / ("ramflow_resume_" + name);
-  remove_tree(p.string());
-  return p.string();
-}
+std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir("resume_" + name); }
 
 using Flags = std::vector<std::pair<std::string, std::string>>;
 
@@ -93,11 +89,7 @@ TEST_P(ResumeEveryMethod, NStepsResumeNStepsEqual2NStraight) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMethods, ResumeEveryMethod, ::testing::ValuesIn(methods().names()),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return s;
-                         });
+                         testing::param_name);
 
 TEST(Resume, RefusesAChangedKeyAndAMissingRun) {
   std::ostringstream log;

@@ -13,6 +13,8 @@
 namespace ramflow {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+/// The tensor named `name` in `tensors`, or null.
+const torch::Tensor* find_tensor(const NamedTensors& tensors, const std::string& name);
 
 struct SafetensorsFile {
   NamedTensors tensors;  // in file order, CPU

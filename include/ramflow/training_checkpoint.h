@@ -21,6 +21,11 @@
 
 namespace ramflow {
 
+/// The models of `trainer` a checkpoint saves, by name: "policy"; "ref" unless the policy is a LoRA
+/// model (its base, adapters off, is the reference); "old" (the EMA old policy) when `with_old` and the
+/// trainer has one; "ema" (the evaluation EMA) when it has one. A training checkpoint saves them all;
+/// the model checkpoint at the end of a run leaves out "old".
+std::vector<std::pair<std::string, const VelocityFieldImpl*>> checkpoint_models(Trainer& trainer, bool with_old);
 /// Writes `trainer`'s full state to `path`; `meta` fields (config, method options) are added.
 void save_training_checkpoint(const std::string& path, Trainer& trainer, const nlohmann::json& meta = {});
 /// Restores a training checkpoint into `trainer`, built with the same configuration; returns the

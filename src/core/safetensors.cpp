@@ -45,9 +45,14 @@ std::optional<torch::ScalarType> dtype_from_name(const std::string& s) {
 
 }  // namespace
 
-const torch::Tensor& SafetensorsFile::at(const std::string& name, const std::string& path) const {
+const torch::Tensor* find_tensor(const NamedTensors& tensors, const std::string& name) {
   for (const auto& kv : tensors)
-    if (kv.first == name) return kv.second;
+    if (kv.first == name) return &kv.second;
+  return nullptr;
+}
+
+const torch::Tensor& SafetensorsFile::at(const std::string& name, const std::string& path) const {
+  if (const torch::Tensor* t = find_tensor(tensors, name)) return *t;
   throw InputError((path.empty() ? std::string("checkpoint") : path) + ": no tensor '" + name + "'");
 }
 

@@ -100,8 +100,7 @@ Stat stat(const std::vector<double>& v) {
   return s;
 }
 nlohmann::json stat_json(const Stat& s) {
-  auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
-  return {{"mean", num(s.mean)}, {"std", num(s.std)}, {"n", s.n}};
+  return {{"mean", jobs::json_number(s.mean)}, {"std", jobs::json_number(s.std)}, {"n", s.n}};
 }
 std::string stat_text(const Stat& s, int digits = 3) {
   if (s.n == 0) return "-";
@@ -181,7 +180,6 @@ std::vector<std::pair<std::string, std::vector<nlohmann::json>>> parse_sweeps(co
 
 std::string value_text(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
-nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
 double num_of(const nlohmann::json& j, const char* key) {
   return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan("");
 }
@@ -211,8 +209,8 @@ nlohmann::json curve_json(const Curve& c, const nlohmann::json& sweep) {
           {"seconds", c.seconds},     {"nfe", c.nfe},
           {"reward_evals", c.reward_evals}, {"reward", c.reward},
           {"distance", c.distance},   {"distance_from_base", c.distance_base},
-          {"diversity", c.diversity}, {"kl_to_base", num(c.kl_to_base)},
-          {"accuracy", num(c.accuracy)}, {"frechet_distance", num(c.frechet)},
+          {"diversity", c.diversity}, {"kl_to_base", jobs::json_number(c.kl_to_base)},
+          {"accuracy", jobs::json_number(c.accuracy)}, {"frechet_distance", jobs::json_number(c.frechet)},
           {"ms_per_step", c.ms_per_step}};
 }
 
@@ -438,16 +436,16 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
                            {"seconds", rec.seconds},
                            {"nfe", static_cast<double>(rec.nfe) + rec.nfe_train},  // rollout + training, per endpoint
                            {"reward_evals", rec.reward_evals},
-                           {"reward", num(e.reward_mean)},
-                           {"distance", num(e.distance)},
-                           {"distance_from_base", num(from_base)},
-                           {"diversity", num(e.diversity)}};
+                           {"reward", jobs::json_number(e.reward_mean)},
+                           {"distance", jobs::json_number(e.distance)},
+                           {"distance_from_base", jobs::json_number(from_base)},
+                           {"diversity", jobs::json_number(e.diversity)}};
     if (final) {
       line["final"] = true;
-      line["kl_to_base"] = num(e.kl_to_base);
+      line["kl_to_base"] = jobs::json_number(e.kl_to_base);
       if (e.image) {
-        line["accuracy"] = num(e.image->accuracy);
-        line["frechet_distance"] = num(e.image->frechet_distance);
+        line["accuracy"] = jobs::json_number(e.image->accuracy);
+        line["frechet_distance"] = jobs::json_number(e.image->frechet_distance);
       }
     }
     return line;
@@ -496,12 +494,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       add_point(c, line);
     }
     jobs::DriveHooks hooks;
-    hooks.on_step = [&](const StepRecord& rec) {
-      nlohmann::json line = {{"step", rec.step}, {"seconds", rec.seconds}, {"reward_mean", rec.reward_mean},
-                             {"loss", rec.loss}, {"grad_norm", rec.grad_norm}};
-      if (!rec.skipped.empty()) line["skipped"] = rec.skipped;
-      rd.append_metrics(line);
-    };
+    hooks.on_step = [&](const StepRecord& rec) { rd.append_metrics(jobs::step_line(rec)); };
     hooks.on_eval = [&](int64_t s) {
       const auto line = evaluate(static_cast<double>(s), trainer.totals(), trainer.eval_model(), false);
       rd.append_metrics(line);

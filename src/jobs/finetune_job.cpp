@@ -43,16 +43,18 @@ ParamTable finetune_params() {
 namespace {
 
 nlohmann::json eval_json(const EvalResult& e) {
-  auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
-  nlohmann::json j = {{"reward", e.reward_mean}, {"reward_std", e.reward_std}, {"distance", e.distance},
-                      {"kl_to_base", num(e.kl_to_base)}, {"kl_to_base_se", num(e.kl_to_base_se)}};
+  nlohmann::json j = {{"reward", e.reward_mean},
+                      {"reward_std", e.reward_std},
+                      {"distance", e.distance},
+                      {"kl_to_base", jobs::json_number(e.kl_to_base)},
+                      {"kl_to_base_se", jobs::json_number(e.kl_to_base_se)}};
   if (e.mode_masses.defined()) j["mode_masses"] = jobs::to_vector(e.mode_masses);
   if (!e.reward_terms.empty()) j["reward_terms"] = e.reward_terms;  // each named part of the reward
   if (e.image) {
     j["accuracy"] = e.image->accuracy;
     j["frechet_distance"] = e.image->frechet_distance;
     nlohmann::json per_class = nlohmann::json::array();
-    for (double f : e.image->frechet_per_class) per_class.push_back(num(f));
+    for (double f : e.image->frechet_per_class) per_class.push_back(jobs::json_number(f));
     j["frechet_distance_per_class"] = per_class;
     j["diversity"] = e.image->diversity;
     j["mean_intensity"] = e.image->mean_intensity;
@@ -173,15 +175,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   Progress bar("finetune", steps, io.log, io.tty);
   jobs::DriveHooks hooks;
   hooks.on_step = [&](const StepRecord& rec) {
-    nlohmann::json line = {{"step", rec.step},           {"seconds", rec.seconds},
-                           {"reward_mean", rec.reward_mean}, {"reward_std", rec.reward_std},
-                           {"reward_min", rec.reward_min},   {"reward_max", rec.reward_max},
-                           {"loss", rec.loss},           {"grad_norm", rec.grad_norm},
-                           {"nfe", rec.nfe},             {"nfe_train", rec.nfe_train},
-                           {"reward_evals", rec.reward_evals}};
-    if (!rec.skipped.empty()) line["skipped"] = rec.skipped;
-    for (const auto& kv : rec.metrics) line[kv.first] = kv.second;
-    run.append_metrics(line);
+    run.append_metrics(jobs::step_line(rec));
     batch_step.push_back(static_cast<double>(rec.step));
     batch_reward.push_back(rec.reward_mean);
     bar.update(rec.step, "reward " + jobs::fixed(rec.reward_mean) + "  loss " + jobs::fixed(rec.loss, 4));
@@ -210,14 +204,10 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   // --- 4. final evaluation, checkpoint, plots, summary ---------------------------------------------
   const EvalResult after = evaluator.evaluate(trainer.eval_model(), 0, /*kl=*/true);
   curve_eval(steps, trainer.eval_model(), /*final=*/true);
-  // With LoRA the policy holds its base, which is the reference (adapters off): no "ref" is saved.
-  LoraVelocityFieldImpl* lora = as_lora(trainer.policy());
-  std::vector<std::pair<std::string, const VelocityFieldImpl*>> saved = {{"policy", &trainer.policy()}};
-  if (!lora) saved.emplace_back("ref", &trainer.ref());
-  if (trainer.has_eval_ema()) saved.emplace_back("ema", &trainer.eval_model());
   nlohmann::json final_meta = ckpt_meta;
   final_meta["step"] = trainer.steps_done();
-  save_checkpoint(run.checkpoint("final"), saved, final_meta);
+  save_checkpoint(run.checkpoint("final"), checkpoint_models(trainer, /*with_old=*/false), final_meta);
+  LoraVelocityFieldImpl* lora = as_lora(trainer.policy());
   if (lora) {
     // The evaluated model's adapters in PEFT's layout, and its weights merged into the base architecture.
     LoraVelocityFieldImpl& evaluated = *as_lora(trainer.eval_model());

@@ -612,4 +612,18 @@ std::string fixed(double v, int digits) {
   return s.str();
 }
 
+nlohmann::json json_number(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+
+nlohmann::json step_line(const StepRecord& rec) {
+  nlohmann::json line = {{"step", rec.step},                 {"seconds", rec.seconds},
+                         {"reward_mean", rec.reward_mean},   {"reward_std", rec.reward_std},
+                         {"reward_min", rec.reward_min},     {"reward_max", rec.reward_max},
+                         {"loss", rec.loss},                 {"grad_norm", rec.grad_norm},
+                         {"nfe", rec.nfe},                   {"nfe_train", rec.nfe_train},
+                         {"reward_evals", rec.reward_evals}};
+  if (!rec.skipped.empty()) line["skipped"] = rec.skipped;
+  for (const auto& kv : rec.metrics) line[kv.first] = kv.second;
+  return line;
+}
+
 }  // namespace ramflow::jobs

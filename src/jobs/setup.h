@@ -133,5 +133,10 @@ void class_grids(const std::string& path, const std::vector<torch::Tensor>& batc
 /// A left-aligned text table (first row is the header).
 std::string table(const std::vector<std::vector<std::string>>& rows);
 std::string fixed(double v, int digits = 3);
+/// x as JSON, or null when it is not finite (JSON has no NaN or infinity).
+nlohmann::json json_number(double x);
+/// A training step's line of metrics.jsonl: step, seconds, reward statistics, loss, gradient norm,
+/// counters, the method's metrics, and "skipped" with its reason for a skipped step.
+nlohmann::json step_line(const StepRecord& rec);
 
 }  // namespace ramflow::jobs

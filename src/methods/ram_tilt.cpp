@@ -9,6 +9,7 @@
 #include "ramflow/conventions.h"
 #include "ramflow/errors.h"
 #include "ramflow/renoise.h"
+#include "ramflow/safetensors.h"
 #include "ramflow/stage_state.h"
 
 namespace ramflow {
@@ -70,11 +71,8 @@ void RAMTilt::load_state(const MethodState& st, const Policies& models) {
   StageState restored = load_stage(st, options_.stages(), models, name());
   stage_ = restored.stage;
   frozen_ = restored.frozen;
-  const torch::Tensor *keys = nullptr, *sums = nullptr;
-  for (const auto& [name, t] : st.tensors) {
-    if (name == "normalizer.labels") keys = &t;
-    if (name == "normalizer.log_sum_count") sums = &t;
-  }
+  const torch::Tensor* keys = find_tensor(st.tensors, "normalizer.labels");
+  const torch::Tensor* sums = find_tensor(st.tensors, "normalizer.log_sum_count");
   if (!keys || !sums || keys->scalar_type() != torch::kLong || sums->scalar_type() != torch::kDouble ||
       keys->dim() != 1 || sums->dim() != 2 || sums->size(0) != keys->size(0) || sums->size(1) != 2)
     throw InputError("ram-tilt state: the running normaliser is missing or malformed");

@@ -20,12 +20,7 @@ class WeightedSumReward : public Reward {
       : terms_(std::move(terms)), weights_(std::move(weights)), names_(std::move(names)), named_(std::move(named)) {}
 
   torch::Tensor score(const torch::Tensor& x0, const torch::Tensor& cond) const override {
-    torch::Tensor total;
-    for (size_t i = 0; i < terms_.size(); ++i) {
-      auto r = weights_[i] * terms_[i]->score(x0, cond);
-      total = total.defined() ? total + r : r;
-    }
-    return total;
+    return score_terms(x0, cond).total;  // (differentiable terms keep their graph through it)
   }
   ScoredBatch score_terms(const torch::Tensor& x0, const torch::Tensor& cond) const override {
     ScoredBatch out;

@@ -123,12 +123,7 @@ void Trainer::load_state(const NamedTensors& tensors, const nlohmann::json& meta
   load_model_tensors(tensors, "policy", *policy_, source);
   if (old_) load_model_tensors(tensors, "old", old_->model(), source);
   if (eval_ema_) load_model_tensors(tensors, "ema", eval_ema_->model(), source);
-  const NamedTensors opt = tensors_under(tensors, "optimizer");
-  const torch::Tensor *m = nullptr, *v = nullptr;
-  for (const auto& [name, t] : opt) {
-    if (name == "m") m = &t;
-    if (name == "v") v = &t;
-  }
+  const torch::Tensor *m = find_tensor(tensors, "optimizer.m"), *v = find_tensor(tensors, "optimizer.v");
   const int64_t n = optimizer_->flat_params().numel();
   if (!m || !v || m->numel() != n || v->numel() != n || m->scalar_type() != optimizer_->flat_params().scalar_type() ||
       v->scalar_type() != m->scalar_type())
@@ -281,8 +276,8 @@ StepRecord Trainer::step() {
   Policies models{*policy_, *ref_, old(), reward_.get()};
   method_->begin_step(step_, models);
   VelocityFieldImpl* chosen = method_->rollout_model(models);
-  StepRecord rec;
-  auto skip = [&](const std::string& why) { rec.skipped = "step " + std::to_string(step_ + 1) + ": " + why; };
+  std::string skipped;  // why the step was skipped (StepRecord::skipped), else empty
+  auto skip = [&](const std::string& why) { skipped = "step " + std::to_string(step_ + 1) + ": " + why; };
   RolloutBatch batch;
   try {
     batch = rollout(chosen ? *chosen : old_ && method_->rollouts_from_old() ? old_->model() : *policy_, rng);
@@ -294,7 +289,7 @@ StepRecord Trainer::step() {
   const int64_t M = options_.minibatches();
   double loss = 0, grad_norm = 0;
   LossOutput out;
-  if (rec.skipped.empty()) {
+  if (skipped.empty()) {
     {
       torch::NoGradGuard no_grad;
       method_->prepare(batch, models, rng);
@@ -322,7 +317,7 @@ StepRecord Trainer::step() {
         nfe_train_ += it->second / static_cast<double>(M);
     }
   }
-  if (rec.skipped.empty()) {
+  if (skipped.empty()) {
     if (old_) old_->update(*policy_);  // the released code steps its EMA once per epoch (= step here)
     if (eval_ema_) eval_ema_->update(*policy_);
   }
@@ -330,13 +325,10 @@ StepRecord Trainer::step() {
   seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   // --- record --------------------------------------------------------------------------------------
-  rec.step = step_;
-  rec.seconds = seconds_;
-  rec.loss = rec.skipped.empty() ? loss : std::nan("");
-  rec.grad_norm = rec.skipped.empty() ? grad_norm : std::nan("");
-  rec.nfe = nfe_;
-  rec.nfe_train = nfe_train_;
-  rec.reward_evals = reward_evals_;
+  StepRecord rec = totals();
+  rec.skipped = skipped;
+  rec.loss = skipped.empty() ? loss : std::nan("");
+  rec.grad_norm = skipped.empty() ? grad_norm : std::nan("");
   if (!batch.reward.defined()) {  // skipped before the reward was scored
     rec.reward_mean = rec.reward_std = rec.reward_min = rec.reward_max = std::nan("");
     return rec;

@@ -15,13 +15,18 @@ namespace fs = std::filesystem;
 
 namespace ramflow {
 
-void save_training_checkpoint(const std::string& path, Trainer& trainer, const nlohmann::json& meta) {
-  TrainerState state = trainer.state();
+std::vector<std::pair<std::string, const VelocityFieldImpl*>> checkpoint_models(Trainer& trainer, bool with_old) {
   std::vector<std::pair<std::string, const VelocityFieldImpl*>> models = {{"policy", &trainer.policy()}};
   // A LoRA policy holds its base, which is the reference (adapters off): no second copy.
   if (!as_lora(trainer.policy())) models.emplace_back("ref", &trainer.ref());
-  if (trainer.old()) models.emplace_back("old", trainer.old());
+  if (with_old && trainer.old()) models.emplace_back("old", trainer.old());
   if (trainer.has_eval_ema()) models.emplace_back("ema", &trainer.eval_model());
+  return models;
+}
+
+void save_training_checkpoint(const std::string& path, Trainer& trainer, const nlohmann::json& meta) {
+  TrainerState state = trainer.state();
+  const auto models = checkpoint_models(trainer, /*with_old=*/true);
   nlohmann::json info = meta.is_object() ? meta : nlohmann::json::object();
   info["trainer"] = state.meta;
   info["step"] = trainer.steps_done();
