@@ -379,8 +379,17 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   Evaluator evaluator(task, reward, m, *base, jobs::eval_options_from(cfg));
   const ExactTarget& target = evaluator.target();
   const int64_t n_eval = cfg.integer("eval_curve_samples");
+  // The runs go in parallel, one CPU thread each; the base row is evaluated under the same thread count,
+  // so that its samples are bit for bit those of a run's step 0 (a matrix product's summation order can
+  // depend on the threads).
+  const int64_t n_runs = static_cast<int64_t>(variants.size()) * cfg.integer("seeds");
+  int64_t jobs_n = cfg.integer("jobs");
+  if (jobs_n == 0) jobs_n = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  jobs_n = std::min<int64_t>(jobs_n, n_runs);
+  if (device.is_cpu()) set_threads(1);
   const EvalResult before = evaluator.evaluate(*base, n_eval);
   const torch::Tensor base_samples = before.samples.reshape({before.n, -1});
+  const double base_self_distance = mean_cross_distance(base_samples, base_samples);
   const double target_diversity = [&] {
     Rng rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 11);
     return mean_pair_distance(evaluator.target_samples(n_eval, rng).reshape({n_eval, -1}));
@@ -410,10 +419,6 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       c.seed = cfg.integer("seed") + s;
       curves.push_back(c);
     }
-  int64_t jobs_n = cfg.integer("jobs");
-  if (jobs_n == 0) jobs_n = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  jobs_n = std::min<int64_t>(jobs_n, static_cast<int64_t>(curves.size()));
-  if (device.is_cpu()) set_threads(1);  // parallel runs, one thread each
   std::mutex log_mutex;
   auto say = [&](const std::string& line) {
     std::lock_guard<std::mutex> lock(log_mutex);
@@ -428,10 +433,10 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     const EvalResult e = evaluator.evaluate(model, n_eval, final);
     const auto x = e.samples.reshape({e.n, -1});
     // Energy distance from the base model's samples on the same noise, as a V-statistic (diagonal
-    // pairs included), so that it is >= 0 and exactly 0 for the base model itself.
-    const double v = 1.0 - 1.0 / static_cast<double>(x.size(0));
-    const double from_base =
-        std::max(0.0, 2.0 * mean_cross_distance(x, base_samples) - v * e.diversity - v * before.diversity);
+    // pairs included): 2 E|X - B| - E|X - X'| - E|B - B'|, every term by the same cross-distance sum, so
+    // that it is exactly 0 when the samples are the base's whatever the kernels' summation order.
+    const double from_base = std::max(0.0, 2.0 * mean_cross_distance(x, base_samples) -
+                                               mean_cross_distance(x, x) - base_self_distance);
     nlohmann::json line = {{"eval_step", step},
                            {"seconds", rec.seconds},
                            {"nfe", static_cast<double>(rec.nfe) + rec.nfe_train},  // rollout + training, per endpoint
