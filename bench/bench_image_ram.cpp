@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
     const auto rollout = SampleOptions().steps(kRolloutSteps);
     Trainer trainer(policy, ref, reward, std::make_unique<RAM>(RAMOptions().multiplier(kMultiplier).draws(K)),
                     TrainerOptions().sample_shape({1, 28, 28}).groups(P).group_size(G).rollout(rollout).lr(kLr),
-                    [](int64_t groups, Rng& rng) { return rng.uniform_int(10, {groups}); });
+                    ConditionSource{[](int64_t groups, Rng& rng) { return Condition::classes(rng.uniform_int(10, {groups})); },
+                                    Condition::classes(torch::full({1}, kNullId, torch::kLong))});
     for (int i = 0; i < 2; ++i) trainer.step();  // warm-up
     auto t0 = Clock::now();
     double c0 = cpu_seconds();
@@ -77,7 +78,7 @@ int main(int argc, char** argv) {
 
     // The phases alone, same sizes: the rollout (no grad) and the reward.
     Rng rng(1);
-    auto cond = rng.uniform_int(10, {P}).repeat_interleave(G).to(device);
+    auto cond = Condition::classes(rng.uniform_int(10, {P})).repeat_interleave(G).to(device);
     auto x1 = rng.randn({P * G, 1, 28, 28}).to(device);
     torch::Tensor x0;
     t0 = Clock::now();

@@ -136,7 +136,7 @@ Numbers measure(int threads, const Settings& s) {
   auto base = make_velocity_field(task->default_model());
   base->to(device);
   set_fused(*base, s.fused);
-  DataSampler data = [&](int64_t n, Rng& rng, torch::Tensor*) { return task->sample_data(n, rng).to(device); };
+  DataSampler data = [&](int64_t n, Rng& rng, Condition*) { return task->sample_data(n, rng).to(device); };
   double pretrain_s = 0;
   if (!s.ram_only) {
     pretrain_flow_matching(*base, data, PretrainOptions().steps(50));  // warm-up

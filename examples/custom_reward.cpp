@@ -11,7 +11,7 @@
 // A reward is one class: score clean endpoints [B, D] -> [B].
 class UpperHalfPlane : public ramflow::Reward {
  public:
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor& /*cond*/) const override {
+  torch::Tensor score(const torch::Tensor& x0, const ramflow::Condition& /*cond*/) const override {
     return torch::sigmoid(2.0 * x0.select(1, 1));
   }
   bool differentiable() const override { return false; }  // treated as a black box
@@ -25,7 +25,7 @@ int main() {
 
   // 1. A base model: flow-matching pretraining on the ring.
   auto base = make_velocity_field(task->default_model());
-  pretrain_flow_matching(*base, [&](int64_t n, Rng& rng, torch::Tensor*) { return task->sample_data(n, rng); },
+  pretrain_flow_matching(*base, [&](int64_t n, Rng& rng, Condition*) { return task->sample_data(n, rng); },
                          PretrainOptions().steps(1500));
 
   // 2. The reward and the exact target it defines at m = 3: p* ∝ p_ref exp(3 r).

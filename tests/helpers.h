@@ -138,7 +138,7 @@ inline std::string tiny_image_dataset(const std::string& dir, int64_t n_train = 
 /// A model of `spec` pretrained by flow matching on `task` (batch 256, lr 1e-3, seed 0, init seed 0).
 inline VelocityFieldPtr pretrained(const Task& task, const nlohmann::json& spec, int64_t steps) {
   auto model = make_velocity_field(spec, /*init_seed=*/0);
-  pretrain_flow_matching(*model, [&](int64_t n, Rng& rng, torch::Tensor*) { return task.sample_data(n, rng); },
+  pretrain_flow_matching(*model, [&](int64_t n, Rng& rng, Condition*) { return task.sample_data(n, rng); },
                          PretrainOptions().steps(steps).batch(256).lr(1e-3).seed(0));
   return model;
 }

@@ -27,7 +27,7 @@ ImageClassifier trained(const std::string& arch, double* accuracy) {
   auto train = task->training_split();
   auto test = *task->test_split();
   ImageClassifier m(tiny(arch));
-  *accuracy = train_classifier(*m, train.x, train.cond, test.x, test.cond,
+  *accuracy = train_classifier(*m, train.x, train.cond.at("label"), test.x, test.cond.at("label"),
                                ClassifierTrainOptions().epochs(6).batch(32).lr(3e-3).seed(1));
   return m;
 }
@@ -73,8 +73,9 @@ TEST(ClassifierReward, IsTheLogProbabilityOfTheRequestedClass) {
   auto task = make_task("fashion", {{"data_dir", temp_path("data")}});
   auto test = *task->test_split();
   auto x = test.x.narrow(0, 0, 9);
-  auto c = test.cond.narrow(0, 0, 9);
-  auto r = score_checked(*reward, x, c);
+  const auto cond = test.cond.slice(0, 9);
+  const auto c = cond.at("label");
+  auto r = score_checked(*reward, x, cond);
   torch::Tensor logp;
   {
     torch::NoGradGuard g;
@@ -83,10 +84,10 @@ TEST(ClassifierReward, IsTheLogProbabilityOfTheRequestedClass) {
   for (int64_t i = 0; i < 9; ++i) EXPECT_NEAR(r[i].item<double>(), logp[i][c[i].item<int64_t>()].item<double>(), 1e-5);
   EXPECT_LE(r.max().item<double>(), 0.0);
   // The right label scores above a wrong one on a trained judge.
-  auto wrong = score_checked(*reward, x, (c + 1).remainder(3));
+  auto wrong = score_checked(*reward, x, Condition::classes((c + 1).remainder(3)));
   EXPECT_GT(r.mean().item<double>(), wrong.mean().item<double>() + 1.0);
   // Differentiable: the gradient of log p(c | x) is finite and not zero.
-  auto grad = reward_gradient(*reward, x, c);
+  auto grad = reward_gradient(*reward, x, cond);
   EXPECT_TRUE(torch::isfinite(grad).all().item<bool>());
   EXPECT_GT(grad.abs().sum().item<double>(), 0.0);
   // A fixed class overrides the condition; no condition and no class is an error naming the reward.

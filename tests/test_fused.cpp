@@ -39,15 +39,16 @@ std::pair<MLPVelocity, MLPVelocity> fused_and_reference(const MLPVelocityOptions
   return {fused, reference};
 }
 
-// x [B, D], t [B] and, for a conditional model, labels [B].
+// x [B, D], t [B] and, for a conditional model, B class conditions.
 struct Inputs {
-  torch::Tensor x, t, cond;
+  torch::Tensor x, t;
+  Condition cond;
 };
 
 Inputs inputs(const Shape& s, uint64_t seed) {
   Rng rng(seed);
   Inputs in{rng.randn({s.batch, s.options.dim()}), rng.rand({s.batch}), {}};
-  if (s.options.num_classes() > 0) in.cond = torch::randint(s.options.num_classes(), {s.batch});
+  if (s.options.num_classes() > 0) in.cond = Condition::classes(torch::randint(s.options.num_classes(), {s.batch}));
   return in;
 }
 

@@ -35,8 +35,8 @@ TEST(Pretrain, LabelDropoutAndEma) {
     const auto init = model->named_parameters()["class_emb.weight"].clone();  // [11, E]
     torch::Tensor last_weights;
     pretrain_flow_matching(
-        *model, [&](int64_t n, Rng& rng, torch::Tensor* c) { return task->sample_data(n, rng, {}, c); },
-        PretrainOptions().steps(5).batch(16).lr(1e-2).ema(0.5).label_dropout(dropout),
+        *model, [&](int64_t n, Rng& rng, Condition* c) { return task->sample_data(n, rng, {}, c); },
+        PretrainOptions().steps(5).batch(16).lr(1e-2).ema(0.5).label_dropout(dropout).null_condition(task->null_condition()),
         [&](const PretrainRecord& r) { last_weights = r.weights->named_parameters()["conv_in.weight"].clone(); });
     const auto emb = model->named_parameters()["class_emb.weight"];
     const bool null_row_same = torch::equal(emb[10], init[10]);
@@ -46,7 +46,7 @@ TEST(Pretrain, LabelDropoutAndEma) {
     EXPECT_TRUE(torch::equal(model->named_parameters()["conv_in.weight"], last_weights));
   }
   EXPECT_THROW(pretrain_flow_matching(*make_velocity_field(nlohmann::json::parse(kTinyUNet)),
-                                      [&](int64_t n, Rng& rng, torch::Tensor* c) { return task->sample_data(n, rng, {}, c); },
+                                      [&](int64_t n, Rng& rng, Condition* c) { return task->sample_data(n, rng, {}, c); },
                                       PretrainOptions().steps(1).label_dropout(1.5)),
                ConfigError);
 }

@@ -58,11 +58,14 @@ TEST(ImageTask, ShapesLabelsAndSplits) {
   auto task = make_task("fashion", {{"data_dir", dir}});
   EXPECT_EQ(task->sample_shape(), (std::vector<int64_t>{1, 8, 8}));
   EXPECT_EQ(task->num_classes(), 10);  // the fashion task's classes; the tiny data uses 0..2
-  EXPECT_EQ(task->class_name(9), "Ankle boot");
+  EXPECT_EQ(task->condition_text(9), "Ankle boot");
+  EXPECT_EQ(task->condition_text(kNullId), "");
   EXPECT_EQ(task->default_model()["type"], "unet");
   Rng rng(0);
-  torch::Tensor labels;
-  auto x = task->sample_data(50, rng, {}, &labels);
+  Condition cond;
+  auto x = task->sample_data(50, rng, {}, &cond);
+  const auto labels = cond.at("label");
+  EXPECT_TRUE(torch::equal(cond.id(), labels));  // a class's id is its label
   ASSERT_EQ(x.sizes(), (std::vector<int64_t>{50, 1, 8, 8}));
   ASSERT_EQ(labels.sizes(), (std::vector<int64_t>{50}));
   EXPECT_GE(x.min().item<float>(), -1.0f);
@@ -75,9 +78,10 @@ TEST(ImageTask, ShapesLabelsAndSplits) {
   auto test = task->test_split();
   ASSERT_TRUE(test.has_value());
   EXPECT_EQ(test->x.size(0), 30);
-  EXPECT_EQ(test->cond.size(0), 30);
+  EXPECT_EQ(test->cond.size(), 30);
   EXPECT_EQ(task->training_split().x.size(0), 60);
-  auto c = task->sample_conditions(4000, rng);
+  auto c = task->sample_conditions(4000, rng).id();
+  EXPECT_EQ(task->sample_conditions(3, rng).text(0).empty(), false);  // the task names its conditions
   EXPECT_EQ(c.min().item<int64_t>(), 0);
   EXPECT_EQ(c.max().item<int64_t>(), 9);
   EXPECT_NEAR(c.eq(3).sum().item<double>() / 4000.0, 0.1, 0.02);

@@ -42,11 +42,12 @@ void train_adapters(LoraVelocityFieldImpl& lora, uint64_t seed) {
 }
 
 struct Inputs {
-  torch::Tensor x, t, cond;
+  torch::Tensor x, t;
+  Condition cond;
 };
 Inputs inputs() {
   Rng rng(9);
-  return {rng.randn({6, 1, 8, 8}), rng.rand({6}), torch::tensor(std::vector<int64_t>{0, 1, 2, -1, 0, 1})};
+  return {rng.randn({6, 1, 8, 8}), rng.rand({6}), Condition::classes(torch::tensor(std::vector<int64_t>{0, 1, 2, -1, 0, 1}))};
 }
 torch::Tensor velocity(VelocityFieldImpl& m, const Inputs& in) { return m.forward(in.x, in.t, in.cond); }
 
@@ -204,7 +205,7 @@ TEST_P(LoraTraining, OnlyAdaptersTrain) {
                       .lr(1e-2)
                       .minibatches(1)
                       .seed(1),
-                  [](int64_t groups, Rng& rng) { return rng.uniform_int(3, {groups}); });
+                  ConditionSource{[](int64_t groups, Rng& rng) { return Condition::classes(rng.uniform_int(3, {groups})); }});
   int64_t adapter_scalars = 0;
   for (const auto& kv : lora->named_parameters())
     if (kv.key().rfind("lora.", 0) == 0) adapter_scalars += kv.value().numel();

@@ -288,7 +288,7 @@ TEST(AdjointMatchingTest, GaussianReferenceWithLinearRewardReachesTheExactTilt) 
 
 class NotDifferentiable : public Reward {
  public:
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
+  torch::Tensor score(const torch::Tensor& x0, const Condition&) const override {
     return (x0.reshape({x0.size(0), -1}).select(1, 0) > 0).to(torch::kFloat);
   }
   bool differentiable() const override { return false; }
@@ -584,7 +584,7 @@ struct PerturbedImpl : VelocityFieldImpl {
   explicit PerturbedImpl(VelocityFieldPtr inner) : inner(std::move(inner)) {
     c = register_parameter("c", torch::zeros({2}, torch::kDouble));
   }
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond) override {
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const Condition& cond) override {
     return inner->forward(x, t, cond) + c[0] + c[1] * x;
   }
   nlohmann::json spec() const override { return {{"type", "perturbed"}}; }

@@ -130,7 +130,7 @@ TEST(TiltTest, ConditionalPoolTiltsEachClass) {
   ExactTarget t;
   // class 0: rewards {0, 1} (share 2/6); class 1: rewards {0, 0, 0, 2} (share 4/6)
   t.rewards = torch::tensor({0.0f, 1.0f, 0.0f, 0.0f, 0.0f, 2.0f});
-  t.pool_cond = torch::tensor(std::vector<int64_t>{0, 0, 1, 1, 1, 1});
+  t.pool_cond = Condition::classes(torch::tensor(std::vector<int64_t>{0, 0, 1, 1, 1, 1}));
   const double m = 1.5;
   const auto p = t.frontier({m}).front();
   // class 0: w = (1, e^m) / (1 + e^m); E[r] = e^m / (1 + e^m); log Z = log((1 + e^m) / 2)
@@ -140,7 +140,7 @@ TEST(TiltTest, ConditionalPoolTiltsEachClass) {
   EXPECT_NEAR(p.reward, (2.0 * e0 + 4.0 * e1) / 6.0, 1e-6);
   EXPECT_NEAR(p.kl, (2.0 * (m * e0 - z0) + 4.0 * (m * e1 - z1)) / 6.0, 1e-6);
   // Without classes the same pool is one tilt, with another answer.
-  t.pool_cond = torch::Tensor();
+  t.pool_cond = Condition();
   EXPECT_GT(std::abs(t.frontier({m}).front().reward - p.reward), 1e-3);
 }
 

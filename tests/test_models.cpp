@@ -47,7 +47,7 @@ TEST_P(ModelContract, ShapesCloneAndCheckpointRoundTrip) {
   shape.insert(shape.end(), ex.shape.begin(), ex.shape.end());
   auto x = rng.randn(shape);
   auto t = rng.rand({9});
-  torch::Tensor cond = ex.classes > 0 ? torch::arange(9).remainder(ex.classes) : torch::Tensor();
+  const Condition cond = ex.classes > 0 ? Condition::classes(torch::arange(9).remainder(ex.classes)) : Condition();
   auto forward = [&](VelocityFieldImpl& m) { return m.forward(x, t, cond); };
   auto v = forward(*model);
   EXPECT_EQ(v.sizes(), x.sizes());
@@ -91,7 +91,7 @@ TEST(ModelTest, ConditionalMLPUsesItsLabels) {
   auto mlp = MLPVelocity(MLPVelocityOptions(2).num_classes(3));
   auto x = torch::zeros({2, 2});
   auto t = torch::full({2}, 0.5);
-  auto v = mlp->forward(x, t, torch::tensor({0, 2}));
+  auto v = mlp->forward(x, t, Condition::classes(torch::tensor({0, 2})));
   EXPECT_FALSE(torch::allclose(v[0], v[1]));
   EXPECT_THROW(mlp->forward(x, t), c10::Error);
 }

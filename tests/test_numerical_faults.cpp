@@ -25,7 +25,7 @@ namespace {
 class FlakyReward : public Reward {
  public:
   explicit FlakyReward(int bad_call, double bad = std::nan("")) : bad_call_(bad_call), bad_(bad) {}
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
+  torch::Tensor score(const torch::Tensor& x0, const Condition&) const override {
     auto r = torch::exp(-(x0 - 4.0).square().sum(1) / 12.5);
     if (calls_++ == bad_call_) r[1] = bad_;
     return r;

@@ -71,7 +71,7 @@ TEST(RewardProtocol, Base64RoundTripAndErrors) {
 
 TEST(RewardProtocol, RequestCarriesTheBatchExactlyAndResponsesAreValidated) {
   const auto x = torch::tensor({{1.5f, -2.0f}, {0.1f, 3.25f}});
-  const auto body = nlohmann::json::parse(encode_reward_request(x, torch::tensor({3, 7}), "r1", "f32"));
+  const auto body = nlohmann::json::parse(encode_reward_request(x, Condition::classes(torch::tensor({3, 7})), "r1", "f32"));
   EXPECT_EQ(body["protocol"], kRewardProtocol);
   EXPECT_EQ(body["shape"], nlohmann::json::array({2, 2}));
   EXPECT_EQ(body["conditions"], nlohmann::json::array({3, 7}));
@@ -145,7 +145,7 @@ TEST(RemoteReward, ExampleServerGivesTheBuiltInClassifiersScores) {
   auto builtin = make_reward({{"type", "classifier"}}, 28 * 28);
   Rng rng(4);
   const auto x = (0.6 * rng.randn({16, 1, 28, 28})).clamp(-1, 1);
-  const auto labels = torch::arange(16).remainder(10);
+  const auto labels = Condition::classes(torch::arange(16).remainder(10));
   for (const char* encoding : {"f32", "png"}) {
     auto served = make_reward({{"type", "remote"}, {"url", server.url()}, {"encoding", encoding}}, 28 * 28);
     // png carries bytes: the built-in reward scores the same bytes mapped back to [-1, 1].

@@ -51,7 +51,7 @@ TEST(UNet, StartsAtZeroAndDependsOnTimeAndLabel) {
   Rng rng(1);
   auto x = rng.randn({4, 1, 8, 8});
   auto t = rng.rand({4});
-  auto c = torch::tensor(std::vector<int64_t>{0, 1, 2, kNullLabel});
+  const auto c = Condition::classes(torch::tensor(std::vector<int64_t>{0, 1, 2, kNullId}));
   EXPECT_EQ(m->forward(x, t, c).abs().max().item<float>(), 0.0f);  // conv_out starts at zero
   perturb(*m, 2);
   auto v = m->forward(x, t, c);
@@ -65,7 +65,7 @@ TEST(UNet, StartsAtZeroAndDependsOnTimeAndLabel) {
   // Another time: another velocity.
   EXPECT_GT((m->forward(x1, t1 * 0.5, c) - v1).abs().max().item<float>(), 1e-4);
   // A label outside the classes is refused.
-  EXPECT_THROW(m->forward(x, t, torch::tensor({0, 1, 2, 3}, torch::kLong)), c10::Error);
+  EXPECT_THROW(m->forward(x, t, Condition::classes(torch::tensor({0, 1, 2, 3}, torch::kLong))), c10::Error);
   EXPECT_THROW(m->forward(x, t, {}), c10::Error);
 }
 
@@ -84,7 +84,7 @@ TEST(UNet, GradientsReachEveryParameter) {
   perturb(*m, 4);
   Rng rng(1);
   auto x = rng.randn({3, 1, 8, 8});
-  m->forward(x, rng.rand({3}), torch::tensor(std::vector<int64_t>{0, 1, kNullLabel})).square().sum().backward();
+  m->forward(x, rng.rand({3}), Condition::classes(torch::tensor(std::vector<int64_t>{0, 1, kNullId}))).square().sum().backward();
   for (const auto& p : m->named_parameters())
     EXPECT_TRUE(p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0) << p.key();
 }
@@ -95,21 +95,23 @@ TEST(Guidance, GuidedVelocityIsTheCfgCombination) {
   Rng rng(2);
   auto x = rng.randn({5, 1, 8, 8});
   auto t = rng.rand({5});
-  auto c = torch::tensor({0, 1, 2, 0, 1}, torch::kLong);
+  const auto c = Condition::classes(torch::tensor({0, 1, 2, 0, 1}, torch::kLong));
+  const auto null = Condition::classes(torch::full({1}, kNullId, torch::kLong));
   torch::NoGradGuard g;
   auto v_c = m->forward(x, t, c);
-  auto v_u = m->forward(x, t, torch::full_like(c, kNullLabel));
+  auto v_u = m->forward(x, t, Condition::classes(torch::full({5}, kNullId, torch::kLong)));
   for (double w : {0.0, 1.0, 1.5, 4.0}) {
-    auto v_w = GuidedVelocityImpl(*m, w).forward(x, t, c);
+    auto v_w = GuidedVelocityImpl(*m, w, null).forward(x, t, c);
     EXPECT_LT((v_w - (v_u + w * (v_c - v_u))).abs().max().item<float>(), 1e-5) << "w = " << w;
   }
-  EXPECT_TRUE(torch::equal(GuidedVelocityImpl(*m, 1.0).forward(x, t, c), v_c));  // w = 1: one evaluation
-  EXPECT_THROW(GuidedVelocityImpl(*m, -1.0), ConfigError);
-  EXPECT_THROW(GuidedVelocityImpl(*m, 2.0).forward(x, t, {}), c10::Error);
+  EXPECT_TRUE(torch::equal(GuidedVelocityImpl(*m, 1.0, null).forward(x, t, c), v_c));  // w = 1: one evaluation
+  EXPECT_THROW(GuidedVelocityImpl(*m, -1.0, null), ConfigError);
+  EXPECT_THROW(GuidedVelocityImpl(*m, 2.0, null).forward(x, t, {}), c10::Error);
+  EXPECT_THROW(GuidedVelocityImpl(*m, 2.0, Condition()).forward(x, t, c), c10::Error);  // no null condition
 }
 
 // ramflow's velocity and python/ramflow_models.py's agree within 1e-5 (Debian's python3-torch).
-void check_python(const VelocityFieldPtr& model, const torch::Tensor& x, const torch::Tensor& cond,
+void check_python(const VelocityFieldPtr& model, const torch::Tensor& x, const Condition& cond,
                   const std::string& tag) {
   const auto dir = std::filesystem::path(::testing::TempDir()) / ("ramflow_interop_" + tag);
   std::filesystem::create_directories(dir);
@@ -122,7 +124,7 @@ void check_python(const VelocityFieldPtr& model, const torch::Tensor& x, const t
   }
   save_checkpoint((dir / "model.safetensors").string(), {{"policy", model.get()}});
   save_safetensors((dir / "io.safetensors").string(),
-                   {{"x", x}, {"t", t}, {"cond", cond.defined() ? cond : torch::empty({0}, torch::kLong)}, {"v", v}});
+                   {{"x", x}, {"t", t}, {"cond", cond.defined() ? cond.at("label") : torch::empty({0}, torch::kLong)}, {"v", v}});
   const std::string script = std::string(RAMFLOW_TEST_SOURCE_DIR) + "/interop_check.py";
   const std::string cmd = std::string(RAMFLOW_PYTHON) + " " + script + " " + (dir / "model.safetensors").string() + " policy " +
                           (dir / "io.safetensors").string();
@@ -133,7 +135,7 @@ TEST(Interop, PythonUNetGivesTheSameVelocity) {
   auto m = make_velocity_field(UNetOptions().num_classes(10).to_json(), 1);
   perturb(*m, 3);
   Rng rng(4);
-  check_python(m, rng.randn({6, 1, 28, 28}), torch::tensor(std::vector<int64_t>{0, 3, 9, kNullLabel, 5, 1}), "unet");
+  check_python(m, rng.randn({6, 1, 28, 28}), Condition::classes(torch::tensor(std::vector<int64_t>{0, 3, 9, kNullId, 5, 1})), "unet");
 }
 
 TEST(Interop, PythonMergesLoraAdapters) {
@@ -142,7 +144,7 @@ TEST(Interop, PythonMergesLoraAdapters) {
   LoraVelocityField lora(base, LoraOptions().rank(3).alpha(5));
   perturb(*lora, 6);  // the adapters (and the base) away from their starts
   Rng rng(4);
-  check_python(lora.ptr(), rng.randn({4, 1, 28, 28}), torch::tensor(std::vector<int64_t>{0, 3, 9, kNullLabel}), "lora");
+  check_python(lora.ptr(), rng.randn({4, 1, 28, 28}), Condition::classes(torch::tensor(std::vector<int64_t>{0, 3, 9, kNullId})), "lora");
 }
 
 TEST(Interop, PythonMlpGivesTheSameVelocity) {
@@ -150,7 +152,7 @@ TEST(Interop, PythonMlpGivesTheSameVelocity) {
   Rng rng(4);
   check_python(m, rng.randn({16, 2}), {}, "mlp");
   auto c = make_velocity_field(MLPVelocityOptions(3).num_classes(4).to_json(), 2);
-  check_python(c, rng.randn({8, 3}), torch::tensor({0, 1, 2, 3, 0, 1, 2, 3}, torch::kLong), "mlp_cond");
+  check_python(c, rng.randn({8, 3}), Condition::classes(torch::tensor({0, 1, 2, 3, 0, 1, 2, 3}, torch::kLong)), "mlp_cond");
 }
 
 }  // namespace

@@ -26,7 +26,7 @@ namespace ramflow {
 /// The lean adjoint along a stored path: x [N + 1, B, ...] at the grid times, terminal = a_N [B, ...].
 /// Returns a [N + 1, B, ...] (a[N] = terminal). Uses VJPs of `base`; noise level a of the rollout SDE.
 torch::Tensor lean_adjoint(VelocityFieldImpl& base, const std::vector<double>& grid, const torch::Tensor& x,
-                           const torch::Tensor& cond, const torch::Tensor& terminal, double a);
+                           const Condition& cond, const torch::Tensor& terminal, double a);
 
 struct AdjointMatchingOptions {
   TORCH_ARG(double, multiplier) = 5.0;       // m = 1 / lambda

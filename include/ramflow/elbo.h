@@ -51,9 +51,10 @@ ElboDraws draw_elbo_points(const torch::Tensor& x0, int64_t K, const std::string
 /// The re-noised points of the draws: x0 repeated K times, x_t and u = eps - x0, each [B*K, ...] (row
 /// b*K + k is draw k of endpoint b), and t, weight as [B*K].
 struct ElboPoints {
-  torch::Tensor x0, x_t, u, t, weight, cond;
+  torch::Tensor x0, x_t, u, t, weight;
+  Condition cond;  // B*K rows, or empty
 };
-ElboPoints elbo_points(const torch::Tensor& x0, const torch::Tensor& cond, const ElboDraws& draws);
+ElboPoints elbo_points(const torch::Tensor& x0, const Condition& cond, const ElboDraws& draws);
 
 /// Per-endpoint estimate from the velocities at the points, v [B*K, ...]:  -> [B]
 ///   -1/K sum_k weight_k |v_k - u_k|^2   (norm summed over coordinates)
@@ -61,7 +62,7 @@ torch::Tensor elbo_from_velocity(const torch::Tensor& v, const ElboPoints& point
 
 /// The whole bound with its constants (decoder at t_min included), for tests and evaluation: K "elbo"
 /// draws per endpoint and K draws of the decoder term.  x0 [B, ...] -> [B] (no grad)
-torch::Tensor elbo_bound(VelocityFieldImpl& model, const torch::Tensor& x0, const torch::Tensor& cond,
+torch::Tensor elbo_bound(VelocityFieldImpl& model, const torch::Tensor& x0, const Condition& cond,
                          int64_t K, double t_min, Rng& rng);
 
 }  // namespace ramflow

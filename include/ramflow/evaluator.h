@@ -7,8 +7,8 @@
 //     reported beside it (the two differ by the base model's pretraining error).
 //   * Every model is evaluated on the same fixed noise (common random numbers), so before/after
 //     differences are not sampling noise of the starting points.
-//   * Conditional tasks: the evaluation and the pool request the classes in turn (sample i asks for class
-//     i mod K), and the target is the tilt of each condition, p*(x | c) ∝ p_ref(x | c) exp(m r(x, c)):
+//   * Conditional tasks: the evaluation and the pool request the task's evaluation conditions in turn
+//     (Task::evaluation_conditions: sample i asks for class i mod K), and the target is the tilt of each condition, p*(x | c) ∝ p_ref(x | c) exp(m r(x, c)):
 //     the pool's weights are normalised within each class. Samples and pool are drawn with the same
 //     guided sampler (`cfg`, guidance.h), so p_ref is the guided base model.
 //   * Image tasks with an evaluation classifier (`judge`): accuracy, Fréchet distance, within-class
@@ -49,7 +49,7 @@ struct FrontierPoint {
 struct ExactTarget {
   double multiplier = 0;           // m
   torch::Tensor pool;              // [N, D] base-model samples (flattened), float32, CPU
-  torch::Tensor pool_cond;         // [N] their requested classes, or undefined (unconditional)
+  Condition pool_cond;             // their N requested conditions, or empty (unconditional)
   torch::Tensor rewards;           // [N]
   torch::Tensor weights;           // [N] float64 ∝ exp(m r), sum 1
   double ess = 0;                  // effective sample size of the weights
@@ -79,7 +79,7 @@ struct EvalResult {
   double kl_to_base_se = std::nan("");  // its standard error over the samples
   torch::Tensor mode_masses;       // [M] (undefined if the task has no modes)
   torch::Tensor samples;           // [n, ...] the endpoints, CPU
-  torch::Tensor cond;              // [n] their requested classes, or undefined
+  Condition cond;                  // their n requested conditions, or empty
   std::optional<ImageMetrics> image;  // with an evaluation classifier
 };
 
@@ -91,21 +91,21 @@ class Evaluator {
   /// Samples `n` endpoints of `model` from the fixed evaluation noise (n = 0: options.samples()). With
   /// `kl`, also KL(model || base) on the first kl_samples of them (exactly 0 for the base itself).
   EvalResult evaluate(VelocityFieldImpl& model, int64_t n = 0, bool kl = false) const;
-  /// The requested classes of the first n evaluation samples (undefined for an unconditional task).
-  torch::Tensor conditions(int64_t n) const { return cond_.defined() ? cond_.narrow(0, 0, n) : cond_; }
+  /// The requested conditions of the first n evaluation samples (empty for an unconditional task).
+  Condition conditions(int64_t n) const { return cond_.slice(0, n); }
   /// n samples of the exact target, resampled from the weighted pool.
   torch::Tensor target_samples(int64_t n, Rng& rng) const;
   const ExactTarget& target() const { return target_; }
   const EvalOptions& options() const { return options_; }
 
  private:
-  torch::Tensor endpoints(VelocityFieldImpl& model, const torch::Tensor& noise, const torch::Tensor& cond) const;
+  torch::Tensor endpoints(VelocityFieldImpl& model, const torch::Tensor& noise, const Condition& cond) const;
   TaskPtr task_;
   RewardPtr reward_;
   VelocityFieldPtr base_;  // a frozen copy of the base model, p_ref of the KL
   EvalOptions options_;
   torch::Tensor noise_;  // [samples, ...] fixed evaluation noise, CPU
-  torch::Tensor cond_;   // [samples] requested classes (i mod K), or undefined
+  Condition cond_;       // the task's evaluation conditions, one per sample, or empty
   ExactTarget target_;
   std::optional<ImageJudge> judge_;
 };

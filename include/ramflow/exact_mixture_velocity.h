@@ -10,7 +10,7 @@ class ExactMixtureVelocityImpl : public VelocityFieldImpl {
  public:
   explicit ExactMixtureVelocityImpl(GaussianMixture mixture);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
-                        const torch::Tensor& cond = {}) override;
+                        const Condition& cond = {}) override;
   /// {"type": "exact_mixture", "mixture": {...}}
   nlohmann::json spec() const override;
   const GaussianMixture& mixture() const { return mixture_; }

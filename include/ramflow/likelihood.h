@@ -26,9 +26,9 @@ struct LikelihoodOptions {
   TORCH_ARG(int64_t, exact_max_dim) = 16;        // auto: exact up to this many coordinates
 };
 
-/// log p_model(x0) for each row of x0 [B, ...] (cond [B] or undefined): -> [B] float64. `rng` draws the
+/// log p_model(x0) for each row of x0 [B, ...] (with their conditions, B rows or empty): -> [B] float64. `rng` draws the
 /// Hutchinson probes (it may be null when the divergence is exact). No parameter gradients are kept.
-torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& x0, const torch::Tensor& cond,
+torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& x0, const Condition& cond,
                                  const LikelihoodOptions& options = {}, Rng* rng = nullptr);
 
 /// KL(p_theta || p_ref) estimated on samples x ~ p_theta [N, ...]: mean of log p_theta(x) - log p_ref(x),
@@ -37,6 +37,6 @@ struct KLEstimate {
   double kl = 0, se = 0;
 };
 KLEstimate kl_on_samples(VelocityFieldImpl& model, VelocityFieldImpl& ref, const torch::Tensor& x,
-                         const torch::Tensor& cond, const LikelihoodOptions& options = {}, Rng* rng = nullptr);
+                         const Condition& cond, const LikelihoodOptions& options = {}, Rng* rng = nullptr);
 
 }  // namespace ramflow

@@ -62,7 +62,7 @@ class LoraVelocityFieldImpl : public VelocityFieldImpl {
   /// drawn from Rng(0); reset_parameters redraws them.
   LoraVelocityFieldImpl(VelocityFieldPtr base, LoraOptions options);
 
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond = {}) override;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const Condition& cond = {}) override;
   /// {"type": "lora", "base": <base spec>, "rank", "alpha", "targets"}.
   nlohmann::json spec() const override;
   /// Redraws the base from `rng`, then the adapters.

@@ -38,7 +38,7 @@ struct RolloutSpec {
 /// One step's on-policy data. B = groups * group_size; sample i belongs to group i / group_size.
 struct RolloutBatch {
   torch::Tensor x0;      // [B, ...] clean endpoints, no grad
-  torch::Tensor cond;    // [B] condition labels, or undefined
+  Condition cond;        // the B samples' conditions, or empty
   torch::Tensor reward;  // [B] float32, finite
   std::map<std::string, torch::Tensor> reward_terms;  // the reward's named parts, each [B] (reward.h)
   int64_t groups = 1;

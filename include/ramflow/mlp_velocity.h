@@ -42,7 +42,7 @@ class MLPVelocityImpl : public VelocityFieldImpl {
  public:
   explicit MLPVelocityImpl(const MLPVelocityOptions& options);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
-                        const torch::Tensor& cond = {}) override;
+                        const Condition& cond = {}) override;
   nlohmann::json spec() const override;
   void reset_parameters(Rng& rng) override;
   const MLPVelocityOptions& options() const { return options_; }
@@ -51,7 +51,7 @@ class MLPVelocityImpl : public VelocityFieldImpl {
   bool fused() const { return fused_; }
 
  private:
-  torch::Tensor features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond);
+  torch::Tensor features(const torch::Tensor& x, const torch::Tensor& t, const Condition& cond);
 
   MLPVelocityOptions options_;
   torch::Tensor freqs_;               // [F] = 2^k pi

@@ -16,7 +16,7 @@ struct PathRows {
   torch::Tensor x;                 // [J b, ...] x at the chosen steps' times
   torch::Tensor x_next;            // [J b, ...] x one step later
   torch::Tensor t;                 // [J b] the chosen steps' times
-  torch::Tensor cond;              // [J b] or undefined
+  Condition cond;                  // J b rows (row j b + i: sample i's), or empty
 
   /// One value per chosen step, repeated over its rows: [J] -> [J b] (float, on the batch's device).
   torch::Tensor per_row(const std::vector<double>& per_step) const;

@@ -1,8 +1,8 @@
 #pragma once
 // Flow-matching pretraining:  L_FM(theta) = E_{t, x0, eps} || v_theta(x_t, t) - (eps - x0) ||^2,
 // x_t = (1 - t) x0 + t eps. Its minimiser is v(x, t) = E[eps - x0 | x_t = x].
-// Conditional data: v(x, t, c) for labels c; with label dropout p, each label is replaced by the null label
-// kNullLabel with probability p, so one network also learns the unconditional velocity v(x, t, null) that
+// Conditional data: v(x, t, c) for conditions c; with label dropout p, each condition is replaced by the
+// task's null condition (Task::null_condition) with probability p, so one network also learns the unconditional velocity v(x, t, null) that
 // classifier-free guidance (guidance.h) needs. An EMA of the weights (decay `ema`) is kept when ema > 0;
 // at the end the model holds the EMA weights.
 #include <functional>
@@ -19,7 +19,8 @@ struct PretrainOptions {
   TORCH_ARG(double, lr) = 1e-3;
   TORCH_ARG(uint64_t, seed) = 0;
   TORCH_ARG(TimeDistribution, time) = TimeDistribution();
-  TORCH_ARG(double, label_dropout) = 0.0;  // probability of the null label (conditional data)
+  TORCH_ARG(double, label_dropout) = 0.0;  // probability of the null condition (conditional data)
+  TORCH_ARG(Condition, null_condition) = Condition();  // one row; required when label_dropout > 0
   TORCH_ARG(double, ema) = 0.0;            // EMA decay of the weights; 0 = none
   TORCH_ARG(double, grad_clip) = 0.0;      // max global gradient norm; 0 = off
 };
@@ -32,8 +33,8 @@ struct PretrainRecord {
   const VelocityFieldImpl* weights = nullptr;
 };
 
-/// Draws n data samples x0 [n, ...] (and, for conditional data, writes labels [n] into *cond).
-using DataSampler = std::function<torch::Tensor(int64_t n, Rng& rng, torch::Tensor* cond)>;
+/// Draws n data samples x0 [n, ...] (and, for conditional data, writes their n conditions into *cond).
+using DataSampler = std::function<torch::Tensor(int64_t n, Rng& rng, Condition* cond)>;
 
 /// Trains `model` in place with Adam. `on_step` (optional) is called after every step. With ema > 0 the
 /// model ends holding the EMA weights.
@@ -41,8 +42,8 @@ void pretrain_flow_matching(VelocityFieldImpl& model, const DataSampler& data,
                             const PretrainOptions& options,
                             const std::function<void(const PretrainRecord&)>& on_step = {});
 
-/// The flow-matching loss of `model` on a batch x0 (with labels cond or undefined).
+/// The flow-matching loss of `model` on a batch x0 (with its conditions, or the empty condition).
 torch::Tensor flow_matching_loss(VelocityFieldImpl& model, const torch::Tensor& x0,
-                                 const torch::Tensor& cond, const TimeDistribution& time, Rng& rng);
+                                 const Condition& cond, const TimeDistribution& time, Rng& rng);
 
 }  // namespace ramflow

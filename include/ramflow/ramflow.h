@@ -6,6 +6,7 @@
 #include "ramflow/advantage.h"
 #include "ramflow/awm.h"
 #include "ramflow/checkpoint.h"
+#include "ramflow/condition.h"
 #include "ramflow/config.h"
 #include "ramflow/conventions.h"
 #include "ramflow/draft.h"

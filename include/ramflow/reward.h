@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/types.h>
 
+#include "ramflow/condition.h"
 #include "ramflow/registry.h"
 
 namespace ramflow {
@@ -34,10 +35,10 @@ class Reward {
  public:
   virtual ~Reward() = default;
   /// Scores endpoints x0 [B, ...] -> [B], float32 on x0's device. Differentiable rewards keep the graph.
-  virtual torch::Tensor score(const torch::Tensor& x0, const torch::Tensor& cond = {}) const = 0;
+  virtual torch::Tensor score(const torch::Tensor& x0, const Condition& cond = {}) const = 0;
   /// The score with its named parts; the default has none. A reward with parts overrides both (score()
   /// then returns score_terms().total).
-  virtual ScoredBatch score_terms(const torch::Tensor& x0, const torch::Tensor& cond = {}) const {
+  virtual ScoredBatch score_terms(const torch::Tensor& x0, const Condition& cond = {}) const {
     return {score(x0, cond), {}};
   }
   virtual bool differentiable() const = 0;
@@ -59,12 +60,12 @@ RewardPtr make_reward(const nlohmann::json& spec, int64_t dim);
 /// reward.score(x0, cond) under no_grad, checked: shape [B] and every value finite, else NumericalError
 /// naming the reward and the first bad sample.
 torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0,
-                            const torch::Tensor& cond = {});
+                            const Condition& cond = {});
 /// The same for score_terms: the total and every part checked.
-ScoredBatch score_terms_checked(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond = {});
+ScoredBatch score_terms_checked(const Reward& reward, const torch::Tensor& x0, const Condition& cond = {});
 
 /// grad_x r(x) at x0 -> [B, ...] (no graph kept). ConfigError for a non-differentiable reward,
 /// NumericalError for a non-finite gradient.
-torch::Tensor reward_gradient(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond = {});
+torch::Tensor reward_gradient(const Reward& reward, const torch::Tensor& x0, const Condition& cond = {});
 
 }  // namespace ramflow

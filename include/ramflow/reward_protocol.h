@@ -6,7 +6,9 @@
 //    "shape": [B, ...],                     the batch's shape
 //    "data": "<base64>",                    f32: the batch as little-endian float32, row-major
 //    "images": ["<base64 PNG>", ...],       png: one 8-bit PNG per sample (x [B, C, H, W] in [-1, 1])
-//    "conditions": [c_1, ..., c_B] | null}  the class label of each sample, or null
+//    "conditions": [c_1, ..., c_B] | null,  each sample's condition id (its class label), or null
+//    "prompts": ["<text>", ...],            optional: each condition's text (a class name, a prompt)
+//    "metadata": [{...} | null, ...]}       optional: each condition's metadata (present if any has some)
 // Response: 200, Content-Type: application/json
 //   {"protocol": "ramflow-reward/1", "id": "<the request's id>", "scores": [s_1, ..., s_B],
 //    "terms": {"<name>": [B numbers], ...}}  optional named sub-scores, for logging
@@ -15,6 +17,8 @@
 #include <string>
 
 #include <torch/types.h>
+
+#include "ramflow/condition.h"
 
 namespace ramflow {
 
@@ -25,9 +29,9 @@ std::string base64_encode(const std::string& bytes);
 /// Decodes base64; throws InputError on a character outside the alphabet or a bad length.
 std::string base64_decode(const std::string& text);
 
-/// The request body for samples x0 [B, ...] (float), labels cond [B] (or undefined), request `id`;
+/// The request body for samples x0 [B, ...] (float), their conditions (B rows, or empty), request `id`;
 /// `encoding` "f32" or "png" (png: x0 [B, 1 or 3, H, W] in [-1, 1], quantised to bytes).
-std::string encode_reward_request(const torch::Tensor& x0, const torch::Tensor& cond, const std::string& id,
+std::string encode_reward_request(const torch::Tensor& x0, const Condition& cond, const std::string& id,
                                   const std::string& encoding);
 
 struct RewardResponse {

@@ -61,8 +61,8 @@ SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOp
 /// some sample is non-finite; -1 if none is (or the sampler is stochastic, which cannot be replayed).
 int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options);
 
-/// The same for a model and an optional condition [B].
-SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const torch::Tensor& cond,
+/// The same for a model and the samples' conditions (B rows, or empty).
+SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const Condition& cond,
                     const SampleOptions& options, Rng* rng = nullptr);
 
 }  // namespace ramflow

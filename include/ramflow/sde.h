@@ -90,7 +90,7 @@ struct Trajectory {
 };
 
 /// Runs the rollout without autograd.
-Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, const torch::Tensor& cond,
+Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, const Condition& cond,
                              const TrajectoryOptions& options, Rng& rng);
 
 }  // namespace ramflow

@@ -9,9 +9,10 @@
 // while the next part is rolled out (ODE samplers, which draw no noise, so the endpoints are the same).
 // Numerical faults skip the step instead of ending the run (StepRecord::skipped): a rollout that
 // diverged is named as such (with the sampler step where it did), never blamed on the reward.
-// Conditions: a CondSampler draws one label per group; every sample of the group carries it through the
-// rollout, the reward and the loss. With cfg != 1 the rollout samples the guided velocity
-// v_u + w (v_c - v_u); the losses still use the conditional prediction (guidance.h).
+// Conditions: the ConditionSource (the task's) draws one condition per group; every sample of the group
+// carries it through the rollout, the reward and the loss. With cfg != 1 the rollout samples the guided
+// velocity v_u + w (v_c - v_u) with the source's null condition; the losses still use the conditional
+// prediction (guidance.h).
 // Each step draws from its own random stream rng.fork(step), so a run is reproducible step by step.
 #include <functional>
 #include <memory>
@@ -45,8 +46,13 @@ struct TrainerOptions {
   TORCH_ARG(uint64_t, seed) = 0;
 };
 
-/// Draws the condition labels of P groups: -> [P] (each is repeated G times). Empty for unconditional.
-using CondSampler = std::function<torch::Tensor(int64_t groups, Rng& rng)>;
+/// Where a trainer's conditions come from (the task's, Task::sample_conditions and Task::null_condition):
+/// `draw` gives the conditions of P groups (P rows; each is repeated G times), `null` the null condition
+/// of guidance (one row). Both empty for an unconditional task.
+struct ConditionSource {
+  std::function<Condition(int64_t groups, Rng& rng)> draw;
+  Condition null;
+};
 
 struct StepRecord {
   int64_t step = 0;            // 1-based index of the step just taken
@@ -82,7 +88,7 @@ class Trainer {
  public:
   /// `policy` is trained in place (usually a clone of the base); `ref` is the frozen base (v_ref).
   Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward, MethodPtr method,
-          TrainerOptions options, CondSampler cond = {});
+          TrainerOptions options, ConditionSource conditions = {});
   /// Everything the constructor checks of its options against the method and the reward, for callers
   /// that check a configuration before any compute. Throws ConfigError naming the culprit.
   static void check(const TrainerOptions& options, const Method& method, const Reward& reward);
@@ -119,15 +125,15 @@ class Trainer {
   /// On-policy endpoints drawn by `sampler_model`, scored by the reward.
   RolloutBatch rollout(VelocityFieldImpl& sampler_model, Rng& rng);
   /// NumericalError naming the diverged sample (index + offset) and the sampler step if x0 holds a
-  /// non-finite value; x1 and cond are its noise and labels, trajectory ([N + 1, b, ...]) its path if kept.
-  void check_rollout(const torch::Tensor& x0, const torch::Tensor& x1, const torch::Tensor& cond,
+  /// non-finite value; x1 and cond are its noise and conditions, trajectory ([N + 1, b, ...]) its path if kept.
+  void check_rollout(const torch::Tensor& x0, const torch::Tensor& x1, const Condition& cond,
                      const torch::Tensor& trajectory, const std::vector<double>& grid,
                      VelocityFieldImpl& sampler_model, int64_t offset = 0);
   VelocityFieldPtr policy_, ref_;
   RewardPtr reward_;
   MethodPtr method_;
   TrainerOptions options_;
-  CondSampler cond_;
+  ConditionSource cond_;
   std::optional<EMA> old_;
   std::optional<EMA> eval_ema_;
   std::unique_ptr<AdamW> optimizer_;

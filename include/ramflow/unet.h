@@ -8,7 +8,7 @@
 //   emb   = time_mlp(sinusoid(1000 t)) + class_emb(label)        [B, E]
 //           sinusoid: [sin(1000 t w_k), cos(1000 t w_k)], w_k = 10000^(-k / (c_0/2)), k < c_0/2;
 //           time_mlp = Linear(c_0, E), SiLU, Linear(E, E); class_emb has num_classes + 1 rows, the last
-//           for the null label kNullLabel (-1) of classifier-free guidance.
+//           for the null label kNullId (-1) of classifier-free guidance.
 //   h     = conv_in(x)                                           [B, c_0, H, W]
 //   down.i: h = block(h, emb) (-> c_i); keep h as skip_i; then, but for the last level, a stride-2
 //           3x3 conv `down.i.resample` halves H and W
@@ -81,9 +81,9 @@ TORCH_MODULE(UNetBlock);
 class UNetImpl : public VelocityFieldImpl {
  public:
   explicit UNetImpl(const UNetOptions& options);
-  /// x [B, C, H, W], t [B], cond [B] int64 labels (kNullLabel for none; ignored when unconditional).
+  /// x [B, C, H, W], t [B], cond with labels [B] int64 (kNullId for none; ignored when unconditional).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
-                        const torch::Tensor& cond = {}) override;
+                        const Condition& cond = {}) override;
   nlohmann::json spec() const override;
   void reset_parameters(Rng& rng) override;
   const UNetOptions& options() const { return options_; }

@@ -8,17 +8,19 @@
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
+#include "ramflow/condition.h"
 #include "ramflow/registry.h"
 #include "ramflow/rng.h"
 
 namespace ramflow {
 
-/// A velocity field v(x, t, cond). x: [B, ...] (any trailing shape), t: [B] in [0, 1],
-/// cond: [B] class labels or undefined for unconditional models. Returns v with x's shape.
+/// A velocity field v(x, t, cond). x: [B, ...] (any trailing shape), t: [B] in [0, 1], cond: the batch's
+/// conditions (condition.h; empty for unconditional models), whose tensors the model reads by name.
+/// Returns v with x's shape.
 class VelocityFieldImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
-                                const torch::Tensor& cond = {}) = 0;
+                                const Condition& cond = {}) = 0;
   /// The spec that rebuilds this architecture: {"type": <registry name>, ...options}.
   virtual nlohmann::json spec() const = 0;
   /// Draws every parameter afresh from `rng` (never from torch's global generator, whose seed differs
@@ -58,7 +60,6 @@ class EMA {
   EMA(const VelocityFieldImpl& model, double decay, double ramp = 0.0);
   void update(const VelocityFieldImpl& model);
   VelocityFieldImpl& model() { return *ema_; }
-  VelocityFieldPtr model_ptr() { return ema_; }
   /// The decay the next update will use.
   double next_decay() const;
   int64_t updates() const { return updates_; }

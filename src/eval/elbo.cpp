@@ -37,7 +37,7 @@ ElboDraws draw_elbo_points(const torch::Tensor& x0, int64_t K, const std::string
   return d;
 }
 
-ElboPoints elbo_points(const torch::Tensor& x0, const torch::Tensor& cond, const ElboDraws& draws) {
+ElboPoints elbo_points(const torch::Tensor& x0, const Condition& cond, const ElboDraws& draws) {
   const int64_t B = x0.size(0), K = draws.t.size(1);
   TORCH_CHECK(draws.t.size(0) == B && draws.eps.size(0) == B && draws.eps.size(1) == K, "elbo: draws of t ",
               draws.t.sizes(), " and eps ", draws.eps.sizes(), " do not fit x0 ", x0.sizes());
@@ -48,7 +48,7 @@ ElboPoints elbo_points(const torch::Tensor& x0, const torch::Tensor& cond, const
   p.weight = draws.weight.reshape({B * K});
   p.x_t = interpolate(p.x0, eps, p.t);
   p.u = velocity_target(p.x0, eps);
-  if (cond.defined()) p.cond = repeat_rows(cond, K);
+  p.cond = cond.repeat_interleave(K);
   return p;
 }
 
@@ -59,7 +59,7 @@ torch::Tensor elbo_from_velocity(const torch::Tensor& v, const ElboPoints& point
   return -(points.weight * sq).view({BK / K, K}).mean(1);          // [B]
 }
 
-torch::Tensor elbo_bound(VelocityFieldImpl& model, const torch::Tensor& x0, const torch::Tensor& cond,
+torch::Tensor elbo_bound(VelocityFieldImpl& model, const torch::Tensor& x0, const Condition& cond,
                          int64_t K, double t_min, Rng& rng) {
   torch::NoGradGuard no_grad;
   const auto draws = draw_elbo_points(x0, K, "elbo", t_min, TimeDistribution(), rng);

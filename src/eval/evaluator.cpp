@@ -1,6 +1,8 @@
 // Evaluation against the exact target (see include/ramflow/evaluator.h).
 #include "ramflow/evaluator.h"
 
+#include <set>
+
 #include <torch/torch.h>
 
 #include "ramflow/assets.h"
@@ -31,15 +33,15 @@ double ExactTarget::distance(const torch::Tensor& x, std::optional<double> x_pai
 
 namespace {
 
-// The pool's index sets: one per class of a conditional pool, else one holding everything.
-std::vector<torch::Tensor> groups_of(const torch::Tensor& cond, int64_t n) {
+// The pool's index sets: one per condition id of a conditional pool (in increasing id), else one
+// holding everything.
+std::vector<torch::Tensor> groups_of(const Condition& cond, int64_t n) {
   if (!cond.defined()) return {torch::arange(n)};
+  const auto id = cond.id().to(torch::kCPU).contiguous();
+  const int64_t* p = id.data_ptr<int64_t>();
+  const std::set<int64_t> ids(p, p + id.numel());
   std::vector<torch::Tensor> out;
-  const int64_t K = cond.max().item<int64_t>() + 1;
-  for (int64_t k = 0; k < K; ++k) {
-    auto idx = (cond == k).nonzero().flatten();
-    if (idx.size(0) > 0) out.push_back(idx);
-  }
+  for (int64_t k : ids) out.push_back((id == k).nonzero().flatten());
   return out;
 }
 
@@ -91,14 +93,13 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
   for (auto s : task_->sample_shape()) shape.push_back(s);
   Rng rng(options_.seed());
   noise_ = rng.randn(shape);
-  const int64_t K = task_->num_classes();
-  if (K > 0) cond_ = torch::arange(options_.samples()).remainder(K);          // [samples]: i mod K
+  cond_ = task_->evaluation_conditions(options_.samples());                // the held-out conditions, in turn
   shape[0] = options_.pool();
-  torch::Tensor pool_cond = K > 0 ? torch::arange(options_.pool()).remainder(K) : torch::Tensor();
+  const Condition pool_cond = task_->evaluation_conditions(options_.pool());
   auto pool = endpoints(base, rng.fork(1).randn(shape), pool_cond);
   if (!options_.judge().empty()) {
     auto test = task_->test_split();
-    if (!test || K == 0 || task_->sample_shape().size() != 3)
+    if (!test || task_->num_classes() == 0 || task_->sample_shape().size() != 3)
       throw ConfigError("an evaluation classifier needs a labelled image task; task '" + task_->name() + "' is not");
     judge_.emplace(load_classifier(resolve_model_file(options_.judge())), *test);
   }
@@ -134,17 +135,17 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
 }
 
 torch::Tensor Evaluator::endpoints(VelocityFieldImpl& model, const torch::Tensor& noise,
-                                   const torch::Tensor& cond) const {
+                                   const Condition& cond) const {
   auto opts = device_of(model).options();
   // The evaluation sampler, guided when cfg != 1 (the same for the pool and for every model).
-  GuidedVelocityImpl guided_model(model, options_.cfg());
+  GuidedVelocityImpl guided_model(model, options_.cfg(), task_->null_condition());
   VelocityFieldImpl& sampler_model = cond.defined() && options_.cfg() != 1.0 ? guided_model : model;
   const int64_t chunk = noise.dim() > 2 ? 500 : kSampleChunk;  // images: smaller batches
   std::vector<torch::Tensor> parts;
   for (int64_t i = 0; i < noise.size(0); i += chunk) {
     const int64_t n = std::min(chunk, noise.size(0) - i);
     auto x1 = noise.narrow(0, i, n).to(opts.device());
-    auto c = cond.defined() ? cond.narrow(0, i, n).to(opts.device()) : cond;
+    auto c = cond.slice(i, i + n).to(opts.device());
     parts.push_back(sample(sampler_model, x1, c, options_.sampler()).x0.to(torch::kCPU));
   }
   return torch::cat(parts, 0);
@@ -167,7 +168,7 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
   if (target_.mode_centers.defined())
     out.mode_masses = mode_masses(out.samples, target_.mode_centers);
   if (judge_) {
-    out.image = judge_->measure(out.samples, out.cond);
+    out.image = judge_->measure(out.samples, labels_of(out.cond, n, "the evaluation classifier"));
     out.diversity = out.image->diversity;  // images: within-class, in the judge's feature space
   }
   if (kl) {
@@ -175,7 +176,7 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
     const int64_t k = std::min(n, options_.kl_samples());
     auto x = out.samples.narrow(0, 0, k).to(device_of(model).device());
     Rng rng(options_.seed() + 3);
-    auto c = out.cond.defined() ? out.cond.narrow(0, 0, k).to(x.device()) : out.cond;
+    auto c = out.cond.slice(0, k).to(x.device());
     const auto est = kl_on_samples(model, *base_, x, c, options_.likelihood(), &rng);
     out.kl_to_base = est.kl;
     out.kl_to_base_se = est.se;

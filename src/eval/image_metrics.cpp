@@ -46,12 +46,12 @@ std::map<std::string, double> hacking_indicators(const torch::Tensor& x) {
 }
 
 ImageJudge::ImageJudge(ImageClassifier classifier, const Task::Split& test) : classifier_(std::move(classifier)) {
-  TORCH_CHECK(test.cond.defined() && test.x.size(0) == test.cond.size(0), "ImageJudge: the test split needs labels");
+  const auto labels = labels_of(test.cond, test.x.size(0), "ImageJudge's test split");  // [N]
   classifier_->eval();
   auto f = features(test.x);                                                // [N, 128]
   mean_cov(f, mu_, cov_);
   for (int64_t k = 0; k < num_classes(); ++k) {
-    auto idx = (test.cond == k).nonzero().flatten();
+    auto idx = (labels == k).nonzero().flatten();
     torch::Tensor mu, cov;
     if (idx.size(0) >= 2) mean_cov(f.index_select(0, idx), mu, cov);
     class_mu_.push_back(mu);

@@ -13,7 +13,7 @@ namespace {
 // v(x, t) and div_x v(x, t) for x [B, D] (flattened), t a scalar. `probe` [B, D] selects Hutchinson's
 // estimate z^T J z; undefined means the exact trace, one vector-Jacobian product per coordinate.
 std::pair<torch::Tensor, torch::Tensor> velocity_and_divergence(VelocityFieldImpl& model, const torch::Tensor& x,
-                                                                 double t, const torch::Tensor& cond,
+                                                                 double t, const Condition& cond,
                                                                  const std::vector<int64_t>& shape,
                                                                  const torch::Tensor& probe) {
   torch::AutoGradMode grad(true);
@@ -57,7 +57,7 @@ class ParametersFrozen {
 
 }  // namespace
 
-torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& x0, const torch::Tensor& cond,
+torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& x0, const Condition& cond,
                                  const LikelihoodOptions& options, Rng* rng) {
   TORCH_CHECK(x0.dim() >= 2 && x0.size(0) > 0, "ode_log_likelihood: x0 must be [B, ...], got ", x0.sizes());
   if (options.steps() < 1) throw ConfigError("likelihood: steps must be >= 1");
@@ -92,7 +92,7 @@ torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& 
 }
 
 KLEstimate kl_on_samples(VelocityFieldImpl& model, VelocityFieldImpl& ref, const torch::Tensor& x,
-                         const torch::Tensor& cond, const LikelihoodOptions& options, Rng* rng) {
+                         const Condition& cond, const LikelihoodOptions& options, Rng* rng) {
   auto diff = ode_log_likelihood(model, x, cond, options, rng) - ode_log_likelihood(ref, x, cond, options, rng);
   KLEstimate out;
   out.kl = diff.mean().item<double>();

@@ -45,7 +45,7 @@ nlohmann::json run_train_classifier(const Config& cfg, JobIO io) {
   {
     const auto train = task->training_split();
     x = train.x;
-    labels = train.cond;
+    labels = train.cond.at("label");
   }
   if (cfg.integer("train_limit") > 0 && cfg.integer("train_limit") < x.size(0)) {
     x = x.narrow(0, 0, cfg.integer("train_limit"));
@@ -61,7 +61,7 @@ nlohmann::json run_train_classifier(const Config& cfg, JobIO io) {
   Progress bar("train-classifier", epochs * batches, io.log, io.tty);
   double seconds = 0;
   const double accuracy = train_classifier(
-      *model, x, labels, test.x, test.cond,
+      *model, x, labels, test.x, test.cond.at("label"),
       ClassifierTrainOptions().epochs(epochs).batch(cfg.integer("batch")).lr(cfg.number("lr")).seed(seed + 1),
       [&](const ClassifierEpoch& e) {
         seconds = e.seconds;
@@ -76,8 +76,10 @@ nlohmann::json run_train_classifier(const Config& cfg, JobIO io) {
   // Per-class accuracy on the test split.
   nlohmann::json per_class = nlohmann::json::object();
   for (int64_t k = 0; k < task->num_classes(); ++k) {
-    auto idx = (test.cond == k).nonzero().flatten();
-    per_class[task->class_name(k)] = classifier_accuracy(*model, test.x.index_select(0, idx), test.cond.index_select(0, idx));
+    const auto& test_labels = test.cond.at("label");
+    auto idx = (test_labels == k).nonzero().flatten();
+    per_class[task->condition_text(k)] =
+        classifier_accuracy(*model, test.x.index_select(0, idx), test_labels.index_select(0, idx));
   }
   nlohmann::json facts = {{"task", task->name()}, {"arch", cfg.text("arch")}, {"epochs", epochs},
                           {"seed", cfg.integer("seed")}, {"test_accuracy", accuracy},

@@ -481,7 +481,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     // during a forward call, so parallel runs must not share one.
     auto [policy, ref] = jobs::policy_from(mc, clone_velocity_field(*base));
     Trainer trainer(policy, ref, reward, methods().get(c.method).make(mc),
-                    jobs::trainer_options_from(mc, *task), jobs::cond_sampler(task));
+                    jobs::trainer_options_from(mc, *task), jobs::condition_source(task));
     CheckpointSeries series(rd.file("checkpoints"), mc.integer("keep_checkpoints"));
     const std::string latest = resuming ? series.latest() : "";
     bool evaluated_at_start = true;

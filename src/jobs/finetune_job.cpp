@@ -129,7 +129,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   auto [policy, ref] = jobs::policy_from(cfg, base);
   const int64_t steps = cfg.integer("steps");
   Trainer trainer(policy, ref, reward, std::move(method), jobs::trainer_options_from(cfg, *task),
-                  jobs::cond_sampler(task));
+                  jobs::condition_source(task));
   const nlohmann::json ckpt_meta = {{"config", cfg.values()},
                                     {"method", trainer.method().name()},
                                     {"method_options", trainer.method().options()}};

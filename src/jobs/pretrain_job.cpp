@@ -38,11 +38,10 @@ void image_grids(const std::string& path, VelocityFieldImpl& model, const Task& 
   for (auto s : task.sample_shape()) shape.push_back(s);
   Rng rng(7);
   auto x1 = rng.randn(shape, torch::TensorOptions().device(device));
-  torch::Tensor cond;
-  if (task.num_classes() > 0) cond = torch::arange(K).repeat_interleave(per_class).to(device);  // [K * n]
+  const Condition cond = task.conditions(torch::arange(K).repeat_interleave(per_class)).to(device);  // K n rows
   auto x0 = sample(model, x1, cond, SampleOptions().steps(steps)).x0;
   // Data: the first per_class images of each class among fresh draws.
-  torch::Tensor labels;
+  Condition labels;
   auto data = task.sample_data(std::max<int64_t>(200 * K, 2000), rng, {}, &labels);
   jobs::class_grids(path, {data, x0}, {labels, cond}, task, per_class);
 }

@@ -81,11 +81,13 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   for (auto s : task->sample_shape()) shape.push_back(s);
   Rng rng(static_cast<uint64_t>(cfg.integer("seed")));
   auto x1 = rng.randn(shape, torch::TensorOptions().device(device));
-  torch::Tensor labels;  // [n]: the classes in turn, or the one asked for
-  if (K > 0) labels = fixed_label >= 0 ? torch::full({n}, fixed_label, torch::kLong) : torch::arange(n).remainder(K);
-  GuidedVelocityImpl guided(*model, cfg.number("cfg"));
+  // The classes in turn (the task's evaluation conditions), or the one asked for.
+  const Condition cond = fixed_label >= 0 ? task->conditions(torch::full({n}, fixed_label, torch::kLong))
+                                          : task->evaluation_conditions(n);
+  const torch::Tensor labels = cond.defined() ? cond.id() : torch::Tensor();  // [n], or undefined
+  GuidedVelocityImpl guided(*model, cfg.number("cfg"), task->null_condition());
   VelocityFieldImpl& sampler_model = K > 0 && cfg.number("cfg") != 1.0 ? guided : *model;
-  auto result = sample(sampler_model, x1, labels.defined() ? labels.to(device) : labels,
+  auto result = sample(sampler_model, x1, cond.to(device),
                        SampleOptions()
                            .sampler(cfg.text("sampler"))
                            .steps(cfg.integer("steps"))
@@ -112,7 +114,7 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   }
   if (cfg.is_set("plot")) {
     if (task->sample_shape().size() == 3 && fixed_label < 0 && K > 0) {
-      jobs::class_grids(cfg.text("plot"), {x0}, {labels}, *task, std::min<int64_t>(10, std::max<int64_t>(n / K, 1)));
+      jobs::class_grids(cfg.text("plot"), {x0}, {cond}, *task, std::min<int64_t>(10, std::max<int64_t>(n / K, 1)));
     } else if (task->sample_shape().size() == 3) {
       const int64_t cols = std::min<int64_t>(n, 10), rows = std::min<int64_t>(n / cols, 10);
       save_png_grid(cfg.text("plot"), {x0.narrow(0, 0, rows * cols)}, rows, cols);

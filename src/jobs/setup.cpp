@@ -220,13 +220,13 @@ TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
       .seed(static_cast<uint64_t>(cfg.integer("seed")));
 }
 
-CondSampler cond_sampler(TaskPtr task) {
-  if (task->num_classes() == 0) return {};
-  return [task](int64_t groups, Rng& rng) { return task->sample_conditions(groups, rng); };
+ConditionSource condition_source(TaskPtr task) {
+  if (task->condition_count() == 0) return {};
+  return {[task](int64_t groups, Rng& rng) { return task->sample_conditions(groups, rng); }, task->null_condition()};
 }
 
 void check_conditions(const Config& cfg, const Task& task) {
-  if (task.num_classes() > 0) return;
+  if (task.condition_count() > 0) return;
   for (const char* key : {"cfg", "eval_cfg"})
     if (cfg.table().find(key) && cfg.number(key) != 1.0)
       throw ConfigError(std::string("--") + (key[0] == 'c' ? "cfg" : "eval-cfg") +
@@ -382,7 +382,7 @@ VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Devic
   model->to(device);
   Progress bar("pretrain", cfg.integer("pretrain_steps"), io.log, io.tty);
   double last_loss = 0;
-  DataSampler data = [&](int64_t n, Rng& rng, torch::Tensor* cond) { return task.sample_data(n, rng, {}, cond); };
+  DataSampler data = [&](int64_t n, Rng& rng, Condition* cond) { return task.sample_data(n, rng, {}, cond); };
   pretrain_flow_matching(*model, data,
                          PretrainOptions()
                              .steps(cfg.integer("pretrain_steps"))
@@ -390,6 +390,7 @@ VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Devic
                              .lr(cfg.number("pretrain_lr"))
                              .ema(cfg.number("pretrain_ema"))
                              .label_dropout(cfg.number("pretrain_label_dropout"))
+                             .null_condition(task.null_condition())
                              .grad_clip(cfg.number("pretrain_grad_clip"))
                              .seed(static_cast<uint64_t>(cfg.integer("pretrain_seed"))),
                          [&](const PretrainRecord& r) {
@@ -557,7 +558,7 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples, const 
 }
 
 void class_grids(const std::string& path, const std::vector<torch::Tensor>& batches,
-                 const std::vector<torch::Tensor>& conds, const Task& task, int64_t per_class) {
+                 const std::vector<Condition>& conds, const Task& task, int64_t per_class) {
   TORCH_CHECK(conds.size() == 1 || conds.size() == batches.size(), "class_grids: ", conds.size(),
               " label tensors for ", batches.size(), " batches");
   const int64_t K = std::max<int64_t>(task.num_classes(), 1);
@@ -570,7 +571,7 @@ void class_grids(const std::string& path, const std::vector<torch::Tensor>& batc
     auto grid = torch::full(shape, -1.0, x.options());                        // black where a class is short
     for (int64_t k = 0; k < K; ++k) {
       // The first per_class samples of class k (all samples for an unconditional task).
-      auto ik = cond.defined() ? (cond.cpu() == k).nonzero().flatten() : torch::arange(x.size(0));
+      auto ik = cond.defined() ? (cond.id().cpu() == k).nonzero().flatten() : torch::arange(x.size(0));
       const int64_t have = std::min(per_class, ik.size(0));
       if (have > 0) grid.narrow(0, k * per_class, have).copy_(x.index_select(0, ik.narrow(0, 0, have)));
     }

@@ -71,8 +71,8 @@ struct PolicyAndRef {
 PolicyAndRef policy_from(const Config& cfg, const VelocityFieldPtr& base);
 /// The Trainer's options from the rollout and optimisation keys (seed: `seed`).
 TrainerOptions trainer_options_from(const Config& cfg, const Task& task);
-/// The trainer's condition sampler for `task` (labels uniform over its classes), empty if unconditional.
-CondSampler cond_sampler(TaskPtr task);
+/// The trainer's conditions: the task's training conditions and its null condition (empty if unconditional).
+ConditionSource condition_source(TaskPtr task);
 /// ConfigError if guidance (cfg, eval_cfg != 1) is asked of an unconditional task.
 void check_conditions(const Config& cfg, const Task& task);
 
@@ -126,10 +126,10 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples);
 SamplePanel panel(const std::string& title, const torch::Tensor& samples, const nlohmann::json& reward_spec);
 std::vector<double> to_vector(const torch::Tensor& t);
 /// Image batches x_i [N, C, H, W] side by side in one PNG, one row per class: the first `per_class`
-/// samples of each class by the labels `conds` (one tensor shared by all batches, as for samples from
+/// samples of each class by the conditions `conds` (one batch of conditions shared by all batches, as for samples from
 /// the same noise and classes, or one per batch); black where a batch has fewer of a class.
 void class_grids(const std::string& path, const std::vector<torch::Tensor>& batches,
-                 const std::vector<torch::Tensor>& conds, const Task& task, int64_t per_class);
+                 const std::vector<Condition>& conds, const Task& task, int64_t per_class);
 /// A left-aligned text table (first row is the header).
 std::string table(const std::vector<std::vector<std::string>>& rows);
 std::string fixed(double v, int digits = 3);

@@ -13,7 +13,7 @@
 namespace ramflow {
 
 torch::Tensor lean_adjoint(VelocityFieldImpl& base, const std::vector<double>& grid, const torch::Tensor& x,
-                           const torch::Tensor& cond, const torch::Tensor& terminal, double a) {
+                           const Condition& cond, const torch::Tensor& terminal, double a) {
   const int64_t N = static_cast<int64_t>(grid.size()) - 1;
   TORCH_CHECK(N >= 1 && x.size(0) == N + 1, "lean_adjoint: x has shape ", x.sizes(), " for ", N,
               " grid steps; expected [", N + 1, ", B, ...]");
@@ -89,7 +89,8 @@ LossOutput AdjointMatching::loss(const RolloutBatch& batch, const Policies& mode
     sigma_row.push_back(sde_sigma(options_.noise_level(), t, t_next));
   }
   const PathRows rows = path_rows(batch, steps);  // row j b + i = step steps[j] of sample i
-  const auto &x_k = rows.x, &t = rows.t, &cond = rows.cond;
+  const auto &x_k = rows.x, &t = rows.t;
+  const Condition& cond = rows.cond;
   auto a_k = it->second.index_select(1, rows.index).transpose(0, 1).reshape(x_k.sizes());  // [J b, ...]
   auto sigma = expand_time(rows.per_row(sigma_row), x_k), drift = expand_time(rows.per_row(drift_row), x_k);
 

@@ -81,7 +81,8 @@ LossOutput EAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
 
   // K draws per endpoint: x_t = (1 - t) x0 + t eps, the reference bridge from x0.
   const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B*K, ...]
-  const auto &x_t = p.x_t, &t = p.t, &cond = p.cond;
+  const auto &x_t = p.x_t, &t = p.t;
+  const Condition& cond = p.cond;
   auto G = repeat_rows(it->second.to(opts), K);                         // [B*K, ...]
 
   torch::Tensor target;

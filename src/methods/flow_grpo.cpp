@@ -89,7 +89,8 @@ LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng
     const double sigma = sde_sigma(options_.noise_level(), t, t_next);
     var_dt.push_back(options_.kl_form() == "exact" ? c.std * c.std : sigma * sigma);
   }
-  const auto &x_k = rows.x, &x_next = rows.x_next, &t = rows.t, &cond = rows.cond;
+  const auto &x_k = rows.x, &x_next = rows.x_next, &t = rows.t;
+  const Condition& cond = rows.cond;
   auto a_x = rows.per_row(x_coef), a_v = rows.per_row(v_coef), s = rows.per_row(std_row);
 
   auto v = models.policy.forward(x_k, t, cond);                                // [J b, ...]

@@ -64,7 +64,8 @@ LossOutput NFT::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   const Renoised p = options_.times() == "grid" ? renoise_at(batch.x0, batch.cond, grid_times(batch, rng), rng)
                                                 : renoise(batch.x0, batch.cond, options_.draws(), options_.time(), rng);
   const int64_t K = p.t.size(0) / B;                                          // [B K, ...]
-  const auto &x_t = p.x_t, &t = p.t, &cond = p.cond;
+  const auto &x_t = p.x_t, &t = p.t;
+  const Condition& cond = p.cond;
   auto r = repeat_rows(it->second.to(opts), K);                                // [B K]
   auto u = velocity_target(p.x0, p.eps);
 

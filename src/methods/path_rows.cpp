@@ -38,7 +38,7 @@ PathRows path_rows(const RolloutBatch& batch, const std::vector<int64_t>& steps)
   std::vector<double> t;
   for (int64_t k : steps) t.push_back(batch.grid[k]);
   rows.t = rows.per_row(t);
-  if (batch.cond.defined()) rows.cond = rows.of_sample(batch.cond);
+  rows.cond = batch.cond.index_select(torch::arange(rows.samples).repeat({rows.steps}));  // J b rows
   return rows;
 }
 

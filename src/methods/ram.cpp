@@ -109,7 +109,8 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   const auto signal_b = (it != batch.extras.end() ? it->second : signal(batch)).to(opts);  // [B]
   // K draws per endpoint, all in one batched forward pass.
   const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B*K, ...]
-  const auto &x_t = p.x_t, &t = p.t, &cond = p.cond;
+  const auto &x_t = p.x_t, &t = p.t;
+  const Condition& cond = p.cond;
   auto u = velocity_target(p.x0, p.eps);                                // eps - x0
 
   torch::Tensor v_ref, v_old;

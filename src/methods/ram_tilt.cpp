@@ -108,13 +108,8 @@ void RAMTilt::prepare(RolloutBatch& batch, const Policies&, Rng&) {
   // over every endpoint of the stage so far estimates it with a bias that shrinks with the stage's
   // length, where a group's own mean keeps the self-normalised estimator's O(1/G) bias at every step.
   const auto z = (d * batch.reward.to(torch::kCPU, torch::kDouble)).contiguous();  // [B]
-  torch::Tensor labels;
-  if (batch.cond.defined()) {
-    TORCH_CHECK(batch.cond.dim() == 1 && !batch.cond.is_floating_point(),
-                "ram-tilt: the running normaliser needs integer condition labels [B], got ", batch.cond.sizes(),
-                " (use tilt_normalizer group)");
-    labels = batch.cond.to(torch::kCPU, torch::kLong).contiguous();
-  }
+  // One normaliser per condition id (E_s[e^{d r} | c] differs between conditions).
+  const torch::Tensor labels = batch.cond.defined() ? batch.cond.id().to(torch::kCPU).contiguous() : torch::Tensor();
   const double* zp = z.data_ptr<double>();
   const int64_t B = z.numel();
   auto key = [&](int64_t i) { return labels.defined() ? labels.data_ptr<int64_t>()[i] : int64_t{-1}; };

@@ -11,7 +11,7 @@ ExactMixtureVelocityImpl::ExactMixtureVelocityImpl(GaussianMixture mixture)
 }
 
 torch::Tensor ExactMixtureVelocityImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
-                                                const torch::Tensor& /*cond*/) {
+                                                const Condition& /*cond*/) {
   const int64_t B = x.size(0);
   return mixture_velocity(mixture_, x.reshape({B, -1}), t).reshape(x.sizes()).to(x.device());
 }

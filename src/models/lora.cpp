@@ -173,7 +173,7 @@ torch::Tensor LoraVelocityFieldImpl::adapted_weight(const Adapter& a) const {
   return w0 + scale() * delta;
 }
 
-torch::Tensor LoraVelocityFieldImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond) {
+torch::Tensor LoraVelocityFieldImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const Condition& cond) {
   if (!enabled_) return base_->forward(x, t, cond);
   // Each adapted layer computes with W0 + (alpha / r) B A for this call; W0 (the very tensor the layer
   // registered) goes back on exit, also when the base throws.

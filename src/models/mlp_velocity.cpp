@@ -253,33 +253,30 @@ void MLPVelocityImpl::reset_parameters(Rng& rng) {
 
 // h_0 = [x, sin(t freqs), cos(t freqs), embedding(cond)] with LibTorch operators (differentiable).
 torch::Tensor MLPVelocityImpl::features(const torch::Tensor& x, const torch::Tensor& t,
-                                        const torch::Tensor& cond) {
+                                        const Condition& cond) {
   const int64_t B = x.size(0);
   auto h = x.reshape({B, options_.dim()});                  // [B, D]
   auto phase = t.to(x.dtype()).unsqueeze(1) * freqs_;       // [B, F]
   std::vector<torch::Tensor> parts = {h, torch::sin(phase), torch::cos(phase)};
-  if (options_.num_classes() > 0) parts.push_back(class_embedding_->forward(cond.to(torch::kLong)));  // [B, E]
+  if (options_.num_classes() > 0) parts.push_back(class_embedding_->forward(labels_of(cond, B, "MLPVelocity")));  // [B, E]
   return torch::cat(parts, /*dim=*/1);                      // [B, D + 2F (+ E)]
 }
 
 torch::Tensor MLPVelocityImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
-                                       const torch::Tensor& cond) {
+                                       const Condition& cond) {
   const int64_t B = x.size(0);
   TORCH_CHECK(x.numel() == B * options_.dim(), "MLPVelocity: x has shape ", x.sizes(),
               ", expected [B, ...] with ", options_.dim(), " values per sample");
   TORCH_CHECK(t.dim() == 1 && t.size(0) == B, "MLPVelocity: t has shape ", t.sizes(),
               ", expected [", B, "]");
   const bool conditional = options_.num_classes() > 0;
-  if (conditional)
-    TORCH_CHECK(cond.defined() && cond.dim() == 1 && cond.size(0) == B,
-                "MLPVelocity: a conditional model needs cond of shape [", B, "]");
+  const auto labels = conditional ? labels_of(cond, B, "MLPVelocity").contiguous() : torch::Tensor();  // [B]
   const bool fused = fused_ && x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
                      t.scalar_type() == torch::kFloat && !t.requires_grad() &&
                      wt_[0].device().is_cpu() && wt_[0].scalar_type() == torch::kFloat;
   torch::Tensor v;                                           // [B, D]
   if (fused) {
     const auto x2d = x.dim() == 2 ? x : x.reshape({B, options_.dim()});
-    const auto labels = conditional ? cond.to(torch::kLong).contiguous() : torch::Tensor();
     const auto emb = conditional ? class_embedding_->weight : torch::Tensor();
     if (!torch::GradMode::is_enabled()) {
       thread_local std::vector<float> h0;  // [B, in_0], reused from call to call

@@ -188,7 +188,7 @@ void UNetImpl::reset_parameters(Rng& rng) {
   zero(conv_out);
 }
 
-torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond) {
+torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const Condition& cond) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == options_.in_channels() && x.size(2) == options_.image_size() &&
                   x.size(3) == options_.image_size(),
               "UNet: x must be [B, ", options_.in_channels(), ", ", options_.image_size(), ", ",
@@ -198,13 +198,11 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, 
   auto phase = (1000.0 * t.to(x.dtype())).unsqueeze(1) * freqs_;            // [B, c0/2]
   auto emb = time_mlp->forward(torch::cat({torch::sin(phase), torch::cos(phase)}, 1));  // [B, E]
   if (class_emb) {
-    TORCH_CHECK(cond.defined() && cond.dim() == 1 && cond.size(0) == B,
-                "UNet: a class-conditional model needs cond of shape [", B, "]");
-    auto labels = cond.to(torch::kLong);
-    TORCH_CHECK(labels.min().item<int64_t>() >= kNullLabel && labels.max().item<int64_t>() < options_.num_classes(),
-                "UNet: labels must be in [0, ", options_.num_classes(), ") or ", kNullLabel);
-    // The null label (kNullLabel = -1) selects the last row, the unconditional embedding.
-    labels = torch::where(labels == kNullLabel, torch::full_like(labels, options_.num_classes()), labels);
+    auto labels = labels_of(cond, B, "UNet");                               // [B]
+    TORCH_CHECK(labels.min().item<int64_t>() >= kNullId && labels.max().item<int64_t>() < options_.num_classes(),
+                "UNet: labels must be in [0, ", options_.num_classes(), ") or ", kNullId);
+    // The null label (kNullId = -1) selects the last row, the unconditional embedding.
+    labels = torch::where(labels == kNullId, torch::full_like(labels, options_.num_classes()), labels);
     emb = emb + class_emb(labels);                                         // [B, E]
   }
   auto h = conv_in(x);                                                      // [B, c0, H, W]

@@ -54,7 +54,7 @@ class Param {
 class LinearReward : public Reward {
  public:
   explicit LinearReward(torch::Tensor a) : a_(std::move(a)) {}
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
+  torch::Tensor score(const torch::Tensor& x0, const Condition&) const override {
     return torch::mv(flat(x0), a_.like(x0));
   }
   bool differentiable() const override { return true; }
@@ -71,7 +71,7 @@ class LinearReward : public Reward {
 class QuadraticReward : public Reward {
  public:
   QuadraticReward(torch::Tensor c, torch::Tensor Q) : c_(std::move(c)), Q_(std::move(Q)) {}
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
+  torch::Tensor score(const torch::Tensor& x0, const Condition&) const override {
     auto d = flat(x0) - c_.like(x0);                                // [B, D]
     return -0.5 * (torch::matmul(d, Q_.like(x0)) * d).sum(1);
   }
@@ -95,7 +95,7 @@ class QuadraticReward : public Reward {
 class BumpReward : public Reward {
  public:
   BumpReward(torch::Tensor c, double s, double h) : c_(std::move(c)), s_(s), h_(h) {}
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
+  torch::Tensor score(const torch::Tensor& x0, const Condition&) const override {
     auto d2 = (flat(x0) - c_.like(x0)).square().sum(1);          // [B]
     return torch::exp(d2 * (-0.5 / (s_ * s_))) * h_;
   }

@@ -16,7 +16,7 @@ namespace {
 class BrightnessReward : public Reward {
  public:
   explicit BrightnessReward(int64_t dim) : dim_(dim) {}
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
+  torch::Tensor score(const torch::Tensor& x0, const Condition&) const override {
     return x0.reshape({x0.size(0), -1}).mean(1);  // [B, ...] -> [B]
   }
   bool differentiable() const override { return true; }

@@ -81,12 +81,12 @@ torch::Tensor checked(torch::Tensor r, int64_t B, const std::string& what) {
 std::string reward_name(const Reward& reward) { return "reward '" + reward.spec().value("type", std::string("?")) + "'"; }
 }  // namespace
 
-torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond) {
+torch::Tensor score_checked(const Reward& reward, const torch::Tensor& x0, const Condition& cond) {
   torch::NoGradGuard no_grad;
   return checked(reward.score(x0, cond), x0.size(0), reward_name(reward));
 }
 
-ScoredBatch score_terms_checked(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond) {
+ScoredBatch score_terms_checked(const Reward& reward, const torch::Tensor& x0, const Condition& cond) {
   torch::NoGradGuard no_grad;
   ScoredBatch out = reward.score_terms(x0, cond);
   out.total = checked(out.total, x0.size(0), reward_name(reward));
@@ -94,7 +94,7 @@ ScoredBatch score_terms_checked(const Reward& reward, const torch::Tensor& x0, c
   return out;
 }
 
-torch::Tensor reward_gradient(const Reward& reward, const torch::Tensor& x0, const torch::Tensor& cond) {
+torch::Tensor reward_gradient(const Reward& reward, const torch::Tensor& x0, const Condition& cond) {
   const std::string name = reward.spec().value("type", std::string("?"));
   if (!reward.differentiable()) throw ConfigError("reward '" + name + "' is not differentiable");
   torch::AutoGradMode grad_mode(true);

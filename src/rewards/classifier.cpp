@@ -28,7 +28,7 @@ class ClassifierReward : public Reward {
       throw ConfigError("reward 'classifier': class " + std::to_string(fixed_class_) + " is outside the judge's " +
                         std::to_string(K) + " classes");
   }
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor& cond) const override {
+  torch::Tensor score(const torch::Tensor& x0, const Condition& cond) const override {
     const int64_t B = x0.size(0);
     torch::Tensor c;
     if (fixed_class_ >= 0) {
@@ -37,8 +37,7 @@ class ClassifierReward : public Reward {
       if (!cond.defined())
         throw ConfigError("reward 'classifier' scores the requested class: the samples have no condition "
                           "(use a conditional task, or give the reward a fixed \"class\")");
-      TORCH_CHECK(cond.dim() == 1 && cond.size(0) == B, "reward 'classifier': cond must be [", B, "]");
-      c = cond.to(x0.device(), torch::kLong);
+      c = labels_of(cond, B, "reward 'classifier'").to(x0.device());  // [B]
       const int64_t lo = c.min().item<int64_t>(), hi = c.max().item<int64_t>();
       if (lo < 0 || hi >= model_->options().num_classes())
         throw ConfigError("reward 'classifier': condition labels must be classes in [0, " +

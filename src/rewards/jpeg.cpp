@@ -67,7 +67,7 @@ class JpegReward : public Reward {
  public:
   JpegReward(std::string name, double sign, int quality) : name_(std::move(name)), sign_(sign), quality_(quality) {}
 
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor&) const override {
+  torch::Tensor score(const torch::Tensor& x0, const Condition&) const override {
     TORCH_CHECK(x0.dim() == 4 && (x0.size(1) == 1 || x0.size(1) == 3), "reward '", name_,
                 "' scores images [B, C, H, W] with C = 1 or 3, got ", x0.sizes());
     const int64_t B = x0.size(0), C = x0.size(1), H = x0.size(2), W = x0.size(3);

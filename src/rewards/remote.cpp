@@ -31,10 +31,10 @@ class RemoteReward : public Reward {
         token_env_(std::move(token_env)),
         overlap_(overlap) {}
 
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor& cond) const override {
+  torch::Tensor score(const torch::Tensor& x0, const Condition& cond) const override {
     return score_terms(x0, cond).total;
   }
-  ScoredBatch score_terms(const torch::Tensor& x0, const torch::Tensor& cond) const override {
+  ScoredBatch score_terms(const torch::Tensor& x0, const Condition& cond) const override {
     static std::atomic<uint64_t> counter{0};
     const std::string id = std::to_string(::getpid()) + "-" + std::to_string(counter++);
     const std::string body = encode_reward_request(x0, cond, id, encoding_);

@@ -99,7 +99,7 @@ std::string base64_decode(const std::string& text) {
   return out;
 }
 
-std::string encode_reward_request(const torch::Tensor& x0, const torch::Tensor& cond, const std::string& id,
+std::string encode_reward_request(const torch::Tensor& x0, const Condition& cond, const std::string& id,
                                   const std::string& encoding) {
   TORCH_CHECK(x0.dim() >= 1, "reward request: x0 must be [B, ...], got ", x0.sizes());
   nlohmann::json body = {{"protocol", kRewardProtocol}, {"id", id}, {"encoding", encoding}, {"shape", x0.sizes().vec()}};
@@ -119,8 +119,22 @@ std::string encode_reward_request(const torch::Tensor& x0, const torch::Tensor& 
     throw ConfigError("reward request: encoding must be f32 or png, got '" + encoding + "'");
   }
   if (cond.defined()) {
-    const auto c = cond.detach().to(torch::kCPU, torch::kLong).contiguous();
+    // Each sample's condition id (its class for a class-conditional task), and, where the task has them,
+    // its text and metadata (added in the same protocol version: a server that reads only "conditions"
+    // ignores them).
+    const auto c = cond.id().to(torch::kCPU).contiguous();
     body["conditions"] = std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+    if (cond.table()) {
+      auto prompts = nlohmann::json::array(), metadata = nlohmann::json::array();
+      bool any_metadata = false;
+      for (int64_t i = 0; i < cond.size(); ++i) {
+        prompts.push_back(cond.text(i));
+        metadata.push_back(cond.metadata(i));
+        any_metadata = any_metadata || !metadata.back().is_null();
+      }
+      body["prompts"] = std::move(prompts);
+      if (any_metadata) body["metadata"] = std::move(metadata);
+    }
   } else {
     body["conditions"] = nullptr;
   }

@@ -19,10 +19,10 @@ class WeightedSumReward : public Reward {
                     std::vector<bool> named)
       : terms_(std::move(terms)), weights_(std::move(weights)), names_(std::move(names)), named_(std::move(named)) {}
 
-  torch::Tensor score(const torch::Tensor& x0, const torch::Tensor& cond) const override {
+  torch::Tensor score(const torch::Tensor& x0, const Condition& cond) const override {
     return score_terms(x0, cond).total;  // (differentiable terms keep their graph through it)
   }
-  ScoredBatch score_terms(const torch::Tensor& x0, const torch::Tensor& cond) const override {
+  ScoredBatch score_terms(const torch::Tensor& x0, const Condition& cond) const override {
     ScoredBatch out;
     for (size_t i = 0; i < terms_.size(); ++i) {
       ScoredBatch part = terms_[i]->score_terms(x0, cond);

@@ -68,7 +68,7 @@ int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1, const
   return -1;
 }
 
-SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const torch::Tensor& cond,
+SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const Condition& cond,
                     const SampleOptions& options, Rng* rng) {
   return sample([&](const torch::Tensor& x, const torch::Tensor& t) { return model.forward(x, t, cond); },
                 x1, options, rng);

@@ -102,7 +102,7 @@ std::vector<int64_t> stochastic_steps(int64_t N, int64_t window, double window_e
   return steps;
 }
 
-Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, const torch::Tensor& cond,
+Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, const Condition& cond,
                              const TrajectoryOptions& options, Rng& rng) {
   const auto& grid = options.grid();
   TORCH_CHECK(grid.size() >= 2 && grid.front() == 1.0 && grid.back() == 0.0,

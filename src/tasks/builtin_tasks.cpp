@@ -1,4 +1,4 @@
-// The task base class and the list of built-in tasks: one line per task. Adding a task = one file + one
+// The list of built-in tasks: one line per task. Adding a task = one file + one
 // line here.
 #include <torch/torch.h>
 
@@ -40,22 +40,6 @@ void register_builtin_tasks(Registry<TaskInfo>& r) {
 }
 
 }  // namespace
-
-int64_t Task::dim() const {
-  int64_t d = 1;
-  for (auto s : sample_shape()) d *= s;
-  return d;
-}
-
-torch::Tensor Task::sample_conditions(int64_t n, Rng& rng) const {
-  return num_classes() > 0 ? rng.uniform_int(num_classes(), {n}) : torch::Tensor();
-}
-
-Task::Split Task::training_split() const {
-  throw ConfigError("task '" + name() + "' has no training split (it is a distribution, not a dataset)");
-}
-
-std::string Task::class_name(int64_t k) const { return "class " + std::to_string(k); }
 
 const Registry<TaskInfo>& tasks() {
   static const Registry<TaskInfo> registry = [] {

@@ -33,18 +33,18 @@ class ImageTask : public Task {
     return {1, train_.images.size(1), train_.images.size(2)};
   }
   int64_t num_classes() const override { return static_cast<int64_t>(info_.class_names.size()); }
-  std::string class_name(int64_t k) const override {
-    return k >= 0 && k < num_classes() ? info_.class_names[static_cast<size_t>(k)] : Task::class_name(k);
+  std::string condition_text(int64_t id) const override {
+    return id >= 0 && id < num_classes() ? info_.class_names[static_cast<size_t>(id)] : Task::condition_text(id);
   }
   torch::Tensor sample_data(int64_t n, Rng& rng, const torch::TensorOptions& opts,
-                            torch::Tensor* cond) const override {
+                            Condition* cond) const override {
     auto idx = rng.uniform_int(train_.images.size(0), {n});                   // [n] with replacement
     auto x = to_unit(train_.images.index_select(0, idx));                 // [n, 1, H, W]
-    if (cond) *cond = train_.labels.index_select(0, idx).to(opts.device());
+    if (cond) *cond = conditions(train_.labels.index_select(0, idx)).to(opts.device());
     return opts.has_device() ? x.to(opts.device()) : x;
   }
-  std::optional<Split> test_split() const override { return Split{to_unit(test_.images), test_.labels}; }
-  Split training_split() const override { return Split{to_unit(train_.images), train_.labels}; }
+  std::optional<Split> test_split() const override { return Split{to_unit(test_.images), conditions(test_.labels)}; }
+  Split training_split() const override { return Split{to_unit(train_.images), conditions(train_.labels)}; }
   nlohmann::json default_model() const override {
     return default_image_model(1, train_.images.size(1), num_classes());
   }

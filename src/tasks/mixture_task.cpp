@@ -17,7 +17,7 @@ class MixtureTask : public Task {
   std::string name() const override { return name_; }
   std::vector<int64_t> sample_shape() const override { return {mixture_.dim()}; }
   torch::Tensor sample_data(int64_t n, Rng& rng, const torch::TensorOptions& opts,
-                            torch::Tensor* /*cond*/) const override {
+                            Condition* /*cond*/) const override {
     return mixture_.sample(n, rng, opts);
   }
   const GaussianMixture* mixture() const override { return &mixture_; }

@@ -16,7 +16,7 @@
 namespace ramflow {
 
 torch::Tensor flow_matching_loss(VelocityFieldImpl& model, const torch::Tensor& x0,
-                                 const torch::Tensor& cond, const TimeDistribution& time, Rng& rng) {
+                                 const Condition& cond, const TimeDistribution& time, Rng& rng) {
   const Renoised p = renoise(x0, cond, 1, time, rng);
   auto v = model.forward(p.x_t, p.t, p.cond);
   return torch::mse_loss(v, velocity_target(p.x0, p.eps));
@@ -41,13 +41,13 @@ void pretrain_flow_matching(VelocityFieldImpl& model, const DataSampler& data,
   model.train();
   const auto start = std::chrono::steady_clock::now();
   for (int64_t step = 1; step <= options.steps(); ++step) {
-    torch::Tensor cond;
+    Condition cond;
     auto x0 = data(options.batch(), rng, &cond).to(opts.device());
     if (cond.defined()) {
       cond = cond.to(opts.device());
       if (options.label_dropout() > 0) {
-        auto drop = rng.rand({cond.size(0)}).lt(options.label_dropout()).to(opts.device());  // [B] bool
-        cond = torch::where(drop, torch::full_like(cond, kNullLabel), cond);
+        auto drop = rng.rand({cond.size()}).lt(options.label_dropout()).to(opts.device());  // [B] bool
+        cond = cond.where(drop, options.null_condition());
       }
     }
     auto loss = flow_matching_loss(model, x0, cond, options.time(), rng);

@@ -13,7 +13,7 @@ RolloutBatch RolloutBatch::slice(int64_t begin, int64_t end) const {
   auto rows = [&](const torch::Tensor& t, int64_t dim) { return t.defined() ? t.slice(dim, begin, end) : t; };
   RolloutBatch out;
   out.x0 = rows(x0, 0);
-  out.cond = rows(cond, 0);
+  out.cond = cond.slice(begin, end);
   out.reward = rows(reward, 0);
   // Whole groups when the slice is group-aligned, else one partial group.
   const bool aligned = group_size > 0 && begin % group_size == 0 && (end - begin) % group_size == 0;

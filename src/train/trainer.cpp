@@ -48,7 +48,7 @@ void Trainer::check(const TrainerOptions& options, const Method& method, const R
 }
 
 Trainer::Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward, MethodPtr method,
-                 TrainerOptions options, CondSampler cond)
+                 TrainerOptions options, ConditionSource cond)
     : policy_(std::move(policy)),
       ref_(std::move(ref)),
       reward_(std::move(reward)),
@@ -151,7 +151,7 @@ std::string time_text(double t) {
 }  // namespace
 
 // A non-finite endpoint is the model's fault, not the reward's: say so, and where the rollout diverged.
-void Trainer::check_rollout(const torch::Tensor& x0, const torch::Tensor& x1, const torch::Tensor& cond,
+void Trainer::check_rollout(const torch::Tensor& x0, const torch::Tensor& x1, const Condition& cond,
                             const torch::Tensor& trajectory, const std::vector<double>& grid,
                             VelocityFieldImpl& sampler_model, int64_t offset) {
   const auto x = x0.reshape({x0.size(0), -1}).to(torch::kCPU, torch::kFloat).contiguous();
@@ -167,7 +167,7 @@ void Trainer::check_rollout(const torch::Tensor& x0, const torch::Tensor& x1, co
         where = " at step " + std::to_string(k) + " of " + std::to_string(trajectory.size(0) - 1) +
                 " (t = " + time_text(grid[static_cast<size_t>(k)]) + ")";
   } else {
-    GuidedVelocityImpl guided(sampler_model, options_.cfg());
+    GuidedVelocityImpl guided(sampler_model, options_.cfg(), cond_.null);
     VelocityFieldImpl& v = cond.defined() && options_.cfg() != 1.0 ? guided : sampler_model;
     const int64_t k = first_nonfinite_step(
         [&](const torch::Tensor& xt, const torch::Tensor& t) { return v.forward(xt, t, cond); }, x1,
@@ -187,10 +187,8 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   batch.group_size = options_.group_size();
   const int64_t B = batch.groups * batch.group_size;
   auto opts = policy_->parameters().front().options().requires_grad(false);
-  if (cond_) {
-    auto labels = cond_(batch.groups, rng);                                   // [P]
-    batch.cond = labels.to(opts.device()).repeat_interleave(batch.group_size);  // [B]
-  }
+  if (cond_.draw)
+    batch.cond = cond_.draw(batch.groups, rng).to(opts.device()).repeat_interleave(batch.group_size);  // B rows
   std::vector<int64_t> shape = {B};
   shape.insert(shape.end(), options_.sample_shape().begin(), options_.sample_shape().end());
   auto x1 = rng.randn(shape, opts);                                           // [B, ...] ~ N(0, I)
@@ -215,7 +213,7 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
     batch.x0 = traj.x[N];
     nfe_ += traj.nfe;
   } else {
-    GuidedVelocityImpl guided(sampler_model, options_.cfg());
+    GuidedVelocityImpl guided(sampler_model, options_.cfg(), cond_.null);
     VelocityFieldImpl& v = batch.cond.defined() && options_.cfg() != 1.0 ? guided : sampler_model;
     batch.grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
     const bool overlap = reward_->overlap() && !samplers().get(options_.rollout().sampler()).stochastic && B > 1;
@@ -231,7 +229,7 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
       for (int64_t c = 0; c < parts; ++c) {
         const int64_t lo = c * B / parts, hi = (c + 1) * B / parts;
         const auto x1_c = x1.slice(0, lo, hi);
-        const auto cond_c = batch.cond.defined() ? batch.cond.slice(0, lo, hi) : batch.cond;
+        const auto cond_c = batch.cond.slice(lo, hi);
         auto result = sample(v, x1_c, cond_c, options_.rollout(), nullptr);    // [hi - lo, ...]
         if (c == 0) nfe_ += result.nfe;  // per sample: every part takes the same steps
         check_rollout(result.x0, x1_c, cond_c, {}, batch.grid, sampler_model, lo);
