@@ -5,6 +5,7 @@
 #include "ramflow/checkpoint.h"
 #include "ramflow/gaussian_mixture.h"
 #include "ramflow/mlp_velocity.h"
+#include "ramflow/text_mlp_velocity.h"
 #include "ramflow/unet.h"
 #include "ramflow/velocity_field.h"
 
@@ -12,15 +13,26 @@ namespace ramflow {
 namespace {
 
 // One example per registered model: its spec, the shape of one sample, and its number of classes
-// (conditional models get labels). A newly registered model without one fails the tests below.
+// (class-conditional models get labels) or its text embeddings' widths (text-conditioned models get a
+// random context [B, 3, C] and pooled vector [B, P]). A newly registered model without one fails the
+// tests below.
 struct Example {
   nlohmann::json spec;
   std::vector<int64_t> shape = {2};
   int64_t classes = 0;
+  int64_t context_dim = 0, pooled_dim = 0;
+
+  Condition conditions(int64_t B) const {
+    if (classes > 0) return Condition::classes(torch::arange(B).remainder(classes));
+    if (context_dim == 0) return {};
+    Rng rng(11);
+    return Condition(torch::arange(B), {{"context", rng.randn({B, 3, context_dim})}, {"pooled", rng.randn({B, pooled_dim})}});
+  }
 };
 Example example(const std::string& name) {
   if (name == "mlp") return {MLPVelocityOptions(2).hidden(32).depth(2).to_json()};
   if (name == "exact_mixture") return {{{"type", "exact_mixture"}, {"mixture", GaussianMixture::ring().to_json()}}};
+  if (name == "text_mlp") return {TextMLPVelocityOptions(2, 4, 5).hidden(32).depth(2).to_json(), {2}, 0, 4, 5};
   if (name == "unet") return {UNetOptions().image_size(8).mult({1, 2}).num_classes(3).to_json(), {1, 8, 8}, 3};
   if (name == "lora")
     return {{{"type", "lora"}, {"base", example("unet").spec}, {"rank", 2}, {"alpha", 3.0}, {"targets", {"conv1", "qkv"}}},
@@ -47,7 +59,7 @@ TEST_P(ModelContract, ShapesCloneAndCheckpointRoundTrip) {
   shape.insert(shape.end(), ex.shape.begin(), ex.shape.end());
   auto x = rng.randn(shape);
   auto t = rng.rand({9});
-  const Condition cond = ex.classes > 0 ? Condition::classes(torch::arange(9).remainder(ex.classes)) : Condition();
+  const Condition cond = ex.conditions(9);
   auto forward = [&](VelocityFieldImpl& m) { return m.forward(x, t, cond); };
   auto v = forward(*model);
   EXPECT_EQ(v.sizes(), x.sizes());

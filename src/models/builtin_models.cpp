@@ -5,6 +5,7 @@
 #include "ramflow/exact_mixture_velocity.h"
 #include "ramflow/lora.h"
 #include "ramflow/mlp_velocity.h"
+#include "ramflow/text_mlp_velocity.h"
 #include "ramflow/unet.h"
 
 namespace ramflow {
@@ -14,6 +15,9 @@ void register_builtin_models(Registry<ModelFactory>& r) {
   r.add("mlp", [](const nlohmann::json& spec) -> VelocityFieldPtr {
     return MLPVelocity(MLPVelocityOptions::from_json(spec)).ptr();
   }, "MLP with Fourier time features (low-dimensional data)");
+  r.add("text_mlp", [](const nlohmann::json& spec) -> VelocityFieldPtr {
+    return TextMLPVelocity(TextMLPVelocityOptions::from_json(spec)).ptr();
+  }, "MLP reading prompt embeddings (context, pooled) (low-dimensional data)");
   r.add("unet", [](const nlohmann::json& spec) -> VelocityFieldPtr {
     return UNet(UNetOptions::from_json(spec)).ptr();
   }, "class-conditional U-Net (images [C, H, W])");

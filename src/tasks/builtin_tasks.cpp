@@ -5,6 +5,7 @@
 #include "ramflow/errors.h"
 #include "ramflow/image_task.h"
 #include "ramflow/mixture_task.h"
+#include "ramflow/prompt_ring_task.h"
 
 namespace ramflow {
 namespace {
@@ -34,6 +35,8 @@ void register_builtin_tasks(Registry<TaskInfo>& r) {
   r.add("gauss1d", {fixed("gauss1d", gauss1d)}, "single Gaussian N(1, 0.5^2) (1-D)");
   r.add("gauss2d", {fixed("gauss2d", gauss2d)}, "single Gaussian N((1,-1), 0.5^2 I) (2-D)");
   r.add("mixture", {custom_mixture}, "Gaussian mixture from the 'mixture' setting");
+  r.add("ring-prompts", {make_prompt_ring_task, {{"pretrain_label_dropout", 0.1}}},
+        "the ring asked for by prompt: 8 directions with random context/pooled embeddings (2-D, text-conditioned)");
   r.add("fashion", {[](const nlohmann::json& p) { return make_image_task(fashion_mnist_info(), p); },
                     image_task_preset()},
         "Fashion-MNIST: 10 classes of 28x28 grey images, class-conditional (--data-dir)");
