@@ -54,5 +54,18 @@ TEST(MetricsTest, ModeMassesAndESS) {
   EXPECT_NEAR(effective_sample_size(torch::tensor({1.0, 0.0}, torch::kDouble)), 1.0, 1e-12);
 }
 
+TEST(MetricsTest, MeanStdSkipsNonFiniteValues) {
+  // {1, 2, 4}: mean 7/3, unbiased variance ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2 = 7/3.
+  const MeanStd s = mean_std({1.0, std::nan(""), 2.0, 4.0, INFINITY});
+  EXPECT_EQ(s.n, 3);
+  EXPECT_NEAR(s.mean, 7.0 / 3.0, 1e-15);
+  EXPECT_NEAR(s.std, std::sqrt(7.0 / 3.0), 1e-15);
+  EXPECT_EQ(s.min, 1.0);
+  EXPECT_EQ(s.max, 4.0);
+  EXPECT_EQ(mean_std({5.0}).std, 0.0);
+  EXPECT_EQ(mean_std({}).n, 0);
+  EXPECT_TRUE(std::isnan(mean_std({std::nan("")}).mean));
+}
+
 }  // namespace
 }  // namespace ramflow

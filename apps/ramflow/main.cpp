@@ -61,21 +61,17 @@ void add_flags(Subcommand& sub) {
     const auto def = default_text(p);
     // A method's preset replaces the default of a shared key (lr, minibatches, ...): the help names the
     // value each method will use, so that `--help` never shows a number the run does not use.
-    std::string presets;
+    std::vector<std::string> presets;
     if (has_methods)
       for (const auto& name : ramflow::methods().names()) {
         const auto& preset = ramflow::methods().get(name).preset;
-        if (preset.contains(p.key)) presets += (presets.empty() ? "" : ", ") + name + " " + preset[p.key].dump();
+        if (preset.contains(p.key)) presets.push_back(name + " " + preset[p.key].dump());
       }
     if (!presets.empty())
-      help += " [default: " + def + "; method presets, which a given value overrides: " + presets + "]";
+      help += " [default: " + def + "; method presets, which a given value overrides: " + ramflow::join(presets) + "]";
     else if (!def.empty())
       help += " [default: " + def + "]";
-    if (!p.choices.empty()) {
-      std::string c;
-      for (const auto& x : p.choices) c += (c.empty() ? "" : ", ") + x;
-      help += " {" + c + "}";
-    }
+    if (!p.choices.empty()) help += " {" + ramflow::join(p.choices) + "}";
     if (p.type == ramflow::ParamType::kBool) {
       sub.app->add_flag(p.flag(), sub.switches[p.key], help)->group(p.group);
     } else {

@@ -37,7 +37,6 @@ class AdamW {
   void step();
 
   int64_t steps() const { return steps_; }
-  void set_lr(double lr) { options_.lr(lr); }
   const AdamWOptions& options() const { return options_; }
   /// The flat parameter, gradient and moment buffers (numel = total trainable scalars).
   const torch::Tensor& flat_params() const { return flat_; }

@@ -6,8 +6,8 @@
 //   Velocity target:            u = d x_t / dt = eps - x0   (points from data to noise)
 //   Generation integrates dx/dt = v(x, t) from t = 1 down to t = 0; one Euler step is
 //                               x <- x + (t_next - t) v(x, t),   t_next < t.
-// Papers written in the opposite convention (Adjoint Matching, EAM: t = 0 noise, t = 1 data) convert at
-// one named boundary with `to_reversed_time`.
+// Papers written in the opposite convention (Adjoint Matching, EAM: t = 0 noise, t = 1 data) are
+// converted where their method's equations are written out (adjoint_matching.h, eam.h).
 //
 // Objective: maximise E_p[r] - lambda KL(p || p_ref), optimum p*(x) ∝ p_ref(x) exp(r(x) / lambda).
 // The reward multiplier m = 1 / lambda means the same thing in every method that has it.
@@ -50,9 +50,5 @@ inline torch::Tensor interpolate(const torch::Tensor& x0, const torch::Tensor& e
 inline torch::Tensor velocity_target(const torch::Tensor& x0, const torch::Tensor& eps) {
   return eps - x0;
 }
-
-/// Converts a time between ramflow's convention and the reversed one (s = 1 - t). The velocity of the
-/// reversed-time process is the negative: dx/ds = -dx/dt.
-inline double to_reversed_time(double t) { return 1.0 - t; }
 
 }  // namespace ramflow

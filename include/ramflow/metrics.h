@@ -1,5 +1,8 @@
 #pragma once
 // Sample metrics for comparing a model's samples with a (possibly weighted) target sample.
+#include <cmath>
+#include <vector>
+
 #include <torch/types.h>
 
 namespace ramflow {
@@ -22,5 +25,15 @@ torch::Tensor mode_masses(const torch::Tensor& x, const torch::Tensor& centers,
 
 /// 1 / sum w^2 for weights summing to 1.
 double effective_sample_size(const torch::Tensor& w);
+
+/// Summary statistics of the finite values among a list (non-finite ones are skipped and not counted).
+struct MeanStd {
+  int64_t n = 0;                                 // finite values
+  double mean = std::nan(""), std = std::nan("");  // std: unbiased (n - 1); 0 for one value; NaN for none
+  double min = std::nan(""), max = std::nan("");
+};
+/// Welford's one-pass recurrence: mean_k = mean_{k-1} + (v_k - mean_{k-1}) / k,
+/// M2_k = M2_{k-1} + (v_k - mean_{k-1}) (v_k - mean_k), std = sqrt(M2_n / (n - 1)).
+MeanStd mean_std(const std::vector<double>& values);
 
 }  // namespace ramflow

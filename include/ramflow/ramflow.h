@@ -49,6 +49,7 @@
 #include "ramflow/sde.h"
 #include "ramflow/stage_state.h"
 #include "ramflow/stop.h"
+#include "ramflow/strings.h"
 #include "ramflow/task.h"
 #include "ramflow/tilt.h"
 #include "ramflow/text_mlp_velocity.h"

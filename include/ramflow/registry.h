@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "ramflow/strings.h"
+
 #include "ramflow/errors.h"
 
 namespace ramflow {
@@ -41,11 +43,7 @@ class Registry {
     return out;
   }
 
-  std::string joined_names() const {
-    std::string s;
-    for (const auto& kv : entries_) s += (s.empty() ? "" : ", ") + kv.first;
-    return s;
-  }
+  std::string joined_names() const { return join(names()); }
 
  private:
   struct Entry {

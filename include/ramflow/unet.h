@@ -67,7 +67,6 @@ class UNetBlockImpl : public torch::nn::Module {
   torch::Tensor block(const torch::Tensor& h, const torch::Tensor& emb);
   /// The resampling conv (the identity when there is none).
   torch::Tensor resample(const torch::Tensor& h);
-  bool has_resample() const { return resample_mode_ != 0; }
 
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr}, norm_attn{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, skip{nullptr}, resample_conv{nullptr};

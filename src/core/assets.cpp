@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "ramflow/errors.h"
+#include "ramflow/strings.h"
 
 #ifndef RAMFLOW_SOURCE_MODELS_DIR
 #define RAMFLOW_SOURCE_MODELS_DIR ""
@@ -14,16 +15,16 @@ namespace ramflow {
 
 std::string asset_path(const std::string& name) {
   namespace fs = std::filesystem;
-  std::string searched;
+  std::vector<std::string> searched;
   const char* const dirs[] = {std::getenv("RAMFLOW_MODELS_DIR"), RAMFLOW_SOURCE_MODELS_DIR};
   for (const char* dir : dirs) {
     if (dir == nullptr || *dir == '\0') continue;
     const fs::path p = fs::path(dir) / name;
     if (fs::exists(p)) return p.string();
-    searched += (searched.empty() ? "" : ", ") + fs::path(dir).string();
+    searched.push_back(fs::path(dir).string());
   }
   throw InputError("shipped model file '" + name + "' not found (searched: " +
-                   (searched.empty() ? std::string("nowhere") : searched) +
+                   (searched.empty() ? std::string("nowhere") : join(searched)) +
                    "); set RAMFLOW_MODELS_DIR to the directory that holds it");
 }
 

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "ramflow/errors.h"
+#include "ramflow/strings.h"
 #include "ramflow/io.h"
 
 namespace ramflow {
@@ -117,10 +118,10 @@ NamedTensors checkpoint_tensors(const SafetensorsFile& file, const nlohmann::jso
 }
 
 std::string checkpoint_models_text(const nlohmann::json& meta) {
-  std::string names;
+  std::vector<std::string> names;
   if (meta.contains("models") && meta["models"].is_object())
-    for (const auto& [name, spec] : meta["models"].items()) names += (names.empty() ? "" : ", ") + name;
-  return names.empty() ? " (it has no models)" : " (it has: " + names + ")";
+    for (const auto& [name, spec] : meta["models"].items()) names.push_back(name);
+  return names.empty() ? " (it has no models)" : " (it has: " + join(names) + ")";
 }
 
 nlohmann::json read_checkpoint_meta(const SafetensorsFile& file, const std::string& path) {

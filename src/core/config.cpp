@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "ramflow/errors.h"
+#include "ramflow/strings.h"
 #include "ramflow/io.h"
 
 namespace ramflow {
@@ -63,9 +64,7 @@ void validate(const Param& p, const json& v, const std::string& where) {
       if (!v.is_string()) bad("expected " + type_name(p.type) + ", got " + v.dump());
       const auto s = v.get<std::string>();
       if (!p.choices.empty() && std::find(p.choices.begin(), p.choices.end(), s) == p.choices.end()) {
-        std::string allowed;
-        for (const auto& c : p.choices) allowed += (allowed.empty() ? "" : ", ") + c;
-        bad("'" + s + "' is not one of: " + allowed);
+        bad("'" + s + "' is not one of: " + join(p.choices));
       }
       break;
     }

@@ -67,6 +67,24 @@ torch::Tensor mode_masses(const torch::Tensor& x_in, const torch::Tensor& center
   return masses / w.sum();
 }
 
+MeanStd mean_std(const std::vector<double>& values) {
+  MeanStd s;
+  double mean = 0, m2 = 0;
+  for (double v : values) {
+    if (!std::isfinite(v)) continue;
+    ++s.n;
+    const double delta = v - mean;
+    mean += delta / static_cast<double>(s.n);
+    m2 += delta * (v - mean);
+    s.min = s.n == 1 ? v : std::min(s.min, v);
+    s.max = s.n == 1 ? v : std::max(s.max, v);
+  }
+  if (s.n == 0) return s;
+  s.mean = mean;
+  s.std = s.n > 1 ? std::sqrt(m2 / static_cast<double>(s.n - 1)) : 0.0;
+  return s;
+}
+
 double effective_sample_size(const torch::Tensor& w) {
   return 1.0 / w.detach().to(torch::kDouble).pow(2).sum().item<double>();
 }

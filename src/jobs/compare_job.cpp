@@ -81,28 +81,10 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-struct Stat {
-  double mean = std::nan(""), std = std::nan("");
-  int64_t n = 0;
-};
-Stat stat(const std::vector<double>& v) {
-  Stat s;
-  std::vector<double> ok;
-  for (double x : v)
-    if (std::isfinite(x)) ok.push_back(x);
-  s.n = static_cast<int64_t>(ok.size());
-  if (ok.empty()) return s;
-  s.mean = 0;
-  for (double x : ok) s.mean += x / static_cast<double>(ok.size());
-  double ss = 0;
-  for (double x : ok) ss += (x - s.mean) * (x - s.mean);
-  s.std = ok.size() > 1 ? std::sqrt(ss / static_cast<double>(ok.size() - 1)) : 0.0;
-  return s;
-}
-nlohmann::json stat_json(const Stat& s) {
+nlohmann::json stat_json(const MeanStd& s) {
   return {{"mean", jobs::json_number(s.mean)}, {"std", jobs::json_number(s.std)}, {"n", s.n}};
 }
-std::string stat_text(const Stat& s, int digits = 3) {
+std::string stat_text(const MeanStd& s, int digits = 3) {
   if (s.n == 0) return "-";
   return jobs::fixed(s.mean, digits) + " ± " + jobs::fixed(s.std, digits);
 }
@@ -131,9 +113,9 @@ std::pair<std::vector<double>, std::vector<double>> band_of(const std::vector<co
   const auto mean = mean_of(runs, field);
   std::vector<double> lo(mean.size()), hi(mean.size());
   for (size_t i = 0; i < mean.size(); ++i) {
-    double ss = 0;
-    for (const Curve* c : runs) ss += ((c->*field)[i] - mean[i]) * ((c->*field)[i] - mean[i]);
-    const double sd = std::sqrt(ss / static_cast<double>(runs.size() - 1));
+    std::vector<double> at_i;
+    for (const Curve* c : runs) at_i.push_back((c->*field)[i]);
+    const double sd = mean_std(at_i).std;
     lo[i] = mean[i] - sd;
     hi[i] = mean[i] + sd;
   }
@@ -566,7 +548,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
     std::vector<double> peaks;
     for (const Curve* c : by_variant[target_variant]) peaks.push_back(peak(*c));
     if (peaks.empty()) throw NumericalError("compare: every run of the target '" + target_variant + "' failed");
-    target_reward = stat(peaks).mean;
+    target_reward = mean_std(peaks).mean;
     io.log << "target reward " << jobs::fixed(target_reward) << ": the peak of " << target_variant << "\n";
   }
   const double gap = target.reward_optimal - before.reward_mean;
@@ -591,8 +573,8 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   std::vector<std::vector<std::string>> cost_rows = {{"method", "NFE/endpoint/step", "reward evals/step"}};
   std::vector<std::vector<std::string>> image_rows = {{"method", "accuracy", "Frechet distance", "diversity"}};
   // Per variant, the mean over seeds of the final reward and KL (for the frontier) and steps to target.
-  std::map<std::string, std::pair<Stat, Stat>> final_point;
-  std::map<std::string, std::pair<Stat, Stat>> to_target;
+  std::map<std::string, std::pair<MeanStd, MeanStd>> final_point;
+  std::map<std::string, std::pair<MeanStd, MeanStd>> to_target;
   for (const auto& var : variants) {
     const std::string& name = var.label;
     const auto& runs = by_variant[name];
@@ -614,36 +596,36 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
       nfe.push_back(c->nfe.back() / n_steps);
       revals.push_back(c->reward_evals.back() / n_steps);
     }
-    const Stat reached = stat(st);
-    final_point[name] = {stat(kl), stat(final_r)};
-    to_target[name] = {reached, stat(sec)};
+    const MeanStd reached = mean_std(st);
+    final_point[name] = {mean_std(kl), mean_std(final_r)};
+    to_target[name] = {reached, mean_std(sec)};
     report["methods"][name] = {{"method", var.method},
                                {"sweep", var.sweep},
                                {"runs", runs.size()},
                                {"failed", seeds - static_cast<int64_t>(runs.size())},
-                               {"reward_final", stat_json(stat(final_r))},
-                               {"fraction_of_optimal", stat_json(stat(frac))},
-                               {"reward_peak", stat_json(stat(peak_r))},
-                               {"kl_to_base", stat_json(stat(kl))},
-                               {"distance_final", stat_json(stat(dist))},
-                               {"diversity_final", stat_json(stat(div))},
-                               {"accuracy_final", stat_json(stat(acc))},
-                               {"frechet_distance_final", stat_json(stat(fid))},
+                               {"reward_final", stat_json(mean_std(final_r))},
+                               {"fraction_of_optimal", stat_json(mean_std(frac))},
+                               {"reward_peak", stat_json(mean_std(peak_r))},
+                               {"kl_to_base", stat_json(mean_std(kl))},
+                               {"distance_final", stat_json(mean_std(dist))},
+                               {"diversity_final", stat_json(mean_std(div))},
+                               {"accuracy_final", stat_json(mean_std(acc))},
+                               {"frechet_distance_final", stat_json(mean_std(fid))},
                                {"steps_to_target", stat_json(reached)},
-                               {"seconds_to_target", stat_json(stat(sec))},
+                               {"seconds_to_target", stat_json(mean_std(sec))},
                                {"reached_target", reached.n},
-                               {"ms_per_step", stat_json(stat(ms))},
-                               {"nfe_per_step", stat_json(stat(nfe))},
-                               {"reward_evals_per_step", stat_json(stat(revals))},
+                               {"ms_per_step", stat_json(mean_std(ms))},
+                               {"nfe_per_step", stat_json(mean_std(nfe))},
+                               {"reward_evals_per_step", stat_json(mean_std(revals))},
                                {"options", var.options},
                                {"preset", methods().get(var.method).preset}};
     const std::string reached_text =
         stat_text(reached, 0) + " (" + std::to_string(reached.n) + "/" + std::to_string(runs.size()) + ")";
-    rows.push_back({name, stat_text(stat(final_r)), stat_text(stat(frac), 2), stat_text(stat(kl), 2),
-                    stat_text(stat(dist)), stat_text(stat(div), 2), reached_text, stat_text(stat(sec), 2),
-                    stat_text(stat(ms), 2)});
-    cost_rows.push_back({name, jobs::fixed(stat(nfe).mean, 1), jobs::fixed(stat(revals).mean, 1)});
-    if (stat(acc).n > 0) image_rows.push_back({name, stat_text(stat(acc)), stat_text(stat(fid)), stat_text(stat(div), 2)});
+    rows.push_back({name, stat_text(mean_std(final_r)), stat_text(mean_std(frac), 2), stat_text(mean_std(kl), 2),
+                    stat_text(mean_std(dist)), stat_text(mean_std(div), 2), reached_text, stat_text(mean_std(sec), 2),
+                    stat_text(mean_std(ms), 2)});
+    cost_rows.push_back({name, jobs::fixed(mean_std(nfe).mean, 1), jobs::fixed(mean_std(revals).mean, 1)});
+    if (mean_std(acc).n > 0) image_rows.push_back({name, stat_text(mean_std(acc)), stat_text(mean_std(fid)), stat_text(mean_std(div), 2)});
   }
   for (const auto& c : curves) report["runs"].push_back(curve_json(c, variant_of.at(c.variant)->sweep));
 
@@ -754,14 +736,14 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   }
   // Steps to the target, each configuration against the target configuration.
   if (!fixed_target && !fraction_target && to_target.count(target_variant) && to_target[target_variant].first.n > 0) {
-    const Stat& ts = to_target[target_variant].first;
+    const MeanStd& ts = to_target[target_variant].first;
     md << "\n## Steps to " << target_variant << "'s peak reward (" << jobs::fixed(target_reward) << ")\n\n"
        << target_variant << " reaches its own peak at step " << stat_text(ts, 0) << " on average ("
        << jobs::fixed(to_target[target_variant].second.mean, 2) << " s). The paper reports RAM reaching Flow-GRPO's "
           "peak in up to 50x fewer steps.\n\n";
     for (const auto& v : variants) {
       if (v.label == target_variant) continue;
-      const Stat& st = to_target[v.label].first;
+      const MeanStd& st = to_target[v.label].first;
       const size_t runs = by_variant[v.label].size();
       md << "- " << v.label << ": ";
       if (st.n == 0) {

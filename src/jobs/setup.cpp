@@ -14,6 +14,7 @@
 #include "ramflow/image.h"
 #include "ramflow/lora.h"
 #include "ramflow/errors.h"
+#include "ramflow/strings.h"
 #include "ramflow/method.h"
 #include "ramflow/pretrain.h"
 #include "ramflow/progress.h"
@@ -40,12 +41,6 @@ std::string cache_dir(const Config& cfg) {
   if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/ramflow";
   if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/ramflow";
   return ".ramflow-cache";
-}
-
-std::string join_targets(const std::vector<std::string>& targets) {
-  std::string s;
-  for (const auto& t : targets) s += (s.empty() ? "" : ",") + t;
-  return s;
 }
 
 }  // namespace
@@ -160,7 +155,7 @@ void add_training_params(ParamTable& t, bool with_method) {
   t.number("lora_alpha", nullptr, "adapter scale alpha: W = W0 + (alpha / r) B A (default: r)", 0, 1e9, true);
   t.text("lora_targets", nullptr,
          "comma-separated layer patterns ('*' any run; a pattern also matches a name's end after a dot; "
-         "default: " + join_targets(LoraOptions().targets()) + ")");
+         "default: " + join(LoraOptions().targets(), ",") + ")");
 }
 
 std::optional<LoraOptions> lora_options_from(const Config& cfg) {
@@ -446,8 +441,9 @@ Config resume_config(const Config& given, const std::set<std::string>& may_chang
     if (!given.table().find(key)) throw InputError(given_path + ": unknown key '" + key + "'");
     keys.insert(key);
   }
-  std::string allowed;
-  for (const auto& k : may_change) allowed += (allowed.empty() ? "" : ", ") + given.table().find(k)->flag();
+  std::vector<std::string> flags;
+  for (const auto& k : may_change) flags.push_back(given.table().find(k)->flag());
+  const std::string allowed = join(flags);
   for (const auto& p : given.table().params()) {
     if (!given.is_explicit(p.key) || p.key == "resume" || p.key == "out" || p.key == "overwrite") continue;
     if (given.raw(p.key) == cfg.raw(p.key)) continue;

@@ -7,6 +7,7 @@
 #include "ramflow/adjoint_matching.h"
 #include "ramflow/awm.h"
 #include "ramflow/config.h"
+#include "ramflow/strings.h"
 #include "ramflow/draft.h"
 #include "ramflow/eam.h"
 #include "ramflow/elbo_pg.h"
@@ -81,10 +82,8 @@ void check_method_keys(const Config& cfg, const std::vector<std::string>& chosen
     bool used = false;
     for (const auto& c : chosen) used = used || std::find(names.begin(), names.end(), c) != names.end();
     if (used) continue;
-    std::string owners, picked;
-    for (const auto& n : names) owners += (owners.empty() ? "" : ", ") + n;
-    for (const auto& c : chosen) picked += (picked.empty() ? "" : ", ") + c;
-    throw ConfigError(cfg.table().find(key)->flag() + " is an option of method " + owners + ", not of " + picked);
+    throw ConfigError(cfg.table().find(key)->flag() + " is an option of method " + join(names) + ", not of " +
+                      join(chosen));
   }
 }
 

@@ -1,5 +1,6 @@
 // Condition batches (see include/ramflow/condition.h).
 #include "ramflow/condition.h"
+#include "ramflow/strings.h"
 
 #include <torch/torch.h>
 
@@ -26,9 +27,9 @@ Condition Condition::classes(const torch::Tensor& labels, std::shared_ptr<const 
 const torch::Tensor& Condition::at(const std::string& name) const {
   const auto it = tensors_.find(name);
   if (it == tensors_.end()) {
-    std::string names;
-    for (const auto& [n, t] : tensors_) names += (names.empty() ? "" : ", ") + n;
-    TORCH_CHECK(false, "Condition: no tensor '", name, "' (it has: ", names.empty() ? "none" : names, ")");
+    std::vector<std::string> names;
+    for (const auto& [n, t] : tensors_) names.push_back(n);
+    TORCH_CHECK(false, "Condition: no tensor '", name, "' (it has: ", names.empty() ? "none" : join(names), ")");
   }
   return it->second;
 }

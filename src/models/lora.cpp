@@ -10,6 +10,7 @@
 #include "ramflow/checkpoint.h"
 #include "ramflow/config.h"
 #include "ramflow/errors.h"
+#include "ramflow/strings.h"
 #include "ramflow/io.h"
 
 namespace ramflow {
@@ -119,10 +120,8 @@ std::vector<std::string> lora_target_layers(const torch::nn::Module& model, cons
   }
   for (const auto& pattern : targets)
     if (!used.count(pattern)) {
-      std::string names;
-      for (const auto& n : all) names += (names.empty() ? "" : ", ") + n;
       throw ConfigError("--lora-targets: pattern '" + pattern + "' matches no Conv2d or Linear layer of the model" +
-                        (all.empty() ? std::string(" (it has none)") : " (it has: " + names + ")"));
+                        (all.empty() ? std::string(" (it has none)") : " (it has: " + join(all) + ")"));
     }
   return chosen;
 }

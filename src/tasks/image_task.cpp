@@ -7,6 +7,7 @@
 
 #include "ramflow/config.h"
 #include "ramflow/errors.h"
+#include "ramflow/strings.h"
 #include "ramflow/idx.h"
 #include "ramflow/unet.h"
 
@@ -56,9 +57,9 @@ class ImageTask : public Task {
     return u.to(torch::kFloat).div(127.5).sub(1.0).unsqueeze(1);
   }
   static std::string shape_text(const torch::Tensor& t) {
-    std::string s = "[";
-    for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-    return s + "]";
+    std::vector<std::string> sizes;
+    for (int64_t i = 0; i < t.dim(); ++i) sizes.push_back(std::to_string(t.size(i)));
+    return "[" + join(sizes) + "]";
   }
   std::string find(const std::string& dir, const std::string& stem) const {
     namespace fs = std::filesystem;

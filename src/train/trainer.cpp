@@ -12,6 +12,7 @@
 
 #include "ramflow/errors.h"
 #include "ramflow/guidance.h"
+#include "ramflow/metrics.h"
 #include "ramflow/sde.h"
 #include "ramflow/time.h"
 
@@ -331,20 +332,13 @@ StepRecord Trainer::step() {
     rec.reward_mean = rec.reward_std = rec.reward_min = rec.reward_max = std::nan("");
     return rec;
   }
-  // Reward statistics in one pass over a CPU copy (Welford mean and unbiased variance).
+  // Reward statistics of the batch (every reward is finite: score_terms_checked).
   const auto r = batch.reward.to(torch::kCPU, torch::kDouble).contiguous();
-  const double* rp = r.data_ptr<double>();
-  double mean = 0, m2 = 0;
-  rec.reward_min = rec.reward_max = rp[0];
-  for (int64_t i = 0; i < r.numel(); ++i) {
-    const double delta = rp[i] - mean;
-    mean += delta / static_cast<double>(i + 1);
-    m2 += delta * (rp[i] - mean);
-    rec.reward_min = std::min(rec.reward_min, rp[i]);
-    rec.reward_max = std::max(rec.reward_max, rp[i]);
-  }
-  rec.reward_mean = mean;
-  rec.reward_std = r.numel() > 1 ? std::sqrt(m2 / static_cast<double>(r.numel() - 1)) : 0.0;
+  const MeanStd s = mean_std(std::vector<double>(r.data_ptr<double>(), r.data_ptr<double>() + r.numel()));
+  rec.reward_mean = s.mean;
+  rec.reward_std = s.std;
+  rec.reward_min = s.min;
+  rec.reward_max = s.max;
   rec.metrics = std::move(out.metrics);
   // Each named part of the reward on its own: "reward/<name>" (the batch mean).
   for (const auto& [name, t] : batch.reward_terms)
