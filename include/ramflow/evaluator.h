@@ -20,6 +20,7 @@
 
 #include <torch/types.h>
 
+#include "ramflow/decoder.h"
 #include "ramflow/gaussian_mixture.h"
 #include "ramflow/image_metrics.h"
 #include "ramflow/likelihood.h"
@@ -78,16 +79,19 @@ struct EvalResult {
   double kl_to_base = std::nan("");     // KL(p_theta || p_ref) by ODE likelihoods (NaN: not asked for)
   double kl_to_base_se = std::nan("");  // its standard error over the samples
   torch::Tensor mode_masses;       // [M] (undefined if the task has no modes)
-  torch::Tensor samples;           // [n, ...] the endpoints, CPU
+  torch::Tensor samples;           // [n, ...] the decoded endpoints (what the reward scored), CPU
+  torch::Tensor latents;           // [n, ...] the model's own endpoints (= samples with no decoder), CPU
   Condition cond;                  // their n requested conditions, or empty
   std::optional<ImageMetrics> image;  // with an evaluation classifier
 };
 
 class Evaluator {
  public:
-  /// Draws the pool from `base` and builds the exact target. `base` is not modified.
+  /// Draws the pool from `base` and builds the exact target. `base` is not modified. With a decoder,
+  /// `reward` scores decoded samples, and the target, the distances and the judge live in decoded space;
+  /// the KL is of the models' own (latent) laws.
   Evaluator(TaskPtr task, RewardPtr reward, double multiplier, VelocityFieldImpl& base,
-            EvalOptions options = {});
+            EvalOptions options = {}, DecoderPtr decoder = nullptr);
   /// Samples `n` endpoints of `model` from the fixed evaluation noise (n = 0: options.samples()). With
   /// `kl`, also KL(model || base) on the first kl_samples of them (exactly 0 for the base itself).
   EvalResult evaluate(VelocityFieldImpl& model, int64_t n = 0, bool kl = false) const;
@@ -100,8 +104,11 @@ class Evaluator {
 
  private:
   torch::Tensor endpoints(VelocityFieldImpl& model, const torch::Tensor& noise, const Condition& cond) const;
+  /// The decoded endpoints (the endpoints themselves without a decoder).
+  torch::Tensor decoded(const torch::Tensor& z) const { return decoder_ ? decode_samples(*decoder_, z) : z; }
   TaskPtr task_;
   RewardPtr reward_;
+  DecoderPtr decoder_;
   VelocityFieldPtr base_;  // a frozen copy of the base model, p_ref of the KL
   EvalOptions options_;
   torch::Tensor noise_;  // [samples, ...] fixed evaluation noise, CPU

@@ -85,8 +85,12 @@ double expected_quadratic_reward(const GaussianMixture& g, const QuadraticForm& 
 }
 
 Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, VelocityFieldImpl& base,
-                     EvalOptions options)
-    : task_(std::move(task)), reward_(std::move(reward)), base_(frozen_copy(base)), options_(std::move(options)) {
+                     EvalOptions options, DecoderPtr decoder)
+    : task_(std::move(task)),
+      reward_(std::move(reward)),
+      decoder_(std::move(decoder)),
+      base_(frozen_copy(base)),
+      options_(std::move(options)) {
   TORCH_CHECK(options_.samples() >= 2 && options_.pool() >= 2,
               "Evaluator: samples and pool must be >= 2");
   std::vector<int64_t> shape = {options_.samples()};
@@ -96,7 +100,7 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
   cond_ = task_->evaluation_conditions(options_.samples());                // the held-out conditions, in turn
   shape[0] = options_.pool();
   const Condition pool_cond = task_->evaluation_conditions(options_.pool());
-  auto pool = endpoints(base, rng.fork(1).randn(shape), pool_cond);
+  auto pool = decoded(endpoints(base, rng.fork(1).randn(shape), pool_cond));
   if (!options_.judge().empty()) {
     auto test = task_->test_split();
     if (!test || task_->num_classes() == 0 || task_->sample_shape().size() != 3)
@@ -124,7 +128,7 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
   target_.reward_optimal = torch::dot(target_.weights, r64).item<double>();
   target_.pair_distance = mean_pair_distance(target_.pool, target_.weights);
   target_.kl_optimal = point.kl;
-  if (const GaussianMixture* g = task_->mixture()) {
+  if (const GaussianMixture* g = decoder_ ? nullptr : task_->mixture()) {  // the mixture is of latents
     target_.mode_centers = g->means.to(torch::kFloat);
     target_.mode_masses = mode_masses(target_.pool, target_.mode_centers, target_.weights);
     if (auto f = reward_->quadratic_form()) {
@@ -156,7 +160,8 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
   EvalResult out;
   out.n = n;
   out.cond = conditions(n);
-  out.samples = endpoints(model, noise_.narrow(0, 0, n), out.cond);
+  out.latents = endpoints(model, noise_.narrow(0, 0, n), out.cond);
+  out.samples = decoded(out.latents);
   const ScoredBatch scored = score_terms_checked(*reward_, out.samples, out.cond);
   auto r = scored.total.to(torch::kDouble);
   for (const auto& [name, t] : scored.terms) out.reward_terms[name] = t.to(torch::kDouble).mean().item<double>();
@@ -174,7 +179,7 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
   if (kl) {
     // On the model's device; Hutchinson's probes (high dimensions only) from a fixed stream.
     const int64_t k = std::min(n, options_.kl_samples());
-    auto x = out.samples.narrow(0, 0, k).to(device_of(model).device());
+    auto x = out.latents.narrow(0, 0, k).to(device_of(model).device());
     Rng rng(options_.seed() + 3);
     auto c = out.cond.slice(0, k).to(x.device());
     const auto est = kl_on_samples(model, *base_, x, c, options_.likelihood(), &rng);
@@ -186,7 +191,7 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
 
 torch::Tensor Evaluator::target_samples(int64_t n, Rng& rng) const {
   std::vector<int64_t> shape = {n};
-  for (auto s : task_->sample_shape()) shape.push_back(s);
+  for (auto s : decoder_ ? decoder_->decoded_shape(task_->sample_shape()) : task_->sample_shape()) shape.push_back(s);
   return target_.pool.index_select(0, rng.multinomial(target_.weights, n)).reshape(shape);
 }
 
