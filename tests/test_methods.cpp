@@ -718,5 +718,35 @@ TEST(TrainerTest, EvaluationEmaFollowsThePolicyWithItsDecay) {
   EXPECT_EQ(plain.eval_model_name(), "policy");
 }
 
+// A step's metrics are over all its minibatches: a method reporting each minibatch's index and size
+// gives the mean of the indices and the size of one minibatch.
+class CountingMethod : public Method {
+ public:
+  std::string name() const override { return "counting"; }
+  LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng&) override {
+    ++calls_;
+    auto v = models.policy.forward(batch.x0, torch::full({batch.size()}, 0.5), batch.cond);
+    return {v.square().mean(), {{"minibatch", static_cast<double>(calls_)}, {"rows", static_cast<double>(batch.size())}}};
+  }
+  nlohmann::json options() const override { return nlohmann::json::object(); }
+
+ private:
+  int64_t calls_ = 0;
+};
+
+TEST(TrainerTest, AStepsMetricsAggregateAllItsMinibatches) {
+  auto base = make_velocity_field(MLPVelocityOptions(2).hidden(8).to_json());
+  auto policy = clone_velocity_field(*base);
+  for (auto& p : policy->parameters()) p.set_requires_grad(true);
+  Trainer trainer(policy, frozen_copy(*base), make_reward({{"type", "bump"}, {"center", {4, 0}}}, 2),
+                  std::make_unique<CountingMethod>(),
+                  TrainerOptions().sample_shape({2}).group_size(8).minibatches(4).rollout(SampleOptions().steps(2)));
+  const StepRecord rec = trainer.step();
+  EXPECT_DOUBLE_EQ(rec.metrics.at("minibatch"), (1 + 2 + 3 + 4) / 4.0);
+  EXPECT_DOUBLE_EQ(rec.metrics.at("rows"), 2.0);
+  const StepRecord next = trainer.step();
+  EXPECT_DOUBLE_EQ(next.metrics.at("minibatch"), (5 + 6 + 7 + 8) / 4.0);
+}
+
 }  // namespace
 }  // namespace ramflow

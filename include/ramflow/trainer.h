@@ -59,12 +59,12 @@ struct StepRecord {
   double seconds = 0;          // cumulative wall-clock time inside step()
   double reward_mean = 0, reward_std = 0, reward_min = 0, reward_max = 0;
   double loss = 0;             // mean over the minibatches
-  double grad_norm = 0;        // before clipping (of the last minibatch)
+  double grad_norm = 0;        // before clipping (the largest of the minibatches')
   int64_t nfe = 0;             // cumulative network evaluations by rollouts (per sample)
   double nfe_train = 0;        // cumulative network evaluations by the losses, per endpoint (forward
                                // passes of any model, and vector-Jacobian products; the methods' "nfe_train")
   int64_t reward_evals = 0;    // cumulative reward evaluations
-  std::map<std::string, double> metrics;  // method-specific
+  std::map<std::string, double> metrics;  // method-specific: each the mean over the step's minibatches
   /// Non-empty when the step was skipped, saying why: the rollout diverged (a non-finite sample), the
   /// reward, the loss or the gradient was non-finite. A skipped step makes no (further) optimiser update
   /// and no EMA update, but counts as a step: the next one draws from the next random stream.

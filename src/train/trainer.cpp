@@ -287,7 +287,7 @@ StepRecord Trainer::step() {
   // --- loss and optimiser steps, one per minibatch -------------------------------------------------
   const int64_t M = options_.minibatches();
   double loss = 0, grad_norm = 0;
-  LossOutput out;
+  std::map<std::string, double> metrics;  // each method metric, the mean over the minibatches
   if (skipped.empty()) {
     {
       torch::NoGradGuard no_grad;
@@ -295,7 +295,7 @@ StepRecord Trainer::step() {
     }
     const int64_t size = batch.size() / M;
     for (int64_t i = 0; i < M; ++i) {
-      out = method_->loss(M == 1 ? batch : batch.slice(i * size, (i + 1) * size), models, rng);
+      const LossOutput out = method_->loss(M == 1 ? batch : batch.slice(i * size, (i + 1) * size), models, rng);
       const double value = out.loss.item<double>();
       if (!std::isfinite(value)) {
         skip("method '" + method_->name() + "' produced a non-finite loss");
@@ -303,15 +303,17 @@ StepRecord Trainer::step() {
       }
       optimizer_->zero_grad();
       out.loss.backward();
-      grad_norm = optimizer_->grad_norm();
-      if (!std::isfinite(grad_norm)) {
+      const double norm = optimizer_->grad_norm();
+      grad_norm = std::max(grad_norm, norm);
+      if (!std::isfinite(norm)) {
         skip("method '" + method_->name() + "' produced a non-finite gradient");
         break;
       }
-      optimizer_->clip_grad_norm(grad_norm, options_.grad_clip());
+      optimizer_->clip_grad_norm(norm, options_.grad_clip());
       optimizer_->step();
       loss += value / static_cast<double>(M);
-      // Each endpoint is in one minibatch, so the per-endpoint count is the minibatches' mean.
+      // Each endpoint is in one minibatch, so per-endpoint counts (nfe_train) are the minibatches' mean too.
+      for (const auto& [name, v] : out.metrics) metrics[name] += v / static_cast<double>(M);
       if (auto it = out.metrics.find("nfe_train"); it != out.metrics.end())
         nfe_train_ += it->second / static_cast<double>(M);
     }
@@ -339,7 +341,7 @@ StepRecord Trainer::step() {
   rec.reward_std = s.std;
   rec.reward_min = s.min;
   rec.reward_max = s.max;
-  rec.metrics = std::move(out.metrics);
+  rec.metrics = std::move(metrics);
   // Each named part of the reward on its own: "reward/<name>" (the batch mean).
   for (const auto& [name, t] : batch.reward_terms)
     rec.metrics["reward/" + name] = t.to(torch::kDouble).mean().item<double>();

@@ -1,0 +1,69 @@
+// The task contract over every registered task: data of the task's shape with one condition per sample,
+// conditions of the right size for training, evaluation and guidance, a default model that takes them,
+// and a spec that rebuilds the task.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "helpers.h"
+
+#include "ramflow/gaussian_mixture.h"
+#include "ramflow/task.h"
+#include "ramflow/velocity_field.h"
+
+namespace ramflow {
+namespace {
+
+// The parameters each registered task is built with here; a newly registered task without an entry is
+// built with none.
+nlohmann::json task_params(const std::string& name) {
+  if (name == "mixture") return GaussianMixture::ring(3, 2.0, 0.3).to_json();
+  if (name == "fashion") return {{"data_dir", testing::tiny_image_dataset(testing::fresh_temp_dir("tasks_fashion"))}};
+  return nullptr;
+}
+
+class TaskContract : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TaskContract, DataConditionsModelAndSpec) {
+  const TaskPtr task = make_task(GetParam(), task_params(GetParam()));
+  EXPECT_EQ(task->name(), GetParam());
+  Rng rng(1);
+  Condition cond;
+  const auto x = task->sample_data(12, rng, {}, &cond);
+  std::vector<int64_t> shape = {12};
+  for (auto s : task->sample_shape()) shape.push_back(s);
+  EXPECT_EQ(x.sizes().vec(), shape);
+  EXPECT_EQ(x.scalar_type(), torch::kFloat);
+  const bool conditional = task->condition_count() > 0;
+  EXPECT_EQ(cond.defined(), conditional);
+  EXPECT_EQ(task->sample_conditions(5, rng).size(), conditional ? 5 : 0);
+  EXPECT_EQ(task->evaluation_conditions(7).size(), conditional ? 7 : 0);
+  EXPECT_EQ(task->null_condition().size(), conditional ? 1 : 0);
+  if (conditional) {
+    EXPECT_EQ(cond.size(), 12);
+    const auto ids = cond.id();
+    EXPECT_GE(ids.min().item<int64_t>(), 0);
+    EXPECT_LT(ids.max().item<int64_t>(), task->condition_count());
+    EXPECT_FALSE(task->condition_text(0).empty());
+    EXPECT_EQ(task->null_condition().id()[0].item<int64_t>(), kNullId);
+  }
+  // The default model takes the task's samples with their conditions, and the null condition.
+  auto model = make_velocity_field(task->default_model(), 0);
+  torch::NoGradGuard no_grad;
+  EXPECT_EQ(model->forward(x, torch::full({12}, 0.5), cond).sizes(), x.sizes());
+  if (conditional) {
+    const auto null = task->null_condition().index_select(torch::zeros({12}, torch::kLong));
+    EXPECT_EQ(model->forward(x, torch::full({12}, 0.5), null).sizes(), x.sizes());
+  }
+  EXPECT_EQ(make_task(task->spec()["task"].get<std::string>(), task->spec()["params"])->spec(), task->spec());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTasks, TaskContract, ::testing::ValuesIn(tasks().names()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           for (char& c : name)
+                             if (c == '-') c = '_';
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace ramflow
