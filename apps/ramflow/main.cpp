@@ -93,6 +93,7 @@ void print_list() {
   show("methods", ramflow::methods().names(), [](const std::string& n) { return ramflow::methods().help(n); });
   show("samplers", ramflow::samplers().names(), [](const std::string& n) { return ramflow::samplers().help(n); });
   show("models", ramflow::models().names(), [](const std::string& n) { return ramflow::models().help(n); });
+  show("decoders", ramflow::decoders().names(), [](const std::string& n) { return ramflow::decoders().help(n); });
 }
 
 }  // namespace
@@ -130,7 +131,7 @@ int main(int argc, char** argv) {
     s.app = app.add_subcommand(s.name, s.help);
     add_flags(s);
   }
-  auto* list = app.add_subcommand("list", "list every registered task, reward, method, sampler and model");
+  auto* list = app.add_subcommand("list", "list every registered task, reward, method, sampler, model and decoder");
 
   try {
     app.parse(argc, argv);
