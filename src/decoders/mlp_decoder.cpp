@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "ramflow/config.h"
+#include "ramflow/init.h"
 
 namespace ramflow {
 
@@ -36,17 +37,11 @@ MLPDecoderImpl::MLPDecoderImpl(const MLPDecoderOptions& options) : options_(opti
 }
 
 void MLPDecoderImpl::reset_parameters(Rng& rng) {
+  // PyTorch's Linear default for the perceptron; the skip starts as the identity on the first min(d, D)
+  // coordinates, so the decoder is near a rotation-free embedding.
+  init_layer_uniform(in_->weight, in_->bias, rng);
+  init_layer_uniform(out_->weight, out_->bias, rng);
   torch::NoGradGuard no_grad;
-  // PyTorch's Linear default, uniform in +-1/sqrt(in), for the hidden layer; the skip starts as the
-  // identity on the first min(d, D) coordinates, so the decoder is near a rotation-free embedding.
-  auto uniform = [&](torch::Tensor& t, int64_t fan_in) {
-    const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-    t.copy_(rng.rand(t.sizes()).mul(2.0 * bound).sub(bound));
-  };
-  uniform(in_->weight, options_.latent_dim());
-  uniform(in_->bias, options_.latent_dim());
-  uniform(out_->weight, options_.hidden());
-  uniform(out_->bias, options_.hidden());
   skip_->weight.copy_(torch::eye(options_.dim(), options_.latent_dim()));
 }
 

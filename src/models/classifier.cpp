@@ -9,6 +9,7 @@
 #include "ramflow/checkpoint.h"
 #include "ramflow/config.h"
 #include "ramflow/errors.h"
+#include "ramflow/init.h"
 
 namespace ramflow {
 
@@ -81,13 +82,9 @@ void ImageClassifierImpl::reset_parameters(Rng& rng) {
   for (const auto& item : named_modules("", /*include_self=*/false)) {
     auto* m = item.value().get();
     if (auto* c = dynamic_cast<torch::nn::Conv2dImpl*>(m)) {
-      const double bound = 1.0 / std::sqrt(static_cast<double>(c->weight[0].numel()));
-      c->weight.copy_((rng.rand(c->weight.sizes()) * 2 - 1) * bound);
-      c->bias.copy_((rng.rand(c->bias.sizes()) * 2 - 1) * bound);
+      init_layer_uniform(c->weight, c->bias, rng);
     } else if (auto* l = dynamic_cast<torch::nn::LinearImpl*>(m)) {
-      const double bound = 1.0 / std::sqrt(static_cast<double>(l->weight.size(1)));
-      l->weight.copy_((rng.rand(l->weight.sizes()) * 2 - 1) * bound);
-      l->bias.copy_((rng.rand(l->bias.sizes()) * 2 - 1) * bound);
+      init_layer_uniform(l->weight, l->bias, rng);
     }
   }
 }

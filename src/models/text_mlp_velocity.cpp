@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "ramflow/config.h"
+#include "ramflow/init.h"
 
 namespace ramflow {
 
@@ -49,23 +50,12 @@ TextMLPVelocityImpl::TextMLPVelocityImpl(const TextMLPVelocityOptions& options) 
   reset_parameters(rng);
 }
 
-namespace {
-// PyTorch's Linear default: weight and bias uniform in +-1/sqrt(in).
-void init_linear(torch::nn::Linear& layer, Rng& rng) {
-  const double bound = 1.0 / std::sqrt(static_cast<double>(layer->weight.size(1)));
-  layer->weight.copy_(rng.rand(layer->weight.sizes()).mul(2.0 * bound).sub(bound));
-  if (layer->bias.defined()) layer->bias.copy_(rng.rand(layer->bias.sizes()).mul(2.0 * bound).sub(bound));
-}
-}  // namespace
-
 void TextMLPVelocityImpl::reset_parameters(Rng& rng) {
-  torch::NoGradGuard no_grad;
-  init_linear(context_proj_, rng);
-  init_linear(pooled_proj_, rng);
+  init_layer_uniform(context_proj_->weight, context_proj_->bias, rng);
+  init_layer_uniform(pooled_proj_->weight, pooled_proj_->bias, rng);
   for (auto& module : *layers_) {
-    auto layer = std::dynamic_pointer_cast<torch::nn::LinearImpl>(module);
-    torch::nn::Linear holder(layer);
-    init_linear(holder, rng);
+    auto* layer = module->as<torch::nn::Linear>();
+    init_layer_uniform(layer->weight, layer->bias, rng);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "ramflow/config.h"
+#include "ramflow/init.h"
 #include "ramflow/task.h"
 
 namespace ramflow {
@@ -152,19 +153,12 @@ nlohmann::json UNetImpl::spec() const { return options_.to_json(); }
 void UNetImpl::reset_parameters(Rng& rng) {
   torch::NoGradGuard no_grad;
   // In registration order (named_modules is deterministic), drawn on the CPU, then copied.
-  auto uniform = [&](torch::Tensor& p, double bound) {
-    p.copy_((rng.rand(p.sizes()) * 2.0 - 1.0) * bound);
-  };
   for (const auto& item : named_modules("", /*include_self=*/false)) {
     auto* m = item.value().get();
     if (auto* conv = dynamic_cast<torch::nn::Conv2dImpl*>(m)) {
-      const double bound = 1.0 / std::sqrt(static_cast<double>(conv->weight[0].numel()));  // 1/sqrt(fan_in)
-      uniform(conv->weight, bound);
-      uniform(conv->bias, bound);
+      init_layer_uniform(conv->weight, conv->bias, rng);
     } else if (auto* lin = dynamic_cast<torch::nn::LinearImpl*>(m)) {
-      const double bound = 1.0 / std::sqrt(static_cast<double>(lin->weight.size(1)));
-      uniform(lin->weight, bound);
-      uniform(lin->bias, bound);
+      init_layer_uniform(lin->weight, lin->bias, rng);
     } else if (auto* gn = dynamic_cast<torch::nn::GroupNormImpl*>(m)) {
       gn->weight.fill_(1.0);
       gn->bias.fill_(0.0);

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include "ramflow/identity_decoder.h"
+
 namespace ramflow {
 namespace {
 
@@ -30,7 +32,7 @@ class DecodedReward : public Reward {
 
 RewardPtr decoded_reward(DecoderPtr decoder, RewardPtr reward) {
   TORCH_CHECK(decoder && reward, "decoded_reward: a decoder and a reward are required");
-  if (decoder->spec().value("type", std::string()) == "identity") return reward;
+  if (std::dynamic_pointer_cast<IdentityDecoderImpl>(decoder)) return reward;
   return std::make_shared<DecodedReward>(std::move(decoder), std::move(reward));
 }
 

@@ -314,9 +314,8 @@ StepRecord Trainer::step() {
       loss += value / static_cast<double>(M);
       // Each endpoint is in one minibatch, so per-endpoint counts (nfe_train) are the minibatches' mean too.
       for (const auto& [name, v] : out.metrics) metrics[name] += v / static_cast<double>(M);
-      if (auto it = out.metrics.find("nfe_train"); it != out.metrics.end())
-        nfe_train_ += it->second / static_cast<double>(M);
     }
+    if (auto it = metrics.find("nfe_train"); it != metrics.end()) nfe_train_ += it->second;
   }
   if (skipped.empty()) {
     if (old_) old_->update(*policy_);  // the released code steps its EMA once per epoch (= step here)
