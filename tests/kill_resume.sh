@@ -12,7 +12,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export RAMFLOW_CACHE_DIR="$work/cache"
 steps=1500
-common=(--model '{"type": "mlp", "dim": 2, "hidden": 16}' --pretrain-steps 100 --steps "$steps" --group 8
+common=(--model '{"type": "mlp", "dim": 2, "hidden": 16}' --pretrain-steps 100 --steps "$steps" --group-size 8
         --rollout-steps 4 --eval-every 250 --eval-samples 40 --eval-pool 200 --eval-curve-samples 40
         --eval-steps 4 --eval-kl-samples 4 --eval-kl-steps 4 --checkpoint-every 1 --keep-checkpoints 2
         --threads 1)

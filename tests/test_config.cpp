@@ -104,18 +104,40 @@ TEST(ConfigTest, SpecReaderRejectsUnknownFields) {
 
 TEST(ConfigTest, FinetuneTableHasTheDocumentedFlags) {
   auto t = finetune_params();
-  for (const char* key : {"task", "reward", "reward_center", "reward_scale", "multiplier", "group", "draws",
-                          "rollout_steps", "lr", "steps", "seed", "out", "signal", "target_copy", "time_dist"})
+  for (const char* key : {"task", "reward", "reward_center", "reward_scale", "multiplier", "group_size", "draws",
+                          "rollout_steps", "lr", "steps", "seed", "out", "ram_signal", "ram_target_copy", "time_dist"})
     EXPECT_NE(t.find(key), nullptr) << key;
   EXPECT_EQ(t.find("reward_center")->flag(), "--reward-center");
   // The exact command of the issue resolves without error.
   auto cfg = Config::resolve(t, "",
                              {{"task", "ring"}, {"reward", "bump"}, {"reward_center", "4,0"},
-                              {"reward_scale", "2.5"}, {"multiplier", "5"}, {"group", "32"},
+                              {"reward_scale", "2.5"}, {"multiplier", "5"}, {"group_size", "32"},
                               {"draws", "4"}, {"rollout_steps", "25"}, {"lr", "1e-4"},
                               {"steps", "600"}, {"seed", "0"}, {"out", "DIR"}});
   EXPECT_EQ(cfg.raw("reward"), "bump");
   EXPECT_DOUBLE_EQ(cfg.number("lr"), 1e-4);
+}
+
+// Keys renamed since an earlier version: a config file or run directory with the old names resolves to
+// the new keys; both names at once are refused.
+TEST(ConfigTest, RenamedKeysOfEarlierVersionsStillRead) {
+  const auto t = finetune_params();
+  ASSERT_NE(t.renamed_to("group"), nullptr);
+  EXPECT_EQ(*t.renamed_to("group"), "group_size");
+  EXPECT_EQ(*t.renamed_to("signal"), "ram_signal");
+  EXPECT_EQ(t.renamed_to("groups"), nullptr);
+  const auto cfg = Config::from_json(
+      t, {{"group", 8}, {"signal", "centered"}, {"target_copy", "ema"}, {"std_scope", "step"}, {"std_eps", 0.01}},
+      "old.json");
+  EXPECT_EQ(cfg.integer("group_size"), 8);
+  EXPECT_EQ(cfg.text("ram_signal"), "centered");
+  EXPECT_EQ(cfg.text("ram_target_copy"), "ema");
+  EXPECT_EQ(cfg.text("ram_std_scope"), "step");
+  EXPECT_DOUBLE_EQ(cfg.number("ram_std_eps"), 0.01);
+  EXPECT_TRUE(cfg.is_explicit("group_size"));
+  EXPECT_NE(error_of([&] { Config::from_json(t, {{"group", 8}, {"group_size", 4}}, "both.json"); })
+                .find("both.json: 'group' and 'group_size' are one key (renamed)"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -85,7 +85,7 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
     std::vector<std::pair<std::string, std::string>> flags = {
         {"out", out}, {"task", "fashion"}, {"data_dir", data}, {"base", pre + "/checkpoints/base.safetensors"},
         {"reward", R"({"type": "classifier", "checkpoint": ")" + judges[0] + R"("})"},
-        {"eval_classifier", judges[1]}, {"groups", "2"}, {"group", "4"}, {"rollout_steps", "3"},
+        {"eval_classifier", judges[1]}, {"groups", "2"}, {"group_size", "4"}, {"rollout_steps", "3"},
         {"eval_samples", "30"}, {"eval_pool", "60"}, {"eval_steps", "3"}, {"eval_kl_samples", "4"},
         {"eval_kl_steps", "2"}};
     for (auto& kv : extra) {

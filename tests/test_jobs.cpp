@@ -24,7 +24,7 @@ std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir("
 
 std::vector<std::pair<std::string, std::string>> small_run(const std::string& out) {
   return {{"out", out},           {"cache_dir", testing::process_cache_dir()}, {"pretrain_steps", "300"},
-          {"steps", "12"},        {"group", "16"},                  {"draws", "2"},
+          {"steps", "12"},        {"group_size", "16"},                  {"draws", "2"},
           {"eval_every", "5"},    {"eval_samples", "300"},          {"eval_pool", "1000"},
           {"eval_curve_samples", "100"}, {"eval_steps", "10"},      {"rollout_steps", "5"}};
 }
@@ -53,24 +53,39 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
   expected["out"] = nullptr;
   EXPECT_EQ(again.values(), expected);
 
-  // metrics.jsonl: one line per step, plus evaluations at 0, 5, 10 and 12.
+  // metrics.jsonl: one line per step, plus evaluations at 0, 5, 10 and 12 (the last the final evaluation).
   std::ifstream metrics(out + "/metrics.jsonl");
   std::string line;
   int steps = 0, evals = 0;
+  nlohmann::json final_line;
   while (std::getline(metrics, line)) {
     auto j = nlohmann::json::parse(line);
     if (j.contains("step")) {
       ++steps;
       EXPECT_EQ(j["step"], steps);
-      for (const char* k : {"seconds", "reward_mean", "loss", "grad_norm", "nfe", "reward_evals"})
+      for (const char* k : {"seconds", "reward_mean", "loss", "grad_norm", "nfe", "nfe_train", "nfe_total",
+                            "reward_evals"})
         EXPECT_TRUE(j.contains(k)) << k;
+      // Network evaluations per endpoint so far: rollouts (nfe), losses (RAM: policy and reference at K = 2).
+      EXPECT_EQ(j["nfe"], 5 * steps);
+      EXPECT_DOUBLE_EQ(j["nfe_train"].get<double>(), 2.0 * 2 * steps);
+      EXPECT_DOUBLE_EQ(j["nfe_total"].get<double>(), j["nfe"].get<double>() + j["nfe_train"].get<double>());
     } else {
       ++evals;
-      EXPECT_TRUE(j.contains("eval_step") && j.contains("reward") && j.contains("distance"));
+      // The one layout of evaluation lines (finetune and compare).
+      for (const char* k : {"eval_step", "samples", "seconds", "nfe", "nfe_train", "nfe_total", "reward_evals",
+                            "reward", "reward_std",
+                            "distance", "distance_from_base", "diversity"})
+        EXPECT_TRUE(j.contains(k)) << k;
+      EXPECT_EQ(j["samples"], j.value("final", false) ? 300 : 100);
+      if (j["eval_step"] == 0) EXPECT_EQ(j["distance_from_base"], 0.0);
+      if (j.value("final", false)) final_line = j;
     }
   }
   EXPECT_EQ(steps, 12);
   EXPECT_EQ(evals, 4);
+  ASSERT_TRUE(final_line.is_object());
+  EXPECT_EQ(final_line["eval_step"], 12);
 
   // summary.json: the documented keys.
   auto s = nlohmann::json::parse(read_file(out + "/summary.json"));
@@ -80,6 +95,10 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
   EXPECT_EQ(s["method"], "ram");
   EXPECT_EQ(s["task"], "ring");
   EXPECT_EQ(s["nfe"], 12 * 5);            // 12 rollouts of 5 Euler steps
+  EXPECT_DOUBLE_EQ(s["nfe_total"].get<double>(), 12 * 5 + 12 * 2.0 * 2);  // and 12 losses of 2 models at K = 2
+  // The final evaluation line is the summary's "after" evaluation, not a smaller one.
+  EXPECT_EQ(final_line["reward"], s["reward_after"]);
+  EXPECT_EQ(final_line["kl_to_base"], s["kl_to_base"]);
   EXPECT_EQ(s["reward_evals"], 12 * 16);  // 12 steps of 16 endpoints
   EXPECT_EQ(s, summary);
   EXPECT_TRUE(is_png(out + "/plots/samples.png"));
@@ -112,6 +131,51 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
   // A second run into the same directory is refused without --overwrite, and keeps the first intact.
   EXPECT_THROW(run_finetune(cfg, JobIO{log, false}), IOError);
   EXPECT_TRUE(fs::exists(out + "/summary.json"));
+}
+
+// --eval reward: the same training, evaluated without the exact target's pool: the rewards agree with the
+// exact-target run's (same fixed noise), the distances are absent. --eval none: training only.
+TEST(JobsTest, EvaluationKindsRewardAndNone) {
+  std::ostringstream log;
+  const auto exact_dir = temp_dir("eval-exact"), reward_dir = temp_dir("eval-reward"), none_dir = temp_dir("eval-none");
+  const auto exact = run_finetune(Config::resolve(finetune_params(), "", small_run(exact_dir)), JobIO{log, false});
+  auto args = small_run(reward_dir);
+  args.push_back({"eval", "reward"});
+  const auto rw = run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false});
+  EXPECT_EQ(rw["evaluation"], "reward");
+  EXPECT_EQ(rw["reward_before"], exact["reward_before"]);
+  EXPECT_EQ(rw["reward_after"], exact["reward_after"]);
+  EXPECT_EQ(rw["kl_to_base"], exact["kl_to_base"]);
+  EXPECT_FALSE(rw.contains("reward_optimal"));
+  EXPECT_TRUE(rw["after"]["distance"].is_null());
+  std::ifstream metrics(reward_dir + "/metrics.jsonl");
+  int evals = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("eval_step")) continue;
+    ++evals;
+    EXPECT_TRUE(j["distance"].is_null());
+    EXPECT_TRUE(j["reward"].is_number());
+  }
+  EXPECT_EQ(evals, 4);
+  EXPECT_FALSE(fs::exists(reward_dir + "/plots/distance.png"));
+
+  args = small_run(none_dir);
+  args.push_back({"eval", "none"});
+  const auto none = run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false});
+  EXPECT_EQ(none["evaluation"], "none");
+  EXPECT_FALSE(none.contains("reward_after"));
+  // The same training steps: the last batch's reward is the exact-target run's.
+  EXPECT_EQ(none["reward_last_batch"], exact["reward_last_batch"]);
+  std::ifstream none_metrics(none_dir + "/metrics.jsonl");
+  int steps = 0;
+  for (std::string line; std::getline(none_metrics, line);) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_FALSE(j.contains("eval_step"));
+    ++steps;
+  }
+  EXPECT_EQ(steps, 12);
+  EXPECT_TRUE(fs::exists(none_dir + "/checkpoints/final.safetensors"));
 }
 
 TEST(JobsTest, BadInputFailsBeforeAnythingIsWritten) {
@@ -291,6 +355,45 @@ TEST(JobsTest, CompareWithoutTheDefaultTargetMethodAimsAtTheOptimum) {
   const double base = report["reward_base"], optimal = report["reward_optimal"];
   EXPECT_NEAR(report["target_reward"].get<double>(), base + 0.9 * (optimal - base), 1e-12);
   EXPECT_NE(log.str().find("target reward "), std::string::npos);
+}
+
+// compare --eval reward: no pool, so no distances or optimum; the same runs as with the exact target, so
+// the same rewards. Without a reward_optimal, the fraction target is refused before any compute.
+TEST(JobsTest, CompareWithTheRewardEvaluator) {
+  std::ostringstream log;
+  const auto exact_dir = temp_dir("compare_exact"), reward_dir = temp_dir("compare_reward");
+  auto args = small_run(exact_dir);
+  args.push_back({"methods", "ram"});
+  args.push_back({"seeds", "1"});
+  args.push_back({"eval_kl_samples", "10"});
+  args.push_back({"target_reward", "0.5"});
+  run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
+  args[0].second = reward_dir;
+  ASSERT_EQ(args[0].first, "out");
+  args.push_back({"eval", "reward"});
+  run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
+  const auto a = nlohmann::json::parse(read_file(exact_dir + "/report.json"));
+  const auto b = nlohmann::json::parse(read_file(reward_dir + "/report.json"));
+  EXPECT_EQ(b["evaluation"], "reward");
+  EXPECT_TRUE(b["reward_optimal"].is_null());
+  EXPECT_TRUE(b["frontier"].empty());
+  EXPECT_EQ(a["runs"][0]["reward"], b["runs"][0]["reward"]);
+  EXPECT_EQ(a["runs"][0]["kl_to_base"], b["runs"][0]["kl_to_base"]);
+  for (const auto& d : b["runs"][0]["distance"]) EXPECT_TRUE(d.is_null());
+  EXPECT_FALSE(fs::exists(reward_dir + "/plots/distance_vs_steps.png"));
+  EXPECT_TRUE(fs::exists(reward_dir + "/plots/reward_vs_steps.png"));
+
+  auto no_target = small_run(temp_dir("compare_reward_fraction"));
+  no_target.push_back({"methods", "ram"});
+  no_target.push_back({"eval", "reward"});
+  try {
+    run_compare(Config::resolve(compare_params(), "", no_target), JobIO{log, false});
+    FAIL() << "a fraction target without the exact target was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--eval reward: without the exact target there is no reward_optimal"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(JobsTest, CompareRejectsBadMethodListsBeforeAnyCompute) {

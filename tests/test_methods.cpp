@@ -61,7 +61,7 @@ Trainer method_trainer(const std::string& name, VelocityFieldPtr base, RewardPtr
   return Trainer(policy, frozen_copy(*base), std::move(reward), methods().get(name).make(cfg),
                  TrainerOptions()
                      .sample_shape({2})
-                     .group_size(cfg.integer("group"))
+                     .group_size(cfg.integer("group_size"))
                      .rollout(SampleOptions().steps(cfg.integer("rollout_steps")))
                      .lr(cfg.number("lr"))
                      .minibatches(cfg.integer("minibatches"))
@@ -75,7 +75,7 @@ class MethodContract : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MethodContract, FiniteLossAndGradientsOnlyInThePolicy) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
-  auto trainer = method_trainer(GetParam(), base, bump(), 3, {{"group", "8"}, {"rollout_steps", "6"}});
+  auto trainer = method_trainer(GetParam(), base, bump(), 3, {{"group_size", "8"}, {"rollout_steps", "6"}});
   const auto before = trainer.policy().parameters();
   std::vector<torch::Tensor> start;
   for (const auto& p : before) start.push_back(p.detach().clone());
@@ -120,7 +120,7 @@ TEST_P(MethodContract, SameStepsOnACudaDevice) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
   auto base_cuda = clone_velocity_field(*base);
   base_cuda->to(torch::kCUDA);
-  const std::vector<std::pair<std::string, std::string>> flags = {{"group", "8"}, {"rollout_steps", "6"}};
+  const std::vector<std::pair<std::string, std::string>> flags = {{"group_size", "8"}, {"rollout_steps", "6"}};
   auto cpu = method_trainer(GetParam(), base, bump(), 3, flags);
   auto cuda = method_trainer(GetParam(), base_cuda, bump(), 3, flags);
   auto close = [](double a, double b) { return std::abs(a - b) <= 1e-3 * std::max(1.0, std::abs(b)); };
@@ -488,7 +488,7 @@ TEST(NFTTest, GridTimesAreDistinctLevelsOfTheRolloutGrid) {
 TEST(RAMAnnealTest, StagesSwitchTheReferenceToThePreviousStagesModel) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
   auto trainer = method_trainer("ram-anneal", base, bump(), 0,
-                                {{"anneal_stages", "3"}, {"anneal_stage_steps", "4"}, {"group", "8"},
+                                {{"anneal_stages", "3"}, {"anneal_stage_steps", "4"}, {"group_size", "8"},
                                  {"rollout_steps", "5"}, {"lr", "1e-2"}});
   auto& method = dynamic_cast<RAMAnneal&>(trainer.method());
   EXPECT_DOUBLE_EQ(method.options()["stage_multiplier"].get<double>(), 5.0 / 3.0);
@@ -669,7 +669,7 @@ TEST(RAMTiltTest, TheRunningNormaliserPoolsTheStageAndRestartsWithIt) {
 TEST(RAMTiltTest, StagesDrawRolloutsFromTheFrozenModelOfTheirStart) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
   auto trainer = method_trainer("ram-tilt", base, bump(), 0,
-                                {{"tilt_stages", "3"}, {"tilt_stage_steps", "4"}, {"group", "8"},
+                                {{"tilt_stages", "3"}, {"tilt_stage_steps", "4"}, {"group_size", "8"},
                                  {"rollout_steps", "5"}, {"lr", "1e-2"}});
   auto& method = dynamic_cast<RAMTilt&>(trainer.method());
   Policies models{trainer.policy(), trainer.ref()};
@@ -699,7 +699,7 @@ namespace {
 // d = min(D, 0.1 n) at the n-th update (the first update copies the policy); the policy itself is untouched.
 TEST(TrainerTest, EvaluationEmaFollowsThePolicyWithItsDecay) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
-  auto trainer = method_trainer("ram", base, bump(), 0, {{"eval_ema", "0.5"}, {"group", "8"}, {"rollout_steps", "4"}});
+  auto trainer = method_trainer("ram", base, bump(), 0, {{"eval_ema", "0.5"}, {"group_size", "8"}, {"rollout_steps", "4"}});
   EXPECT_EQ(trainer.eval_model_name(), "ema 0.5");
   EXPECT_NE(&trainer.eval_model(), &trainer.policy());
   std::vector<torch::Tensor> ema;
@@ -713,7 +713,7 @@ TEST(TrainerTest, EvaluationEmaFollowsThePolicyWithItsDecay) {
   const auto evaluated = trainer.eval_model().parameters();
   for (size_t i = 0; i < ema.size(); ++i) EXPECT_TRUE(torch::allclose(evaluated[i], ema[i], 1e-6, 1e-7));
   EXPECT_FALSE(torch::equal(evaluated[0], trainer.policy().parameters()[0]));
-  auto plain = method_trainer("ram", base, bump(), 0, {{"group", "8"}, {"rollout_steps", "4"}});
+  auto plain = method_trainer("ram", base, bump(), 0, {{"group_size", "8"}, {"rollout_steps", "4"}});
   EXPECT_EQ(&plain.eval_model(), &plain.policy());
   EXPECT_EQ(plain.eval_model_name(), "policy");
 }

@@ -264,7 +264,7 @@ TEST(RemoteReward, WeightedSumWithARemoteTermLogsEachTerm) {
       Config::resolve(finetune_params(), "",
                       {{"out", out}, {"reward", reward.dump()}, {"cache_dir", out + "-cache"},
                        {"model", R"({"type": "mlp", "dim": 2, "hidden": 16})"}, {"pretrain_steps", "100"},
-                       {"steps", "3"}, {"group", "8"}, {"rollout_steps", "4"}, {"eval_samples", "40"},
+                       {"steps", "3"}, {"group_size", "8"}, {"rollout_steps", "4"}, {"eval_samples", "40"},
                        {"eval_pool", "200"}, {"eval_curve_samples", "40"}, {"eval_kl_samples", "4"},
                        {"eval_steps", "4"}}),
       JobIO{log, false});

@@ -37,7 +37,7 @@ Flags tiny_run(const std::string& method, const std::string& out, int64_t steps)
              {"model", R"({"type": "mlp", "dim": 2, "hidden": 16})"},
              {"pretrain_steps", "100"},
              {"steps", std::to_string(steps)},
-             {"group", "8"},
+             {"group_size", "8"},
              {"rollout_steps", "4"},
              {"eval_every", "2"},
              {"eval_samples", "40"},
@@ -164,7 +164,7 @@ TEST(Resume, CompareReusesFinishedRunsAndContinuesTheRest) {
   auto flags = [](const std::string& out, int64_t steps) {
     Flags f = {{"out", out},       {"methods", "ram,nft"}, {"seeds", "1"},          {"target_reward", "0.5"},
                {"jobs", "1"},      {"cache_dir", testing::process_cache_dir()},                {"pretrain_steps", "100"},
-               {"model", R"({"type": "mlp", "dim": 2, "hidden": 16})"},                        {"group", "8"},
+               {"model", R"({"type": "mlp", "dim": 2, "hidden": 16})"},                        {"group_size", "8"},
                {"rollout_steps", "4"}, {"eval_every", "2"}, {"eval_samples", "40"}, {"eval_pool", "200"},
                {"eval_curve_samples", "40"}, {"eval_steps", "4"}, {"eval_kl_samples", "4"},
                {"eval_kl_steps", "4"}, {"steps", std::to_string(steps)}};
@@ -182,7 +182,7 @@ TEST(Resume, CompareReusesFinishedRunsAndContinuesTheRest) {
   const auto b = nlohmann::json::parse(read_file(straight + "/report.json"));
   ASSERT_EQ(a["runs"].size(), 2u);
   for (size_t i = 0; i < 2; ++i)
-    for (const char* key : {"step", "nfe", "reward_evals", "reward", "distance", "distance_from_base", "diversity",
+    for (const char* key : {"step", "nfe_total", "reward_evals", "reward", "distance", "distance_from_base", "diversity",
                             "kl_to_base"})
       EXPECT_EQ(a["runs"][i][key], b["runs"][i][key]) << a["runs"][i]["variant"] << " " << key;
   for (const char* run : {"ram-seed0", "nft-seed0"}) {

@@ -165,6 +165,12 @@ int main(int argc, char** argv) {
       std::string key = arg.substr(arg.find_first_not_of('-'));
       key = key.substr(0, key.find('='));
       std::replace(key.begin(), key.end(), '-', '_');
+      if (const std::string* now = s.table.renamed_to(key)) {
+        std::string flag = *now;
+        std::replace(flag.begin(), flag.end(), '_', '-');
+        std::cerr << where << ": error: " << arg << ": renamed --" << flag << " (see --help)\n";
+        return 2;
+      }
       std::vector<std::string> keys = {"config"};
       for (const auto& p : s.table.params()) keys.push_back(p.key);
       std::string hint = ramflow::closest_name(key, keys);

@@ -57,11 +57,17 @@ class ParamTable {
 
   /// Marks `key` (already added) as taken from flags only (Param::flag_only).
   ParamTable& flag_only(const std::string& key);
+  /// Records that `old_key` is now `new_key`: config files and run directories that use the old name keep
+  /// working (read as the new key); a flag of the old name is an error that names the new one.
+  ParamTable& renamed(const std::string& old_key, const std::string& new_key);
+  /// The current name of a renamed key, or nullptr.
+  const std::string* renamed_to(const std::string& old_key) const;
   const Param* find(const std::string& key) const;
   const std::vector<Param>& params() const { return params_; }
 
  private:
   std::vector<Param> params_;
+  std::vector<std::pair<std::string, std::string>> renamed_;  // old key -> new key
   std::string group_;
 };
 

@@ -1,6 +1,11 @@
 #pragma once
-// Evaluation against the exact KL-optimal target p* ∝ p_ref exp(m r), where p_ref is the *base model's*
-// endpoint law under the evaluation sampler.
+// Evaluation of a model on held-out conditions and fixed noise, in one of two kinds (EvalOptions::target):
+//   * the reward evaluator: mean and per-term reward, diversity, a held-out judge where one is configured,
+//     and KL(p_theta || p_ref) on request; for any task;
+//   * the exact-target evaluator (the default), all of that and the distance to the exact KL-optimal
+//     target p* ∝ p_ref exp(m r), where p_ref is the *base model's* endpoint law under the evaluation
+//     sampler. It draws a pool of base samples, so it suits tasks whose samples are cheap.
+// The exact target:
 //   * The target is a pool of base-model samples with self-normalised weights exp(m r) (tilt.h); its
 //     weighted mean reward is `reward_optimal`, the best any method can reach at this m.
 //   * For Gaussian-mixture tasks with a quadratic reward, the closed-form tilt of the *data* mixture is
@@ -40,6 +45,9 @@ struct EvalOptions {
   TORCH_ARG(LikelihoodOptions, likelihood) = LikelihoodOptions().steps(50);
   TORCH_ARG(double, cfg) = 1.0;          // classifier-free guidance scale of the evaluation sampler
   TORCH_ARG(std::string, judge) = "";    // evaluation classifier file (path or shipped name); "" = none
+  /// Draw the pool and build the exact target (distances, reward_optimal, the frontier); false: the reward
+  /// evaluator, whose distances are NaN.
+  TORCH_ARG(bool, target) = true;
 };
 
 /// A point of the exact reward-KL frontier: the tilt p_ref exp(m r) / Z at one m.
@@ -74,7 +82,7 @@ struct EvalResult {
   int64_t n = 0;
   double reward_mean = 0, reward_std = 0;
   std::map<std::string, double> reward_terms;  // the mean of each named part of the reward (reward.h)
-  double distance = 0;             // energy distance to the exact target
+  double distance = std::nan("");  // energy distance to the exact target (NaN without one)
   double diversity = 0;            // mean pairwise distance of the samples, E|X - X'|
   double kl_to_base = std::nan("");     // KL(p_theta || p_ref) by ODE likelihoods (NaN: not asked for)
   double kl_to_base_se = std::nan("");  // its standard error over the samples
@@ -87,7 +95,7 @@ struct EvalResult {
 
 class Evaluator {
  public:
-  /// Draws the pool from `base` and builds the exact target. `base` is not modified. With a decoder,
+  /// Draws the pool from `base` and builds the exact target (options.target()). `base` is not modified. With a decoder,
   /// `reward` scores decoded samples, and the target, the distances and the judge live in decoded space;
   /// the KL is of the models' own (latent) laws.
   Evaluator(TaskPtr task, RewardPtr reward, double multiplier, VelocityFieldImpl& base,
@@ -97,9 +105,12 @@ class Evaluator {
   EvalResult evaluate(VelocityFieldImpl& model, int64_t n = 0, bool kl = false) const;
   /// The requested conditions of the first n evaluation samples (empty for an unconditional task).
   Condition conditions(int64_t n) const { return cond_.slice(0, n); }
-  /// n samples of the exact target, resampled from the weighted pool.
+  /// n samples of the exact target, resampled from the weighted pool (the exact-target evaluator only).
   torch::Tensor target_samples(int64_t n, Rng& rng) const;
-  const ExactTarget& target() const { return target_; }
+  /// Whether this evaluator has the exact target (EvalOptions::target).
+  bool has_target() const { return options_.target(); }
+  /// The exact target; std::logic_error for the reward evaluator.
+  const ExactTarget& target() const;
   const EvalOptions& options() const { return options_; }
 
  private:

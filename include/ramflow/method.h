@@ -131,6 +131,11 @@ void add_method_params(ParamTable& table);
 /// The config keys `method` reads (its own, the shared ones it uses, multiplier), found by building it
 /// from the defaults of `table`.
 std::set<std::string> method_keys(const std::string& method, const ParamTable& table);
+/// The registered methods that read `key` (method_keys), in registration order: the lists of help texts
+/// and reports come from here, not from hand-kept strings.
+std::vector<std::string> methods_reading(const std::string& key, const ParamTable& table);
+/// The registered methods, each built from its defaults, for which `pred` holds, in registration order.
+std::vector<std::string> methods_where(const std::function<bool(const Method&)>& pred);
 /// A method owns its options: throws ConfigError if `cfg` sets (to a value other than the default) a
 /// key that some registered method reads and none of `chosen` does, naming the key and its methods.
 /// `multiplier` is exempt: it also fixes the evaluation's exact target.

@@ -12,4 +12,21 @@ inline std::string join(const std::vector<std::string>& parts, const std::string
   return out;
 }
 
+/// The non-empty items of `text` between `sep`, each without surrounding spaces and tabs:
+/// split(" a, b,,c ", ',') == {"a", "b", "c"}.
+inline std::vector<std::string> split(const std::string& text, char sep = ',') {
+  std::vector<std::string> out;
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    size_t end = text.find(sep, begin);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(begin, end - begin);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+    begin = end + 1;
+  }
+  return out;
+}
+
 }  // namespace ramflow

@@ -1,11 +1,14 @@
 // Configuration resolution and validation (see include/ramflow/config.h).
 #include "ramflow/config.h"
 
+#include <stdexcept>
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include "ramflow/errors.h"
 #include "ramflow/strings.h"
@@ -190,6 +193,18 @@ ParamTable& ParamTable::flag_only(const std::string& key) {
   throw Error("flag_only: no key '" + key + "'");
 }
 
+ParamTable& ParamTable::renamed(const std::string& old_key, const std::string& new_key) {
+  if (!find(new_key)) throw std::logic_error("ParamTable::renamed: no key '" + new_key + "'");
+  renamed_.emplace_back(old_key, new_key);
+  return *this;
+}
+
+const std::string* ParamTable::renamed_to(const std::string& old_key) const {
+  for (const auto& [from, to] : renamed_)
+    if (from == old_key) return &to;
+  return nullptr;
+}
+
 const Param* ParamTable::find(const std::string& key) const {
   for (const auto& p : params_)
     if (p.key == key) return &p;
@@ -311,14 +326,20 @@ Config Config::from_json(const ParamTable& table, const json& values, const std:
   Config cfg(std::make_shared<const ParamTable>(table), std::move(resolved));
   if (!values.is_object()) throw ConfigError(source + ": expected a JSON object of settings");
   for (const auto& kv : values.items()) {
-    if (!cfg.table_->find(kv.key())) {
-      auto hint = closest_name(kv.key(), table_keys(table));
-      throw ConfigError(source + ": unknown key '" + kv.key() + "'" +
+    std::string key = kv.key();
+    if (const std::string* now = table.renamed_to(key)) {  // a file of an earlier version
+      if (values.contains(*now))
+        throw ConfigError(source + ": '" + key + "' and '" + *now + "' are one key (renamed); give one");
+      key = *now;
+    }
+    if (!cfg.table_->find(key)) {
+      auto hint = closest_name(key, table_keys(table));
+      throw ConfigError(source + ": unknown key '" + key + "'" +
                         (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
     }
-    validate(*table.find(kv.key()), kv.value(), source + ": key '" + kv.key() + "'");
-    cfg.values_[kv.key()] = kv.value();
-    cfg.explicit_.insert(kv.key());
+    validate(*table.find(key), kv.value(), source + ": key '" + key + "'");
+    cfg.values_[key] = kv.value();
+    cfg.explicit_.insert(key);
   }
   return cfg;
 }

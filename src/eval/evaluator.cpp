@@ -2,6 +2,7 @@
 #include "ramflow/evaluator.h"
 
 #include <set>
+#include <stdexcept>
 
 #include <torch/torch.h>
 
@@ -91,23 +92,26 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
       decoder_(std::move(decoder)),
       base_(frozen_copy(base)),
       options_(std::move(options)) {
-  TORCH_CHECK(options_.samples() >= 2 && options_.pool() >= 2,
+  TORCH_CHECK(options_.samples() >= 2 && (!options_.target() || options_.pool() >= 2),
               "Evaluator: samples and pool must be >= 2");
   std::vector<int64_t> shape = {options_.samples()};
   for (auto s : task_->sample_shape()) shape.push_back(s);
   Rng rng(options_.seed());
   noise_ = rng.randn(shape);
   cond_ = task_->evaluation_conditions(options_.samples());                // the held-out conditions, in turn
-  shape[0] = options_.pool();
-  const Condition pool_cond = task_->evaluation_conditions(options_.pool());
-  auto pool = decoded(endpoints(base, rng.fork(1).randn(shape), pool_cond));
   if (!options_.judge().empty()) {
     auto test = task_->test_split();
     if (!test || task_->num_classes() == 0 || task_->sample_shape().size() != 3)
       throw ConfigError("an evaluation classifier needs a labelled image task; task '" + task_->name() + "' is not");
     judge_.emplace(load_classifier(resolve_model_file(options_.judge())), *test);
   }
+  const GaussianMixture* mixture = decoder_ ? nullptr : task_->mixture();  // the mixture is of latents
+  if (mixture) target_.mode_centers = mixture->means.to(torch::kFloat);
+  if (!options_.target()) return;
 
+  shape[0] = options_.pool();
+  const Condition pool_cond = task_->evaluation_conditions(options_.pool());
+  auto pool = decoded(endpoints(base, rng.fork(1).randn(shape), pool_cond));
   target_.multiplier = multiplier;
   target_.rewards = score_checked(*reward_, pool, pool_cond);
   target_.pool = pool.reshape({pool.size(0), -1});                            // [N, D]
@@ -128,8 +132,7 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
   target_.reward_optimal = torch::dot(target_.weights, r64).item<double>();
   target_.pair_distance = mean_pair_distance(target_.pool, target_.weights);
   target_.kl_optimal = point.kl;
-  if (const GaussianMixture* g = decoder_ ? nullptr : task_->mixture()) {  // the mixture is of latents
-    target_.mode_centers = g->means.to(torch::kFloat);
+  if (const GaussianMixture* g = mixture) {
     target_.mode_masses = mode_masses(target_.pool, target_.mode_centers, target_.weights);
     if (auto f = reward_->quadratic_form()) {
       target_.closed_form = tilt_mixture(*g, *f, multiplier);
@@ -169,7 +172,7 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
   out.reward_std = r.std().item<double>();
   const auto flat = out.samples.reshape({n, -1});                             // [n, D]
   out.diversity = mean_pair_distance(flat);
-  out.distance = target_.distance(flat, out.diversity);
+  if (has_target()) out.distance = target_.distance(flat, out.diversity);
   if (target_.mode_centers.defined())
     out.mode_masses = mode_masses(out.samples, target_.mode_centers);
   if (judge_) {
@@ -189,7 +192,13 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
   return out;
 }
 
+const ExactTarget& Evaluator::target() const {
+  if (!has_target()) throw std::logic_error("Evaluator::target: the reward evaluator has no exact target");
+  return target_;
+}
+
 torch::Tensor Evaluator::target_samples(int64_t n, Rng& rng) const {
+  (void)target();  // the exact-target evaluator only
   std::vector<int64_t> shape = {n};
   for (auto s : decoder_ ? decoder_->decoded_shape(task_->sample_shape()) : task_->sample_shape()) shape.push_back(s);
   return target_.pool.index_select(0, rng.multinomial(target_.weights, n)).reshape(shape);

@@ -2,7 +2,11 @@
 // it on the test split; the file serves the `classifier` reward (arch cnn) or image evaluation (resnet).
 #include <torch/torch.h>
 
-#include "jobs/setup.h"
+#include "jobs/params.h"
+#include "jobs/report.h"
+#include "jobs/resolve.h"
+#include "ramflow/jobs.h"
+#include "ramflow/run_dir.h"
 #include "ramflow/classifier.h"
 #include "ramflow/errors.h"
 #include "ramflow/progress.h"

@@ -1,9 +1,13 @@
-// `ramflow eval`: evaluates a checkpoint against the exact target p* ∝ p_ref exp(m r), where p_ref is
-// the checkpoint's reference ("ref", else "base"). Task, reward and m default to the checkpoint's own
+// `ramflow eval`: evaluates a checkpoint against its reference ("ref", else "base"): by default against the
+// exact target p* ∝ p_ref exp(m r) too (--eval exact), or the rewards alone (--eval reward). Task, reward and m default to the checkpoint's own
 // config; the reward flags and --multiplier evaluate it under another objective.
 #include <torch/torch.h>
 
-#include "jobs/setup.h"
+#include "jobs/params.h"
+#include "jobs/report.h"
+#include "jobs/resolve.h"
+#include "jobs/run_start.h"
+#include "ramflow/jobs.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
 #include "ramflow/run_dir.h"
@@ -25,6 +29,7 @@ ParamTable eval_params() {
 
 nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
   if (!cfg_in.is_set("checkpoint")) throw ConfigError("--checkpoint: required");
+  if (cfg_in.text("eval") == "none") throw ConfigError("--eval none: the eval job evaluates; use exact or reward");
   const torch::Device device = jobs::setup_device(cfg_in);
   const std::string path = cfg_in.text("checkpoint");
   const auto meta = read_checkpoint_meta(path);
@@ -55,7 +60,6 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
   RewardPtr reward = make_reward(jobs::reward_spec_from(cfg), task->dim());
   const double m = cfg.number("multiplier");
   Evaluator evaluator(task, reward, m, *ref, jobs::eval_options_from(cfg));
-  const auto& target = evaluator.target();
   const EvalResult ref_eval = evaluator.evaluate(*ref);
   const EvalResult eval = evaluator.evaluate(*model);
 
@@ -64,23 +68,35 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
                         {"task", task->name()},
                         {"reward", reward->spec()},
                         {"multiplier", m},
+                        {"evaluation", cfg.text("eval")},
                         {"reward_reference", ref_eval.reward_mean},
                         {"reward_model", eval.reward_mean},
-                        {"reward_optimal", target.reward_optimal},
-                        {"distance_reference", ref_eval.distance},
-                        {"distance_model", eval.distance},
-                        {"target_ess", target.ess}};
-  if (target.mode_masses.defined()) {
-    out["mode_masses_model"] = jobs::to_vector(eval.mode_masses);
-    out["mode_masses_target"] = jobs::to_vector(target.mode_masses);
+                        {"diversity_reference", ref_eval.diversity},
+                        {"diversity_model", eval.diversity}};
+  if (!eval.reward_terms.empty()) out["reward_terms_model"] = eval.reward_terms;
+  std::vector<std::vector<std::string>> rows;
+  if (evaluator.has_target()) {
+    const auto& target = evaluator.target();
+    out["reward_optimal"] = target.reward_optimal;
+    out["distance_reference"] = ref_eval.distance;
+    out["distance_model"] = eval.distance;
+    out["target_ess"] = target.ess;
+    if (target.mode_masses.defined()) {
+      out["mode_masses_model"] = jobs::to_vector(eval.mode_masses);
+      out["mode_masses_target"] = jobs::to_vector(target.mode_masses);
+    }
+    if (target.closed_form) out["reward_optimal_closed_form"] = target.reward_optimal_closed_form;
+    rows = {{"", "reference", name, "exact target"},
+            {"reward", jobs::fixed(ref_eval.reward_mean), jobs::fixed(eval.reward_mean),
+             jobs::fixed(target.reward_optimal)},
+            {"distance to target", jobs::fixed(ref_eval.distance, 4), jobs::fixed(eval.distance, 4), "0"}};
+  } else {
+    rows = {{"", "reference", name},
+            {"reward", jobs::fixed(ref_eval.reward_mean), jobs::fixed(eval.reward_mean)},
+            {"diversity", jobs::fixed(ref_eval.diversity), jobs::fixed(eval.diversity)}};
   }
-  if (target.closed_form) out["reward_optimal_closed_form"] = target.reward_optimal_closed_form;
   if (cfg.is_set("out")) write_json_atomic(cfg.text("out"), out);
-  io.log << jobs::table({{"", "reference", name, "exact target"},
-                         {"reward", jobs::fixed(ref_eval.reward_mean), jobs::fixed(eval.reward_mean),
-                          jobs::fixed(target.reward_optimal)},
-                         {"distance to target", jobs::fixed(ref_eval.distance, 4),
-                          jobs::fixed(eval.distance, 4), "0"}});
+  io.log << jobs::table(rows);
   return out;
 }
 

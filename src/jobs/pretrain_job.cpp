@@ -4,7 +4,11 @@
 
 #include <torch/torch.h>
 
-#include "jobs/setup.h"
+#include "jobs/base_model.h"
+#include "jobs/params.h"
+#include "jobs/report.h"
+#include "jobs/resolve.h"
+#include "ramflow/jobs.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
 #include "ramflow/image.h"
@@ -50,7 +54,7 @@ void image_grids(const std::string& path, VelocityFieldImpl& model, const Task& 
 
 nlohmann::json run_pretrain(const Config& cfg_in, JobIO io) {
   Config cfg = cfg_in;
-  jobs::apply_task_preset(cfg);
+  jobs::apply_presets(cfg);
   if (!cfg.is_set("out"))
     throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
   if (cfg.is_explicit("base")) throw ConfigError("--base: pretrain trains a new base model; drop --base");

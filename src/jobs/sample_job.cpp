@@ -7,7 +7,12 @@
 
 #include <torch/torch.h>
 
-#include "jobs/setup.h"
+#include "jobs/params.h"
+#include "jobs/report.h"
+#include "jobs/resolve.h"
+#include "jobs/run_start.h"
+#include "ramflow/jobs.h"
+#include "ramflow/run_dir.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
 #include "ramflow/guidance.h"

@@ -55,14 +55,52 @@ const Registry<MethodInfo>& methods() {
   return registry;
 }
 
-void add_method_params(ParamTable& t) {
-  t.group("Forward-process training (methods ram, ram-anneal, nft, eam, elbo-pg, awm)");
+namespace {
+
+void add_forward_process_params(ParamTable& t) {
   t.integer("draws", 4, "K: (t, eps) draws per endpoint, evaluated in one batched pass", 1, 4096);
   t.text("time_dist", "uniform", "training-time distribution p(t)", {"uniform", "power", "logit_normal"});
   t.number("time_alpha", 1.0, "power law p(t) ∝ t^alpha", -1, 100, true);
   t.number("time_mean", 0.0, "logit-normal mean", -10, 10);
   t.number("time_std", 1.0, "logit-normal std", 0, 10, true);
+}
+
+// Every method's keys, the shared ones, and multiplier (the one key outside them that methods read): a
+// table from whose defaults each method can be built.
+const ParamTable& method_table() {
+  static const ParamTable all = [] {
+    ParamTable t;
+    add_forward_process_params(t);
+    t.number("multiplier", 1.0, "", 0, 1e9);
+    for (const auto& name : methods().names()) methods().get(name).add_params(t);
+    return t;
+  }();
+  return all;
+}
+
+}  // namespace
+
+std::vector<std::string> methods_where(const std::function<bool(const Method&)>& pred) {
+  const Config defaults = Config::from_json(method_table(), nlohmann::json::object(), "defaults");
+  std::vector<std::string> out;
+  for (const auto& name : methods().names())
+    if (pred(*methods().get(name).make(defaults))) out.push_back(name);
+  return out;
+}
+
+void add_method_params(ParamTable& t) {
+  // The heading names the methods that read the shared keys, found from the registry.
+  static const std::string readers = join(methods_reading("draws", method_table()));
+  t.group("Forward-process training (methods " + readers + ")");
+  add_forward_process_params(t);
   for (const auto& name : methods().names()) methods().get(name).add_params(t);
+}
+
+std::vector<std::string> methods_reading(const std::string& key, const ParamTable& table) {
+  std::vector<std::string> out;
+  for (const auto& name : methods().names())
+    if (method_keys(name, table).count(key)) out.push_back(name);
+  return out;
 }
 
 std::set<std::string> method_keys(const std::string& method, const ParamTable& table) {

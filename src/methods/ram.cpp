@@ -144,17 +144,20 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
 
 void RAM::add_params(ParamTable& t) {
   t.group("RAM (method ram; uses --multiplier, --draws and the time_* keys)");
-  t.text("signal", "raw",
+  t.text("ram_signal", "raw",
          "reward signal: raw = m r (paper), centered = m (r - group mean), "
          "normalized = m (r - mean) / std (released code)",
          {"raw", "centered", "normalized"});
-  t.text("std_scope", "group", "std of the normalized signal: per group or over the step",
+  t.text("ram_std_scope", "group", "std of the normalized signal: per group or over the step",
          {"group", "step"});
-  t.number("std_eps", 1e-4, "added to the std of the normalized signal", 0, 1, true);
-  t.text("target_copy", "current",
+  t.number("ram_std_eps", 1e-4, "added to the std of the normalized signal", 0, 1, true);
+  t.text("ram_target_copy", "current",
          "stopped copy in the target: current policy (paper) or an EMA old policy that also draws "
          "the rollouts (released code; see old_decay, old_ramp)",
          {"current", "ema"});
+  // The names of earlier versions, before every method's keys carried its prefix.
+  for (const char* key : {"signal", "std_scope", "std_eps", "target_copy"})
+    t.renamed(key, std::string("ram_") + key);
 }
 
 MethodPtr RAM::from_config(const Config& cfg) {
@@ -162,10 +165,10 @@ MethodPtr RAM::from_config(const Config& cfg) {
   return std::make_unique<RAM>(RAMOptions()
                                    .multiplier(cfg.number("multiplier"))
                                    .draws(cfg.integer("draws"))
-                                   .signal(cfg.text("signal"))
-                                   .std_scope(cfg.text("std_scope"))
-                                   .std_eps(cfg.number("std_eps"))
-                                   .target_copy(cfg.text("target_copy"))
+                                   .signal(cfg.text("ram_signal"))
+                                   .std_scope(cfg.text("ram_std_scope"))
+                                   .std_eps(cfg.number("ram_std_eps"))
+                                   .target_copy(cfg.text("ram_target_copy"))
                                    .time(time));
 }
 

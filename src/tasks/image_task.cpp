@@ -119,13 +119,13 @@ nlohmann::json image_task_preset() {
           // post-training: the shipped base, the classifier reward, and the demo's sizes
           {"base", "fashion_base.safetensors"}, {"reward", "classifier"},
           {"eval_classifier", "fashion_eval_classifier.safetensors"},
-          {"steps", 400}, {"groups", 4}, {"group", 8}, {"rollout_steps", 10}, {"multiplier", 2.0},
+          {"steps", 400}, {"groups", 4}, {"group_size", 8}, {"rollout_steps", 10}, {"multiplier", 2.0},
           {"lr", 3e-5},
           // RAM's signal centred within each group, m (r - group mean): the same fixed point in expectation
           // (E[u - v_theta | x_t] = 0 on-policy), and no runaway: with the raw m r a group of bad images
           // (log-probabilities near -10) pushes hardest where the model is already worst: with --seed 1 the
           // raw signal diverged after 200 steps (gradient norm 1 -> 290); centred it stayed below 2.
-          {"signal", "centered"},
+          {"ram_signal", "centered"},
           {"eval_samples", 500}, {"eval_pool", 2000}, {"eval_steps", 10}, {"eval_every", 50},
           {"eval_curve_samples", 200}, {"eval_kl_samples", 50}, {"eval_kl_steps", 10}};
 }

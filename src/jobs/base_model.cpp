@@ -1,0 +1,121 @@
+// The base model of a run: given, cached or pretrained now (see src/jobs/base_model.h).
+#include "jobs/base_model.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "jobs/report.h"
+#include "jobs/resolve.h"
+#include "ramflow/assets.h"
+#include "ramflow/checkpoint.h"
+#include "ramflow/errors.h"
+#include "ramflow/progress.h"
+
+namespace fs = std::filesystem;
+
+namespace ramflow::jobs {
+namespace {
+
+// FNV-1a, 64 bit: a stable hash for cache keys (std::hash is not stable across builds).
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+std::string cache_dir(const Config& cfg) {
+  if (cfg.is_set("cache_dir")) return cfg.text("cache_dir");
+  if (const char* d = std::getenv("RAMFLOW_CACHE_DIR"); d && *d) return d;
+  if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/ramflow";
+  if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/ramflow";
+  return ".ramflow-cache";
+}
+
+}  // namespace
+
+VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device device, JobIO io) {
+  if (cfg.is_set("base")) {
+    // A pretrain checkpoint holds "base"; a finetune checkpoint's "policy" can serve as a base too.
+    const std::string path = resolve_model_file(cfg.text("base"));
+    const auto meta = read_checkpoint_meta(path);
+    const bool has_base = meta.contains("models") && meta["models"].contains("base");
+    auto model = load_checkpoint_model(path, has_base ? "base" : "policy");
+    model->to(device);
+    model->eval();
+    return model;
+  }
+  // The cache key covers everything that determines the pretrained weights.
+  const nlohmann::json key = {{"format", 4},  // bump when a model's parameter layout or initialisation changes
+                              {"task", task.spec()},
+                              {"model", model_spec_from(cfg, task)},
+                              {"steps", cfg.integer("pretrain_steps")},
+                              {"batch", cfg.integer("pretrain_batch")},
+                              {"lr", cfg.number("pretrain_lr")},
+                              {"ema", cfg.number("pretrain_ema")},
+                              {"label_dropout", cfg.number("pretrain_label_dropout")},
+                              {"grad_clip", cfg.number("pretrain_grad_clip")},
+                              {"seed", cfg.integer("pretrain_seed")}};
+  std::ostringstream name;
+  name << "base-" << task.name() << "-" << std::hex << std::setw(16) << std::setfill('0')
+       << fnv1a(key.dump()) << ".safetensors";
+  const fs::path path = fs::path(cache_dir(cfg)) / name.str();
+  if (fs::exists(path)) {
+    try {
+      nlohmann::json meta;
+      auto model = load_checkpoint_model(path.string(), "base", &meta);
+      if (meta.value("pretrain", nlohmann::json()) == key) {
+        io.log << "base model: cached " << path.string() << "\n";
+        model->to(device);
+        model->eval();
+        return model;
+      }
+    } catch (const IOError& e) {
+      io.log << "base model: ignoring unreadable cache entry (" << e.what() << ")\n";
+    }
+  }
+  io.log << "base model: pretraining on task '" << task.name() << "' (cached afterwards)\n";
+  double last_loss = 0;
+  auto model = pretrain_base(cfg, task, device, io, [&](const PretrainRecord& r) { last_loss = r.loss; });
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  if (ec) throw IOError(path.parent_path().string() + ": cannot create the cache directory");
+  save_checkpoint(path.string(), {{"base", model.get()}}, {{"pretrain", key}, {"final_loss", last_loss}});
+  return model;
+}
+
+VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Device device, JobIO io,
+                               const std::function<void(const PretrainRecord&)>& on_step) {
+  // The initial weights come from the pretraining seed too, so a seed fixes the base model.
+  auto model = make_velocity_field(model_spec_from(cfg, task),
+                                   static_cast<uint64_t>(cfg.integer("pretrain_seed")));
+  model->to(device);
+  Progress bar("pretrain", cfg.integer("pretrain_steps"), io.log, io.tty);
+  double last_loss = 0;
+  DataSampler data = [&](int64_t n, Rng& rng, Condition* cond) { return task.sample_data(n, rng, {}, cond); };
+  pretrain_flow_matching(*model, data,
+                         PretrainOptions()
+                             .steps(cfg.integer("pretrain_steps"))
+                             .batch(cfg.integer("pretrain_batch"))
+                             .lr(cfg.number("pretrain_lr"))
+                             .ema(cfg.number("pretrain_ema"))
+                             .label_dropout(cfg.number("pretrain_label_dropout"))
+                             .null_condition(task.null_condition())
+                             .grad_clip(cfg.number("pretrain_grad_clip"))
+                             .seed(static_cast<uint64_t>(cfg.integer("pretrain_seed"))),
+                         [&](const PretrainRecord& r) {
+                           last_loss = r.loss;
+                           if (on_step) on_step(r);
+                           bar.update(r.step, "loss " + fixed(r.loss));
+                         });
+  bar.finish("loss " + fixed(last_loss));
+  return model;
+}
+
+}  // namespace ramflow::jobs

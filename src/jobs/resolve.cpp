@@ -1,0 +1,181 @@
+// Building the pieces of a run from a config (see src/jobs/resolve.h).
+#include "jobs/resolve.h"
+
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "ramflow/errors.h"
+#include "ramflow/method.h"
+#include "ramflow/runtime.h"
+#include "ramflow/strings.h"
+
+namespace ramflow::jobs {
+
+std::optional<LoraOptions> lora_options_from(const Config& cfg) {
+  const int64_t rank = cfg.integer("lora_rank");
+  if (rank == 0) {
+    for (const char* key : {"lora_alpha", "lora_targets"})
+      if (cfg.is_set(key))
+        throw ConfigError(cfg.table().find(key)->flag() + " needs --lora-rank >= 1");
+    return std::nullopt;
+  }
+  LoraOptions o;
+  o.rank(rank).alpha(cfg.is_set("lora_alpha") ? cfg.number("lora_alpha") : static_cast<double>(rank));
+  if (cfg.is_set("lora_targets")) {
+    o.targets(split(cfg.text("lora_targets")));
+  }
+  o.check();
+  return o;
+}
+
+PolicyAndRef policy_from(const Config& cfg, const VelocityFieldPtr& base) {
+  if (auto lora = lora_options_from(cfg)) {
+    // The base is frozen and shared: it is the reference (adapters off) and the policy's W0.
+    auto policy = LoraVelocityField(base, *lora);
+    Rng rng(static_cast<uint64_t>(cfg.integer("seed")) * 2 + 1);
+    policy->reset_adapters(rng);
+    policy->train();
+    return {policy.ptr(), base};
+  }
+  auto policy = clone_velocity_field(*base);
+  for (auto& p : policy->parameters()) p.set_requires_grad(true);
+  return {policy, frozen_copy(*base)};
+}
+
+TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
+  return TrainerOptions()
+      .sample_shape(task.sample_shape())
+      .groups(cfg.integer("groups"))
+      .group_size(cfg.integer("group_size"))
+      .rollout(SampleOptions()
+                   .sampler(cfg.text("rollout_sampler"))
+                   .steps(cfg.integer("rollout_steps"))
+                   .shift(cfg.number("rollout_shift")))
+      .lr(cfg.number("lr"))
+      .weight_decay(cfg.number("weight_decay"))
+      .beta1(cfg.number("beta1"))
+      .beta2(cfg.number("beta2"))
+      .grad_clip(cfg.number("grad_clip"))
+      .minibatches(cfg.integer("minibatches"))
+      .old_decay(cfg.number("old_decay"))
+      .old_ramp(cfg.number("old_ramp"))
+      .eval_ema(cfg.number("eval_ema"))
+      .cfg(cfg.number("cfg"))
+      .seed(static_cast<uint64_t>(cfg.integer("seed")));
+}
+
+ConditionSource condition_source(TaskPtr task) {
+  if (task->condition_count() == 0) return {};
+  return {[task](int64_t groups, Rng& rng) { return task->sample_conditions(groups, rng); }, task->null_condition()};
+}
+
+void check_conditions(const Config& cfg, const Task& task) {
+  if (task.condition_count() > 0) return;
+  for (const char* key : {"cfg", "eval_cfg"})
+    if (cfg.table().find(key) && cfg.number(key) != 1.0)
+      throw ConfigError(std::string("--") + (key[0] == 'c' ? "cfg" : "eval-cfg") +
+                        ": classifier-free guidance needs a conditional task; task '" + task.name() + "' is not");
+}
+
+torch::Device setup_device(const Config& cfg) {
+  if (cfg.integer("threads") > 0) set_threads(static_cast<int>(cfg.integer("threads")));
+  const std::string& name = cfg.text("device");
+  std::optional<torch::Device> device;
+  try {
+    device.emplace(name);
+  } catch (const c10::Error&) {
+    throw ConfigError("--device: '" + name + "' is not a torch device (use cpu, cuda or cuda:N)");
+  }
+  if (device->is_cuda() && !torch::cuda::is_available())
+    throw ConfigError("--device " + name + ": CUDA is not available in this build or on this machine");
+  return *device;
+}
+
+TaskPtr task_from(const Config& cfg) {
+  const std::string& name = cfg.text("task");
+  if (name == "mixture") {
+    if (cfg.is_set("data_dir")) throw ConfigError("--data-dir applies to image tasks, not to task 'mixture'");
+    return make_task(name, cfg.raw("mixture"));
+  }
+  if (cfg.table().find("mixture") && cfg.is_set("mixture")) throw ConfigError("mixture: applies to task 'mixture' only, not to '" + name + "'");
+  if (cfg.is_set("data_dir")) return make_task(name, {{"data_dir", cfg.text("data_dir")}});
+  return make_task(name, nullptr);
+}
+
+void apply_presets(Config& cfg, const std::string& method) {
+  auto apply = [&](const nlohmann::json& preset) {
+    nlohmann::json known = nlohmann::json::object();
+    for (const auto& kv : preset.items())
+      if (cfg.table().find(kv.key())) known[kv.key()] = kv.value();
+    cfg.apply_defaults(known);  // only keys the file and flags did not give
+  };
+  if (!method.empty()) apply(methods().get(method).preset);
+  apply(tasks().get(cfg.text("task")).preset);  // after the method's: the task's wins
+}
+
+RewardPtr resolve_reward(Config& cfg, const Task& task) {
+  RewardPtr reward = make_reward(reward_spec_from(cfg), task.dim());
+  cfg.set("reward", reward->spec());
+  for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q", "reward_url",
+                        "reward_timeout", "reward_retries"})
+    cfg.set(k, nullptr);
+  return reward;
+}
+
+RunBasics resolve_basics(Config& cfg) {
+  if (!cfg.is_set("out"))
+    throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
+  apply_presets(cfg);
+  const torch::Device device = setup_device(cfg);
+  TaskPtr task = task_from(cfg);
+  check_conditions(cfg, *task);
+  RewardPtr reward = resolve_reward(cfg, *task);
+  return {device, task, reward, cfg.number("multiplier")};
+}
+
+nlohmann::json reward_spec_from(const Config& cfg) {
+  const auto& r = cfg.raw("reward");
+  nlohmann::json spec;
+  if (r.is_string()) {
+    spec = {{"type", r.get<std::string>()}};
+  } else if (r.is_object()) {
+    spec = r;
+  } else {
+    throw ConfigError("reward: expected a reward name or a spec object, got " + r.dump());
+  }
+  const std::vector<std::pair<std::string, std::string>> fields = {
+      {"reward_center", "center"}, {"reward_scale", "scale"}, {"reward_height", "height"},
+      {"reward_coef", "coef"},     {"reward_q", "q"},           {"reward_url", "url"},
+      {"reward_timeout", "timeout"}, {"reward_retries", "retries"}};
+  for (const auto& f : fields) {
+    const auto& v = cfg.raw(f.first);
+    if (v.is_null()) continue;
+    spec[f.second] = v;
+  }
+  return spec;
+}
+
+nlohmann::json model_spec_from(const Config& cfg, const Task& task) {
+  return cfg.is_set("model") ? cfg.raw("model") : task.default_model();
+}
+
+EvalOptions eval_options_from(const Config& cfg) {
+  return EvalOptions()
+      .samples(cfg.integer("eval_samples"))
+      .pool(cfg.integer("eval_pool"))
+      .sampler(SampleOptions().sampler(cfg.text("eval_sampler")).steps(cfg.integer("eval_steps")))
+      .seed(static_cast<uint64_t>(cfg.integer("eval_seed")))
+      .kl_samples(cfg.integer("eval_kl_samples"))
+      .likelihood(LikelihoodOptions().steps(cfg.integer("eval_kl_steps")))
+      .cfg(cfg.number("eval_cfg"))
+      .judge(cfg.is_set("eval_classifier") ? cfg.text("eval_classifier") : std::string())
+      .target(!cfg.table().find("eval") || cfg.text("eval") == "exact");
+}
+
+void check_model(const Config& cfg, const Task& task) {
+  auto model = make_velocity_field(model_spec_from(cfg, task));
+  if (auto lora = lora_options_from(cfg)) lora_target_layers(*model, lora->targets());
+}
+
+}  // namespace ramflow::jobs

@@ -1,0 +1,67 @@
+#pragma once
+// Building the pieces of a run from its config, before any compute: the device, the task, the reward, the
+// presets, the model spec, the trainer's and the evaluator's options, the policy and its reference.
+// Internal to the library.
+#include <optional>
+#include <string>
+
+#include <torch/types.h>
+
+#include "ramflow/config.h"
+#include "ramflow/evaluator.h"
+#include "ramflow/lora.h"
+#include "ramflow/reward.h"
+#include "ramflow/task.h"
+#include "ramflow/trainer.h"
+#include "ramflow/velocity_field.h"
+
+namespace ramflow::jobs {
+
+/// Applies `device` and `threads`; returns the device (ConfigError if CUDA is asked for but absent).
+torch::Device setup_device(const Config& cfg);
+TaskPtr task_from(const Config& cfg);
+/// The one precedence of a run's configuration, used by every job:
+///   table defaults < the method's preset < the task's preset < the config file < flags.
+/// Sets each key of the presets that the file and the flags did not give (keys the job's table lacks are
+/// skipped). The task's preset wins over the method's: a method's preset is tuned on the 2-D tasks and
+/// does not carry to images. `method` empty: the task's preset only (pretrain, and compare before its
+/// methods are known).
+void apply_presets(Config& cfg, const std::string& method = "");
+/// The reward spec: `reward` (a name or a spec object) overlaid with the reward_* keys that are set.
+nlohmann::json reward_spec_from(const Config& cfg);
+/// Builds the reward and writes its resolved spec back into `cfg` (the reward_* keys then cleared), so
+/// that the config a run writes reproduces it.
+RewardPtr resolve_reward(Config& cfg, const Task& task);
+
+/// What the training jobs (finetune, compare) resolve first, before any compute: `out` must be set;
+/// the device, the task, the reward (resolved into cfg as by resolve_reward) and the multiplier m.
+struct RunBasics {
+  torch::Device device;
+  TaskPtr task;
+  RewardPtr reward;
+  double multiplier;
+};
+RunBasics resolve_basics(Config& cfg);
+/// The model spec: `model` if set, else the task's default.
+nlohmann::json model_spec_from(const Config& cfg, const Task& task);
+EvalOptions eval_options_from(const Config& cfg);
+/// The LoRA options of the lora_* keys, or nullopt when --lora-rank is 0 (ConfigError if invalid).
+std::optional<LoraOptions> lora_options_from(const Config& cfg);
+/// The policy to train and its reference v_ref, from the base: without LoRA a trainable copy of the
+/// base and a frozen copy; with LoRA adapters around `base` itself (frozen; adapters drawn from the
+/// seed) and `base` as the reference, the same network with adapters off.
+struct PolicyAndRef {
+  VelocityFieldPtr policy, ref;
+};
+PolicyAndRef policy_from(const Config& cfg, const VelocityFieldPtr& base);
+/// The Trainer's options from the rollout and optimisation keys (seed: `seed`).
+TrainerOptions trainer_options_from(const Config& cfg, const Task& task);
+/// The trainer's conditions: the task's training conditions and its null condition (empty if unconditional).
+ConditionSource condition_source(TaskPtr task);
+/// ConfigError if guidance (cfg, eval_cfg != 1) is asked of an unconditional task.
+void check_conditions(const Config& cfg, const Task& task);
+
+/// ConfigError before any compute if the configured architecture (`model`, else the task's) cannot be
+/// built or the LoRA targets match none of its layers.
+void check_model(const Config& cfg, const Task& task);
+}  // namespace ramflow::jobs
