@@ -10,10 +10,12 @@
 
 #include "helpers.h"
 #include "ramflow/checkpoint.h"
+#include "ramflow/decoder.h"
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
 #include "ramflow/jobs.h"
 #include "ramflow/method.h"
+#include "ramflow/safetensors.h"
 
 namespace fs = std::filesystem;
 
@@ -178,6 +180,59 @@ TEST(JobsTest, EvaluationKindsRewardAndNone) {
   EXPECT_TRUE(fs::exists(none_dir + "/checkpoints/final.safetensors"));
 }
 
+// --decoder: the run scores decoded samples; its checkpoints record the decoder, from which `eval` scores
+// the same decoded samples and `sample` writes them (or the latents with --latents). A decoder that does
+// not take the task's samples is refused before anything is written.
+TEST(JobsTest, ADecoderIsPartOfTheRunAndOfItsCheckpoints) {
+  std::ostringstream log;
+  const auto out = temp_dir("decoder");
+  const nlohmann::json spec = {{"type", "mlp"}, {"latent_dim", 2}, {"dim", 3}, {"hidden", 8}};
+  auto args = small_run(out);
+  args.push_back({"decoder", spec.dump()});
+  args.push_back({"decoder_seed", "5"});
+  args.push_back({"reward", R"({"type": "bump", "center": [1, 0, 0], "scale": 2})"});
+  const auto s = run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false});
+  const std::string ckpt = out + "/checkpoints/final.safetensors";
+  const auto meta = read_checkpoint_meta(ckpt);
+  ASSERT_TRUE(meta.contains("decoder"));
+  EXPECT_EQ(meta["decoder"]["spec"], spec);
+  EXPECT_EQ(meta["decoder"]["seed"], 5);
+  const DecoderPtr decoder = decoder_from_meta(meta);
+  ASSERT_TRUE(decoder);
+
+  std::ostringstream elog;
+  const auto e = run_eval(Config::resolve(eval_params(), "",
+                                          {{"checkpoint", ckpt}, {"eval_samples", "300"}, {"eval_pool", "1000"},
+                                           {"eval_steps", "10"}}),
+                          JobIO{elog, false});
+  EXPECT_NEAR(e["reward_model"].get<double>(), s["reward_after"].get<double>(), 1e-6);
+
+  const auto decoded = out + "/decoded.safetensors", latents = out + "/latents.safetensors";
+  run_sample(Config::resolve(sample_params(), "", {{"checkpoint", ckpt}, {"n", "20"}, {"out", decoded}}),
+             JobIO{elog, false});
+  run_sample(Config::resolve(sample_params(), "",
+                             {{"checkpoint", ckpt}, {"n", "20"}, {"out", latents}, {"latents", "true"}}),
+             JobIO{elog, false});
+  const auto xs = load_safetensors(decoded).tensors, zs = load_safetensors(latents).tensors;
+  ASSERT_TRUE(find_tensor(xs, "samples") && find_tensor(zs, "samples"));
+  const torch::Tensor x = *find_tensor(xs, "samples"), z = *find_tensor(zs, "samples");
+  ASSERT_EQ(z.sizes(), (std::vector<int64_t>{20, 2}));
+  ASSERT_EQ(x.sizes(), (std::vector<int64_t>{20, 3}));
+  EXPECT_TRUE(torch::allclose(x, decode_samples(*decoder, z), 1e-5, 1e-6));
+
+  // Latents of 3 coordinates on the 2-D ring: refused, naming --decoder, before the directory exists.
+  const auto bad = temp_dir("decoder_bad");
+  auto bad_args = small_run(bad);
+  bad_args.push_back({"decoder", R"({"type": "mlp", "latent_dim": 3, "dim": 2})"});
+  try {
+    run_finetune(Config::resolve(finetune_params(), "", bad_args), JobIO{log, false});
+    FAIL() << "a decoder that does not fit the task was accepted";
+  } catch (const ConfigError& err) {
+    EXPECT_NE(std::string(err.what()).find("--decoder: "), std::string::npos) << err.what();
+  }
+  EXPECT_FALSE(fs::exists(bad));
+}
+
 TEST(JobsTest, BadInputFailsBeforeAnythingIsWritten) {
   std::ostringstream log;
   const auto out = temp_dir("bad");
@@ -309,8 +364,8 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
     EXPECT_EQ(r["error"], "");
     // Evaluations at steps 0, 6 and 12; the clock and the evaluation counts only grow.
     EXPECT_EQ(r["step"], nlohmann::json::array({0.0, 6.0, 12.0})) << r["variant"];
-    for (const char* key : {"seconds", "nfe", "reward_evals"})
-      for (size_t i = 1; i < r[key].size(); ++i) EXPECT_GT(r[key][i].get<double>(), r[key][i - 1].get<double>()) << key;
+    for (const char* key : {"seconds", "nfe_total", "reward_evals"})
+      for (size_t i = 1; i < r.at(key).size(); ++i) EXPECT_GT(r[key][i].get<double>(), r[key][i - 1].get<double>()) << key;
     // Every run starts from the shared base model on the shared evaluation noise.
     EXPECT_DOUBLE_EQ(r["reward"][0].get<double>(), report["reward_base"].get<double>());
     EXPECT_EQ(r["distance_from_base"][0].get<double>(), 0.0);

@@ -39,6 +39,13 @@ const Registry<DecoderFactory>& decoders();
 /// (no gradients for its parameters; gradients still flow to its input) and in eval mode.
 DecoderPtr make_decoder(const nlohmann::json& spec, uint64_t init_seed = 0);
 
+/// How a checkpoint records the decoder of its run (metadata field "decoder"): {"spec": ..., "seed": ...}.
+/// A frozen decoder is a function of the two: its weights are drawn from the seed, or read from the
+/// files its spec names.
+nlohmann::json decoder_record(const nlohmann::json& spec, uint64_t init_seed);
+/// The decoder a checkpoint's metadata records, or nullptr when it records none (the identity).
+DecoderPtr decoder_from_meta(const nlohmann::json& meta);
+
 /// decode(z) without autograd, in chunks of `chunk` samples, on the decoder's device; the result on z's
 /// device. For evaluation and pictures.
 torch::Tensor decode_samples(DecoderImpl& decoder, const torch::Tensor& z, int64_t chunk = 4096);

@@ -24,6 +24,18 @@ DecoderPtr make_decoder(const nlohmann::json& spec, uint64_t init_seed) {
   return decoder;
 }
 
+nlohmann::json decoder_record(const nlohmann::json& spec, uint64_t init_seed) {
+  return {{"spec", spec}, {"seed", init_seed}};
+}
+
+DecoderPtr decoder_from_meta(const nlohmann::json& meta) {
+  if (!meta.is_object() || !meta.contains("decoder") || meta["decoder"].is_null()) return nullptr;
+  const auto& r = meta["decoder"];
+  if (!r.is_object() || !r.contains("spec") || !r.contains("seed") || !r["seed"].is_number_unsigned())
+    throw InputError("checkpoint metadata: \"decoder\" must be {\"spec\": ..., \"seed\": N}, got " + r.dump());
+  return make_decoder(r["spec"], r["seed"].get<uint64_t>());
+}
+
 torch::Tensor decode_samples(DecoderImpl& decoder, const torch::Tensor& z, int64_t chunk) {
   torch::NoGradGuard no_grad;
   const auto params = decoder.parameters();

@@ -68,7 +68,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   const double m = basics.multiplier;
   if (cfg.text("eval") == "none") throw ConfigError("--eval none: compare measures its runs; use exact or reward");
   const bool exact = cfg.text("eval") == "exact";
-  const jobs::ComparePlan plan = jobs::plan_compare(cfg, *task, *reward, io);
+  const jobs::ComparePlan plan = jobs::plan_compare(cfg, *task, *basics.on_samples, io);
   if (!exact && plan.fraction_target)
     throw ConfigError("--eval reward: without the exact target there is no reward_optimal to aim at; give "
                       "--target-reward or put --target-method " + cfg.text("target_method") + " among --methods");
@@ -84,7 +84,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   if (!resuming) save_checkpoint(base_file, {{"base", base.get()}}, {{"config", cfg.values()}});
   std::error_code fs_error;
   std::filesystem::remove(run.file("summary.json"), fs_error);  // a resumed comparison is incomplete again
-  const Evaluator evaluator(task, reward, m, *base, jobs::eval_options_from(cfg));
+  const Evaluator evaluator(task, reward, m, *base, jobs::eval_options_from(cfg), basics.decoder);
   // The runs go in parallel, one CPU thread each; the base row is evaluated under the same thread count,
   // so that its samples are bit for bit those of a run's step 0 (a matrix product's summation order can
   // depend on the threads).
@@ -124,7 +124,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
          << cfg.integer("seeds") << " seeds, " << cfg.integer("steps") << " steps each, " << jobs_n
          << " at a time\n";
   const std::vector<jobs::RunCurve> curves =
-      jobs::run_all(plan, cfg, task, reward, base, curve, run, resuming, jobs_n, io);
+      jobs::run_all(plan, cfg, task, basics.on_samples, base, curve, run, resuming, jobs_n, io);
   if (const int signo = stop_signal(); signo != 0) {
     int64_t finished = 0;
     for (const auto& c : curves) finished += c.error.empty() ? 1 : 0;

@@ -57,9 +57,13 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
       throw ConfigError("--multiplier: the checkpoint has none; give one");
     cfg.set("multiplier", run_cfg["multiplier"]);
   }
-  RewardPtr reward = make_reward(jobs::reward_spec_from(cfg), task->dim());
+  // The decoder the checkpoint's run used: rewards see decoded samples.
+  const DecoderPtr decoder = decoder_from_meta(meta);
+  int64_t dim = 1;
+  for (int64_t s : jobs::scored_shape(*task, decoder)) dim *= s;
+  RewardPtr reward = make_reward(jobs::reward_spec_from(cfg), dim);
   const double m = cfg.number("multiplier");
-  Evaluator evaluator(task, reward, m, *ref, jobs::eval_options_from(cfg));
+  Evaluator evaluator(task, reward, m, *ref, jobs::eval_options_from(cfg), decoder);
   const EvalResult ref_eval = evaluator.evaluate(*ref);
   const EvalResult eval = evaluator.evaluate(*model);
 

@@ -114,7 +114,7 @@ std::string final_table(const Evaluator& evaluator, const EvalResult& before, co
 void plot_samples(const RunDir& run, const Config& cfg, const Task& task, const Reward& reward,
                   const Evaluator& evaluator, const EvalResult& before, const EvalResult& after,
                   const std::string& method, int64_t steps) {
-  if (task.sample_shape().size() == 3) {
+  if (before.samples.dim() == 4) {  // images (decoded)
     jobs::class_grids(run.plot("samples"), {before.samples, after.samples}, {before.cond}, task, 8);
     return;
   }
@@ -148,7 +148,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   const std::string method = cfg.text("method");
   jobs::apply_presets(cfg, method);
   check_method_keys(cfg, {method});
-  Trainer::check(jobs::trainer_options_from(cfg, *task), *methods().get(method).make(cfg), *reward);
+  Trainer::check(jobs::trainer_options_from(cfg, *task), *methods().get(method).make(cfg), *basics.on_samples);
   jobs::check_model(cfg, *task);
   const bool evaluating = cfg.text("eval") != "none";
 
@@ -163,7 +163,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     if (cfg.text("eval") == "exact")
       io.log << "exact target: pool of " << cfg.integer("eval_pool") << " base samples, weights exp(" << m
              << " r)\n";
-    evaluator.emplace(task, reward, m, *base, jobs::eval_options_from(cfg));
+    evaluator.emplace(task, reward, m, *base, jobs::eval_options_from(cfg), basics.decoder);
     if (evaluator->has_target()) {
       const ExactTarget& target = evaluator->target();
       io.log << "  on the pool: base reward " << jobs::fixed(target.reward_base) << ", reward_optimal "
@@ -181,7 +181,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
 
   // --- 3. training ---------------------------------------------------------------------------------
   const int64_t steps = cfg.integer("steps");
-  jobs::TrainingRun training(cfg, method, task, reward, base, run, "ramflow finetune --resume " + run.path());
+  jobs::TrainingRun training(cfg, method, task, basics.on_samples, base, run,
+                             "ramflow finetune --resume " + run.path());
   Trainer& trainer = training.trainer();
   // The curves of the plots: evaluations, and the training batches' mean reward.
   jobs::EvalCurve evals;

@@ -36,6 +36,11 @@ void add_task_params(ParamTable& t) {
          "$XDG_CACHE_HOME/ramflow or ~/.cache/ramflow)");
   t.object("model", nullptr, "velocity-field spec, e.g. {\"type\": \"mlp\", \"hidden\": 128} "
                              "(default: the task's)");
+  t.object("decoder", nullptr,
+           "decoder spec between the model's samples (latents) and everything that scores or shows them, e.g. "
+           "{\"type\": \"mlp\", \"latent_dim\": 2, \"dim\": 2} (default: none, the identity)");
+  t.integer("decoder_seed", 0, "seed of a learned decoder's weights (checkpoints record spec and seed)", 0,
+            std::numeric_limits<int32_t>::max());
 }
 
 void add_pretrain_params(ParamTable& t) {

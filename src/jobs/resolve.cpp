@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "ramflow/decoded_reward.h"
 #include "ramflow/errors.h"
 #include "ramflow/method.h"
 #include "ramflow/runtime.h"
@@ -114,8 +115,28 @@ void apply_presets(Config& cfg, const std::string& method) {
   apply(tasks().get(cfg.text("task")).preset);  // after the method's: the task's wins
 }
 
-RewardPtr resolve_reward(Config& cfg, const Task& task) {
-  RewardPtr reward = make_reward(reward_spec_from(cfg), task.dim());
+DecoderPtr decoder_from(const Config& cfg, const Task& task) {
+  if (!cfg.table().find("decoder") || !cfg.is_set("decoder")) return nullptr;
+  const auto& spec = cfg.raw("decoder");
+  if (spec.is_object() && spec.value("type", std::string()) == "identity") return nullptr;
+  DecoderPtr decoder;
+  try {
+    decoder = make_decoder(spec, static_cast<uint64_t>(cfg.integer("decoder_seed")));
+    decoder->decoded_shape(task.sample_shape());  // takes the task's samples?
+  } catch (const ConfigError& e) {
+    throw ConfigError("--decoder: " + std::string(e.what()) + " (task '" + task.name() + "')");
+  }
+  return decoder;
+}
+
+std::vector<int64_t> scored_shape(const Task& task, const DecoderPtr& decoder) {
+  return decoder ? decoder->decoded_shape(task.sample_shape()) : task.sample_shape();
+}
+
+RewardPtr resolve_reward(Config& cfg, const Task& task, const DecoderPtr& decoder) {
+  int64_t dim = 1;
+  for (int64_t s : scored_shape(task, decoder)) dim *= s;
+  RewardPtr reward = make_reward(reward_spec_from(cfg), dim);
   cfg.set("reward", reward->spec());
   for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q", "reward_url",
                         "reward_timeout", "reward_retries"})
@@ -130,8 +151,11 @@ RunBasics resolve_basics(Config& cfg) {
   const torch::Device device = setup_device(cfg);
   TaskPtr task = task_from(cfg);
   check_conditions(cfg, *task);
-  RewardPtr reward = resolve_reward(cfg, *task);
-  return {device, task, reward, cfg.number("multiplier")};
+  DecoderPtr decoder = decoder_from(cfg, *task);
+  if (decoder) decoder->to(device);
+  RewardPtr reward = resolve_reward(cfg, *task, decoder);
+  RewardPtr on_samples = decoder ? decoded_reward(decoder, reward) : reward;
+  return {device, task, decoder, reward, on_samples, cfg.number("multiplier")};
 }
 
 nlohmann::json reward_spec_from(const Config& cfg) {

@@ -8,6 +8,7 @@
 #include <torch/types.h>
 
 #include "ramflow/config.h"
+#include "ramflow/decoder.h"
 #include "ramflow/evaluator.h"
 #include "ramflow/lora.h"
 #include "ramflow/reward.h"
@@ -29,16 +30,23 @@ TaskPtr task_from(const Config& cfg);
 void apply_presets(Config& cfg, const std::string& method = "");
 /// The reward spec: `reward` (a name or a spec object) overlaid with the reward_* keys that are set.
 nlohmann::json reward_spec_from(const Config& cfg);
-/// Builds the reward and writes its resolved spec back into `cfg` (the reward_* keys then cleared), so
-/// that the config a run writes reproduces it.
-RewardPtr resolve_reward(Config& cfg, const Task& task);
+/// The decoder of `decoder` and `decoder_seed` (frozen), or nullptr for none or the identity; ConfigError
+/// when it does not take the task's samples.
+DecoderPtr decoder_from(const Config& cfg, const Task& task);
+/// The shape of one sample as rewards, judges and pictures see it: the task's, decoded.
+std::vector<int64_t> scored_shape(const Task& task, const DecoderPtr& decoder);
+/// Builds the reward for the decoded samples and writes its resolved spec back into `cfg` (the reward_*
+/// keys then cleared), so that the config a run writes reproduces it.
+RewardPtr resolve_reward(Config& cfg, const Task& task, const DecoderPtr& decoder = nullptr);
 
 /// What the training jobs (finetune, compare) resolve first, before any compute: `out` must be set;
-/// the device, the task, the reward (resolved into cfg as by resolve_reward) and the multiplier m.
+/// the device, the task, the decoder, the reward (resolved into cfg as by resolve_reward) and m.
 struct RunBasics {
   torch::Device device;
   TaskPtr task;
-  RewardPtr reward;
+  DecoderPtr decoder;     // nullptr: the identity
+  RewardPtr reward;       // scores decoded samples (the evaluator's)
+  RewardPtr on_samples;   // the same seen from the model's samples: decoded_reward(decoder, reward)
   double multiplier;
 };
 RunBasics resolve_basics(Config& cfg);

@@ -43,6 +43,8 @@ ParamTable sample_params() {
   t.text("labels", "all", "conditional models: 'all' (the classes in turn) or one class K");
   t.integer("label", -1, "conditional models: one class K (the same as --labels K)", -1, 1 << 20);
   t.number("cfg", 1.0, "classifier-free guidance scale (conditional models)", 0, 100);
+  t.boolean("latents", false,
+            "write the model's own samples, not decoded ones (checkpoints of runs with a --decoder)");
   return t;
 }
 
@@ -98,7 +100,9 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
                            .steps(cfg.integer("steps"))
                            .shift(cfg.number("shift")),
                        &rng);
-  auto x0 = result.x0.cpu();
+  // Decoded by the decoder the checkpoint records (decoder.h), unless the latents are asked for.
+  const DecoderPtr decoder = decoder_from_meta(meta);
+  auto x0 = decoder && !cfg.boolean("latents") ? decode_samples(*decoder, result.x0).cpu() : result.x0.cpu();
   if (ends_with(out, ".csv")) {
     auto flat = x0.reshape({x0.size(0), -1}).to(torch::kDouble).contiguous();
     std::ostringstream s;
@@ -118,9 +122,9 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
     save_safetensors(out, tensors, {{"ramflow", nlohmann::json{{"checkpoint", path}, {"model", name}}.dump()}});
   }
   if (cfg.is_set("plot")) {
-    if (task->sample_shape().size() == 3 && fixed_label < 0 && K > 0) {
+    if (x0.dim() == 4 && fixed_label < 0 && K > 0) {
       jobs::class_grids(cfg.text("plot"), {x0}, {cond}, *task, std::min<int64_t>(10, std::max<int64_t>(n / K, 1)));
-    } else if (task->sample_shape().size() == 3) {
+    } else if (x0.dim() == 4) {
       const int64_t cols = std::min<int64_t>(n, 10), rows = std::min<int64_t>(n / cols, 10);
       save_png_grid(cfg.text("plot"), {x0.narrow(0, 0, rows * cols)}, rows, cols);
     } else {

@@ -80,6 +80,8 @@ TrainingRun::TrainingRun(const Config& cfg, const std::string& method, const Tas
   meta_ = {{"config", cfg.values()},
            {"method", trainer_->method().name()},
            {"method_options", trainer_->method().options()}};
+  if (cfg.is_set("decoder"))  // the decoder between samples and rewards (decoder.h)
+    meta_["decoder"] = decoder_record(cfg.raw("decoder"), static_cast<uint64_t>(cfg.integer("decoder_seed")));
 }
 
 std::optional<std::vector<nlohmann::json>> TrainingRun::resume(const SafetensorsFile* file,

@@ -61,7 +61,8 @@ class CurveEvaluator {
 class TrainingRun {
  public:
   /// The trainer of method `method` under `cfg` (its options, the policy and reference from `base`),
-  /// writing checkpoints into `run`'s checkpoints/. `resume_hint`: the command that continues the run.
+  /// writing checkpoints into `run`'s checkpoints/. `reward` scores the model's own samples (through the
+  /// decoder: RunBasics::on_samples). `resume_hint`: the command that continues the run.
   TrainingRun(const Config& cfg, const std::string& method, const TaskPtr& task, const RewardPtr& reward,
               const VelocityFieldPtr& base, RunDir& run, std::string resume_hint);
 
