@@ -142,5 +142,51 @@ TEST(FlatAdamW, ReattachesAReplacedGradient) {
   EXPECT_TRUE(torch::allclose(p.detach(), torch::full({4}, 0.9)));  // first Adam step moves lr * sign(g)
 }
 
+// Parameters of several dtypes: one flat buffer per dtype, float32 moments for all, and each parameter
+// moved as torch.optim.AdamW moves its float64 twin (the bfloat16 one within its rounding).
+TEST(FlatAdamW, ParametersOfSeveralDtypesKeepFloat32Moments) {
+  torch::manual_seed(4);
+  auto a = torch::randn({6}, torch::requires_grad());
+  auto b = torch::randn({4}).to(torch::kBFloat16).requires_grad_(true);
+  auto a_ref = a.detach().to(torch::kDouble).requires_grad_(true);
+  auto b_ref = b.detach().to(torch::kDouble).requires_grad_(true);
+  const auto b_start = b_ref.detach().clone();
+  AdamW ours({a, b}, AdamWOptions().lr(0.05).weight_decay(0.1));
+  torch::optim::AdamW theirs({a_ref, b_ref}, torch::optim::AdamWOptions(0.05).weight_decay(0.1));
+  ASSERT_EQ(ours.groups(), 2u);
+  EXPECT_EQ(ours.numel(), 10);
+  EXPECT_EQ(ours.flat_params(1).scalar_type(), torch::kBFloat16);
+  auto loss = [](const torch::Tensor& x, const torch::Tensor& y) {
+    return (x.sin() * 3).pow(2).sum() + (y.to(torch::kDouble) - 1).pow(2).sum();
+  };
+  for (int step = 0; step < 5; ++step) {
+    ours.zero_grad();
+    loss(a, b).backward();
+    EXPECT_EQ(b.grad().scalar_type(), torch::kBFloat16);
+    ours.step();
+    theirs.zero_grad();
+    loss(a_ref, b_ref).backward();
+    theirs.step();
+    // Ours agrees up to bfloat16's rounding of the result (half an ulp, 2^-9 relative) and of the gradient
+    // the moments see; each step moves b by up to lr = 0.05, so a missing or wrong update fails.
+    const auto diff = (b.detach().to(torch::kDouble) - b_ref.detach()).abs();
+    EXPECT_TRUE((diff <= b_ref.detach().abs() * std::pow(2.0, -8) + 1e-3).all().item<bool>()) << step << " " << diff;
+    // Start the reference's next step from our rounded bfloat16 values, so each step compares one update.
+    torch::NoGradGuard no_grad;
+    b_ref.copy_(b.detach().to(torch::kDouble));
+  }
+  EXPECT_GT((b.detach().to(torch::kDouble) - b_start).abs().min().item<double>(), 0.05);  // b moved
+  EXPECT_LT(rel_err(a.detach().to(torch::kDouble), a_ref.detach()), 1e-5);
+  const auto state = ours.state();
+  EXPECT_EQ(state[0].second.scalar_type(), torch::kFloat);
+  EXPECT_EQ(state[0].second.numel(), 10);
+  // The state round-trips into a fresh optimiser over the same layout.
+  auto a2 = a.detach().clone().requires_grad_(true), b2 = b.detach().clone().requires_grad_(true);
+  AdamW again({a2, b2}, AdamWOptions().lr(0.05).weight_decay(0.1));
+  again.load_state(state[0].second, state[1].second, ours.steps());
+  EXPECT_TRUE(torch::equal(again.state()[0].second, state[0].second));
+  EXPECT_TRUE(torch::equal(again.state()[1].second, state[1].second));
+}
+
 }  // namespace
 }  // namespace ramflow

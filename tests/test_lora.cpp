@@ -1,6 +1,7 @@
 // LoRA adapters: exact identities (fresh adapters, adapters off), merging, PEFT's layout, layer patterns,
 // and a Trainer that trains the adapters alone for every registered method.
 #include <filesystem>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -97,6 +98,60 @@ TEST(Lora, MergedEqualsAdapted) {
   auto A = lora->lora_A("down.0.conv1"), B = lora->lora_B("down.0.conv1");
   auto expected = w0 + 2.0 * torch::mm(B.flatten(1), A.flatten(1)).view(w0.sizes());
   EXPECT_TRUE(torch::allclose(w, expected, 0, 1e-6));
+}
+
+// y = W0 x + s B (A x): a float64 base keeps float32 adapters and float32 gradients, its outputs stay
+// float64 and equal the merged float64 model's, and no forward or backward writes into its weights.
+TEST(Lora, ABaseOfAnotherDtypeKeepsFloat32AdaptersAndIsNeverWritten) {
+  auto base = base_model();
+  base->to(torch::kDouble);
+  std::vector<torch::Tensor> before;
+  for (const auto& p : base->parameters()) before.push_back(p.detach().clone());
+  LoraVelocityField lora(base, LoraOptions().rank(2).targets({"*"}));
+  train_adapters(*lora, 5);
+  for (const auto& layer : lora->layers()) {
+    EXPECT_EQ(lora->lora_A(layer).scalar_type(), torch::kFloat) << layer;
+    EXPECT_EQ(lora->lora_B(layer).scalar_type(), torch::kFloat) << layer;
+  }
+  Inputs in = inputs();
+  in.x = in.x.to(torch::kDouble);
+  const auto v = velocity(*lora, in);
+  EXPECT_EQ(v.scalar_type(), torch::kDouble);
+  auto merged = lora->merged();  // in the base's dtype
+  const auto v_merged = velocity(*merged, in);
+  EXPECT_LT((v - v_merged).abs().max().item<double>(), 1e-5 * (1.0 + v.abs().max().item<double>()));
+  v.square().sum().backward();
+  for (const auto& layer : lora->layers()) {
+    ASSERT_TRUE(lora->lora_A(layer).grad().defined()) << layer;
+    EXPECT_EQ(lora->lora_A(layer).grad().scalar_type(), torch::kFloat) << layer;
+  }
+  const auto after = base->parameters();
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(after[i], before[i])) << "parameter " << i;
+}
+
+// Policies that share one base run at once on two threads: each thread's calls see its own adapters only.
+TEST(Lora, ThreadsShareOneBase) {
+  auto base = base_model();
+  LoraVelocityField a(base, LoraOptions().rank(2).targets({"*"})), b(base, LoraOptions().rank(2).targets({"*"}));
+  train_adapters(*a, 6);
+  train_adapters(*b, 7);
+  const auto in = inputs();
+  torch::NoGradGuard no_grad;
+  const auto va = velocity(*a, in), vb = velocity(*b, in), v0 = velocity(*base, in);
+  ASSERT_FALSE(torch::allclose(va, vb));
+  bool same_a = true, same_b = true, same_base = true;
+  std::thread other([&] {
+    torch::NoGradGuard g;
+    for (int i = 0; i < 20; ++i) same_b = same_b && torch::equal(velocity(*b, in), vb);
+  });
+  for (int i = 0; i < 20; ++i) {
+    same_a = same_a && torch::equal(velocity(*a, in), va);
+    same_base = same_base && torch::equal(velocity(*base, in), v0);
+  }
+  other.join();
+  EXPECT_TRUE(same_a);
+  EXPECT_TRUE(same_b);
+  EXPECT_TRUE(same_base);
 }
 
 TEST(Lora, PeftLayoutRoundTrip) {

@@ -3,7 +3,9 @@
 #include <torch/torch.h>
 
 #include "ramflow/checkpoint.h"
+#include "ramflow/errors.h"
 #include "ramflow/gaussian_mixture.h"
+#include "ramflow/lora.h"
 #include "ramflow/mlp_velocity.h"
 #include "ramflow/text_mlp_velocity.h"
 #include "ramflow/unet.h"
@@ -42,6 +44,15 @@ Example example(const std::string& name) {
 nlohmann::json example_spec(const std::string& name) { return example(name).spec; }
 
 class ModelContract : public ::testing::TestWithParam<std::string> {};
+
+// The Conv2d and Linear layers of a model (none is not an error here).
+std::vector<std::string> lora_target_layers_or_empty(const torch::nn::Module& model) {
+  try {
+    return lora_target_layers(model, {"*"});
+  } catch (const ConfigError&) {
+    return {};
+  }
+}
 
 TEST_P(ModelContract, ShapesCloneAndCheckpointRoundTrip) {
   const Example ex = example(GetParam());
@@ -89,6 +100,36 @@ TEST_P(ModelContract, InitialisationIsAFunctionOfTheSeed) {
     differs = differs || !torch::equal(pa[i], pc[i]);
   }
   EXPECT_EQ(differs, !pa.empty()) << "another seed must give other weights";
+}
+
+// Every Conv2d and Linear layer of a model is reached through layer_forward (lora_branch.h): LoRA on all of
+// them ('*') runs, and with B perturbed away from zero each adapter changes the output. A model whose
+// forward calls a layer directly fails here (its adapter would be ignored).
+TEST_P(ModelContract, LoraReachesEveryAdaptableLayer) {
+  const Example ex = example(GetParam());
+  ASSERT_FALSE(ex.spec.is_null());
+  auto model = make_velocity_field(ex.spec, 1);
+  if (as_lora(*model) || lora_target_layers_or_empty(*model).empty()) GTEST_SKIP() << "no adaptable layers";
+  {
+    // Perturbed, so that zero-initialised layers (an output layer) pass every layer's change on.
+    torch::NoGradGuard g;
+    Rng prng(5);
+    for (auto& p : model->parameters()) p.add_(prng.randn(p.sizes()) * 0.05);
+  }
+  auto lora = LoraVelocityField(model, LoraOptions().rank(2).targets({"*"}));
+  Rng rng(4);
+  std::vector<int64_t> shape = {5};
+  shape.insert(shape.end(), ex.shape.begin(), ex.shape.end());
+  const auto x = rng.randn(shape), t = rng.rand({5});
+  const Condition cond = ex.conditions(5);
+  const auto v0 = model->forward(x, t, cond);
+  EXPECT_TRUE(torch::equal(lora->forward(x, t, cond), v0));  // B = 0: the base exactly
+  for (const auto& layer : lora->layers()) {
+    torch::NoGradGuard no_grad;
+    lora->lora_B(layer).fill_(0.1);
+    EXPECT_FALSE(torch::allclose(lora->forward(x, t, cond), v0)) << layer;
+    lora->lora_B(layer).zero_();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllModels, ModelContract, ::testing::ValuesIn(models().names()));

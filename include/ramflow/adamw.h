@@ -1,8 +1,11 @@
 #pragma once
-// AdamW over one flat buffer. The constructor moves the trainable parameters into one contiguous tensor:
-// each parameter becomes a view of it, and its .grad a view of one flat gradient buffer, which autograd
-// accumulates into in place. A step is then about ten operators however many tensors the model has, and
-// the gradient norm is one reduction. The update is torch.optim.AdamW's (decoupled weight decay):
+// AdamW over flat buffers. The constructor moves the trainable parameters of each dtype and device (a
+// group) into one contiguous tensor: each parameter becomes a view of it, and its .grad a view of the
+// group's flat gradient buffer, which autograd accumulates into in place. A step is then about ten
+// operators however many tensors the model has, and the gradient norm one reduction per group. The
+// moments m and v are float32 whatever the parameters' dtype (LoRA adapters in float32 beside a bfloat16
+// base; a bfloat16 model trained whole), and the update is computed in float32 and rounded once into the
+// parameters. The update is torch.optim.AdamW's (decoupled weight decay):
 //   theta <- theta (1 - lr wd)
 //   m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2                       (k = steps taken, from 1)
 //   theta <- theta - (lr / (1 - b1^k)) m / (sqrt(v) / sqrt(1 - b2^k) + eps)
@@ -26,7 +29,7 @@ struct AdamWOptions {
 
 class AdamW {
  public:
-  /// `params`: leaf tensors with requires_grad, all of one dtype and device.
+  /// `params`: floating-point leaf tensors with requires_grad, of any dtypes and devices.
   AdamW(std::vector<torch::Tensor> params, AdamWOptions options);
   /// Zeroes the flat gradient (every parameter's .grad).
   void zero_grad();
@@ -38,18 +41,27 @@ class AdamW {
 
   int64_t steps() const { return steps_; }
   const AdamWOptions& options() const { return options_; }
-  /// The flat parameter, gradient and moment buffers (numel = total trainable scalars).
-  const torch::Tensor& flat_params() const { return flat_; }
-  const torch::Tensor& flat_grad() const { return grad_; }
-  /// Optimiser state for checkpoints: {"m", "v"} buffers and the step count.
+  /// The total number of trainable scalars.
+  int64_t numel() const { return numel_; }
+  /// The groups (one per dtype and device, in the order of their first parameter) and their flat
+  /// parameter and gradient buffers.
+  size_t groups() const { return groups_.size(); }
+  const torch::Tensor& flat_params(size_t group = 0) const { return groups_.at(group).flat; }
+  const torch::Tensor& flat_grad(size_t group = 0) const { return groups_.at(group).grad; }
+  /// Optimiser state for checkpoints: the moments {"m", "v"} (float32, [numel], the groups in order, on the
+  /// CPU) and the step count.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
   void load_state(const torch::Tensor& m, const torch::Tensor& v, int64_t steps);
 
  private:
+  struct Group {
+    std::vector<torch::Tensor> params;
+    std::vector<void*> grad_ptrs;  // where each parameter's .grad must point
+    torch::Tensor flat, grad, m, v;
+  };
   void reattach_grads();
-  std::vector<torch::Tensor> params_;
-  std::vector<void*> grad_ptrs_;  // where each parameter's .grad must point
-  torch::Tensor flat_, grad_, m_, v_;
+  std::vector<Group> groups_;
+  int64_t numel_ = 0;
   AdamWOptions options_;
   int64_t steps_ = 0;
 };

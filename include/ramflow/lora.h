@@ -1,16 +1,13 @@
 #pragma once
 // LoRA: low-rank adapters on the Conv2d and Linear layers of a velocity field (Hu et al. 2021, "LoRA:
 // Low-Rank Adaptation of Large Language Models"; the layouts are PEFT's). Each adapted layer computes
-// with the weight
-//   W = W0 + (alpha / r) B A,   A: [r, in, kh, kw] (Linear: [r, in]),  B: [out, r, 1, 1] (Linear: [out, r])
-// (B A read as the matrix product [out, r] x [r, in kh kw], reshaped to W0's [out, in, kh, kw]). W0 is the
-// frozen base; only A and B train. A starts uniform in +-1/sqrt(in kh kw) (PEFT's kaiming_uniform with
-// a = sqrt(5)), B at zero, so a fresh adapter leaves the base's outputs exactly unchanged.
-//
-// The adapted weight is formed once per forward call and written into the layer for the call's duration
-// (then W0 is put back, also on an exception), so the base's own forward code runs unchanged and the
-// gradient reaches A and B through W. For the small layers of ramflow's models this costs less than
-// PEFT's separate low-rank branch (x A^T B^T), which would run two more convolutions per layer.
+//   y = W0 x + b + (alpha / r) B (A x),   A: [r, in, kh, kw] (Linear: [r, in]),  B: [out, r, 1, 1] (Linear: [out, r])
+// a branch beside the frozen layer, as PEFT does (lora_branch.h): the model calls its layers through
+// layer_forward, which adds the branch of the adapters in force on the calling thread. W0 is never
+// written; only A and B train. A and B are float32 whatever the base's dtype (their gradients and AdamW's
+// moments too), on the base's device. A starts uniform in +-1/sqrt(in kh kw) (PEFT's kaiming_uniform
+// with a = sqrt(5)), B at zero, so a fresh adapter leaves the base's outputs exactly unchanged. merged()
+// folds W = W0 + (alpha / r) B A (B A read as [out, r] x [r, in kh kw], reshaped to W0's shape).
 //
 // The reference policy v_ref is the base itself (base()): the same network with adapters off, no second
 // copy of its weights. Copies for the EMA "old" policy (clone_trainable) share the base and copy only
@@ -23,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "ramflow/lora_branch.h"
 #include "ramflow/velocity_field.h"
 
 namespace ramflow {
@@ -53,7 +51,6 @@ class LoraVelocityFieldImpl : public VelocityFieldImpl {
   struct Adapter {
     std::string layer;
     std::shared_ptr<torch::nn::Module> module;  // the base's Conv2d or Linear
-    torch::Tensor* weight;                      // its `weight` member, which its forward reads
     torch::Tensor A, B;
   };
 
@@ -99,6 +96,8 @@ class LoraVelocityFieldImpl : public VelocityFieldImpl {
   VelocityFieldPtr base_;
   LoraOptions options_;
   std::vector<Adapter> adapters_;
+  LoraBranches branches_;       // the adapters by layer, installed for each forward call
+  bool reach_checked_ = false;  // the first forward checked that every adapted layer is reached
   bool enabled_ = true;
 };
 TORCH_MODULE(LoraVelocityField);

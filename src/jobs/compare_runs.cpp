@@ -117,9 +117,8 @@ std::vector<RunCurve> run_all(const ComparePlan& plan, const Config& cfg, const 
     std::filesystem::remove(result_file, ec);
     write_json_atomic(dir + "/config.json", mc.values());
     RunDir rd = RunDir::open(dir);
-    // Each run its own copy of the base: LoRA adapters write their weights into the base's layers
-    // during a forward call, so parallel runs must not share one.
-    TrainingRun training(mc, c.method, task, reward, clone_velocity_field(*base), rd, hint);
+    // The runs share the frozen base: LoRA's branches never write into it (lora_branch.h).
+    TrainingRun training(mc, c.method, task, reward, base, rd, hint);
     Trainer& trainer = training.trainer();
     const auto resumed = resuming ? training.resume() : std::nullopt;
     if (resumed) {

@@ -12,6 +12,7 @@
 #include "ramflow/errors.h"
 #include "ramflow/strings.h"
 #include "ramflow/io.h"
+#include "ramflow/lora_branch.h"
 
 namespace ramflow {
 namespace {
@@ -140,16 +141,20 @@ LoraVelocityFieldImpl::LoraVelocityFieldImpl(VelocityFieldPtr base, LoraOptions 
     Adapter a;
     a.layer = layer;
     a.module = modules[layer];
-    a.weight = &weight_of(*a.module);
-    const auto w0 = a.weight->sizes();  // [out, in, kh, kw] or [out, in]
-    std::vector<int64_t> a_shape(w0.begin(), w0.end()), b_shape(w0.size(), 1);
+    if (auto* conv = dynamic_cast<torch::nn::Conv2dImpl*>(a.module.get())) check_lora_conv(*conv, layer);
+    const torch::Tensor& w0 = weight_of(*a.module);
+    const auto shape = w0.sizes();  // [out, in, kh, kw] or [out, in]
+    std::vector<int64_t> a_shape(shape.begin(), shape.end()), b_shape(shape.size(), 1);
     a_shape[0] = options_.rank();       // A: [r, in, kh, kw]
-    b_shape[0] = w0[0];                 // B: [out, r, 1, 1]
+    b_shape[0] = shape[0];              // B: [out, r, 1, 1]
     b_shape[1] = options_.rank();
     torch::nn::Module* node = &root;
     for (const auto& part : split_dots(layer)) node = &child(*node, part);
-    a.A = weight_node(*node, "lora_A", torch::zeros(a_shape, a.weight->options().requires_grad(true)));
-    a.B = weight_node(*node, "lora_B", torch::zeros(b_shape, a.weight->options().requires_grad(true)));
+    // Adapters in float32 whatever the base's dtype, on its device.
+    const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(w0.device()).requires_grad(true);
+    a.A = weight_node(*node, "lora_A", torch::zeros(a_shape, opts));
+    a.B = weight_node(*node, "lora_B", torch::zeros(b_shape, opts));
+    branches_[a.module.get()] = LoraBranch{a.A, a.B, scale(), adapters_.size()};
     adapters_.push_back(std::move(a));
   }
   Rng rng(0);
@@ -166,31 +171,34 @@ void LoraVelocityFieldImpl::reset_adapters(Rng& rng) {
 }
 
 torch::Tensor LoraVelocityFieldImpl::adapted_weight(const Adapter& a) const {
-  const torch::Tensor& w0 = *a.weight;
-  // B A: [out, r] x [r, in kh kw] -> [out, in kh kw] -> W0's shape
+  const torch::Tensor& w0 = weight_of(*a.module);
+  // B A: [out, r] x [r, in kh kw] -> [out, in kh kw] -> W0's shape, in float32, rounded once to W0's dtype
   auto delta = torch::mm(a.B.flatten(1), a.A.flatten(1)).view(w0.sizes());
-  return w0 + scale() * delta;
+  return (w0.to(torch::kFloat) + scale() * delta).to(w0.scalar_type());
 }
 
 torch::Tensor LoraVelocityFieldImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const Condition& cond) {
   if (!enabled_) return base_->forward(x, t, cond);
-  // Each adapted layer computes with W0 + (alpha / r) B A for this call; W0 (the very tensor the layer
-  // registered) goes back on exit, also when the base throws.
-  struct Restore {
-    std::vector<std::pair<torch::Tensor*, torch::Tensor>> saved;
-    ~Restore() {
-      for (auto& [slot, w0] : saved) *slot = w0;
-    }
-  } restore;
-  restore.saved.reserve(adapters_.size());
-  std::vector<torch::Tensor> adapted;
-  adapted.reserve(adapters_.size());
-  for (const auto& a : adapters_) adapted.push_back(adapted_weight(a));
-  for (size_t i = 0; i < adapters_.size(); ++i) {
-    restore.saved.emplace_back(adapters_[i].weight, *adapters_[i].weight);
-    *adapters_[i].weight = adapted[i];
+  // The base's forward with this wrapper's branches in force on this thread (lora_branch.h). The first call
+  // checks that the base reaches every adapted layer through layer_forward: a layer called otherwise
+  // would silently ignore its adapter.
+  std::vector<char> reached;
+  if (!reach_checked_) reached.assign(adapters_.size(), 0);
+  torch::Tensor v;
+  {
+    LoraScope scope(&branches_, reach_checked_ ? nullptr : &reached);
+    v = base_->forward(x, t, cond);
   }
-  return base_->forward(x, t, cond);
+  if (!reach_checked_) {
+    std::vector<std::string> missed;
+    for (size_t i = 0; i < adapters_.size(); ++i)
+      if (!reached[i]) missed.push_back(adapters_[i].layer);
+    if (!missed.empty())
+      throw ConfigError("LoRA: the model's forward does not call layer(s) " + join(missed) +
+                        " through layer_forward, so their adapters would be ignored; choose other --lora-targets");
+    reach_checked_ = true;
+  }
+  return v;
 }
 
 nlohmann::json LoraVelocityFieldImpl::spec() const {
@@ -239,7 +247,7 @@ VelocityFieldPtr LoraVelocityFieldImpl::merged() const {
   auto merged = clone_velocity_field(*base_);
   auto modules = merged->named_modules("", /*include_self=*/false);
   torch::NoGradGuard no_grad;
-  for (const auto& a : adapters_) weight_of(*modules[a.layer]).copy_(adapted_weight(a));
+  for (const auto& a : adapters_) weight_of(*modules[a.layer]).copy_(adapted_weight(a));  // into the copy
   return merged;
 }
 

@@ -7,6 +7,7 @@
 
 #include "ramflow/config.h"
 #include "ramflow/init.h"
+#include "ramflow/lora_branch.h"
 
 namespace ramflow {
 
@@ -72,12 +73,12 @@ torch::Tensor TextMLPVelocityImpl::forward(const torch::Tensor& x, const torch::
               B, ", L, ", options_.context_dim(), "], got ", context.sizes());
   TORCH_CHECK(pooled.dim() == 2 && pooled.size(1) == options_.pooled_dim(), "TextMLPVelocity: pooled must be [", B,
               ", ", options_.pooled_dim(), "], got ", pooled.sizes());
-  auto c = context_proj_(context.to(x.dtype()).mean(1)) + pooled_proj_(pooled.to(x.dtype()));  // [B, E]
+  auto c = layer_forward(*context_proj_, context.to(x.dtype()).mean(1)) + layer_forward(*pooled_proj_, pooled.to(x.dtype()));  // [B, E]
   auto phase = t.to(x.dtype()).unsqueeze(1) * freqs_;                        // [B, F]
   auto h = torch::cat({x.reshape({B, options_.dim()}), torch::sin(phase), torch::cos(phase), c}, 1);  // [B, D + 2F + E]
   const size_t L = layers_->size();
   for (size_t l = 0; l < L; ++l) {
-    h = layers_[l]->as<torch::nn::Linear>()->forward(h);
+    h = layer_forward(*layers_[l]->as<torch::nn::Linear>(), h);
     if (l + 1 < L) h = torch::silu(h);
   }
   return h.view(x.sizes());                                                  // [B, ...D]

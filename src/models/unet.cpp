@@ -7,6 +7,7 @@
 
 #include "ramflow/config.h"
 #include "ramflow/init.h"
+#include "ramflow/lora_branch.h"
 #include "ramflow/task.h"
 
 namespace ramflow {
@@ -90,29 +91,29 @@ UNetBlockImpl::UNetBlockImpl(int64_t in, int64_t out, int64_t emb_dim, int64_t g
 }
 
 torch::Tensor UNetBlockImpl::block(const torch::Tensor& h, const torch::Tensor& emb) {
-  auto a = conv1(torch::silu(norm1(h)));                                     // [B, out, H, W]
-  a = a + emb_proj(torch::silu(emb)).unsqueeze(-1).unsqueeze(-1);          // + [B, out, 1, 1]
-  auto out = (skip ? skip(h) : h) + conv2(torch::silu(norm2(a)));           // [B, out, H, W]
+  auto a = layer_forward(*conv1, torch::silu(norm1(h)));                                     // [B, out, H, W]
+  a = a + layer_forward(*emb_proj, torch::silu(emb)).unsqueeze(-1).unsqueeze(-1);          // + [B, out, 1, 1]
+  auto out = (skip ? layer_forward(*skip, h) : h) + layer_forward(*conv2, torch::silu(norm2(a)));           // [B, out, H, W]
   if (!qkv) return out;
   // Self-attention over the N = H W positions, heads of width d.
   const int64_t B = out.size(0), C = out.size(1), H = out.size(2), W = out.size(3), N = H * W;
   const int64_t heads = C / kHeadDim;
   auto seq = norm_attn(out).flatten(2).transpose(1, 2);                     // [B, N, C]
-  auto q_k_v = qkv(seq).reshape({B, N, 3, heads, kHeadDim}).permute({2, 0, 3, 1, 4});  // [3, B, h, N, d]
+  auto q_k_v = layer_forward(*qkv, seq).reshape({B, N, 3, heads, kHeadDim}).permute({2, 0, 3, 1, 4});  // [3, B, h, N, d]
   auto att = torch::softmax(torch::matmul(q_k_v[0], q_k_v[1].transpose(-1, -2)) /
                                 std::sqrt(static_cast<double>(kHeadDim)), -1);        // [B, h, N, N]
   auto y = torch::matmul(att, q_k_v[2]).permute({0, 2, 1, 3}).reshape({B, N, C});  // [B, N, C]
-  return out + proj(y).transpose(1, 2).reshape({B, C, H, W});
+  return out + layer_forward(*proj, y).transpose(1, 2).reshape({B, C, H, W});
 }
 
 torch::Tensor UNetBlockImpl::resample(const torch::Tensor& h) {
   if (resample_mode_ == 0) return h;
-  if (resample_mode_ < 0) return resample_conv(h);                         // [B, out, H/2, W/2]
+  if (resample_mode_ < 0) return layer_forward(*resample_conv, h);                         // [B, out, H/2, W/2]
   auto up = torch::nn::functional::interpolate(
       h, torch::nn::functional::InterpolateFuncOptions()
              .scale_factor(std::vector<double>{2.0, 2.0})
              .mode(torch::kNearest));                                       // [B, out, 2H, 2W]
-  return resample_conv(up);                                                 // [B, up_out, 2H, 2W]
+  return layer_forward(*resample_conv, up);                                                 // [B, up_out, 2H, 2W]
 }
 
 UNetImpl::UNetImpl(const UNetOptions& options) : options_(UNetOptions::from_json(options.to_json())) {
@@ -190,7 +191,9 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, 
   const int64_t B = x.size(0);
   TORCH_CHECK(t.dim() == 1 && t.size(0) == B, "UNet: t must be [", B, "], got ", t.sizes());
   auto phase = (1000.0 * t.to(x.dtype())).unsqueeze(1) * freqs_;            // [B, c0/2]
-  auto emb = time_mlp->forward(torch::cat({torch::sin(phase), torch::cos(phase)}, 1));  // [B, E]
+  // time_mlp = Linear, SiLU, Linear (a Sequential for the parameter names), its layers called one by one.
+  auto emb = layer_forward(*time_mlp[0]->as<torch::nn::Linear>(), torch::cat({torch::sin(phase), torch::cos(phase)}, 1));
+  emb = layer_forward(*time_mlp[2]->as<torch::nn::Linear>(), torch::silu(emb));  // [B, E]
   if (class_emb) {
     auto labels = labels_of(cond, B, "UNet");                               // [B]
     TORCH_CHECK(labels.min().item<int64_t>() >= kNullId && labels.max().item<int64_t>() < options_.num_classes(),
@@ -199,7 +202,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, 
     labels = torch::where(labels == kNullId, torch::full_like(labels, options_.num_classes()), labels);
     emb = emb + class_emb(labels);                                         // [B, E]
   }
-  auto h = conv_in(x);                                                      // [B, c0, H, W]
+  auto h = layer_forward(*conv_in, x);                                                      // [B, c0, H, W]
   std::vector<torch::Tensor> skips;
   for (const auto& child : *down) {
     auto* b = child->as<UNetBlockImpl>();
@@ -214,7 +217,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, 
     skips.pop_back();
     h = b->resample(h);                                                     // [B, c_{i-1}, 2H_i, 2W_i]
   }
-  return conv_out(torch::silu(norm_out(h)));                                // [B, C, H, W]
+  return layer_forward(*conv_out, torch::silu(norm_out(h)));                                // [B, C, H, W]
 }
 
 }  // namespace ramflow

@@ -44,6 +44,17 @@ VelocityFieldPtr clone_velocity_field(const VelocityFieldImpl& model) {
   auto copy = make_velocity_field(model.spec());
   auto params = model.parameters();
   if (!params.empty()) copy->to(params.front().device());
+  {
+    // Each tensor in its source's dtype (a bfloat16 base beside float32 LoRA adapters stays so).
+    torch::NoGradGuard no_grad;
+    auto src_params = model.named_parameters(), src_buffers = model.named_buffers();
+    for (auto& kv : copy->named_parameters())
+      if (const auto* s = src_params.find(kv.key()); s && s->scalar_type() != kv.value().scalar_type())
+        kv.value().set_data(kv.value().to(s->scalar_type()));
+    for (auto& kv : copy->named_buffers())
+      if (const auto* s = src_buffers.find(kv.key()); s && s->scalar_type() != kv.value().scalar_type())
+        kv.value().set_data(kv.value().to(s->scalar_type()));
+  }
   copy_weights(model, *copy);
   auto src = model.named_parameters();
   for (auto& kv : copy->named_parameters()) kv.value().set_requires_grad(src[kv.key()].requires_grad());

@@ -125,9 +125,9 @@ void Trainer::load_state(const NamedTensors& tensors, const nlohmann::json& meta
   if (old_) load_model_tensors(tensors, "old", old_->model(), source);
   if (eval_ema_) load_model_tensors(tensors, "ema", eval_ema_->model(), source);
   const torch::Tensor *m = find_tensor(tensors, "optimizer.m"), *v = find_tensor(tensors, "optimizer.v");
-  const int64_t n = optimizer_->flat_params().numel();
-  if (!m || !v || m->numel() != n || v->numel() != n || m->scalar_type() != optimizer_->flat_params().scalar_type() ||
-      v->scalar_type() != m->scalar_type())
+  const int64_t n = optimizer_->numel();  // the moments are float32 (adamw.h)
+  if (!m || !v || m->numel() != n || v->numel() != n || m->scalar_type() != torch::kFloat ||
+      v->scalar_type() != torch::kFloat)
     throw bad("the optimiser state is missing or does not match the " + std::to_string(n) + " trainable parameters");
   optimizer_->load_state(*m, *v, meta["optimizer_steps"].get<int64_t>());
   if (old_) old_->set_updates(meta["old_updates"].get<int64_t>());

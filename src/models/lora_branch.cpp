@@ -1,0 +1,82 @@
+// LoRA's low-rank branch in the layer calls of the models (see include/ramflow/lora_branch.h).
+#include "ramflow/lora_branch.h"
+
+#if __has_include(<c10/util/variant.h>)  // LibTorch before 2.1: c10::variant; later: std::variant
+#include <c10/util/variant.h>
+#define RAMFLOW_VARIANT c10
+#else
+#include <variant>
+#define RAMFLOW_VARIANT std
+#endif
+
+#include <torch/torch.h>
+
+#include "ramflow/errors.h"
+
+namespace ramflow {
+namespace {
+
+thread_local const LoraBranches* active = nullptr;
+thread_local std::vector<char>* active_reached = nullptr;
+
+const LoraBranch* branch_of(const torch::nn::Module& layer) {
+  if (!active) return nullptr;
+  const auto it = active->find(&layer);
+  if (it == active->end()) return nullptr;
+  if (active_reached) (*active_reached)[it->second.index] = 1;
+  return &it->second;
+}
+
+// The layer's padding as two numbers: a fixed amount, or 0 for kValid (check_lora_conv refuses the rest).
+std::vector<int64_t> fixed_padding(const torch::nn::Conv2dImpl& layer) {
+  const auto& p = layer.options.padding();
+  if (const auto* a = RAMFLOW_VARIANT::get_if<torch::ExpandingArray<2>>(&p)) return {(**a)[0], (**a)[1]};
+  if (RAMFLOW_VARIANT::get_if<torch::enumtype::kValid>(&p)) return {0, 0};
+  return {};
+}
+
+}  // namespace
+
+LoraScope::LoraScope(const LoraBranches* branches, std::vector<char>* reached)
+    : previous_(active), previous_reached_(active_reached) {
+  active = branches;
+  active_reached = reached;
+}
+
+LoraScope::~LoraScope() {
+  active = previous_;
+  active_reached = previous_reached_;
+}
+
+torch::Tensor layer_forward(torch::nn::LinearImpl& layer, const torch::Tensor& x) {
+  auto y = layer.forward(x);  // W0 x + b: [..., out]
+  if (const LoraBranch* b = branch_of(layer)) {
+    namespace F = torch::nn::functional;
+    const auto z = F::linear(F::linear(x.to(b->A.scalar_type()), b->A), b->B);  // B (A x): [..., r] -> [..., out]
+    y = y + (b->scale * z).to(y.scalar_type());
+  }
+  return y;
+}
+
+torch::Tensor layer_forward(torch::nn::Conv2dImpl& layer, const torch::Tensor& x) {
+  auto y = layer.forward(x);  // W0 * x + b: [B, out, H', W']
+  if (const LoraBranch* b = branch_of(layer)) {
+    const auto& o = layer.options;
+    const auto padding = fixed_padding(layer);
+    auto z = torch::conv2d(x.to(b->A.scalar_type()), b->A, {}, *o.stride(), padding, *o.dilation(),
+                           o.groups());  // A * x: [B, r, H', W']
+    z = torch::conv2d(z, b->B);           // B * (A * x), 1x1: [B, out, H', W']
+    y = y + (b->scale * z).to(y.scalar_type());
+  }
+  return y;
+}
+
+void check_lora_conv(const torch::nn::Conv2dImpl& layer, const std::string& name) {
+  const bool zeros = RAMFLOW_VARIANT::get_if<torch::enumtype::kZeros>(&layer.options.padding_mode()) != nullptr;
+  if (!zeros || fixed_padding(layer).empty() || layer.options.groups() != 1)
+    throw ConfigError("LoRA: layer '" + name +
+                      "' is a Conv2d with padding 'same', a non-zero padding mode or groups; the low-rank branch "
+                      "supports zero padding by a fixed amount and groups 1");
+}
+
+}  // namespace ramflow
