@@ -5,7 +5,7 @@
 // sample, never a gradient.
 #include <iostream>
 
-#include <ramflow/ramflow.h>
+#include <ramflow/core.h>
 #include <torch/torch.h>
 
 // A reward is one class: score clean endpoints [B, D] -> [B].

@@ -55,6 +55,9 @@ using RewardPtr = std::shared_ptr<const Reward>;
 /// Builds a reward for data of dimension `dim` from its spec.
 using RewardFactory = std::function<RewardPtr(const nlohmann::json& spec, int64_t dim)>;
 const Registry<RewardFactory>& rewards();
+/// The core library's list of built-in rewards (src/rewards/builtin_rewards.cpp); the full library adds
+/// the JPEG rewards to it (src/rewards/reward_registry_full.cpp).
+void register_builtin_rewards(Registry<RewardFactory>& r);
 RewardPtr make_reward(const nlohmann::json& spec, int64_t dim);
 
 /// reward.score(x0, cond) under no_grad, checked: shape [B] and every value finite, else NumericalError

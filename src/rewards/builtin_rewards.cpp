@@ -1,4 +1,6 @@
-// The list of built-in rewards: one line per reward (its factory lives in its own file).
+// The list of the core library's built-in rewards: one line per reward (its factory lives in its own
+// file); the rewards() registry is defined per library target (reward_registry_core.cpp,
+// reward_registry_full.cpp), and make_reward with the score checks here serve both.
 #include <cmath>
 #include <sstream>
 
@@ -14,12 +16,8 @@ RewardPtr make_quadratic_reward(const nlohmann::json& spec, int64_t dim);     //
 RewardPtr make_bump_reward(const nlohmann::json& spec, int64_t dim);          // analytic.cpp
 RewardPtr make_weighted_sum_reward(const nlohmann::json& spec, int64_t dim);  // weighted_sum.cpp
 RewardPtr make_brightness_reward(const nlohmann::json& spec, int64_t dim);    // brightness.cpp
-RewardPtr make_jpeg_compressibility_reward(const nlohmann::json& spec, int64_t dim);    // jpeg.cpp
-RewardPtr make_jpeg_incompressibility_reward(const nlohmann::json& spec, int64_t dim);  // jpeg.cpp
 RewardPtr make_classifier_reward(const nlohmann::json& spec, int64_t dim);    // classifier.cpp
 RewardPtr make_remote_reward(const nlohmann::json& spec, int64_t dim);        // remote.cpp
-
-namespace {
 
 void register_builtin_rewards(Registry<RewardFactory>& r) {
   r.add("linear", make_linear_reward, "a . x  (fields: coef)");
@@ -27,25 +25,10 @@ void register_builtin_rewards(Registry<RewardFactory>& r) {
   r.add("bump", make_bump_reward, "h exp(-|x-c|^2 / (2 s^2))  (fields: center, scale, height)");
   r.add("sum", make_weighted_sum_reward, "sum_i w_i r_i  (fields: terms, each with a weight)");
   r.add("brightness", make_brightness_reward, "mean of all coordinates: an image's mean intensity (no fields)");
-  r.add("jpeg-compressibility", make_jpeg_compressibility_reward,
-        "-(JPEG size in kB) of images [B, C, H, W] in [-1, 1]; not differentiable  (fields: quality, 95)");
-  r.add("jpeg-incompressibility", make_jpeg_incompressibility_reward,
-        "+(JPEG size in kB), as jpeg-compressibility  (fields: quality, 95)");
   r.add("classifier", make_classifier_reward,
         "log-probability of the requested class under a learned judge  (fields: checkpoint, class)");
   r.add("remote", make_remote_reward,
         "a reward server over HTTP, protocol ramflow-reward/1 (fields: url, timeout, connect_timeout, retries, backoff, max_bytes, encoding, token_env)");
-}
-
-}  // namespace
-
-const Registry<RewardFactory>& rewards() {
-  static const Registry<RewardFactory> registry = [] {
-    Registry<RewardFactory> r("reward");
-    register_builtin_rewards(r);
-    return r;
-  }();
-  return registry;
 }
 
 RewardPtr make_reward(const nlohmann::json& spec, int64_t dim) {
