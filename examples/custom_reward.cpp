@@ -1,8 +1,8 @@
 // Embedding ramflow: post-train a flow-matching model against your own reward, in ~60 lines.
 //
-// The reward here prefers the upper half-plane of the 8-mode ring: r(x) = sigmoid(2 x_y). Any scorer
-// works (a simulator, a classifier, a call to another process): RAM only needs one finite number per
-// sample, never a gradient.
+// The reward here prefers the upper half-plane of the 8-mode ring: r(x) = sigmoid(2 x_y). Any
+// scorer works (a simulator, a classifier, a call to another process): RAM only needs one finite
+// number per sample, never a gradient.
 #include <iostream>
 
 #include <ramflow/core.h>
@@ -25,22 +25,26 @@ int main() {
 
   // 1. A base model: flow-matching pretraining on the ring.
   auto base = make_velocity_field(task->default_model());
-  pretrain_flow_matching(*base, [&](int64_t n, Rng& rng, Condition*) { return task->sample_data(n, rng); },
-                         PretrainOptions().steps(1500));
+  pretrain_flow_matching(
+      *base, [&](int64_t n, Rng& rng, Condition*) { return task->sample_data(n, rng); },
+      PretrainOptions().steps(1500));
 
   // 2. The reward and the exact target it defines at m = 3: p* ∝ p_ref exp(3 r).
   auto reward = std::make_shared<UpperHalfPlane>();
   const double m = 3.0;
   Evaluator eval(task, reward, m, *base, EvalOptions().samples(1000).pool(5000));
 
-  // 3. RAM in the shared trainer: the policy starts as a copy of the base, v_ref is the frozen base.
+  // 3. RAM in the shared trainer: the policy starts as a copy of the base, v_ref is the frozen
+  // base.
   auto policy = clone_velocity_field(*base);
   for (auto& p : policy->parameters()) p.set_requires_grad(true);
-  Trainer trainer(policy, frozen_copy(*base), reward, std::make_unique<RAM>(RAMOptions().multiplier(m)),
+  Trainer trainer(policy, frozen_copy(*base), reward,
+                  std::make_unique<RAM>(RAMOptions().multiplier(m)),
                   TrainerOptions().sample_shape({2}).group_size(32).lr(3e-4));
   for (int step = 1; step <= 200; ++step) {
     auto rec = trainer.step();
-    if (step % 50 == 0) std::cout << "step " << step << "  batch reward " << rec.reward_mean << "\n";
+    if (step % 50 == 0)
+      std::cout << "step " << step << "  batch reward " << rec.reward_mean << "\n";
   }
 
   // 4. Measure against the exact target.

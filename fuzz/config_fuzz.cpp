@@ -1,6 +1,6 @@
 // Fuzz target: the config parser. The input is a config file's text: parse_json_strict (JSON with
-// repeated keys refused), then Config::from_json against a table with a parameter of every type, then
-// every typed accessor. Any input either resolves or is refused with a ConfigError.
+// repeated keys refused), then Config::from_json against a table with a parameter of every type,
+// then every typed accessor. Any input either resolves or is refused with a ConfigError.
 #include "fuzz_target.h"
 #include "ramflow/config.h"
 #include "ramflow/errors.h"

@@ -1,7 +1,8 @@
 #pragma once
-// What every fuzz target shares: the input as a file (the readers under test take paths), and the rule
-// that the only acceptable failure is the error a reader documents. Anything else (another exception, a
-// sanitizer report, a crash) is a finding: the target aborts, and libFuzzer saves the input.
+// What every fuzz target shares: the input as a file (the readers under test take paths), and the
+// rule that the only acceptable failure is the error a reader documents. Anything else (another
+// exception, a sanitizer report, a crash) is a finding: the target aborts, and libFuzzer saves the
+// input.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -16,7 +17,8 @@ namespace ramflow::fuzz {
 inline std::string as_file(const uint8_t* data, size_t size, const char* suffix) {
   static const std::string path = [&] {
     const char* dir = std::getenv("TMPDIR");
-    return std::string(dir && *dir ? dir : "/tmp") + "/ramflow_fuzz_" + std::to_string(::getpid()) + suffix;
+    return std::string(dir && *dir ? dir : "/tmp") + "/ramflow_fuzz_" + std::to_string(::getpid()) +
+           suffix;
   }();
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) std::abort();

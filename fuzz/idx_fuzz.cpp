@@ -1,4 +1,5 @@
-// Fuzz target: the IDX reader (plain and gzip). Any input either loads or is refused with an InputError.
+// Fuzz target: the IDX reader (plain and gzip). Any input either loads or is refused with an
+// InputError.
 #include "fuzz_target.h"
 #include "ramflow/errors.h"
 #include "ramflow/idx.h"

@@ -1,5 +1,5 @@
-// Fuzz target: the reward-server response parser. Any body either parses into exactly 3 finite scores
-// (and terms of 3 finite values) or is refused with an InputError.
+// Fuzz target: the reward-server response parser. Any body either parses into exactly 3 finite
+// scores (and terms of 3 finite values) or is refused with an InputError.
 #include <cmath>
 
 #include "fuzz_target.h"

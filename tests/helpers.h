@@ -39,7 +39,8 @@ inline std::string fresh_temp_dir(const std::string& name) {
   return p.string();
 }
 
-/// A registered name (a method's) as a parameterised test's name: every character but [A-Za-z0-9] as '_'.
+/// A registered name (a method's) as a parameterised test's name: every character but [A-Za-z0-9]
+/// as '_'.
 inline std::string param_name(const ::testing::TestParamInfo<std::string>& info) {
   std::string s = info.param;
   for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -47,19 +48,20 @@ inline std::string param_name(const ::testing::TestParamInfo<std::string>& info)
 }
 
 /// A cache directory of base models for this test process alone, emptied once when first asked for.
-/// ctest runs tests as concurrent processes: a cache shared between them, emptied by one while another
-/// writes into it, fails the writer.
+/// ctest runs tests as concurrent processes: a cache shared between them, emptied by one while
+/// another writes into it, fails the writer.
 inline std::string process_cache_dir() {
   static const std::string dir = [] {
-    auto p = std::filesystem::path(::testing::TempDir()) / ("ramflow_cache_" + std::to_string(::getpid()));
+    auto p = std::filesystem::path(::testing::TempDir()) /
+             ("ramflow_cache_" + std::to_string(::getpid()));
     remove_tree(p.string());
     return p.string();
   }();
   return dir;
 }
 
-/// A Python script started as a child process (a reward server); its first line of output is its URL.
-/// Killed on destruction.
+/// A Python script started as a child process (a reward server); its first line of output is its
+/// URL. Killed on destruction.
 class Server {
  public:
   explicit Server(std::vector<std::string> args) {
@@ -95,8 +97,8 @@ class Server {
   std::string url_;
 };
 
-
-/// Every tensor of two safetensors files equal bit for bit, in the same order, and their training state
+/// Every tensor of two safetensors files equal bit for bit, in the same order, and their training
+/// state
 /// ("trainer" metadata) equal but for the wall-clock seconds.
 inline void expect_same_checkpoint(const std::string& a, const std::string& b) {
   const auto fa = load_safetensors(a), fb = load_safetensors(b);
@@ -112,17 +114,17 @@ inline void expect_same_checkpoint(const std::string& a, const std::string& b) {
   EXPECT_EQ(ta, tb);
 }
 
-/// A tiny labelled image dataset in IDX files under `dir` (created): `classes` classes of size x size grey
-/// images; an image of class k is dark (byte 20) with a bright 2 x 2 square (byte 235) at column 2k,
-/// row 1, plus byte noise in [0, 10). Training and test splits of n_train and n_test images, labels
-/// cycling 0, 1, 2, ... Returns dir.
-inline std::string tiny_image_dataset(const std::string& dir, int64_t n_train = 60, int64_t n_test = 30,
-                                      int64_t size = 8, int64_t classes = 3) {
+/// A tiny labelled image dataset in IDX files under `dir` (created): `classes` classes of size x
+/// size grey images; an image of class k is dark (byte 20) with a bright 2 x 2 square (byte 235) at
+/// column 2k, row 1, plus byte noise in [0, 10). Training and test splits of n_train and n_test
+/// images, labels cycling 0, 1, 2, ... Returns dir.
+inline std::string tiny_image_dataset(const std::string& dir, int64_t n_train = 60,
+                                      int64_t n_test = 30, int64_t size = 8, int64_t classes = 3) {
   std::filesystem::create_directories(dir);
   Rng rng(11);
   auto make = [&](int64_t n, const std::string& split) {
-    auto labels = torch::arange(n).remainder(classes).to(torch::kByte);            // [n]
-    auto images = (20 + rng.rand({n, size, size}) * 10).to(torch::kByte);            // [n, size, size]
+    auto labels = torch::arange(n).remainder(classes).to(torch::kByte);    // [n]
+    auto images = (20 + rng.rand({n, size, size}) * 10).to(torch::kByte);  // [n, size, size]
     for (int64_t i = 0; i < n; ++i) {
       const int64_t k = i % classes;
       images[i].narrow(0, 1, 2).narrow(1, 2 * k, 2).fill_(235);
@@ -135,16 +137,18 @@ inline std::string tiny_image_dataset(const std::string& dir, int64_t n_train = 
   return dir;
 }
 
-/// A model of `spec` pretrained by flow matching on `task` (batch 256, lr 1e-3, seed 0, init seed 0).
+/// A model of `spec` pretrained by flow matching on `task` (batch 256, lr 1e-3, seed 0, init seed
+/// 0).
 inline VelocityFieldPtr pretrained(const Task& task, const nlohmann::json& spec, int64_t steps) {
   auto model = make_velocity_field(spec, /*init_seed=*/0);
-  pretrain_flow_matching(*model, [&](int64_t n, Rng& rng, Condition*) { return task.sample_data(n, rng); },
-                         PretrainOptions().steps(steps).batch(256).lr(1e-3).seed(0));
+  pretrain_flow_matching(
+      *model, [&](int64_t n, Rng& rng, Condition*) { return task.sample_data(n, rng); },
+      PretrainOptions().steps(steps).batch(256).lr(1e-3).seed(0));
   return model;
 }
 
-/// The gauss1d task's base model (N(1, 0.5^2), an MLP pretrained for 2000 steps), with fixed noise x1
-/// [20000, 1] and the mean and variance of its 50-step Euler endpoints from that noise.
+/// The gauss1d task's base model (N(1, 0.5^2), an MLP pretrained for 2000 steps), with fixed noise
+/// x1 [20000, 1] and the mean and variance of its 50-step Euler endpoints from that noise.
 struct GaussianBase {
   VelocityFieldPtr model;
   torch::Tensor x1;

@@ -1,5 +1,5 @@
-// Test main: one torch thread per test process (ctest runs several processes at once), so results do
-// not depend on the core count.
+// Test main: one torch thread per test process (ctest runs several processes at once), so results
+// do not depend on the core count.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

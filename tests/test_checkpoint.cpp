@@ -47,7 +47,8 @@ TEST(SafetensorsTest, ByteLayoutFollowsTheFormat) {
   save_safetensors(path, {{"a", torch::tensor({1.0f, 2.0f})}}, {});
   const std::string bytes = read_file(path);
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   EXPECT_EQ((8 + n) % 8, 0u);  // tensor data 8-byte aligned
   auto header = nlohmann::json::parse(bytes.substr(8, n));
   EXPECT_EQ(header["a"]["dtype"], "F32");
@@ -99,43 +100,58 @@ std::string with_header(const std::string& header, size_t data_size) {
   return out + header + std::string(data_size, '\0');
 }
 
-// Every header field is checked before memory is allocated: offsets out of range, overlapping entries, a
-// gap, a size that does not match the shape, a shape whose byte count overflows, a bad dtype.
+// Every header field is checked before memory is allocated: offsets out of range, overlapping
+// entries, a gap, a size that does not match the shape, a shape whose byte count overflows, a bad
+// dtype.
 TEST(SafetensorsTest, HeadersAreValidatedBeforeAnyAllocation) {
-  auto entry = [](const std::string& dtype, const std::string& shape, uint64_t begin, uint64_t end) {
-    return R"({"dtype": ")" + dtype + R"(", "shape": )" + shape + R"(, "data_offsets": [)" + std::to_string(begin) +
-           ", " + std::to_string(end) + "]}";
+  auto entry = [](const std::string& dtype, const std::string& shape, uint64_t begin,
+                  uint64_t end) {
+    return R"({"dtype": ")" + dtype + R"(", "shape": )" + shape + R"(, "data_offsets": [)" +
+           std::to_string(begin) + ", " + std::to_string(end) + "]}";
   };
-  expect_corrupt("outside.safetensors", with_header(R"({"a": )" + entry("F32", "[2]", 0, 8) + "}", 4), "outside the data section");
-  expect_corrupt("far.safetensors",
-                 with_header(R"({"a": )" + entry("F32", "[2]", 1ull << 62, (1ull << 62) + 8) + "}", 8),
+  expect_corrupt("outside.safetensors",
+                 with_header(R"({"a": )" + entry("F32", "[2]", 0, 8) + "}", 4),
                  "outside the data section");
+  expect_corrupt(
+      "far.safetensors",
+      with_header(R"({"a": )" + entry("F32", "[2]", 1ull << 62, (1ull << 62) + 8) + "}", 8),
+      "outside the data section");
   expect_corrupt("overlap.safetensors",
-                 with_header(R"({"a": )" + entry("F32", "[2]", 0, 8) + R"(, "b": )" + entry("F32", "[2]", 4, 12) + "}", 12),
+                 with_header(R"({"a": )" + entry("F32", "[2]", 0, 8) + R"(, "b": )" +
+                                 entry("F32", "[2]", 4, 12) + "}",
+                             12),
                  "overlaps");
   expect_corrupt("gap.safetensors",
-                 with_header(R"({"a": )" + entry("F32", "[1]", 0, 4) + R"(, "b": )" + entry("F32", "[1]", 8, 12) + "}", 12),
+                 with_header(R"({"a": )" + entry("F32", "[1]", 0, 4) + R"(, "b": )" +
+                                 entry("F32", "[1]", 8, 12) + "}",
+                             12),
                  "belong to no tensor");
   expect_corrupt("size.safetensors", with_header(R"({"a": )" + entry("F32", "[3]", 0, 8) + "}", 8),
                  "its dtype and shape need 12");
   expect_corrupt("overflow.safetensors",
                  with_header(R"({"a": )" + entry("F64", "[4294967296, 4294967296]", 0, 8) + "}", 8),
                  "too large for any file");
-  expect_corrupt("dtype.safetensors", with_header(R"({"a": )" + entry("F8", "[2]", 0, 2) + "}", 2), "unsupported dtype");
-  expect_corrupt("negative.safetensors", with_header(R"({"a": )" + entry("F32", "[-1]", 0, 0) + "}", 0), "bad shape");
+  expect_corrupt("dtype.safetensors", with_header(R"({"a": )" + entry("F8", "[2]", 0, 2) + "}", 2),
+                 "unsupported dtype");
+  expect_corrupt("negative.safetensors",
+                 with_header(R"({"a": )" + entry("F32", "[-1]", 0, 0) + "}", 0), "bad shape");
   expect_corrupt("tail.safetensors", with_header(R"({"a": )" + entry("U8", "[2]", 0, 2) + "}", 3),
                  "do not cover the data section");
   // And a well-formed file built the same way loads.
   const auto ok = temp("handmade.safetensors");
-  std::ofstream(ok, std::ios::binary) << with_header(R"({"a": )" + entry("U8", "[2]", 0, 2) + "}", 2);
+  std::ofstream(ok, std::ios::binary)
+      << with_header(R"({"a": )" + entry("U8", "[2]", 0, 2) + "}", 2);
   EXPECT_EQ(load_safetensors(ok).tensors.at(0).second.sizes(), torch::IntArrayRef({2}));
 }
 
-// Every single flipped bit and every truncation of a checkpoint is either refused with an InputError or
-// (a bit inside the tensor data) loads with the same names and shapes: never a crash or another error.
+// Every single flipped bit and every truncation of a checkpoint is either refused with an
+// InputError or (a bit inside the tensor data) loads with the same names and shapes: never a crash
+// or another error.
 TEST(SafetensorsTest, FlippedBitsAndTruncationsAreRefusedOrHarmless) {
   const auto path = temp("flip_source.safetensors");
-  save_safetensors(path, {{"w", torch::arange(6, torch::kFloat).view({2, 3})}, {"b", torch::ones({2}, torch::kDouble)}},
+  save_safetensors(path,
+                   {{"w", torch::arange(6, torch::kFloat).view({2, 3})},
+                    {"b", torch::ones({2}, torch::kDouble)}},
                    {{"note", "x"}});
   const std::string good = read_file(path);
   const auto flipped = temp("flipped.safetensors");
@@ -148,7 +164,8 @@ TEST(SafetensorsTest, FlippedBitsAndTruncationsAreRefusedOrHarmless) {
       try {
         const auto f = load_safetensors(flipped);
         ++loaded;
-        for (const auto& [name, t] : f.tensors) EXPECT_TRUE(name == "w" || name == "b" || name.size() == 1);
+        for (const auto& [name, t] : f.tensors)
+          EXPECT_TRUE(name == "w" || name == "b" || name.size() == 1);
       } catch (const InputError&) {
         ++refused;
       }
@@ -161,9 +178,10 @@ TEST(SafetensorsTest, FlippedBitsAndTruncationsAreRefusedOrHarmless) {
   }
 }
 
-// A disk that fills up during a checkpoint write (simulated by a file-size limit, which fails the write
-// as a full disk does): an IOError naming the file, the previous file at the path intact and loadable,
-// no temporary file left, and the series' `latest` still naming the last complete checkpoint.
+// A disk that fills up during a checkpoint write (simulated by a file-size limit, which fails the
+// write as a full disk does): an IOError naming the file, the previous file at the path intact and
+// loadable, no temporary file left, and the series' `latest` still naming the last complete
+// checkpoint.
 TEST(SafetensorsTest, AFullDiskLeavesThePreviousCheckpointIntact) {
   const auto dir = temp("full_disk");
   remove_tree(dir);
@@ -173,13 +191,16 @@ TEST(SafetensorsTest, AFullDiskLeavesThePreviousCheckpointIntact) {
   const auto previous = read_file(series.path(1));
   rlimit old{};
   ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
-  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // the write then fails with EFBIG instead of a signal
+  auto old_handler =
+      std::signal(SIGXFSZ, SIG_IGN);  // the write then fails with EFBIG instead of a signal
   rlimit tight = old;
   tight.rlim_cur = 4096;
   ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &tight), 0);
   std::string why;
   try {
-    series.write(2, [&](const std::string& path) { save_safetensors(path, {{"w", torch::zeros({100000})}}); });
+    series.write(2, [&](const std::string& path) {
+      save_safetensors(path, {{"w", torch::zeros({100000})}});
+    });
   } catch (const IOError& e) {
     why = e.what();
   }
@@ -202,8 +223,9 @@ TEST(CheckpointTest, AMissingModelIsNamedWithTheOnesTheCheckpointHas) {
     load_checkpoint_model(path, "nope");
     FAIL() << "a missing model loaded";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(path + ": checkpoint has no model 'nope' (it has: policy, ref)"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find(path + ": checkpoint has no model 'nope' (it has: policy, ref)"),
+        std::string::npos)
         << e.what();
   }
 }
@@ -215,13 +237,16 @@ TEST(CheckpointTest, NonRamflowFilesAreNotCheckpoints) {
     read_checkpoint_meta(path);
     FAIL() << "a plain safetensors file was taken for a checkpoint";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(path + ": not a ramflow checkpoint (no 'ramflow' metadata)"), std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find(path + ": not a ramflow checkpoint (no 'ramflow' metadata)"),
+        std::string::npos)
         << e.what();
   }
 }
 
-// Tensors that are the same memory are written once: the second model's names become aliases, and the
-// model loads from them equal to the first. Copies with equal values but their own memory are written.
+// Tensors that are the same memory are written once: the second model's names become aliases, and
+// the model loads from them equal to the first. Copies with equal values but their own memory are
+// written.
 TEST(CheckpointTest, SharedTensorsAreWrittenOnceAndLoadThroughTheirAliases) {
   const auto path = temp("shared.safetensors");
   auto model = make_velocity_field(MLPVelocityOptions(2).hidden(4).to_json());
@@ -245,8 +270,9 @@ TEST(CheckpointTest, SharedTensorsAreWrittenOnceAndLoadThroughTheirAliases) {
     load_checkpoint_model(corrupt, "ema");
     FAIL() << "a dangling alias loaded";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(corrupt + ": corrupt ramflow metadata (alias 'ema.layer0_weight_t' names no "
-                                                    "tensor of the file)"),
+    EXPECT_NE(std::string(e.what()).find(
+                  corrupt + ": corrupt ramflow metadata (alias 'ema.layer0_weight_t' names no "
+                            "tensor of the file)"),
               std::string::npos)
         << e.what();
   }

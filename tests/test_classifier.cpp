@@ -23,7 +23,8 @@ ClassifierOptions tiny(const std::string& arch) {
 
 // Trains on the tiny dataset (its 3 classes are separable by where the bright square is).
 ImageClassifier trained(const std::string& arch, double* accuracy) {
-  auto task = make_task("fashion", {{"data_dir", testing::tiny_image_dataset(temp_path("data"), 240, 60)}});
+  auto task =
+      make_task("fashion", {{"data_dir", testing::tiny_image_dataset(temp_path("data"), 240, 60)}});
   auto train = task->training_split();
   auto test = *task->test_split();
   ImageClassifier m(tiny(arch));
@@ -42,7 +43,8 @@ TEST(Classifier, BothArchitecturesLearnSeparableClasses) {
     auto x = rng.randn({2, 1, 8, 8});
     EXPECT_EQ(m->features(x).sizes(), (std::vector<int64_t>{2, 128}));
     torch::NoGradGuard g;
-    EXPECT_TRUE(torch::allclose(m->forward(x), m->logits(m->features(x))));  // eval mode: one pass serves both
+    EXPECT_TRUE(torch::allclose(m->forward(x),
+                                m->logits(m->features(x))));  // eval mode: one pass serves both
   }
 }
 
@@ -60,7 +62,8 @@ TEST(Classifier, FileRoundTripAndErrors) {
   torch::NoGradGuard g;
   EXPECT_TRUE(torch::equal(m->forward(x), back->forward(x)));  // BatchNorm statistics travel too
   EXPECT_THROW(load_classifier(temp_path("missing.safetensors")), IOError);
-  EXPECT_THROW(ClassifierOptions::from_json({{"type", "classifier"}, {"arch", "vit"}}), ConfigError);
+  EXPECT_THROW(ClassifierOptions::from_json({{"type", "classifier"}, {"arch", "vit"}}),
+               ConfigError);
 }
 
 TEST(ClassifierReward, IsTheLogProbabilityOfTheRequestedClass) {
@@ -81,7 +84,8 @@ TEST(ClassifierReward, IsTheLogProbabilityOfTheRequestedClass) {
     torch::NoGradGuard g;
     logp = torch::log_softmax(m->forward(x), 1);
   }
-  for (int64_t i = 0; i < 9; ++i) EXPECT_NEAR(r[i].item<double>(), logp[i][c[i].item<int64_t>()].item<double>(), 1e-5);
+  for (int64_t i = 0; i < 9; ++i)
+    EXPECT_NEAR(r[i].item<double>(), logp[i][c[i].item<int64_t>()].item<double>(), 1e-5);
   EXPECT_LE(r.max().item<double>(), 0.0);
   // The right label scores above a wrong one on a trained judge.
   auto wrong = score_checked(*reward, x, Condition::classes((c + 1).remainder(3)));
@@ -93,10 +97,14 @@ TEST(ClassifierReward, IsTheLogProbabilityOfTheRequestedClass) {
   // A fixed class overrides the condition; no condition and no class is an error naming the reward.
   auto fixed = make_reward({{"type", "classifier"}, {"checkpoint", path}, {"class", 1}}, 64);
   auto r1 = score_checked(*fixed, x);
-  for (int64_t i = 0; i < 9; ++i) EXPECT_NEAR(r1[i].item<double>(), logp[i][1].item<double>(), 1e-5);
+  for (int64_t i = 0; i < 9; ++i)
+    EXPECT_NEAR(r1[i].item<double>(), logp[i][1].item<double>(), 1e-5);
   EXPECT_THROW(score_checked(*reward, x), ConfigError);
-  EXPECT_THROW(make_reward({{"type", "classifier"}, {"checkpoint", path}, {"class", 10}}, 64), ConfigError);
-  EXPECT_THROW(make_reward({{"type", "classifier"}, {"checkpoint", temp_path("nope.safetensors")}}, 64), InputError);
+  EXPECT_THROW(make_reward({{"type", "classifier"}, {"checkpoint", path}, {"class", 10}}, 64),
+               ConfigError);
+  EXPECT_THROW(
+      make_reward({{"type", "classifier"}, {"checkpoint", temp_path("nope.safetensors")}}, 64),
+      InputError);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
-// The decoder stage: the contract of every registered decoder, the decoded reward's gradient against
-// finite differences, and a toy latent task (the ring's latents behind a learned decoder, the reward in
-// decoded space) post-trained with RAM and with DRaFT through the decoder.
+// The decoder stage: the contract of every registered decoder, the decoded reward's gradient
+// against finite differences, and a toy latent task (the ring's latents behind a learned decoder,
+// the reward in decoded space) post-trained with RAM and with DRaFT through the decoder.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -20,8 +20,8 @@
 namespace ramflow {
 namespace {
 
-// One example per registered decoder: its spec and the shape of one latent. A newly registered decoder
-// without one fails the contract below.
+// One example per registered decoder: its spec and the shape of one latent. A newly registered
+// decoder without one fails the contract below.
 struct DecoderExample {
   nlohmann::json spec;
   std::vector<int64_t> latent_shape;
@@ -49,7 +49,8 @@ TEST_P(DecoderContract, ShapesSpecSeedAndFrozen) {
   expected.insert(expected.end(), decoded.begin(), decoded.end());
   EXPECT_EQ(x.sizes().vec(), expected);
   EXPECT_TRUE(torch::equal(decode_samples(*decoder, z, 4), x.detach()));  // chunks change nothing
-  for (const auto& p : decoder->parameters()) EXPECT_FALSE(p.requires_grad());  // frozen in post-training
+  for (const auto& p : decoder->parameters())
+    EXPECT_FALSE(p.requires_grad());  // frozen in post-training
   // The weights are a function of the spec and the seed alone.
   auto again = make_decoder(ex.spec, 1), other = make_decoder(ex.spec, 2);
   EXPECT_TRUE(torch::equal(again->forward(z), x));
@@ -62,14 +63,16 @@ INSTANTIATE_TEST_SUITE_P(AllDecoders, DecoderContract, ::testing::ValuesIn(decod
 TEST(Decoder, TheDecodedRewardsGradientMatchesFiniteDifferences) {
   auto decoder = make_decoder(MLPDecoderOptions(3, 2).hidden(16).to_json(), 4);
   decoder->to(torch::kDouble);
-  auto reward = decoded_reward(decoder, make_reward({{"type", "bump"}, {"center", {0.5, -0.2}}, {"scale", 1.5}}, 2));
+  auto reward = decoded_reward(
+      decoder, make_reward({{"type", "bump"}, {"center", {0.5, -0.2}}, {"scale", 1.5}}, 2));
   EXPECT_TRUE(reward->differentiable());
   EXPECT_EQ(reward->spec()["type"], "decoded");
   const auto z = Rng(5).randn({4, 3}).to(torch::kDouble);
   // r(z) is the inner reward of the decoded samples.
   const auto inner = make_reward({{"type", "bump"}, {"center", {0.5, -0.2}}, {"scale", 1.5}}, 2);
   EXPECT_TRUE(torch::allclose(reward->score(z, {}), inner->score(decoder->forward(z), {})));
-  // grad_z r = J_decode^T grad_x r, by autograd through the decoder; central differences in float64.
+  // grad_z r = J_decode^T grad_x r, by autograd through the decoder; central differences in
+  // float64.
   const auto g = reward_gradient(*reward, z);
   ASSERT_EQ(g.sizes(), z.sizes());
   const double h = 1e-6;
@@ -88,7 +91,8 @@ TEST(Decoder, TheDecodedRewardsGradientMatchesFiniteDifferences) {
 // x = decode(z) [2]; the reward is a bump in decoded space around the decoded east mode.
 struct LatentRing {
   TaskPtr task = make_task("ring");
-  VelocityFieldPtr base = testing::pretrained(*make_task("ring"), MLPVelocityOptions(2).to_json(), 1500);
+  VelocityFieldPtr base =
+      testing::pretrained(*make_task("ring"), MLPVelocityOptions(2).to_json(), 1500);
   DecoderPtr decoder = make_decoder(MLPDecoderOptions(2, 2).hidden(16).to_json(), 3);
   RewardPtr reward;  // in decoded space
   LatentRing() {
@@ -100,15 +104,18 @@ struct LatentRing {
   }
 };
 
-// Post-trains the latent model with `method` on the decoded reward; returns (reward before, after) of
-// the evaluation in decoded space, and the exact optimum.
-std::tuple<double, double, double> train_latent(const LatentRing& ring, MethodPtr method, double lr, int steps) {
+// Post-trains the latent model with `method` on the decoded reward; returns (reward before, after)
+// of the evaluation in decoded space, and the exact optimum.
+std::tuple<double, double, double> train_latent(const LatentRing& ring, MethodPtr method, double lr,
+                                                int steps) {
   const double m = 3.0;
-  Evaluator evaluator(ring.task, ring.reward, m, *ring.base, EvalOptions().samples(1000).pool(5000), ring.decoder);
+  Evaluator evaluator(ring.task, ring.reward, m, *ring.base, EvalOptions().samples(1000).pool(5000),
+                      ring.decoder);
   const double before = evaluator.evaluate(*ring.base).reward_mean;
   auto policy = clone_velocity_field(*ring.base);
   for (auto& p : policy->parameters()) p.set_requires_grad(true);
-  Trainer trainer(policy, frozen_copy(*ring.base), decoded_reward(ring.decoder, ring.reward), std::move(method),
+  Trainer trainer(policy, frozen_copy(*ring.base), decoded_reward(ring.decoder, ring.reward),
+                  std::move(method),
                   TrainerOptions().sample_shape({2}).group_size(32).lr(lr).seed(2));
   for (int i = 0; i < steps; ++i) EXPECT_TRUE(trainer.step().skipped.empty());
   const EvalResult after = evaluator.evaluate(trainer.policy());
@@ -119,14 +126,17 @@ std::tuple<double, double, double> train_latent(const LatentRing& ring, MethodPt
 
 TEST(Decoder, ALatentToyTaskTrainsWithRamThroughALearnedDecoder) {
   const LatentRing ring;
-  const auto [before, after, optimum] = train_latent(ring, std::make_unique<RAM>(RAMOptions().multiplier(3.0)), 3e-3, 300);
+  const auto [before, after, optimum] =
+      train_latent(ring, std::make_unique<RAM>(RAMOptions().multiplier(3.0)), 3e-3, 300);
   ASSERT_GT(optimum - before, 0.1);
-  EXPECT_GT(after - before, 0.5 * (optimum - before)) << before << " -> " << after << " (optimum " << optimum << ")";
+  EXPECT_GT(after - before, 0.5 * (optimum - before))
+      << before << " -> " << after << " (optimum " << optimum << ")";
 }
 
 TEST(Decoder, DraftDifferentiatesTheRewardThroughTheDecoder) {
   const LatentRing ring;
-  const auto [before, after, optimum] = train_latent(ring, std::make_unique<DRaFT>(DRaFTOptions()), 1e-3, 150);
+  const auto [before, after, optimum] =
+      train_latent(ring, std::make_unique<DRaFT>(DRaFTOptions()), 1e-3, 150);
   EXPECT_GT(after - before, 0.2) << before << " -> " << after << " (optimum " << optimum << ")";
 }
 

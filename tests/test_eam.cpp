@@ -1,5 +1,6 @@
 // Efficient Adjoint Matching (reconstructed): exact and statistical tests.
-//   * the linear reference: its velocity is the flow-matching velocity of N(0, 2C - 1), and the gain
+//   * the linear reference: its velocity is the flow-matching velocity of N(0, 2C - 1), and the
+//   gain
 //     t s^2 / q equals eta rho of the closed-form adjoint
 //   * the population fixed point is exact for a Gaussian base with a linear reward, for any C (full
 //     terminal cost), and for the matching C in the first-order form
@@ -21,7 +22,8 @@
 namespace ramflow {
 namespace {
 
-// Exact flow-matching velocity of N(mean, var) data (1-D): x_t = (1 - t) x0 + t eps, v = E[eps - x0 | x_t].
+// Exact flow-matching velocity of N(mean, var) data (1-D): x_t = (1 - t) x0 + t eps, v = E[eps - x0
+// | x_t].
 double gaussian_velocity(double mean, double var, double x, double t) {
   const double a = 1 - t, D = a * a * var + t * t;
   return (t - a * var) / D * (x - a * mean) - mean;
@@ -33,16 +35,19 @@ TEST(EAMTest, LinearReferenceIsTheGaussianFlowAndTheGainIsEtaRho) {
     for (double t : {0.1, 0.5, 0.9}) {
       auto tt = torch::full({1}, t, torch::kDouble);
       auto x = torch::full({1, 1}, 1.3, torch::kDouble);
-      EXPECT_NEAR(linear_reference_velocity(x, tt, s2).item<double>(), gaussian_velocity(0, s2, 1.3, t), 1e-12);
-      // the fragment's rho(tau) = (2C - 1) tau / (2C tau^2 - 2 tau + 1) and eta = (1 - tau) / tau, tau = 1 - t
+      EXPECT_NEAR(linear_reference_velocity(x, tt, s2).item<double>(),
+                  gaussian_velocity(0, s2, 1.3, t), 1e-12);
+      // the fragment's rho(tau) = (2C - 1) tau / (2C tau^2 - 2 tau + 1) and eta = (1 - tau) / tau,
+      // tau = 1 - t
       const double tau = 1 - t, rho = (2 * C - 1) * tau / (2 * C * tau * tau - 2 * tau + 1);
       EXPECT_NEAR(eam_gain(tt, s2).item<double>(), (1 - tau) / tau * rho, 1e-12);
     }
   }
 }
 
-// p_base = N(mu0, s0^2), r = b x, p* = N(mu0 + m b s0^2, s0^2). Sampling x0 from p*'s exact posterior
-// given x_t, the conditional mean of the regression target must equal p*'s velocity at x_t.
+// p_base = N(mu0, s0^2), r = b x, p* = N(mu0 + m b s0^2, s0^2). Sampling x0 from p*'s exact
+// posterior given x_t, the conditional mean of the regression target must equal p*'s velocity at
+// x_t.
 TEST(EAMTest, PopulationFixedPointIsExactForGaussianWithLinearReward) {
   const double mu0 = 0.7, s02 = 0.5, b = 0.8, m = 1.5, mu_star = mu0 + m * b * s02;
   Rng rng(3);
@@ -60,7 +65,8 @@ TEST(EAMTest, PopulationFixedPointIsExactForGaussianWithLinearReward) {
         const double s2 = 2 * C - 1;
         auto G = m * b - (x0 - mu0) / s02 + x0 / s2;
         auto target = linear_reference_velocity(xt, tt, s2) - eam_gain(tt, s2).unsqueeze(1) * G;
-        EXPECT_NEAR(target.mean().item<double>(), v_star, 0.01) << "C=" << C << " t=" << t << " x=" << x;
+        EXPECT_NEAR(target.mean().item<double>(), v_star, 0.01)
+            << "C=" << C << " t=" << t << " x=" << x;
       }
       // first order: v_ref - gain m grad r, exact when the reference variance is the base's
       const double gain = eam_gain(torch::full({1}, t, dbl), s02).item<double>();
@@ -73,8 +79,8 @@ TEST(EAMTest, PopulationFixedPointIsExactForGaussianWithLinearReward) {
 // Gaussian base the error is the smoothing, relative delta^2 / s0^2.
 TEST(EAMTest, BaseScoreFromTheModelMatchesTheExactScore) {
   const double mu0 = 1.0, s0 = 0.5, m = 2.0, C = 1.5;
-  auto base = make_velocity_field({{"type", "exact_mixture"},
-                                   {"mixture", GaussianMixture::single({mu0}, s0).to_json()}});
+  auto base = make_velocity_field(
+      {{"type", "exact_mixture"}, {"mixture", GaussianMixture::single({mu0}, s0).to_json()}});
   Rng rng(1);
   RolloutBatch batch;
   batch.x0 = mu0 + s0 * rng.randn({64, 1});
@@ -93,18 +99,22 @@ TEST(EAMTest, BaseScoreFromTheModelMatchesTheExactScore) {
   EXPECT_THROW(EAM(EAMOptions().score("magic")), ConfigError);
 }
 
-// Training: the gauss1d base N(1, 0.5^2) with r = x and m = 2 moves its mean by s0^2 m = 0.5 and keeps its
-// variance, in both forms.
+// Training: the gauss1d base N(1, 0.5^2) with r = x and m = 2 moves its mean by s0^2 m = 0.5 and
+// keeps its variance, in both forms.
 TEST(EAMTest, GaussianReferenceWithLinearRewardReachesTheExactTilt) {
   const auto g = testing::gaussian_base();
   const double m = 2.0;
   for (const std::string score : {"none", "model"}) {
-    // first order needs the base's variance in the reference (C = (s0^2 + 1) / 2); the full form any C
-    const double C = score == "none" ? (g.var + 1) / 2 : 1.0;  // delta 0.1: smoothing error ~ delta^2 / s0^2
+    // first order needs the base's variance in the reference (C = (s0^2 + 1) / 2); the full form
+    // any C
+    const double C =
+        score == "none" ? (g.var + 1) / 2 : 1.0;  // delta 0.1: smoothing error ~ delta^2 / s0^2
     auto policy = clone_velocity_field(*g.model);
     for (auto& p : policy->parameters()) p.set_requires_grad(true);
-    Trainer trainer(policy, frozen_copy(*g.model), make_reward({{"type", "linear"}, {"coef", 1.0}}, 1),
-                    std::make_unique<EAM>(EAMOptions().multiplier(m).c(C).score(score).score_time(0.1).draws(8)),
+    Trainer trainer(policy, frozen_copy(*g.model),
+                    make_reward({{"type", "linear"}, {"coef", 1.0}}, 1),
+                    std::make_unique<EAM>(
+                        EAMOptions().multiplier(m).c(C).score(score).score_time(0.1).draws(8)),
                     TrainerOptions().sample_shape({1}).group_size(64).lr(1e-3).seed(2));
     for (int i = 0; i < 400; ++i) trainer.step();
     auto x0 = sample(trainer.policy(), g.x1, {}, SampleOptions().steps(50)).x0;

@@ -1,7 +1,8 @@
 // The ELBO of elbo.h against exact log-likelihoods:
 //   * tight for the exact velocity of a Gaussian and of a two-mode mixture (any endpoint law is the
 //     model's own, so the bound closes as t_min -> 0)
-//   * below the data's log-likelihood in expectation for a wrong velocity, by exactly KL(p || p_model)
+//   * below the data's log-likelihood in expectation for a wrong velocity, by exactly KL(p ||
+//   p_model)
 //   * the "elbo" weighting's draws lie in [t_min, 1) with weight (1 - t) ln(1 / t_min)
 #include <cmath>
 
@@ -20,7 +21,8 @@ const auto kDouble = torch::TensorOptions().dtype(torch::kDouble);
 
 // Mean and standard error over the rows of a [N] tensor.
 std::pair<double, double> mean_se(const torch::Tensor& x) {
-  return {x.mean().item<double>(), x.std().item<double>() / std::sqrt(static_cast<double>(x.size(0)))};
+  return {x.mean().item<double>(),
+          x.std().item<double>() / std::sqrt(static_cast<double>(x.size(0)))};
 }
 
 TEST(ElboTest, DrawsAndWeightsOfTheTrueWeighting) {
@@ -40,31 +42,35 @@ TEST(ElboTest, DrawsAndWeightsOfTheTrueWeighting) {
   EXPECT_THROW(draw_elbo_points(x0, 8, "magic", t_min, TimeDistribution(), rng), ConfigError);
 }
 
-// For the exact velocity of an endpoint law p, ELBO(x0) = log p(x0) up to O(t_min) and Monte Carlo error.
+// For the exact velocity of an endpoint law p, ELBO(x0) = log p(x0) up to O(t_min) and Monte Carlo
+// error.
 void expect_tight(const GaussianMixture& g, uint64_t seed) {
   auto model = ExactMixtureVelocity(g);
   Rng rng(seed);
   auto x0 = g.sample(64, rng).to(torch::kDouble);
-  auto elbo = elbo_bound(*model, x0, {}, 16000, 1e-3, rng);         // [64]
-  auto gap = g.log_prob(x0) - elbo;                                  // >= 0 up to Monte Carlo error
+  auto elbo = elbo_bound(*model, x0, {}, 16000, 1e-3, rng);  // [64]
+  auto gap = g.log_prob(x0) - elbo;                          // >= 0 up to Monte Carlo error
   const auto [mean, se] = mean_se(gap);
   EXPECT_LT(std::abs(mean), 4 * se + 0.01) << "mean gap " << mean << " (se " << se << ")";
   // Each point on its own (16000 draws, a standard error near 0.1 nats): within 0.4 nats.
   EXPECT_LT(gap.abs().max().item<double>(), 0.4) << gap;
 }
 
-TEST(ElboTest, TightForTheExactVelocityOfAGaussian) { expect_tight(GaussianMixture::single({1.0, -0.5}, 0.5), 3); }
-
-TEST(ElboTest, TightForTheExactVelocityOfAMixture) {
-  expect_tight(GaussianMixture::from_json({{"weights", {0.3, 0.7}}, {"means", {{-1.5, 0.0}, {1.0, 1.0}}},
-                                           {"stds", {0.3, 0.6}}},
-                                          "two modes"),
-               4);
+TEST(ElboTest, TightForTheExactVelocityOfAGaussian) {
+  expect_tight(GaussianMixture::single({1.0, -0.5}, 0.5), 3);
 }
 
-// Data N(mu, s^2 I); model: the exact velocity of N(mu', s'^2 I). The bound is tight for the model's own
-// law, so E_data[log p_data - ELBO] = KL(N(mu, s^2) || N(mu', s'^2)) > 0: a lower bound of the data's
-// log-likelihood, by the exact margin.
+TEST(ElboTest, TightForTheExactVelocityOfAMixture) {
+  expect_tight(
+      GaussianMixture::from_json(
+          {{"weights", {0.3, 0.7}}, {"means", {{-1.5, 0.0}, {1.0, 1.0}}}, {"stds", {0.3, 0.6}}},
+          "two modes"),
+      4);
+}
+
+// Data N(mu, s^2 I); model: the exact velocity of N(mu', s'^2 I). The bound is tight for the
+// model's own law, so E_data[log p_data - ELBO] = KL(N(mu, s^2) || N(mu', s'^2)) > 0: a lower bound
+// of the data's log-likelihood, by the exact margin.
 TEST(ElboTest, BelowTheDataLogLikelihoodByTheKL) {
   const double s = 0.5, s2 = 0.8;
   const std::vector<double> mu = {1.0, -0.5}, mu2 = {0.4, 0.2};
@@ -74,7 +80,8 @@ TEST(ElboTest, BelowTheDataLogLikelihoodByTheKL) {
   auto x0 = data.sample(256, rng).to(torch::kDouble);
   auto gap = data.log_prob(x0) - elbo_bound(*model, x0, {}, 1000, 1e-3, rng);
   const auto [mean, se] = mean_se(gap);
-  // KL of isotropic Gaussians in D = 2: D (log(s'/s) + s^2/(2 s'^2) - 1/2) + |mu - mu'|^2 / (2 s'^2)
+  // KL of isotropic Gaussians in D = 2: D (log(s'/s) + s^2/(2 s'^2) - 1/2) + |mu - mu'|^2 / (2
+  // s'^2)
   double d2 = 0;
   for (int i = 0; i < 2; ++i) d2 += (mu[i] - mu2[i]) * (mu[i] - mu2[i]);
   const double kl = 2 * (std::log(s2 / s) + s * s / (2 * s2 * s2) - 0.5) + d2 / (2 * s2 * s2);

@@ -1,5 +1,5 @@
-// The fast paths against the LibTorch operators they replace: the fused MLP (inference kernels and the
-// one-node autograd stack with its hand-written backward) and the flat AdamW.
+// The fast paths against the LibTorch operators they replace: the fused MLP (inference kernels and
+// the one-node autograd stack with its hand-written backward) and the flat AdamW.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -22,13 +22,14 @@ struct Shape {
 };
 
 std::vector<Shape> shapes() {
-  return {{MLPVelocityOptions(2), 32},                                    // the ring default
-          {MLPVelocityOptions(2), 129},                                   // rows beyond every tile
-          {MLPVelocityOptions(3).hidden(112).depth(2), 19},               // 64 + 32 + 16 columns
-          {MLPVelocityOptions(4).hidden(100).depth(1).frequencies(30), 9},  // 64 + 32 + 4; wide input
-          {MLPVelocityOptions(3).hidden(20).depth(2).frequencies(3), 7},  // widths below one tile
-          {MLPVelocityOptions(5).hidden(40).depth(1).num_classes(4).class_dim(6), 33},
-          {MLPVelocityOptions(1).hidden(8).depth(2).frequencies(0), 1}};
+  return {
+      {MLPVelocityOptions(2), 32},                                      // the ring default
+      {MLPVelocityOptions(2), 129},                                     // rows beyond every tile
+      {MLPVelocityOptions(3).hidden(112).depth(2), 19},                 // 64 + 32 + 16 columns
+      {MLPVelocityOptions(4).hidden(100).depth(1).frequencies(30), 9},  // 64 + 32 + 4; wide input
+      {MLPVelocityOptions(3).hidden(20).depth(2).frequencies(3), 7},    // widths below one tile
+      {MLPVelocityOptions(5).hidden(40).depth(1).num_classes(4).class_dim(6), 33},
+      {MLPVelocityOptions(1).hidden(8).depth(2).frequencies(0), 1}};
 }
 
 std::pair<MLPVelocity, MLPVelocity> fused_and_reference(const MLPVelocityOptions& options) {
@@ -48,7 +49,8 @@ struct Inputs {
 Inputs inputs(const Shape& s, uint64_t seed) {
   Rng rng(seed);
   Inputs in{rng.randn({s.batch, s.options.dim()}), rng.rand({s.batch}), {}};
-  if (s.options.num_classes() > 0) in.cond = Condition::classes(torch::randint(s.options.num_classes(), {s.batch}));
+  if (s.options.num_classes() > 0)
+    in.cond = Condition::classes(torch::randint(s.options.num_classes(), {s.batch}));
   return in;
 }
 
@@ -61,7 +63,8 @@ TEST(FusedMLP, InferenceMatchesOperators) {
     EXPECT_LT(rel_err(v, reference->forward(x, t, cond)), 2e-6) << "batch " << s.batch;
     // A sampler step shares t across the batch (the phase features are computed once).
     auto t_shared = torch::full({s.batch}, 0.37);
-    EXPECT_LT(rel_err(fused->forward(x, t_shared, cond), reference->forward(x, t_shared, cond)), 2e-6);
+    EXPECT_LT(rel_err(fused->forward(x, t_shared, cond), reference->forward(x, t_shared, cond)),
+              2e-6);
   }
 }
 
@@ -103,13 +106,15 @@ TEST(FusedMLP, RefusesHigherOrderGradients) {
   auto [fused, reference] = fused_and_reference(MLPVelocityOptions(2).hidden(16));
   auto x = torch::randn({4, 2}, torch::requires_grad());
   auto v = fused->forward(x, torch::rand({4}));
-  EXPECT_THROW(torch::autograd::grad({v.sum()}, {x}, {}, /*retain_graph=*/true, /*create_graph=*/true),
-               c10::Error);
+  EXPECT_THROW(
+      torch::autograd::grad({v.sum()}, {x}, {}, /*retain_graph=*/true, /*create_graph=*/true),
+      c10::Error);
 }
 
 TEST(FlatAdamW, MatchesTorchAdamW) {
   torch::manual_seed(3);
-  auto a1 = torch::randn({7, 3}, torch::requires_grad()), b1 = torch::randn({5}, torch::requires_grad());
+  auto a1 = torch::randn({7, 3}, torch::requires_grad()),
+       b1 = torch::randn({5}, torch::requires_grad());
   auto a2 = a1.detach().clone().requires_grad_(true), b2 = b1.detach().clone().requires_grad_(true);
   AdamW ours({a1, b1}, AdamWOptions().lr(0.05).weight_decay(0.1));
   torch::optim::AdamW theirs({a2, b2}, torch::optim::AdamWOptions(0.05).weight_decay(0.1));
@@ -129,21 +134,25 @@ TEST(FlatAdamW, MatchesTorchAdamW) {
   // The parameters are views of the flat buffer, and their gradients of the flat gradient.
   EXPECT_EQ(ours.flat_params().numel(), 26);
   EXPECT_TRUE(torch::equal(ours.flat_params().narrow(0, 0, 21).view({7, 3}), a1.detach()));
-  EXPECT_NEAR(ours.grad_norm(), std::sqrt(a1.grad().pow(2).sum().item<double>() +
-                                          b1.grad().pow(2).sum().item<double>()), 1e-4);
+  EXPECT_NEAR(
+      ours.grad_norm(),
+      std::sqrt(a1.grad().pow(2).sum().item<double>() + b1.grad().pow(2).sum().item<double>()),
+      1e-4);
 }
 
 TEST(FlatAdamW, ReattachesAReplacedGradient) {
   auto p = torch::ones({4}, torch::requires_grad());
   AdamW opt({p}, AdamWOptions().lr(0.1));
   p.mutable_grad() = torch::full({4}, 2.0);  // code outside the optimiser replaced .grad
-  EXPECT_DOUBLE_EQ(opt.grad_norm(), 4.0);   // sqrt(4 * 2^2)
+  EXPECT_DOUBLE_EQ(opt.grad_norm(), 4.0);    // sqrt(4 * 2^2)
   opt.step();
-  EXPECT_TRUE(torch::allclose(p.detach(), torch::full({4}, 0.9)));  // first Adam step moves lr * sign(g)
+  EXPECT_TRUE(
+      torch::allclose(p.detach(), torch::full({4}, 0.9)));  // first Adam step moves lr * sign(g)
 }
 
-// Parameters of several dtypes: one flat buffer per dtype, float32 moments for all, and each parameter
-// moved as torch.optim.AdamW moves its float64 twin (the bfloat16 one within its rounding).
+// Parameters of several dtypes: one flat buffer per dtype, float32 moments for all, and each
+// parameter moved as torch.optim.AdamW moves its float64 twin (the bfloat16 one within its
+// rounding).
 TEST(FlatAdamW, ParametersOfSeveralDtypesKeepFloat32Moments) {
   torch::manual_seed(4);
   auto a = torch::randn({6}, torch::requires_grad());
@@ -167,11 +176,14 @@ TEST(FlatAdamW, ParametersOfSeveralDtypesKeepFloat32Moments) {
     theirs.zero_grad();
     loss(a_ref, b_ref).backward();
     theirs.step();
-    // Ours agrees up to bfloat16's rounding of the result (half an ulp, 2^-9 relative) and of the gradient
-    // the moments see; each step moves b by up to lr = 0.05, so a missing or wrong update fails.
+    // Ours agrees up to bfloat16's rounding of the result (half an ulp, 2^-9 relative) and of the
+    // gradient the moments see; each step moves b by up to lr = 0.05, so a missing or wrong update
+    // fails.
     const auto diff = (b.detach().to(torch::kDouble) - b_ref.detach()).abs();
-    EXPECT_TRUE((diff <= b_ref.detach().abs() * std::pow(2.0, -8) + 1e-3).all().item<bool>()) << step << " " << diff;
-    // Start the reference's next step from our rounded bfloat16 values, so each step compares one update.
+    EXPECT_TRUE((diff <= b_ref.detach().abs() * std::pow(2.0, -8) + 1e-3).all().item<bool>())
+        << step << " " << diff;
+    // Start the reference's next step from our rounded bfloat16 values, so each step compares one
+    // update.
     torch::NoGradGuard no_grad;
     b_ref.copy_(b.detach().to(torch::kDouble));
   }

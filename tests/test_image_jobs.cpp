@@ -22,9 +22,12 @@ namespace fs = std::filesystem;
 namespace ramflow {
 namespace {
 
-std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir("image_jobs_" + name); }
+std::string temp_dir(const std::string& name) {
+  return testing::fresh_temp_dir("image_jobs_" + name);
+}
 
-const std::string kTinyUNet = R"({"type": "unet", "image_size": 8, "channels": 16, "mult": [1, 2], "num_classes": 10})";
+const std::string kTinyUNet =
+    R"({"type": "unet", "image_size": 8, "channels": 16, "mult": [1, 2], "num_classes": 10})";
 
 // Label dropout 1 trains only the null row of the class embedding; dropout 0 never touches it. The
 // model ends holding the EMA weights, which the last record's `weights` showed.
@@ -36,8 +39,16 @@ TEST(Pretrain, LabelDropoutAndEma) {
     torch::Tensor last_weights;
     pretrain_flow_matching(
         *model, [&](int64_t n, Rng& rng, Condition* c) { return task->sample_data(n, rng, {}, c); },
-        PretrainOptions().steps(5).batch(16).lr(1e-2).ema(0.5).label_dropout(dropout).null_condition(task->null_condition()),
-        [&](const PretrainRecord& r) { last_weights = r.weights->named_parameters()["conv_in.weight"].clone(); });
+        PretrainOptions()
+            .steps(5)
+            .batch(16)
+            .lr(1e-2)
+            .ema(0.5)
+            .label_dropout(dropout)
+            .null_condition(task->null_condition()),
+        [&](const PretrainRecord& r) {
+          last_weights = r.weights->named_parameters()["conv_in.weight"].clone();
+        });
     const auto emb = model->named_parameters()["class_emb.weight"];
     const bool null_row_same = torch::equal(emb[10], init[10]);
     const bool class_rows_same = torch::equal(emb.narrow(0, 0, 10), init.narrow(0, 0, 10));
@@ -45,10 +56,12 @@ TEST(Pretrain, LabelDropoutAndEma) {
     EXPECT_EQ(class_rows_same, dropout == 1.0) << "dropout " << dropout;
     EXPECT_TRUE(torch::equal(model->named_parameters()["conv_in.weight"], last_weights));
   }
-  EXPECT_THROW(pretrain_flow_matching(*make_velocity_field(nlohmann::json::parse(kTinyUNet)),
-                                      [&](int64_t n, Rng& rng, Condition* c) { return task->sample_data(n, rng, {}, c); },
-                                      PretrainOptions().steps(1).label_dropout(1.5)),
-               ConfigError);
+  EXPECT_THROW(
+      pretrain_flow_matching(
+          *make_velocity_field(nlohmann::json::parse(kTinyUNet)),
+          [&](int64_t n, Rng& rng, Condition* c) { return task->sample_data(n, rng, {}, c); },
+          PretrainOptions().steps(1).label_dropout(1.5)),
+      ConfigError);
 }
 
 TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
@@ -57,8 +70,13 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   // pretrain: checkpoint, loss curve, per-class grids
   const auto pre = temp_dir("pretrain");
   auto pcfg = Config::resolve(pretrain_params(), "",
-                              {{"out", pre}, {"task", "fashion"}, {"data_dir", data}, {"model", kTinyUNet},
-                               {"pretrain_steps", "20"}, {"pretrain_batch", "16"}, {"checkpoint_every", "10"},
+                              {{"out", pre},
+                               {"task", "fashion"},
+                               {"data_dir", data},
+                               {"model", kTinyUNet},
+                               {"pretrain_steps", "20"},
+                               {"pretrain_batch", "16"},
+                               {"checkpoint_every", "10"},
                                {"eval_steps", "4"}});
   auto psummary = run_pretrain(pcfg, JobIO{log, false});
   EXPECT_TRUE(fs::exists(pre + "/checkpoints/base.safetensors"));
@@ -72,47 +90,71 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   for (int i = 0; i < 2; ++i) {
     const auto out = temp_dir(std::string("clf") + std::to_string(i));
     auto ccfg = Config::resolve(train_classifier_params(), "",
-                                {{"out", out}, {"data_dir", data}, {"arch", i == 0 ? "cnn" : "resnet"},
-                                 {"epochs", "4"}, {"batch", "16"}, {"lr", "3e-3"}, {"seed", std::to_string(i)}});
+                                {{"out", out},
+                                 {"data_dir", data},
+                                 {"arch", i == 0 ? "cnn" : "resnet"},
+                                 {"epochs", "4"},
+                                 {"batch", "16"},
+                                 {"lr", "3e-3"},
+                                 {"seed", std::to_string(i)}});
     auto csummary = run_train_classifier(ccfg, JobIO{log, false});
     EXPECT_GE(csummary["test_accuracy"].get<double>(), 0.9) << (i == 0 ? "cnn" : "resnet");
     judges[i] = out + "/checkpoints/classifier.safetensors";
   }
 
-  // finetune: the fashion preset with tiny sizes; summary carries the image metrics before and after
-  // The flags every post-training job below shares: the tiny data, base, judges and sizes.
+  // finetune: the fashion preset with tiny sizes; summary carries the image metrics before and
+  // after The flags every post-training job below shares: the tiny data, base, judges and sizes.
   auto tiny = [&](const std::string& out, std::vector<std::pair<std::string, std::string>> extra) {
     std::vector<std::pair<std::string, std::string>> flags = {
-        {"out", out}, {"task", "fashion"}, {"data_dir", data}, {"base", pre + "/checkpoints/base.safetensors"},
+        {"out", out},
+        {"task", "fashion"},
+        {"data_dir", data},
+        {"base", pre + "/checkpoints/base.safetensors"},
         {"reward", R"({"type": "classifier", "checkpoint": ")" + judges[0] + R"("})"},
-        {"eval_classifier", judges[1]}, {"groups", "2"}, {"group_size", "4"}, {"rollout_steps", "3"},
-        {"eval_samples", "30"}, {"eval_pool", "60"}, {"eval_steps", "3"}, {"eval_kl_samples", "4"},
+        {"eval_classifier", judges[1]},
+        {"groups", "2"},
+        {"group_size", "4"},
+        {"rollout_steps", "3"},
+        {"eval_samples", "30"},
+        {"eval_pool", "60"},
+        {"eval_steps", "3"},
+        {"eval_kl_samples", "4"},
         {"eval_kl_steps", "2"}};
     for (auto& kv : extra) {
-      auto it = std::find_if(flags.begin(), flags.end(), [&](const auto& f) { return f.first == kv.first; });
-      if (it != flags.end()) it->second = kv.second; else flags.push_back(kv);
+      auto it = std::find_if(flags.begin(), flags.end(),
+                             [&](const auto& f) { return f.first == kv.first; });
+      if (it != flags.end())
+        it->second = kv.second;
+      else
+        flags.push_back(kv);
     }
     return flags;
   };
   const auto ft = temp_dir("finetune");
-  auto fcfg = Config::resolve(finetune_params(), "",
-                              tiny(ft, {{"steps", "3"}, {"eval_every", "0"}, {"cfg", "1.5"}, {"eval_cfg", "1.5"}}));
+  auto fcfg = Config::resolve(
+      finetune_params(), "",
+      tiny(ft, {{"steps", "3"}, {"eval_every", "0"}, {"cfg", "1.5"}, {"eval_cfg", "1.5"}}));
   auto summary = run_finetune(fcfg, JobIO{log, false});
   for (const char* when : {"before", "after"})
-    for (const char* key : {"accuracy", "frechet_distance", "diversity", "mean_intensity", "saturated_fraction",
-                            "edge_density", "frechet_distance_per_class"})
+    for (const char* key : {"accuracy", "frechet_distance", "diversity", "mean_intensity",
+                            "saturated_fraction", "edge_density", "frechet_distance_per_class"})
       EXPECT_TRUE(summary[when].contains(key)) << when << "." << key;
   EXPECT_GE(summary["before"]["accuracy"].get<double>(), 0.0);
   EXPECT_LE(summary["before"]["accuracy"].get<double>(), 1.0);
   EXPECT_TRUE(fs::exists(ft + "/plots/samples.png"));
-  EXPECT_EQ(read_checkpoint_meta(ft + "/checkpoints/final.safetensors")["models"]["policy"]["type"], "unet");
+  EXPECT_EQ(read_checkpoint_meta(ft + "/checkpoints/final.safetensors")["models"]["policy"]["type"],
+            "unet");
 
   // sample: the raw batch as .npy with its labels beside it, and a grid; one class on request
   const auto npy = temp_dir("sample") + ".npy";
   const auto grid_png = temp_dir("grid") + ".png";
   auto scfg = Config::resolve(sample_params(), "",
-                              {{"checkpoint", ft + "/checkpoints/final.safetensors"}, {"model", "ref"},
-                               {"n", "20"}, {"steps", "3"}, {"out", npy}, {"plot", grid_png},
+                              {{"checkpoint", ft + "/checkpoints/final.safetensors"},
+                               {"model", "ref"},
+                               {"n", "20"},
+                               {"steps", "3"},
+                               {"out", npy},
+                               {"plot", grid_png},
                                {"cfg", "2"}});
   run_sample(scfg, JobIO{log, false});
   auto x = read_npy(npy);
@@ -122,15 +164,22 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   EXPECT_TRUE(torch::equal(labels, torch::arange(20).remainder(10)));
   EXPECT_EQ(read_png(grid_png).size(0), 10 * (8 + 2) + 2);  // one row per class
   auto one = Config::resolve(sample_params(), "",
-                             {{"checkpoint", ft + "/checkpoints/final.safetensors"}, {"n", "4"}, {"steps", "2"},
-                              {"out", npy}, {"labels", "2"}});
+                             {{"checkpoint", ft + "/checkpoints/final.safetensors"},
+                              {"n", "4"},
+                              {"steps", "2"},
+                              {"out", npy},
+                              {"labels", "2"}});
   run_sample(one, JobIO{log, false});
-  EXPECT_TRUE(torch::equal(read_npy(npy.substr(0, npy.size() - 4) + ".labels.npy"), torch::full({4}, 2, torch::kLong)));
-  // LoRA: adapters alone train; the checkpoint holds the policy (its base is the reference), the adapters in
-  // PEFT's layout and the merged weights; `sample --model ref` is the base, bit for bit.
+  EXPECT_TRUE(torch::equal(read_npy(npy.substr(0, npy.size() - 4) + ".labels.npy"),
+                           torch::full({4}, 2, torch::kLong)));
+  // LoRA: adapters alone train; the checkpoint holds the policy (its base is the reference), the
+  // adapters in PEFT's layout and the merged weights; `sample --model ref` is the base, bit for
+  // bit.
   const auto lo = temp_dir("finetune_lora");
   auto lsummary = run_finetune(
-      Config::resolve(finetune_params(), "", tiny(lo, {{"steps", "3"}, {"eval_every", "0"}, {"lora_rank", "2"}, {"lr", "1e-2"}})),
+      Config::resolve(
+          finetune_params(), "",
+          tiny(lo, {{"steps", "3"}, {"eval_every", "0"}, {"lora_rank", "2"}, {"lr", "1e-2"}})),
       JobIO{log, false});
   EXPECT_GT(lsummary["lora"]["layers"].get<int64_t>(), 0);
   const auto lmeta = read_checkpoint_meta(lo + "/checkpoints/final.safetensors");
@@ -138,20 +187,24 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   EXPECT_FALSE(lmeta["models"].contains("ref"));
   EXPECT_TRUE(fs::exists(lo + "/lora/adapter_config.json"));
   EXPECT_TRUE(fs::exists(lo + "/lora/adapter_model.safetensors"));
-  EXPECT_EQ(read_checkpoint_meta(lo + "/checkpoints/merged.safetensors")["models"]["policy"]["type"], "unet");
+  EXPECT_EQ(
+      read_checkpoint_meta(lo + "/checkpoints/merged.safetensors")["models"]["policy"]["type"],
+      "unet");
   {
     const auto trained = load_safetensors(lo + "/checkpoints/final.safetensors");
     const auto pretrained = load_safetensors(pre + "/checkpoints/base.safetensors");
     int64_t compared = 0;
     for (const auto& [name, tensor] : pretrained.tensors) {
-      EXPECT_TRUE(torch::equal(trained.at("policy.base." + name.substr(5)), tensor)) << name;  // "base." -> "policy.base."
+      EXPECT_TRUE(torch::equal(trained.at("policy.base." + name.substr(5)), tensor))
+          << name;  // "base." -> "policy.base."
       ++compared;
     }
     EXPECT_GT(compared, 0);
   }
   auto sample_of = [&](const std::string& checkpoint, const std::string& model) {
     const auto out = temp_dir("lora_sample_" + model) + ".npy";
-    std::vector<std::pair<std::string, std::string>> f = {{"checkpoint", checkpoint}, {"n", "12"}, {"steps", "3"}, {"out", out}};
+    std::vector<std::pair<std::string, std::string>> f = {
+        {"checkpoint", checkpoint}, {"n", "12"}, {"steps", "3"}, {"out", out}};
     if (!model.empty()) f.emplace_back("model", model);
     run_sample(Config::resolve(sample_params(), "", f), JobIO{log, false});
     return read_npy(out);
@@ -160,25 +213,36 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   EXPECT_TRUE(torch::equal(from_ref, sample_of(pre + "/checkpoints/base.safetensors", "")));
   const auto from_policy = sample_of(lo + "/checkpoints/final.safetensors", "policy");
   EXPECT_FALSE(torch::equal(from_policy, from_ref));  // the adapters trained
-  EXPECT_TRUE(torch::allclose(sample_of(lo + "/checkpoints/merged.safetensors", ""), from_policy, 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(sample_of(lo + "/checkpoints/merged.safetensors", ""), from_policy,
+                              1e-4, 1e-5));
 
-  // A LoRA run resumed: 2 steps, resume, 2 more equal 4 straight, adapters, EMAs and optimiser bit for bit.
+  // A LoRA run resumed: 2 steps, resume, 2 more equal 4 straight, adapters, EMAs and optimiser bit
+  // for bit.
   {
     const auto split = temp_dir("lora_split"), straight = temp_dir("lora_straight");
     auto lora_run = [&](const std::string& out, const std::string& steps) {
       return Config::resolve(finetune_params(), "",
-                             tiny(out, {{"steps", steps}, {"eval_every", "0"}, {"lora_rank", "2"}, {"lr", "1e-2"},
-                                        {"eval_ema", "0.5"}, {"method", "ram-anneal"}, {"anneal_stages", "2"},
+                             tiny(out, {{"steps", steps},
+                                        {"eval_every", "0"},
+                                        {"lora_rank", "2"},
+                                        {"lr", "1e-2"},
+                                        {"eval_ema", "0.5"},
+                                        {"method", "ram-anneal"},
+                                        {"anneal_stages", "2"},
                                         {"anneal_stage_steps", "1"}}));
     };
     run_finetune(lora_run(split, "2"), JobIO{log, false});
-    run_finetune(Config::resolve(finetune_params(), "", {{"resume", split}, {"steps", "4"}}), JobIO{log, false});
+    run_finetune(Config::resolve(finetune_params(), "", {{"resume", split}, {"steps", "4"}}),
+                 JobIO{log, false});
     run_finetune(lora_run(straight, "4"), JobIO{log, false});
     testing::expect_same_checkpoint(split + "/checkpoints/step-00000004.safetensors",
                                     straight + "/checkpoints/step-00000004.safetensors");
-    EXPECT_FALSE(read_checkpoint_meta(split + "/checkpoints/step-00000004.safetensors")["models"].contains("ref"));
-    // The frozen base, shared by the policy, the evaluation EMA and the stage's frozen model, is written
-    // once (as policy.base.*); every other name of it is an alias, and every alias names a written tensor.
+    EXPECT_FALSE(
+        read_checkpoint_meta(split + "/checkpoints/step-00000004.safetensors")["models"].contains(
+            "ref"));
+    // The frozen base, shared by the policy, the evaluation EMA and the stage's frozen model, is
+    // written once (as policy.base.*); every other name of it is an alias, and every alias names a
+    // written tensor.
     const auto file = load_safetensors(split + "/checkpoints/step-00000004.safetensors");
     const auto meta = read_checkpoint_meta(split + "/checkpoints/step-00000004.safetensors");
     ASSERT_TRUE(meta.contains("aliases"));
@@ -188,11 +252,15 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
         EXPECT_EQ(name.rfind("policy.base.", 0), 0u) << name << " is a second copy of the base";
         ++base_written;
       }
-    EXPECT_EQ(base_written, static_cast<int64_t>(load_safetensors(pre + "/checkpoints/base.safetensors").tensors.size()));
+    EXPECT_EQ(base_written,
+              static_cast<int64_t>(
+                  load_safetensors(pre + "/checkpoints/base.safetensors").tensors.size()));
     EXPECT_GT(meta["aliases"].size(), 0u);
     for (const auto& [alias, target] : meta["aliases"].items()) {
-      const std::string written = target.get<std::string>(), path = written.substr(written.find('.'));
-      EXPECT_TRUE(alias.size() > path.size() && alias.compare(alias.size() - path.size(), path.size(), path) == 0)
+      const std::string written = target.get<std::string>(),
+                        path = written.substr(written.find('.'));
+      EXPECT_TRUE(alias.size() > path.size() &&
+                  alias.compare(alias.size() - path.size(), path.size(), path) == 0)
           << alias << " -> " << written;  // the same parameter of another model
       EXPECT_NO_THROW(file.at(written)) << alias;
     }
@@ -201,8 +269,12 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   // compare on images: every method's final accuracy and Fréchet distance in report.json
   const auto cmp = temp_dir("compare");
   run_compare(Config::resolve(compare_params(), "",
-                              tiny(cmp, {{"methods", "ram,draft"}, {"seeds", "1"}, {"steps", "2"}, {"eval_every", "1"},
-                                         {"eval_curve_samples", "20"}, {"lora_rank", "2"}})),
+                              tiny(cmp, {{"methods", "ram,draft"},
+                                         {"seeds", "1"},
+                                         {"steps", "2"},
+                                         {"eval_every", "1"},
+                                         {"eval_curve_samples", "20"},
+                                         {"lora_rank", "2"}})),
               JobIO{log, false});
   auto report = nlohmann::json::parse(read_file(cmp + "/report.json"));
   for (const char* method : {"ram", "draft"}) {
@@ -211,10 +283,13 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
     EXPECT_LE(acc, 1.0);
     EXPECT_GE(report["methods"][method]["frechet_distance_final"]["mean"].get<double>(), 0.0);
   }
-  // With a non-differentiable reward the default method list drops the methods that differentiate it; an
-  // explicit one refuses them before any compute.
+  // With a non-differentiable reward the default method list drops the methods that differentiate
+  // it; an explicit one refuses them before any compute.
   const auto jpeg = temp_dir("compare_jpeg");
-  auto jflags = tiny(jpeg, {{"reward", "jpeg-compressibility"}, {"seeds", "1"}, {"steps", "1"}, {"eval_every", "1"},
+  auto jflags = tiny(jpeg, {{"reward", "jpeg-compressibility"},
+                            {"seeds", "1"},
+                            {"steps", "1"},
+                            {"eval_every", "1"},
                             {"eval_curve_samples", "20"}});
   run_compare(Config::resolve(compare_params(), "", jflags), JobIO{log, false});
   auto jreport = nlohmann::json::parse(read_file(jpeg + "/report.json"));
@@ -225,11 +300,13 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   const auto refused = temp_dir("compare_jpeg_draft");
   jflags[0].second = refused;
   jflags.emplace_back("methods", "ram,draft");
-  EXPECT_THROW(run_compare(Config::resolve(compare_params(), "", jflags), JobIO{log, false}), ConfigError);
+  EXPECT_THROW(run_compare(Config::resolve(compare_params(), "", jflags), JobIO{log, false}),
+               ConfigError);
   EXPECT_FALSE(fs::exists(refused));
 
-  auto bad = Config::resolve(sample_params(), "",
-                             {{"checkpoint", ft + "/checkpoints/final.safetensors"}, {"out", npy}, {"labels", "12"}});
+  auto bad = Config::resolve(
+      sample_params(), "",
+      {{"checkpoint", ft + "/checkpoints/final.safetensors"}, {"out", npy}, {"labels", "12"}});
   EXPECT_THROW(run_sample(bad, JobIO{log, false}), ConfigError);
 }
 

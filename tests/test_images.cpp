@@ -41,13 +41,17 @@ TEST(Png, BytesOfUnitImages) {
 
 TEST(Png, GridPlacesEveryTile) {
   // 6 tiles of 3x2 in 2 rows x 3 cols, pad 1: tile i is constant (value i / 5 * 2 - 1).
-  auto x = (torch::arange(6, torch::kFloat) / 5 * 2 - 1).reshape({6, 1, 1, 1}).expand({6, 1, 3, 2}).contiguous();
+  auto x = (torch::arange(6, torch::kFloat) / 5 * 2 - 1)
+               .reshape({6, 1, 1, 1})
+               .expand({6, 1, 3, 2})
+               .contiguous();
   auto g = image_grid(x, 2, 3, /*pad=*/1, /*background=*/7);
   ASSERT_EQ(g.sizes(), (std::vector<int64_t>{2 * 4 + 1, 3 * 3 + 1}));
   auto bytes = to_bytes(x);
   for (int64_t r = 0; r < 2; ++r)
     for (int64_t c = 0; c < 3; ++c)
-      EXPECT_TRUE(torch::equal(g.narrow(0, 1 + r * 4, 3).narrow(1, 1 + c * 3, 2), bytes[r * 3 + c][0]));
+      EXPECT_TRUE(
+          torch::equal(g.narrow(0, 1 + r * 4, 3).narrow(1, 1 + c * 3, 2), bytes[r * 3 + c][0]));
   EXPECT_EQ(g[0][0].item<int>(), 7);
   auto both = side_by_side({g, g}, 5, 0);
   EXPECT_EQ(both.size(1), 2 * g.size(1) + 5);
@@ -81,7 +85,8 @@ TEST(ImageTask, ShapesLabelsAndSplits) {
   EXPECT_EQ(test->cond.size(), 30);
   EXPECT_EQ(task->training_split().x.size(0), 60);
   auto c = task->sample_conditions(4000, rng).id();
-  EXPECT_EQ(task->sample_conditions(3, rng).text(0).empty(), false);  // the task names its conditions
+  EXPECT_EQ(task->sample_conditions(3, rng).text(0).empty(),
+            false);  // the task names its conditions
   EXPECT_EQ(c.min().item<int64_t>(), 0);
   EXPECT_EQ(c.max().item<int64_t>(), 9);
   EXPECT_NEAR(c.eq(3).sum().item<double>() / 4000.0, 0.1, 0.02);
@@ -102,7 +107,8 @@ TEST(ImageTask, MissingOrMalformedFilesNameTheFile) {
     make_task("fashion", {{"data_dir", dir}});
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("t10k-labels-idx1-ubyte: label 12"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("t10k-labels-idx1-ubyte: label 12"), std::string::npos)
+        << e.what();
   }
   write_idx(dir + "/t10k-labels-idx1-ubyte", torch::zeros({29}, torch::kByte));
   EXPECT_THROW(make_task("fashion", {{"data_dir", dir}}), InputError);

@@ -25,10 +25,18 @@ namespace {
 std::string temp_dir(const std::string& name) { return testing::fresh_temp_dir("jobs_" + name); }
 
 std::vector<std::pair<std::string, std::string>> small_run(const std::string& out) {
-  return {{"out", out},           {"cache_dir", testing::process_cache_dir()}, {"pretrain_steps", "300"},
-          {"steps", "12"},        {"group_size", "16"},                  {"draws", "2"},
-          {"eval_every", "5"},    {"eval_samples", "300"},          {"eval_pool", "1000"},
-          {"eval_curve_samples", "100"}, {"eval_steps", "10"},      {"rollout_steps", "5"}};
+  return {{"out", out},
+          {"cache_dir", testing::process_cache_dir()},
+          {"pretrain_steps", "300"},
+          {"steps", "12"},
+          {"group_size", "16"},
+          {"draws", "2"},
+          {"eval_every", "5"},
+          {"eval_samples", "300"},
+          {"eval_pool", "1000"},
+          {"eval_curve_samples", "100"},
+          {"eval_steps", "10"},
+          {"rollout_steps", "5"}};
 }
 
 bool is_png(const std::string& path) {
@@ -47,15 +55,16 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
   EXPECT_EQ(config.size(), finetune_params().params().size());
   EXPECT_EQ(config["reward"]["type"], "bump");
   EXPECT_EQ(config["reward"]["center"], nlohmann::json::array({4.0, 0.0}));
-  // The resolved config reproduces the run's settings when read back as a config file, except where the
-  // run writes: --out is taken from flags only.
+  // The resolved config reproduces the run's settings when read back as a config file, except where
+  // the run writes: --out is taken from flags only.
   auto again = Config::resolve(finetune_params(), out + "/config.json", {});
   EXPECT_TRUE(again.raw("out").is_null());
   auto expected = config;
   expected["out"] = nullptr;
   EXPECT_EQ(again.values(), expected);
 
-  // metrics.jsonl: one line per step, plus evaluations at 0, 5, 10 and 12 (the last the final evaluation).
+  // metrics.jsonl: one line per step, plus evaluations at 0, 5, 10 and 12 (the last the final
+  // evaluation).
   std::ifstream metrics(out + "/metrics.jsonl");
   std::string line;
   int steps = 0, evals = 0;
@@ -65,19 +74,21 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
     if (j.contains("step")) {
       ++steps;
       EXPECT_EQ(j["step"], steps);
-      for (const char* k : {"seconds", "reward_mean", "loss", "grad_norm", "nfe", "nfe_train", "nfe_total",
-                            "reward_evals"})
+      for (const char* k : {"seconds", "reward_mean", "loss", "grad_norm", "nfe", "nfe_train",
+                            "nfe_total", "reward_evals"})
         EXPECT_TRUE(j.contains(k)) << k;
-      // Network evaluations per endpoint so far: rollouts (nfe), losses (RAM: policy and reference at K = 2).
+      // Network evaluations per endpoint so far: rollouts (nfe), losses (RAM: policy and reference
+      // at K = 2).
       EXPECT_EQ(j["nfe"], 5 * steps);
       EXPECT_DOUBLE_EQ(j["nfe_train"].get<double>(), 2.0 * 2 * steps);
-      EXPECT_DOUBLE_EQ(j["nfe_total"].get<double>(), j["nfe"].get<double>() + j["nfe_train"].get<double>());
+      EXPECT_DOUBLE_EQ(j["nfe_total"].get<double>(),
+                       j["nfe"].get<double>() + j["nfe_train"].get<double>());
     } else {
       ++evals;
       // The one layout of evaluation lines (finetune and compare).
-      for (const char* k : {"eval_step", "samples", "seconds", "nfe", "nfe_train", "nfe_total", "reward_evals",
-                            "reward", "reward_std",
-                            "distance", "distance_from_base", "diversity"})
+      for (const char* k :
+           {"eval_step", "samples", "seconds", "nfe", "nfe_train", "nfe_total", "reward_evals",
+            "reward", "reward_std", "distance", "distance_from_base", "diversity"})
         EXPECT_TRUE(j.contains(k)) << k;
       EXPECT_EQ(j["samples"], j.value("final", false) ? 300 : 100);
       if (j["eval_step"] == 0) EXPECT_EQ(j["distance_from_base"], 0.0);
@@ -91,13 +102,15 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
 
   // summary.json: the documented keys.
   auto s = nlohmann::json::parse(read_file(out + "/summary.json"));
-  for (const char* k : {"method", "task", "steps", "seconds", "ms_per_step", "reward_before", "reward_after",
-                        "reward_optimal", "tilt_distance_before", "tilt_distance_after"})
+  for (const char* k :
+       {"method", "task", "steps", "seconds", "ms_per_step", "reward_before", "reward_after",
+        "reward_optimal", "tilt_distance_before", "tilt_distance_after"})
     EXPECT_TRUE(s.contains(k)) << k;
   EXPECT_EQ(s["method"], "ram");
   EXPECT_EQ(s["task"], "ring");
-  EXPECT_EQ(s["nfe"], 12 * 5);            // 12 rollouts of 5 Euler steps
-  EXPECT_DOUBLE_EQ(s["nfe_total"].get<double>(), 12 * 5 + 12 * 2.0 * 2);  // and 12 losses of 2 models at K = 2
+  EXPECT_EQ(s["nfe"], 12 * 5);  // 12 rollouts of 5 Euler steps
+  EXPECT_DOUBLE_EQ(s["nfe_total"].get<double>(),
+                   12 * 5 + 12 * 2.0 * 2);  // and 12 losses of 2 models at K = 2
   // The final evaluation line is the summary's "after" evaluation, not a smaller one.
   EXPECT_EQ(final_line["reward"], s["reward_after"]);
   EXPECT_EQ(final_line["kl_to_base"], s["kl_to_base"]);
@@ -110,8 +123,10 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
   // The checkpoint evaluates to the same numbers under `eval` (same seed, same evaluation noise).
   std::ostringstream elog;
   auto ecfg = Config::resolve(eval_params(), "",
-                              {{"checkpoint", out + "/checkpoints/final.safetensors"}, {"eval_samples", "300"},
-                               {"eval_pool", "1000"}, {"eval_steps", "10"}});
+                              {{"checkpoint", out + "/checkpoints/final.safetensors"},
+                               {"eval_samples", "300"},
+                               {"eval_pool", "1000"},
+                               {"eval_steps", "10"}});
   auto e = run_eval(ecfg, JobIO{elog, false});
   EXPECT_NEAR(e["reward_model"].get<double>(), s["reward_after"].get<double>(), 1e-6);
   EXPECT_NEAR(e["reward_reference"].get<double>(), s["reward_before"].get<double>(), 1e-6);
@@ -119,8 +134,9 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
 
   // `sample` writes one CSV row per sample.
   auto csv = out + "/samples.csv";
-  auto scfg = Config::resolve(sample_params(), "",
-                              {{"checkpoint", out + "/checkpoints/final.safetensors"}, {"n", "37"}, {"out", csv}});
+  auto scfg = Config::resolve(
+      sample_params(), "",
+      {{"checkpoint", out + "/checkpoints/final.safetensors"}, {"n", "37"}, {"out", csv}});
   run_sample(scfg, JobIO{elog, false});
   std::ifstream in(csv);
   int rows = 0;
@@ -130,17 +146,21 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
   }
   EXPECT_EQ(rows, 37);
 
-  // A second run into the same directory is refused without --overwrite, and keeps the first intact.
+  // A second run into the same directory is refused without --overwrite, and keeps the first
+  // intact.
   EXPECT_THROW(run_finetune(cfg, JobIO{log, false}), IOError);
   EXPECT_TRUE(fs::exists(out + "/summary.json"));
 }
 
-// --eval reward: the same training, evaluated without the exact target's pool: the rewards agree with the
-// exact-target run's (same fixed noise), the distances are absent. --eval none: training only.
+// --eval reward: the same training, evaluated without the exact target's pool: the rewards agree
+// with the exact-target run's (same fixed noise), the distances are absent. --eval none: training
+// only.
 TEST(JobsTest, EvaluationKindsRewardAndNone) {
   std::ostringstream log;
-  const auto exact_dir = temp_dir("eval-exact"), reward_dir = temp_dir("eval-reward"), none_dir = temp_dir("eval-none");
-  const auto exact = run_finetune(Config::resolve(finetune_params(), "", small_run(exact_dir)), JobIO{log, false});
+  const auto exact_dir = temp_dir("eval-exact"), reward_dir = temp_dir("eval-reward"),
+             none_dir = temp_dir("eval-none");
+  const auto exact =
+      run_finetune(Config::resolve(finetune_params(), "", small_run(exact_dir)), JobIO{log, false});
   auto args = small_run(reward_dir);
   args.push_back({"eval", "reward"});
   const auto rw = run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false});
@@ -180,9 +200,9 @@ TEST(JobsTest, EvaluationKindsRewardAndNone) {
   EXPECT_TRUE(fs::exists(none_dir + "/checkpoints/final.safetensors"));
 }
 
-// --decoder: the run scores decoded samples; its checkpoints record the decoder, from which `eval` scores
-// the same decoded samples and `sample` writes them (or the latents with --latents). A decoder that does
-// not take the task's samples is refused before anything is written.
+// --decoder: the run scores decoded samples; its checkpoints record the decoder, from which `eval`
+// scores the same decoded samples and `sample` writes them (or the latents with --latents). A
+// decoder that does not take the task's samples is refused before anything is written.
 TEST(JobsTest, ADecoderIsPartOfTheRunAndOfItsCheckpoints) {
   std::ostringstream log;
   const auto out = temp_dir("decoder");
@@ -202,17 +222,21 @@ TEST(JobsTest, ADecoderIsPartOfTheRunAndOfItsCheckpoints) {
 
   std::ostringstream elog;
   const auto e = run_eval(Config::resolve(eval_params(), "",
-                                          {{"checkpoint", ckpt}, {"eval_samples", "300"}, {"eval_pool", "1000"},
+                                          {{"checkpoint", ckpt},
+                                           {"eval_samples", "300"},
+                                           {"eval_pool", "1000"},
                                            {"eval_steps", "10"}}),
                           JobIO{elog, false});
   EXPECT_NEAR(e["reward_model"].get<double>(), s["reward_after"].get<double>(), 1e-6);
 
   const auto decoded = out + "/decoded.safetensors", latents = out + "/latents.safetensors";
-  run_sample(Config::resolve(sample_params(), "", {{"checkpoint", ckpt}, {"n", "20"}, {"out", decoded}}),
-             JobIO{elog, false});
-  run_sample(Config::resolve(sample_params(), "",
-                             {{"checkpoint", ckpt}, {"n", "20"}, {"out", latents}, {"latents", "true"}}),
-             JobIO{elog, false});
+  run_sample(
+      Config::resolve(sample_params(), "", {{"checkpoint", ckpt}, {"n", "20"}, {"out", decoded}}),
+      JobIO{elog, false});
+  run_sample(
+      Config::resolve(sample_params(), "",
+                      {{"checkpoint", ckpt}, {"n", "20"}, {"out", latents}, {"latents", "true"}}),
+      JobIO{elog, false});
   const auto xs = load_safetensors(decoded).tensors, zs = load_safetensors(latents).tensors;
   ASSERT_TRUE(find_tensor(xs, "samples") && find_tensor(zs, "samples"));
   const torch::Tensor x = *find_tensor(xs, "samples"), z = *find_tensor(zs, "samples");
@@ -220,7 +244,8 @@ TEST(JobsTest, ADecoderIsPartOfTheRunAndOfItsCheckpoints) {
   ASSERT_EQ(x.sizes(), (std::vector<int64_t>{20, 3}));
   EXPECT_TRUE(torch::allclose(x, decode_samples(*decoder, z), 1e-5, 1e-6));
 
-  // Latents of 3 coordinates on the 2-D ring: refused, naming --decoder, before the directory exists.
+  // Latents of 3 coordinates on the 2-D ring: refused, naming --decoder, before the directory
+  // exists.
   const auto bad = temp_dir("decoder_bad");
   auto bad_args = small_run(bad);
   bad_args.push_back({"decoder", R"({"type": "mlp", "latent_dim": 3, "dim": 2})"});
@@ -258,7 +283,8 @@ TEST(JobsTest, OverwriteRefusesADirectoryThatIsNotARun) {
     run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false});
     FAIL() << "a directory that is not a run was overwritten";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("refusing to overwrite a directory that is not a ramflow run (no config.json)"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "refusing to overwrite a directory that is not a ramflow run (no config.json)"),
               std::string::npos)
         << e.what();
   }
@@ -296,8 +322,11 @@ TEST(JobsTest, PretrainCheckpointServesAsBase) {
   std::ostringstream log;
   const auto out = temp_dir("pretrain");
   auto p = run_pretrain(Config::resolve(pretrain_params(), "",
-                                        {{"out", out}, {"task", "gauss2d"}, {"pretrain_steps", "800"},
-                                         {"eval_samples", "200"}, {"eval_steps", "10"}}),
+                                        {{"out", out},
+                                         {"task", "gauss2d"},
+                                         {"pretrain_steps", "800"},
+                                         {"eval_samples", "200"},
+                                         {"eval_steps", "10"}}),
                         JobIO{log, false});
   EXPECT_EQ(p["task"], "gauss2d");
   EXPECT_TRUE(is_png(out + "/plots/samples.png"));
@@ -308,9 +337,11 @@ TEST(JobsTest, PretrainCheckpointServesAsBase) {
   args.push_back({"reward", "quadratic"});
   args.push_back({"reward_center", "2,0"});
   auto s = run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false});
-  // A quadratic reward on Gaussian data has a closed-form optimum, reported beside the pool estimate.
+  // A quadratic reward on Gaussian data has a closed-form optimum, reported beside the pool
+  // estimate.
   ASSERT_TRUE(s["reward_optimal_closed_form"].is_number());
-  EXPECT_NEAR(s["reward_optimal_closed_form"].get<double>(), s["reward_optimal"].get<double>(), 0.1);
+  EXPECT_NEAR(s["reward_optimal_closed_form"].get<double>(), s["reward_optimal"].get<double>(),
+              0.1);
 }
 
 }  // namespace
@@ -319,14 +350,16 @@ TEST(JobsTest, PretrainCheckpointServesAsBase) {
 namespace ramflow {
 namespace {
 
-// A reduced `ramflow compare` end to end: every method, two seeds, a few steps, two runs at a time, with
-// a sweep of m (for the methods that read it) and of Flow-GRPO's KL weight.
+// A reduced `ramflow compare` end to end: every method, two seeds, a few steps, two runs at a time,
+// with a sweep of m (for the methods that read it) and of Flow-GRPO's KL weight.
 TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
   std::ostringstream log;
   const auto out = temp_dir("compare");
   auto args = small_run(out);
   for (const char* drop : {"eval_every"})
-    args.erase(std::remove_if(args.begin(), args.end(), [&](const auto& kv) { return kv.first == drop; }), args.end());
+    args.erase(
+        std::remove_if(args.begin(), args.end(), [&](const auto& kv) { return kv.first == drop; }),
+        args.end());
   const auto& all = methods().names();
   std::string list;
   for (const auto& m : all) list += (list.empty() ? "" : ",") + m;
@@ -339,7 +372,8 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
   auto summary = run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
   EXPECT_EQ(summary["failed_runs"], 0) << log.str();
   auto report = nlohmann::json::parse(read_file(out + "/report.json"));
-  // Variants: two values of m for every method that reads it, two KL weights for flow-grpo, one otherwise.
+  // Variants: two values of m for every method that reads it, two KL weights for flow-grpo, one
+  // otherwise.
   size_t variants = 0;
   for (const auto& m : all) {
     const bool reads_m = method_keys(m, compare_params()).count("multiplier") > 0;
@@ -351,9 +385,11 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
         ++found;
         EXPECT_EQ(entry["runs"], 2) << label;
         EXPECT_TRUE(entry["kl_to_base"]["mean"].is_number()) << label;
-        for (const char* key : {"reward_final", "distance_final"}) EXPECT_TRUE(entry[key]["mean"].is_number()) << label;
+        for (const char* key : {"reward_final", "distance_final"})
+          EXPECT_TRUE(entry[key]["mean"].is_number()) << label;
         EXPECT_EQ(entry["sweep"].size(), n == 2 ? 1u : 0u) << label;
-        EXPECT_NE(read_file(out + "/report.md").find("| " + label + " |"), std::string::npos) << label;
+        EXPECT_NE(read_file(out + "/report.md").find("| " + label + " |"), std::string::npos)
+            << label;
       }
     EXPECT_EQ(found, n) << m;
   }
@@ -365,22 +401,24 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
     // Evaluations at steps 0, 6 and 12; the clock and the evaluation counts only grow.
     EXPECT_EQ(r["step"], nlohmann::json::array({0.0, 6.0, 12.0})) << r["variant"];
     for (const char* key : {"seconds", "nfe_total", "reward_evals"})
-      for (size_t i = 1; i < r.at(key).size(); ++i) EXPECT_GT(r[key][i].get<double>(), r[key][i - 1].get<double>()) << key;
+      for (size_t i = 1; i < r.at(key).size(); ++i)
+        EXPECT_GT(r[key][i].get<double>(), r[key][i - 1].get<double>()) << key;
     // Every run starts from the shared base model on the shared evaluation noise.
     EXPECT_DOUBLE_EQ(r["reward"][0].get<double>(), report["reward_base"].get<double>());
     EXPECT_EQ(r["distance_from_base"][0].get<double>(), 0.0);
     EXPECT_TRUE(r["kl_to_base"].is_number()) << r["variant"];
   }
-  // The two seeds of a method differ; the target is the mean peak of the Flow-GRPO variant that runs
-  // with its preset's KL weight (0.1), listed second in the sweep.
+  // The two seeds of a method differ; the target is the mean peak of the Flow-GRPO variant that
+  // runs with its preset's KL weight (0.1), listed second in the sweep.
   EXPECT_NE(report["runs"][0]["reward"][2], report["runs"][1]["reward"][2]);
   EXPECT_EQ(report["target_source"], "peak of flow-grpo grpo_kl=0.1");
   double peak = 0;
   for (const auto& r : report["runs"])
-    if (r["variant"] == "flow-grpo grpo_kl=0.1") peak += r["reward"].get<std::vector<double>>().back() / 2;
+    if (r["variant"] == "flow-grpo grpo_kl=0.1")
+      peak += r["reward"].get<std::vector<double>>().back() / 2;
   EXPECT_LE(peak, report["target_reward"].get<double>() + 1e-12);
-  // The exact frontier: reward and KL of p_ref exp(m r) both grow with m (d E_m[r] / dm = Var_m(r)),
-  // from the base (m = 0: KL 0) upward.
+  // The exact frontier: reward and KL of p_ref exp(m r) both grow with m (d E_m[r] / dm =
+  // Var_m(r)), from the base (m = 0: KL 0) upward.
   const auto& front = report["frontier"];
   ASSERT_GT(front.size(), 5u);
   EXPECT_EQ(front[0]["kl"].get<double>(), 0.0);
@@ -389,14 +427,14 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
     EXPECT_GE(front[i]["reward"].get<double>(), front[i - 1]["reward"].get<double>());
     EXPECT_GE(front[i]["kl"].get<double>(), front[i - 1]["kl"].get<double>() - 1e-12);
   }
-  for (const char* plot : {"reward_vs_steps", "reward_vs_seconds", "reward_vs_distance_from_base", "distance_vs_steps",
-                           "frontier"})
+  for (const char* plot : {"reward_vs_steps", "reward_vs_seconds", "reward_vs_distance_from_base",
+                           "distance_vs_steps", "frontier"})
     EXPECT_TRUE(is_png(out + "/plots/" + plot + ".png")) << plot;
   EXPECT_TRUE(fs::exists(out + "/summary.json"));
 }
 
-// Without flow-grpo (the default target method) among --methods, the target is 0.9 of the way from the
-// base reward to reward_optimal, and the report says so.
+// Without flow-grpo (the default target method) among --methods, the target is 0.9 of the way from
+// the base reward to reward_optimal, and the report says so.
 TEST(JobsTest, CompareWithoutTheDefaultTargetMethodAimsAtTheOptimum) {
   std::ostringstream log;
   const auto out = temp_dir("compare_fraction");
@@ -412,8 +450,9 @@ TEST(JobsTest, CompareWithoutTheDefaultTargetMethodAimsAtTheOptimum) {
   EXPECT_NE(log.str().find("target reward "), std::string::npos);
 }
 
-// compare --eval reward: no pool, so no distances or optimum; the same runs as with the exact target, so
-// the same rewards. Without a reward_optimal, the fraction target is refused before any compute.
+// compare --eval reward: no pool, so no distances or optimum; the same runs as with the exact
+// target, so the same rewards. Without a reward_optimal, the fraction target is refused before any
+// compute.
 TEST(JobsTest, CompareWithTheRewardEvaluator) {
   std::ostringstream log;
   const auto exact_dir = temp_dir("compare_exact"), reward_dir = temp_dir("compare_reward");
@@ -445,7 +484,8 @@ TEST(JobsTest, CompareWithTheRewardEvaluator) {
     run_compare(Config::resolve(compare_params(), "", no_target), JobIO{log, false});
     FAIL() << "a fraction target without the exact target was accepted";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("--eval reward: without the exact target there is no reward_optimal"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "--eval reward: without the exact target there is no reward_optimal"),
               std::string::npos)
         << e.what();
   }
@@ -454,13 +494,13 @@ TEST(JobsTest, CompareWithTheRewardEvaluator) {
 TEST(JobsTest, CompareRejectsBadMethodListsBeforeAnyCompute) {
   std::ostringstream log;
   const auto out = temp_dir("compare_bad");
-  for (auto [methods, expect] : {std::pair{"ram,magic", "unknown method 'magic'"},
-                                 std::pair{"ram,ram", "listed twice"},
-                                 std::pair{"ram,nft", "--target-method: 'flow-grpo' is not among"}}) {
+  for (auto [methods, expect] :
+       {std::pair{"ram,magic", "unknown method 'magic'"}, std::pair{"ram,ram", "listed twice"},
+        std::pair{"ram,nft", "--target-method: 'flow-grpo' is not among"}}) {
     auto args = small_run(out);
     args.push_back({"methods", methods});
-    // An explicit target method must be among --methods (without one, the target falls back to 0.9 of
-    // the way to reward_optimal).
+    // An explicit target method must be among --methods (without one, the target falls back to 0.9
+    // of the way to reward_optimal).
     args.push_back({"target_method", "flow-grpo"});
     try {
       run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});

@@ -1,5 +1,6 @@
-// ODE log-likelihoods (likelihood.h) against closed-form densities: the exact velocity of a Gaussian
-// mixture carries N(0, I) to the mixture, so the change of variables must return the mixture's log p.
+// ODE log-likelihoods (likelihood.h) against closed-form densities: the exact velocity of a
+// Gaussian mixture carries N(0, I) to the mixture, so the change of variables must return the
+// mixture's log p.
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -15,7 +16,9 @@ namespace {
 
 GaussianMixture two_modes() {
   return GaussianMixture::from_json(
-      {{"weights", {0.3, 0.7}}, {"means", {{-1.5, 0.0}, {1.0, 1.0}}}, {"covs", {{{0.3, 0.1}, {0.1, 0.2}}, {{0.5, 0.0}, {0.0, 0.25}}}}},
+      {{"weights", {0.3, 0.7}},
+       {"means", {{-1.5, 0.0}, {1.0, 1.0}}},
+       {"covs", {{{0.3, 0.1}, {0.1, 0.2}}, {{0.5, 0.0}, {0.0, 0.25}}}}},
       "two modes");
 }
 
@@ -34,15 +37,18 @@ TEST(LikelihoodTest, HutchinsonIsUnbiased) {
   auto model = ExactMixtureVelocity(g);
   Rng rng(2);
   auto x0 = g.sample(512, rng).to(torch::kDouble);
-  auto lp = ode_log_likelihood(*model, x0, {}, LikelihoodOptions().steps(100).divergence("hutchinson"), &rng);
+  auto lp = ode_log_likelihood(*model, x0, {},
+                               LikelihoodOptions().steps(100).divergence("hutchinson"), &rng);
   auto diff = lp - g.log_prob(x0);
   const double mean = diff.mean().item<double>(), se = diff.std().item<double>() / std::sqrt(512.0);
   EXPECT_LT(std::abs(mean), 4 * se + 0.02) << "mean " << mean << " se " << se;
   EXPECT_GT(diff.std().item<double>(), 1e-3);  // it is an estimate, not the exact trace
-  EXPECT_THROW(ode_log_likelihood(*model, x0, {}, LikelihoodOptions().divergence("magic")), ConfigError);
+  EXPECT_THROW(ode_log_likelihood(*model, x0, {}, LikelihoodOptions().divergence("magic")),
+               ConfigError);
 }
 
-// KL(N(mu, s^2 I) || N(mu', s'^2 I)) in closed form against the estimate from the two exact velocities.
+// KL(N(mu, s^2 I) || N(mu', s'^2 I)) in closed form against the estimate from the two exact
+// velocities.
 TEST(LikelihoodTest, KLBetweenTwoGaussiansMatchesTheClosedForm) {
   const double s = 0.5, s2 = 0.8;
   auto p = GaussianMixture::single({1.0, -0.5}, s), q = GaussianMixture::single({0.4, 0.2}, s2);
@@ -50,7 +56,8 @@ TEST(LikelihoodTest, KLBetweenTwoGaussiansMatchesTheClosedForm) {
   Rng rng(3);
   auto x = p.sample(1000, rng).to(torch::kDouble);
   const auto est = kl_on_samples(*vp, *vq, x, {}, LikelihoodOptions().steps(100));
-  const double kl = 2 * (std::log(s2 / s) + s * s / (2 * s2 * s2) - 0.5) + (0.36 + 0.49) / (2 * s2 * s2);
+  const double kl =
+      2 * (std::log(s2 / s) + s * s / (2 * s2 * s2) - 0.5) + (0.36 + 0.49) / (2 * s2 * s2);
   EXPECT_NEAR(est.kl, kl, 4 * est.se + 0.01) << "closed form " << kl;
 }
 

@@ -1,5 +1,5 @@
-// LoRA adapters: exact identities (fresh adapters, adapters off), merging, PEFT's layout, layer patterns,
-// and a Trainer that trains the adapters alone for every registered method.
+// LoRA adapters: exact identities (fresh adapters, adapters off), merging, PEFT's layout, layer
+// patterns, and a Trainer that trains the adapters alone for every registered method.
 #include <filesystem>
 #include <thread>
 
@@ -23,7 +23,8 @@ namespace {
 
 UNetOptions small() { return UNetOptions().image_size(8).channels(16).mult({1, 2}).num_classes(3); }
 
-// A base with every weight perturbed (the zero-initialised layers too), so that outputs depend on all.
+// A base with every weight perturbed (the zero-initialised layers too), so that outputs depend on
+// all.
 VelocityFieldPtr base_model(uint64_t seed = 2) {
   auto m = make_velocity_field(small().to_json(), 1);
   torch::NoGradGuard g;
@@ -48,9 +49,12 @@ struct Inputs {
 };
 Inputs inputs() {
   Rng rng(9);
-  return {rng.randn({6, 1, 8, 8}), rng.rand({6}), Condition::classes(torch::tensor(std::vector<int64_t>{0, 1, 2, -1, 0, 1}))};
+  return {rng.randn({6, 1, 8, 8}), rng.rand({6}),
+          Condition::classes(torch::tensor(std::vector<int64_t>{0, 1, 2, -1, 0, 1}))};
 }
-torch::Tensor velocity(VelocityFieldImpl& m, const Inputs& in) { return m.forward(in.x, in.t, in.cond); }
+torch::Tensor velocity(VelocityFieldImpl& m, const Inputs& in) {
+  return m.forward(in.x, in.t, in.cond);
+}
 
 TEST(Lora, FreshAdaptersGiveTheBaseExactly) {
   auto base = base_model();
@@ -100,8 +104,9 @@ TEST(Lora, MergedEqualsAdapted) {
   EXPECT_TRUE(torch::allclose(w, expected, 0, 1e-6));
 }
 
-// y = W0 x + s B (A x): a float64 base keeps float32 adapters and float32 gradients, its outputs stay
-// float64 and equal the merged float64 model's, and no forward or backward writes into its weights.
+// y = W0 x + s B (A x): a float64 base keeps float32 adapters and float32 gradients, its outputs
+// stay float64 and equal the merged float64 model's, and no forward or backward writes into its
+// weights.
 TEST(Lora, ABaseOfAnotherDtypeKeepsFloat32AdaptersAndIsNeverWritten) {
   auto base = base_model();
   base->to(torch::kDouble);
@@ -126,13 +131,16 @@ TEST(Lora, ABaseOfAnotherDtypeKeepsFloat32AdaptersAndIsNeverWritten) {
     EXPECT_EQ(lora->lora_A(layer).grad().scalar_type(), torch::kFloat) << layer;
   }
   const auto after = base->parameters();
-  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(after[i], before[i])) << "parameter " << i;
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_TRUE(torch::equal(after[i], before[i])) << "parameter " << i;
 }
 
-// Policies that share one base run at once on two threads: each thread's calls see its own adapters only.
+// Policies that share one base run at once on two threads: each thread's calls see its own adapters
+// only.
 TEST(Lora, ThreadsShareOneBase) {
   auto base = base_model();
-  LoraVelocityField a(base, LoraOptions().rank(2).targets({"*"})), b(base, LoraOptions().rank(2).targets({"*"}));
+  LoraVelocityField a(base, LoraOptions().rank(2).targets({"*"})),
+      b(base, LoraOptions().rank(2).targets({"*"}));
   train_adapters(*a, 6);
   train_adapters(*b, 7);
   const auto in = inputs();
@@ -163,10 +171,14 @@ TEST(Lora, PeftLayoutRoundTrip) {
   save_peft_adapter(*lora, dir, "base.safetensors");
   // PEFT's names and layouts: A [r, in, kh, kw], B [out, r, 1, 1]; Linear A [r, in], B [out, r].
   const auto file = load_safetensors(dir + "/adapter_model.safetensors");
-  EXPECT_EQ(file.at("base_model.model.down.0.conv1.lora_A.weight").sizes(), (std::vector<int64_t>{2, 16, 3, 3}));
-  EXPECT_EQ(file.at("base_model.model.down.0.conv1.lora_B.weight").sizes(), (std::vector<int64_t>{16, 2, 1, 1}));
-  EXPECT_EQ(file.at("base_model.model.mid.0.qkv.lora_A.weight").sizes(), (std::vector<int64_t>{2, 32}));
-  EXPECT_EQ(file.at("base_model.model.mid.0.qkv.lora_B.weight").sizes(), (std::vector<int64_t>{96, 2}));
+  EXPECT_EQ(file.at("base_model.model.down.0.conv1.lora_A.weight").sizes(),
+            (std::vector<int64_t>{2, 16, 3, 3}));
+  EXPECT_EQ(file.at("base_model.model.down.0.conv1.lora_B.weight").sizes(),
+            (std::vector<int64_t>{16, 2, 1, 1}));
+  EXPECT_EQ(file.at("base_model.model.mid.0.qkv.lora_A.weight").sizes(),
+            (std::vector<int64_t>{2, 32}));
+  EXPECT_EQ(file.at("base_model.model.mid.0.qkv.lora_B.weight").sizes(),
+            (std::vector<int64_t>{96, 2}));
   EXPECT_EQ(file.tensors.size(), 2 * lora->layers().size());
   const auto config = nlohmann::json::parse(read_file(dir + "/adapter_config.json"));
   EXPECT_EQ(config["peft_type"], "LORA");
@@ -186,7 +198,8 @@ TEST(Lora, PeftLayoutRoundTrip) {
     load_peft_adapter(dir + "_r3", clone_velocity_field(*base));
     FAIL() << "a rank-3 adapter loaded as rank 2";
   } catch (const IOError& e) {
-    EXPECT_NE(std::string(e.what()).find("has shape [3, 16, 3, 3], the layer needs [2, 16, 3, 3]"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("has shape [3, 16, 3, 3], the layer needs [2, 16, 3, 3]"),
+              std::string::npos)
         << e.what();
   }
 }
@@ -218,17 +231,20 @@ TEST(Lora, LayerPatterns) {
   const auto chosen = lora_target_layers(*base, {"down.*.conv1", "qkv"});
   EXPECT_EQ(chosen, (std::vector<std::string>{"down.0.conv1", "down.1.conv1", "mid.0.qkv"}));
   // A suffix matches at a dot: "0.conv1" selects the conv1 of every block numbered 0.
-  EXPECT_EQ(lora_target_layers(*base, {"0.conv1"}), (std::vector<std::string>{"down.0.conv1", "mid.0.conv1", "up.0.conv1"}));
+  EXPECT_EQ(lora_target_layers(*base, {"0.conv1"}),
+            (std::vector<std::string>{"down.0.conv1", "mid.0.conv1", "up.0.conv1"}));
   try {
     lora_target_layers(*base, {"conv1", "to_q"});
     FAIL() << "an unmatched pattern was accepted";
   } catch (const ConfigError& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find("pattern 'to_q' matches no Conv2d or Linear layer"), std::string::npos) << what;
+    EXPECT_NE(what.find("pattern 'to_q' matches no Conv2d or Linear layer"), std::string::npos)
+        << what;
     EXPECT_NE(what.find("down.0.conv1"), std::string::npos) << what;
   }
-  auto mixture = make_velocity_field({{"type", "exact_mixture"},
-                                      {"mixture", {{"weights", {1.0}}, {"means", {{0.0, 0.0}}}, {"stds", {1.0}}}}});
+  auto mixture = make_velocity_field(
+      {{"type", "exact_mixture"},
+       {"mixture", {{"weights", {1.0}}, {"means", {{0.0, 0.0}}}, {"stds", {1.0}}}}});
   EXPECT_THROW(lora_target_layers(*mixture, {"*"}), ConfigError);
   EXPECT_THROW(LoraOptions().rank(0).check(), ConfigError);
   EXPECT_THROW(LoraOptions().alpha(-1).check(), ConfigError);
@@ -236,8 +252,8 @@ TEST(Lora, LayerPatterns) {
   EXPECT_THROW(LoraVelocityField(lora.ptr(), LoraOptions()), ConfigError);  // adapters on adapters
 }
 
-// Every registered method, through the Trainer, with a LoRA policy and the base as its reference: the
-// optimiser holds the adapters alone, and the base's weights do not move by a bit.
+// Every registered method, through the Trainer, with a LoRA policy and the base as its reference:
+// the optimiser holds the adapters alone, and the base's weights do not move by a bit.
 class LoraTraining : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LoraTraining, OnlyAdaptersTrain) {
@@ -260,7 +276,9 @@ TEST_P(LoraTraining, OnlyAdaptersTrain) {
                       .lr(1e-2)
                       .minibatches(1)
                       .seed(1),
-                  ConditionSource{[](int64_t groups, Rng& rng) { return Condition::classes(rng.uniform_int(3, {groups})); }});
+                  ConditionSource{[](int64_t groups, Rng& rng) {
+                    return Condition::classes(rng.uniform_int(3, {groups}));
+                  }});
   int64_t adapter_scalars = 0;
   for (const auto& kv : lora->named_parameters())
     if (kv.key().rfind("lora.", 0) == 0) adapter_scalars += kv.value().numel();
@@ -268,11 +286,14 @@ TEST_P(LoraTraining, OnlyAdaptersTrain) {
   const auto B0 = lora->lora_B("down.0.conv1").clone();
   for (int i = 0; i < 2; ++i) trainer.step();
   for (const auto& kv : base->named_parameters())
-    EXPECT_TRUE(torch::equal(kv.value(), before[kv.key()])) << name << ": base weight " << kv.key() << " moved";
-  EXPECT_FALSE(torch::equal(lora->lora_B("down.0.conv1"), B0)) << name << ": the adapters did not train";
+    EXPECT_TRUE(torch::equal(kv.value(), before[kv.key()]))
+        << name << ": base weight " << kv.key() << " moved";
+  EXPECT_FALSE(torch::equal(lora->lora_B("down.0.conv1"), B0))
+      << name << ": the adapters did not train";
   if (auto* old = trainer.old()) {  // the EMA old policy shares the base
     auto o = old->named_parameters();
-    for (const auto& kv : base->named_parameters()) EXPECT_TRUE(o["base." + kv.key()].is_same(kv.value())) << kv.key();
+    for (const auto& kv : base->named_parameters())
+      EXPECT_TRUE(o["base." + kv.key()].is_same(kv.value())) << kv.key();
   }
 }
 

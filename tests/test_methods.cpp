@@ -1,7 +1,9 @@
 // The baselines beside RAM, and the contract every registered method keeps:
-//   * contract (all methods, finetune defaults plus the method's preset, through the Trainer): finite
+//   * contract (all methods, finetune defaults plus the method's preset, through the Trainer):
+//   finite
 //     losses, gradients only in the trainable policy, reward rising on the ring
-//   * Flow-GRPO: the on-policy ratio is exactly 1; the closed-form step KL matches a Monte-Carlo one
+//   * Flow-GRPO: the on-policy ratio is exactly 1; the closed-form step KL matches a Monte-Carlo
+//   one
 //   * Adjoint Matching: the lean adjoint equals autograd through the base chain for a linear field;
 //     a Gaussian reference with a linear reward converges to the exact tilt; a non-differentiable
 //     reward is refused
@@ -19,8 +21,8 @@
 #include "ramflow/adjoint_matching.h"
 #include "ramflow/advantage.h"
 #include "ramflow/awm.h"
-#include "ramflow/conventions.h"
 #include "ramflow/config.h"
+#include "ramflow/conventions.h"
 #include "ramflow/draft.h"
 #include "ramflow/elbo_pg.h"
 #include "ramflow/evaluator.h"
@@ -44,15 +46,18 @@ using testing::pretrained;
 
 // The ring base model, pretrained once for all tests of this file.
 VelocityFieldPtr ring_base() {
-  static VelocityFieldPtr base = pretrained(*make_task("ring"), make_task("ring")->default_model(), 3000);
+  static VelocityFieldPtr base =
+      pretrained(*make_task("ring"), make_task("ring")->default_model(), 3000);
   return base;
 }
 
-RewardPtr bump() { return make_reward({{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}}, 2); }
+RewardPtr bump() {
+  return make_reward({{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}}, 2);
+}
 
 // A Trainer for `method` as `ramflow finetune --method NAME` would build it (defaults plus preset).
-Trainer method_trainer(const std::string& name, VelocityFieldPtr base, RewardPtr reward, uint64_t seed,
-                       std::vector<std::pair<std::string, std::string>> flags = {}) {
+Trainer method_trainer(const std::string& name, VelocityFieldPtr base, RewardPtr reward,
+                       uint64_t seed, std::vector<std::pair<std::string, std::string>> flags = {}) {
   flags.push_back({"method", name});
   auto cfg = Config::resolve(finetune_params(), "", flags);
   cfg.apply_defaults(methods().get(name).preset);
@@ -75,7 +80,8 @@ class MethodContract : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MethodContract, FiniteLossAndGradientsOnlyInThePolicy) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
-  auto trainer = method_trainer(GetParam(), base, bump(), 3, {{"group_size", "8"}, {"rollout_steps", "6"}});
+  auto trainer =
+      method_trainer(GetParam(), base, bump(), 3, {{"group_size", "8"}, {"rollout_steps", "6"}});
   const auto before = trainer.policy().parameters();
   std::vector<torch::Tensor> start;
   for (const auto& p : before) start.push_back(p.detach().clone());
@@ -90,7 +96,8 @@ TEST_P(MethodContract, FiniteLossAndGradientsOnlyInThePolicy) {
   EXPECT_TRUE(moved);
   for (const auto& p : trainer.ref().parameters()) EXPECT_FALSE(p.grad().defined());
   const auto base_params = base->parameters(), ref_params = trainer.ref().parameters();
-  for (size_t i = 0; i < base_params.size(); ++i) EXPECT_TRUE(torch::equal(base_params[i], ref_params[i]));
+  for (size_t i = 0; i < base_params.size(); ++i)
+    EXPECT_TRUE(torch::equal(base_params[i], ref_params[i]));
   if (trainer.old()) {
     for (const auto& p : trainer.old()->parameters()) EXPECT_FALSE(p.grad().defined());
   }
@@ -109,26 +116,32 @@ TEST_P(MethodContract, RewardRisesOnTheRing) {
   const auto after = eval.evaluate(trainer.policy());
   const double optimal = eval.target().reward_optimal;
   EXPECT_GT(after.reward_mean - before.reward_mean, 0.2 * (optimal - before.reward_mean))
-      << GetParam() << ": " << before.reward_mean << " -> " << after.reward_mean << " (optimal " << optimal << ")";
+      << GetParam() << ": " << before.reward_mean << " -> " << after.reward_mean << " (optimal "
+      << optimal << ")";
 }
 
 // Device-agnostic code: the same seed gives the same steps on a CUDA device as on the CPU (random
-// numbers are drawn on the CPU and moved; the CPU runs the fused kernels, CUDA the LibTorch operators).
-// Skipped where no CUDA device is available.
+// numbers are drawn on the CPU and moved; the CPU runs the fused kernels, CUDA the LibTorch
+// operators). Skipped where no CUDA device is available.
 TEST_P(MethodContract, SameStepsOnACudaDevice) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
   auto base_cuda = clone_velocity_field(*base);
   base_cuda->to(torch::kCUDA);
-  const std::vector<std::pair<std::string, std::string>> flags = {{"group_size", "8"}, {"rollout_steps", "6"}};
+  const std::vector<std::pair<std::string, std::string>> flags = {{"group_size", "8"},
+                                                                  {"rollout_steps", "6"}};
   auto cpu = method_trainer(GetParam(), base, bump(), 3, flags);
   auto cuda = method_trainer(GetParam(), base_cuda, bump(), 3, flags);
-  auto close = [](double a, double b) { return std::abs(a - b) <= 1e-3 * std::max(1.0, std::abs(b)); };
+  auto close = [](double a, double b) {
+    return std::abs(a - b) <= 1e-3 * std::max(1.0, std::abs(b));
+  };
   for (int i = 0; i < 2; ++i) {
     const auto a = cuda.step(), b = cpu.step();
     EXPECT_TRUE(close(a.loss, b.loss)) << "step " << i << ": loss " << a.loss << " vs " << b.loss;
-    EXPECT_TRUE(close(a.reward_mean, b.reward_mean)) << "step " << i << ": reward " << a.reward_mean << " vs " << b.reward_mean;
-    EXPECT_TRUE(close(a.grad_norm, b.grad_norm)) << "step " << i << ": grad norm " << a.grad_norm << " vs " << b.grad_norm;
+    EXPECT_TRUE(close(a.reward_mean, b.reward_mean))
+        << "step " << i << ": reward " << a.reward_mean << " vs " << b.reward_mean;
+    EXPECT_TRUE(close(a.grad_norm, b.grad_norm))
+        << "step " << i << ": grad norm " << a.grad_norm << " vs " << b.grad_norm;
   }
   const auto pa = cuda.policy().parameters(), pb = cpu.policy().parameters();
   ASSERT_EQ(pa.size(), pb.size());
@@ -144,8 +157,9 @@ INSTANTIATE_TEST_SUITE_P(AllMethods, MethodContract, ::testing::ValuesIn(methods
 TEST(FlowGRPOTest, OnPolicyRatioIsExactlyOne) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(32).to_json());
   for (const char* reduce : {"mean", "sum"}) {
-    auto trainer = method_trainer("flow-grpo", base, bump(), 1,
-                                  {{"minibatches", "1"}, {"grpo_log_prob", reduce}, {"grpo_kl", "0.1"}});
+    auto trainer =
+        method_trainer("flow-grpo", base, bump(), 1,
+                       {{"minibatches", "1"}, {"grpo_log_prob", reduce}, {"grpo_kl", "0.1"}});
     for (int i = 0; i < 3; ++i) {
       auto rec = trainer.step();
       EXPECT_EQ(rec.metrics.at("ratio_max_deviation"), 0.0) << reduce << " step " << i;
@@ -153,22 +167,26 @@ TEST(FlowGRPOTest, OnPolicyRatioIsExactlyOne) {
     }
   }
   // The second minibatch is off-policy: its ratio moves.
-  auto trainer = method_trainer("flow-grpo", base, bump(), 1, {{"minibatches", "2"}, {"lr", "1e-2"}});
+  auto trainer =
+      method_trainer("flow-grpo", base, bump(), 1, {{"minibatches", "2"}, {"lr", "1e-2"}});
   EXPECT_GT(trainer.step().metrics.at("ratio_max_deviation"), 0.0);
 }
 
 TEST(FlowGRPOTest, ClosedFormKLMatchesMonteCarlo) {
-  // Two Gaussian flows whose velocities differ by O(1), so that the KL dwarfs the Monte-Carlo error.
+  // Two Gaussian flows whose velocities differ by O(1), so that the KL dwarfs the Monte-Carlo
+  // error.
   auto policy = ExactMixtureVelocity(GaussianMixture::single({1.0, -1.0}, 0.5));
   auto ref = ExactMixtureVelocity(GaussianMixture::single({-0.5, 1.5}, 0.8));
   Rng rng(4);
-  // Zero rewards: every advantage is 0, so keep those samples in the loss (the released code drops them).
+  // Zero rewards: every advantage is 0, so keep those samples in the loss (the released code drops
+  // them).
   FlowGRPO grpo(FlowGRPOOptions().kl(1.0).kl_form("exact").drop_zero_adv(false));
   const int64_t B = 16, N = 8;
   std::vector<int64_t> all;
   for (int64_t k = 0; k < N; ++k) all.push_back(k);
-  auto traj = sample_trajectory(*policy, rng.randn({B, 2}, torch::kDouble), {},
-                                TrajectoryOptions().grid(time_grid(N)).noise_level(0.7).sde_steps(all), rng);
+  auto traj = sample_trajectory(
+      *policy, rng.randn({B, 2}, torch::kDouble), {},
+      TrajectoryOptions().grid(time_grid(N)).noise_level(0.7).sde_steps(all), rng);
   RolloutBatch batch;
   batch.x0 = traj.x[N];
   batch.reward = torch::zeros({B}, torch::kDouble);
@@ -179,7 +197,8 @@ TEST(FlowGRPOTest, ClosedFormKLMatchesMonteCarlo) {
   batch.sde_steps = traj.sde_steps;
   grpo.prepare(batch, Policies{*policy, *ref}, rng);
   const double closed = grpo.loss(batch, Policies{*policy, *ref}, rng).metrics.at("kl_ref");
-  // Monte Carlo: E over y ~ pi_theta(. | x_k) of log pi_theta(y) - log pi_ref(y), true (summed) densities.
+  // Monte Carlo: E over y ~ pi_theta(. | x_k) of log pi_theta(y) - log pi_ref(y), true (summed)
+  // densities.
   torch::NoGradGuard no_grad;
   double mc = 0;
   const auto steps = grpo.trained_steps(traj.sde_steps, N);
@@ -190,7 +209,9 @@ TEST(FlowGRPOTest, ClosedFormKLMatchesMonteCarlo) {
     auto mu = x * c.x_coef + policy->forward(x, t) * c.v_coef;
     auto mu_ref = x * c.x_coef + ref->forward(x, t) * c.v_coef;
     auto y = mu + c.std * rng.randn(x.sizes(), torch::kDouble);
-    mc += (gaussian_log_prob(y, mu, c.std, "sum") - gaussian_log_prob(y, mu_ref, c.std, "sum")).mean().item<double>();
+    mc += (gaussian_log_prob(y, mu, c.std, "sum") - gaussian_log_prob(y, mu_ref, c.std, "sum"))
+              .mean()
+              .item<double>();
   }
   mc /= static_cast<double>(steps.size());
   EXPECT_GT(closed, 0.05);
@@ -198,17 +219,20 @@ TEST(FlowGRPOTest, ClosedFormKLMatchesMonteCarlo) {
 }
 
 TEST(FlowGRPOTest, ZeroAdvantageSamplesLeaveTheLoss) {
-  // Two groups of 4: the first has equal rewards (advantage exactly 0), the second does not. Dropping
-  // zero-advantage samples makes the loss (policy term and KL) that of the second group alone.
+  // Two groups of 4: the first has equal rewards (advantage exactly 0), the second does not.
+  // Dropping zero-advantage samples makes the loss (policy term and KL) that of the second group
+  // alone.
   auto policy = ExactMixtureVelocity(GaussianMixture::single({1.0, -1.0}, 0.5));
   auto ref = ExactMixtureVelocity(GaussianMixture::single({-0.5, 1.5}, 0.8));
   const int64_t G = 4, N = 6;
   std::vector<int64_t> all;
   for (int64_t k = 0; k < N; ++k) all.push_back(k);
   Rng rng(9);
-  auto traj = sample_trajectory(*policy, rng.randn({2 * G, 2}, torch::kDouble), {},
-                                TrajectoryOptions().grid(time_grid(N)).noise_level(0.7).sde_steps(all), rng);
-  // The stored log-densities are perturbed so that the ratio differs from 1 and the policy term is not 0.
+  auto traj = sample_trajectory(
+      *policy, rng.randn({2 * G, 2}, torch::kDouble), {},
+      TrajectoryOptions().grid(time_grid(N)).noise_level(0.7).sde_steps(all), rng);
+  // The stored log-densities are perturbed so that the ratio differs from 1 and the policy term is
+  // not 0.
   auto make = [&](int64_t begin, int64_t end, torch::Tensor reward) {
     RolloutBatch b;
     b.x0 = traj.x[N].slice(0, begin, end);
@@ -239,8 +263,9 @@ TEST(FlowGRPOTest, ZeroAdvantageSamplesLeaveTheLoss) {
 }
 
 TEST(AdjointMatchingTest, LeanAdjointEqualsAutogradThroughTheBaseChain) {
-  // A Gaussian base has a velocity affine in x, so its Jacobian does not depend on the path: the lean
-  // adjoint on any stored path equals the gradient through the base's own SDE chain with the same noise.
+  // A Gaussian base has a velocity affine in x, so its Jacobian does not depend on the path: the
+  // lean adjoint on any stored path equals the gradient through the base's own SDE chain with the
+  // same noise.
   auto base = ExactMixtureVelocity(GaussianMixture::single({1.0, -0.5}, 0.7));
   auto other = ExactMixtureVelocity(GaussianMixture::single({-2.0, 0.3}, 1.3));  // draws the path
   const int64_t B = 6, N = 12;
@@ -258,12 +283,15 @@ TEST(AdjointMatchingTest, LeanAdjointEqualsAutogradThroughTheBaseChain) {
     auto x = traj.x[j].clone().requires_grad_(true);
     torch::Tensor y = x;
     for (int64_t k = j; k < N; ++k) {  // the base chain, with fixed noise
-      auto step = sde_step(y, base->forward(y, torch::full({B}, grid[k], torch::kDouble)), a, grid[k], grid[k + 1]);
+      auto step = sde_step(y, base->forward(y, torch::full({B}, grid[k], torch::kDouble)), a,
+                           grid[k], grid[k + 1]);
       y = step.mean + step.std * torch::randn({B, 2}, torch::kDouble);
     }
     auto g = -m * torch::mv(y, coef).sum();
     auto grad = torch::autograd::grad({g}, {x})[0];
-    EXPECT_TRUE(torch::allclose(adjoint[j], grad, 1e-9, 1e-9)) << "step " << j << "\n" << adjoint[j] << "\n" << grad;
+    EXPECT_TRUE(torch::allclose(adjoint[j], grad, 1e-9, 1e-9)) << "step " << j << "\n"
+                                                               << adjoint[j] << "\n"
+                                                               << grad;
   }
 }
 
@@ -277,7 +305,12 @@ TEST(AdjointMatchingTest, GaussianReferenceWithLinearRewardReachesTheExactTilt) 
   for (auto& p : policy->parameters()) p.set_requires_grad(true);
   Trainer trainer(policy, frozen_copy(*base), make_reward({{"type", "linear"}, {"coef", 1.0}}, 1),
                   std::make_unique<AdjointMatching>(AdjointMatchingOptions().multiplier(m)),
-                  TrainerOptions().sample_shape({1}).group_size(64).rollout(SampleOptions().steps(50)).lr(1e-3).seed(1));
+                  TrainerOptions()
+                      .sample_shape({1})
+                      .group_size(64)
+                      .rollout(SampleOptions().steps(50))
+                      .lr(1e-3)
+                      .seed(1));
   // 50 rollout steps: the discrete problem's optimum approaches the exact tilt as the grid refines
   // (measured mean shifts: 91% of s^2 m at 25 steps, 102% at 50, 101% at 100).
   for (int i = 0; i < 200; ++i) trainer.step();
@@ -327,12 +360,14 @@ TEST(NFTTest, PolicyGradientIsZeroAtTheOldPolicyWithHalfOptimality) {
       auto out = nft.loss(batch, Policies{*policy, *ref, old.get()}, rng);
       out.loss.backward();
       double worst = 0, scale = 0;
-      for (const auto& p : policy->parameters()) worst = std::max(worst, p.grad().abs().max().item<double>());
+      for (const auto& p : policy->parameters())
+        worst = std::max(worst, p.grad().abs().max().item<double>());
       // The same loss with r = 1 (all weight on v+) has a gradient of order one.
       batch.extras["optimality"] = torch::ones({32});
       policy->zero_grad();
       nft.loss(batch, Policies{*policy, *ref, old.get()}, rng).loss.backward();
-      for (const auto& p : policy->parameters()) scale = std::max(scale, p.grad().abs().max().item<double>());
+      for (const auto& p : policy->parameters())
+        scale = std::max(scale, p.grad().abs().max().item<double>());
       batch.extras["optimality"] = torch::full({32}, 0.5);
       if (beta == 1.0)
         EXPECT_EQ(worst, 0.0) << form;  // v+ = v and v- = 2 v_old - v = v exactly
@@ -353,8 +388,8 @@ torch::Tensor gradient_of(VelocityFieldImpl& model, const torch::Tensor& loss) {
 }
 
 // EPG: the gradient is -A grad ELBO, with the ELBO written out here from the shared draws
-// (x_t = (1 - t) x0 + t eps, weight (1 - t) ln(1/t_min), squared error summed over coordinates). PEPG at
-// theta = old has ratio 1 and, with no clipping active, the same gradient.
+// (x_t = (1 - t) x0 + t eps, weight (1 - t) ln(1/t_min), squared error summed over coordinates).
+// PEPG at theta = old has ratio 1 and, with no clipping active, the same gradient.
 TEST(ElboPGTest, GradientIsMinusAdvantageTimesTheGradientOfTheELBO) {
   auto policy = make_velocity_field(MLPVelocityOptions(2).hidden(32).to_json());
   for (auto& p : policy->parameters()) p.set_requires_grad(true);
@@ -371,8 +406,8 @@ TEST(ElboPGTest, GradientIsMinusAdvantageTimesTheGradientOfTheELBO) {
   epg.prepare(batch, models, rng);
   const auto g_method = gradient_of(*policy, epg.loss(batch, models, rng).loss);
 
-  const auto& t = batch.extras.at("elbo_t");                               // [B, K]
-  const auto& eps = batch.extras.at("elbo_eps");                           // [B, K, 2]
+  const auto& t = batch.extras.at("elbo_t");      // [B, K]
+  const auto& eps = batch.extras.at("elbo_eps");  // [B, K, 2]
   EXPECT_TRUE(torch::allclose(batch.extras.at("elbo_weight"), (1.0 - t) * std::log(1e3)));
   auto x0 = batch.x0.unsqueeze(1).expand({16, K, 2});
   auto x_t = (1.0 - t.unsqueeze(2)) * x0 + t.unsqueeze(2) * eps;
@@ -396,14 +431,15 @@ TEST(ElboPGTest, GradientIsMinusAdvantageTimesTheGradientOfTheELBO) {
   ElboPG epg2(ElboPGOptions().form("epg").weighting("elbo").kl(0.0).draws(K));
   const auto g_pepg = gradient_of(*policy, out.loss);
   const auto g_epg = gradient_of(*policy, epg2.loss(fresh, models, rng2).loss);
-  EXPECT_TRUE(torch::allclose(g_pepg, g_epg, 1e-5, 1e-7)) << (g_pepg - g_epg).abs().max().item<double>();
+  EXPECT_TRUE(torch::allclose(g_pepg, g_epg, 1e-5, 1e-7))
+      << (g_pepg - g_epg).abs().max().item<double>();
   EXPECT_GT(g_epg.abs().max().item<double>(), 1e-4);
 }
 
-// AWM at theta = old: with zero advantages (equal rewards) the policy term's gradient is exactly zero,
-// and the KL terms' vanish up to rounding (v_ref = v_ema = v, computed by the inference and the training
-// paths). With real advantages and clip 1 the gradient is -A grad l_theta, the advantage-weighted
-// surrogate.
+// AWM at theta = old: with zero advantages (equal rewards) the policy term's gradient is exactly
+// zero, and the KL terms' vanish up to rounding (v_ref = v_ema = v, computed by the inference and
+// the training paths). With real advantages and clip 1 the gradient is -A grad l_theta, the
+// advantage-weighted surrogate.
 TEST(AWMTest, PolicyGradientIsZeroAtTheOldPolicyWithZeroAdvantage) {
   auto policy = make_velocity_field(MLPVelocityOptions(2).hidden(32).to_json());
   for (auto& p : policy->parameters()) p.set_requires_grad(true);
@@ -417,10 +453,15 @@ TEST(AWMTest, PolicyGradientIsZeroAtTheOldPolicyWithZeroAdvantage) {
   for (const char* w : {"ghuber", "uniform", "t"}) {
     AWM awm(AWMOptions().weighting(w).kl(0.0).ema_kl(0.0));
     awm.prepare(batch, models, rng);
-    EXPECT_EQ(gradient_of(*policy, awm.loss(batch, models, rng).loss).abs().max().item<double>(), 0.0) << w;
+    EXPECT_EQ(gradient_of(*policy, awm.loss(batch, models, rng).loss).abs().max().item<double>(),
+              0.0)
+        << w;
     AWM with_kl(AWMOptions().weighting(w).kl(0.5).ema_kl(1.0));
     with_kl.prepare(batch, models, rng);
-    EXPECT_LT(gradient_of(*policy, with_kl.loss(batch, models, rng).loss).abs().max().item<double>(), 1e-4) << w;
+    EXPECT_LT(
+        gradient_of(*policy, with_kl.loss(batch, models, rng).loss).abs().max().item<double>(),
+        1e-4)
+        << w;
   }
   batch.reward = rng.rand({16});
   AWM awm(AWMOptions().kl(0.0).ema_kl(0.0).draws(2));
@@ -432,7 +473,7 @@ TEST(AWMTest, PolicyGradientIsZeroAtTheOldPolicyWithZeroAdvantage) {
   auto tt = t.reshape({-1});
   auto v = policy->forward((1.0 - tt.unsqueeze(1)) * x0 + tt.unsqueeze(1) * eps, tt);
   auto mse = (v - (eps - x0)).square().mean(1);
-  auto l = -tt * ((mse + 1e-10).pow(0.25) - std::pow(1e-10, 0.25)) / 0.25;   // ghuber, p = 1/4
+  auto l = -tt * ((mse + 1e-10).pow(0.25) - std::pow(1e-10, 0.25)) / 0.25;  // ghuber, p = 1/4
   auto A = repeat_rows(normalized_advantage(batch.reward, 16, "step", 1e-4).clamp(-5, 5) / 5.0, 2);
   const auto g_written = gradient_of(*policy, -(A * l).mean());
   EXPECT_TRUE(torch::allclose(g_method, g_written, 1e-4, 1e-7))
@@ -443,7 +484,8 @@ TEST(AWMTest, PolicyGradientIsZeroAtTheOldPolicyWithZeroAdvantage) {
 TEST(DRaFTTest, RerunOfTheLastStepsReproducesTheRollout) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(32).to_json());
   for (const char* k : {"1", "3"}) {
-    auto trainer = method_trainer("draft", base, bump(), 2, {{"draft_k", k}, {"rollout_steps", "10"}});
+    auto trainer =
+        method_trainer("draft", base, bump(), 2, {{"draft_k", k}, {"rollout_steps", "10"}});
     auto rec = trainer.step();
     EXPECT_NEAR(rec.metrics.at("rerun_reward"), rec.reward_mean, 1e-6) << "K = " << k;
   }
@@ -455,10 +497,10 @@ TEST(DRaFTTest, RerunOfTheLastStepsReproducesTheRollout) {
 namespace ramflow {
 namespace {
 
-// RAM with an annealed tilt: stage s trains with m / S against a frozen copy of the model that ended
-// stage s - 1, so after the stage switch the reference is the policy of that moment.
-// The released code's training times: floor(N f) distinct levels of the rollout's grid per endpoint, t = 1
-// among them, and every level equally often.
+// RAM with an annealed tilt: stage s trains with m / S against a frozen copy of the model that
+// ended stage s - 1, so after the stage switch the reference is the policy of that moment. The
+// released code's training times: floor(N f) distinct levels of the rollout's grid per endpoint, t
+// = 1 among them, and every level equally often.
 TEST(NFTTest, GridTimesAreDistinctLevelsOfTheRolloutGrid) {
   NFT nft(NFTOptions().times("grid").grid_fraction(0.99));
   RolloutBatch batch;
@@ -482,14 +524,18 @@ TEST(NFTTest, GridTimesAreDistinctLevelsOfTheRolloutGrid) {
   ASSERT_EQ(count.size(), 10u);  // levels t_0 = 1 .. t_9, never t_10 = 0
   EXPECT_EQ(count.count(0.0), 0u);
   EXPECT_EQ(count.count(1.0), 1u);
-  for (const auto& [level, n] : count) EXPECT_NEAR(n, B * 9 / 10, 5 * std::sqrt(B * 0.09)) << "t = " << level;
+  for (const auto& [level, n] : count)
+    EXPECT_NEAR(n, B * 9 / 10, 5 * std::sqrt(B * 0.09)) << "t = " << level;
 }
 
 TEST(RAMAnnealTest, StagesSwitchTheReferenceToThePreviousStagesModel) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
   auto trainer = method_trainer("ram-anneal", base, bump(), 0,
-                                {{"anneal_stages", "3"}, {"anneal_stage_steps", "4"}, {"group_size", "8"},
-                                 {"rollout_steps", "5"}, {"lr", "1e-2"}});
+                                {{"anneal_stages", "3"},
+                                 {"anneal_stage_steps", "4"},
+                                 {"group_size", "8"},
+                                 {"rollout_steps", "5"},
+                                 {"lr", "1e-2"}});
   auto& method = dynamic_cast<RAMAnneal&>(trainer.method());
   EXPECT_DOUBLE_EQ(method.options()["stage_multiplier"].get<double>(), 5.0 / 3.0);
   std::vector<std::vector<torch::Tensor>> at_step;
@@ -525,8 +571,8 @@ TEST(RAMAnnealTest, StagesSwitchTheReferenceToThePreviousStagesModel) {
 namespace ramflow {
 namespace {
 
-// The Fast (window) variant: only `window` consecutive steps inside the first half are stochastic and
-// trained; the other steps are Euler steps with a zero log-density.
+// The Fast (window) variant: only `window` consecutive steps inside the first half are stochastic
+// and trained; the other steps are Euler steps with a zero log-density.
 TEST(FlowGRPOTest, WindowVariantTrainsOnlyItsStochasticSteps) {
   FlowGRPO grpo(FlowGRPOOptions().window(3).window_end(0.5));
   const auto spec = grpo.rollout_spec();
@@ -538,8 +584,9 @@ TEST(FlowGRPOTest, WindowVariantTrainsOnlyItsStochasticSteps) {
   for (int64_t k = 0; k < 10; ++k) all.push_back(k);
   EXPECT_EQ(full.trained_steps(all, 10).size(), 9u);  // floor(10 * 0.99): the last step is skipped
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
-  auto trainer = method_trainer("flow-grpo", base, bump(), 4, {{"grpo_window", "3"}, {"rollout_steps", "20"},
-                                                              {"minibatches", "1"}});
+  auto trainer =
+      method_trainer("flow-grpo", base, bump(), 4,
+                     {{"grpo_window", "3"}, {"rollout_steps", "20"}, {"minibatches", "1"}});
   for (int i = 0; i < 3; ++i) {
     auto rec = trainer.step();
     EXPECT_EQ(rec.metrics.at("ratio_max_deviation"), 0.0);
@@ -548,7 +595,8 @@ TEST(FlowGRPOTest, WindowVariantTrainsOnlyItsStochasticSteps) {
 }
 
 TEST(RewardGradientTest, MatchesTheBumpsAnalyticGradient) {
-  auto reward = make_reward({{"type", "bump"}, {"center", {4.0, -1.0}}, {"scale", 1.5}, {"height", 2.0}}, 2);
+  auto reward =
+      make_reward({{"type", "bump"}, {"center", {4.0, -1.0}}, {"scale", 1.5}, {"height", 2.0}}, 2);
   Rng rng(6);
   auto x = rng.randn({64, 2}, torch::kDouble) * 3;
   auto c = torch::tensor({4.0, -1.0}, torch::kDouble);
@@ -578,13 +626,14 @@ TEST(RAMTiltTest, WeightsAreTheSelfNormalisedTiltOfEachGroup) {
   EXPECT_NEAR(big.sum().item<double>(), 2.0, 1e-12);
 }
 
-// v_inner(x, t) + c0 + c1 x: perturbations of a fixed field along two test functions, so that the loss
-// gradient in (c0, c1) is E[phi . dL/dv] for phi = 1 and phi = x_t.
+// v_inner(x, t) + c0 + c1 x: perturbations of a fixed field along two test functions, so that the
+// loss gradient in (c0, c1) is E[phi . dL/dv] for phi = 1 and phi = x_t.
 struct PerturbedImpl : VelocityFieldImpl {
   explicit PerturbedImpl(VelocityFieldPtr inner) : inner(std::move(inner)) {
     c = register_parameter("c", torch::zeros({2}, torch::kDouble));
   }
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const Condition& cond) override {
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
+                        const Condition& cond) override {
     return inner->forward(x, t, cond) + c[0] + c[1] * x;
   }
   nlohmann::json spec() const override { return {{"type", "perturbed"}}; }
@@ -592,33 +641,34 @@ struct PerturbedImpl : VelocityFieldImpl {
   torch::Tensor c;
 };
 
-// The population fixed point of ram-tilt's regressions (2) and (3) is the exact tilt. A two-mode base in 1-D
-// with the linear reward r(x) = x tilts into the mixture with means mu_k + d s^2 and weights
-// ∝ pi_k e^{d mu_k}; RAM's first-order target is not exact here (the mode weights move nonlinearly).
-// At the tilted mixture's exact velocity the loss gradient along both test functions vanishes (to
-// Monte-Carlo error); at the base's it does not.
+// The population fixed point of ram-tilt's regressions (2) and (3) is the exact tilt. A two-mode
+// base in 1-D with the linear reward r(x) = x tilts into the mixture with means mu_k + d s^2 and
+// weights ∝ pi_k e^{d mu_k}; RAM's first-order target is not exact here (the mode weights move
+// nonlinearly). At the tilted mixture's exact velocity the loss gradient along both test functions
+// vanishes (to Monte-Carlo error); at the base's it does not.
 TEST(RAMTiltTest, TheExactTiltIsTheFixedPoint) {
   const double d = 1.5, s = 0.5;
   GaussianMixture base = GaussianMixture::from_json(
       {{"weights", {0.7, 0.3}}, {"means", {{-1.0}, {1.5}}}, {"stds", {s}}}, "base");
   const double w0 = 0.7 * std::exp(d * -1.0), w1 = 0.3 * std::exp(d * 1.5);
-  GaussianMixture tilted = GaussianMixture::from_json(
-      {{"weights", {w0 / (w0 + w1), w1 / (w0 + w1)}},
-       {"means", {{-1.0 + d * s * s}, {1.5 + d * s * s}}},
-       {"stds", {s}}},
-      "tilted");
+  GaussianMixture tilted =
+      GaussianMixture::from_json({{"weights", {w0 / (w0 + w1), w1 / (w0 + w1)}},
+                                  {"means", {{-1.0 + d * s * s}, {1.5 + d * s * s}}},
+                                  {"stds", {s}}},
+                                 "tilted");
   auto v_base = ExactMixtureVelocity(base), v_tilt = ExactMixtureVelocity(tilted);
   Rng rng(11);
   const int64_t N = 200000;
   RolloutBatch batch;
-  batch.x0 = base.sample(N, rng).to(torch::kDouble);                 // [N, 1] ~ p_s
-  batch.reward = batch.x0.view({N}).clone();                          // r(x) = x
+  batch.x0 = base.sample(N, rng).to(torch::kDouble);  // [N, 1] ~ p_s
+  batch.reward = batch.x0.view({N}).clone();          // r(x) = x
   batch.groups = 1;
-  batch.group_size = N;                                               // Z from all N endpoints
+  batch.group_size = N;  // Z from all N endpoints
   for (bool control : {true, false}) {
     auto gradient_at = [&](VelocityFieldPtr field) {
       auto policy = std::make_shared<PerturbedImpl>(field);
-      RAMTilt method(RAMTiltOptions().multiplier(d).stages(1).draws(2).normalizer("group").control(control));
+      RAMTilt method(
+          RAMTiltOptions().multiplier(d).stages(1).draws(2).normalizer("group").control(control));
       Policies models{*policy, *v_base};
       Rng draws(5);  // the same (t, eps) for both fields
       method.begin_step(0, models);
@@ -628,7 +678,8 @@ TEST(RAMTiltTest, TheExactTiltIsTheFixedPoint) {
     };
     const auto g_tilt = gradient_at(v_tilt.ptr()), g_base = gradient_at(v_base.ptr());
     for (int64_t i = 0; i < 2; ++i) {
-      EXPECT_GT(std::abs(g_base[i].item<double>()), 0.1) << "control " << control << " component " << i;
+      EXPECT_GT(std::abs(g_base[i].item<double>()), 0.1)
+          << "control " << control << " component " << i;
       EXPECT_LT(std::abs(g_tilt[i].item<double>()), 0.03 * std::abs(g_base[i].item<double>()))
           << "control " << control << " component " << i << ": " << g_tilt << " against " << g_base;
     }
@@ -655,8 +706,8 @@ TEST(RAMTiltTest, TheRunningNormaliserPoolsTheStageAndRestartsWithIt) {
   method.prepare(b1, models, rng);
   method.prepare(b2, models, rng);
   const double z = (d * torch::cat({r1, r2}).to(torch::kDouble)).exp().mean().item<double>();
-  EXPECT_TRUE(torch::allclose(b2.extras.at("weight").to(torch::kDouble), (d * r2.to(torch::kDouble)).exp() / z,
-                              1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(b2.extras.at("weight").to(torch::kDouble),
+                              (d * r2.to(torch::kDouble)).exp() / z, 1e-6, 1e-6));
   method.begin_step(3, models);  // stage 2: the pool restarts
   EXPECT_EQ(method.stage(), 2);
   auto b3 = batch_of(r1);
@@ -664,13 +715,16 @@ TEST(RAMTiltTest, TheRunningNormaliserPoolsTheStageAndRestartsWithIt) {
   EXPECT_TRUE(torch::allclose(b3.extras.at("weight"), RAMTilt::tilt_weights(r1, 2, d), 1e-6, 1e-6));
 }
 
-// Stage s draws its rollouts from a frozen copy of the policy as it was when stage s began (stage 1: the
-// base model itself).
+// Stage s draws its rollouts from a frozen copy of the policy as it was when stage s began (stage
+// 1: the base model itself).
 TEST(RAMTiltTest, StagesDrawRolloutsFromTheFrozenModelOfTheirStart) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
   auto trainer = method_trainer("ram-tilt", base, bump(), 0,
-                                {{"tilt_stages", "3"}, {"tilt_stage_steps", "4"}, {"group_size", "8"},
-                                 {"rollout_steps", "5"}, {"lr", "1e-2"}});
+                                {{"tilt_stages", "3"},
+                                 {"tilt_stage_steps", "4"},
+                                 {"group_size", "8"},
+                                 {"rollout_steps", "5"},
+                                 {"lr", "1e-2"}});
   auto& method = dynamic_cast<RAMTilt&>(trainer.method());
   Policies models{trainer.policy(), trainer.ref()};
   EXPECT_EQ(method.rollout_model(models), &trainer.ref());
@@ -695,11 +749,13 @@ TEST(RAMTiltTest, StagesDrawRolloutsFromTheFrozenModelOfTheirStart) {
 namespace ramflow {
 namespace {
 
-// --eval-ema D: the evaluated model is theta_ema <- d theta_ema + (1 - d) theta after every step, with
-// d = min(D, 0.1 n) at the n-th update (the first update copies the policy); the policy itself is untouched.
+// --eval-ema D: the evaluated model is theta_ema <- d theta_ema + (1 - d) theta after every step,
+// with d = min(D, 0.1 n) at the n-th update (the first update copies the policy); the policy itself
+// is untouched.
 TEST(TrainerTest, EvaluationEmaFollowsThePolicyWithItsDecay) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(16).to_json());
-  auto trainer = method_trainer("ram", base, bump(), 0, {{"eval_ema", "0.5"}, {"group_size", "8"}, {"rollout_steps", "4"}});
+  auto trainer = method_trainer("ram", base, bump(), 0,
+                                {{"eval_ema", "0.5"}, {"group_size", "8"}, {"rollout_steps", "4"}});
   EXPECT_EQ(trainer.eval_model_name(), "ema 0.5");
   EXPECT_NE(&trainer.eval_model(), &trainer.policy());
   std::vector<torch::Tensor> ema;
@@ -711,9 +767,11 @@ TEST(TrainerTest, EvaluationEmaFollowsThePolicyWithItsDecay) {
     for (size_t i = 0; i < ema.size(); ++i) ema[i] = d * ema[i] + (1 - d) * params[i].detach();
   }
   const auto evaluated = trainer.eval_model().parameters();
-  for (size_t i = 0; i < ema.size(); ++i) EXPECT_TRUE(torch::allclose(evaluated[i], ema[i], 1e-6, 1e-7));
+  for (size_t i = 0; i < ema.size(); ++i)
+    EXPECT_TRUE(torch::allclose(evaluated[i], ema[i], 1e-6, 1e-7));
   EXPECT_FALSE(torch::equal(evaluated[0], trainer.policy().parameters()[0]));
-  auto plain = method_trainer("ram", base, bump(), 0, {{"group_size", "8"}, {"rollout_steps", "4"}});
+  auto plain =
+      method_trainer("ram", base, bump(), 0, {{"group_size", "8"}, {"rollout_steps", "4"}});
   EXPECT_EQ(&plain.eval_model(), &plain.policy());
   EXPECT_EQ(plain.eval_model_name(), "policy");
 }
@@ -726,7 +784,9 @@ class CountingMethod : public Method {
   LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng&) override {
     ++calls_;
     auto v = models.policy.forward(batch.x0, torch::full({batch.size()}, 0.5), batch.cond);
-    return {v.square().mean(), {{"minibatch", static_cast<double>(calls_)}, {"rows", static_cast<double>(batch.size())}}};
+    return {
+        v.square().mean(),
+        {{"minibatch", static_cast<double>(calls_)}, {"rows", static_cast<double>(batch.size())}}};
   }
   nlohmann::json options() const override { return nlohmann::json::object(); }
 
@@ -738,9 +798,11 @@ TEST(TrainerTest, AStepsMetricsAggregateAllItsMinibatches) {
   auto base = make_velocity_field(MLPVelocityOptions(2).hidden(8).to_json());
   auto policy = clone_velocity_field(*base);
   for (auto& p : policy->parameters()) p.set_requires_grad(true);
-  Trainer trainer(policy, frozen_copy(*base), make_reward({{"type", "bump"}, {"center", {4, 0}}}, 2),
+  Trainer trainer(policy, frozen_copy(*base),
+                  make_reward({{"type", "bump"}, {"center", {4, 0}}}, 2),
                   std::make_unique<CountingMethod>(),
-                  TrainerOptions().sample_shape({2}).group_size(8).minibatches(4).rollout(SampleOptions().steps(2)));
+                  TrainerOptions().sample_shape({2}).group_size(8).minibatches(4).rollout(
+                      SampleOptions().steps(2)));
   const StepRecord rec = trainer.step();
   EXPECT_DOUBLE_EQ(rec.metrics.at("minibatch"), (1 + 2 + 3 + 4) / 4.0);
   EXPECT_DOUBLE_EQ(rec.metrics.at("rows"), 2.0);

@@ -22,7 +22,8 @@ TEST(MetricsTest, EnergyDistanceOfShiftedGaussiansHasItsClosedForm) {
   const double d = 1.0;
   auto x = rng.randn({6000, 1});
   auto y = rng.randn({6000, 1}) + d;
-  const double exact = 2 * mean_abs_normal(d, std::sqrt(2.0)) - 2 * mean_abs_normal(0, std::sqrt(2.0));
+  const double exact =
+      2 * mean_abs_normal(d, std::sqrt(2.0)) - 2 * mean_abs_normal(0, std::sqrt(2.0));
   EXPECT_NEAR(energy_distance(x, y), exact, 0.05) << "exact " << exact;
   // Same law: close to zero (the U-statistics make it unbiased).
   EXPECT_NEAR(energy_distance(x, rng.randn({6000, 1})), 0.0, 0.01);

@@ -27,7 +27,8 @@ TEST(MixtureTest, ExactVelocityTransportsNoiseToTheMixture) {
   auto model = ExactMixtureVelocity(g);
   Rng rng(1);
   auto x0 = sample(*model, rng.randn({20000, 2}, torch::TensorOptions().dtype(torch::kDouble)), {},
-                   SampleOptions().sampler("heun").steps(100)).x0;
+                   SampleOptions().sampler("heun").steps(100))
+                .x0;
   auto mean = (g.weights.unsqueeze(1) * g.means).sum(0);
   EXPECT_TRUE(torch::allclose(x0.mean(0), mean, 0, 0.05)) << x0.mean(0) << mean;
   auto masses = mode_masses(x0, g.means);
@@ -90,22 +91,26 @@ TEST(TiltTest, ClosedFormMatchesImportanceResamplingLinear) {
 }
 
 TEST(TiltTest, ClosedFormMatchesImportanceResamplingQuadratic) {
-  expect_tilts_agree(skewed_mixture(),
-                     {{"type", "quadratic"}, {"center", {1.0, 0.5}}, {"q", {{0.8, 0.2}, {0.2, 0.5}}}}, 1.0);
+  expect_tilts_agree(
+      skewed_mixture(),
+      {{"type", "quadratic"}, {"center", {1.0, 0.5}}, {"q", {{0.8, 0.2}, {0.2, 0.5}}}}, 1.0);
 }
 
 TEST(TiltTest, ClosedFormMatchesImportanceResamplingSumOnTheRing) {
-  expect_tilts_agree(GaussianMixture::ring(),
-                     {{"type", "sum"},
-                      {"terms", {{{"type", "linear"}, {"coef", {1.0, 0.0}}, {"weight", 0.5}},
-                                 {{"type", "quadratic"}, {"center", {0.0, 4.0}}, {"q", 0.3}, {"weight", 1.0}}}}},
-                     1.0);
+  expect_tilts_agree(
+      GaussianMixture::ring(),
+      {{"type", "sum"},
+       {"terms",
+        {{{"type", "linear"}, {"coef", {1.0, 0.0}}, {"weight", 0.5}},
+         {{"type", "quadratic"}, {"center", {0.0, 4.0}}, {"q", 0.3}, {"weight", 1.0}}}}},
+      1.0);
 }
 
 TEST(TiltTest, LinearTiltOfAGaussianShiftsTheMeanBySigmaB) {
   // N(mu, Sigma) tilted by exp(m b.x) is N(mu + Sigma m b, Sigma), exactly.
   auto g = GaussianMixture::single({0.7, -0.2}, 1.2);
-  QuadraticForm f{torch::zeros({2, 2}, torch::kDouble), torch::tensor({0.8, 0.1}, torch::kDouble), 0};
+  QuadraticForm f{torch::zeros({2, 2}, torch::kDouble), torch::tensor({0.8, 0.1}, torch::kDouble),
+                  0};
   auto t = tilt_mixture(g, f, 2.0);
   auto expect = g.means[0] + 1.44 * 2.0 * f.b;
   EXPECT_TRUE(torch::allclose(t.means[0], expect, 0, 1e-12));
@@ -114,7 +119,8 @@ TEST(TiltTest, LinearTiltOfAGaussianShiftsTheMeanBySigmaB) {
 
 TEST(TiltTest, NonNormalisableTiltIsRefused) {
   auto g = GaussianMixture::single({0.0}, 1.0);
-  QuadraticForm f{-2.0 * torch::eye(1, torch::kDouble), torch::zeros({1}, torch::kDouble), 0};  // r = +x^2
+  QuadraticForm f{-2.0 * torch::eye(1, torch::kDouble), torch::zeros({1}, torch::kDouble),
+                  0};  // r = +x^2
   EXPECT_THROW(tilt_mixture(g, f, 1.0), ConfigError);
 }
 
@@ -136,7 +142,8 @@ TEST(TiltTest, ConditionalPoolTiltsEachClass) {
   // class 0: w = (1, e^m) / (1 + e^m); E[r] = e^m / (1 + e^m); log Z = log((1 + e^m) / 2)
   const double e0 = std::exp(m) / (1 + std::exp(m)), z0 = std::log((1 + std::exp(m)) / 2);
   // class 1: E[r] = 2 e^{2m} / (3 + e^{2m}); log Z = log((3 + e^{2m}) / 4)
-  const double e1 = 2 * std::exp(2 * m) / (3 + std::exp(2 * m)), z1 = std::log((3 + std::exp(2 * m)) / 4);
+  const double e1 = 2 * std::exp(2 * m) / (3 + std::exp(2 * m)),
+               z1 = std::log((3 + std::exp(2 * m)) / 4);
   EXPECT_NEAR(p.reward, (2.0 * e0 + 4.0 * e1) / 6.0, 1e-6);
   EXPECT_NEAR(p.kl, (2.0 * (m * e0 - z0) + 4.0 * (m * e1 - z1)) / 6.0, 1e-6);
   // Without classes the same pool is one tilt, with another answer.

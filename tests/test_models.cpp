@@ -15,9 +15,9 @@ namespace ramflow {
 namespace {
 
 // One example per registered model: its spec, the shape of one sample, and its number of classes
-// (class-conditional models get labels) or its text embeddings' widths (text-conditioned models get a
-// random context [B, 3, C] and pooled vector [B, P]). A newly registered model without one fails the
-// tests below.
+// (class-conditional models get labels) or its text embeddings' widths (text-conditioned models get
+// a random context [B, 3, C] and pooled vector [B, P]). A newly registered model without one fails
+// the tests below.
 struct Example {
   nlohmann::json spec;
   std::vector<int64_t> shape = {2};
@@ -28,17 +28,26 @@ struct Example {
     if (classes > 0) return Condition::classes(torch::arange(B).remainder(classes));
     if (context_dim == 0) return {};
     Rng rng(11);
-    return Condition(torch::arange(B), {{"context", rng.randn({B, 3, context_dim})}, {"pooled", rng.randn({B, pooled_dim})}});
+    return Condition(torch::arange(B), {{"context", rng.randn({B, 3, context_dim})},
+                                        {"pooled", rng.randn({B, pooled_dim})}});
   }
 };
 Example example(const std::string& name) {
   if (name == "mlp") return {MLPVelocityOptions(2).hidden(32).depth(2).to_json()};
-  if (name == "exact_mixture") return {{{"type", "exact_mixture"}, {"mixture", GaussianMixture::ring().to_json()}}};
-  if (name == "text_mlp") return {TextMLPVelocityOptions(2, 4, 5).hidden(32).depth(2).to_json(), {2}, 0, 4, 5};
-  if (name == "unet") return {UNetOptions().image_size(8).mult({1, 2}).num_classes(3).to_json(), {1, 8, 8}, 3};
+  if (name == "exact_mixture")
+    return {{{"type", "exact_mixture"}, {"mixture", GaussianMixture::ring().to_json()}}};
+  if (name == "text_mlp")
+    return {TextMLPVelocityOptions(2, 4, 5).hidden(32).depth(2).to_json(), {2}, 0, 4, 5};
+  if (name == "unet")
+    return {UNetOptions().image_size(8).mult({1, 2}).num_classes(3).to_json(), {1, 8, 8}, 3};
   if (name == "lora")
-    return {{{"type", "lora"}, {"base", example("unet").spec}, {"rank", 2}, {"alpha", 3.0}, {"targets", {"conv1", "qkv"}}},
-            {1, 8, 8}, 3};
+    return {{{"type", "lora"},
+             {"base", example("unet").spec},
+             {"rank", 2},
+             {"alpha", 3.0},
+             {"targets", {"conv1", "qkv"}}},
+            {1, 8, 8},
+            3};
   return {nullptr};
 }
 nlohmann::json example_spec(const std::string& name) { return example(name).spec; }
@@ -86,12 +95,13 @@ TEST_P(ModelContract, ShapesCloneAndCheckpointRoundTrip) {
   EXPECT_EQ(meta["step"], 3);
 }
 
-// The initial weights are a function of the spec and the seed alone (torch's global generator, seeded
-// differently in every process, would give two different draws here).
+// The initial weights are a function of the spec and the seed alone (torch's global generator,
+// seeded differently in every process, would give two different draws here).
 TEST_P(ModelContract, InitialisationIsAFunctionOfTheSeed) {
   auto spec = example_spec(GetParam());
   ASSERT_FALSE(spec.is_null());
-  auto a = make_velocity_field(spec, 7), b = make_velocity_field(spec, 7), c = make_velocity_field(spec, 8);
+  auto a = make_velocity_field(spec, 7), b = make_velocity_field(spec, 7),
+       c = make_velocity_field(spec, 8);
   auto pa = a->parameters(), pb = b->parameters(), pc = c->parameters();
   ASSERT_EQ(pa.size(), pb.size());
   bool differs = false;
@@ -102,14 +112,15 @@ TEST_P(ModelContract, InitialisationIsAFunctionOfTheSeed) {
   EXPECT_EQ(differs, !pa.empty()) << "another seed must give other weights";
 }
 
-// Every Conv2d and Linear layer of a model is reached through layer_forward (lora_branch.h): LoRA on all of
-// them ('*') runs, and with B perturbed away from zero each adapter changes the output. A model whose
-// forward calls a layer directly fails here (its adapter would be ignored).
+// Every Conv2d and Linear layer of a model is reached through layer_forward (lora_branch.h): LoRA
+// on all of them ('*') runs, and with B perturbed away from zero each adapter changes the output. A
+// model whose forward calls a layer directly fails here (its adapter would be ignored).
 TEST_P(ModelContract, LoraReachesEveryAdaptableLayer) {
   const Example ex = example(GetParam());
   ASSERT_FALSE(ex.spec.is_null());
   auto model = make_velocity_field(ex.spec, 1);
-  if (as_lora(*model) || lora_target_layers_or_empty(*model).empty()) GTEST_SKIP() << "no adaptable layers";
+  if (as_lora(*model) || lora_target_layers_or_empty(*model).empty())
+    GTEST_SKIP() << "no adaptable layers";
   {
     // Perturbed, so that zero-initialised layers (an output layer) pass every layer's change on.
     torch::NoGradGuard g;
@@ -135,7 +146,8 @@ TEST_P(ModelContract, LoraReachesEveryAdaptableLayer) {
 INSTANTIATE_TEST_SUITE_P(AllModels, ModelContract, ::testing::ValuesIn(models().names()));
 
 TEST(ModelTest, MLPDefaultHasTheTutorialSize) {
-  // Linear(18->128) + 2 x Linear(128->128) + Linear(128->2) = 2432 + 33024 + 258 = 35,714 parameters.
+  // Linear(18->128) + 2 x Linear(128->128) + Linear(128->2) = 2432 + 33024 + 258 = 35,714
+  // parameters.
   auto mlp = MLPVelocity(MLPVelocityOptions(2));
   EXPECT_EQ(parameter_count(*mlp), 35714);
 }

@@ -30,7 +30,8 @@ using testing::pretrained;
 Trainer make_trainer(VelocityFieldPtr base, RewardPtr reward, RAMOptions ram, TrainerOptions opts) {
   auto policy = clone_velocity_field(*base);
   for (auto& p : policy->parameters()) p.set_requires_grad(true);
-  return Trainer(policy, frozen_copy(*base), std::move(reward), std::make_unique<RAM>(ram), std::move(opts));
+  return Trainer(policy, frozen_copy(*base), std::move(reward), std::make_unique<RAM>(ram),
+                 std::move(opts));
 }
 
 TEST(RAMTest, ZeroRewardGivesExactlyZeroLossAndGradient) {
@@ -50,9 +51,9 @@ TEST(RAMTest, ZeroRewardGivesExactlyZeroLossAndGradient) {
   for (const auto& p : ref->parameters()) EXPECT_FALSE(p.grad().defined());
 }
 
-// RAM::loss (its fused CPU node for float32, LibTorch operators for float64) against Eq. 17 written out
-// with operators: the same (t, eps) draws (a copy of the Rng), target = v_ref + s ((eps - x0) - v_copy),
-// loss = mean (v - target)^2, and its gradient by autograd; for both stopped copies.
+// RAM::loss (its fused CPU node for float32, LibTorch operators for float64) against Eq. 17 written
+// out with operators: the same (t, eps) draws (a copy of the Rng), target = v_ref + s ((eps - x0) -
+// v_copy), loss = mean (v - target)^2, and its gradient by autograd; for both stopped copies.
 TEST(RAMTest, LossAndGradientMatchTheWrittenOutObjective) {
   for (auto dtype : {torch::kFloat, torch::kDouble}) {
     for (const std::string copy : {"current", "ema"}) {
@@ -87,7 +88,9 @@ TEST(RAMTest, LossAndGradientMatchTheWrittenOutObjective) {
       const auto expected_grads = torch::autograd::grad({expected}, policy->parameters());
       EXPECT_NEAR(out.loss.item<double>(), expected.item<double>(), 1e-5 * expected.item<double>())
           << copy << " " << dtype;
-      EXPECT_NEAR(out.metrics.at("drift_from_ref"), (v - v_ref).square().mean().item<double>(), 1e-6) << copy;
+      EXPECT_NEAR(out.metrics.at("drift_from_ref"), (v - v_ref).square().mean().item<double>(),
+                  1e-6)
+          << copy;
       for (size_t i = 0; i < grads.size(); ++i)
         EXPECT_LT((grads[i] - expected_grads[i]).abs().max().item<double>(),
                   1e-5 * expected_grads[i].abs().max().item<double>() + 1e-9)
@@ -120,12 +123,14 @@ TEST(RAMTest, SignalsAreCentredAndScaledPerGroup) {
   auto n = RAM(RAMOptions().multiplier(1.0).signal("normalized")).signal(batch).reshape({2, 3});
   EXPECT_TRUE(torch::allclose(n.std(1, /*unbiased=*/false), torch::ones({2}), 1e-3));
   auto step = normalized_advantage(batch.reward, 3, "step", 1e-4);
-  EXPECT_NEAR(step.reshape({2, 3})[0][2].item<float>(), 1.0f / batch.reward.std(false).item<float>(), 1e-4);
+  EXPECT_NEAR(step.reshape({2, 3})[0][2].item<float>(),
+              1.0f / batch.reward.std(false).item<float>(), 1e-4);
   EXPECT_THROW(RAM(RAMOptions().signal("magic")), ConfigError);
 }
 
-// The fixed-point equation  v* - v_ref = E*[ b X0 ((eps - X0) - v*) | X_t = x ]  holds exactly when p_ref
-// is N(mu0, s^2), r(x) = b x and p* = N(mu0 + s^2 b, s^2). Checked by exact posterior sampling.
+// The fixed-point equation  v* - v_ref = E*[ b X0 ((eps - X0) - v*) | X_t = x ]  holds exactly when
+// p_ref is N(mu0, s^2), r(x) = b x and p* = N(mu0 + s^2 b, s^2). Checked by exact posterior
+// sampling.
 TEST(RAMTest, PopulationFixedPointIsExactForGaussianWithLinearReward) {
   const double mu0 = 0.7, s2 = 1.5, b = 0.8, mu_star = mu0 + s2 * b;
   auto v_of = [&](double mean, double x, double t) {  // exact FM velocity of N(mean, s2)
@@ -136,10 +141,12 @@ TEST(RAMTest, PopulationFixedPointIsExactForGaussianWithLinearReward) {
   for (double t : {0.1, 0.5, 0.9}) {
     for (double x : {-1.0, 0.5, 2.0}) {
       const double a = 1 - t, D = a * a * s2 + t * t;
-      // X0 | X_t = x under p*: N(mu_star + a s2 (x - a mu_star) / D, s2 t^2 / D);  eps = (x - a X0) / t.
+      // X0 | X_t = x under p*: N(mu_star + a s2 (x - a mu_star) / D, s2 t^2 / D);  eps = (x - a X0)
+      // / t.
       const double post_mean = mu_star + a * s2 * (x - a * mu_star) / D;
       const double post_std = std::sqrt(s2 * t * t / D);
-      auto x0 = post_mean + post_std * rng.randn({400000}, torch::TensorOptions().dtype(torch::kDouble));
+      auto x0 =
+          post_mean + post_std * rng.randn({400000}, torch::TensorOptions().dtype(torch::kDouble));
       auto eps = (x - a * x0) / t;
       const double v_star = v_of(mu_star, x, t), v_ref = v_of(mu0, x, t);
       const double rhs = (b * x0 * ((eps - x0) - v_star)).mean().item<double>();
@@ -150,10 +157,11 @@ TEST(RAMTest, PopulationFixedPointIsExactForGaussianWithLinearReward) {
 }
 
 // Training: a 1-D Gaussian base with a linear reward converges to the exact tilt. The group-centred
-// signal is used: with the raw signal m r the mean signal here is about 3, so the loss mostly re-fits the
-// model to its own 25-step Euler samples, and that self-distillation of the sampler's error shrinks the
-// variance step after step (measured: variance 0.17 instead of 0.24 after 600 steps). Centring removes
-// the constant part and leaves the fixed point unchanged (up to the factor 1 - 1/G on m).
+// signal is used: with the raw signal m r the mean signal here is about 3, so the loss mostly
+// re-fits the model to its own 25-step Euler samples, and that self-distillation of the sampler's
+// error shrinks the variance step after step (measured: variance 0.17 instead of 0.24 after 600
+// steps). Centring removes the constant part and leaves the fixed point unchanged (up to the factor
+// 1 - 1/G on m).
 TEST(RAMTest, GaussianReferenceWithLinearRewardReachesTheExactTilt) {
   const auto g = testing::gaussian_base();  // N(1, 0.5^2)
   const auto& base = g.model;
@@ -177,7 +185,8 @@ TEST(RAMTest, GaussianReferenceWithLinearRewardReachesTheExactTilt) {
     const double a = 1 - t, D = a * a * s2 + t * t;
     auto xt = a * (mu + s2 * b) + std::sqrt(D) * rng.randn({4096, 1});
     auto tt = torch::full({4096}, t);
-    auto shift = (trainer.policy().forward(xt, tt) - trainer.ref().forward(xt, tt)).mean().item<double>();
+    auto shift =
+        (trainer.policy().forward(xt, tt) - trainer.ref().forward(xt, tt)).mean().item<double>();
     EXPECT_NEAR(shift, -b_eff * s2 * t / D, 0.1) << "t=" << t;
   }
 }

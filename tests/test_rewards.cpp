@@ -11,17 +11,19 @@
 namespace ramflow {
 namespace {
 
-// One example per registered reward: its spec and the shape of one sample (points [2] unless the reward
-// scores images). A newly registered reward without one fails the test below, so every reward gets the
-// contract.
+// One example per registered reward: its spec and the shape of one sample (points [2] unless the
+// reward scores images). A newly registered reward without one fails the test below, so every
+// reward gets the contract.
 struct Example {
   nlohmann::json spec;
   std::vector<int64_t> shape = {2};
 };
 Example example(const std::string& name) {
   if (name == "linear") return {{{"type", "linear"}, {"coef", {0.5, -1.0}}}};
-  if (name == "quadratic") return {{{"type", "quadratic"}, {"center", {1.0, 2.0}}, {"q", {0.5, 2.0}}}};
-  if (name == "bump") return {{{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}, {"height", 1.5}}};
+  if (name == "quadratic")
+    return {{{"type", "quadratic"}, {"center", {1.0, 2.0}}, {"q", {0.5, 2.0}}}};
+  if (name == "bump")
+    return {{{"type", "bump"}, {"center", {4.0, 0.0}}, {"scale", 2.5}, {"height", 1.5}}};
   if (name == "brightness") return {{{"type", "brightness"}}};
   if (name == "jpeg-compressibility" || name == "jpeg-incompressibility")
     return {{{"type", name}, {"quality", 80}}, {1, 16, 16}};
@@ -34,11 +36,14 @@ Example example(const std::string& name) {
   }
   if (name == "sum")
     return {{{"type", "sum"},
-             {"terms", {{{"type", "linear"}, {"coef", {1.0, 1.0}}, {"weight", 2.0}},
-                        {{"type", "bump"}, {"center", {0.0, 0.0}}, {"weight", -0.5}}}}}};
+             {"terms",
+              {{{"type", "linear"}, {"coef", {1.0, 1.0}}, {"weight", 2.0}},
+               {{"type", "bump"}, {"center", {0.0, 0.0}}, {"weight", -0.5}}}}}};
   if (name == "remote") {
-    // The example server's bump, over loopback (tests/test_remote_reward.cpp holds the client's tests).
-    static testing::Server server({testing::source("examples/reward_server.py"), "--port", "0", "--center", "1,1"});
+    // The example server's bump, over loopback (tests/test_remote_reward.cpp holds the client's
+    // tests).
+    static testing::Server server(
+        {testing::source("examples/reward_server.py"), "--port", "0", "--center", "1,1"});
     return {{{"type", "remote"}, {"url", server.url()}}};
   }
   return {nullptr};
@@ -71,12 +76,15 @@ TEST_P(RewardContract, ShapeFinitenessRoundTripAndGradients) {
   // Differentiable rewards: autograd matches central finite differences (first two coordinates).
   if (reward->differentiable()) {
     auto xg = x.clone().requires_grad_(true);
-    auto g = torch::autograd::grad({reward->score(xg).sum()}, {xg}, {}, false, false)[0].reshape({64, dim});
+    auto g = torch::autograd::grad({reward->score(xg).sum()}, {xg}, {}, false, false)[0].reshape(
+        {64, dim});
     const double h = 1e-6;
     for (int64_t d = 0; d < 2; ++d) {
       auto e = torch::zeros_like(flat);
       e.select(1, d).fill_(h);
-      auto fd = (reward->score((flat + e).view(x.sizes())) - reward->score((flat - e).view(x.sizes()))) / (2 * h);
+      auto fd =
+          (reward->score((flat + e).view(x.sizes())) - reward->score((flat - e).view(x.sizes()))) /
+          (2 * h);
       EXPECT_TRUE(torch::allclose(g.select(1, d), fd, 1e-5, 1e-6)) << GetParam() << " dim " << d;
     }
   }
@@ -97,8 +105,8 @@ TEST(RewardTest, KnownValues) {
   EXPECT_FALSE(bump->quadratic_form().has_value());
 }
 
-// brightness = the mean coordinate: on images [B, 1, 28, 28] the mean intensity, on points the linear
-// reward with coefficients 1/D, quadratic form included.
+// brightness = the mean coordinate: on images [B, 1, 28, 28] the mean intensity, on points the
+// linear reward with coefficients 1/D, quadratic form included.
 TEST(RewardTest, BrightnessIsTheMeanCoordinate) {
   torch::manual_seed(0);  // values only; the assertions hold for any
   auto images = torch::rand({3, 1, 28, 28}, torch::kDouble) * 2 - 1;
@@ -116,13 +124,14 @@ TEST(RewardTest, BrightnessIsTheMeanCoordinate) {
   EXPECT_THROW(make_reward({{"type", "brightness"}, {"scale", 2}}, 2), ConfigError);
 }
 
-// JPEG sizes: a flat image compresses far better than noise, the two rewards are each other's negative,
-// the score is deterministic, and a lower quality gives smaller files.
+// JPEG sizes: a flat image compresses far better than noise, the two rewards are each other's
+// negative, the score is deterministic, and a lower quality gives smaller files.
 TEST(RewardTest, JpegSizeRewardsOrderFlatBelowNoisyImages) {
   auto comp = make_reward({{"type", "jpeg-compressibility"}}, 3 * 32 * 32);
   auto incomp = make_reward({{"type", "jpeg-incompressibility"}}, 3 * 32 * 32);
   Rng rng(1);
-  auto images = torch::cat({torch::zeros({1, 3, 32, 32}), rng.randn({1, 3, 32, 32}).clamp(-1, 1)});  // flat, noise
+  auto images = torch::cat(
+      {torch::zeros({1, 3, 32, 32}), rng.randn({1, 3, 32, 32}).clamp(-1, 1)});  // flat, noise
   const auto r = comp->score(images), s = incomp->score(images);
   EXPECT_GT(r[0].item<float>(), r[1].item<float>());  // the flat image is the more compressible
   EXPECT_TRUE(torch::equal(r, -s));
@@ -144,11 +153,14 @@ TEST(RewardTest, BadSpecsNameTheField) {
     }
     return std::string();
   };
-  EXPECT_NE(msg({{"type", "bump"}, {"center", {1, 2, 3}}}).find("'center' has 3 entries"), std::string::npos);
-  EXPECT_NE(msg({{"type", "bump"}, {"center", {1, 2}}, {"scale", 0}}).find("'scale' must be > 0"), std::string::npos);
+  EXPECT_NE(msg({{"type", "bump"}, {"center", {1, 2, 3}}}).find("'center' has 3 entries"),
+            std::string::npos);
+  EXPECT_NE(msg({{"type", "bump"}, {"center", {1, 2}}, {"scale", 0}}).find("'scale' must be > 0"),
+            std::string::npos);
   EXPECT_NE(msg({{"type", "linear"}}).find("missing field 'coef'"), std::string::npos);
   EXPECT_NE(msg({{"type", "nope"}}).find("unknown reward 'nope'"), std::string::npos);
-  EXPECT_NE(msg({{"type", "quadratic"}, {"q", {{1, 2}, {0, 1}}}}).find("symmetric"), std::string::npos);
+  EXPECT_NE(msg({{"type", "quadratic"}, {"q", {{1, 2}, {0, 1}}}}).find("symmetric"),
+            std::string::npos);
 }
 
 TEST(RewardTest, NonFiniteScoresAreCaught) {

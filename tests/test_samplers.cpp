@@ -12,11 +12,12 @@
 namespace ramflow {
 namespace {
 
-// For Gaussian data N(mu, s^2) the exact flow map is affine: x0 = mu + s x1. So the error of a sampler
-// against that map is its global discretisation error.
+// For Gaussian data N(mu, s^2) the exact flow map is affine: x0 = mu + s x1. So the error of a
+// sampler against that map is its global discretisation error.
 double endpoint_error(const std::string& sampler, int64_t steps) {
   auto model = ExactMixtureVelocity(GaussianMixture::single({1.0}, 0.5));
-  auto x1 = torch::linspace(-2.5, 2.5, 64, torch::kDouble).reshape({64, 1});  // float64: no rounding floor
+  auto x1 = torch::linspace(-2.5, 2.5, 64, torch::kDouble)
+                .reshape({64, 1});  // float64: no rounding floor
   auto x0 = sample(*model, x1, {}, SampleOptions().sampler(sampler).steps(steps)).x0;
   return (x0 - (1.0 + 0.5 * x1)).abs().max().item<double>();
 }
@@ -31,7 +32,8 @@ double convergence_order(const std::string& sampler) {
   double mx = 0, my = 0;
   for (size_t i = 0; i < lx.size(); ++i) mx += lx[i] / lx.size(), my += ly[i] / ly.size();
   double sxy = 0, sxx = 0;
-  for (size_t i = 0; i < lx.size(); ++i) sxy += (lx[i] - mx) * (ly[i] - my), sxx += (lx[i] - mx) * (lx[i] - mx);
+  for (size_t i = 0; i < lx.size(); ++i)
+    sxy += (lx[i] - mx) * (ly[i] - my), sxx += (lx[i] - mx) * (lx[i] - mx);
   return -sxy / sxx;
 }
 
@@ -53,8 +55,8 @@ TEST(SamplerTest, Dpm2IsSecondOrder) {
 }
 
 TEST(SamplerTest, Dpm2IsExactForAPointMass) {
-  // Data at one point c: D(x, t) = c everywhere, so the exponential integrator is exact in one step from
-  // any t, including t = 1 and the last step to t = 0.
+  // Data at one point c: D(x, t) = c everywhere, so the exponential integrator is exact in one step
+  // from any t, including t = 1 and the last step to t = 0.
   const double c = 0.7;
   VelocityFn v = [c](const torch::Tensor& x, const torch::Tensor& t) {  // v = (x - c) / t
     return (x - c) / t.view({-1, 1});
@@ -70,7 +72,9 @@ TEST(SamplerTest, Dpm2IsExactForAPointMass) {
 
 TEST(SamplerTest, EulerStepIsTheConventionUpdate) {
   // x_next = x + (t_next - t) v: with v = const, one step moves by (t_next - t) v exactly.
-  VelocityFn v = [](const torch::Tensor& x, const torch::Tensor&) { return torch::full_like(x, 2.0); };
+  VelocityFn v = [](const torch::Tensor& x, const torch::Tensor&) {
+    return torch::full_like(x, 2.0);
+  };
   auto x = torch::zeros({3, 2}, torch::kDouble);
   auto y = euler_step(v, x, 0.75, 0.5, {});
   EXPECT_TRUE(torch::allclose(y, torch::full_like(x, -0.5)));

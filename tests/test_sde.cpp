@@ -1,9 +1,11 @@
 // The ODE-to-SDE step of Flow-GRPO and Adjoint Matching (sde.h):
 //   * a = 0 is exactly the Euler step
-//   * every noise level keeps the flow's marginals; a = sqrt 2 makes the endpoint independent of the
+//   * every noise level keeps the flow's marginals; a = sqrt 2 makes the endpoint independent of
+//   the
 //     starting noise (memoryless), a = 0.7 does not
 //   * the log-density is the Gaussian one, mean or sum over coordinates
-//   * trajectories keep the path and log-densities of the SDE steps only, and re-evaluating a stored
+//   * trajectories keep the path and log-densities of the SDE steps only, and re-evaluating a
+//   stored
 //     step reproduces its log-density bit for bit
 #include <cmath>
 
@@ -37,7 +39,8 @@ TEST(SdeTest, ZeroNoiseIsExactlyTheEulerStep) {
   EXPECT_DOUBLE_EQ(sde_sigma(0.7, 0.5, 0.4), 0.7);
 }
 
-// 1-D data N(2, 0.5^2) with its exact velocity: the endpoint law and its correlation with the noise.
+// 1-D data N(2, 0.5^2) with its exact velocity: the endpoint law and its correlation with the
+// noise.
 struct EndpointStats {
   double mean, std, corr;
 };
@@ -47,8 +50,9 @@ EndpointStats endpoint_stats(double a, int64_t steps) {
   auto x1 = rng.randn({10000, 1}, torch::kDouble);
   std::vector<int64_t> all;
   for (int64_t k = 0; k < steps; ++k) all.push_back(k);
-  auto traj = sample_trajectory(*model, x1, {},
-                                TrajectoryOptions().grid(time_grid(steps)).noise_level(a).sde_steps(all), rng);
+  auto traj = sample_trajectory(
+      *model, x1, {}, TrajectoryOptions().grid(time_grid(steps)).noise_level(a).sde_steps(all),
+      rng);
   auto x0 = traj.x[steps].flatten(), z = x1.flatten();
   const double corr = ((x0 - x0.mean()) * (z - z.mean())).mean().item<double>() /
                       (x0.std(false) * z.std(false)).item<double>();
@@ -56,22 +60,24 @@ EndpointStats endpoint_stats(double a, int64_t steps) {
 }
 
 TEST(SdeTest, KeepsTheMarginalsAndSqrtTwoIsMemoryless) {
-  const auto ode = endpoint_stats(0.0, 50), grpo = endpoint_stats(0.7, 50), am = endpoint_stats(std::sqrt(2.0), 50);
+  const auto ode = endpoint_stats(0.0, 50), grpo = endpoint_stats(0.7, 50),
+             am = endpoint_stats(std::sqrt(2.0), 50);
   for (const auto& s : {ode, grpo, am}) {
     EXPECT_NEAR(s.mean, 2.0, 0.02);
     EXPECT_NEAR(s.std, 0.5, 0.02);
   }
-  EXPECT_GT(ode.corr, 0.999);                     // the ODE is a deterministic map
-  EXPECT_GT(grpo.corr, 0.05);                     // a = 0.7 keeps some memory of the noise
+  EXPECT_GT(ode.corr, 0.999);  // the ODE is a deterministic map
+  EXPECT_GT(grpo.corr, 0.05);  // a = 0.7 keeps some memory of the noise
   EXPECT_LT(grpo.corr, 0.5);
-  EXPECT_LT(std::abs(am.corr), 0.03);             // memoryless: independent of the starting noise
+  EXPECT_LT(std::abs(am.corr), 0.03);  // memoryless: independent of the starting noise
 }
 
 TEST(SdeTest, LogDensityIsGaussianMeanOrSumOverCoordinates) {
   Rng rng(3);
   auto mean = rng.randn({5, 4}, torch::kDouble), x = rng.randn({5, 4}, torch::kDouble);
   const double s = 0.3;
-  auto expected = (-(x - mean).square() / (2 * s * s) - std::log(s) - 0.5 * std::log(2 * M_PI)).sum(1);
+  auto expected =
+      (-(x - mean).square() / (2 * s * s) - std::log(s) - 0.5 * std::log(2 * M_PI)).sum(1);
   EXPECT_TRUE(torch::allclose(gaussian_log_prob(x, mean, s, "sum"), expected, 1e-12, 1e-12));
   EXPECT_TRUE(torch::allclose(gaussian_log_prob(x, mean, s, "mean"), expected / 4, 1e-12, 1e-12));
   EXPECT_THROW(gaussian_log_prob(x, mean, s, "max"), ConfigError);
@@ -83,7 +89,8 @@ TEST(SdeTest, TrajectoryKeepsThePathAndReproducesItsLogDensities) {
   auto x1 = rng.randn({24, 2});
   const auto grid = time_grid(10, 3.0);
   const double a = 0.7;
-  auto traj = sample_trajectory(*model, x1, {}, TrajectoryOptions().grid(grid).noise_level(a).sde_steps({2, 3, 4}), rng);
+  auto traj = sample_trajectory(
+      *model, x1, {}, TrajectoryOptions().grid(grid).noise_level(a).sde_steps({2, 3, 4}), rng);
   ASSERT_EQ(traj.x.sizes(), (std::vector<int64_t>{11, 24, 2}));
   EXPECT_TRUE(torch::equal(traj.x[0], x1));
   EXPECT_EQ(traj.nfe, 10);

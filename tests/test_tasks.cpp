@@ -1,6 +1,6 @@
-// The task contract over every registered task: data of the task's shape with one condition per sample,
-// conditions of the right size for training, evaluation and guidance, a default model that takes them,
-// and a spec that rebuilds the task.
+// The task contract over every registered task: data of the task's shape with one condition per
+// sample, conditions of the right size for training, evaluation and guidance, a default model that
+// takes them, and a spec that rebuilds the task.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -13,11 +13,12 @@
 namespace ramflow {
 namespace {
 
-// The parameters each registered task is built with here; a newly registered task without an entry is
-// built with none.
+// The parameters each registered task is built with here; a newly registered task without an entry
+// is built with none.
 nlohmann::json task_params(const std::string& name) {
   if (name == "mixture") return GaussianMixture::ring(3, 2.0, 0.3).to_json();
-  if (name == "fashion") return {{"data_dir", testing::tiny_image_dataset(testing::fresh_temp_dir("tasks_fashion"))}};
+  if (name == "fashion")
+    return {{"data_dir", testing::tiny_image_dataset(testing::fresh_temp_dir("tasks_fashion"))}};
   return nullptr;
 }
 
@@ -54,7 +55,8 @@ TEST_P(TaskContract, DataConditionsModelAndSpec) {
     const auto null = task->null_condition().index_select(torch::zeros({12}, torch::kLong));
     EXPECT_EQ(model->forward(x, torch::full({12}, 0.5), null).sizes(), x.sizes());
   }
-  EXPECT_EQ(make_task(task->spec()["task"].get<std::string>(), task->spec()["params"])->spec(), task->spec());
+  EXPECT_EQ(make_task(task->spec()["task"].get<std::string>(), task->spec()["params"])->spec(),
+            task->spec());
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTasks, TaskContract, ::testing::ValuesIn(tasks().names()),

@@ -1,4 +1,5 @@
-// The U-Net velocity field, classifier-free guidance, and the Python definitions of ramflow's networks.
+// The U-Net velocity field, classifier-free guidance, and the Python definitions of ramflow's
+// networks.
 #include <cstdlib>
 #include <filesystem>
 
@@ -65,17 +66,22 @@ TEST(UNet, StartsAtZeroAndDependsOnTimeAndLabel) {
   // Another time: another velocity.
   EXPECT_GT((m->forward(x1, t1 * 0.5, c) - v1).abs().max().item<float>(), 1e-4);
   // A label outside the classes is refused.
-  EXPECT_THROW(m->forward(x, t, Condition::classes(torch::tensor({0, 1, 2, 3}, torch::kLong))), c10::Error);
+  EXPECT_THROW(m->forward(x, t, Condition::classes(torch::tensor({0, 1, 2, 3}, torch::kLong))),
+               c10::Error);
   EXPECT_THROW(m->forward(x, t, {}), c10::Error);
 }
 
 TEST(UNet, SeedFixesTheWeightsAndSpecsAreChecked) {
   auto a = make_velocity_field(small().to_json(), 5), b = make_velocity_field(small().to_json(), 5);
   auto c = make_velocity_field(small().to_json(), 6);
-  EXPECT_TRUE(torch::equal(a->named_parameters()["down.0.conv1.weight"], b->named_parameters()["down.0.conv1.weight"]));
-  EXPECT_FALSE(torch::equal(a->named_parameters()["down.0.conv1.weight"], c->named_parameters()["down.0.conv1.weight"]));
-  EXPECT_THROW(make_velocity_field({{"type", "unet"}, {"image_size", 30}, {"mult", {1, 2, 2}}}), ConfigError);
-  EXPECT_THROW(make_velocity_field({{"type", "unet"}, {"channels", 12}}), ConfigError);  // widths vs 8 groups
+  EXPECT_TRUE(torch::equal(a->named_parameters()["down.0.conv1.weight"],
+                           b->named_parameters()["down.0.conv1.weight"]));
+  EXPECT_FALSE(torch::equal(a->named_parameters()["down.0.conv1.weight"],
+                            c->named_parameters()["down.0.conv1.weight"]));
+  EXPECT_THROW(make_velocity_field({{"type", "unet"}, {"image_size", 30}, {"mult", {1, 2, 2}}}),
+               ConfigError);
+  EXPECT_THROW(make_velocity_field({{"type", "unet"}, {"channels", 12}}),
+               ConfigError);  // widths vs 8 groups
   EXPECT_THROW(make_velocity_field({{"type", "unet"}, {"depth", 3}}), ConfigError);
 }
 
@@ -84,9 +90,14 @@ TEST(UNet, GradientsReachEveryParameter) {
   perturb(*m, 4);
   Rng rng(1);
   auto x = rng.randn({3, 1, 8, 8});
-  m->forward(x, rng.rand({3}), Condition::classes(torch::tensor(std::vector<int64_t>{0, 1, kNullId}))).square().sum().backward();
+  m->forward(x, rng.rand({3}),
+             Condition::classes(torch::tensor(std::vector<int64_t>{0, 1, kNullId})))
+      .square()
+      .sum()
+      .backward();
   for (const auto& p : m->named_parameters())
-    EXPECT_TRUE(p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0) << p.key();
+    EXPECT_TRUE(p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0)
+        << p.key();
 }
 
 TEST(Guidance, GuidedVelocityIsTheCfgCombination) {
@@ -104,10 +115,12 @@ TEST(Guidance, GuidedVelocityIsTheCfgCombination) {
     auto v_w = GuidedVelocityImpl(*m, w, null).forward(x, t, c);
     EXPECT_LT((v_w - (v_u + w * (v_c - v_u))).abs().max().item<float>(), 1e-5) << "w = " << w;
   }
-  EXPECT_TRUE(torch::equal(GuidedVelocityImpl(*m, 1.0, null).forward(x, t, c), v_c));  // w = 1: one evaluation
+  EXPECT_TRUE(torch::equal(GuidedVelocityImpl(*m, 1.0, null).forward(x, t, c),
+                           v_c));  // w = 1: one evaluation
   EXPECT_THROW(GuidedVelocityImpl(*m, -1.0, null), ConfigError);
   EXPECT_THROW(GuidedVelocityImpl(*m, 2.0, null).forward(x, t, {}), c10::Error);
-  EXPECT_THROW(GuidedVelocityImpl(*m, 2.0, Condition()).forward(x, t, c), c10::Error);  // no null condition
+  EXPECT_THROW(GuidedVelocityImpl(*m, 2.0, Condition()).forward(x, t, c),
+               c10::Error);  // no null condition
 }
 
 // ramflow's velocity and python/ramflow_models.py's agree within 1e-5 (Debian's python3-torch).
@@ -124,9 +137,13 @@ void check_python(const VelocityFieldPtr& model, const torch::Tensor& x, const C
   }
   save_checkpoint((dir / "model.safetensors").string(), {{"policy", model.get()}});
   save_safetensors((dir / "io.safetensors").string(),
-                   {{"x", x}, {"t", t}, {"cond", cond.defined() ? cond.at("label") : torch::empty({0}, torch::kLong)}, {"v", v}});
+                   {{"x", x},
+                    {"t", t},
+                    {"cond", cond.defined() ? cond.at("label") : torch::empty({0}, torch::kLong)},
+                    {"v", v}});
   const std::string script = std::string(RAMFLOW_TEST_SOURCE_DIR) + "/interop_check.py";
-  const std::string cmd = std::string(RAMFLOW_PYTHON) + " " + script + " " + (dir / "model.safetensors").string() + " policy " +
+  const std::string cmd = std::string(RAMFLOW_PYTHON) + " " + script + " " +
+                          (dir / "model.safetensors").string() + " policy " +
                           (dir / "io.safetensors").string();
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
@@ -135,7 +152,9 @@ TEST(Interop, PythonUNetGivesTheSameVelocity) {
   auto m = make_velocity_field(UNetOptions().num_classes(10).to_json(), 1);
   perturb(*m, 3);
   Rng rng(4);
-  check_python(m, rng.randn({6, 1, 28, 28}), Condition::classes(torch::tensor(std::vector<int64_t>{0, 3, 9, kNullId, 5, 1})), "unet");
+  check_python(m, rng.randn({6, 1, 28, 28}),
+               Condition::classes(torch::tensor(std::vector<int64_t>{0, 3, 9, kNullId, 5, 1})),
+               "unet");
 }
 
 TEST(Interop, PythonMergesLoraAdapters) {
@@ -144,7 +163,8 @@ TEST(Interop, PythonMergesLoraAdapters) {
   LoraVelocityField lora(base, LoraOptions().rank(3).alpha(5));
   perturb(*lora, 6);  // the adapters (and the base) away from their starts
   Rng rng(4);
-  check_python(lora.ptr(), rng.randn({4, 1, 28, 28}), Condition::classes(torch::tensor(std::vector<int64_t>{0, 3, 9, kNullId})), "lora");
+  check_python(lora.ptr(), rng.randn({4, 1, 28, 28}),
+               Condition::classes(torch::tensor(std::vector<int64_t>{0, 3, 9, kNullId})), "lora");
 }
 
 TEST(Interop, PythonMlpGivesTheSameVelocity) {
@@ -152,7 +172,9 @@ TEST(Interop, PythonMlpGivesTheSameVelocity) {
   Rng rng(4);
   check_python(m, rng.randn({16, 2}), {}, "mlp");
   auto c = make_velocity_field(MLPVelocityOptions(3).num_classes(4).to_json(), 2);
-  check_python(c, rng.randn({8, 3}), Condition::classes(torch::tensor({0, 1, 2, 3, 0, 1, 2, 3}, torch::kLong)), "mlp_cond");
+  check_python(c, rng.randn({8, 3}),
+               Condition::classes(torch::tensor({0, 1, 2, 3, 0, 1, 2, 3}, torch::kLong)),
+               "mlp_cond");
 }
 
 }  // namespace

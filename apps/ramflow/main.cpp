@@ -1,7 +1,7 @@
-// ramflow: the command-line tool. Subcommand dispatch and flag parsing only; the work is in the library
-// (include/ramflow/jobs.h). Exit codes: 0 success, 2 bad usage, configuration or input (a missing or
-// malformed file, an existing run directory), 1 any other error, 128 + N a run stopped by signal N after
-// writing its checkpoint (130 for SIGINT, 143 for SIGTERM).
+// ramflow: the command-line tool. Subcommand dispatch and flag parsing only; the work is in the
+// library (include/ramflow/jobs.h). Exit codes: 0 success, 2 bad usage, configuration or input (a
+// missing or malformed file, an existing run directory), 1 any other error, 128 + N a run stopped
+// by signal N after writing its checkpoint (130 for SIGINT, 143 for SIGTERM).
 #include <algorithm>
 #include <iostream>
 #include <map>
@@ -40,27 +40,35 @@ std::string default_text(const ramflow::Param& p) {
 
 const char* type_name(ramflow::ParamType t) {
   switch (t) {
-    case ramflow::ParamType::kInt: return "INT";
-    case ramflow::ParamType::kFloat: return "NUM";
-    case ramflow::ParamType::kString: return "TEXT";
-    case ramflow::ParamType::kBool: return "";
-    case ramflow::ParamType::kFloatList: return "NUM,..";
-    case ramflow::ParamType::kJson: return "JSON";
+    case ramflow::ParamType::kInt:
+      return "INT";
+    case ramflow::ParamType::kFloat:
+      return "NUM";
+    case ramflow::ParamType::kString:
+      return "TEXT";
+    case ramflow::ParamType::kBool:
+      return "";
+    case ramflow::ParamType::kFloatList:
+      return "NUM,..";
+    case ramflow::ParamType::kJson:
+      return "JSON";
   }
   return "";
 }
 
 void add_flags(Subcommand& sub) {
   sub.app->allow_extras();  // unknown flags are reported after parsing, with the closest known one
-  sub.app->add_option("--config", sub.config_file,
-                      "JSON file of settings (keys as below with '_' for '-'); flags override it")
+  sub.app
+      ->add_option("--config", sub.config_file,
+                   "JSON file of settings (keys as below with '_' for '-'); flags override it")
       ->check(CLI::ExistingFile);
-  const bool has_methods = sub.table.find("method") != nullptr || sub.table.find("methods") != nullptr;
+  const bool has_methods =
+      sub.table.find("method") != nullptr || sub.table.find("methods") != nullptr;
   for (const auto& p : sub.table.params()) {
     std::string help = p.help;
     const auto def = default_text(p);
-    // A method's preset replaces the default of a shared key (lr, minibatches, ...): the help names the
-    // value each method will use, so that `--help` never shows a number the run does not use.
+    // A method's preset replaces the default of a shared key (lr, minibatches, ...): the help names
+    // the value each method will use, so that `--help` never shows a number the run does not use.
     std::vector<std::string> presets;
     if (has_methods)
       for (const auto& name : ramflow::methods().names()) {
@@ -68,7 +76,8 @@ void add_flags(Subcommand& sub) {
         if (preset.contains(p.key)) presets.push_back(name + " " + preset[p.key].dump());
       }
     if (!presets.empty())
-      help += " [default: " + def + "; method presets, which a given value overrides: " + ramflow::join(presets) + "]";
+      help += " [default: " + def +
+              "; method presets, which a given value overrides: " + ramflow::join(presets) + "]";
     else if (!def.empty())
       help += " [default: " + def + "]";
     if (!p.choices.empty()) help += " {" + ramflow::join(p.choices) + "}";
@@ -86,22 +95,31 @@ void add_flags(Subcommand& sub) {
 void print_list() {
   auto show = [](const std::string& title, auto names, auto help) {
     std::cout << title << ":\n";
-    for (const auto& n : names) std::cout << "  " << n << std::string(n.size() < 16 ? 16 - n.size() : 1, ' ') << help(n) << "\n";
+    for (const auto& n : names)
+      std::cout << "  " << n << std::string(n.size() < 16 ? 16 - n.size() : 1, ' ') << help(n)
+                << "\n";
   };
-  show("tasks", ramflow::tasks().names(), [](const std::string& n) { return ramflow::tasks().help(n); });
-  show("rewards", ramflow::rewards().names(), [](const std::string& n) { return ramflow::rewards().help(n); });
-  show("methods", ramflow::methods().names(), [](const std::string& n) { return ramflow::methods().help(n); });
-  show("samplers", ramflow::samplers().names(), [](const std::string& n) { return ramflow::samplers().help(n); });
-  show("models", ramflow::models().names(), [](const std::string& n) { return ramflow::models().help(n); });
-  show("decoders", ramflow::decoders().names(), [](const std::string& n) { return ramflow::decoders().help(n); });
+  show("tasks", ramflow::tasks().names(),
+       [](const std::string& n) { return ramflow::tasks().help(n); });
+  show("rewards", ramflow::rewards().names(),
+       [](const std::string& n) { return ramflow::rewards().help(n); });
+  show("methods", ramflow::methods().names(),
+       [](const std::string& n) { return ramflow::methods().help(n); });
+  show("samplers", ramflow::samplers().names(),
+       [](const std::string& n) { return ramflow::samplers().help(n); });
+  show("models", ramflow::models().names(),
+       [](const std::string& n) { return ramflow::models().help(n); });
+  show("decoders", ramflow::decoders().names(),
+       [](const std::string& n) { return ramflow::decoders().help(n); });
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   ramflow::keep_freed_memory();
-  CLI::App app{"ramflow: RL post-training of flow-matching models with Reinforce Adjoint Matching,\n"
-               "measured against the exact KL-optimal target."};
+  CLI::App app{
+      "ramflow: RL post-training of flow-matching models with Reinforce Adjoint Matching,\n"
+      "measured against the exact KL-optimal target."};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every subcommand");
   std::vector<Subcommand> subs;
@@ -115,14 +133,18 @@ int main(int argc, char** argv) {
     subs.push_back(std::move(s));
   };
   try {
-    add("pretrain", "flow-matching pretraining of a base model", ramflow::pretrain_params(), ramflow::run_pretrain);
-    add("train-classifier", "train an image classifier (a reward's judge or the evaluation classifier)",
+    add("pretrain", "flow-matching pretraining of a base model", ramflow::pretrain_params(),
+        ramflow::run_pretrain);
+    add("train-classifier",
+        "train an image classifier (a reward's judge or the evaluation classifier)",
         ramflow::train_classifier_params(), ramflow::run_train_classifier);
-    add("finetune", "post-train a base model against a reward (RAM by default)", ramflow::finetune_params(), ramflow::run_finetune);
+    add("finetune", "post-train a base model against a reward (RAM by default)",
+        ramflow::finetune_params(), ramflow::run_finetune);
     add("sample", "draw samples from a checkpoint", ramflow::sample_params(), ramflow::run_sample);
-    add("eval", "evaluate a checkpoint against the exact target", ramflow::eval_params(), ramflow::run_eval);
-    add("compare", "methods x seeds on one task, measured against the exact target", ramflow::compare_params(),
-        ramflow::run_compare);
+    add("eval", "evaluate a checkpoint against the exact target", ramflow::eval_params(),
+        ramflow::run_eval);
+    add("compare", "methods x seeds on one task, measured against the exact target",
+        ramflow::compare_params(), ramflow::run_compare);
   } catch (const std::exception& e) {
     std::cerr << "ramflow: internal error: " << e.what() << "\n";
     return 1;
@@ -131,7 +153,8 @@ int main(int argc, char** argv) {
     s.app = app.add_subcommand(s.name, s.help);
     add_flags(s);
   }
-  auto* list = app.add_subcommand("list", "list every registered task, reward, method, sampler, model and decoder");
+  auto* list = app.add_subcommand(
+      "list", "list every registered task, reward, method, sampler, model and decoder");
 
   try {
     app.parse(argc, argv);
@@ -149,7 +172,8 @@ int main(int argc, char** argv) {
     print_list();
     return 0;
   }
-  // Once per run: a virtual CPU can make OpenBLAS fall back to kernels far slower than the CPU allows.
+  // Once per run: a virtual CPU can make OpenBLAS fall back to kernels far slower than the CPU
+  // allows.
   if (const std::string note = ramflow::blas_kernel_note(); !note.empty())
     std::cerr << "ramflow: note: " << note << "\n";
   for (auto& s : subs) {
@@ -176,14 +200,16 @@ int main(int argc, char** argv) {
       std::string hint = ramflow::closest_name(key, keys);
       std::replace(hint.begin(), hint.end(), '_', '-');
       std::cerr << where << ": error: " << arg << ": unknown flag"
-                << (hint.empty() ? std::string() : " (did you mean --" + hint + "?)") << " (see --help)\n";
+                << (hint.empty() ? std::string() : " (did you mean --" + hint + "?)")
+                << " (see --help)\n";
       return 2;
     }
     try {
       std::vector<std::pair<std::string, std::string>> flags;
       for (const auto& p : s.table.params()) {
         if (p.type == ramflow::ParamType::kBool) {
-          if (s.app->count(p.flag()) > 0) flags.emplace_back(p.key, s.switches[p.key] ? "true" : "false");
+          if (s.app->count(p.flag()) > 0)
+            flags.emplace_back(p.key, s.switches[p.key] ? "true" : "false");
         } else if (s.app->count(p.flag()) > 0) {
           flags.emplace_back(p.key, s.text[p.key]);
         }

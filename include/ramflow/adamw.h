@@ -1,14 +1,14 @@
 #pragma once
-// AdamW over flat buffers. The constructor moves the trainable parameters of each dtype and device (a
-// group) into one contiguous tensor: each parameter becomes a view of it, and its .grad a view of the
-// group's flat gradient buffer, which autograd accumulates into in place. A step is then about ten
-// operators however many tensors the model has, and the gradient norm one reduction per group. The
-// moments m and v are float32 whatever the parameters' dtype (LoRA adapters in float32 beside a bfloat16
-// base; a bfloat16 model trained whole), and the update is computed in float32 and rounded once into the
-// parameters. The update is torch.optim.AdamW's (decoupled weight decay):
+// AdamW over flat buffers. The constructor moves the trainable parameters of each dtype and device
+// (a group) into one contiguous tensor: each parameter becomes a view of it, and its .grad a view
+// of the group's flat gradient buffer, which autograd accumulates into in place. A step is then
+// about ten operators however many tensors the model has, and the gradient norm one reduction per
+// group. The moments m and v are float32 whatever the parameters' dtype (LoRA adapters in float32
+// beside a bfloat16 base; a bfloat16 model trained whole), and the update is computed in float32
+// and rounded once into the parameters. The update is torch.optim.AdamW's (decoupled weight decay):
 //   theta <- theta (1 - lr wd)
-//   m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2                       (k = steps taken, from 1)
-//   theta <- theta - (lr / (1 - b1^k)) m / (sqrt(v) / sqrt(1 - b2^k) + eps)
+//   m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2                       (k = steps taken, from
+//   1) theta <- theta - (lr / (1 - b1^k)) m / (sqrt(v) / sqrt(1 - b2^k) + eps)
 // Unlike torch.optim, a parameter that received no gradient this step is updated with g = 0.
 #include <string>
 #include <utility>
@@ -48,8 +48,8 @@ class AdamW {
   size_t groups() const { return groups_.size(); }
   const torch::Tensor& flat_params(size_t group = 0) const { return groups_.at(group).flat; }
   const torch::Tensor& flat_grad(size_t group = 0) const { return groups_.at(group).grad; }
-  /// Optimiser state for checkpoints: the moments {"m", "v"} (float32, [numel], the groups in order, on the
-  /// CPU) and the step count.
+  /// Optimiser state for checkpoints: the moments {"m", "v"} (float32, [numel], the groups in
+  /// order, on the CPU) and the step count.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
   void load_state(const torch::Tensor& m, const torch::Tensor& v, int64_t steps);
 

@@ -18,13 +18,13 @@ torch::Tensor reward_std(const torch::Tensor& r, int64_t group_size, const std::
 torch::Tensor normalized_advantage(const torch::Tensor& r, int64_t group_size,
                                    const std::string& std_scope, double eps);
 
-/// The normalised advantage clamped to [-a_max, a_max], as the released Flow-GRPO, DiffusionNFT and AWM
-/// use it.  -> [B]
-torch::Tensor clipped_advantage(const torch::Tensor& r, int64_t group_size, const std::string& std_scope,
-                                double eps, double a_max);
+/// The normalised advantage clamped to [-a_max, a_max], as the released Flow-GRPO, DiffusionNFT and
+/// AWM use it.  -> [B]
+torch::Tensor clipped_advantage(const torch::Tensor& r, int64_t group_size,
+                                const std::string& std_scope, double eps, double a_max);
 
-/// PPO's clipped surrogate per element, max(-A ratio, -A clamp(ratio, 1 - c, 1 + c)) (to be averaged):
-/// the policy term of Flow-GRPO, PEPG and AWM.
+/// PPO's clipped surrogate per element, max(-A ratio, -A clamp(ratio, 1 - c, 1 + c)) (to be
+/// averaged): the policy term of Flow-GRPO, PEPG and AWM.
 torch::Tensor clipped_surrogate(const torch::Tensor& ratio, const torch::Tensor& A, double c);
 
 }  // namespace ramflow

@@ -1,7 +1,7 @@
 #pragma once
 // Files the repository ships in models/: the fashion task's base model and its two classifiers.
-// A name is looked up in $RAMFLOW_MODELS_DIR when it is set, else in the source tree's models/ directory
-// (the build records where that is), so the binary finds them wherever it runs from.
+// A name is looked up in $RAMFLOW_MODELS_DIR when it is set, else in the source tree's models/
+// directory (the build records where that is), so the binary finds them wherever it runs from.
 #include <string>
 
 namespace ramflow {

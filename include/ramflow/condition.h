@@ -1,11 +1,14 @@
 #pragma once
-// A batch of conditions: what each sample was asked for. It travels with every sample through rollout,
-// reward, loss and evaluation.
-//   id      [B] int64: which condition (a class, a prompt), an index into the task's table of conditions;
+// A batch of conditions: what each sample was asked for. It travels with every sample through
+// rollout, reward, loss and evaluation.
+//   id      [B] int64: which condition (a class, a prompt), an index into the task's table of
+//   conditions;
 //           kNullId (-1) marks the null (negative) condition of classifier-free guidance.
-//   tensors named tensors whose first dimension is B: "label" [B] int64 for a class-conditional model;
+//   tensors named tensors whose first dimension is B: "label" [B] int64 for a class-conditional
+//   model;
 //           "context" [B, L, D] (prompt embeddings) and "pooled" [B, P] for a text-conditioned one.
-//   table   what the ids stand for (their text and metadata, for rewards, reports and grids); shared.
+//   table   what the ids stand for (their text and metadata, for rewards, reports and grids);
+//   shared.
 // An unconditional batch is the empty Condition (no id, no tensors). The task builds conditions
 // (task.h); models read the tensors they need by name; rewards may read the text and metadata.
 #include <map>
@@ -13,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 namespace ramflow {
 
@@ -29,7 +32,8 @@ class ConditionTable {
   virtual int64_t condition_count() const { return 0; }
   /// A person's name for condition `id`: a class name, a prompt. "" for kNullId.
   virtual std::string condition_text(int64_t id) const;
-  /// Optional facts about condition `id` for rewards (GenEval's objects, OCR's target); null if none.
+  /// Optional facts about condition `id` for rewards (GenEval's objects, OCR's target); null if
+  /// none.
   virtual nlohmann::json condition_metadata(int64_t id) const { return nullptr; }
 };
 
@@ -38,10 +42,13 @@ class Condition {
   using Tensors = std::map<std::string, torch::Tensor>;
   /// The empty condition of an unconditional batch.
   Condition() = default;
-  /// id [B] int64; every tensor [B, ...]. Throws c10::Error naming a tensor whose rows differ from id's.
-  Condition(torch::Tensor id, Tensors tensors, std::shared_ptr<const ConditionTable> table = nullptr);
+  /// id [B] int64; every tensor [B, ...]. Throws c10::Error naming a tensor whose rows differ from
+  /// id's.
+  Condition(torch::Tensor id, Tensors tensors,
+            std::shared_ptr<const ConditionTable> table = nullptr);
   /// A class-conditional batch: id = label = labels ([B] int64; kNullId for the null condition).
-  static Condition classes(const torch::Tensor& labels, std::shared_ptr<const ConditionTable> table = nullptr);
+  static Condition classes(const torch::Tensor& labels,
+                           std::shared_ptr<const ConditionTable> table = nullptr);
 
   bool defined() const { return id_.defined(); }
   /// B, the batch size (0 for the empty condition).
@@ -57,12 +64,13 @@ class Condition {
   /// The metadata of sample i's condition (null without a table).
   nlohmann::json metadata(int64_t i) const;
 
-  // --- batch operations: each applies to the id and every tensor along dimension 0 -------------------
+  // --- batch operations: each applies to the id and every tensor along dimension 0 ---------------
   /// Rows [begin, end).
   Condition slice(int64_t begin, int64_t end) const;
   /// Rows idx ([n] int64).
   Condition index_select(const torch::Tensor& idx) const;
-  /// Each row k times in a row: [B] -> [B k] (row b on rows b k .. b k + k - 1), as a group shares one.
+  /// Each row k times in a row: [B] -> [B k] (row b on rows b k .. b k + k - 1), as a group shares
+  /// one.
   Condition repeat_interleave(int64_t k) const;
   /// The rows of `other` (of size B, or of size 1: broadcast) where mask [B] (bool) is true.
   Condition where(const torch::Tensor& mask, const Condition& other) const;
@@ -76,8 +84,8 @@ class Condition {
   std::shared_ptr<const ConditionTable> table_;
 };
 
-/// The class labels a class-conditional model reads: cond's "label" tensor, checked to be [batch] (int64).
-/// `who` names the model in the error.
+/// The class labels a class-conditional model reads: cond's "label" tensor, checked to be [batch]
+/// (int64). `who` names the model in the error.
 torch::Tensor labels_of(const Condition& cond, int64_t batch, const std::string& who);
 
 }  // namespace ramflow

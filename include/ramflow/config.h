@@ -1,10 +1,11 @@
 #pragma once
-// Configuration: a table of typed parameters (key, type, default, range, help), resolved from defaults,
-// then an optional JSON config file, then command-line flags, each overriding the one before.
-// Unknown keys and flags, wrong types and out-of-range values throw ConfigError naming the culprit.
+// Configuration: a table of typed parameters (key, type, default, range, help), resolved from
+// defaults, then an optional JSON config file, then command-line flags, each overriding the one
+// before. Unknown keys and flags, wrong types and out-of-range values throw ConfigError naming the
+// culprit.
 //
-// Keys are lower_snake (`reward_center`); the matching flag is `--reward-center`. The resolved config has
-// every key written out, so a run directory's config.json reproduces the run exactly.
+// Keys are lower_snake (`reward_center`); the matching flag is `--reward-center`. The resolved
+// config has every key written out, so a run directory's config.json reproduces the run exactly.
 #include <limits>
 #include <memory>
 #include <optional>
@@ -29,7 +30,7 @@ struct Param {
   std::string group;  // heading in --help
   double min = -std::numeric_limits<double>::infinity();
   double max = std::numeric_limits<double>::infinity();
-  bool min_exclusive = false;       // value must be > min instead of >= min
+  bool min_exclusive = false;        // value must be > min instead of >= min
   std::vector<std::string> choices;  // allowed strings (kString)
   /// Taken from flags only; a config file's value is ignored (where a run writes, such as --out: a
   /// run's config.json then serves as the config of another run).
@@ -57,8 +58,9 @@ class ParamTable {
 
   /// Marks `key` (already added) as taken from flags only (Param::flag_only).
   ParamTable& flag_only(const std::string& key);
-  /// Records that `old_key` is now `new_key`: config files and run directories that use the old name keep
-  /// working (read as the new key); a flag of the old name is an error that names the new one.
+  /// Records that `old_key` is now `new_key`: config files and run directories that use the old
+  /// name keep working (read as the new key); a flag of the old name is an error that names the new
+  /// one.
   ParamTable& renamed(const std::string& old_key, const std::string& new_key);
   /// The current name of a renamed key, or nullptr.
   const std::string* renamed_to(const std::string& old_key) const;
@@ -94,8 +96,8 @@ class Config {
   bool is_explicit(const std::string& key) const { return explicit_.count(key) > 0; }
   /// The keys given by the file or flags, and their values: what the user asked for.
   json given() const;
-  /// Makes exactly `keys` the explicit ones (a resumed run restores its first invocation's set, so that
-  /// presets apply again where they applied then).
+  /// Makes exactly `keys` the explicit ones (a resumed run restores its first invocation's set, so
+  /// that presets apply again where they applied then).
   void set_explicit_keys(const std::set<std::string>& keys);
   /// Sets the keys of `defaults` (an object) that were not given explicitly: a method's preset.
   void apply_defaults(const json& defaults);
@@ -119,22 +121,25 @@ class Config {
 /// Parses one flag's text into the parameter's JSON type; throws ConfigError naming the flag.
 json parse_flag_value(const Param& p, const std::string& text);
 
-/// Parses JSON text; throws ConfigError naming `source` for bad JSON or a key repeated in one object.
+/// Parses JSON text; throws ConfigError naming `source` for bad JSON or a key repeated in one
+/// object.
 json parse_json_strict(const std::string& text, const std::string& source);
 
-/// Reads a JSON file; throws InputError for a missing or unreadable file, ConfigError for bad JSON or a
-/// repeated key.
+/// Reads a JSON file; throws InputError for a missing or unreadable file, ConfigError for bad JSON
+/// or a repeated key.
 json read_json_file(const std::string& path);
 
 /// The closest key to `name` in `keys` by edit distance, or "" if none is close.
 std::string closest_name(const std::string& name, const std::vector<std::string>& keys);
 
-/// Reads fields of a JSON spec object (a reward or task spec) and at the end rejects unknown fields.
+/// Reads fields of a JSON spec object (a reward or task spec) and at the end rejects unknown
+/// fields.
 class SpecReader {
  public:
   SpecReader(const json& spec, std::string what);
   double number(const std::string& key, std::optional<double> def = std::nullopt);
-  std::vector<double> numbers(const std::string& key, std::optional<std::vector<double>> def = std::nullopt);
+  std::vector<double> numbers(const std::string& key,
+                              std::optional<std::vector<double>> def = std::nullopt);
   std::string text(const std::string& key, std::optional<std::string> def = std::nullopt);
   const json& value(const std::string& key);
   bool has(const std::string& key) const { return spec_.contains(key); }

@@ -30,14 +30,15 @@ inline torch::Tensor expand_time(const torch::Tensor& t, const torch::Tensor& li
   return t.reshape(shape);
 }
 
-/// Repeats each row K times, [B, ...] -> [B*K, ...] with row b*K + k = row b (as repeat_interleave).
+/// Repeats each row K times, [B, ...] -> [B*K, ...] with row b*K + k = row b (as
+/// repeat_interleave).
 inline torch::Tensor repeat_rows(const torch::Tensor& x, int64_t K) {
   if (K == 1) return x;
   std::vector<int64_t> expanded = x.sizes().vec();
-  expanded.insert(expanded.begin() + 1, K);                   // [B, K, ...]
+  expanded.insert(expanded.begin() + 1, K);  // [B, K, ...]
   std::vector<int64_t> out = x.sizes().vec();
   out[0] *= K;
-  return x.unsqueeze(1).expand(expanded).reshape(out);        // one copy
+  return x.unsqueeze(1).expand(expanded).reshape(out);  // one copy
 }
 
 /// x_t = (1 - t) x0 + t eps = x0 + t (eps - x0).   x0, eps: [B, ...]; t: [B].

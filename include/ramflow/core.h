@@ -1,7 +1,7 @@
 #pragma once
-// Umbrella header of the core library (target ramflow_core): models, samplers, rewards, tasks, methods,
-// the trainer, evaluation, checkpoints. It needs neither MathGL nor libjpeg; the jobs, the plots and
-// the JPEG rewards are in the full library (ramflow.h, target ramflow).
+// Umbrella header of the core library (target ramflow_core): models, samplers, rewards, tasks,
+// methods, the trainer, evaluation, checkpoints. It needs neither MathGL nor libjpeg; the jobs, the
+// plots and the JPEG rewards are in the full library (ramflow.h, target ramflow).
 #include "ramflow/adamw.h"
 #include "ramflow/adjoint_matching.h"
 #include "ramflow/advantage.h"

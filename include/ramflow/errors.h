@@ -1,7 +1,7 @@
 #pragma once
-// Error types. Library code throws; it never exits or prints. The CLI maps ConfigError and InputError
-// (the user's input is wrong) to exit code 2 and every other error to exit code 1, printing the one-line
-// message.
+// Error types. Library code throws; it never exits or prints. The CLI maps ConfigError and
+// InputError (the user's input is wrong) to exit code 2 and every other error to exit code 1,
+// printing the one-line message.
 #include <stdexcept>
 #include <string>
 
@@ -13,8 +13,8 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// A bad configuration: unknown key or flag, wrong type, out-of-range value, impossible combination.
-/// Raised before any compute; the message names the key and what was expected.
+/// A bad configuration: unknown key or flag, wrong type, out-of-range value, impossible
+/// combination. Raised before any compute; the message names the key and what was expected.
 class ConfigError : public Error {
  public:
   using Error::Error;
@@ -26,14 +26,16 @@ class IOError : public Error {
   using Error::Error;
 };
 
-/// A file or directory the user named is missing, unreadable, malformed or in the way (an existing run
-/// directory, a checkpoint without the requested model). The message names the path and what is wrong.
+/// A file or directory the user named is missing, unreadable, malformed or in the way (an existing
+/// run directory, a checkpoint without the requested model). The message names the path and what is
+/// wrong.
 class InputError : public IOError {
  public:
   using IOError::IOError;
 };
 
-/// Training diverged: a non-finite reward, loss or gradient. The message names the step and component.
+/// Training diverged: a non-finite reward, loss or gradient. The message names the step and
+/// component.
 class NumericalError : public Error {
  public:
   using Error::Error;

@@ -1,6 +1,7 @@
 #pragma once
-// ExactMixtureVelocity: the closed-form velocity of Gaussian-mixture data (no parameters). A perfect
-// "pretrained" model for tests and for checking samplers; registered as model "exact_mixture".
+// ExactMixtureVelocity: the closed-form velocity of Gaussian-mixture data (no parameters). A
+// perfect "pretrained" model for tests and for checking samplers; registered as model
+// "exact_mixture".
 #include "ramflow/gaussian_mixture.h"
 #include "ramflow/velocity_field.h"
 

@@ -1,23 +1,28 @@
 #pragma once
-// Flow-GRPO: Liu et al., "Flow-GRPO: Training Flow Matching Models via Online RL", arXiv 2505.05470,
-// and its released code (yifan123/flow_grpo: sd3_sde_with_logprob, train_sd3.py, stat_tracking.py).
+// Flow-GRPO: Liu et al., "Flow-GRPO: Training Flow Matching Models via Online RL", arXiv
+// 2505.05470, and its released code (yifan123/flow_grpo: sd3_sde_with_logprob, train_sd3.py,
+// stat_tracking.py).
 //
 // Rollouts run the SDE of sde.h with noise level a (every step, or a window of steps for the "Fast"
-// variant) and keep each step's log-density log pi_old(x_k+1 | x_k). Per sample, the group advantage
+// variant) and keep each step's log-density log pi_old(x_k+1 | x_k). Per sample, the group
+// advantage
 //   A = clamp((r - group mean) / (std + eps), -A_max, A_max)      (std over the step: "global std")
-// weights every trained step k of its path. With pi_theta's step density recomputed on the stored path,
+// weights every trained step k of its path. With pi_theta's step density recomputed on the stored
+// path,
 //   ratio_k = exp(log pi_theta(x_k+1 | x_k) - log pi_old(x_k+1 | x_k))
 //   L_clip  = mean over samples and steps of max(-A ratio_k, -A clamp(ratio_k, 1 - eps, 1 + eps))
 //   L_KL    = mean over samples and steps of KL(pi_theta(. | x_k) || pi_ref(. | x_k))
 //   loss    = L_clip + beta L_KL
-// The step KL between the Gaussians N(mu_theta, s^2 I) and N(mu_ref, s^2 I), s^2 = sigma_t^2 |dt|, is
+// The step KL between the Gaussians N(mu_theta, s^2 I) and N(mu_ref, s^2 I), s^2 = sigma_t^2 |dt|,
+// is
 //   "exact": |mu_theta - mu_ref|^2 / (2 sigma_t^2 |dt|)          (the paper's form, a true KL)
 //   "code":  mean over coordinates of (mu_theta - mu_ref)^2 / (2 sigma_t^2)   (the released code)
-// with mu_theta - mu_ref = v_coef (v_theta - v_ref). The released code averages the log-density over
-// coordinates, which divides the log-ratio by D: clip ranges are not comparable across the two
-// reductions or across dimensions. Trained steps: the first floor(N train_fraction) stochastic steps
-// (the last step, where sigma_t |dt| is tiny, is skipped by default), or every step of the window.
-// The first minibatch of a rollout is on-policy, so its ratio is exactly 1 (tests check it bit for bit).
+// with mu_theta - mu_ref = v_coef (v_theta - v_ref). The released code averages the log-density
+// over coordinates, which divides the log-ratio by D: clip ranges are not comparable across the two
+// reductions or across dimensions. Trained steps: the first floor(N train_fraction) stochastic
+// steps (the last step, where sigma_t |dt| is tiny, is skipped by default), or every step of the
+// window. The first minibatch of a rollout is on-policy, so its ratio is exactly 1 (tests check it
+// bit for bit).
 #include <string>
 
 #include "ramflow/method.h"
@@ -30,13 +35,14 @@ struct FlowGRPOOptions {
   TORCH_ARG(double, kl) = 0.0;                // beta
   TORCH_ARG(std::string, kl_form) = "exact";  // exact | code
   TORCH_ARG(double, adv_clip) = 5.0;          // A_max
-  TORCH_ARG(bool, drop_zero_adv) = true;      // samples with A = 0 (a flat group) leave the loss (released)
+  TORCH_ARG(bool,
+            drop_zero_adv) = true;  // samples with A = 0 (a flat group) leave the loss (released)
   TORCH_ARG(std::string, std_scope) = "step";  // group | step
   TORCH_ARG(double, std_eps) = 1e-4;
   TORCH_ARG(std::string, log_prob) = "mean";  // mean | sum over coordinates
   TORCH_ARG(double, train_fraction) = 0.99;   // trained share of the steps (whole-path SDE)
   TORCH_ARG(int64_t, window) = 0;             // > 0: the Fast variant, SDE on this many steps only
-  TORCH_ARG(double, window_end) = 0.5;        // the window lies inside the first window_end of the path
+  TORCH_ARG(double, window_end) = 0.5;  // the window lies inside the first window_end of the path
 
  public:
   void validate() const;

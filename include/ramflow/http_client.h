@@ -25,12 +25,13 @@ class RemoteError : public Error {
 };
 
 struct HttpOptions {
-  TORCH_ARG(double, connect_timeout) = 5.0;      // seconds to establish the connection
-  TORCH_ARG(double, read_timeout) = 60.0;        // seconds from the request to the end of the response
-  TORCH_ARG(int64_t, retries) = 3;               // extra attempts on transient faults
-  TORCH_ARG(double, backoff) = 0.5;              // first retry after backoff * U(0.5, 1.5) s, doubling
+  TORCH_ARG(double, connect_timeout) = 5.0;  // seconds to establish the connection
+  TORCH_ARG(double, read_timeout) = 60.0;    // seconds from the request to the end of the response
+  TORCH_ARG(int64_t, retries) = 3;           // extra attempts on transient faults
+  TORCH_ARG(double, backoff) = 0.5;          // first retry after backoff * U(0.5, 1.5) s, doubling
   TORCH_ARG(int64_t, max_response_bytes) = 64 << 20;
-  TORCH_ARG(std::string, bearer_token) = "";     // sent as "Authorization: Bearer <token>" when non-empty
+  TORCH_ARG(std::string,
+            bearer_token) = "";  // sent as "Authorization: Bearer <token>" when non-empty
 };
 
 /// The parts of an http URL: "http://host[:port][/path]".
@@ -50,8 +51,9 @@ struct HttpResponse {
 };
 
 /// POSTs `body` (application/json) to `url`; returns the 200 response. Any other final status, or a
-/// fault that outlasts the retries, throws RemoteError naming the URL (and the server's "error" text when
-/// its body carries one).
-HttpResponse http_post_json(const std::string& url, const std::string& body, const HttpOptions& options);
+/// fault that outlasts the retries, throws RemoteError naming the URL (and the server's "error"
+/// text when its body carries one).
+HttpResponse http_post_json(const std::string& url, const std::string& body,
+                            const HttpOptions& options);
 
 }  // namespace ramflow

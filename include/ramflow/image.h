@@ -1,7 +1,7 @@
 #pragma once
-// Images for reports: PNG files (8-bit grey or RGB, written with zlib, atomically) and grids of samples.
-// Sample images are x [N, C, H, W] with values in [-1, 1] (C = 1 grey, C = 3 RGB), the engine's
-// convention; a pixel's byte is round((x + 1) * 127.5), clamped to [0, 255].
+// Images for reports: PNG files (8-bit grey or RGB, written with zlib, atomically) and grids of
+// samples. Sample images are x [N, C, H, W] with values in [-1, 1] (C = 1 grey, C = 3 RGB), the
+// engine's convention; a pixel's byte is round((x + 1) * 127.5), clamped to [0, 255].
 #include <string>
 #include <vector>
 
@@ -26,9 +26,11 @@ torch::Tensor image_grid(const torch::Tensor& x, int64_t rows, int64_t cols, int
                          int background = 255);
 
 /// Grids side by side (same heights), `gap` pixels of `background` apart -> one picture.
-torch::Tensor side_by_side(const std::vector<torch::Tensor>& grids, int64_t gap = 8, int background = 255);
+torch::Tensor side_by_side(const std::vector<torch::Tensor>& grids, int64_t gap = 8,
+                           int background = 255);
 
-/// Writes grids of image batches side by side as one PNG: each x_i [rows * cols, C, H, W] in [-1, 1].
+/// Writes grids of image batches side by side as one PNG: each x_i [rows * cols, C, H, W] in [-1,
+/// 1].
 void save_png_grid(const std::string& path, const std::vector<torch::Tensor>& batches, int64_t rows,
                    int64_t cols);
 

@@ -1,8 +1,10 @@
 #pragma once
-// Labelled image datasets in IDX files (MNIST's layout) as conditional tasks: every sample is an image
-// x0 [C, H, W] with values in [-1, 1] (x0 = u / 127.5 - 1 for a byte u), its condition its class label.
+// Labelled image datasets in IDX files (MNIST's layout) as conditional tasks: every sample is an
+// image x0 [C, H, W] with values in [-1, 1] (x0 = u / 127.5 - 1 for a byte u), its condition its
+// class label.
 //   fashion  Fashion-MNIST, 10 classes of 28x28 grey images, 60000 training and 10000 test images,
-//            from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or params.data_dir.
+//            from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or
+//            params.data_dir.
 // The directory holds train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
 // t10k-labels-idx1-ubyte, each plain or with ".gz". All four are read and checked when the task is
 // built, before any compute: a missing or malformed file is an InputError naming it.
@@ -28,11 +30,12 @@ const ImageDatasetInfo& fashion_mnist_info();
 /// Builds an IDX image task; params: null or {"data_dir": DIR}.
 TaskPtr make_image_task(const ImageDatasetInfo& info, const nlohmann::json& params);
 
-/// The image tasks' preset (TaskInfo::preset): pretraining with EMA weights and label dropout, and the
-/// post-training demo's settings.
+/// The image tasks' preset (TaskInfo::preset): pretraining with EMA weights and label dropout, and
+/// the post-training demo's settings.
 nlohmann::json image_task_preset();
 
-/// The default velocity field of an image task: a class-conditional U-Net (unet.h) for [C, H, W] images.
+/// The default velocity field of an image task: a class-conditional U-Net (unet.h) for [C, H, W]
+/// images.
 nlohmann::json default_image_model(int64_t channels, int64_t size, int64_t num_classes);
 
 }  // namespace ramflow

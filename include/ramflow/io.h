@@ -5,9 +5,9 @@
 
 namespace ramflow {
 
-/// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the directory); throws
-/// IOError naming the path (a full disk: "write failed (No space left on device)"), leaving any previous
-/// file at `path` as it was.
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the directory);
+/// throws IOError naming the path (a full disk: "write failed (No space left on device)"), leaving
+/// any previous file at `path` as it was.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 /// Reads a whole file; throws IOError naming the path.
 std::string read_file(const std::string& path);

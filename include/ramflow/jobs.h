@@ -1,6 +1,6 @@
 #pragma once
-// The jobs behind the `ramflow` subcommands. Each takes a resolved Config (see *_params() for its keys),
-// writes progress to `log`, and returns its summary. The CLI is a thin layer over these.
+// The jobs behind the `ramflow` subcommands. Each takes a resolved Config (see *_params() for its
+// keys), writes progress to `log`, and returns its summary. The CLI is a thin layer over these.
 #include <ostream>
 
 #include <nlohmann/json.hpp>

@@ -1,15 +1,15 @@
 #pragma once
-// Exact model log-likelihoods by the instantaneous change of variables along the probability-flow ODE
-// (Chen et al. 2018, "Neural ODEs"; Grathwohl et al. 2019, FFJORD), in ramflow's convention.
+// Exact model log-likelihoods by the instantaneous change of variables along the probability-flow
+// ODE (Chen et al. 2018, "Neural ODEs"; Grathwohl et al. 2019, FFJORD), in ramflow's convention.
 //
-// Along dx/dt = v(x, t) the density obeys d/dt log p_t(x_t) = -div v(x_t, t) (the continuity equation),
-// so integrating from the sample x_0 = x0 at t = 0 up to t = 1, where p_1 = N(0, I):
+// Along dx/dt = v(x, t) the density obeys d/dt log p_t(x_t) = -div v(x_t, t) (the continuity
+// equation), so integrating from the sample x_0 = x0 at t = 0 up to t = 1, where p_1 = N(0, I):
 //   log p_0(x0) = log N(x_1; 0, I) + int_0^1 div v(x_t, t) dt.
-// The augmented state (x, int div v) is integrated with Heun's method (second order) on a uniform grid.
-// The divergence is exact (D vector-Jacobian products, one per coordinate) up to `exact_max_dim`
-// coordinates, and Hutchinson's unbiased estimate z^T (dv/dx) z with one Gaussian probe z per sample
-// (fixed along the path, as in FFJORD) above. p_0 is the law of the ODE flow itself: the density that
-// an accurate ODE sampler's endpoints follow.
+// The augmented state (x, int div v) is integrated with Heun's method (second order) on a uniform
+// grid. The divergence is exact (D vector-Jacobian products, one per coordinate) up to
+// `exact_max_dim` coordinates, and Hutchinson's unbiased estimate z^T (dv/dx) z with one Gaussian
+// probe z per sample (fixed along the path, as in FFJORD) above. p_0 is the law of the ODE flow
+// itself: the density that an accurate ODE sampler's endpoints follow.
 #include <optional>
 #include <string>
 
@@ -21,22 +21,25 @@
 namespace ramflow {
 
 struct LikelihoodOptions {
-  TORCH_ARG(int64_t, steps) = 100;               // Heun steps on [0, 1]
-  TORCH_ARG(std::string, divergence) = "auto";   // exact | hutchinson | auto
-  TORCH_ARG(int64_t, exact_max_dim) = 16;        // auto: exact up to this many coordinates
+  TORCH_ARG(int64_t, steps) = 100;              // Heun steps on [0, 1]
+  TORCH_ARG(std::string, divergence) = "auto";  // exact | hutchinson | auto
+  TORCH_ARG(int64_t, exact_max_dim) = 16;       // auto: exact up to this many coordinates
 };
 
-/// log p_model(x0) for each row of x0 [B, ...] (with their conditions, B rows or empty): -> [B] float64. `rng` draws the
-/// Hutchinson probes (it may be null when the divergence is exact). No parameter gradients are kept.
-torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& x0, const Condition& cond,
-                                 const LikelihoodOptions& options = {}, Rng* rng = nullptr);
+/// log p_model(x0) for each row of x0 [B, ...] (with their conditions, B rows or empty): -> [B]
+/// float64. `rng` draws the Hutchinson probes (it may be null when the divergence is exact). No
+/// parameter gradients are kept.
+torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& x0,
+                                 const Condition& cond, const LikelihoodOptions& options = {},
+                                 Rng* rng = nullptr);
 
-/// KL(p_theta || p_ref) estimated on samples x ~ p_theta [N, ...]: mean of log p_theta(x) - log p_ref(x),
-/// with its standard error.
+/// KL(p_theta || p_ref) estimated on samples x ~ p_theta [N, ...]: mean of log p_theta(x) - log
+/// p_ref(x), with its standard error.
 struct KLEstimate {
   double kl = 0, se = 0;
 };
 KLEstimate kl_on_samples(VelocityFieldImpl& model, VelocityFieldImpl& ref, const torch::Tensor& x,
-                         const Condition& cond, const LikelihoodOptions& options = {}, Rng* rng = nullptr);
+                         const Condition& cond, const LikelihoodOptions& options = {},
+                         Rng* rng = nullptr);
 
 }  // namespace ramflow

@@ -1,17 +1,20 @@
 #pragma once
-// LoRA: low-rank adapters on the Conv2d and Linear layers of a velocity field (Hu et al. 2021, "LoRA:
-// Low-Rank Adaptation of Large Language Models"; the layouts are PEFT's). Each adapted layer computes
-//   y = W0 x + b + (alpha / r) B (A x),   A: [r, in, kh, kw] (Linear: [r, in]),  B: [out, r, 1, 1] (Linear: [out, r])
-// a branch beside the frozen layer, as PEFT does (lora_branch.h): the model calls its layers through
-// layer_forward, which adds the branch of the adapters in force on the calling thread. W0 is never
-// written; only A and B train. A and B are float32 whatever the base's dtype (their gradients and AdamW's
-// moments too), on the base's device. A starts uniform in +-1/sqrt(in kh kw) (PEFT's kaiming_uniform
-// with a = sqrt(5)), B at zero, so a fresh adapter leaves the base's outputs exactly unchanged. merged()
-// folds W = W0 + (alpha / r) B A (B A read as [out, r] x [r, in kh kw], reshaped to W0's shape).
+// LoRA: low-rank adapters on the Conv2d and Linear layers of a velocity field (Hu et al. 2021,
+// "LoRA: Low-Rank Adaptation of Large Language Models"; the layouts are PEFT's). Each adapted layer
+// computes
+//   y = W0 x + b + (alpha / r) B (A x),   A: [r, in, kh, kw] (Linear: [r, in]),  B: [out, r, 1, 1]
+//   (Linear: [out, r])
+// a branch beside the frozen layer, as PEFT does (lora_branch.h): the model calls its layers
+// through layer_forward, which adds the branch of the adapters in force on the calling thread. W0
+// is never written; only A and B train. A and B are float32 whatever the base's dtype (their
+// gradients and AdamW's moments too), on the base's device. A starts uniform in +-1/sqrt(in kh kw)
+// (PEFT's kaiming_uniform with a = sqrt(5)), B at zero, so a fresh adapter leaves the base's
+// outputs exactly unchanged. merged() folds W = W0 + (alpha / r) B A (B A read as [out, r] x [r, in
+// kh kw], reshaped to W0's shape).
 //
-// The reference policy v_ref is the base itself (base()): the same network with adapters off, no second
-// copy of its weights. Copies for the EMA "old" policy (clone_trainable) share the base and copy only
-// the adapters, so the trainer's optimiser and EMAs cover adapter weights alone.
+// The reference policy v_ref is the base itself (base()): the same network with adapters off, no
+// second copy of its weights. Copies for the EMA "old" policy (clone_trainable) share the base and
+// copy only the adapters, so the trainer's optimiser and EMAs cover adapter weights alone.
 //
 // Parameter names: "base.<module>.weight" for the base and "lora.<module>.lora_A.weight" /
 // "lora.<module>.lora_B.weight" for the adapters, <module> being the adapted layer's PyTorch name
@@ -26,17 +29,18 @@
 namespace ramflow {
 
 struct LoraOptions {
-  TORCH_ARG(int64_t, rank) = 4;       // r
-  TORCH_ARG(double, alpha) = 4.0;     // scale alpha / r
-  /// Which layers: a layer matches a pattern if the pattern ('*' matches any run of characters, dots
-  /// included) matches its whole name, or the end of its name after a dot (as PEFT's target_modules:
-  /// "conv1" matches "down.0.conv1"). Only Conv2d and Linear layers are adapted.
-  TORCH_ARG(std::vector<std::string>, targets) =
-      std::vector<std::string>{"conv1", "conv2", "qkv", "proj", "emb_proj"};
+  TORCH_ARG(int64_t, rank) = 4;    // r
+  TORCH_ARG(double, alpha) = 4.0;  // scale alpha / r
+  /// Which layers: a layer matches a pattern if the pattern ('*' matches any run of characters,
+  /// dots included) matches its whole name, or the end of its name after a dot (as PEFT's
+  /// target_modules: "conv1" matches "down.0.conv1"). Only Conv2d and Linear layers are adapted.
+  TORCH_ARG(std::vector<std::string>, targets) = std::vector<std::string>{"conv1", "conv2", "qkv",
+                                                                          "proj", "emb_proj"};
 
  public:
   nlohmann::json to_json() const;  // {"rank", "alpha", "targets"}
-  /// Reads the fields above from a model spec (other fields are the caller's); ConfigError if invalid.
+  /// Reads the fields above from a model spec (other fields are the caller's); ConfigError if
+  /// invalid.
   static LoraOptions from_json(const nlohmann::json& spec);
   /// ConfigError naming the culprit unless rank >= 1, alpha > 0 and targets is non-empty.
   void check() const;
@@ -44,7 +48,8 @@ struct LoraOptions {
 
 /// Names of the Conv2d and Linear layers of `model` that `targets` select, in module order. Throws
 /// ConfigError naming the patterns and the available layers when a pattern matches none.
-std::vector<std::string> lora_target_layers(const torch::nn::Module& model, const std::vector<std::string>& targets);
+std::vector<std::string> lora_target_layers(const torch::nn::Module& model,
+                                            const std::vector<std::string>& targets);
 
 class LoraVelocityFieldImpl : public VelocityFieldImpl {
  private:
@@ -55,16 +60,18 @@ class LoraVelocityFieldImpl : public VelocityFieldImpl {
   };
 
  public:
-  /// Wraps `base` (its parameters are frozen: requires_grad false). Adapters start as documented above,
-  /// drawn from Rng(0); reset_parameters redraws them.
+  /// Wraps `base` (its parameters are frozen: requires_grad false). Adapters start as documented
+  /// above, drawn from Rng(0); reset_parameters redraws them.
   LoraVelocityFieldImpl(VelocityFieldPtr base, LoraOptions options);
 
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const Condition& cond = {}) override;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
+                        const Condition& cond = {}) override;
   /// {"type": "lora", "base": <base spec>, "rank", "alpha", "targets"}.
   nlohmann::json spec() const override;
   /// Redraws the base from `rng`, then the adapters.
   void reset_parameters(Rng& rng) override;
-  /// Redraws the adapters alone: A uniform in +-1/sqrt(in kh kw), B = 0 (the base's outputs exactly).
+  /// Redraws the adapters alone: A uniform in +-1/sqrt(in kh kw), B = 0 (the base's outputs
+  /// exactly).
   void reset_adapters(Rng& rng);
   /// A wrapper around the same base object with copies of the adapters.
   VelocityFieldPtr clone_trainable() const override;
@@ -84,7 +91,8 @@ class LoraVelocityFieldImpl : public VelocityFieldImpl {
   /// With false, forward is the base's (the adapters are kept).
   void set_enabled(bool enabled) { enabled_ = enabled; }
   bool enabled() const { return enabled_; }
-  /// A deep copy of the base architecture with W0 + (alpha / r) B A folded into every adapted layer.
+  /// A deep copy of the base architecture with W0 + (alpha / r) B A folded into every adapted
+  /// layer.
   VelocityFieldPtr merged() const;
 
  private:
@@ -109,7 +117,8 @@ LoraVelocityFieldImpl* as_lora(VelocityFieldImpl& model);
 /// {"peft_type": "LORA", "r", "lora_alpha", "target_modules": [adapted layers], ...} and
 /// adapter_model.safetensors ("base_model.model.<layer>.lora_A.weight", "...lora_B.weight"), each
 /// written atomically. `base_model` is recorded as base_model_name_or_path.
-void save_peft_adapter(const LoraVelocityFieldImpl& model, const std::string& dir, const std::string& base_model = "");
+void save_peft_adapter(const LoraVelocityFieldImpl& model, const std::string& dir,
+                       const std::string& base_model = "");
 /// Attaches the adapters of a PEFT directory written as above to `base`: every tensor must name an
 /// adapted layer with the right shape (IOError naming the file otherwise).
 LoraVelocityField load_peft_adapter(const std::string& dir, VelocityFieldPtr base);

@@ -1,7 +1,7 @@
 #pragma once
-// The method boundary. A method never runs its own loop: the shared Trainer draws the rollouts, scores
-// them, and hands the batch to Method::loss; the method returns a differentiable loss. Method-specific
-// shaping stays in the method's file; pure shared helpers live in advantage.h.
+// The method boundary. A method never runs its own loop: the shared Trainer draws the rollouts,
+// scores them, and hands the batch to Method::loss; the method returns a differentiable loss.
+// Method-specific shaping stays in the method's file; pure shared helpers live in advantage.h.
 #include <functional>
 #include <map>
 #include <memory>
@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 #include "ramflow/config.h"
 #include "ramflow/registry.h"
@@ -40,16 +40,18 @@ struct RolloutBatch {
   torch::Tensor x0;      // [B, ...] clean endpoints, no grad
   Condition cond;        // the B samples' conditions, or empty
   torch::Tensor reward;  // [B] float32, finite
-  std::map<std::string, torch::Tensor> reward_terms;  // the reward's named parts, each [B] (reward.h)
+  std::map<std::string, torch::Tensor>
+      reward_terms;  // the reward's named parts, each [B] (reward.h)
   int64_t groups = 1;
   int64_t group_size = 0;
-  std::vector<double> grid;        // the rollout's time grid t_0 = 1 > ... > t_N = 0
+  std::vector<double> grid;  // the rollout's time grid t_0 = 1 > ... > t_N = 0
   // --- only when the RolloutSpec asked for them ---
-  torch::Tensor trajectory;        // [N + 1, B, ...]: x at grid[k]; [0] the noise, [N] = x0
-  torch::Tensor log_prob;          // [N, B] log-density of each step under the rollout policy (0: ODE step)
+  torch::Tensor trajectory;  // [N + 1, B, ...]: x at grid[k]; [0] the noise, [N] = x0
+  torch::Tensor log_prob;  // [N, B] log-density of each step under the rollout policy (0: ODE step)
   std::vector<int64_t> sde_steps;  // the stochastic steps k (t_k -> t_k+1)
   torch::Tensor reward_grad;       // [B, ...] grad_x r at x0
-  /// Per-sample tensors [B, ...] that Method::prepare computed from the whole batch (advantages, ...).
+  /// Per-sample tensors [B, ...] that Method::prepare computed from the whole batch (advantages,
+  /// ...).
   std::map<std::string, torch::Tensor> extras;
 
   int64_t size() const { return x0.size(0); }
@@ -69,14 +71,14 @@ struct Policies {
 };
 
 struct LossOutput {
-  torch::Tensor loss;                      // scalar, differentiable in the policy's parameters
+  torch::Tensor loss;  // scalar, differentiable in the policy's parameters
   /// Logged per step. By convention "nfe_train" is the network evaluations the loss (and prepare)
   /// spent per endpoint of the batch: forward passes of any model and vector-Jacobian products.
   std::map<std::string, double> metrics;
 };
 
-/// A method's own state beyond its options, for checkpoints that resume bit for bit (ram-anneal's stage
-/// and frozen reference, ram-tilt's running normaliser). Tensor names are the method's own.
+/// A method's own state beyond its options, for checkpoints that resume bit for bit (ram-anneal's
+/// stage and frozen reference, ram-tilt's running normaliser). Tensor names are the method's own.
 struct MethodState {
   nlohmann::json values = nlohmann::json::object();
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
@@ -86,23 +88,26 @@ class Method {
  public:
   virtual ~Method() = default;
   virtual std::string name() const = 0;
-  /// True if rollouts and the stopped copy come from an EMA "old" policy instead of the current one.
+  /// True if rollouts and the stopped copy come from an EMA "old" policy instead of the current
+  /// one.
   virtual bool uses_old_policy() const { return false; }
-  /// True if that EMA old policy also draws the rollouts (false: it only serves the loss, e.g. AWM's
-  /// trust region, and the current policy draws them).
+  /// True if that EMA old policy also draws the rollouts (false: it only serves the loss, e.g.
+  /// AWM's trust region, and the current policy draws them).
   virtual bool rollouts_from_old() const { return uses_old_policy(); }
   virtual RolloutSpec rollout_spec() const { return {}; }
-  /// Called at the start of trainer step `step` (0-based), before its rollout. A method with a schedule
-  /// of its own (ram-anneal's and ram-tilt's stages) derives it from `step` here: no hidden counters.
+  /// Called at the start of trainer step `step` (0-based), before its rollout. A method with a
+  /// schedule of its own (ram-anneal's and ram-tilt's stages) derives it from `step` here: no
+  /// hidden counters.
   virtual void begin_step(int64_t /*step*/, const Policies& /*models*/) {}
   /// The model that draws this step's rollouts when the method chooses it (ram-tilt's frozen stage
   /// model); null leaves the choice to the trainer (the EMA old policy or the current policy).
   virtual VelocityFieldImpl* rollout_model(const Policies& /*models*/) { return nullptr; }
-  /// True if the loss differentiates the reward (the trainer then refuses a non-differentiable one).
+  /// True if the loss differentiates the reward (the trainer then refuses a non-differentiable
+  /// one).
   virtual bool needs_reward_gradient() const { return rollout_spec().reward_gradient; }
-  /// Called once per rollout, before the optimiser updates on it (no grad): statistics over the whole
-  /// batch, such as group advantages, and draws that every minibatch must share (the ELBO's (t, eps))
-  /// go into batch.extras. `rng` is the step's stream, the one loss() then draws from.
+  /// Called once per rollout, before the optimiser updates on it (no grad): statistics over the
+  /// whole batch, such as group advantages, and draws that every minibatch must share (the ELBO's
+  /// (t, eps)) go into batch.extras. `rng` is the step's stream, the one loss() then draws from.
   virtual void prepare(RolloutBatch& /*batch*/, const Policies& /*models*/, Rng& /*rng*/) {}
   /// The loss on a batch or a slice of one (TrainerOptions::minibatches).
   virtual LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) = 0;
@@ -128,17 +133,18 @@ const Registry<MethodInfo>& methods();
 
 /// Every method's config keys: the shared forward-process keys (draws, time_*), then each method's.
 void add_method_params(ParamTable& table);
-/// The config keys `method` reads (its own, the shared ones it uses, multiplier), found by building it
-/// from the defaults of `table`.
+/// The config keys `method` reads (its own, the shared ones it uses, multiplier), found by building
+/// it from the defaults of `table`.
 std::set<std::string> method_keys(const std::string& method, const ParamTable& table);
-/// The registered methods that read `key` (method_keys), in registration order: the lists of help texts
-/// and reports come from here, not from hand-kept strings.
+/// The registered methods that read `key` (method_keys), in registration order: the lists of help
+/// texts and reports come from here, not from hand-kept strings.
 std::vector<std::string> methods_reading(const std::string& key, const ParamTable& table);
-/// The registered methods, each built from its defaults, for which `pred` holds, in registration order.
+/// The registered methods, each built from its defaults, for which `pred` holds, in registration
+/// order.
 std::vector<std::string> methods_where(const std::function<bool(const Method&)>& pred);
-/// A method owns its options: throws ConfigError if `cfg` sets (to a value other than the default) a
-/// key that some registered method reads and none of `chosen` does, naming the key and its methods.
-/// `multiplier` is exempt: it also fixes the evaluation's exact target.
+/// A method owns its options: throws ConfigError if `cfg` sets (to a value other than the default)
+/// a key that some registered method reads and none of `chosen` does, naming the key and its
+/// methods. `multiplier` is exempt: it also fixes the evaluation's exact target.
 void check_method_keys(const Config& cfg, const std::vector<std::string>& chosen);
 /// The training-time distribution of the time_* keys.
 TimeDistribution time_distribution_from(const Config& cfg);

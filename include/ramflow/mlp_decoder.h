@@ -1,8 +1,9 @@
 #pragma once
-// The toy learned decoder `mlp`: a latent z [B, d] to a decoded sample x [B, D] by a one-hidden-layer
-// perceptron, x = W_2 tanh(W_1 z + b_1) + b_2 + A z (a smooth, nonlinear map with a linear skip A, so
-// that distinct latents stay distinct). It is the latent-model stand-in for SD3's VAE decoder in tests
-// and toy tasks: its weights are parameters (a checkpoint restores them), frozen in post-training.
+// The toy learned decoder `mlp`: a latent z [B, d] to a decoded sample x [B, D] by a
+// one-hidden-layer perceptron, x = W_2 tanh(W_1 z + b_1) + b_2 + A z (a smooth, nonlinear map with
+// a linear skip A, so that distinct latents stay distinct). It is the latent-model stand-in for
+// SD3's VAE decoder in tests and toy tasks: its weights are parameters (a checkpoint restores
+// them), frozen in post-training.
 #include <torch/nn/modules/linear.h>
 
 #include "ramflow/decoder.h"

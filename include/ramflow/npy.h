@@ -1,8 +1,9 @@
 #pragma once
 // NumPy's .npy format (version 1.0), for handing arrays to Python (`numpy.load`):
 //   "\x93NUMPY" 0x01 0x00, u16 little-endian header length, then the header, an ASCII Python dict
-//   {'descr': '<f4', 'fortran_order': False, 'shape': (N, C, H, W), } padded with spaces and a final '\n'
-//   so that the data starts at a multiple of 64 bytes; then the array, little-endian, C order.
+//   {'descr': '<f4', 'fortran_order': False, 'shape': (N, C, H, W), } padded with spaces and a
+//   final '\n' so that the data starts at a multiple of 64 bytes; then the array, little-endian, C
+//   order.
 #include <string>
 
 #include <torch/types.h>

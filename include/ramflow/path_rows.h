@@ -1,7 +1,7 @@
 #pragma once
-// The (step, sample) rows of a stored rollout path, for the methods that train on chosen steps of it
-// (Flow-GRPO, Adjoint Matching): every chosen step k of every sample i becomes one row, row j b + i for
-// the j-th chosen step, so one batched forward pass evaluates them all.
+// The (step, sample) rows of a stored rollout path, for the methods that train on chosen steps of
+// it (Flow-GRPO, Adjoint Matching): every chosen step k of every sample i becomes one row, row j b
+// + i for the j-th chosen step, so one batched forward pass evaluates them all.
 #include <vector>
 
 #include <torch/types.h>
@@ -18,9 +18,11 @@ struct PathRows {
   torch::Tensor t;                 // [J b] the chosen steps' times
   Condition cond;                  // J b rows (row j b + i: sample i's), or empty
 
-  /// One value per chosen step, repeated over its rows: [J] -> [J b] (float, on the batch's device).
+  /// One value per chosen step, repeated over its rows: [J] -> [J b] (float, on the batch's
+  /// device).
   torch::Tensor per_row(const std::vector<double>& per_step) const;
-  /// Rows of a per-sample tensor [b, ...] (the same value on every step of a sample): -> [J b, ...].
+  /// Rows of a per-sample tensor [b, ...] (the same value on every step of a sample): -> [J b,
+  /// ...].
   torch::Tensor of_sample(const torch::Tensor& per_sample) const;
 };
 

@@ -1,10 +1,11 @@
 #pragma once
 // Flow-matching pretraining:  L_FM(theta) = E_{t, x0, eps} || v_theta(x_t, t) - (eps - x0) ||^2,
 // x_t = (1 - t) x0 + t eps. Its minimiser is v(x, t) = E[eps - x0 | x_t = x].
-// Conditional data: v(x, t, c) for conditions c; with label dropout p, each condition is replaced by the
-// task's null condition (Task::null_condition) with probability p, so one network also learns the unconditional velocity v(x, t, null) that
-// classifier-free guidance (guidance.h) needs. An EMA of the weights (decay `ema`) is kept when ema > 0;
-// at the end the model holds the EMA weights.
+// Conditional data: v(x, t, c) for conditions c; with label dropout p, each condition is replaced
+// by the task's null condition (Task::null_condition) with probability p, so one network also
+// learns the unconditional velocity v(x, t, null) that classifier-free guidance (guidance.h) needs.
+// An EMA of the weights (decay `ema`) is kept when ema > 0; at the end the model holds the EMA
+// weights.
 #include <functional>
 
 #include "ramflow/rng.h"
@@ -21,23 +22,24 @@ struct PretrainOptions {
   TORCH_ARG(TimeDistribution, time) = TimeDistribution();
   TORCH_ARG(double, label_dropout) = 0.0;  // probability of the null condition (conditional data)
   TORCH_ARG(Condition, null_condition) = Condition();  // one row; required when label_dropout > 0
-  TORCH_ARG(double, ema) = 0.0;            // EMA decay of the weights; 0 = none
-  TORCH_ARG(double, grad_clip) = 0.0;      // max global gradient norm; 0 = off
+  TORCH_ARG(double, ema) = 0.0;                        // EMA decay of the weights; 0 = none
+  TORCH_ARG(double, grad_clip) = 0.0;                  // max global gradient norm; 0 = off
 };
 
 struct PretrainRecord {
-  int64_t step = 0;    // 1-based
+  int64_t step = 0;  // 1-based
   double loss = 0;
   double seconds = 0;  // cumulative
   /// The weights a checkpoint taken now should hold: the EMA when options.ema > 0, else the model.
   const VelocityFieldImpl* weights = nullptr;
 };
 
-/// Draws n data samples x0 [n, ...] (and, for conditional data, writes their n conditions into *cond).
+/// Draws n data samples x0 [n, ...] (and, for conditional data, writes their n conditions into
+/// *cond).
 using DataSampler = std::function<torch::Tensor(int64_t n, Rng& rng, Condition* cond)>;
 
-/// Trains `model` in place with Adam. `on_step` (optional) is called after every step. With ema > 0 the
-/// model ends holding the EMA weights.
+/// Trains `model` in place with Adam. `on_step` (optional) is called after every step. With ema > 0
+/// the model ends holding the EMA weights.
 void pretrain_flow_matching(VelocityFieldImpl& model, const DataSampler& data,
                             const PretrainOptions& options,
                             const std::function<void(const PretrainRecord&)>& on_step = {});

@@ -3,22 +3,24 @@
 // "Reinforce Adjoint Matching: Scaling RL Post-Training of Diffusion and Flow-Matching Models",
 // arXiv 2605.10759, Eq. 17 (the RAM loss) and Algorithm 1.
 //
-// For each on-policy endpoint x0 (any ODE sampler, no grad) with reward r(x0), draw K pairs (t, eps):
-//   x_t    = (1 - t) x0 + t eps                                   (pretraining's noising, unchanged)
-//   target = v_ref(x_t, t) + s(x0) ((eps - x0) - v_copy(x_t, t))  (all under stop-gradient)
-//   loss   = mean over draws and coordinates of (v_theta(x_t, t) - target)^2
+// For each on-policy endpoint x0 (any ODE sampler, no grad) with reward r(x0), draw K pairs (t,
+// eps):
+//   x_t    = (1 - t) x0 + t eps                                   (pretraining's noising,
+//   unchanged) target = v_ref(x_t, t) + s(x0) ((eps - x0) - v_copy(x_t, t))  (all under
+//   stop-gradient) loss   = mean over draws and coordinates of (v_theta(x_t, t) - target)^2
 // where the reward signal s is
 //   raw         m r(x0)                              (paper form; m = 1 / lambda)
 //   centered    m (r - group mean)
-//   normalized  m (r - group mean) / (std + eps)     (released code; std per group or over the step)
+//   normalized  m (r - group mean) / (std + eps)     (released code; std per group or over the
+//   step)
 // and the stopped copy v_copy is
-//   current     v_theta itself, detached             (paper form: the same forward pass, no extra cost)
-//   ema         an EMA "old" policy that also draws the rollouts (released-code form)
+//   current     v_theta itself, detached             (paper form: the same forward pass, no extra
+//   cost) ema         an EMA "old" policy that also draws the rollouts (released-code form)
 //
 // The semigradient equals that of ||v - v_ref||^2 + s ||v - (eps - x0)||^2: a reference anchor plus
-// reward-weighted flow matching. With s = 0 and v_theta = v_ref the loss and its gradient are exactly 0.
-// Population fixed point: v - v_ref = E[s(X0) ((eps - X0) - v) | X_t = x], exact for a Gaussian reference
-// with a linear reward and first-order in the reward otherwise (paper §4.1).
+// reward-weighted flow matching. With s = 0 and v_theta = v_ref the loss and its gradient are
+// exactly 0. Population fixed point: v - v_ref = E[s(X0) ((eps - X0) - v) | X_t = x], exact for a
+// Gaussian reference with a linear reward and first-order in the reward otherwise (paper §4.1).
 #include <string>
 
 #include "ramflow/method.h"
@@ -27,9 +29,9 @@
 namespace ramflow {
 
 struct RAMOptions {
-  TORCH_ARG(double, multiplier) = 5.0;        // m = 1 / lambda
-  TORCH_ARG(int64_t, draws) = 4;              // K (t, eps) draws per endpoint
-  TORCH_ARG(std::string, signal) = "raw";     // raw | centered | normalized
+  TORCH_ARG(double, multiplier) = 5.0;          // m = 1 / lambda
+  TORCH_ARG(int64_t, draws) = 4;                // K (t, eps) draws per endpoint
+  TORCH_ARG(std::string, signal) = "raw";       // raw | centered | normalized
   TORCH_ARG(std::string, std_scope) = "group";  // group | step (normalized signal only)
   TORCH_ARG(double, std_eps) = 1e-4;
   TORCH_ARG(std::string, target_copy) = "current";  // current | ema

@@ -1,7 +1,7 @@
 #pragma once
 // Registry<T>: the one place a component kind's user-visible names map to implementations.
-// Entries are added by explicit `register_builtin_<kind>()` functions (one line per component), never by
-// static self-registering objects, which a static link silently drops.
+// Entries are added by explicit `register_builtin_<kind>()` functions (one line per component),
+// never by static self-registering objects, which a static link silently drops.
 #include <map>
 #include <string>
 #include <vector>

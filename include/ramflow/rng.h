@@ -1,7 +1,7 @@
 #pragma once
-// Seeded random streams. Library code never touches torch's global generator: every draw comes from an Rng
-// the caller owns. Draws are made on the CPU and moved to the target device, so a seed gives the same
-// numbers on every device.
+// Seeded random streams. Library code never touches torch's global generator: every draw comes from
+// an Rng the caller owns. Draws are made on the CPU and moved to the target device, so a seed gives
+// the same numbers on every device.
 #include <cstdint>
 
 #include <torch/types.h>

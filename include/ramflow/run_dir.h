@@ -21,13 +21,14 @@ namespace ramflow {
 
 class RunDir {
  public:
-  /// Creates the directory. An existing non-empty one is refused unless `overwrite`; even then only a
-  /// directory that looks like a ramflow run (it has config.json) is cleared.
+  /// Creates the directory. An existing non-empty one is refused unless `overwrite`; even then only
+  /// a directory that looks like a ramflow run (it has config.json) is cleared.
   static RunDir create(const std::string& path, bool overwrite);
   /// What create() checks before it touches anything (an existing non-empty directory without
   /// `overwrite`, or one that is not a run): throws InputError, creates nothing.
   static void check(const std::string& path, bool overwrite);
-  /// An existing run directory (it has config.json), to continue: throws InputError if it is not one.
+  /// An existing run directory (it has config.json), to continue: throws InputError if it is not
+  /// one.
   static RunDir open(const std::string& path);
 
   const std::string& path() const { return path_; }
@@ -35,18 +36,20 @@ class RunDir {
   std::string checkpoint(const std::string& name) const;  // checkpoints/<name>.safetensors
   std::string plot(const std::string& name) const;        // plots/<name>.png
 
-  /// config.json (every key resolved) and, when `given` is an object, config_given.json: the keys the
-  /// user set (flags and config file), which a resumed run needs to apply presets as the first did.
+  /// config.json (every key resolved) and, when `given` is an object, config_given.json: the keys
+  /// the user set (flags and config file), which a resumed run needs to apply presets as the first
+  /// did.
   void write_config(const nlohmann::json& config, const nlohmann::json& given = nullptr) const;
   void write_summary(const nlohmann::json& summary) const;
   /// Appends one line to metrics.jsonl and flushes it.
   void append_metrics(const nlohmann::json& record);
-  /// For a run resumed at step `step`: keeps the lines of metrics.jsonl that belong to steps <= step
+  /// For a run resumed at step `step`: keeps the lines of metrics.jsonl that belong to steps <=
+  /// step
   /// ({"step": k} and {"eval_step": k} with k <= step; a torn last line, from a kill mid-write, is
-  /// dropped), except those `drop` selects; rewrites the file atomically and returns the kept records in
-  /// order.
-  std::vector<nlohmann::json> rewind_metrics(int64_t step,
-                                             const std::function<bool(const nlohmann::json&)>& drop = {});
+  /// dropped), except those `drop` selects; rewrites the file atomically and returns the kept
+  /// records in order.
+  std::vector<nlohmann::json> rewind_metrics(
+      int64_t step, const std::function<bool(const nlohmann::json&)>& drop = {});
 
  private:
   explicit RunDir(std::string path);

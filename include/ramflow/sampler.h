@@ -1,6 +1,7 @@
 #pragma once
 // ODE samplers: small pure functions of (v, x, t, t_next, noise). No hidden step counters: any step
-// (x, t, t_next) can be re-evaluated later. Generation runs from t = 1 (noise) down to t = 0 (data).
+// (x, t, t_next) can be re-evaluated later. Generation runs from t = 1 (noise) down to t = 0
+// (data).
 #include <functional>
 #include <string>
 
@@ -36,8 +37,9 @@ torch::Tensor euler_step(const VelocityFn& v, const torch::Tensor& x, double t, 
 torch::Tensor heun_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
                         const torch::Tensor& noise);
 
-/// DPM-Solver-2 (DPM-Solver++(2S), data prediction, midpoint in log-SNR), second order, two evaluations per
-/// step: DiffusionNFT's deterministic "dpm2" sampler (src/samplers/dpm2.cpp has the equations).
+/// DPM-Solver-2 (DPM-Solver++(2S), data prediction, midpoint in log-SNR), second order, two
+/// evaluations per step: DiffusionNFT's deterministic "dpm2" sampler (src/samplers/dpm2.cpp has the
+/// equations).
 torch::Tensor dpm2_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
                         const torch::Tensor& noise);
 
@@ -52,14 +54,16 @@ struct SampleResult {
   int64_t nfe = 0;   // network evaluations used (per batch, not per sample)
 };
 
-/// Integrates from x1 (t = 1) to t = 0 on the shifted grid. Runs without autograd. `rng` feeds the noise
-/// of stochastic samplers and may be null for ODE samplers.
+/// Integrates from x1 (t = 1) to t = 0 on the shifted grid. Runs without autograd. `rng` feeds the
+/// noise of stochastic samplers and may be null for ODE samplers.
 SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options,
                     Rng* rng = nullptr);
 /// For a diagnosis once an endpoint came out non-finite: integrates again from x1 with the same ODE
-/// sampler, checking every step, and returns the first step k (1-based, of options.steps()) after which
-/// some sample is non-finite; -1 if none is (or the sampler is stochastic, which cannot be replayed).
-int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options);
+/// sampler, checking every step, and returns the first step k (1-based, of options.steps()) after
+/// which some sample is non-finite; -1 if none is (or the sampler is stochastic, which cannot be
+/// replayed).
+int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1,
+                             const SampleOptions& options);
 
 /// The same for a model and the samples' conditions (B rows, or empty).
 SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const Condition& cond,

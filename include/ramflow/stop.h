@@ -1,8 +1,8 @@
 #pragma once
 // A graceful stop on SIGINT or SIGTERM. The handlers only record the signal; a training loop checks
-// stop_signal() between steps, finishes the step it is in, writes a checkpoint and returns. The library
-// installs nothing by itself: the command-line tool calls install_stop_handlers() once. A second signal
-// of the same kind takes its default action (a second Ctrl-C kills at once).
+// stop_signal() between steps, finishes the step it is in, writes a checkpoint and returns. The
+// library installs nothing by itself: the command-line tool calls install_stop_handlers() once. A
+// second signal of the same kind takes its default action (a second Ctrl-C kills at once).
 namespace ramflow {
 
 /// Installs the SIGINT and SIGTERM handlers (idempotent).

@@ -2,19 +2,19 @@
 // A task is the data a base model is pretrained on, plus what is known about it exactly.
 // Toy tasks are Gaussian mixtures, so their tilted optima have closed forms for quadratic rewards.
 //
-// Conditions (condition.h). The task owns them: it draws them for rollouts (its training set) and for
-// evaluation (its held-out set, fixed), builds the tensors a model reads for each id, gives the null
-// condition of classifier-free guidance, and says what each id stands for (ConditionTable: text and
-// metadata for rewards, reports and grids). A class-conditional task's condition is its label (id = label);
-// an unconditional task's is the empty Condition.
+// Conditions (condition.h). The task owns them: it draws them for rollouts (its training set) and
+// for evaluation (its held-out set, fixed), builds the tensors a model reads for each id, gives the
+// null condition of classifier-free guidance, and says what each id stands for (ConditionTable:
+// text and metadata for rewards, reports and grids). A class-conditional task's condition is its
+// label (id = label); an unconditional task's is the empty Condition.
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 #include "ramflow/condition.h"
 #include "ramflow/gaussian_mixture.h"
@@ -29,35 +29,37 @@ class Task : public ConditionTable, public std::enable_shared_from_this<Task> {
   /// The shape of one sample, e.g. {2}; D is its product.
   virtual std::vector<int64_t> sample_shape() const = 0;
   int64_t dim() const;
-  /// n data samples, float32 on opts' device.  -> [n, ...sample_shape]. For a conditional task, `cond`
-  /// (if not null) receives each sample's condition (on the same device).
+  /// n data samples, float32 on opts' device.  -> [n, ...sample_shape]. For a conditional task,
+  /// `cond` (if not null) receives each sample's condition (on the same device).
   virtual torch::Tensor sample_data(int64_t n, Rng& rng, const torch::TensorOptions& opts = {},
                                     Condition* cond = nullptr) const = 0;
   /// Number of classes of a class-conditional task (the label's range); 0 otherwise.
   virtual int64_t num_classes() const { return 0; }
   /// The distinct conditions (ids 0 .. count - 1): the classes of a class-conditional task.
   int64_t condition_count() const override { return num_classes(); }
-  /// The conditions with these ids ([n] int64, kNullId allowed) -> a batch of n on the CPU; the empty
-  /// Condition for an unconditional task. The default: a class-conditional batch (label = id).
+  /// The conditions with these ids ([n] int64, kNullId allowed) -> a batch of n on the CPU; the
+  /// empty Condition for an unconditional task. The default: a class-conditional batch (label =
+  /// id).
   virtual Condition conditions(const torch::Tensor& ids) const;
   /// Draws n training conditions: ids uniform over the conditions. Empty for an unconditional task.
   virtual Condition sample_conditions(int64_t n, Rng& rng) const;
-  /// The first n of the fixed evaluation conditions (the held-out set), in turn: sample i asks for id
-  /// i mod condition_count(). Empty for an unconditional task.
+  /// The first n of the fixed evaluation conditions (the held-out set), in turn: sample i asks for
+  /// id i mod condition_count(). Empty for an unconditional task.
   virtual Condition evaluation_conditions(int64_t n) const;
-  /// The null (negative) condition of classifier-free guidance, one row; empty for an unconditional task.
+  /// The null (negative) condition of classifier-free guidance, one row; empty for an unconditional
+  /// task.
   Condition null_condition() const;
   /// A person's name for condition `id` (a class name): "class k" unless the task knows better.
   std::string condition_text(int64_t id) const override;
-  /// Held-out data for evaluation (the test split), with conditions for a conditional task; nullopt when
-  /// the task has none (mixtures: fresh samples serve).
+  /// Held-out data for evaluation (the test split), with conditions for a conditional task; nullopt
+  /// when the task has none (mixtures: fresh samples serve).
   struct Split {
-    torch::Tensor x;     // [N, ...sample_shape] float32, CPU
-    Condition cond;      // N conditions, or empty
+    torch::Tensor x;  // [N, ...sample_shape] float32, CPU
+    Condition cond;   // N conditions, or empty
   };
   virtual std::optional<Split> test_split() const { return std::nullopt; }
-  /// The whole training split in file order (for training a classifier); throws ConfigError for a task
-  /// that has none (mixtures are distributions, not datasets).
+  /// The whole training split in file order (for training a classifier); throws ConfigError for a
+  /// task that has none (mixtures are distributions, not datasets).
   virtual Split training_split() const;
   /// The data law as a Gaussian mixture, if it is one (enables closed-form tilts and mode masses).
   virtual const GaussianMixture* mixture() const { return nullptr; }
@@ -76,8 +78,9 @@ using TaskPtr = std::shared_ptr<const Task>;
 using TaskFactory = std::function<TaskPtr(const nlohmann::json& params)>;
 struct TaskInfo {
   TaskFactory make;
-  /// The task's own defaults for job keys (pretraining length, reward, rollout sizes, ...): applied by
-  /// the jobs before a method's preset, so keys the user sets win, and a key a job lacks is skipped.
+  /// The task's own defaults for job keys (pretraining length, reward, rollout sizes, ...): applied
+  /// by the jobs before a method's preset, so keys the user sets win, and a key a job lacks is
+  /// skipped.
   nlohmann::json preset = nlohmann::json::object();
 };
 const Registry<TaskInfo>& tasks();

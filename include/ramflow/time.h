@@ -1,5 +1,6 @@
 #pragma once
-// Training-time distributions p(t) and sampling grids, in ramflow's convention (t = 0 data, t = 1 noise).
+// Training-time distributions p(t) and sampling grids, in ramflow's convention (t = 0 data, t = 1
+// noise).
 #include <string>
 #include <vector>
 
@@ -11,7 +12,8 @@ namespace ramflow {
 
 /// The distribution of t in a flow-matching loss.
 ///   uniform:       t ~ U(0, 1)
-///   power:         p(t) ∝ t^alpha on (0, 1)  ->  t = u^(1 / (alpha + 1)) by inverting the CDF t^(alpha+1)
+///   power:         p(t) ∝ t^alpha on (0, 1)  ->  t = u^(1 / (alpha + 1)) by inverting the CDF
+///   t^(alpha+1)
 ///                  (RAM's released configs use alpha = 1: more mass near the noise end)
 ///   logit_normal:  t = sigmoid(mean + std * z),  z ~ N(0, 1)   (SD3's choice for pretraining)
 struct TimeDistribution {

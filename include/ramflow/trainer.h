@@ -5,19 +5,18 @@
 //   -> for each of M minibatches: method loss -> AdamW step
 //   -> EMA "old" policy update -> step record.
 // The first minibatch is exactly on-policy; later ones are slightly off-policy (PPO-style reuse).
-// A remote reward (Reward::overlap) is scored in parts: the reward server scores one part of the batch
-// while the next part is rolled out (ODE samplers, which draw no noise, so the endpoints are the same).
-// Numerical faults skip the step instead of ending the run (StepRecord::skipped): a rollout that
-// diverged is named as such (with the sampler step where it did), never blamed on the reward.
-// Conditions: the ConditionSource (the task's) draws one condition per group; every sample of the group
-// carries it through the rollout, the reward and the loss. With cfg != 1 the rollout samples the guided
-// velocity v_u + w (v_c - v_u) with the source's null condition; the losses still use the conditional
-// prediction (guidance.h).
-// Each step draws from its own random stream rng.fork(step), so a run is reproducible step by step.
+// A remote reward (Reward::overlap) is scored in parts: the reward server scores one part of the
+// batch while the next part is rolled out (ODE samplers, which draw no noise, so the endpoints are
+// the same). Numerical faults skip the step instead of ending the run (StepRecord::skipped): a
+// rollout that diverged is named as such (with the sampler step where it did), never blamed on the
+// reward. Conditions: the ConditionSource (the task's) draws one condition per group; every sample
+// of the group carries it through the rollout, the reward and the loss. With cfg != 1 the rollout
+// samples the guided velocity v_u + w (v_c - v_u) with the source's null condition; the losses
+// still use the conditional prediction (guidance.h). Each step draws from its own random stream
+// rng.fork(step), so a run is reproducible step by step.
 #include <functional>
 #include <memory>
 #include <optional>
-
 
 #include "ramflow/adamw.h"
 #include "ramflow/checkpoint.h"
@@ -30,52 +29,56 @@ namespace ramflow {
 
 struct TrainerOptions {
   TORCH_ARG(std::vector<int64_t>, sample_shape) = {};  // shape of one endpoint, e.g. {2} (required)
-  TORCH_ARG(int64_t, groups) = 1;        // P condition groups per step
-  TORCH_ARG(int64_t, group_size) = 32;   // G endpoints per group
+  TORCH_ARG(int64_t, groups) = 1;                      // P condition groups per step
+  TORCH_ARG(int64_t, group_size) = 32;                 // G endpoints per group
   TORCH_ARG(SampleOptions, rollout) = SampleOptions();  // rollout sampler, steps and grid shift
-  TORCH_ARG(double, cfg) = 1.0;          // classifier-free guidance scale of ODE rollouts (guidance.h)
+  TORCH_ARG(double, cfg) = 1.0;  // classifier-free guidance scale of ODE rollouts (guidance.h)
   TORCH_ARG(double, lr) = 1e-4;
   TORCH_ARG(double, weight_decay) = 0.0;
   TORCH_ARG(double, beta1) = 0.9;
   TORCH_ARG(double, beta2) = 0.999;
-  TORCH_ARG(double, grad_clip) = 0.0;    // max global grad norm; 0 = off
-  TORCH_ARG(int64_t, minibatches) = 1;   // optimiser updates per rollout, each on 1/M of the batch
-  TORCH_ARG(double, old_decay) = 0.9;    // EMA "old" policy decay (methods that use it)
-  TORCH_ARG(double, old_ramp) = 0.01;    // its warm-up: decay = min(old_decay, old_ramp * updates)
-  TORCH_ARG(double, eval_ema) = 0.0;     // > 0: an EMA of the policy (warm-up ramp 0.1) for evaluation
+  TORCH_ARG(double, grad_clip) = 0.0;   // max global grad norm; 0 = off
+  TORCH_ARG(int64_t, minibatches) = 1;  // optimiser updates per rollout, each on 1/M of the batch
+  TORCH_ARG(double, old_decay) = 0.9;   // EMA "old" policy decay (methods that use it)
+  TORCH_ARG(double, old_ramp) = 0.01;   // its warm-up: decay = min(old_decay, old_ramp * updates)
+  TORCH_ARG(double, eval_ema) = 0.0;  // > 0: an EMA of the policy (warm-up ramp 0.1) for evaluation
   TORCH_ARG(uint64_t, seed) = 0;
 };
 
-/// Where a trainer's conditions come from (the task's, Task::sample_conditions and Task::null_condition):
-/// `draw` gives the conditions of P groups (P rows; each is repeated G times), `null` the null condition
-/// of guidance (one row). Both empty for an unconditional task.
+/// Where a trainer's conditions come from (the task's, Task::sample_conditions and
+/// Task::null_condition): `draw` gives the conditions of P groups (P rows; each is repeated G
+/// times), `null` the null condition of guidance (one row). Both empty for an unconditional task.
 struct ConditionSource {
   std::function<Condition(int64_t groups, Rng& rng)> draw;
   Condition null;
 };
 
 struct StepRecord {
-  int64_t step = 0;            // 1-based index of the step just taken
-  double seconds = 0;          // cumulative wall-clock time inside step()
+  int64_t step = 0;    // 1-based index of the step just taken
+  double seconds = 0;  // cumulative wall-clock time inside step()
   double reward_mean = 0, reward_std = 0, reward_min = 0, reward_max = 0;
-  double loss = 0;             // mean over the minibatches
-  double grad_norm = 0;        // before clipping (the largest of the minibatches')
-  int64_t nfe = 0;             // cumulative network evaluations by rollouts (per sample)
-  double nfe_train = 0;        // cumulative network evaluations by the losses, per endpoint (forward
-                               // passes of any model, and vector-Jacobian products; the methods' "nfe_train")
-  int64_t reward_evals = 0;    // cumulative reward evaluations
-  std::map<std::string, double> metrics;  // method-specific: each the mean over the step's minibatches
-  /// Non-empty when the step was skipped, saying why: the rollout diverged (a non-finite sample), the
-  /// reward, the loss or the gradient was non-finite. A skipped step makes no (further) optimiser update
-  /// and no EMA update, but counts as a step: the next one draws from the next random stream.
+  double loss = 0;       // mean over the minibatches
+  double grad_norm = 0;  // before clipping (the largest of the minibatches')
+  int64_t nfe = 0;       // cumulative network evaluations by rollouts (per sample)
+  double nfe_train =
+      0;  // cumulative network evaluations by the losses, per endpoint (forward
+          // passes of any model, and vector-Jacobian products; the methods' "nfe_train")
+  int64_t reward_evals = 0;  // cumulative reward evaluations
+  std::map<std::string, double>
+      metrics;  // method-specific: each the mean over the step's minibatches
+  /// Non-empty when the step was skipped, saying why: the rollout diverged (a non-finite sample),
+  /// the reward, the loss or the gradient was non-finite. A skipped step makes no (further)
+  /// optimiser update and no EMA update, but counts as a step: the next one draws from the next
+  /// random stream.
   std::string skipped;
 };
 
-/// What a training checkpoint holds besides the models' weights (Trainer::state): the optimiser's moments
-/// ("optimizer.m", "optimizer.v": flat, in the order of the policy's trainable parameters), the method's
-/// state ("method.<its names>"), and in `meta` the step, the counters, the optimiser's and the EMAs'
-/// update counts and the method's values. The random streams need nothing: step k draws from
-/// Rng(seed).fork(k).
+/// What a training checkpoint holds besides the models' weights (Trainer::state): the optimiser's
+/// moments
+/// ("optimizer.m", "optimizer.v": flat, in the order of the policy's trainable parameters), the
+/// method's state ("method.<its names>"), and in `meta` the step, the counters, the optimiser's and
+/// the EMAs' update counts and the method's values. The random streams need nothing: step k draws
+/// from Rng(seed).fork(k).
 struct TrainerState {
   NamedTensors tensors;
   nlohmann::json meta = nlohmann::json::object();
@@ -89,24 +92,26 @@ class Trainer {
   /// `policy` is trained in place (usually a clone of the base); `ref` is the frozen base (v_ref).
   Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward, MethodPtr method,
           TrainerOptions options, ConditionSource conditions = {});
-  /// Everything the constructor checks of its options against the method and the reward, for callers
-  /// that check a configuration before any compute. Throws ConfigError naming the culprit.
+  /// Everything the constructor checks of its options against the method and the reward, for
+  /// callers that check a configuration before any compute. Throws ConfigError naming the culprit.
   static void check(const TrainerOptions& options, const Method& method, const Reward& reward);
-  /// One training step. A non-finite sample, reward, loss or gradient skips the step (StepRecord::skipped);
-  /// with several minibatches, the updates made before the fault stay. Other errors propagate.
+  /// One training step. A non-finite sample, reward, loss or gradient skips the step
+  /// (StepRecord::skipped); with several minibatches, the updates made before the fault stay. Other
+  /// errors propagate.
   StepRecord step();
   int64_t steps_done() const { return step_; }
   /// The cumulative counters so far (step, seconds, nfe, nfe_train, reward_evals) as a StepRecord
   /// without the per-step fields: what a resumed run that takes no further step reports.
   StepRecord totals() const;
-  /// The state beyond the models' weights (see TrainerState); the models are saved by name: "policy",
-  /// "old" (the EMA old policy, if any) and "ema" (the evaluation EMA, if any).
+  /// The state beyond the models' weights (see TrainerState); the models are saved by name:
+  /// "policy", "old" (the EMA old policy, if any) and "ema" (the evaluation EMA, if any).
   TrainerState state() const;
-  /// Restores the models' weights ("policy.*", "old.*", "ema.*" in `tensors`, as save_checkpoint names
-  /// them) and state()'s tensors and meta into a trainer built with the same configuration. Afterwards
-  /// step() continues exactly where the saved trainer stopped. Throws InputError naming `source` if the
-  /// state does not fit (another method, a missing tensor, a shape that differs).
-  void load_state(const NamedTensors& tensors, const nlohmann::json& meta, const std::string& source);
+  /// Restores the models' weights ("policy.*", "old.*", "ema.*" in `tensors`, as save_checkpoint
+  /// names them) and state()'s tensors and meta into a trainer built with the same configuration.
+  /// Afterwards step() continues exactly where the saved trainer stopped. Throws InputError naming
+  /// `source` if the state does not fit (another method, a missing tensor, a shape that differs).
+  void load_state(const NamedTensors& tensors, const nlohmann::json& meta,
+                  const std::string& source);
 
   VelocityFieldImpl& policy() { return *policy_; }
   /// The model evaluations should use: the evaluation EMA when eval_ema > 0, else the policy.
@@ -125,7 +130,8 @@ class Trainer {
   /// On-policy endpoints drawn by `sampler_model`, scored by the reward.
   RolloutBatch rollout(VelocityFieldImpl& sampler_model, Rng& rng);
   /// NumericalError naming the diverged sample (index + offset) and the sampler step if x0 holds a
-  /// non-finite value; x1 and cond are its noise and conditions, trajectory ([N + 1, b, ...]) its path if kept.
+  /// non-finite value; x1 and cond are its noise and conditions, trajectory ([N + 1, b, ...]) its
+  /// path if kept.
   void check_rollout(const torch::Tensor& x0, const torch::Tensor& x1, const Condition& cond,
                      const torch::Tensor& trajectory, const std::vector<double>& grid,
                      VelocityFieldImpl& sampler_model, int64_t offset = 0);

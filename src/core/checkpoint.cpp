@@ -1,4 +1,5 @@
-// ramflow model checkpoints (see include/ramflow/checkpoint.h); the file format is safetensors.cpp's.
+// ramflow model checkpoints (see include/ramflow/checkpoint.h); the file format is
+// safetensors.cpp's.
 #include "ramflow/checkpoint.h"
 
 #include <map>
@@ -8,8 +9,8 @@
 #include <torch/torch.h>
 
 #include "ramflow/errors.h"
-#include "ramflow/strings.h"
 #include "ramflow/io.h"
+#include "ramflow/strings.h"
 
 namespace ramflow {
 namespace {
@@ -18,7 +19,8 @@ constexpr int kFormatVersion = 1;
 
 nlohmann::json checkpoint_meta(const SafetensorsFile& file, const std::string& path) {
   auto it = file.metadata.find("ramflow");
-  if (it == file.metadata.end()) throw InputError(path + ": not a ramflow checkpoint (no 'ramflow' metadata)");
+  if (it == file.metadata.end())
+    throw InputError(path + ": not a ramflow checkpoint (no 'ramflow' metadata)");
   try {
     return nlohmann::json::parse(it->second);
   } catch (const nlohmann::json::exception&) {
@@ -30,13 +32,14 @@ nlohmann::json checkpoint_meta(const SafetensorsFile& file, const std::string& p
 
 NamedTensors model_tensors(const std::string& prefix, const VelocityFieldImpl& model) {
   NamedTensors out;
-  for (const auto& p : model.named_parameters()) out.emplace_back(prefix + "." + p.key(), p.value());
+  for (const auto& p : model.named_parameters())
+    out.emplace_back(prefix + "." + p.key(), p.value());
   for (const auto& b : model.named_buffers()) out.emplace_back(prefix + "." + b.key(), b.value());
   return out;
 }
 
-void load_model_tensors(const NamedTensors& tensors, const std::string& prefix, VelocityFieldImpl& model,
-                        const std::string& source) {
+void load_model_tensors(const NamedTensors& tensors, const std::string& prefix,
+                        VelocityFieldImpl& model, const std::string& source) {
   std::map<std::string, const torch::Tensor*> by_name;
   for (const auto& kv : tensors) by_name.emplace(kv.first, &kv.second);
   torch::NoGradGuard no_grad;
@@ -47,8 +50,8 @@ void load_model_tensors(const NamedTensors& tensors, const std::string& prefix, 
     const torch::Tensor& t = *it->second;
     if (t.sizes() != into.sizes() || t.scalar_type() != into.scalar_type()) {
       std::ostringstream why;
-      why << source << ": tensor '" << name << "' is " << t.scalar_type() << " " << t.sizes() << ", the model's is "
-          << into.scalar_type() << " " << into.sizes();
+      why << source << ": tensor '" << name << "' is " << t.scalar_type() << " " << t.sizes()
+          << ", the model's is " << into.scalar_type() << " " << into.sizes();
       throw InputError(why.str());
     }
     into.copy_(t);
@@ -77,18 +80,19 @@ void save_checkpoint(const std::string& path,
     for (auto& t : model_tensors(m.first, *m.second)) all.push_back(std::move(t));
   }
   all.insert(all.end(), extra.begin(), extra.end());
-  // A tensor that is the very same memory as one already written (the frozen base that a LoRA policy
-  // shares with its EMA copies, a stage's frozen model) is written once; "aliases" maps each other name
-  // to the written one.
-  std::map<std::tuple<const void*, c10::ScalarType, std::vector<int64_t>, std::vector<int64_t>, std::string>,
+  // A tensor that is the very same memory as one already written (the frozen base that a LoRA
+  // policy shares with its EMA copies, a stage's frozen model) is written once; "aliases" maps each
+  // other name to the written one.
+  std::map<std::tuple<const void*, c10::ScalarType, std::vector<int64_t>, std::vector<int64_t>,
+                      std::string>,
            std::string>
       written;
   NamedTensors tensors;
   nlohmann::json aliases = nlohmann::json::object();
   for (auto& [name, t] : all) {
     if (t.defined() && t.numel() > 0) {
-      const auto key = std::make_tuple(static_cast<const void*>(t.data_ptr()), t.scalar_type(), t.sizes().vec(),
-                                       t.strides().vec(), t.device().str());
+      const auto key = std::make_tuple(static_cast<const void*>(t.data_ptr()), t.scalar_type(),
+                                       t.sizes().vec(), t.strides().vec(), t.device().str());
       const auto [it, fresh] = written.emplace(key, name);
       if (!fresh) {
         aliases[name] = it->second;
@@ -101,17 +105,20 @@ void save_checkpoint(const std::string& path,
   save_safetensors(path, tensors, {{"ramflow", info.dump()}});
 }
 
-NamedTensors checkpoint_tensors(const SafetensorsFile& file, const nlohmann::json& meta, const std::string& path) {
+NamedTensors checkpoint_tensors(const SafetensorsFile& file, const nlohmann::json& meta,
+                                const std::string& path) {
   NamedTensors out = file.tensors;
   if (!meta.contains("aliases")) return out;
   const auto& aliases = meta["aliases"];
-  if (!aliases.is_object()) throw InputError(path + ": corrupt ramflow metadata ('aliases' is not an object)");
+  if (!aliases.is_object())
+    throw InputError(path + ": corrupt ramflow metadata ('aliases' is not an object)");
   std::map<std::string, const torch::Tensor*> by_name;
   for (const auto& kv : file.tensors) by_name.emplace(kv.first, &kv.second);
   for (const auto& [name, target] : aliases.items()) {
     const auto it = target.is_string() ? by_name.find(target.get<std::string>()) : by_name.end();
     if (it == by_name.end())
-      throw InputError(path + ": corrupt ramflow metadata (alias '" + name + "' names no tensor of the file)");
+      throw InputError(path + ": corrupt ramflow metadata (alias '" + name +
+                       "' names no tensor of the file)");
     out.emplace_back(name, *it->second);  // the same tensor: a loader copies it into its model
   }
   return out;
@@ -139,11 +146,12 @@ VelocityFieldPtr load_checkpoint_model(const std::string& path, const std::strin
   return load_checkpoint_model(load_safetensors(path), path, name, meta_out);
 }
 
-VelocityFieldPtr load_checkpoint_model(const SafetensorsFile& file, const std::string& path, const std::string& name,
-                                       nlohmann::json* meta_out) {
+VelocityFieldPtr load_checkpoint_model(const SafetensorsFile& file, const std::string& path,
+                                       const std::string& name, nlohmann::json* meta_out) {
   nlohmann::json meta = checkpoint_meta(file, path);
   if (!meta.contains("models") || !meta["models"].contains(name))
-    throw InputError(path + ": checkpoint has no model '" + name + "'" + checkpoint_models_text(meta));
+    throw InputError(path + ": checkpoint has no model '" + name + "'" +
+                     checkpoint_models_text(meta));
   VelocityFieldPtr model;
   try {
     model = make_velocity_field(meta["models"][name]);

@@ -11,20 +11,26 @@
 #include <stdexcept>
 
 #include "ramflow/errors.h"
-#include "ramflow/strings.h"
 #include "ramflow/io.h"
+#include "ramflow/strings.h"
 
 namespace ramflow {
 namespace {
 
 std::string type_name(ParamType t) {
   switch (t) {
-    case ParamType::kInt: return "an integer";
-    case ParamType::kFloat: return "a number";
-    case ParamType::kString: return "a string";
-    case ParamType::kBool: return "true or false";
-    case ParamType::kFloatList: return "a list of numbers";
-    case ParamType::kJson: return "a JSON value";
+    case ParamType::kInt:
+      return "an integer";
+    case ParamType::kFloat:
+      return "a number";
+    case ParamType::kString:
+      return "a string";
+    case ParamType::kBool:
+      return "true or false";
+    case ParamType::kFloatList:
+      return "a list of numbers";
+    case ParamType::kJson:
+      return "a JSON value";
   }
   return "?";
 }
@@ -66,7 +72,8 @@ void validate(const Param& p, const json& v, const std::string& where) {
     case ParamType::kString: {
       if (!v.is_string()) bad("expected " + type_name(p.type) + ", got " + v.dump());
       const auto s = v.get<std::string>();
-      if (!p.choices.empty() && std::find(p.choices.begin(), p.choices.end(), s) == p.choices.end()) {
+      if (!p.choices.empty() &&
+          std::find(p.choices.begin(), p.choices.end(), s) == p.choices.end()) {
         bad("'" + s + "' is not one of: " + join(p.choices));
       }
       break;
@@ -130,7 +137,8 @@ ParamTable& ParamTable::number(const std::string& key, json def, std::string hel
   return add(std::move(p));
 }
 
-ParamTable& ParamTable::integer(const std::string& key, json def, std::string help, int64_t min, int64_t max) {
+ParamTable& ParamTable::integer(const std::string& key, json def, std::string help, int64_t min,
+                                int64_t max) {
   Param p;
   p.key = key;
   p.type = ParamType::kInt;
@@ -276,8 +284,9 @@ json parse_flag_value(const Param& p, const std::string& text) {
 }
 
 json parse_json_strict(const std::string& text, const std::string& source) {
-  // JSON allows a key twice in one object and nlohmann keeps the last; in a config that silently drops a
-  // setting, so a repeated key is an error. The parser's callback sees every key with its object's depth.
+  // JSON allows a key twice in one object and nlohmann keeps the last; in a config that silently
+  // drops a setting, so a repeated key is an error. The parser's callback sees every key with its
+  // object's depth.
   std::vector<std::set<std::string>> keys;  // the keys seen so far in each open object
   std::string duplicate;
   auto check = [&](int depth, json::parse_event_t event, json& parsed) {
@@ -299,13 +308,12 @@ json parse_json_strict(const std::string& text, const std::string& source) {
   } catch (const json::out_of_range& e) {  // a number beyond any double, such as 1e999
     throw ConfigError(source + ": a number is out of range (" + std::string(e.what()) + ")");
   }
-  if (!duplicate.empty()) throw ConfigError(source + ": key '" + duplicate + "' appears twice in one object");
+  if (!duplicate.empty())
+    throw ConfigError(source + ": key '" + duplicate + "' appears twice in one object");
   return value;
 }
 
-json read_json_file(const std::string& path) {
-  return parse_json_strict(read_file(path), path);
-}
+json read_json_file(const std::string& path) { return parse_json_strict(read_file(path), path); }
 
 std::string closest_name(const std::string& name, const std::vector<std::string>& keys) {
   std::string best;
@@ -329,7 +337,8 @@ Config Config::from_json(const ParamTable& table, const json& values, const std:
     std::string key = kv.key();
     if (const std::string* now = table.renamed_to(key)) {  // a file of an earlier version
       if (values.contains(*now))
-        throw ConfigError(source + ": '" + key + "' and '" + *now + "' are one key (renamed); give one");
+        throw ConfigError(source + ": '" + key + "' and '" + *now +
+                          "' are one key (renamed); give one");
       key = *now;
     }
     if (!cfg.table_->find(key)) {
@@ -349,7 +358,8 @@ Config Config::resolve(const ParamTable& table, const std::string& file,
   Config cfg = file.empty() ? from_json(table, json::object(), "defaults")
                             : from_json(table, read_json_file(file), file);
   for (const auto& p : table.params())
-    if (p.flag_only && cfg.explicit_.erase(p.key)) cfg.values_[p.key] = p.default_value;  // a file's value
+    if (p.flag_only && cfg.explicit_.erase(p.key))
+      cfg.values_[p.key] = p.default_value;  // a file's value
   for (const auto& kv : flags) {
     const Param* p = table.find(kv.first);
     if (!p) throw ConfigError("unknown option '" + kv.first + "'");
@@ -420,7 +430,8 @@ std::vector<double> Config::list(const std::string& key) const {
 }
 
 SpecReader::SpecReader(const json& spec, std::string what) : spec_(spec), what_(std::move(what)) {
-  if (!spec_.is_object()) throw ConfigError(what_ + ": expected a JSON object, got " + spec_.dump());
+  if (!spec_.is_object())
+    throw ConfigError(what_ + ": expected a JSON object, got " + spec_.dump());
 }
 
 const json& SpecReader::value(const std::string& key) {

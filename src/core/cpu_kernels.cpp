@@ -1,6 +1,7 @@
 // CPU kernels (see cpu_kernels.h). Written with GCC/Clang vector extensions: one
 // template body, instantiated per instruction set with a register tile that fits it:
-//   AVX-512: 14 rows x 32 columns over a long inner dimension (28 zmm accumulators + 2 weight vectors),
+//   AVX-512: 14 rows x 32 columns over a long inner dimension (28 zmm accumulators + 2 weight
+//   vectors),
 //            else 8 x 32;  AVX2: 6 x 16 (12 ymm);  baseline (SSE or NEON): 6 x 8 (12 registers).
 // Each tile keeps its accumulators over the whole inner dimension (the broadcast form
 // acc[r][:] += in[r, i] * wt[i, :]), so a 32 x 128 x 128 layer runs in about 5 microseconds on one
@@ -18,7 +19,8 @@
 #include <immintrin.h>
 #endif
 
-#pragma GCC diagnostic ignored "-Wpsabi"  // vectors wider than the baseline ABI stay inside this file
+#pragma GCC diagnostic ignored \
+    "-Wpsabi"  // vectors wider than the baseline ABI stay inside this file
 
 namespace ramflow::kernels {
 namespace {
@@ -42,12 +44,12 @@ RAMFLOW_INLINE void store(float* p, typename Vec<W>::f v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// One MR x (NV*W) tile of out = in · wt + bias; `in` points at the tile's first row, and its element
-// (r, i) is in[r * rs + i * ks] (rs = I, ks = 1 for a row-major [B, I]; rs = 1, ks = B for the transpose
-// of a row-major [I, B]).
+// One MR x (NV*W) tile of out = in · wt + bias; `in` points at the tile's first row, and its
+// element (r, i) is in[r * rs + i * ks] (rs = I, ks = 1 for a row-major [B, I]; rs = 1, ks = B for
+// the transpose of a row-major [I, B]).
 template <int W, int MR, int NV>
-RAMFLOW_INLINE void tile(const float* in, int64_t rs, int64_t ks, int64_t I, const float* wt, int64_t O,
-                         const float* bias, float* out) {
+RAMFLOW_INLINE void tile(const float* in, int64_t rs, int64_t ks, int64_t I, const float* wt,
+                         int64_t O, const float* bias, float* out) {
   using V = typename Vec<W>::f;
   V acc[MR][NV];
   for (int j = 0; j < NV; ++j) {
@@ -66,8 +68,8 @@ RAMFLOW_INLINE void tile(const float* in, int64_t rs, int64_t ks, int64_t I, con
     for (int j = 0; j < NV; ++j) store<W>(out + r * O + j * W, acc[r][j]);
 }
 
-// The sum of the W lanes of v, as a tree (halves added until four lanes are left): log2(W) dependent
-// additions instead of W.
+// The sum of the W lanes of v, as a tree (halves added until four lanes are left): log2(W)
+// dependent additions instead of W.
 template <int W>
 RAMFLOW_INLINE float lane_sum(typename Vec<W>::f v) {
   if constexpr (W <= 4) {
@@ -93,11 +95,12 @@ RAMFLOW_INLINE float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// Columns o_begin..O-1 beyond the last full tile (e.g. the 2-wide output layer of a 2-D model): those
-// columns of wt are copied out contiguously, then each output is one vectorised dot product.
+// Columns o_begin..O-1 beyond the last full tile (e.g. the 2-wide output layer of a 2-D model):
+// those columns of wt are copied out contiguously, then each output is one vectorised dot product.
 template <int W>
-RAMFLOW_INLINE void edge(const float* in, int64_t rs, int64_t ks, int64_t rows, int64_t I, const float* wt,
-                         int64_t O, const float* bias, int64_t o_begin, float* out) {
+RAMFLOW_INLINE void edge(const float* in, int64_t rs, int64_t ks, int64_t rows, int64_t I,
+                         const float* wt, int64_t O, const float* bias, int64_t o_begin,
+                         float* out) {
   if (o_begin >= O) return;
   if (ks != 1) {  // strided rows: plain loops
     for (int64_t r = 0; r < rows; ++r)
@@ -112,9 +115,10 @@ RAMFLOW_INLINE void edge(const float* in, int64_t rs, int64_t ks, int64_t rows, 
   cols.resize(static_cast<size_t>((O - o_begin) * I));
   for (int64_t i = 0; i < I; ++i)
     for (int64_t o = o_begin; o < O; ++o) cols[(o - o_begin) * I + i] = wt[i * O + o];
-  // Eight rows at a time: eight independent accumulation chains instead of one (a single dot product
-  // waits on its own additions). Each row's sum is formed exactly as dot<W> forms it (lanes, then the
-  // lane tree, then the scalar tail), so a row's output does not depend on the rows beside it.
+  // Eight rows at a time: eight independent accumulation chains instead of one (a single dot
+  // product waits on its own additions). Each row's sum is formed exactly as dot<W> forms it
+  // (lanes, then the lane tree, then the scalar tail), so a row's output does not depend on the
+  // rows beside it.
   constexpr int64_t R = 8;
   using V = typename Vec<W>::f;
   int64_t r = 0;
@@ -135,10 +139,12 @@ RAMFLOW_INLINE void edge(const float* in, int64_t rs, int64_t ks, int64_t rows, 
     }
   for (; r < rows; ++r)
     for (int64_t o = o_begin; o < O; ++o)
-      out[r * O + o] = (bias ? bias[o] : 0.0f) + dot<W>(in + r * rs, cols.data() + (o - o_begin) * I, I);
+      out[r * O + o] =
+          (bias ? bias[o] : 0.0f) + dot<W>(in + r * rs, cols.data() + (o - o_begin) * I, I);
 }
 
-// The columns [o_begin, o_end) (a multiple of NV * W wide) of out = in · wt + bias, in MR x NV*W tiles.
+// The columns [o_begin, o_end) (a multiple of NV * W wide) of out = in · wt + bias, in MR x NV*W
+// tiles.
 template <int W, int MR, int NV>
 RAMFLOW_INLINE void dense_columns(const float* in, int64_t rs, int64_t ks, int64_t B, int64_t I,
                                   const float* wt, const float* bias, int64_t O, int64_t o_begin,
@@ -147,18 +153,21 @@ RAMFLOW_INLINE void dense_columns(const float* in, int64_t rs, int64_t ks, int64
   int64_t b = 0;
   for (; b + MR <= B; b += MR)
     for (int64_t o = o_begin; o < o_end; o += NB)
-      tile<W, MR, NV>(in + b * rs, rs, ks, I, wt + o, O, bias ? bias + o : nullptr, out + b * O + o);
+      tile<W, MR, NV>(in + b * rs, rs, ks, I, wt + o, O, bias ? bias + o : nullptr,
+                      out + b * O + o);
   if constexpr (MR > 4)  // leftover rows: four at a time, then one at a time
     for (; b + 4 <= B; b += 4)
       for (int64_t o = o_begin; o < o_end; o += NB)
-        tile<W, 4, NV>(in + b * rs, rs, ks, I, wt + o, O, bias ? bias + o : nullptr, out + b * O + o);
+        tile<W, 4, NV>(in + b * rs, rs, ks, I, wt + o, O, bias ? bias + o : nullptr,
+                       out + b * O + o);
   for (; b < B; ++b)
     for (int64_t o = o_begin; o < o_end; o += NB)
       tile<W, 1, NV>(in + b * rs, rs, ks, I, wt + o, O, bias ? bias + o : nullptr, out + b * O + o);
 }
 
-// out[B, O] = in[B, I] · wt[I, O] + bias with in's element (b, i) at in[b * rs + i * ks]. Columns go
-// in blocks of NV * W while they last (the widest tile), then of 2W and W (if NV > 2), then `edge`.
+// out[B, O] = in[B, I] · wt[I, O] + bias with in's element (b, i) at in[b * rs + i * ks]. Columns
+// go in blocks of NV * W while they last (the widest tile), then of 2W and W (if NV > 2), then
+// `edge`.
 template <int W, int MR, int NV>
 RAMFLOW_INLINE void dense_impl(const float* in, int64_t rs, int64_t ks, int64_t B, int64_t I,
                                const float* wt, const float* bias, int64_t O, float* out) {
@@ -177,7 +186,8 @@ RAMFLOW_INLINE void dense_impl(const float* in, int64_t rs, int64_t ks, int64_t 
 }
 
 // out[R, O] = a[K, R]^T · b[K, O]. With fewer columns than one vector (O < W, e.g. the gradient of
-// a 2-wide output layer) it computes out^T = b^T a instead, whose R columns fill tiles, and transposes.
+// a 2-wide output layer) it computes out^T = b^T a instead, whose R columns fill tiles, and
+// transposes.
 template <int W, int MR, int NV>
 RAMFLOW_INLINE void dense_tn_impl(const float* a, int64_t K, int64_t R, const float* b, int64_t O,
                                   float* out) {
@@ -191,8 +201,9 @@ RAMFLOW_INLINE void dense_tn_impl(const float* a, int64_t K, int64_t R, const fl
   dense_impl<W, MR, NV>(a, 1, R, R, K, b, nullptr, O, out);
 }
 
-// exp(x) = 2^n p(r),  n = round(x / ln 2),  r = x - n ln 2 in [-ln2/2, ln2/2]  (ln 2 split in two parts
-// for exact reduction), p = the Cephes degree-6 minimax polynomial: n and p(r) of an already clamped x.
+// exp(x) = 2^n p(r),  n = round(x / ln 2),  r = x - n ln 2 in [-ln2/2, ln2/2]  (ln 2 split in two
+// parts for exact reduction), p = the Cephes degree-6 minimax polynomial: n and p(r) of an already
+// clamped x.
 template <int W>
 RAMFLOW_INLINE void exp_parts(typename Vec<W>::f x, typename Vec<W>::f& n, typename Vec<W>::f& p) {
   using V = typename Vec<W>::f;
@@ -224,12 +235,14 @@ RAMFLOW_INLINE typename Vec<W>::f vexp(typename Vec<W>::f x) {
 // sigmoid(v) = 1 / (1 + exp(-v)), W lanes; the instruction-set versions below replace the division.
 template <int W>
 struct SigmoidDivide {
-  static RAMFLOW_INLINE typename Vec<W>::f apply(typename Vec<W>::f v) { return 1.0f / (1.0f + vexp<W>(-v)); }
+  static RAMFLOW_INLINE typename Vec<W>::f apply(typename Vec<W>::f v) {
+    return 1.0f / (1.0f + vexp<W>(-v));
+  }
 };
 
 // silu(z) = z sigmoid(z), with Sigmoid::apply on W lanes at a time. U independent vectors per
-// iteration, so that the sigmoid's dependent chain of about 20 instructions overlaps across them and
-// keeps both vector units busy: U = 8 with AVX-512's 32 registers, 4 with 16.
+// iteration, so that the sigmoid's dependent chain of about 20 instructions overlaps across them
+// and keeps both vector units busy: U = 8 with AVX-512's 32 registers, 4 with 16.
 template <int W, int U, typename Sigmoid>
 RAMFLOW_INLINE void silu_impl(const float* z, float* a, int64_t n) {
   int64_t k = 0;
@@ -248,7 +261,8 @@ RAMFLOW_INLINE void silu_impl(const float* z, float* a, int64_t n) {
 
 // AdamW on flat float buffers (see include/ramflow/adamw.h for the update).
 template <int W>
-RAMFLOW_INLINE void adamw_impl(float* p, float* m, float* v, const float* g, int64_t n, const AdamWStep& s) {
+RAMFLOW_INLINE void adamw_impl(float* p, float* m, float* v, const float* g, int64_t n,
+                               const AdamWStep& s) {
   int64_t i = 0;
   for (; i + W <= n; i += W) {
     const auto gi = load<W>(g + i);
@@ -289,7 +303,8 @@ RAMFLOW_INLINE void silu_backward_impl(const float* dh, const float* z, float* d
   }
 }
 
-using DenseFn = void (*)(const float*, int64_t, int64_t, const float*, const float*, int64_t, float*);
+using DenseFn = void (*)(const float*, int64_t, int64_t, const float*, const float*, int64_t,
+                         float*);
 using DenseTnFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*);
 using SiluFn = void (*)(const float*, float*, int64_t);
 using SiluBackwardFn = void (*)(const float*, const float*, float*, int64_t);
@@ -313,13 +328,15 @@ void adamw_sse(float* p, float* m, float* v, const float* g, int64_t n, const Ad
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define RAMFLOW_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 #define RAMFLOW_AVX2 __attribute__((target("avx2,fma")))
-// Inlines the whole call tree into the instruction-set function, so that a Sigmoid policy compiled for
-// that instruction set (which cannot be force-inlined into the generic template on its own) is inlined.
+// Inlines the whole call tree into the instruction-set function, so that a Sigmoid policy compiled
+// for that instruction set (which cannot be force-inlined into the generic template on its own) is
+// inlined.
 #define RAMFLOW_FLATTEN __attribute__((flatten))
 RAMFLOW_AVX512 void dense_avx512(const float* in, int64_t B, int64_t I, const float* wt,
                                  const float* bias, int64_t O, float* out) {
   // 14 x 32 tiles (28 accumulators and 2 weight vectors: all 32 registers, no spill) pay off over a
-  // long inner dimension; over a short one (the first layer's 2D + 2F inputs) 8 x 32 tiles are faster.
+  // long inner dimension; over a short one (the first layer's 2D + 2F inputs) 8 x 32 tiles are
+  // faster.
   if (I >= 64)
     dense_impl<16, 14, 2>(in, I, 1, B, I, wt, bias, O, out);
   else
@@ -329,13 +346,14 @@ RAMFLOW_AVX512 void dense_tn_avx512(const float* a, int64_t K, int64_t R, const 
                                     float* out) {
   dense_tn_impl<16, 14, 2>(a, K, R, b, O, out);
 }
-// vexp<16> in fewer instructions, with bit-identical results: the clamps as min and max (one instruction
-// each instead of a compare and a blend), and 2^n applied by scalef instead of building the float 2^n
-// from integer bits and multiplying (a scaling by a power of two is exact, and both round a subnormal
-// result alike). The sigmoid is throughput-bound, so every instruction counts. A NaN input gives a
-// finite exp here (min and max return their second operand), but silu and its derivative multiply by
-// the input and stay NaN. Vector-extension and intrinsic types are the same vectors, so they convert
-// freely; the maskz forms of the intrinsics avoid a GCC false uninitialised warning.
+// vexp<16> in fewer instructions, with bit-identical results: the clamps as min and max (one
+// instruction each instead of a compare and a blend), and 2^n applied by scalef instead of building
+// the float 2^n from integer bits and multiplying (a scaling by a power of two is exact, and both
+// round a subnormal result alike). The sigmoid is throughput-bound, so every instruction counts. A
+// NaN input gives a finite exp here (min and max return their second operand), but silu and its
+// derivative multiply by the input and stay NaN. Vector-extension and intrinsic types are the same
+// vectors, so they convert freely; the maskz forms of the intrinsics avoid a GCC false
+// uninitialised warning.
 RAMFLOW_AVX512 inline Vec<16>::f vexp_avx512(Vec<16>::f x) {
   const Vec<16>::f zero = {};
   x = _mm512_maskz_max_ps(0xFFFF, _mm512_maskz_min_ps(0xFFFF, x, zero + 88.0f), zero - 87.0f);
@@ -348,23 +366,28 @@ RAMFLOW_AVX512 inline Vec<16>::f vexp_avx512(Vec<16>::f x) {
 struct SigmoidAVX512 {
   RAMFLOW_AVX512 static Vec<16>::f apply(Vec<16>::f v) {
     const Vec<16>::f d = 1.0f + vexp_avx512(-v);
-    const Vec<16>::f r = _mm512_maskz_rcp14_ps(0xFFFF, d);  // (the maskz form: no GCC false warning)
+    const Vec<16>::f r =
+        _mm512_maskz_rcp14_ps(0xFFFF, d);  // (the maskz form: no GCC false warning)
     return r * (2.0f - d * r);
   }
 };
-RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_avx512(const float* z, float* a, int64_t n) { silu_impl<16, 8, SigmoidAVX512>(z, a, n); }
-RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_backward_avx512(const float* dh, const float* z, float* dz, int64_t n) {
+RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_avx512(const float* z, float* a, int64_t n) {
+  silu_impl<16, 8, SigmoidAVX512>(z, a, n);
+}
+RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_backward_avx512(const float* dh, const float* z, float* dz,
+                                                         int64_t n) {
   silu_backward_impl<16, 8, SigmoidAVX512>(dh, z, dz, n);
 }
 RAMFLOW_AVX512 void adamw_avx512(float* p, float* m, float* v, const float* g, int64_t n,
                                  const AdamWStep& s) {
   adamw_impl<16>(p, m, v, g, n, s);
 }
-RAMFLOW_AVX2 void dense_avx2(const float* in, int64_t B, int64_t I, const float* wt, const float* bias,
-                             int64_t O, float* out) {
+RAMFLOW_AVX2 void dense_avx2(const float* in, int64_t B, int64_t I, const float* wt,
+                             const float* bias, int64_t O, float* out) {
   dense_impl<8, 6, 2>(in, I, 1, B, I, wt, bias, O, out);
 }
-RAMFLOW_AVX2 void dense_tn_avx2(const float* a, int64_t K, int64_t R, const float* b, int64_t O, float* out) {
+RAMFLOW_AVX2 void dense_tn_avx2(const float* a, int64_t K, int64_t R, const float* b, int64_t O,
+                                float* out) {
   dense_tn_impl<8, 6, 2>(a, K, R, b, O, out);
 }
 struct SigmoidAVX2 {
@@ -374,11 +397,15 @@ struct SigmoidAVX2 {
     return r * (2.0f - d * r);
   }
 };
-RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_avx2(const float* z, float* a, int64_t n) { silu_impl<8, 4, SigmoidAVX2>(z, a, n); }
-RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_backward_avx2(const float* dh, const float* z, float* dz, int64_t n) {
+RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_avx2(const float* z, float* a, int64_t n) {
+  silu_impl<8, 4, SigmoidAVX2>(z, a, n);
+}
+RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_backward_avx2(const float* dh, const float* z, float* dz,
+                                                     int64_t n) {
   silu_backward_impl<8, 4, SigmoidAVX2>(dh, z, dz, n);
 }
-RAMFLOW_AVX2 void adamw_avx2(float* p, float* m, float* v, const float* g, int64_t n, const AdamWStep& s) {
+RAMFLOW_AVX2 void adamw_avx2(float* p, float* m, float* v, const float* g, int64_t n,
+                             const AdamWStep& s) {
   adamw_impl<8>(p, m, v, g, n, s);
 }
 #endif
@@ -398,10 +425,13 @@ struct Dispatch {
     __builtin_cpu_init();
     if (limit != "avx2" && limit != "baseline" && __builtin_cpu_supports("avx512f") &&
         __builtin_cpu_supports("avx512vl")) {
-      dense = dense_avx512, dense_tn = dense_tn_avx512, silu = silu_avx512, silu_backward = silu_backward_avx512, adamw = adamw_avx512;
+      dense = dense_avx512, dense_tn = dense_tn_avx512, silu = silu_avx512,
+      silu_backward = silu_backward_avx512, adamw = adamw_avx512;
       isa = "avx512";
-    } else if (limit != "baseline" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-      dense = dense_avx2, dense_tn = dense_tn_avx2, silu = silu_avx2, silu_backward = silu_backward_avx2, adamw = adamw_avx2;
+    } else if (limit != "baseline" && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma")) {
+      dense = dense_avx2, dense_tn = dense_tn_avx2, silu = silu_avx2,
+      silu_backward = silu_backward_avx2, adamw = adamw_avx2;
       isa = "avx2";
     }
 #endif
@@ -415,7 +445,8 @@ const Dispatch& dispatch() {
 
 }  // namespace
 
-void dense(const float* in, int64_t B, int64_t I, const float* wt, const float* bias, int64_t O, float* out) {
+void dense(const float* in, int64_t B, int64_t I, const float* wt, const float* bias, int64_t O,
+           float* out) {
   dispatch().dense(in, B, I, wt, bias, O, out);
 }
 

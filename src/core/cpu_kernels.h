@@ -1,7 +1,8 @@
 #pragma once
-// CPU kernels (internal; no torch types) for the places where LibTorch's per-operator cost dominates:
-// small dense layers (batches of tens of rows through 128-wide layers, as in the rollouts of a RAM step)
-// and the optimiser update over a flat parameter buffer. The best of AVX-512, AVX2+FMA and the baseline vector unit is chosen once at run time.
+// CPU kernels (internal; no torch types) for the places where LibTorch's per-operator cost
+// dominates: small dense layers (batches of tens of rows through 128-wide layers, as in the
+// rollouts of a RAM step) and the optimiser update over a flat parameter buffer. The best of
+// AVX-512, AVX2+FMA and the baseline vector unit is chosen once at run time.
 #include <cstdint>
 
 namespace ramflow::kernels {
@@ -28,7 +29,8 @@ void silu(const float* z, float* a, int64_t n);
 void silu_backward(const float* dh, const float* z, float* dz, int64_t n);
 
 /// One AdamW update's constants (see include/ramflow/adamw.h):
-///   m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,  p <- p decay - step m / (sqrt(v) / sqrt_bias2 + eps)
+///   m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,  p <- p decay - step m / (sqrt(v) /
+///   sqrt_bias2 + eps)
 struct AdamWStep {
   float beta1, beta2, decay, step, sqrt_bias2, eps;
 };
@@ -37,8 +39,8 @@ void adamw(float* p, float* m, float* v, const float* g, int64_t n, const AdamWS
 /// sum of g[i]^2, accumulated in double.
 double sum_of_squares(const float* g, int64_t n);
 
-/// The instruction set the kernels dispatch to: "avx512", "avx2" or "baseline", the best the processor
-/// has, capped by the environment variable RAMFLOW_ISA (avx2 or baseline) if set.
+/// The instruction set the kernels dispatch to: "avx512", "avx2" or "baseline", the best the
+/// processor has, capped by the environment variable RAMFLOW_ISA (avx2 or baseline) if set.
 const char* isa();
 
 }  // namespace ramflow::kernels

@@ -43,13 +43,16 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   // The rename is durable once the directory's entry is: fsync the directory too (a filesystem that
   // cannot sync a directory says EINVAL, and has nothing to sync).
   const auto slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (dfd >= 0) {
     const int rc = ::fsync(dfd);
     const int err = errno;
     ::close(dfd);
-    if (rc != 0 && err != EINVAL) throw IOError(path + ": cannot sync its directory (" + std::strerror(err) + ")");
+    if (rc != 0 && err != EINVAL)
+      throw IOError(path + ": cannot sync its directory (" + std::strerror(err) + ")");
   }
 }
 
@@ -64,7 +67,8 @@ std::string read_file(const std::string& path) {
 
 namespace {
 // nftw visits children before their directory (FTW_DEPTH) and does not follow links (FTW_PHYS);
-// remove() deletes a file, a link or an (by then empty) directory. The first failure stops the walk.
+// remove() deletes a file, a link or an (by then empty) directory. The first failure stops the
+// walk.
 thread_local std::string failed_entry;
 int remove_entry(const char* path, const struct stat*, int, struct FTW*) {
   if (std::remove(path) == 0 || errno == ENOENT) return 0;
@@ -77,7 +81,8 @@ void remove_tree(const std::string& path) {
   failed_entry.clear();
   if (::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0) return;
   if (failed_entry.empty() && errno == ENOENT) return;  // nothing there
-  const std::string what = failed_entry.empty() ? path + " (" + std::strerror(errno) + ")" : failed_entry;
+  const std::string what =
+      failed_entry.empty() ? path + " (" + std::strerror(errno) + ")" : failed_entry;
   throw IOError("cannot remove " + what);
 }
 

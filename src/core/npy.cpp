@@ -14,8 +14,10 @@ namespace ramflow {
 namespace {
 
 const std::map<torch::ScalarType, std::string>& descrs() {
-  static const std::map<torch::ScalarType, std::string> d = {{torch::kFloat, "<f4"}, {torch::kDouble, "<f8"},
-                                                             {torch::kLong, "<i8"},  {torch::kInt, "<i4"},
+  static const std::map<torch::ScalarType, std::string> d = {{torch::kFloat, "<f4"},
+                                                             {torch::kDouble, "<f8"},
+                                                             {torch::kLong, "<i8"},
+                                                             {torch::kInt, "<i4"},
                                                              {torch::kByte, "|u1"}};
   return d;
 }
@@ -28,7 +30,8 @@ void write_npy(const std::string& path, const torch::Tensor& array) {
   auto a = array.detach().to(torch::kCPU).contiguous();
   std::ostringstream h;
   h << "{'descr': '" << it->second << "', 'fortran_order': False, 'shape': (";
-  for (int64_t i = 0; i < a.dim(); ++i) h << a.size(i) << (a.dim() == 1 || i + 1 < a.dim() ? ", " : "");
+  for (int64_t i = 0; i < a.dim(); ++i)
+    h << a.size(i) << (a.dim() == 1 || i + 1 < a.dim() ? ", " : "");
   h << "), }";
   std::string header = h.str();
   const size_t total = 10 + header.size() + 1;
@@ -40,7 +43,8 @@ void write_npy(const std::string& path, const torch::Tensor& array) {
   out += static_cast<char>(len & 0xff);
   out += static_cast<char>(len >> 8);
   out += header;
-  out.append(static_cast<const char*>(a.data_ptr()), static_cast<size_t>(a.nbytes()));  // little-endian host
+  out.append(static_cast<const char*>(a.data_ptr()),
+             static_cast<size_t>(a.nbytes()));  // little-endian host
   write_file_atomic(path, out);
 }
 
@@ -48,7 +52,8 @@ torch::Tensor read_npy(const std::string& path) {
   const std::string bytes = read_file(path);
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0 || bytes[6] != '\x01')
     throw InputError(path + ": not a version-1 .npy file");
-  const size_t len = static_cast<unsigned char>(bytes[8]) | (static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8);
+  const size_t len = static_cast<unsigned char>(bytes[8]) |
+                     (static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8);
   if (10 + len > bytes.size()) throw InputError(path + ": truncated .npy header");
   const std::string header = bytes.substr(10, len);
   torch::ScalarType type = torch::kFloat;
@@ -62,7 +67,8 @@ torch::Tensor read_npy(const std::string& path) {
     throw InputError(path + ": unsupported .npy dtype or order");
   const auto open = header.find("'shape': (");
   const auto close = header.find(')', open);
-  if (open == std::string::npos || close == std::string::npos) throw InputError(path + ": .npy header has no shape");
+  if (open == std::string::npos || close == std::string::npos)
+    throw InputError(path + ": .npy header has no shape");
   std::vector<int64_t> shape;
   std::stringstream dims(header.substr(open + 10, close - open - 10));
   std::string item;

@@ -1,9 +1,9 @@
 // Process-wide settings (see include/ramflow/runtime.h).
 #include "ramflow/runtime.h"
 
+#include <dlfcn.h>
 #include <algorithm>
 #include <cctype>
-#include <dlfcn.h>
 
 #include <ATen/Parallel.h>
 
@@ -35,7 +35,8 @@ std::string blas_core_name() {
 void set_threads(int n) {
   at::set_num_threads(n);
   using SetThreads = void (*)(int);
-  if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(n);
+  if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    set(n);
 }
 
 std::string blas_kernel_note_for(const std::string& core, bool avx2, bool avx512f) {
@@ -43,19 +44,23 @@ std::string blas_kernel_note_for(const std::string& core, bool avx2, bool avx512
   std::string c = core;
   std::transform(c.begin(), c.end(), c.begin(), [](unsigned char ch) { return std::tolower(ch); });
   // OpenBLAS's kernel families without AVX2 (SSE-era Intel and AMD cores, and Sandy Bridge's AVX1).
-  static const char* kOld[] = {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "katmai",
-                               "coppermine", "northwood", "banias", "opteron", "opteron_sse3", "barcelona",
-                               "bobcat", "sandybridge", "generic", "unknown"};
-  if (std::none_of(std::begin(kOld), std::end(kOld), [&](const char* k) { return c == k; })) return "";
+  static const char* kOld[] = {
+      "prescott",  "core2",      "penryn",      "dunnington", "nehalem", "atom",
+      "katmai",    "coppermine", "northwood",   "banias",     "opteron", "opteron_sse3",
+      "barcelona", "bobcat",     "sandybridge", "generic",    "unknown"};
+  if (std::none_of(std::begin(kOld), std::end(kOld), [&](const char* k) { return c == k; }))
+    return "";
   const std::string better = avx512f ? "SkylakeX" : "Haswell";
   return "OpenBLAS runs its '" + core + "' kernels on this " + (avx512f ? "AVX-512" : "AVX2") +
          " CPU, so LibTorch's matrix products run several times slower than they could; set "
-         "OPENBLAS_CORETYPE=" + better + " in the environment to use its " + better + " kernels";
+         "OPENBLAS_CORETYPE=" +
+         better + " in the environment to use its " + better + " kernels";
 }
 
 std::string blas_kernel_note() {
 #if defined(__x86_64__) || defined(__i386__)
-  return blas_kernel_note_for(blas_core_name(), __builtin_cpu_supports("avx2"), __builtin_cpu_supports("avx512f"));
+  return blas_kernel_note_for(blas_core_name(), __builtin_cpu_supports("avx2"),
+                              __builtin_cpu_supports("avx512f"));
 #else
   return "";
 #endif

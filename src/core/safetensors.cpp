@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
@@ -24,9 +24,9 @@ namespace {
 
 const std::vector<std::pair<torch::ScalarType, const char*>>& dtype_names() {
   static const std::vector<std::pair<torch::ScalarType, const char*>> names = {
-      {torch::kFloat64, "F64"}, {torch::kFloat32, "F32"}, {torch::kFloat16, "F16"},
-      {torch::kBFloat16, "BF16"}, {torch::kInt64, "I64"}, {torch::kInt32, "I32"},
-      {torch::kInt16, "I16"},   {torch::kInt8, "I8"},    {torch::kUInt8, "U8"},
+      {torch::kFloat64, "F64"},   {torch::kFloat32, "F32"}, {torch::kFloat16, "F16"},
+      {torch::kBFloat16, "BF16"}, {torch::kInt64, "I64"},   {torch::kInt32, "I32"},
+      {torch::kInt16, "I16"},     {torch::kInt8, "I8"},     {torch::kUInt8, "U8"},
       {torch::kBool, "BOOL"}};
   return names;
 }
@@ -53,11 +53,11 @@ const torch::Tensor* find_tensor(const NamedTensors& tensors, const std::string&
 
 const torch::Tensor& SafetensorsFile::at(const std::string& name, const std::string& path) const {
   if (const torch::Tensor* t = find_tensor(tensors, name)) return *t;
-  throw InputError((path.empty() ? std::string("checkpoint") : path) + ": no tensor '" + name + "'");
+  throw InputError((path.empty() ? std::string("checkpoint") : path) + ": no tensor '" + name +
+                   "'");
 }
 
-void save_safetensors(const std::string& path,
-                      const NamedTensors& tensors,
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   std::vector<torch::Tensor> blobs;
@@ -78,10 +78,12 @@ void save_safetensors(const std::string& path,
   std::string out;
   out.reserve(8 + text.size() + offset);
   const uint64_t n = text.size();
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));  // little endian
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));  // little endian
   out += text;
   for (const auto& t : blobs)
-    out.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * t.element_size());
+    out.append(static_cast<const char*>(t.data_ptr()),
+               static_cast<size_t>(t.numel()) * t.element_size());
   write_file_atomic(path, out);
 }
 
@@ -122,11 +124,13 @@ bool read_at(int fd, void* into, uint64_t size, uint64_t offset) {
 
 constexpr uint64_t kMaxHeader = 100u << 20;  // 100 MB, as the reference implementation allows
 
-// The parsed and validated header of a safetensors file of `file_size` bytes whose first 8 + n bytes are
-// `head`: every entry's dtype, shape and offsets checked (in bounds, sizes matching, together covering
-// the data section exactly, without overlap), nothing allocated for tensor data yet. `metadata` receives
+// The parsed and validated header of a safetensors file of `file_size` bytes whose first 8 + n
+// bytes are `head`: every entry's dtype, shape and offsets checked (in bounds, sizes matching,
+// together covering the data section exactly, without overlap), nothing allocated for tensor data
+// yet. `metadata` receives
 // __metadata__.
-std::vector<Entry> parse_header(const std::string& header_text, uint64_t data_size, const std::string& path,
+std::vector<Entry> parse_header(const std::string& header_text, uint64_t data_size,
+                                const std::string& path,
                                 std::map<std::string, std::string>& metadata) {
   auto corrupt = [&](const std::string& why) {
     return InputError(path + ": not a valid safetensors file (" + why + ")");
@@ -149,14 +153,17 @@ std::vector<Entry> parse_header(const std::string& header_text, uint64_t data_si
       continue;
     }
     const auto& e = kv.value();
-    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
+        !e.contains("data_offsets"))
       throw corrupt("entry '" + kv.key() + "' lacks dtype, shape or data_offsets");
     Entry entry;
     entry.name = kv.key();
-    auto dtype = e["dtype"].is_string() ? dtype_from_name(e["dtype"].get<std::string>()) : std::nullopt;
+    auto dtype =
+        e["dtype"].is_string() ? dtype_from_name(e["dtype"].get<std::string>()) : std::nullopt;
     if (!dtype) throw corrupt("entry '" + kv.key() + "' has an unsupported dtype");
     entry.dtype = *dtype;
-    if (!e["shape"].is_array() || e["shape"].size() > 16) throw corrupt("entry '" + kv.key() + "' has a bad shape");
+    if (!e["shape"].is_array() || e["shape"].size() > 16)
+      throw corrupt("entry '" + kv.key() + "' has a bad shape");
     uint64_t bytes = torch::elementSize(entry.dtype);
     for (const auto& d : e["shape"]) {
       if (!d.is_number_unsigned()) throw corrupt("entry '" + kv.key() + "' has a bad shape");
@@ -166,13 +173,15 @@ std::vector<Entry> parse_header(const std::string& header_text, uint64_t data_si
       entry.shape.push_back(static_cast<int64_t>(n));
     }
     const auto& off = e["data_offsets"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned())
       throw corrupt("entry '" + kv.key() + "' has bad data_offsets");
     entry.begin = off[0].get<uint64_t>();
     entry.end = off[1].get<uint64_t>();
     if (entry.end < entry.begin || entry.end > data_size)
       throw corrupt("entry '" + kv.key() + "' has offsets [" + std::to_string(entry.begin) + ", " +
-                    std::to_string(entry.end) + ") outside the data section of " + std::to_string(data_size) + " bytes");
+                    std::to_string(entry.end) + ") outside the data section of " +
+                    std::to_string(data_size) + " bytes");
     if (entry.end - entry.begin != bytes)
       throw corrupt("entry '" + kv.key() + "' has " + std::to_string(entry.end - entry.begin) +
                     " bytes, its dtype and shape need " + std::to_string(bytes));
@@ -187,7 +196,9 @@ std::vector<Entry> parse_header(const std::string& header_text, uint64_t data_si
   uint64_t at = 0;
   for (const Entry* e : order) {
     if (e->begin < at) throw corrupt("entry '" + e->name + "' overlaps another");
-    if (e->begin > at) throw corrupt("bytes [" + std::to_string(at) + ", " + std::to_string(e->begin) + ") belong to no tensor");
+    if (e->begin > at)
+      throw corrupt("bytes [" + std::to_string(at) + ", " + std::to_string(e->begin) +
+                    ") belong to no tensor");
     at = e->end;
   }
   if (at != data_size) throw corrupt("tensor bytes do not cover the data section exactly");
@@ -195,7 +206,8 @@ std::vector<Entry> parse_header(const std::string& header_text, uint64_t data_si
 }
 
 // The header of `path`: (8 + n, its text), after checking n against the file's size.
-std::pair<uint64_t, std::string> read_header(const File& f, const std::string& path, uint64_t& file_size) {
+std::pair<uint64_t, std::string> read_header(const File& f, const std::string& path,
+                                             uint64_t& file_size) {
   auto corrupt = [&](const std::string& why) {
     return InputError(path + ": not a valid safetensors file (" + why + ")");
   };
@@ -204,7 +216,8 @@ std::pair<uint64_t, std::string> read_header(const File& f, const std::string& p
   if (!S_ISREG(st.st_mode)) throw InputError(path + ": not a regular file");
   file_size = static_cast<uint64_t>(st.st_size);
   unsigned char len[8];
-  if (file_size < 8 || !read_at(f.fd, len, 8, 0)) throw corrupt("shorter than its 8-byte header length");
+  if (file_size < 8 || !read_at(f.fd, len, 8, 0))
+    throw corrupt("shorter than its 8-byte header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
   if (n > file_size - 8) throw corrupt("header length " + std::to_string(n) + " exceeds the file");

@@ -29,8 +29,10 @@ void clear_stop() { requested.store(0); }
 
 const char* signal_name(int signo) {
   switch (signo) {
-    case SIGINT: return "SIGINT";
-    case SIGTERM: return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
     default: {
       static thread_local char text[32];
       std::snprintf(text, sizeof(text), "signal %d", signo);

@@ -27,11 +27,11 @@ struct IdxType {
   int64_t size;  // bytes per element
 };
 constexpr std::array<IdxType, 6> kTypes = {{{0x08, torch::kByte, 1},
-                                           {0x09, torch::kChar, 1},
-                                           {0x0B, torch::kShort, 2},
-                                           {0x0C, torch::kInt, 4},
-                                           {0x0D, torch::kFloat, 4},
-                                           {0x0E, torch::kDouble, 8}}};
+                                            {0x09, torch::kChar, 1},
+                                            {0x0B, torch::kShort, 2},
+                                            {0x0C, torch::kInt, 4},
+                                            {0x0D, torch::kFloat, 4},
+                                            {0x0E, torch::kDouble, 8}}};
 
 const IdxType* type_of_code(uint8_t code) {
   for (const auto& t : kTypes)
@@ -74,9 +74,11 @@ torch::Tensor read_idx(const std::string& path, int64_t rank) {
     gzip = std::fread(magic, 1, 2, f.get()) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
     if (gzip) {
       unsigned char tail[4];
-      if (file_size < 18 || std::fseek(f.get(), -4, SEEK_END) != 0 || std::fread(tail, 1, 4, f.get()) != 4)
+      if (file_size < 18 || std::fseek(f.get(), -4, SEEK_END) != 0 ||
+          std::fread(tail, 1, 4, f.get()) != 4)
         throw InputError(path + ": truncated gzip file (" + std::to_string(file_size) + " bytes)");
-      gzip_length = tail[0] | (tail[1] << 8) | (tail[2] << 16) | (static_cast<uint32_t>(tail[3]) << 24);
+      gzip_length =
+          tail[0] | (tail[1] << 8) | (tail[2] << 16) | (static_cast<uint32_t>(tail[3]) << 24);
     }
   }
 
@@ -98,36 +100,45 @@ torch::Tensor read_idx(const std::string& path, int64_t rank) {
   if (header[0] != 0 || header[1] != 0)
     throw InputError(path + ": not an IDX file (its first two bytes are not zero)");
   const IdxType* type = type_of_code(header[2]);
-  if (!type) throw InputError(path + ": unknown IDX element type 0x" + [&] {
-                char hex[3];
-                std::snprintf(hex, sizeof hex, "%02x", header[2]);
-                return std::string(hex);
-              }());
+  if (!type)
+    throw InputError(path + ": unknown IDX element type 0x" + [&] {
+      char hex[3];
+      std::snprintf(hex, sizeof hex, "%02x", header[2]);
+      return std::string(hex);
+    }());
   const int64_t r = header[3];
-  if (r < 1 || r > 4) throw InputError(path + ": IDX rank " + std::to_string(r) + " (expected 1 to 4)");
+  if (r < 1 || r > 4)
+    throw InputError(path + ": IDX rank " + std::to_string(r) + " (expected 1 to 4)");
   if (rank > 0 && r != rank)
-    throw InputError(path + ": IDX rank " + std::to_string(r) + ", expected " + std::to_string(rank));
+    throw InputError(path + ": IDX rank " + std::to_string(r) + ", expected " +
+                     std::to_string(rank));
   std::vector<int64_t> shape(static_cast<size_t>(r));
   uint64_t count = 1;
   for (int64_t i = 0; i < r; ++i) {
     uint8_t b[4];
     read_exact(b, 4, "header");
-    const uint64_t n = (uint64_t{b[0]} << 24) | (uint64_t{b[1]} << 16) | (uint64_t{b[2]} << 8) | b[3];
+    const uint64_t n =
+        (uint64_t{b[0]} << 24) | (uint64_t{b[1]} << 16) | (uint64_t{b[2]} << 8) | b[3];
     if (n == 0) throw InputError(path + ": IDX size " + std::to_string(i) + " is 0");
-    constexpr uint64_t kCap = uint64_t{1} << 34;  // elements; checked before multiplying (no overflow)
+    constexpr uint64_t kCap = uint64_t{1}
+                              << 34;  // elements; checked before multiplying (no overflow)
     if (n > kCap / count)
-      throw InputError(path + ": IDX sizes ask for more than 2^34 elements: not a dataset this reader takes");
+      throw InputError(
+          path + ": IDX sizes ask for more than 2^34 elements: not a dataset this reader takes");
     count *= n;
     shape[static_cast<size_t>(i)] = static_cast<int64_t>(n);
   }
-  const uint64_t total = 4 + 4 * static_cast<uint64_t>(r) + count * static_cast<uint64_t>(type->size);
+  const uint64_t total =
+      4 + 4 * static_cast<uint64_t>(r) + count * static_cast<uint64_t>(type->size);
   if (gzip) {
     if (gzip_length != static_cast<uint32_t>(total))
-      throw InputError(path + ": the header says " + std::to_string(total) + " bytes, the gzip stream holds " +
-                       std::to_string(gzip_length) + " (mod 2^32): truncated or not this array");
+      throw InputError(path + ": the header says " + std::to_string(total) +
+                       " bytes, the gzip stream holds " + std::to_string(gzip_length) +
+                       " (mod 2^32): truncated or not this array");
   } else if (file_size != total) {
     throw InputError(path + ": the header says " + std::to_string(total) + " bytes, the file has " +
-                     std::to_string(file_size) + (file_size < total ? " (truncated)" : " (trailing data)"));
+                     std::to_string(file_size) +
+                     (file_size < total ? " (truncated)" : " (trailing data)"));
   }
 
   auto out = torch::empty(shape, torch::TensorOptions().dtype(type->dtype));
@@ -147,7 +158,8 @@ void write_idx(const std::string& path, const torch::Tensor& array, bool gzip) {
   std::string bytes = {0, 0, static_cast<char>(type->code), static_cast<char>(a.dim())};
   for (int64_t n : a.sizes()) {
     TORCH_CHECK(n > 0 && n <= std::numeric_limits<uint32_t>::max(), "write_idx: size ", n);
-    for (int shift : {24, 16, 8, 0}) bytes.push_back(static_cast<char>((static_cast<uint64_t>(n) >> shift) & 0xff));
+    for (int shift : {24, 16, 8, 0})
+      bytes.push_back(static_cast<char>((static_cast<uint64_t>(n) >> shift) & 0xff));
   }
   const auto* data = static_cast<const char*>(a.data_ptr());
   const size_t offset = bytes.size();
@@ -159,8 +171,9 @@ void write_idx(const std::string& path, const torch::Tensor& array, bool gzip) {
   }
   // A gzip member (deflate with a gzip wrapper: windowBits 15 + 16).
   z_stream z{};
-  TORCH_CHECK(deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK,
-              "write_idx: deflateInit2 failed");
+  TORCH_CHECK(
+      deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK,
+      "write_idx: deflateInit2 failed");
   std::string packed(deflateBound(&z, bytes.size()), '\0');
   z.next_in = reinterpret_cast<Bytef*>(bytes.data());
   z.avail_in = static_cast<uInt>(bytes.size());

@@ -15,7 +15,8 @@ void DecoderImpl::reset_parameters(Rng&) {
 
 DecoderPtr make_decoder(const nlohmann::json& spec, uint64_t init_seed) {
   if (!spec.is_object() || !spec.contains("type") || !spec["type"].is_string())
-    throw ConfigError("decoder spec must be a JSON object with a string \"type\", got " + spec.dump());
+    throw ConfigError("decoder spec must be a JSON object with a string \"type\", got " +
+                      spec.dump());
   auto decoder = decoders().get(spec["type"].get<std::string>())(spec);
   Rng rng(init_seed);
   decoder->reset_parameters(rng);
@@ -31,8 +32,10 @@ nlohmann::json decoder_record(const nlohmann::json& spec, uint64_t init_seed) {
 DecoderPtr decoder_from_meta(const nlohmann::json& meta) {
   if (!meta.is_object() || !meta.contains("decoder") || meta["decoder"].is_null()) return nullptr;
   const auto& r = meta["decoder"];
-  if (!r.is_object() || !r.contains("spec") || !r.contains("seed") || !r["seed"].is_number_unsigned())
-    throw InputError("checkpoint metadata: \"decoder\" must be {\"spec\": ..., \"seed\": N}, got " + r.dump());
+  if (!r.is_object() || !r.contains("spec") || !r.contains("seed") ||
+      !r["seed"].is_number_unsigned())
+    throw InputError("checkpoint metadata: \"decoder\" must be {\"spec\": ..., \"seed\": N}, got " +
+                     r.dump());
   return make_decoder(r["spec"], r["seed"].get<uint64_t>());
 }
 

@@ -1,4 +1,5 @@
-// The identity decoder: the model samples what is scored and shown (every pixel- or data-space model).
+// The identity decoder: the model samples what is scored and shown (every pixel- or data-space
+// model).
 #include "ramflow/identity_decoder.h"
 
 namespace ramflow {

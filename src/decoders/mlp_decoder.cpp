@@ -19,7 +19,8 @@ MLPDecoderOptions MLPDecoderOptions::from_json(const nlohmann::json& spec) {
   r.text("type", "mlp");
   auto integer = [&](const std::string& key, double def) {
     const double v = r.number(key, def);
-    if (v < 1 || v != std::floor(v)) throw ConfigError("decoder 'mlp': field '" + key + "' must be an integer >= 1");
+    if (v < 1 || v != std::floor(v))
+      throw ConfigError("decoder 'mlp': field '" + key + "' must be an integer >= 1");
     return static_cast<int64_t>(v);
   };
   MLPDecoderOptions o(integer("latent_dim", -1), integer("dim", -1));
@@ -31,14 +32,16 @@ MLPDecoderOptions MLPDecoderOptions::from_json(const nlohmann::json& spec) {
 MLPDecoderImpl::MLPDecoderImpl(const MLPDecoderOptions& options) : options_(options) {
   in_ = register_module("in", torch::nn::Linear(options_.latent_dim(), options_.hidden()));
   out_ = register_module("out", torch::nn::Linear(options_.hidden(), options_.dim()));
-  skip_ = register_module("skip", torch::nn::Linear(torch::nn::LinearOptions(options_.latent_dim(), options_.dim()).bias(false)));
+  skip_ = register_module(
+      "skip", torch::nn::Linear(
+                  torch::nn::LinearOptions(options_.latent_dim(), options_.dim()).bias(false)));
   Rng rng(0);
   reset_parameters(rng);
 }
 
 void MLPDecoderImpl::reset_parameters(Rng& rng) {
-  // PyTorch's Linear default for the perceptron; the skip starts as the identity on the first min(d, D)
-  // coordinates, so the decoder is near a rotation-free embedding.
+  // PyTorch's Linear default for the perceptron; the skip starts as the identity on the first
+  // min(d, D) coordinates, so the decoder is near a rotation-free embedding.
   init_layer_uniform(in_->weight, in_->bias, rng);
   init_layer_uniform(out_->weight, out_->bias, rng);
   torch::NoGradGuard no_grad;
@@ -47,8 +50,8 @@ void MLPDecoderImpl::reset_parameters(Rng& rng) {
 
 std::vector<int64_t> MLPDecoderImpl::decoded_shape(const std::vector<int64_t>& latent_shape) const {
   if (latent_shape != std::vector<int64_t>{options_.latent_dim()})
-    throw ConfigError("decoder 'mlp' decodes latents of shape [" + std::to_string(options_.latent_dim()) +
-                      "], the samples have another shape");
+    throw ConfigError("decoder 'mlp' decodes latents of shape [" +
+                      std::to_string(options_.latent_dim()) + "], the samples have another shape");
   return {options_.dim()};
 }
 

@@ -64,7 +64,8 @@ std::vector<FrontierPoint> ExactTarget::frontier(const std::vector<double>& mult
       const double share = static_cast<double>(idx.size(0)) / n;
       auto rk = r.index_select(0, idx);
       auto logits = m * rk;
-      const double log_z = (torch::logsumexp(logits, 0) - std::log(static_cast<double>(idx.size(0)))).item<double>();
+      const double log_z =
+          (torch::logsumexp(logits, 0) - std::log(static_cast<double>(idx.size(0)))).item<double>();
       auto w = torch::softmax(logits, 0);
       const double reward_k = torch::dot(w, rk).item<double>();
       p.reward += share * reward_k;
@@ -79,9 +80,9 @@ std::vector<FrontierPoint> ExactTarget::frontier(const std::vector<double>& mult
 
 double expected_quadratic_reward(const GaussianMixture& g, const QuadraticForm& f) {
   auto Q = f.Q.to(torch::kDouble), b = f.b.to(torch::kDouble);
-  auto trace = torch::matmul(Q.unsqueeze(0), g.covs).diagonal(0, -2, -1).sum(-1);        // [M]
-  auto quad = (g.means * torch::matmul(g.means, Q)).sum(-1);                             // [M]
-  auto per_mode = -0.5 * (trace + quad) + torch::mv(g.means, b) + f.c;                   // [M]
+  auto trace = torch::matmul(Q.unsqueeze(0), g.covs).diagonal(0, -2, -1).sum(-1);  // [M]
+  auto quad = (g.means * torch::matmul(g.means, Q)).sum(-1);                       // [M]
+  auto per_mode = -0.5 * (trace + quad) + torch::mv(g.means, b) + f.c;             // [M]
   return torch::dot(g.weights, per_mode).item<double>();
 }
 
@@ -98,14 +99,16 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
   for (auto s : task_->sample_shape()) shape.push_back(s);
   Rng rng(options_.seed());
   noise_ = rng.randn(shape);
-  cond_ = task_->evaluation_conditions(options_.samples());                // the held-out conditions, in turn
+  cond_ = task_->evaluation_conditions(options_.samples());  // the held-out conditions, in turn
   if (!options_.judge().empty()) {
     auto test = task_->test_split();
     if (!test || task_->num_classes() == 0 || task_->sample_shape().size() != 3)
-      throw ConfigError("an evaluation classifier needs a labelled image task; task '" + task_->name() + "' is not");
+      throw ConfigError("an evaluation classifier needs a labelled image task; task '" +
+                        task_->name() + "' is not");
     judge_.emplace(load_classifier(resolve_model_file(options_.judge())), *test);
   }
-  const GaussianMixture* mixture = decoder_ ? nullptr : task_->mixture();  // the mixture is of latents
+  const GaussianMixture* mixture =
+      decoder_ ? nullptr : task_->mixture();  // the mixture is of latents
   if (mixture) target_.mode_centers = mixture->means.to(torch::kFloat);
   if (!options_.target()) return;
 
@@ -114,17 +117,19 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
   auto pool = decoded(endpoints(base, rng.fork(1).randn(shape), pool_cond));
   target_.multiplier = multiplier;
   target_.rewards = score_checked(*reward_, pool, pool_cond);
-  target_.pool = pool.reshape({pool.size(0), -1});                            // [N, D]
+  target_.pool = pool.reshape({pool.size(0), -1});  // [N, D]
   target_.pool_cond = pool_cond;
   const auto point = target_.frontier({multiplier}).front();
   {
-    // The weights themselves (frontier() keeps only their summaries): softmax(m r) within each class,
-    // times the class's share of the pool.
+    // The weights themselves (frontier() keeps only their summaries): softmax(m r) within each
+    // class, times the class's share of the pool.
     auto r = target_.rewards.to(torch::kDouble);
     target_.weights = torch::zeros_like(r);
     for (const auto& idx : groups_of(pool_cond, r.size(0)))
-      target_.weights.index_copy_(0, idx, torch::softmax(multiplier * r.index_select(0, idx), 0) *
-                                              (static_cast<double>(idx.size(0)) / static_cast<double>(r.size(0))));
+      target_.weights.index_copy_(
+          0, idx,
+          torch::softmax(multiplier * r.index_select(0, idx), 0) *
+              (static_cast<double>(idx.size(0)) / static_cast<double>(r.size(0))));
   }
   target_.ess = point.ess;
   auto r64 = target_.rewards.to(torch::kDouble);
@@ -167,10 +172,11 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
   out.samples = decoded(out.latents);
   const ScoredBatch scored = score_terms_checked(*reward_, out.samples, out.cond);
   auto r = scored.total.to(torch::kDouble);
-  for (const auto& [name, t] : scored.terms) out.reward_terms[name] = t.to(torch::kDouble).mean().item<double>();
+  for (const auto& [name, t] : scored.terms)
+    out.reward_terms[name] = t.to(torch::kDouble).mean().item<double>();
   out.reward_mean = r.mean().item<double>();
   out.reward_std = r.std().item<double>();
-  const auto flat = out.samples.reshape({n, -1});                             // [n, D]
+  const auto flat = out.samples.reshape({n, -1});  // [n, D]
   out.diversity = mean_pair_distance(flat);
   if (has_target()) out.distance = target_.distance(flat, out.diversity);
   if (target_.mode_centers.defined())
@@ -193,14 +199,16 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
 }
 
 const ExactTarget& Evaluator::target() const {
-  if (!has_target()) throw std::logic_error("Evaluator::target: the reward evaluator has no exact target");
+  if (!has_target())
+    throw std::logic_error("Evaluator::target: the reward evaluator has no exact target");
   return target_;
 }
 
 torch::Tensor Evaluator::target_samples(int64_t n, Rng& rng) const {
   (void)target();  // the exact-target evaluator only
   std::vector<int64_t> shape = {n};
-  for (auto s : decoder_ ? decoder_->decoded_shape(task_->sample_shape()) : task_->sample_shape()) shape.push_back(s);
+  for (auto s : decoder_ ? decoder_->decoded_shape(task_->sample_shape()) : task_->sample_shape())
+    shape.push_back(s);
   return target_.pool.index_select(0, rng.multinomial(target_.weights, n)).reshape(shape);
 }
 

@@ -17,7 +17,8 @@ torch::Tensor sqrtm_psd(const torch::Tensor& a) {
 void mean_cov(const torch::Tensor& f, torch::Tensor& mu, torch::Tensor& cov) {
   mu = f.mean(0);
   auto c = f - mu;
-  cov = torch::matmul(c.transpose(0, 1), c) / static_cast<double>(std::max<int64_t>(f.size(0) - 1, 1));
+  cov = torch::matmul(c.transpose(0, 1), c) /
+        static_cast<double>(std::max<int64_t>(f.size(0) - 1, 1));
 }
 
 }  // namespace
@@ -26,29 +27,36 @@ double frechet_distance(const torch::Tensor& mu1, const torch::Tensor& c1, const
                         const torch::Tensor& c2) {
   auto m1 = mu1.to(torch::kDouble), m2 = mu2.to(torch::kDouble);
   auto a = c1.to(torch::kDouble), b = c2.to(torch::kDouble);
-  // tr((A^{1/2} B A^{1/2})^{1/2}) = sum of sqrt of the eigenvalues of the symmetric A^{1/2} B A^{1/2}.
+  // tr((A^{1/2} B A^{1/2})^{1/2}) = sum of sqrt of the eigenvalues of the symmetric A^{1/2} B
+  // A^{1/2}.
   auto s = sqrtm_psd(a);
   auto inner = torch::matmul(torch::matmul(s, b), s);
   inner = 0.5 * (inner + inner.transpose(0, 1));
   const double cross = torch::linalg_eigvalsh(inner, "L").clamp_min(0).sqrt().sum().item<double>();
-  const double d = (m1 - m2).square().sum().item<double>() + a.trace().item<double>() + b.trace().item<double>() -
-                   2.0 * cross;
+  const double d = (m1 - m2).square().sum().item<double>() + a.trace().item<double>() +
+                   b.trace().item<double>() - 2.0 * cross;
   return std::max(d, 0.0);
 }
 
 std::map<std::string, double> hacking_indicators(const torch::Tensor& x) {
-  auto i = (x.detach().to(torch::kCPU, torch::kDouble) + 1.0) * 0.5;        // [N, C, H, W] in [0, 1]
-  auto gx = (i.narrow(3, 1, i.size(3) - 1) - i.narrow(3, 0, i.size(3) - 1)).abs().narrow(2, 0, i.size(2) - 1);
-  auto gy = (i.narrow(2, 1, i.size(2) - 1) - i.narrow(2, 0, i.size(2) - 1)).abs().narrow(3, 0, i.size(3) - 1);
-  return {{"mean_intensity", i.mean().item<double>()},
-          {"saturated_fraction", x.detach().abs().gt(0.95).to(torch::kDouble).mean().item<double>()},
-          {"edge_density", (gx + gy).gt(0.1).to(torch::kDouble).mean().item<double>()}};
+  auto i = (x.detach().to(torch::kCPU, torch::kDouble) + 1.0) * 0.5;  // [N, C, H, W] in [0, 1]
+  auto gx = (i.narrow(3, 1, i.size(3) - 1) - i.narrow(3, 0, i.size(3) - 1))
+                .abs()
+                .narrow(2, 0, i.size(2) - 1);
+  auto gy = (i.narrow(2, 1, i.size(2) - 1) - i.narrow(2, 0, i.size(2) - 1))
+                .abs()
+                .narrow(3, 0, i.size(3) - 1);
+  return {
+      {"mean_intensity", i.mean().item<double>()},
+      {"saturated_fraction", x.detach().abs().gt(0.95).to(torch::kDouble).mean().item<double>()},
+      {"edge_density", (gx + gy).gt(0.1).to(torch::kDouble).mean().item<double>()}};
 }
 
-ImageJudge::ImageJudge(ImageClassifier classifier, const Task::Split& test) : classifier_(std::move(classifier)) {
+ImageJudge::ImageJudge(ImageClassifier classifier, const Task::Split& test)
+    : classifier_(std::move(classifier)) {
   const auto labels = labels_of(test.cond, test.x.size(0), "ImageJudge's test split");  // [N]
   classifier_->eval();
-  auto f = features(test.x);                                                // [N, 128]
+  auto f = features(test.x);  // [N, 128]
   mean_cov(f, mu_, cov_);
   for (int64_t k = 0; k < num_classes(); ++k) {
     auto idx = (labels == k).nonzero().flatten();
@@ -65,17 +73,19 @@ torch::Tensor ImageJudge::features(const torch::Tensor& x) const {
   std::vector<torch::Tensor> parts;
   for (int64_t i = 0; i < x.size(0); i += 1000) {
     const int64_t n = std::min<int64_t>(1000, x.size(0) - i);
-    parts.push_back(classifier_->features(x.narrow(0, i, n).to(device, torch::kFloat)).to(torch::kCPU, torch::kDouble));
+    parts.push_back(classifier_->features(x.narrow(0, i, n).to(device, torch::kFloat))
+                        .to(torch::kCPU, torch::kDouble));
   }
   return torch::cat(parts);
 }
 
 ImageMetrics ImageJudge::measure(const torch::Tensor& x, const torch::Tensor& labels) const {
   TORCH_CHECK(x.dim() == 4 && labels.dim() == 1 && labels.size(0) == x.size(0),
-              "ImageJudge: images [N, C, H, W] with labels [N] expected, got ", x.sizes(), " and ", labels.sizes());
+              "ImageJudge: images [N, C, H, W] with labels [N] expected, got ", x.sizes(), " and ",
+              labels.sizes());
   ImageMetrics out;
   auto lab = labels.to(torch::kCPU, torch::kLong);
-  auto f = features(x);                                                     // [N, 128]
+  auto f = features(x);  // [N, 128]
   {
     // The predictions from the same features (the classifier is in eval mode: no dropout).
     torch::NoGradGuard no_grad;
@@ -97,7 +107,8 @@ ImageMetrics ImageJudge::measure(const torch::Tensor& x, const torch::Tensor& la
     auto fk = f.index_select(0, idx);
     torch::Tensor mk, ck;
     mean_cov(fk, mk, ck);
-    out.frechet_per_class.push_back(frechet_distance(mk, ck, class_mu_[static_cast<size_t>(k)], class_cov_[static_cast<size_t>(k)]));
+    out.frechet_per_class.push_back(frechet_distance(mk, ck, class_mu_[static_cast<size_t>(k)],
+                                                     class_cov_[static_cast<size_t>(k)]));
     // Mean over distinct pairs of ||f_i - f_j||.
     auto d = torch::cdist(fk, fk);
     const double n = static_cast<double>(fk.size(0));

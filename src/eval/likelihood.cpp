@@ -10,12 +10,14 @@
 namespace ramflow {
 namespace {
 
-// v(x, t) and div_x v(x, t) for x [B, D] (flattened), t a scalar. `probe` [B, D] selects Hutchinson's
-// estimate z^T J z; undefined means the exact trace, one vector-Jacobian product per coordinate.
-std::pair<torch::Tensor, torch::Tensor> velocity_and_divergence(VelocityFieldImpl& model, const torch::Tensor& x,
-                                                                 double t, const Condition& cond,
-                                                                 const std::vector<int64_t>& shape,
-                                                                 const torch::Tensor& probe) {
+// v(x, t) and div_x v(x, t) for x [B, D] (flattened), t a scalar. `probe` [B, D] selects
+// Hutchinson's estimate z^T J z; undefined means the exact trace, one vector-Jacobian product per
+// coordinate.
+std::pair<torch::Tensor, torch::Tensor> velocity_and_divergence(VelocityFieldImpl& model,
+                                                                const torch::Tensor& x, double t,
+                                                                const Condition& cond,
+                                                                const std::vector<int64_t>& shape,
+                                                                const torch::Tensor& probe) {
   torch::AutoGradMode grad(true);
   const int64_t B = x.size(0), D = x.size(1);
   auto xg = x.detach().requires_grad_(true);
@@ -39,7 +41,8 @@ std::pair<torch::Tensor, torch::Tensor> velocity_and_divergence(VelocityFieldImp
 // Turns off requires_grad of a model's parameters for its lifetime, then restores each flag.
 class ParametersFrozen {
  public:
-  // Only trainable parameters are touched, so a frozen model shared between threads is never written.
+  // Only trainable parameters are touched, so a frozen model shared between threads is never
+  // written.
   explicit ParametersFrozen(VelocityFieldImpl& model) {
     for (auto& p : model.parameters())
       if (p.requires_grad()) {
@@ -57,13 +60,16 @@ class ParametersFrozen {
 
 }  // namespace
 
-torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& x0, const Condition& cond,
-                                 const LikelihoodOptions& options, Rng* rng) {
-  TORCH_CHECK(x0.dim() >= 2 && x0.size(0) > 0, "ode_log_likelihood: x0 must be [B, ...], got ", x0.sizes());
+torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& x0,
+                                 const Condition& cond, const LikelihoodOptions& options,
+                                 Rng* rng) {
+  TORCH_CHECK(x0.dim() >= 2 && x0.size(0) > 0, "ode_log_likelihood: x0 must be [B, ...], got ",
+              x0.sizes());
   if (options.steps() < 1) throw ConfigError("likelihood: steps must be >= 1");
   const std::string& how = options.divergence();
   if (how != "auto" && how != "exact" && how != "hutchinson")
-    throw ConfigError("likelihood: divergence must be auto, exact or hutchinson, got '" + how + "'");
+    throw ConfigError("likelihood: divergence must be auto, exact or hutchinson, got '" + how +
+                      "'");
   const int64_t B = x0.size(0), D = x0.numel() / B;
   const bool exact = how == "exact" || (how == "auto" && D <= options.exact_max_dim());
   torch::Tensor probe;
@@ -77,7 +83,8 @@ torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& 
   auto acc = torch::zeros({B}, x0.options().dtype(torch::kDouble));  // int_0^t div v
   const double h = 1.0 / static_cast<double>(options.steps());
   for (int64_t k = 0; k < options.steps(); ++k) {
-    // Heun: predictor x_e = x + h v(x, t); corrector with the mean of both slopes, for x and int div v.
+    // Heun: predictor x_e = x + h v(x, t); corrector with the mean of both slopes, for x and int
+    // div v.
     const double t = k * h, t_next = (k + 1) * h;
     auto [v0, d0] = velocity_and_divergence(model, x, t, cond, shape, probe);
     auto x_e = x + h * v0;
@@ -93,10 +100,12 @@ torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& 
 
 KLEstimate kl_on_samples(VelocityFieldImpl& model, VelocityFieldImpl& ref, const torch::Tensor& x,
                          const Condition& cond, const LikelihoodOptions& options, Rng* rng) {
-  auto diff = ode_log_likelihood(model, x, cond, options, rng) - ode_log_likelihood(ref, x, cond, options, rng);
+  auto diff = ode_log_likelihood(model, x, cond, options, rng) -
+              ode_log_likelihood(ref, x, cond, options, rng);
   KLEstimate out;
   out.kl = diff.mean().item<double>();
-  out.se = x.size(0) > 1 ? diff.std().item<double>() / std::sqrt(static_cast<double>(x.size(0))) : 0.0;
+  out.se =
+      x.size(0) > 1 ? diff.std().item<double>() / std::sqrt(static_cast<double>(x.size(0))) : 0.0;
   return out;
 }
 

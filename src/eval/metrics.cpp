@@ -24,8 +24,8 @@ double weighted_pair_sum(const torch::Tensor& x, const torch::Tensor& a, const t
   auto bf = b.to(torch::kFloat);
   for (int64_t i = 0; i < x.size(0); i += kChunk) {
     const int64_t n = std::min(kChunk, x.size(0) - i);
-    auto d = torch::cdist(x.narrow(0, i, n), y);                  // [n, M]
-    auto row = torch::mv(d, bf).to(torch::kDouble);                // [n]
+    auto d = torch::cdist(x.narrow(0, i, n), y);     // [n, M]
+    auto row = torch::mv(d, bf).to(torch::kDouble);  // [n]
     total += torch::dot(row, a.narrow(0, i, n)).item<double>();
   }
   return total;
@@ -61,7 +61,7 @@ torch::Tensor mode_masses(const torch::Tensor& x_in, const torch::Tensor& center
   auto x = flat_cpu(x_in);
   auto c = centers.detach().to(torch::kCPU, torch::kFloat).reshape({centers.size(0), -1});
   auto w = uniform_or(w_in, x.size(0));
-  auto nearest = torch::cdist(x, c).argmin(1);                    // [N]
+  auto nearest = torch::cdist(x, c).argmin(1);  // [N]
   auto masses = torch::zeros({c.size(0)}, torch::kDouble);
   masses.index_add_(0, nearest, w);
   return masses / w.sum();

@@ -52,16 +52,17 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
     return model;
   }
   // The cache key covers everything that determines the pretrained weights.
-  const nlohmann::json key = {{"format", 4},  // bump when a model's parameter layout or initialisation changes
-                              {"task", task.spec()},
-                              {"model", model_spec_from(cfg, task)},
-                              {"steps", cfg.integer("pretrain_steps")},
-                              {"batch", cfg.integer("pretrain_batch")},
-                              {"lr", cfg.number("pretrain_lr")},
-                              {"ema", cfg.number("pretrain_ema")},
-                              {"label_dropout", cfg.number("pretrain_label_dropout")},
-                              {"grad_clip", cfg.number("pretrain_grad_clip")},
-                              {"seed", cfg.integer("pretrain_seed")}};
+  const nlohmann::json key = {
+      {"format", 4},  // bump when a model's parameter layout or initialisation changes
+      {"task", task.spec()},
+      {"model", model_spec_from(cfg, task)},
+      {"steps", cfg.integer("pretrain_steps")},
+      {"batch", cfg.integer("pretrain_batch")},
+      {"lr", cfg.number("pretrain_lr")},
+      {"ema", cfg.number("pretrain_ema")},
+      {"label_dropout", cfg.number("pretrain_label_dropout")},
+      {"grad_clip", cfg.number("pretrain_grad_clip")},
+      {"seed", cfg.integer("pretrain_seed")}};
   std::ostringstream name;
   name << "base-" << task.name() << "-" << std::hex << std::setw(16) << std::setfill('0')
        << fnv1a(key.dump()) << ".safetensors";
@@ -82,11 +83,13 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
   }
   io.log << "base model: pretraining on task '" << task.name() << "' (cached afterwards)\n";
   double last_loss = 0;
-  auto model = pretrain_base(cfg, task, device, io, [&](const PretrainRecord& r) { last_loss = r.loss; });
+  auto model =
+      pretrain_base(cfg, task, device, io, [&](const PretrainRecord& r) { last_loss = r.loss; });
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
   if (ec) throw IOError(path.parent_path().string() + ": cannot create the cache directory");
-  save_checkpoint(path.string(), {{"base", model.get()}}, {{"pretrain", key}, {"final_loss", last_loss}});
+  save_checkpoint(path.string(), {{"base", model.get()}},
+                  {{"pretrain", key}, {"final_loss", last_loss}});
   return model;
 }
 
@@ -98,7 +101,9 @@ VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Devic
   model->to(device);
   Progress bar("pretrain", cfg.integer("pretrain_steps"), io.log, io.tty);
   double last_loss = 0;
-  DataSampler data = [&](int64_t n, Rng& rng, Condition* cond) { return task.sample_data(n, rng, {}, cond); };
+  DataSampler data = [&](int64_t n, Rng& rng, Condition* cond) {
+    return task.sample_data(n, rng, {}, cond);
+  };
   pretrain_flow_matching(*model, data,
                          PretrainOptions()
                              .steps(cfg.integer("pretrain_steps"))

@@ -1,15 +1,16 @@
-// `ramflow train-classifier`: trains an image classifier on an image task's training split and measures
-// it on the test split; the file serves the `classifier` reward (arch cnn) or image evaluation (resnet).
+// `ramflow train-classifier`: trains an image classifier on an image task's training split and
+// measures it on the test split; the file serves the `classifier` reward (arch cnn) or image
+// evaluation (resnet).
 #include <torch/torch.h>
 
 #include "jobs/params.h"
 #include "jobs/report.h"
 #include "jobs/resolve.h"
-#include "ramflow/jobs.h"
-#include "ramflow/run_dir.h"
 #include "ramflow/classifier.h"
 #include "ramflow/errors.h"
+#include "ramflow/jobs.h"
 #include "ramflow/progress.h"
+#include "ramflow/run_dir.h"
 
 namespace ramflow {
 
@@ -17,30 +18,39 @@ ParamTable train_classifier_params() {
   ParamTable t;
   jobs::add_run_params(t, /*out_is_dir=*/true);
   t.group("Data");
-  t.text("task", "fashion", "an image task (its training split trains, its test split measures)", tasks().names());
+  t.text("task", "fashion", "an image task (its training split trains, its test split measures)",
+         tasks().names());
   t.text("data_dir", nullptr, "the directory of the dataset's IDX files (default: the task's)");
   t.group("Classifier");
-  t.text("arch", "cnn", "architecture: cnn (the classifier reward's judge) or resnet (the evaluation classifier)",
+  t.text("arch", "cnn",
+         "architecture: cnn (the classifier reward's judge) or resnet (the evaluation classifier)",
          {"cnn", "resnet"});
   t.integer("epochs", 5, "passes over the training split", 1, 10000);
   t.integer("batch", 128, "batch size", 1, 1 << 20);
   t.number("lr", 1e-3, "Adam learning rate", 0, 10, true);
-  t.integer("train_limit", 0, "use only the first N training images (0 = all; for quick checks)", 0, 1 << 30);
+  t.integer("train_limit", 0, "use only the first N training images (0 = all; for quick checks)", 0,
+            1 << 30);
   return t;
 }
 
 nlohmann::json run_train_classifier(const Config& cfg, JobIO io) {
   if (!cfg.is_set("out"))
-    throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
+    throw ConfigError(
+        "--out: the run directory is required (a flag: a config file's out is not used)");
   const torch::Device device = jobs::setup_device(cfg);
   TaskPtr task = jobs::task_from(cfg);
   if (task->num_classes() < 2 || task->sample_shape().size() != 3 || !task->test_split())
-    throw ConfigError("task '" + task->name() + "' is not a labelled image task (try --task fashion)");
+    throw ConfigError("task '" + task->name() +
+                      "' is not a labelled image task (try --task fashion)");
   const auto shape = task->sample_shape();
   if (shape[1] != shape[2]) throw ConfigError("task '" + task->name() + "': images must be square");
   ClassifierOptions options;
-  options.arch(cfg.text("arch")).in_channels(shape[0]).image_size(shape[1]).num_classes(task->num_classes());
-  ImageClassifier model(ClassifierOptions::from_json(options.to_json()));  // validated before any compute
+  options.arch(cfg.text("arch"))
+      .in_channels(shape[0])
+      .image_size(shape[1])
+      .num_classes(task->num_classes());
+  ImageClassifier model(
+      ClassifierOptions::from_json(options.to_json()));  // validated before any compute
   RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
   run.write_config(cfg.values());
 
@@ -66,14 +76,21 @@ nlohmann::json run_train_classifier(const Config& cfg, JobIO io) {
   double seconds = 0;
   const double accuracy = train_classifier(
       *model, x, labels, test.x, test.cond.at("label"),
-      ClassifierTrainOptions().epochs(epochs).batch(cfg.integer("batch")).lr(cfg.number("lr")).seed(seed + 1),
+      ClassifierTrainOptions()
+          .epochs(epochs)
+          .batch(cfg.integer("batch"))
+          .lr(cfg.number("lr"))
+          .seed(seed + 1),
       [&](const ClassifierEpoch& e) {
         seconds = e.seconds;
         if (std::isnan(e.test_accuracy)) {
-          bar.update((e.epoch - 1) * batches + e.batches, "epoch " + std::to_string(e.epoch) + " loss " + jobs::fixed(e.loss, 4));
+          bar.update((e.epoch - 1) * batches + e.batches,
+                     "epoch " + std::to_string(e.epoch) + " loss " + jobs::fixed(e.loss, 4));
           return;
         }
-        run.append_metrics({{"epoch", e.epoch}, {"loss", e.loss}, {"test_accuracy", e.test_accuracy},
+        run.append_metrics({{"epoch", e.epoch},
+                            {"loss", e.loss},
+                            {"test_accuracy", e.test_accuracy},
                             {"seconds", e.seconds}});
       });
   bar.finish("test accuracy " + jobs::fixed(accuracy, 4));
@@ -85,9 +102,10 @@ nlohmann::json run_train_classifier(const Config& cfg, JobIO io) {
     per_class[task->condition_text(k)] =
         classifier_accuracy(*model, test.x.index_select(0, idx), test_labels.index_select(0, idx));
   }
-  nlohmann::json facts = {{"task", task->name()}, {"arch", cfg.text("arch")}, {"epochs", epochs},
-                          {"seed", cfg.integer("seed")}, {"test_accuracy", accuracy},
-                          {"train_images", x.size(0)}, {"seconds", seconds}};
+  nlohmann::json facts = {{"task", task->name()},      {"arch", cfg.text("arch")},
+                          {"epochs", epochs},          {"seed", cfg.integer("seed")},
+                          {"test_accuracy", accuracy}, {"train_images", x.size(0)},
+                          {"seconds", seconds}};
   save_classifier(run.checkpoint("classifier"), *model, facts);
   nlohmann::json summary = facts;
   summary["test_accuracy_per_class"] = per_class;
@@ -96,8 +114,9 @@ nlohmann::json run_train_classifier(const Config& cfg, JobIO io) {
   summary["parameters"] = n_params;
   summary["checkpoint"] = "checkpoints/classifier.safetensors";
   run.write_summary(summary);
-  io.log << "test accuracy " << jobs::fixed(accuracy, 4) << " on " << test.x.size(0) << " test images ("
-         << jobs::fixed(seconds, 0) << " s)\nrun directory: " << run.path() << "\n";
+  io.log << "test accuracy " << jobs::fixed(accuracy, 4) << " on " << test.x.size(0)
+         << " test images (" << jobs::fixed(seconds, 0) << " s)\nrun directory: " << run.path()
+         << "\n";
   return summary;
 }
 

@@ -1,8 +1,9 @@
 #pragma once
 // The parts of `ramflow compare` (compare_job.cpp runs them in order):
-//   compare_plan.cpp    the methods and their variants (the sweeps crossed), the target reward's source
-//   compare_runs.cpp    the runs, `jobs` at a time, each a TrainingRun evaluated on a shared curve
-//   compare_report.cpp  per configuration, the statistics over seeds; report.md, report.json, plots
+//   compare_plan.cpp    the methods and their variants (the sweeps crossed), the target reward's
+//   source compare_runs.cpp    the runs, `jobs` at a time, each a TrainingRun evaluated on a shared
+//   curve compare_report.cpp  per configuration, the statistics over seeds; report.md, report.json,
+//   plots
 // Internal to the library.
 #include <map>
 #include <string>
@@ -38,8 +39,8 @@ struct ComparePlan {
   const Variant& variant(const std::string& label) const;
 };
 
-/// The methods (the default list skips those that need a differentiable reward when it is not), every
-/// variant with its presets applied (apply_presets) and validated, and the target's source.
+/// The methods (the default list skips those that need a differentiable reward when it is not),
+/// every variant with its presets applied (apply_presets) and validated, and the target's source.
 ComparePlan plan_compare(const Config& cfg, const Task& task, const Reward& reward, JobIO io);
 
 /// One run's evaluation curve and its outcome.
@@ -52,11 +53,13 @@ struct RunCurve : EvalCurve {
 nlohmann::json curve_json(const RunCurve& c, const nlohmann::json& sweep);
 RunCurve curve_from_json(const nlohmann::json& j);
 
-/// Runs every variant x seed in runs/<label>-seed<k>/, `jobs` at a time; a resumed comparison reuses the
-/// finished runs and continues the others from their checkpoints. A run that fails records its error.
+/// Runs every variant x seed in runs/<label>-seed<k>/, `jobs` at a time; a resumed comparison
+/// reuses the finished runs and continues the others from their checkpoints. A run that fails
+/// records its error.
 std::vector<RunCurve> run_all(const ComparePlan& plan, const Config& cfg, const TaskPtr& task,
-                              const RewardPtr& reward, const VelocityFieldPtr& base, const CurveEvaluator& curve,
-                              RunDir& run, bool resuming, int64_t jobs_n, JobIO io);
+                              const RewardPtr& reward, const VelocityFieldPtr& base,
+                              const CurveEvaluator& curve, RunDir& run, bool resuming,
+                              int64_t jobs_n, JobIO io);
 
 /// The comparison's inputs to its report.
 struct CompareResults {
@@ -70,8 +73,8 @@ struct CompareResults {
   double target_reward;      // known before the runs (fixed or fraction target), else NaN
   const std::vector<RunCurve>& curves;
 };
-/// Aggregates over seeds, writes report.md, report.json and the plots into `run`, and returns the summary
-/// (written last, by the caller). Prints the results table to io.log.
+/// Aggregates over seeds, writes report.md, report.json and the plots into `run`, and returns the
+/// summary (written last, by the caller). Prints the results table to io.log.
 nlohmann::json write_report(const CompareResults& r, RunDir& run, JobIO io);
 
 }  // namespace ramflow::jobs

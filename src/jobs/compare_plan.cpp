@@ -1,4 +1,5 @@
-// What `ramflow compare` runs: its methods, their variants and the target's source (see src/jobs/compare.h).
+// What `ramflow compare` runs: its methods, their variants and the target's source (see
+// src/jobs/compare.h).
 #include <algorithm>
 
 #include <torch/torch.h>
@@ -31,10 +32,12 @@ std::vector<Sweep> parse_sweeps(const Config& cfg) {
       std::vector<std::string> keys;
       for (const auto& q : cfg.table().params()) keys.push_back(q.key);
       const auto hint = closest_name(key, keys);
-      throw ConfigError("--sweep: unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+      throw ConfigError("--sweep: unknown key '" + key + "'" +
+                        (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
     }
     std::vector<nlohmann::json> values;
-    for (const auto& text : split(part.substr(eq + 1))) values.push_back(parse_flag_value(*p, text));
+    for (const auto& text : split(part.substr(eq + 1)))
+      values.push_back(parse_flag_value(*p, text));
     if (values.empty()) throw ConfigError("--sweep: no values for '" + key + "'");
     for (const auto& [k, v] : out)
       if (k == key) throw ConfigError("--sweep: '" + key + "' is swept twice");
@@ -43,10 +46,12 @@ std::vector<Sweep> parse_sweeps(const Config& cfg) {
   return out;
 }
 
-std::string value_text(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+std::string value_text(const nlohmann::json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
 
-// The config of method `name` with the swept values `combo`: presets first (the one precedence), then
-// the swept values, which win over them.
+// The config of method `name` with the swept values `combo`: presets first (the one precedence),
+// then the swept values, which win over them.
 Config variant_config(const Config& cfg, const std::string& name, const nlohmann::json& combo) {
   Config c = cfg;
   apply_presets(c, name);
@@ -54,21 +59,25 @@ Config variant_config(const Config& cfg, const std::string& name, const nlohmann
   return c;
 }
 
-// The methods of --methods, checked; the default list drops those that differentiate a reward that is not
-// differentiable.
+// The methods of --methods, checked; the default list drops those that differentiate a reward that
+// is not differentiable.
 std::vector<std::string> chosen_methods(const Config& cfg, const Reward& reward, JobIO io) {
   auto names = split(cfg.text("methods"));
   if (names.empty()) throw ConfigError("--methods: no method given");
   for (size_t i = 0; i < names.size(); ++i) {
     if (!methods().contains(names[i]))
-      throw ConfigError("--methods: unknown method '" + names[i] + "' (choose from " + methods().joined_names() + ")");
+      throw ConfigError("--methods: unknown method '" + names[i] + "' (choose from " +
+                        methods().joined_names() + ")");
     if (std::find(names.begin(), names.begin() + i, names[i]) != names.begin() + i)
       throw ConfigError("--methods: '" + names[i] + "' is listed twice");
   }
   if (cfg.is_explicit("methods") || reward.differentiable()) return names;
   std::vector<std::string> kept;
   for (const auto& name : names) {
-    if (methods().get(name).make(variant_config(cfg, name, nlohmann::json::object()))->needs_reward_gradient())
+    if (methods()
+            .get(name)
+            .make(variant_config(cfg, name, nlohmann::json::object()))
+            ->needs_reward_gradient())
       io.log << "compare: skipping " << name << ": it differentiates the reward, and reward '"
              << reward.spec().value("type", std::string("?")) << "' is not differentiable\n";
     else
@@ -77,10 +86,11 @@ std::vector<std::string> chosen_methods(const Config& cfg, const Reward& reward,
   return kept;
 }
 
-// The label of the target variant: the variant of that label; else the target method's variant whose swept
-// values are the ones it runs with unswept (its preset or default, e.g. flow-grpo's grpo_kl 0.1); else its
-// first.
-std::string target_label(const Config& cfg, const std::vector<Variant>& variants, const std::string& wanted) {
+// The label of the target variant: the variant of that label; else the target method's variant
+// whose swept values are the ones it runs with unswept (its preset or default, e.g. flow-grpo's
+// grpo_kl 0.1); else its first.
+std::string target_label(const Config& cfg, const std::vector<Variant>& variants,
+                         const std::string& wanted) {
   for (const auto& v : variants)
     if (v.label == wanted) return v.label;
   if (methods().contains(wanted)) {
@@ -93,7 +103,8 @@ std::string target_label(const Config& cfg, const std::vector<Variant>& variants
   }
   for (const auto& v : variants)
     if (v.method == wanted) return v.label;
-  throw ConfigError("--target-method: '" + wanted + "' is not among --methods; add it or give --target-reward");
+  throw ConfigError("--target-method: '" + wanted +
+                    "' is not among --methods; add it or give --target-reward");
 }
 
 }  // namespace
@@ -108,8 +119,8 @@ ComparePlan plan_compare(const Config& cfg, const Task& task, const Reward& rewa
   ComparePlan plan;
   plan.methods = chosen_methods(cfg, reward, io);
   check_method_keys(cfg, plan.methods);
-  // Each method's variants: the cross product of the sweeps that apply to it. A method key applies to
-  // the methods that read it; a rollout or optimisation key to every method.
+  // Each method's variants: the cross product of the sweeps that apply to it. A method key applies
+  // to the methods that read it; a rollout or optimisation key to every method.
   const auto sweeps = parse_sweeps(cfg);
   std::map<std::string, size_t> sweep_users;  // key -> how many of the methods it applies to
   for (const auto& name : plan.methods) {
@@ -151,8 +162,8 @@ ComparePlan plan_compare(const Config& cfg, const Task& task, const Reward& rewa
                         "' is neither read by any of --methods nor a rollout or optimisation key");
   plan.fixed_target = cfg.is_set("target_reward");
   plan.target_variant = cfg.text("target_method");
-  // Without the default target method (flow-grpo) among --methods, and none asked for, the target is
-  // 0.9 of the way from the base reward to reward_optimal: meaningful for any set of methods.
+  // Without the default target method (flow-grpo) among --methods, and none asked for, the target
+  // is 0.9 of the way from the base reward to reward_optimal: meaningful for any set of methods.
   if (!plan.fixed_target && !cfg.is_explicit("target_method")) {
     bool present = false;
     for (const auto& v : plan.variants)

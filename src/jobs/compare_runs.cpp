@@ -76,8 +76,9 @@ RunCurve curve_from_json(const nlohmann::json& j) {
 }
 
 std::vector<RunCurve> run_all(const ComparePlan& plan, const Config& cfg, const TaskPtr& task,
-                              const RewardPtr& reward, const VelocityFieldPtr& base, const CurveEvaluator& curve,
-                              RunDir& run, bool resuming, int64_t jobs_n, JobIO io) {
+                              const RewardPtr& reward, const VelocityFieldPtr& base,
+                              const CurveEvaluator& curve, RunDir& run, bool resuming,
+                              int64_t jobs_n, JobIO io) {
   const int64_t seeds = cfg.integer("seeds");
   std::vector<RunCurve> curves;
   for (const auto& v : plan.variants)
@@ -94,8 +95,8 @@ std::vector<RunCurve> run_all(const ComparePlan& plan, const Config& cfg, const 
     io.log << line << "\n" << std::flush;
   };
   const std::string hint = "ramflow compare --resume " + run.path();
-  // Each run in its own directory runs/<label>-seed<k>/: config.json, metrics.jsonl, checkpoints/, and
-  // result.json (its curve) once it has finished.
+  // Each run in its own directory runs/<label>-seed<k>/: config.json, metrics.jsonl, checkpoints/,
+  // and result.json (its curve) once it has finished.
   auto run_one = [&](RunCurve& c) {
     const Variant& variant = plan.variant(c.variant);
     Config mc = variant.cfg;
@@ -106,7 +107,8 @@ std::vector<RunCurve> run_all(const ComparePlan& plan, const Config& cfg, const 
     const std::string result_file = dir + "/result.json";
     if (resuming && std::filesystem::exists(result_file)) {
       RunCurve done = curve_from_json(read_json_file(result_file));
-      if (done.error.empty() && !done.step.empty() && done.step.back() == static_cast<double>(steps)) {
+      if (done.error.empty() && !done.step.empty() &&
+          done.step.back() == static_cast<double>(steps)) {
         c = done;
         say(who + ": finished before, reused");
         return;
@@ -135,8 +137,10 @@ std::vector<RunCurve> run_all(const ComparePlan& plan, const Config& cfg, const 
       const auto line = curve.line(s, trainer.totals(), trainer.eval_model(), final);
       rd.append_metrics(line);
       c.add(line);
-      say(who + "  step " + std::to_string(s) + "/" + std::to_string(steps) + "  reward " + fixed(c.reward.back()) +
-          (curve.evaluator().has_target() ? "  distance " + fixed(c.distance.back(), 3) : std::string()) +
+      say(who + "  step " + std::to_string(s) + "/" + std::to_string(steps) + "  reward " +
+          fixed(c.reward.back()) +
+          (curve.evaluator().has_target() ? "  distance " + fixed(c.distance.back(), 3)
+                                          : std::string()) +
           (final ? "  KL to base " + fixed(c.kl_to_base) : std::string()));
     };
     TrainingRun::Hooks hooks;
@@ -149,7 +153,8 @@ std::vector<RunCurve> run_all(const ComparePlan& plan, const Config& cfg, const 
     }
     const StepRecord totals = trainer.totals();
     evaluate(totals.step, true);
-    c.ms_per_step = totals.step > 0 ? 1000.0 * totals.seconds / static_cast<double>(totals.step) : 0.0;
+    c.ms_per_step =
+        totals.step > 0 ? 1000.0 * totals.seconds / static_cast<double>(totals.step) : 0.0;
     write_json_atomic(result_file, curve_json(c, variant.sweep));
   };
   std::atomic<size_t> next{0};
@@ -159,7 +164,8 @@ std::vector<RunCurve> run_all(const ComparePlan& plan, const Config& cfg, const 
         run_one(curves[i]);
       } catch (const std::exception& e) {
         curves[i].error = e.what();
-        say("  " + curves[i].variant + " seed " + std::to_string(curves[i].seed) + " failed: " + e.what());
+        say("  " + curves[i].variant + " seed " + std::to_string(curves[i].seed) +
+            " failed: " + e.what());
       }
     }
   };

@@ -1,15 +1,16 @@
-// `ramflow eval`: evaluates a checkpoint against its reference ("ref", else "base"): by default against the
-// exact target p* ∝ p_ref exp(m r) too (--eval exact), or the rewards alone (--eval reward). Task, reward and m default to the checkpoint's own
-// config; the reward flags and --multiplier evaluate it under another objective.
+// `ramflow eval`: evaluates a checkpoint against its reference ("ref", else "base"): by default
+// against the exact target p* ∝ p_ref exp(m r) too (--eval exact), or the rewards alone (--eval
+// reward). Task, reward and m default to the checkpoint's own config; the reward flags and
+// --multiplier evaluate it under another objective.
 #include <torch/torch.h>
 
 #include "jobs/params.h"
 #include "jobs/report.h"
 #include "jobs/resolve.h"
 #include "jobs/run_start.h"
-#include "ramflow/jobs.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
+#include "ramflow/jobs.h"
 #include "ramflow/run_dir.h"
 
 namespace ramflow {
@@ -29,14 +30,16 @@ ParamTable eval_params() {
 
 nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
   if (!cfg_in.is_set("checkpoint")) throw ConfigError("--checkpoint: required");
-  if (cfg_in.text("eval") == "none") throw ConfigError("--eval none: the eval job evaluates; use exact or reward");
+  if (cfg_in.text("eval") == "none")
+    throw ConfigError("--eval none: the eval job evaluates; use exact or reward");
   const torch::Device device = jobs::setup_device(cfg_in);
   const std::string path = cfg_in.text("checkpoint");
   const auto meta = read_checkpoint_meta(path);
   const std::string name = jobs::pick_model(meta, cfg_in.raw("model"), path);
   auto model = jobs::load_model(path, meta, name);
   auto* lora = as_lora(*model);
-  // The reference: a LoRA policy's own base (adapters off, no second read), the stored "ref", or "base".
+  // The reference: a LoRA policy's own base (adapters off, no second read), the stored "ref", or
+  // "base".
   auto ref = lora ? lora->base_ptr() : jobs::load_model(path, meta, jobs::reference_name(meta));
   model->to(device);
   ref->to(device);
@@ -45,7 +48,8 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
 
   // Fill reward and multiplier from the checkpoint's config unless given on the command line.
   const nlohmann::json run_cfg = meta.value("config", nlohmann::json::object());
-  TaskPtr task = make_task(run_cfg.value("task", std::string("ring")), run_cfg.value("mixture", nlohmann::json()));
+  TaskPtr task = make_task(run_cfg.value("task", std::string("ring")),
+                           run_cfg.value("mixture", nlohmann::json()));
   Config cfg = cfg_in;
   if (!cfg.is_set("reward")) {
     if (!run_cfg.contains("reward"))
@@ -93,7 +97,8 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
     rows = {{"", "reference", name, "exact target"},
             {"reward", jobs::fixed(ref_eval.reward_mean), jobs::fixed(eval.reward_mean),
              jobs::fixed(target.reward_optimal)},
-            {"distance to target", jobs::fixed(ref_eval.distance, 4), jobs::fixed(eval.distance, 4), "0"}};
+            {"distance to target", jobs::fixed(ref_eval.distance, 4), jobs::fixed(eval.distance, 4),
+             "0"}};
   } else {
     rows = {{"", "reference", name},
             {"reward", jobs::fixed(ref_eval.reward_mean), jobs::fixed(eval.reward_mean)},

@@ -1,6 +1,8 @@
-// `ramflow finetune`: post-train the base model against a reward and measure it against the exact target.
+// `ramflow finetune`: post-train the base model against a reward and measure it against the exact
+// target.
 //   1. resolve and validate everything (task, reward, method) before any compute
-//   2. base model (given, cached or pretrained) -> exact target p* ∝ p_ref exp(m r) from its samples
+//   2. base model (given, cached or pretrained) -> exact target p* ∝ p_ref exp(m r) from its
+//   samples
 //   3. the shared Trainer loop, with a progress bar, metrics.jsonl and periodic evaluations
 //   4. final evaluation, checkpoint, plots, summary.json (last), and a before/after table
 #include <chrono>
@@ -37,8 +39,8 @@ ParamTable finetune_params() {
   jobs::add_training_params(t);
   jobs::add_eval_params(t);
   jobs::add_checkpoint_params(t);
-  t.integer("eval_every", 50, "evaluate every N steps for the curves (0 = only before and after)", 0,
-            100000000);
+  t.integer("eval_every", 50, "evaluate every N steps for the curves (0 = only before and after)",
+            0, 100000000);
   t.integer("eval_curve_samples", 1000, "endpoints per intermediate evaluation", 2, 1 << 22);
   return t;
 }
@@ -78,8 +80,8 @@ std::string masses_text(const torch::Tensor& m) {
   return s;
 }
 
-// The KL estimate with its standard error; a clearly negative one (a KL is >= 0) is the likelihood ODE's
-// failure (too few steps, or Hutchinson's probes in high dimension), and is flagged as such.
+// The KL estimate with its standard error; a clearly negative one (a KL is >= 0) is the likelihood
+// ODE's failure (too few steps, or Hutchinson's probes in high dimension), and is flagged as such.
 std::string kl_text(double kl, double se) {
   std::string s = jobs::fixed(kl);
   if (se > 0) s += " ± " + jobs::fixed(se);
@@ -87,30 +89,34 @@ std::string kl_text(double kl, double se) {
   return s;
 }
 
-// The table of the final evaluation: base, post-trained model and (with the exact target) the target.
-std::string final_table(const Evaluator& evaluator, const EvalResult& before, const EvalResult& after,
-                        const std::string& name) {
+// The table of the final evaluation: base, post-trained model and (with the exact target) the
+// target.
+std::string final_table(const Evaluator& evaluator, const EvalResult& before,
+                        const EvalResult& after, const std::string& name) {
   std::vector<std::vector<std::string>> rows;
   if (evaluator.has_target()) {
     const ExactTarget& target = evaluator.target();
     rows = {{"", "base", name, "exact target"},
             {"reward", jobs::fixed(before.reward_mean), jobs::fixed(after.reward_mean),
              jobs::fixed(target.reward_optimal)},
-            {"distance to target", jobs::fixed(before.distance, 4), jobs::fixed(after.distance, 4), "0"},
-            {"KL to base", "0", kl_text(after.kl_to_base, after.kl_to_base_se), jobs::fixed(target.kl_optimal)}};
+            {"distance to target", jobs::fixed(before.distance, 4), jobs::fixed(after.distance, 4),
+             "0"},
+            {"KL to base", "0", kl_text(after.kl_to_base, after.kl_to_base_se),
+             jobs::fixed(target.kl_optimal)}};
   } else {
     rows = {{"", "base", name},
             {"reward", jobs::fixed(before.reward_mean), jobs::fixed(after.reward_mean)},
             {"diversity", jobs::fixed(before.diversity), jobs::fixed(after.diversity)},
             {"KL to base", "0", kl_text(after.kl_to_base, after.kl_to_base_se)}};
     for (const auto& [term, value] : after.reward_terms)
-      rows.push_back({"reward: " + term, jobs::fixed(before.reward_terms.at(term)), jobs::fixed(value)});
+      rows.push_back(
+          {"reward: " + term, jobs::fixed(before.reward_terms.at(term)), jobs::fixed(value)});
   }
   return jobs::table(rows);
 }
 
-// The samples plot: class grids for image tasks, else 2-D panels of base, post-trained and (with the exact
-// target) target samples.
+// The samples plot: class grids for image tasks, else 2-D panels of base, post-trained and (with
+// the exact target) target samples.
 void plot_samples(const RunDir& run, const Config& cfg, const Task& task, const Reward& reward,
                   const Evaluator& evaluator, const EvalResult& before, const EvalResult& after,
                   const std::string& method, int64_t steps) {
@@ -121,12 +127,12 @@ void plot_samples(const RunDir& run, const Config& cfg, const Task& task, const 
   const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));
   std::vector<SamplePanel> panels = {
       jobs::panel("base model", before.samples.narrow(0, 0, n_plot), reward.spec()),
-      jobs::panel(method + " after " + std::to_string(steps) + " steps", after.samples.narrow(0, 0, n_plot),
-                  reward.spec())};
+      jobs::panel(method + " after " + std::to_string(steps) + " steps",
+                  after.samples.narrow(0, 0, n_plot), reward.spec())};
   if (evaluator.has_target()) {
     Rng plot_rng(static_cast<uint64_t>(cfg.integer("eval_seed")) + 7);
-    panels.push_back(
-        jobs::panel("exact target p_{ref} e^{m r}", evaluator.target_samples(n_plot, plot_rng), reward.spec()));
+    panels.push_back(jobs::panel("exact target p_{ref} e^{m r}",
+                                 evaluator.target_samples(n_plot, plot_rng), reward.spec()));
   }
   sample_panels(run.plot("samples"), panels);
 }
@@ -135,10 +141,11 @@ void plot_samples(const RunDir& run, const Config& cfg, const Task& task, const 
 
 nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   const auto wall_start = std::chrono::steady_clock::now();
-  // --- 1. resolve and validate --------------------------------------------------------------------
+  // --- 1. resolve and validate -------------------------------------------------------------------
   // --resume RUN: RUN's own configuration; only these keys may change.
   const bool resuming = cfg_in.is_set("resume");
-  Config cfg = resuming ? jobs::resume_config(cfg_in, {"steps", "checkpoint_every", "keep_checkpoints", "threads"})
+  Config cfg = resuming ? jobs::resume_config(
+                              cfg_in, {"steps", "checkpoint_every", "keep_checkpoints", "threads"})
                         : cfg_in;
   const jobs::RunBasics basics = jobs::resolve_basics(cfg);
   const torch::Device& device = basics.device;
@@ -148,11 +155,12 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   const std::string method = cfg.text("method");
   jobs::apply_presets(cfg, method);
   check_method_keys(cfg, {method});
-  Trainer::check(jobs::trainer_options_from(cfg, *task), *methods().get(method).make(cfg), *basics.on_samples);
+  Trainer::check(jobs::trainer_options_from(cfg, *task), *methods().get(method).make(cfg),
+                 *basics.on_samples);
   jobs::check_model(cfg, *task);
   const bool evaluating = cfg.text("eval") != "none";
 
-  // --- 2. run directory, base model and evaluation -------------------------------------------------
+  // --- 2. run directory, base model and evaluation -----------------------------------------------
   jobs::RunStart start =
       resuming ? jobs::reopen_run(cfg, device, io) : jobs::start_run(cfg, *task, device, io);
   RunDir& run = start.run;
@@ -161,25 +169,27 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   std::optional<jobs::CurveEvaluator> curve;
   if (evaluating) {
     if (cfg.text("eval") == "exact")
-      io.log << "exact target: pool of " << cfg.integer("eval_pool") << " base samples, weights exp(" << m
-             << " r)\n";
+      io.log << "exact target: pool of " << cfg.integer("eval_pool")
+             << " base samples, weights exp(" << m << " r)\n";
     evaluator.emplace(task, reward, m, *base, jobs::eval_options_from(cfg), basics.decoder);
     if (evaluator->has_target()) {
       const ExactTarget& target = evaluator->target();
-      io.log << "  on the pool: base reward " << jobs::fixed(target.reward_base) << ", reward_optimal "
-             << jobs::fixed(target.reward_optimal) << ", effective sample size " << jobs::fixed(target.ess, 0);
+      io.log << "  on the pool: base reward " << jobs::fixed(target.reward_base)
+             << ", reward_optimal " << jobs::fixed(target.reward_optimal)
+             << ", effective sample size " << jobs::fixed(target.ess, 0);
       if (target.closed_form)
         io.log << ", closed form on the data " << jobs::fixed(target.reward_optimal_closed_form);
       io.log << "\n";
       if (target.ess < 100)
-        io.log << "  warning: effective sample size below 100; raise --eval-pool or lower --multiplier\n";
+        io.log << "  warning: effective sample size below 100; raise --eval-pool or lower "
+                  "--multiplier\n";
     }
     // The curve's evaluations, and the base at the final evaluation's size (the "before" column).
     curve.emplace(*evaluator, *base, cfg.integer("eval_curve_samples"),
                   std::vector<int64_t>{evaluator->options().samples()});
   }
 
-  // --- 3. training ---------------------------------------------------------------------------------
+  // --- 3. training -------------------------------------------------------------------------------
   const int64_t steps = cfg.integer("steps");
   jobs::TrainingRun training(cfg, method, task, basics.on_samples, base, run,
                              "ramflow finetune --resume " + run.path());
@@ -201,7 +211,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     const auto records = training.resume(start.resume_file.get(), start.resume_from);
     start.resume_file.reset();  // its tensors are in the trainer now
     std::error_code ec;
-    std::filesystem::remove(run.file("summary.json"), ec);  // the run is incomplete again until it ends
+    std::filesystem::remove(run.file("summary.json"),
+                            ec);  // the run is incomplete again until it ends
     for (const auto& line : *records) {
       if (line.contains("eval_step")) {
         evals.add(line);
@@ -215,13 +226,15 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     evaluate_line(0, *base);
   }
   io.log << "finetune: method " << trainer.method().name() << ", " << steps << " steps of "
-         << cfg.integer("groups") * cfg.integer("group_size") << " endpoints x " << cfg.raw("draws") << " draws\n";
+         << cfg.integer("groups") * cfg.integer("group_size") << " endpoints x " << cfg.raw("draws")
+         << " draws\n";
   Progress bar("finetune", steps, io.log, io.tty);
   jobs::TrainingRun::Hooks hooks;
   hooks.on_step = [&](const StepRecord& rec) {
     batch_step.push_back(static_cast<double>(rec.step));
     batch_reward.push_back(rec.reward_mean);
-    bar.update(rec.step, "reward " + jobs::fixed(rec.reward_mean) + "  loss " + jobs::fixed(rec.loss, 4));
+    bar.update(rec.step,
+               "reward " + jobs::fixed(rec.reward_mean) + "  loss " + jobs::fixed(rec.loss, 4));
   };
   hooks.on_eval = [&](int64_t step) { evaluate_line(step, trainer.eval_model()); };
   hooks.warn = [&](const std::string& text) { bar.note("warning: " + text); };
@@ -233,34 +246,35 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   }
   bar.finish("reward " + jobs::fixed(rec.reward_mean));
 
-  // --- 4. final evaluation, checkpoint, plots, summary ---------------------------------------------
+  // --- 4. final evaluation, checkpoint, plots, summary -------------------------------------------
   nlohmann::json final_meta = training.meta();
   final_meta["step"] = trainer.steps_done();
-  save_checkpoint(run.checkpoint("final"), checkpoint_models(trainer, /*with_old=*/false), final_meta);
+  save_checkpoint(run.checkpoint("final"), checkpoint_models(trainer, /*with_old=*/false),
+                  final_meta);
   LoraVelocityFieldImpl* lora = as_lora(trainer.policy());
   if (lora) {
-    // The evaluated model's adapters in PEFT's layout, and its weights merged into the base architecture.
+    // The evaluated model's adapters in PEFT's layout, and its weights merged into the base
+    // architecture.
     LoraVelocityFieldImpl& evaluated = *as_lora(trainer.eval_model());
     save_peft_adapter(evaluated, run.path() + "/lora", cfg.is_set("base") ? cfg.text("base") : "");
     save_checkpoint(run.checkpoint("merged"), {{"policy", evaluated.merged().get()}}, final_meta);
   }
   const double seconds = rec.seconds;
-  nlohmann::json summary = {
-      {"method", trainer.method().name()},
-      {"task", task->name()},
-      {"reward", reward->spec()},
-      {"multiplier", m},
-      {"steps", steps},
-      {"seconds", seconds},
-      {"ms_per_step", 1000.0 * seconds / static_cast<double>(steps)},
-      {"nfe", rec.nfe},
-      {"nfe_train", rec.nfe_train},
-      {"nfe_total", static_cast<double>(rec.nfe) + rec.nfe_train},
-      {"reward_evals", rec.reward_evals},
-      {"reward_last_batch", rec.reward_mean},
-      {"evaluation", cfg.text("eval")},
-      {"evaluated_model", trainer.eval_model_name()},
-      {"checkpoint", "checkpoints/final.safetensors"}};
+  nlohmann::json summary = {{"method", trainer.method().name()},
+                            {"task", task->name()},
+                            {"reward", reward->spec()},
+                            {"multiplier", m},
+                            {"steps", steps},
+                            {"seconds", seconds},
+                            {"ms_per_step", 1000.0 * seconds / static_cast<double>(steps)},
+                            {"nfe", rec.nfe},
+                            {"nfe_train", rec.nfe_train},
+                            {"nfe_total", static_cast<double>(rec.nfe) + rec.nfe_train},
+                            {"reward_evals", rec.reward_evals},
+                            {"reward_last_batch", rec.reward_mean},
+                            {"evaluation", cfg.text("eval")},
+                            {"evaluated_model", trainer.eval_model_name()},
+                            {"checkpoint", "checkpoints/final.safetensors"}};
   if (lora) {
     summary["lora"] = {{"rank", lora->options().rank()},
                        {"alpha", lora->options().alpha()},
@@ -269,21 +283,27 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                        {"adapter", "lora/adapter_model.safetensors"},
                        {"merged_checkpoint", "checkpoints/merged.safetensors"}};
   }
-  line_plot(run.plot("reward"), "mean reward: training batches" + std::string(curve ? " and evaluations" : ""),
-            "training step", "mean reward",
-            curve ? std::vector<Series>{{"training batch", batch_step, batch_reward, palette(5) + "1"},
-                                        {"evaluation", evals.step, evals.reward, palette(0) + "2"}}
-                  : std::vector<Series>{{"training batch", batch_step, batch_reward, palette(5) + "1"}},
-            evaluator && evaluator->has_target()
-                ? std::vector<HLine>{{evaluator->target().reward_optimal, "exact target (optimal)", kOptimumStyle},
-                                     {evaluator->target().reward_base, "base model (pool)", kBaseStyle}}
-                : std::vector<HLine>{});
+  line_plot(
+      run.plot("reward"),
+      "mean reward: training batches" + std::string(curve ? " and evaluations" : ""),
+      "training step", "mean reward",
+      curve ? std::vector<Series>{{"training batch", batch_step, batch_reward, palette(5) + "1"},
+                                  {"evaluation", evals.step, evals.reward, palette(0) + "2"}}
+            : std::vector<Series>{{"training batch", batch_step, batch_reward, palette(5) + "1"}},
+      evaluator && evaluator->has_target()
+          ? std::vector<HLine>{{evaluator->target().reward_optimal, "exact target (optimal)",
+                                kOptimumStyle},
+                               {evaluator->target().reward_base, "base model (pool)", kBaseStyle}}
+          : std::vector<HLine>{});
   const std::string name = trainer.method().name() + (trainer.has_eval_ema() ? " (EMA)" : "");
   if (!evaluator) {
-    summary["total_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    summary["total_seconds"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
     run.write_summary(summary);
-    io.log << "\n" << name << " after " << steps << " steps: last batch reward " << jobs::fixed(rec.reward_mean)
-           << " (--eval none: no evaluation)   (" << jobs::fixed(summary["ms_per_step"], 2) << " ms/step)\n"
+    io.log << "\n"
+           << name << " after " << steps << " steps: last batch reward "
+           << jobs::fixed(rec.reward_mean) << " (--eval none: no evaluation)   ("
+           << jobs::fixed(summary["ms_per_step"], 2) << " ms/step)\n"
            << "run directory: " << run.path() << "\n";
     return summary;
   }
@@ -305,24 +325,29 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   if (evaluator->has_target()) {
     const ExactTarget& target = evaluator->target();
     line_plot(run.plot("distance"), "energy distance to the exact target", "training step",
-              "energy distance to p*", {{"evaluation", evals.step, evals.distance, palette(0) + "2"}},
+              "energy distance to p*",
+              {{"evaluation", evals.step, evals.distance, palette(0) + "2"}},
               {{0.0, "exact target", kOptimumStyle}});
     const double gap = target.reward_optimal - before.reward_mean;
     summary["reward_optimal"] = target.reward_optimal;
     summary["reward_optimal_closed_form"] = jobs::json_number(target.reward_optimal_closed_form);
-    summary["fraction_of_optimal"] = gap != 0 ? (after.reward_mean - before.reward_mean) / gap : 0.0;
+    summary["fraction_of_optimal"] =
+        gap != 0 ? (after.reward_mean - before.reward_mean) / gap : 0.0;
     summary["kl_optimal"] = target.kl_optimal;
     summary["tilt_distance_before"] = before.distance;
     summary["tilt_distance_after"] = after.distance;
     summary["target_ess"] = target.ess;
-    if (target.mode_masses.defined()) summary["target_mode_masses"] = jobs::to_vector(target.mode_masses);
+    if (target.mode_masses.defined())
+      summary["target_mode_masses"] = jobs::to_vector(target.mode_masses);
   }
-  summary["total_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  summary["total_seconds"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   run.write_summary(summary);
 
-  // Where each number comes from: the base and post-trained columns are the final evaluation (the same
-  // fixed noise for both); the exact target's column is the importance-weighted pool.
-  io.log << "\nfinal evaluation: " << cfg.integer("eval_samples") << " samples per model, same fixed noise"
+  // Where each number comes from: the base and post-trained columns are the final evaluation (the
+  // same fixed noise for both); the exact target's column is the importance-weighted pool.
+  io.log << "\nfinal evaluation: " << cfg.integer("eval_samples")
+         << " samples per model, same fixed noise"
          << " (KL: " << cfg.integer("eval_kl_samples") << ")";
   if (evaluator->has_target()) io.log << "; exact target: pool of " << cfg.integer("eval_pool");
   io.log << "\n" << final_table(*evaluator, before, after, name);
@@ -330,13 +355,14 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     const ExactTarget& target = evaluator->target();
     if (target.mode_masses.defined()) {
       io.log << "mode masses\n";
-      for (const auto& [who, masses] : {std::pair{std::string("base"), before.mode_masses},
-                                        std::pair{name, after.mode_masses},
-                                        std::pair{std::string("exact target"), target.mode_masses}})
+      for (const auto& [who, masses] :
+           {std::pair{std::string("base"), before.mode_masses}, std::pair{name, after.mode_masses},
+            std::pair{std::string("exact target"), target.mode_masses}})
         io.log << "  " << std::left << std::setw(16) << who << masses_text(masses) << "\n";
     }
-    io.log << "fraction of the way to reward_optimal: " << jobs::fixed(summary["fraction_of_optimal"], 3)
-           << " = (" << jobs::fixed(after.reward_mean) << " - " << jobs::fixed(before.reward_mean) << ") / ("
+    io.log << "fraction of the way to reward_optimal: "
+           << jobs::fixed(summary["fraction_of_optimal"], 3) << " = ("
+           << jobs::fixed(after.reward_mean) << " - " << jobs::fixed(before.reward_mean) << ") / ("
            << jobs::fixed(target.reward_optimal) << " - " << jobs::fixed(before.reward_mean) << ")";
   } else {
     io.log << "reward gain: " << jobs::fixed(after.reward_mean - before.reward_mean);

@@ -29,17 +29,21 @@ void add_task_params(ParamTable& t) {
   t.text("task", "ring", "data the base model is pretrained on", tasks().names());
   t.object("mixture", nullptr,
            "task 'mixture': {\"weights\": [...], \"means\": [[...]], \"stds\": [...] or \"covs\"}");
-  t.text("data_dir", nullptr, "image tasks: the directory of the dataset's IDX files (default: the task's)");
+  t.text("data_dir", nullptr,
+         "image tasks: the directory of the dataset's IDX files (default: the task's)");
   t.text("base", nullptr, "base-model checkpoint (default: pretrain one, or reuse the cached one)");
   t.text("cache_dir", nullptr,
          "where pretrained base models are cached (default: $RAMFLOW_CACHE_DIR, "
          "$XDG_CACHE_HOME/ramflow or ~/.cache/ramflow)");
-  t.object("model", nullptr, "velocity-field spec, e.g. {\"type\": \"mlp\", \"hidden\": 128} "
-                             "(default: the task's)");
+  t.object("model", nullptr,
+           "velocity-field spec, e.g. {\"type\": \"mlp\", \"hidden\": 128} "
+           "(default: the task's)");
   t.object("decoder", nullptr,
-           "decoder spec between the model's samples (latents) and everything that scores or shows them, e.g. "
+           "decoder spec between the model's samples (latents) and everything that scores or shows "
+           "them, e.g. "
            "{\"type\": \"mlp\", \"latent_dim\": 2, \"dim\": 2} (default: none, the identity)");
-  t.integer("decoder_seed", 0, "seed of a learned decoder's weights (checkpoints record spec and seed)", 0,
+  t.integer("decoder_seed", 0,
+            "seed of a learned decoder's weights (checkpoints record spec and seed)", 0,
             std::numeric_limits<int32_t>::max());
 }
 
@@ -48,12 +52,15 @@ void add_pretrain_params(ParamTable& t) {
   t.integer("pretrain_steps", 5000, "Adam steps", 1, 10000000);
   t.integer("pretrain_batch", 256, "batch size", 1, 1 << 20);
   t.number("pretrain_lr", 1e-3, "learning rate", 0, 10, true);
-  t.number("pretrain_ema", 0.0, "EMA decay of the weights; the base model is the EMA (0 = none)", 0, 0.999999);
+  t.number("pretrain_ema", 0.0, "EMA decay of the weights; the base model is the EMA (0 = none)", 0,
+           0.999999);
   t.number("pretrain_label_dropout", 0.1,
-           "conditional tasks: probability of the null label, which classifier-free guidance needs", 0, 1);
+           "conditional tasks: probability of the null label, which classifier-free guidance needs",
+           0, 1);
   t.number("pretrain_grad_clip", 0.0, "max global gradient norm (0 = off)", 0, 1e9);
-  t.integer("pretrain_seed", 0, "seed of pretraining (separate from --seed, so the cache is reused)",
-            0, std::numeric_limits<int32_t>::max());
+  t.integer("pretrain_seed", 0,
+            "seed of pretraining (separate from --seed, so the cache is reused)", 0,
+            std::numeric_limits<int32_t>::max());
 }
 
 void add_reward_params(ParamTable& t, bool with_defaults) {
@@ -69,8 +76,10 @@ void add_reward_params(ParamTable& t, bool with_defaults) {
   t.list("reward_coef", nullptr, "linear coefficients a, e.g. 1,0");
   t.object("reward_q", nullptr, "quadratic curvature Q: a number, a diagonal list or a matrix");
   t.text("reward_url", nullptr, "reward 'remote': the reward server's URL, http://host:port/path");
-  t.number("reward_timeout", nullptr, "reward 'remote': seconds a response may take (default 60)", 0, 1e6, true);
-  t.integer("reward_retries", nullptr, "reward 'remote': retries on transient faults (default 3)", 0, 100);
+  t.number("reward_timeout", nullptr, "reward 'remote': seconds a response may take (default 60)",
+           0, 1e6, true);
+  t.integer("reward_retries", nullptr, "reward 'remote': retries on transient faults (default 3)",
+            0, 100);
   t.number("multiplier", with_defaults ? json(5.0) : json(nullptr),
            "m = 1/lambda, the KL temperature: target p* ∝ p_ref exp(m r)", 0, 1e9);
 }
@@ -78,21 +87,27 @@ void add_reward_params(ParamTable& t, bool with_defaults) {
 void add_eval_params(ParamTable& t) {
   t.group("Evaluation");
   t.text("eval", "exact",
-         "exact: against the exact target p* from a pool of base samples (distances, reward_optimal); reward: "
-         "mean and per-term reward, diversity and the judge on held-out conditions, no pool; none: train only",
+         "exact: against the exact target p* from a pool of base samples (distances, "
+         "reward_optimal); reward: "
+         "mean and per-term reward, diversity and the judge on held-out conditions, no pool; none: "
+         "train only",
          {"exact", "reward", "none"});
   t.integer("eval_samples", 2000, "endpoints per evaluated model", 2, 1 << 22);
-  t.integer("eval_pool", 20000, "base-model endpoints behind the importance-weighted exact target (--eval exact)", 2,
+  t.integer("eval_pool", 20000,
+            "base-model endpoints behind the importance-weighted exact target (--eval exact)", 2,
             1 << 24);
   t.integer("eval_steps", 50, "sampler steps for evaluation", 1, 100000);
   t.text("eval_sampler", "euler", "sampler for evaluation", samplers().names());
   t.integer("eval_seed", 1234, "seed of the fixed evaluation noise", 0,
             std::numeric_limits<int32_t>::max());
-  t.integer("eval_kl_samples", 500, "samples behind the final KL(p_theta || p_ref) (ODE likelihoods)", 2, 1 << 22);
+  t.integer("eval_kl_samples", 500,
+            "samples behind the final KL(p_theta || p_ref) (ODE likelihoods)", 2, 1 << 22);
   t.integer("eval_kl_steps", 50, "Heun steps of the likelihood ODE", 1, 100000);
-  t.number("eval_cfg", 1.0, "classifier-free guidance scale of the evaluation sampler (conditional tasks)", 0, 100);
+  t.number("eval_cfg", 1.0,
+           "classifier-free guidance scale of the evaluation sampler (conditional tasks)", 0, 100);
   t.text("eval_classifier", nullptr,
-         "image tasks: the evaluation classifier (a path or a shipped file's name; default: the task's)");
+         "image tasks: the evaluation classifier (a path or a shipped file's name; default: the "
+         "task's)");
 }
 
 void add_training_params(ParamTable& t, bool with_method) {
@@ -104,53 +119,67 @@ void add_training_params(ParamTable& t, bool with_method) {
   t.renamed("group", "group_size");  // its earlier name, one letter from --groups
   t.integer("groups", 1, "P: condition groups per step (B = P G endpoints)", 1, 1 << 16);
   t.integer("rollout_steps", 25, "sampler steps per rollout", 1, 100000);
-  t.number("cfg", 1.0, "classifier-free guidance scale of ODE rollouts (conditional tasks; 1 = none)", 0, 100);
+  t.number("cfg", 1.0,
+           "classifier-free guidance scale of ODE rollouts (conditional tasks; 1 = none)", 0, 100);
   // The methods whose rollouts keep only endpoints (no SDE, no trajectory) take any ODE sampler.
   static const std::string endpoint_only = join(methods_where([](const Method& m) {
     const RolloutSpec spec = m.rollout_spec();
     return spec.noise_level == 0 && !spec.trajectory;
   }));
   t.text("rollout_sampler", "euler",
-         "rollout sampler of the endpoint-only methods (" + endpoint_only + "); the others use Euler or their SDE",
+         "rollout sampler of the endpoint-only methods (" + endpoint_only +
+             "); the others use Euler or their SDE",
          samplers().names());
   t.number("rollout_shift", 1.0, "grid shift s: t' = s t / (1 + (s-1) t)", 0, 1000, true);
   t.group("Optimisation");
   t.integer("steps", 600, "training steps (one rollout each)", 1, 100000000);
   t.integer("minibatches", 1,
-            "optimiser updates per rollout, each on 1/M of the endpoints (the first is on-policy)", 1,
-            1 << 20);
-  t.number("lr", 1e-4, "AdamW learning rate (each method's tuned preset replaces this default: docs/tuning.md)", 0, 10, true);
+            "optimiser updates per rollout, each on 1/M of the endpoints (the first is on-policy)",
+            1, 1 << 20);
+  t.number("lr", 1e-4,
+           "AdamW learning rate (each method's tuned preset replaces this default: docs/tuning.md)",
+           0, 10, true);
   t.number("weight_decay", 0.0, "AdamW weight decay", 0, 10);
   t.number("beta1", 0.9, "AdamW beta1", 0, 1);
   t.number("beta2", 0.999, "AdamW beta2", 0, 1);
   t.number("grad_clip", 0.0, "max global gradient norm (0 = off)", 0, 1e9);
-  t.number("old_decay", 0.9, "EMA decay of the old policy, for the methods that keep one (docs/methods.md)", 0, 1);
+  t.number("old_decay", 0.9,
+           "EMA decay of the old policy, for the methods that keep one (docs/methods.md)", 0, 1);
   t.number("old_ramp", 0.01, "old-policy warm-up: decay = min(old_decay, old_ramp * step)", 0, 1);
   t.number("eval_ema", 0.0,
-           "evaluate (and save as \"ema\") an EMA of the policy with this decay, warm-up min(decay, 0.1 step); "
+           "evaluate (and save as \"ema\") an EMA of the policy with this decay, warm-up "
+           "min(decay, 0.1 step); "
            "0 = the policy itself (Flow-GRPO's and DiffusionNFT's released code: 0.9)",
            0, 1);
   t.group("LoRA (train low-rank adapters only; the reference is the base with adapters off)");
   t.integer("lora_rank", 0, "adapter rank r (0 = train every weight of the model)", 0, 1 << 16);
-  t.number("lora_alpha", nullptr, "adapter scale alpha: W = W0 + (alpha / r) B A (default: r)", 0, 1e9, true);
+  t.number("lora_alpha", nullptr, "adapter scale alpha: W = W0 + (alpha / r) B A (default: r)", 0,
+           1e9, true);
   t.text("lora_targets", nullptr,
-         "comma-separated layer patterns ('*' any run; a pattern also matches a name's end after a dot; "
-         "default: " + join(LoraOptions().targets(), ",") + ")");
+         "comma-separated layer patterns ('*' any run; a pattern also matches a name's end after a "
+         "dot; "
+         "default: " +
+             join(LoraOptions().targets(), ",") + ")");
 }
 
 void add_checkpoint_params(ParamTable& t) {
   t.group("Checkpoints and resume");
   t.text("resume", nullptr,
-         "continue the run in this directory from its latest checkpoint, with its own configuration (flags "
+         "continue the run in this directory from its latest checkpoint, with its own "
+         "configuration (flags "
          "may change only --steps, --checkpoint-every, --keep-checkpoints, --threads and --jobs)");
   t.flag_only("resume");
-  t.integer("checkpoint_every", 0,
-            "write a training checkpoint every N steps (0 = only at the end); each holds the whole state",
-            0, 100000000);
-  t.integer("keep_checkpoints", 3, "training checkpoints to keep, the newest (0 = all)", 0, 1000000);
+  t.integer(
+      "checkpoint_every", 0,
+      "write a training checkpoint every N steps (0 = only at the end); each holds the whole state",
+      0, 100000000);
+  t.integer("keep_checkpoints", 3, "training checkpoints to keep, the newest (0 = all)", 0,
+            1000000);
   t.integer("max_bad_steps", 5,
-            "a non-finite sample, reward, loss or gradient skips the step; this many in a row stop the run with "
-            "a checkpoint", 1, 1000000);
+            "a non-finite sample, reward, loss or gradient skips the step; this many in a row stop "
+            "the run with "
+            "a checkpoint",
+            1, 1000000);
 }
 
 }  // namespace ramflow::jobs

@@ -1,5 +1,6 @@
 #pragma once
-// The parameter groups of the jobs: each job's table is a selection of these. Internal to the library.
+// The parameter groups of the jobs: each job's table is a selection of these. Internal to the
+// library.
 #include "ramflow/config.h"
 
 namespace ramflow::jobs {

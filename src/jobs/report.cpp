@@ -13,7 +13,8 @@
 namespace ramflow::jobs {
 
 SamplePanel panel(const std::string& title, const torch::Tensor& samples) {
-  auto x = samples.detach().to(torch::kCPU, torch::kFloat).reshape({samples.size(0), -1}).contiguous();
+  auto x =
+      samples.detach().to(torch::kCPU, torch::kFloat).reshape({samples.size(0), -1}).contiguous();
   SamplePanel p;
   p.title = title;
   p.dim = x.size(1);
@@ -21,7 +22,8 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples) {
   return p;
 }
 
-SamplePanel panel(const std::string& title, const torch::Tensor& samples, const nlohmann::json& reward_spec) {
+SamplePanel panel(const std::string& title, const torch::Tensor& samples,
+                  const nlohmann::json& reward_spec) {
   SamplePanel p = panel(title, samples);
   std::function<void(const nlohmann::json&)> collect = [&](const nlohmann::json& spec) {
     if (!spec.is_object()) return;
@@ -42,16 +44,18 @@ void class_grids(const std::string& path, const std::vector<torch::Tensor>& batc
   const int64_t K = std::max<int64_t>(task.num_classes(), 1);
   std::vector<torch::Tensor> picked;
   for (size_t b = 0; b < batches.size(); ++b) {
-    const auto x = batches[b].detach().cpu();                                  // [N, C, H, W]
+    const auto x = batches[b].detach().cpu();  // [N, C, H, W]
     const auto cond = conds[conds.size() == 1 ? 0 : b];
     std::vector<int64_t> shape = x.sizes().vec();
     shape[0] = K * per_class;
-    auto grid = torch::full(shape, -1.0, x.options());                        // black where a class is short
+    auto grid = torch::full(shape, -1.0, x.options());  // black where a class is short
     for (int64_t k = 0; k < K; ++k) {
       // The first per_class samples of class k (all samples for an unconditional task).
-      auto ik = cond.defined() ? (cond.id().cpu() == k).nonzero().flatten() : torch::arange(x.size(0));
+      auto ik =
+          cond.defined() ? (cond.id().cpu() == k).nonzero().flatten() : torch::arange(x.size(0));
       const int64_t have = std::min(per_class, ik.size(0));
-      if (have > 0) grid.narrow(0, k * per_class, have).copy_(x.index_select(0, ik.narrow(0, 0, have)));
+      if (have > 0)
+        grid.narrow(0, k * per_class, have).copy_(x.index_select(0, ik.narrow(0, 0, have)));
     }
     picked.push_back(grid);
   }
@@ -91,10 +95,13 @@ std::string fixed(double v, int digits) {
   return s.str();
 }
 
-nlohmann::json json_number(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+nlohmann::json json_number(double x) {
+  return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr);
+}
 
 nlohmann::json step_line(const StepRecord& rec) {
-  // Network evaluations per endpoint so far: nfe by the rollouts, nfe_train by the losses, nfe_total both.
+  // Network evaluations per endpoint so far: nfe by the rollouts, nfe_train by the losses,
+  // nfe_total both.
   nlohmann::json line = {{"step", rec.step},
                          {"seconds", rec.seconds},
                          {"reward_mean", rec.reward_mean},
@@ -109,12 +116,13 @@ nlohmann::json step_line(const StepRecord& rec) {
                          {"reward_evals", rec.reward_evals}};
   if (!rec.skipped.empty()) line["skipped"] = rec.skipped;
   for (const auto& kv : rec.metrics)
-    if (kv.first != "nfe_train") line[kv.first] = kv.second;  // the step's share is in the running total
+    if (kv.first != "nfe_train")
+      line[kv.first] = kv.second;  // the step's share is in the running total
   return line;
 }
 
-nlohmann::json eval_line(int64_t step, const StepRecord& totals, const EvalResult& e, double distance_from_base,
-                         bool final) {
+nlohmann::json eval_line(int64_t step, const StepRecord& totals, const EvalResult& e,
+                         double distance_from_base, bool final) {
   nlohmann::json line = {{"eval_step", step},
                          {"samples", e.n},
                          {"seconds", totals.seconds},
@@ -141,4 +149,3 @@ nlohmann::json eval_line(int64_t step, const StepRecord& totals, const EvalResul
 }
 
 }  // namespace ramflow::jobs
-

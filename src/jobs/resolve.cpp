@@ -22,7 +22,8 @@ std::optional<LoraOptions> lora_options_from(const Config& cfg) {
     return std::nullopt;
   }
   LoraOptions o;
-  o.rank(rank).alpha(cfg.is_set("lora_alpha") ? cfg.number("lora_alpha") : static_cast<double>(rank));
+  o.rank(rank).alpha(cfg.is_set("lora_alpha") ? cfg.number("lora_alpha")
+                                              : static_cast<double>(rank));
   if (cfg.is_set("lora_targets")) {
     o.targets(split(cfg.text("lora_targets")));
   }
@@ -68,7 +69,8 @@ TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
 
 ConditionSource condition_source(TaskPtr task) {
   if (task->condition_count() == 0) return {};
-  return {[task](int64_t groups, Rng& rng) { return task->sample_conditions(groups, rng); }, task->null_condition()};
+  return {[task](int64_t groups, Rng& rng) { return task->sample_conditions(groups, rng); },
+          task->null_condition()};
 }
 
 void check_conditions(const Config& cfg, const Task& task) {
@@ -76,7 +78,8 @@ void check_conditions(const Config& cfg, const Task& task) {
   for (const char* key : {"cfg", "eval_cfg"})
     if (cfg.table().find(key) && cfg.number(key) != 1.0)
       throw ConfigError(std::string("--") + (key[0] == 'c' ? "cfg" : "eval-cfg") +
-                        ": classifier-free guidance needs a conditional task; task '" + task.name() + "' is not");
+                        ": classifier-free guidance needs a conditional task; task '" +
+                        task.name() + "' is not");
 }
 
 torch::Device setup_device(const Config& cfg) {
@@ -89,17 +92,20 @@ torch::Device setup_device(const Config& cfg) {
     throw ConfigError("--device: '" + name + "' is not a torch device (use cpu, cuda or cuda:N)");
   }
   if (device->is_cuda() && !torch::cuda::is_available())
-    throw ConfigError("--device " + name + ": CUDA is not available in this build or on this machine");
+    throw ConfigError("--device " + name +
+                      ": CUDA is not available in this build or on this machine");
   return *device;
 }
 
 TaskPtr task_from(const Config& cfg) {
   const std::string& name = cfg.text("task");
   if (name == "mixture") {
-    if (cfg.is_set("data_dir")) throw ConfigError("--data-dir applies to image tasks, not to task 'mixture'");
+    if (cfg.is_set("data_dir"))
+      throw ConfigError("--data-dir applies to image tasks, not to task 'mixture'");
     return make_task(name, cfg.raw("mixture"));
   }
-  if (cfg.table().find("mixture") && cfg.is_set("mixture")) throw ConfigError("mixture: applies to task 'mixture' only, not to '" + name + "'");
+  if (cfg.table().find("mixture") && cfg.is_set("mixture"))
+    throw ConfigError("mixture: applies to task 'mixture' only, not to '" + name + "'");
   if (cfg.is_set("data_dir")) return make_task(name, {{"data_dir", cfg.text("data_dir")}});
   return make_task(name, nullptr);
 }
@@ -138,15 +144,16 @@ RewardPtr resolve_reward(Config& cfg, const Task& task, const DecoderPtr& decode
   for (int64_t s : scored_shape(task, decoder)) dim *= s;
   RewardPtr reward = make_reward(reward_spec_from(cfg), dim);
   cfg.set("reward", reward->spec());
-  for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q", "reward_url",
-                        "reward_timeout", "reward_retries"})
+  for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q",
+                        "reward_url", "reward_timeout", "reward_retries"})
     cfg.set(k, nullptr);
   return reward;
 }
 
 RunBasics resolve_basics(Config& cfg) {
   if (!cfg.is_set("out"))
-    throw ConfigError("--out: the run directory is required (a flag: a config file's out is not used)");
+    throw ConfigError(
+        "--out: the run directory is required (a flag: a config file's out is not used)");
   apply_presets(cfg);
   const torch::Device device = setup_device(cfg);
   TaskPtr task = task_from(cfg);
@@ -168,10 +175,14 @@ nlohmann::json reward_spec_from(const Config& cfg) {
   } else {
     throw ConfigError("reward: expected a reward name or a spec object, got " + r.dump());
   }
-  const std::vector<std::pair<std::string, std::string>> fields = {
-      {"reward_center", "center"}, {"reward_scale", "scale"}, {"reward_height", "height"},
-      {"reward_coef", "coef"},     {"reward_q", "q"},           {"reward_url", "url"},
-      {"reward_timeout", "timeout"}, {"reward_retries", "retries"}};
+  const std::vector<std::pair<std::string, std::string>> fields = {{"reward_center", "center"},
+                                                                   {"reward_scale", "scale"},
+                                                                   {"reward_height", "height"},
+                                                                   {"reward_coef", "coef"},
+                                                                   {"reward_q", "q"},
+                                                                   {"reward_url", "url"},
+                                                                   {"reward_timeout", "timeout"},
+                                                                   {"reward_retries", "retries"}};
   for (const auto& f : fields) {
     const auto& v = cfg.raw(f.first);
     if (v.is_null()) continue;

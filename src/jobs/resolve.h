@@ -1,7 +1,7 @@
 #pragma once
-// Building the pieces of a run from its config, before any compute: the device, the task, the reward, the
-// presets, the model spec, the trainer's and the evaluator's options, the policy and its reference.
-// Internal to the library.
+// Building the pieces of a run from its config, before any compute: the device, the task, the
+// reward, the presets, the model spec, the trainer's and the evaluator's options, the policy and
+// its reference. Internal to the library.
 #include <optional>
 #include <string>
 
@@ -18,25 +18,27 @@
 
 namespace ramflow::jobs {
 
-/// Applies `device` and `threads`; returns the device (ConfigError if CUDA is asked for but absent).
+/// Applies `device` and `threads`; returns the device (ConfigError if CUDA is asked for but
+/// absent).
 torch::Device setup_device(const Config& cfg);
 TaskPtr task_from(const Config& cfg);
 /// The one precedence of a run's configuration, used by every job:
 ///   table defaults < the method's preset < the task's preset < the config file < flags.
-/// Sets each key of the presets that the file and the flags did not give (keys the job's table lacks are
-/// skipped). The task's preset wins over the method's: a method's preset is tuned on the 2-D tasks and
-/// does not carry to images. `method` empty: the task's preset only (pretrain, and compare before its
-/// methods are known).
+/// Sets each key of the presets that the file and the flags did not give (keys the job's table
+/// lacks are skipped). The task's preset wins over the method's: a method's preset is tuned on the
+/// 2-D tasks and does not carry to images. `method` empty: the task's preset only (pretrain, and
+/// compare before its methods are known).
 void apply_presets(Config& cfg, const std::string& method = "");
-/// The reward spec: `reward` (a name or a spec object) overlaid with the reward_* keys that are set.
+/// The reward spec: `reward` (a name or a spec object) overlaid with the reward_* keys that are
+/// set.
 nlohmann::json reward_spec_from(const Config& cfg);
-/// The decoder of `decoder` and `decoder_seed` (frozen), or nullptr for none or the identity; ConfigError
-/// when it does not take the task's samples.
+/// The decoder of `decoder` and `decoder_seed` (frozen), or nullptr for none or the identity;
+/// ConfigError when it does not take the task's samples.
 DecoderPtr decoder_from(const Config& cfg, const Task& task);
 /// The shape of one sample as rewards, judges and pictures see it: the task's, decoded.
 std::vector<int64_t> scored_shape(const Task& task, const DecoderPtr& decoder);
-/// Builds the reward for the decoded samples and writes its resolved spec back into `cfg` (the reward_*
-/// keys then cleared), so that the config a run writes reproduces it.
+/// Builds the reward for the decoded samples and writes its resolved spec back into `cfg` (the
+/// reward_* keys then cleared), so that the config a run writes reproduces it.
 RewardPtr resolve_reward(Config& cfg, const Task& task, const DecoderPtr& decoder = nullptr);
 
 /// What the training jobs (finetune, compare) resolve first, before any compute: `out` must be set;
@@ -44,9 +46,9 @@ RewardPtr resolve_reward(Config& cfg, const Task& task, const DecoderPtr& decode
 struct RunBasics {
   torch::Device device;
   TaskPtr task;
-  DecoderPtr decoder;     // nullptr: the identity
-  RewardPtr reward;       // scores decoded samples (the evaluator's)
-  RewardPtr on_samples;   // the same seen from the model's samples: decoded_reward(decoder, reward)
+  DecoderPtr decoder;    // nullptr: the identity
+  RewardPtr reward;      // scores decoded samples (the evaluator's)
+  RewardPtr on_samples;  // the same seen from the model's samples: decoded_reward(decoder, reward)
   double multiplier;
 };
 RunBasics resolve_basics(Config& cfg);
@@ -64,12 +66,13 @@ struct PolicyAndRef {
 PolicyAndRef policy_from(const Config& cfg, const VelocityFieldPtr& base);
 /// The Trainer's options from the rollout and optimisation keys (seed: `seed`).
 TrainerOptions trainer_options_from(const Config& cfg, const Task& task);
-/// The trainer's conditions: the task's training conditions and its null condition (empty if unconditional).
+/// The trainer's conditions: the task's training conditions and its null condition (empty if
+/// unconditional).
 ConditionSource condition_source(TaskPtr task);
 /// ConfigError if guidance (cfg, eval_cfg != 1) is asked of an unconditional task.
 void check_conditions(const Config& cfg, const Task& task);
 
-/// ConfigError before any compute if the configured architecture (`model`, else the task's) cannot be
-/// built or the LoRA targets match none of its layers.
+/// ConfigError before any compute if the configured architecture (`model`, else the task's) cannot
+/// be built or the LoRA targets match none of its layers.
 void check_model(const Config& cfg, const Task& task);
 }  // namespace ramflow::jobs

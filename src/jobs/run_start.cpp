@@ -1,4 +1,5 @@
-// Opening a run directory: a fresh run, a resumed one, and the models of checkpoints (see src/jobs/run_start.h).
+// Opening a run directory: a fresh run, a resumed one, and the models of checkpoints (see
+// src/jobs/run_start.h).
 #include "jobs/run_start.h"
 
 #include <filesystem>
@@ -34,8 +35,8 @@ Config resume_config(const Config& given, const std::set<std::string>& may_chang
   if (!fs::is_directory(dir)) throw InputError(dir + ": no such run directory (--resume)");
   if (!fs::exists(path)) throw InputError(dir + ": not a ramflow run directory (no config.json)");
   Config cfg = Config::from_json(given.table(), read_json_file(path), path);
-  // The keys the first invocation set: only they count as given, so that method and task presets apply
-  // to the others as they did then.
+  // The keys the first invocation set: only they count as given, so that method and task presets
+  // apply to the others as they did then.
   const std::string given_path = (fs::path(dir) / "config_given.json").string();
   if (!fs::exists(given_path)) throw InputError(dir + ": cannot be resumed (no config_given.json)");
   std::set<std::string> keys;
@@ -51,11 +52,13 @@ Config resume_config(const Config& given, const std::set<std::string>& may_chang
   for (const auto& k : may_change) flags.push_back(given.table().find(k)->flag());
   const std::string allowed = join(flags);
   for (const auto& p : given.table().params()) {
-    if (!given.is_explicit(p.key) || p.key == "resume" || p.key == "out" || p.key == "overwrite") continue;
+    if (!given.is_explicit(p.key) || p.key == "resume" || p.key == "out" || p.key == "overwrite")
+      continue;
     if (given.raw(p.key) == cfg.raw(p.key)) continue;
     if (!may_change.count(p.key))
-      throw ConfigError("--resume: " + p.flag() + " " + given.raw(p.key).dump() + " differs from the run's " +
-                        cfg.raw(p.key).dump() + "; a resumed run keeps its configuration (only " + allowed +
+      throw ConfigError("--resume: " + p.flag() + " " + given.raw(p.key).dump() +
+                        " differs from the run's " + cfg.raw(p.key).dump() +
+                        "; a resumed run keeps its configuration (only " + allowed +
                         " may change)");
     cfg.set(p.key, given.raw(p.key));
     keys.insert(p.key);
@@ -67,7 +70,8 @@ Config resume_config(const Config& given, const std::set<std::string>& may_chang
   return cfg;
 }
 
-RunStart reopen_run(const Config& cfg, torch::Device device, JobIO io, const std::string& base_checkpoint) {
+RunStart reopen_run(const Config& cfg, torch::Device device, JobIO io,
+                    const std::string& base_checkpoint) {
   RunDir run = RunDir::open(cfg.text("out"));
   if (!base_checkpoint.empty()) {
     VelocityFieldPtr base = load_checkpoint_model(base_checkpoint, "base");
@@ -80,17 +84,20 @@ RunStart reopen_run(const Config& cfg, torch::Device device, JobIO io, const std
   const CheckpointSeries series(run.file("checkpoints"), cfg.integer("keep_checkpoints"));
   const std::string latest = series.latest();
   if (latest.empty())
-    throw InputError(run.path() + ": no training checkpoint to resume from (checkpoints/step-*.safetensors)");
-  // Read once: the base (the reference stored in it) now, the trainer's state when the trainer exists.
+    throw InputError(run.path() +
+                     ": no training checkpoint to resume from (checkpoints/step-*.safetensors)");
+  // Read once: the base (the reference stored in it) now, the trainer's state when the trainer
+  // exists.
   auto file = std::make_shared<const SafetensorsFile>(load_safetensors(latest));
   const nlohmann::json meta = read_checkpoint_meta(*file, latest);
-  if (!meta.contains("trainer")) throw InputError(latest + ": not a training checkpoint (no trainer state)");
+  if (!meta.contains("trainer"))
+    throw InputError(latest + ": not a training checkpoint (no trainer state)");
   VelocityFieldPtr base = load_model(latest, meta, reference_name(meta), file.get());
   base->to(device);
   base->eval();
   run.write_config(cfg.values(), cfg.given());
-  io.log << "resuming " << run.path() << " from " << latest << " (step " << meta.value("step", int64_t{0})
-         << ")\n";
+  io.log << "resuming " << run.path() << " from " << latest << " (step "
+         << meta.value("step", int64_t{0}) << ")\n";
   return {std::move(run), std::move(base), latest, std::move(file)};
 }
 
@@ -107,8 +114,8 @@ std::string reference_name(const nlohmann::json& meta) {
   return ref_is_lora_base(meta) || meta["models"].contains("ref") ? "ref" : "base";
 }
 
-VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta, const std::string& name,
-                            const SafetensorsFile* file) {
+VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta,
+                            const std::string& name, const SafetensorsFile* file) {
   auto load = [&](const std::string& model) {
     return file ? load_checkpoint_model(*file, path, model) : load_checkpoint_model(path, model);
   };
@@ -123,12 +130,14 @@ std::string pick_model(const nlohmann::json& meta, const nlohmann::json& request
     const auto name = requested.get<std::string>();
     if (name == "ref" && ref_is_lora_base(meta)) return name;
     if (!has_models || !meta["models"].contains(name))
-      throw InputError(path + ": checkpoint has no model '" + name + "'" + checkpoint_models_text(meta));
+      throw InputError(path + ": checkpoint has no model '" + name + "'" +
+                       checkpoint_models_text(meta));
     return name;
   }
   for (const char* name : {"policy", "base"})
     if (has_models && meta["models"].contains(name)) return name;
-  throw InputError(path + ": checkpoint has neither a 'policy' nor a 'base' model" + checkpoint_models_text(meta));
+  throw InputError(path + ": checkpoint has neither a 'policy' nor a 'base' model" +
+                   checkpoint_models_text(meta));
 }
 
 }  // namespace ramflow::jobs

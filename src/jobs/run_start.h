@@ -1,12 +1,13 @@
 #pragma once
-// Opening a run directory: a fresh run (inputs checked before the directory exists), a resumed one (its own
-// configuration, the changed keys checked), and the models stored in checkpoints. Internal to the library.
+// Opening a run directory: a fresh run (inputs checked before the directory exists), a resumed one
+// (its own configuration, the changed keys checked), and the models stored in checkpoints. Internal
+// to the library.
 #include <memory>
 #include <set>
 #include <string>
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 #include "ramflow/config.h"
 #include "ramflow/jobs.h"
@@ -19,7 +20,8 @@ namespace ramflow::jobs {
 
 /// The start of a training job's run: the run directory (created, config.json written) and the base
 /// model. Every input is opened and checked before the directory is created (an existing --out, a
-/// missing or malformed --base leave nothing behind); pretraining, which is compute, not input, runs after.
+/// missing or malformed --base leave nothing behind); pretraining, which is compute, not input,
+/// runs after.
 struct RunStart {
   RunDir run;
   VelocityFieldPtr base;
@@ -29,24 +31,26 @@ struct RunStart {
 RunStart start_run(const Config& cfg, const Task& task, torch::Device device, JobIO io);
 
 /// The configuration of `--resume RUN`: RUN/config.json, with the keys of `given` that were set
-/// explicitly and may change (`may_change`, e.g. steps) applied; any other key set to a different value
-/// is a ConfigError naming it, its value and the run's. `out` becomes RUN.
+/// explicitly and may change (`may_change`, e.g. steps) applied; any other key set to a different
+/// value is a ConfigError naming it, its value and the run's. `out` becomes RUN.
 Config resume_config(const Config& given, const std::set<std::string>& may_change);
-/// The start of a resumed run: RUN opened as it is, config.json rewritten (the changed keys), and the base
-/// model taken from `base_checkpoint` (model "base") if given, else from RUN's latest training checkpoint
-/// (its reference): no cache or pretraining involved. InputError if there is no such checkpoint.
-RunStart reopen_run(const Config& cfg, torch::Device device, JobIO io, const std::string& base_checkpoint = "");
+/// The start of a resumed run: RUN opened as it is, config.json rewritten (the changed keys), and
+/// the base model taken from `base_checkpoint` (model "base") if given, else from RUN's latest
+/// training checkpoint (its reference): no cache or pretraining involved. InputError if there is no
+/// such checkpoint.
+RunStart reopen_run(const Config& cfg, torch::Device device, JobIO io,
+                    const std::string& base_checkpoint = "");
 
-
-/// The model to use from a checkpoint: `requested` if it is a string, else "policy", else "base"; "ref"
-/// also names the base of a LoRA policy (adapters off) when the checkpoint stores no "ref".
+/// The model to use from a checkpoint: `requested` if it is a string, else "policy", else "base";
+/// "ref" also names the base of a LoRA policy (adapters off) when the checkpoint stores no "ref".
 std::string pick_model(const nlohmann::json& meta, const nlohmann::json& requested,
                        const std::string& path);
-/// The reference model of a checkpoint: "ref" when it stores one or holds a LoRA policy, else "base".
+/// The reference model of a checkpoint: "ref" when it stores one or holds a LoRA policy, else
+/// "base".
 std::string reference_name(const nlohmann::json& meta);
-/// Loads the model `name` chosen by pick_model (`meta`: the checkpoint's metadata); from `file` if given
-/// (the checkpoint already read), else from `path`.
-VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta, const std::string& name,
-                            const SafetensorsFile* file = nullptr);
+/// Loads the model `name` chosen by pick_model (`meta`: the checkpoint's metadata); from `file` if
+/// given (the checkpoint already read), else from `path`.
+VelocityFieldPtr load_model(const std::string& path, const nlohmann::json& meta,
+                            const std::string& name, const SafetensorsFile* file = nullptr);
 
 }  // namespace ramflow::jobs

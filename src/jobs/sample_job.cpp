@@ -1,7 +1,8 @@
 // `ramflow sample`: endpoints from a checkpoint, written as CSV (one sample per row), safetensors
-// (a tensor "samples" [n, ...], and "labels" [n] for a conditional model) or .npy (float32 [n, ...], and
-// the labels as int64 [n] in FILE.labels.npy beside it), chosen by the output's extension; optionally a
-// PNG of them (a scatter plot for points, a grid for images, one row per class).
+// (a tensor "samples" [n, ...], and "labels" [n] for a conditional model) or .npy (float32 [n,
+// ...], and the labels as int64 [n] in FILE.labels.npy beside it), chosen by the output's
+// extension; optionally a PNG of them (a scatter plot for points, a grid for images, one row per
+// class).
 #include <fstream>
 #include <iomanip>
 
@@ -11,20 +12,21 @@
 #include "jobs/report.h"
 #include "jobs/resolve.h"
 #include "jobs/run_start.h"
-#include "ramflow/jobs.h"
-#include "ramflow/run_dir.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
 #include "ramflow/guidance.h"
 #include "ramflow/image.h"
 #include "ramflow/io.h"
+#include "ramflow/jobs.h"
 #include "ramflow/npy.h"
+#include "ramflow/run_dir.h"
 
 namespace ramflow {
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -43,14 +45,16 @@ ParamTable sample_params() {
   t.text("labels", "all", "conditional models: 'all' (the classes in turn) or one class K");
   t.integer("label", -1, "conditional models: one class K (the same as --labels K)", -1, 1 << 20);
   t.number("cfg", 1.0, "classifier-free guidance scale (conditional models)", 0, 100);
-  t.boolean("latents", false,
-            "write the model's own samples, not decoded ones (checkpoints of runs with a --decoder)");
+  t.boolean(
+      "latents", false,
+      "write the model's own samples, not decoded ones (checkpoints of runs with a --decoder)");
   return t;
 }
 
 nlohmann::json run_sample(const Config& cfg, JobIO io) {
   if (!cfg.is_set("checkpoint")) throw ConfigError("--checkpoint: required");
-  if (!cfg.is_set("out")) throw ConfigError("--out: the output file is required (.csv or .safetensors)");
+  if (!cfg.is_set("out"))
+    throw ConfigError("--out: the output file is required (.csv or .safetensors)");
   const std::string out = cfg.text("out");
   if (!ends_with(out, ".csv") && !ends_with(out, ".safetensors") && !ends_with(out, ".npy"))
     throw ConfigError("--out: '" + out + "' must end in .csv, .safetensors or .npy");
@@ -76,11 +80,13 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
     throw InputError(path + ": checkpoint metadata has no task");
   const auto& c = meta["config"];
   nlohmann::json task_params = c.value("mixture", nlohmann::json());
-  if (c.contains("data_dir") && c["data_dir"].is_string()) task_params = {{"data_dir", c["data_dir"]}};
+  if (c.contains("data_dir") && c["data_dir"].is_string())
+    task_params = {{"data_dir", c["data_dir"]}};
   TaskPtr task = make_task(c["task"].get<std::string>(), task_params);
   const int64_t n = cfg.integer("n"), K = task->num_classes();
   if (K == 0 && (fixed_label >= 0 || cfg.number("cfg") != 1.0))
-    throw ConfigError("--labels, --label and --cfg apply to conditional models; task '" + task->name() + "' is not");
+    throw ConfigError("--labels, --label and --cfg apply to conditional models; task '" +
+                      task->name() + "' is not");
   if (fixed_label >= K && K > 0)
     throw ConfigError("--labels: class " + std::to_string(fixed_label) + " is outside the task's " +
                       std::to_string(K) + " classes");
@@ -89,8 +95,9 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   Rng rng(static_cast<uint64_t>(cfg.integer("seed")));
   auto x1 = rng.randn(shape, torch::TensorOptions().device(device));
   // The classes in turn (the task's evaluation conditions), or the one asked for.
-  const Condition cond = fixed_label >= 0 ? task->conditions(torch::full({n}, fixed_label, torch::kLong))
-                                          : task->evaluation_conditions(n);
+  const Condition cond = fixed_label >= 0
+                             ? task->conditions(torch::full({n}, fixed_label, torch::kLong))
+                             : task->evaluation_conditions(n);
   const torch::Tensor labels = cond.defined() ? cond.id() : torch::Tensor();  // [n], or undefined
   GuidedVelocityImpl guided(*model, cfg.number("cfg"), task->null_condition());
   VelocityFieldImpl& sampler_model = K > 0 && cfg.number("cfg") != 1.0 ? guided : *model;
@@ -102,7 +109,8 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
                        &rng);
   // Decoded by the decoder the checkpoint records (decoder.h), unless the latents are asked for.
   const DecoderPtr decoder = decoder_from_meta(meta);
-  auto x0 = decoder && !cfg.boolean("latents") ? decode_samples(*decoder, result.x0).cpu() : result.x0.cpu();
+  auto x0 = decoder && !cfg.boolean("latents") ? decode_samples(*decoder, result.x0).cpu()
+                                               : result.x0.cpu();
   if (ends_with(out, ".csv")) {
     auto flat = x0.reshape({x0.size(0), -1}).to(torch::kDouble).contiguous();
     std::ostringstream s;
@@ -119,11 +127,13 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   } else {
     std::vector<std::pair<std::string, torch::Tensor>> tensors = {{"samples", x0}};
     if (labels.defined()) tensors.emplace_back("labels", labels);
-    save_safetensors(out, tensors, {{"ramflow", nlohmann::json{{"checkpoint", path}, {"model", name}}.dump()}});
+    save_safetensors(out, tensors,
+                     {{"ramflow", nlohmann::json{{"checkpoint", path}, {"model", name}}.dump()}});
   }
   if (cfg.is_set("plot")) {
     if (x0.dim() == 4 && fixed_label < 0 && K > 0) {
-      jobs::class_grids(cfg.text("plot"), {x0}, {cond}, *task, std::min<int64_t>(10, std::max<int64_t>(n / K, 1)));
+      jobs::class_grids(cfg.text("plot"), {x0}, {cond}, *task,
+                        std::min<int64_t>(10, std::max<int64_t>(n / K, 1)));
     } else if (x0.dim() == 4) {
       const int64_t cols = std::min<int64_t>(n, 10), rows = std::min<int64_t>(n / cols, 10);
       save_png_grid(cfg.text("plot"), {x0.narrow(0, 0, rows * cols)}, rows, cols);

@@ -49,8 +49,8 @@ CurveEvaluator::CurveEvaluator(const Evaluator& evaluator, VelocityFieldImpl& ba
   }
 }
 
-nlohmann::json CurveEvaluator::line(int64_t step, const StepRecord& totals, VelocityFieldImpl& model,
-                                    bool final) const {
+nlohmann::json CurveEvaluator::line(int64_t step, const StepRecord& totals,
+                                    VelocityFieldImpl& model, bool final) const {
   return line(step, totals, evaluator_.evaluate(model, samples_, final), final);
 }
 
@@ -58,12 +58,12 @@ nlohmann::json CurveEvaluator::line(int64_t step, const StepRecord& totals, cons
                                     bool final) const {
   const auto x = e.samples.reshape({e.n, -1});
   const auto& b = base_.at(e.n);
-  // Energy distance from the base model's samples on the same noise, as a V-statistic (diagonal pairs
-  // included): 2 E|X - B| - E|X - X'| - E|B - B'|, every term by the same cross-distance sum, so that it
-  // is exactly 0 when the samples are the base's whatever the kernels' summation order.
+  // Energy distance from the base model's samples on the same noise, as a V-statistic (diagonal
+  // pairs included): 2 E|X - B| - E|X - X'| - E|B - B'|, every term by the same cross-distance sum,
+  // so that it is exactly 0 when the samples are the base's whatever the kernels' summation order.
   const auto bx = b.samples.reshape({b.n, -1});
-  const double from_base =
-      std::max(0.0, 2.0 * mean_cross_distance(x, bx) - mean_cross_distance(x, x) - base_self_.at(e.n));
+  const double from_base = std::max(
+      0.0, 2.0 * mean_cross_distance(x, bx) - mean_cross_distance(x, x) - base_self_.at(e.n));
   return eval_line(step, totals, e, from_base, final);
 }
 
@@ -81,7 +81,8 @@ TrainingRun::TrainingRun(const Config& cfg, const std::string& method, const Tas
            {"method", trainer_->method().name()},
            {"method_options", trainer_->method().options()}};
   if (cfg.is_set("decoder"))  // the decoder between samples and rewards (decoder.h)
-    meta_["decoder"] = decoder_record(cfg.raw("decoder"), static_cast<uint64_t>(cfg.integer("decoder_seed")));
+    meta_["decoder"] =
+        decoder_record(cfg.raw("decoder"), static_cast<uint64_t>(cfg.integer("decoder_seed")));
 }
 
 std::optional<std::vector<nlohmann::json>> TrainingRun::resume(const SafetensorsFile* file,
@@ -125,9 +126,9 @@ DriveResult TrainingRun::train(const Hooks& hooks, double budget_seconds) {
 }
 
 std::string TrainingRun::stopped_message(const DriveResult& driven) const {
-  return std::string(signal_name(driven.signal)) + ": stopped after step " + std::to_string(trainer_->steps_done()) +
-         " of " + std::to_string(cfg_.integer("steps")) + "; checkpoint " + driven.checkpoint +
-         "; continue with: " + resume_hint_;
+  return std::string(signal_name(driven.signal)) + ": stopped after step " +
+         std::to_string(trainer_->steps_done()) + " of " + std::to_string(cfg_.integer("steps")) +
+         "; checkpoint " + driven.checkpoint + "; continue with: " + resume_hint_;
 }
 
 }  // namespace ramflow::jobs

@@ -1,8 +1,9 @@
 #pragma once
-// One training run of a job: `finetune`'s run, and each run of `compare`. It owns what both did on their
-// own before: the trainer built from the config and the base model, the run's checkpoint series, the
-// restore of a resumed run, the evaluation lines of metrics.jsonl (one layout, eval_line in report.h), the
-// loop (run_driver.h) and the message of a run stopped by a signal. Internal to the library.
+// One training run of a job: `finetune`'s run, and each run of `compare`. It owns what both did on
+// their own before: the trainer built from the config and the base model, the run's checkpoint
+// series, the restore of a resumed run, the evaluation lines of metrics.jsonl (one layout,
+// eval_line in report.h), the loop (run_driver.h) and the message of a run stopped by a signal.
+// Internal to the library.
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,28 +25,34 @@
 namespace ramflow::jobs {
 
 /// A run's evaluation curve, read from its evaluation lines (eval_line): the same whether the run
-/// evaluated them now or a resumed run read them back from metrics.jsonl. Index 0 is the base model.
+/// evaluated them now or a resumed run read them back from metrics.jsonl. Index 0 is the base
+/// model.
 struct EvalCurve {
-  std::vector<double> step, seconds, nfe_total, reward_evals, reward, distance, distance_base, diversity;
-  double kl_to_base = std::nan("");                          // at the final evaluation
+  std::vector<double> step, seconds, nfe_total, reward_evals, reward, distance, distance_base,
+      diversity;
+  double kl_to_base = std::nan("");                        // at the final evaluation
   double accuracy = std::nan(""), frechet = std::nan("");  // image tasks: at the final evaluation
   void add(const nlohmann::json& line);
 };
 
-/// The evaluations of a run's curve: the Evaluator on the first `samples` of its fixed noise, and the
-/// energy distance of each evaluated model from the base model's samples on the same noise. Thread-safe
-/// once built (compare's runs share one).
+/// The evaluations of a run's curve: the Evaluator on the first `samples` of its fixed noise, and
+/// the energy distance of each evaluated model from the base model's samples on the same noise.
+/// Thread-safe once built (compare's runs share one).
 class CurveEvaluator {
  public:
-  /// Evaluates `base` at `samples` (the curve's size) and at each size of `extra` (another evaluation's).
+  /// Evaluates `base` at `samples` (the curve's size) and at each size of `extra` (another
+  /// evaluation's).
   CurveEvaluator(const Evaluator& evaluator, VelocityFieldImpl& base, int64_t samples,
                  const std::vector<int64_t>& extra = {});
-  /// The evaluation line of `model` at `step` (`totals`: the trainer's counters then) on the curve's samples;
-  /// `final`: with the KL to the base, flagged {"final": true}.
-  nlohmann::json line(int64_t step, const StepRecord& totals, VelocityFieldImpl& model, bool final) const;
+  /// The evaluation line of `model` at `step` (`totals`: the trainer's counters then) on the
+  /// curve's samples; `final`: with the KL to the base, flagged {"final": true}.
+  nlohmann::json line(int64_t step, const StepRecord& totals, VelocityFieldImpl& model,
+                      bool final) const;
   /// The line of an evaluation made elsewhere (its size one of the constructor's).
-  nlohmann::json line(int64_t step, const StepRecord& totals, const EvalResult& e, bool final) const;
-  /// The base model's evaluation on the curve's samples, or on `n` (one of the constructor's sizes).
+  nlohmann::json line(int64_t step, const StepRecord& totals, const EvalResult& e,
+                      bool final) const;
+  /// The base model's evaluation on the curve's samples, or on `n` (one of the constructor's
+  /// sizes).
   const EvalResult& base() const { return base_.at(samples_); }
   const EvalResult& base_at(int64_t n) const { return base_.at(n); }
   int64_t samples() const { return samples_; }
@@ -54,30 +61,32 @@ class CurveEvaluator {
  private:
   const Evaluator& evaluator_;
   int64_t samples_;
-  std::map<int64_t, EvalResult> base_;     // the base model's evaluation per size
-  std::map<int64_t, double> base_self_;    // its samples' mean cross distance to themselves
+  std::map<int64_t, EvalResult> base_;   // the base model's evaluation per size
+  std::map<int64_t, double> base_self_;  // its samples' mean cross distance to themselves
 };
 
 class TrainingRun {
  public:
-  /// The trainer of method `method` under `cfg` (its options, the policy and reference from `base`),
-  /// writing checkpoints into `run`'s checkpoints/. `reward` scores the model's own samples (through the
-  /// decoder: RunBasics::on_samples). `resume_hint`: the command that continues the run.
-  TrainingRun(const Config& cfg, const std::string& method, const TaskPtr& task, const RewardPtr& reward,
-              const VelocityFieldPtr& base, RunDir& run, std::string resume_hint);
+  /// The trainer of method `method` under `cfg` (its options, the policy and reference from
+  /// `base`), writing checkpoints into `run`'s checkpoints/. `reward` scores the model's own
+  /// samples (through the decoder: RunBasics::on_samples). `resume_hint`: the command that
+  /// continues the run.
+  TrainingRun(const Config& cfg, const std::string& method, const TaskPtr& task,
+              const RewardPtr& reward, const VelocityFieldPtr& base, RunDir& run,
+              std::string resume_hint);
 
-  /// Continues from a training checkpoint: `file` (read from `path`) if given, else the run's latest;
-  /// metrics.jsonl is cut back to its step and its kept records are returned. nullopt when there is no
-  /// checkpoint to continue from (nothing changed then).
+  /// Continues from a training checkpoint: `file` (read from `path`) if given, else the run's
+  /// latest; metrics.jsonl is cut back to its step and its kept records are returned. nullopt when
+  /// there is no checkpoint to continue from (nothing changed then).
   std::optional<std::vector<nlohmann::json>> resume(const SafetensorsFile* file = nullptr,
                                                     const std::string& path = "");
   /// A fresh start: metrics.jsonl emptied of an earlier attempt.
   void start();
 
   struct Hooks {
-    std::function<void(int64_t step)> on_eval;           // at the evaluation steps, after the step's line
-    std::function<void(const StepRecord&)> on_step;      // after each step's line is written
-    std::function<void(const std::string&)> warn;        // a skipped step
+    std::function<void(int64_t step)> on_eval;  // at the evaluation steps, after the step's line
+    std::function<void(const StepRecord&)> on_step;  // after each step's line is written
+    std::function<void(const std::string&)> warn;    // a skipped step
   };
   /// Trains to the configured steps (or the budget, or a stop signal), appending each step's line.
   DriveResult train(const Hooks& hooks, double budget_seconds = 0);

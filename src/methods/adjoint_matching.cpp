@@ -12,15 +12,16 @@
 
 namespace ramflow {
 
-torch::Tensor lean_adjoint(VelocityFieldImpl& base, const std::vector<double>& grid, const torch::Tensor& x,
-                           const Condition& cond, const torch::Tensor& terminal, double a) {
+torch::Tensor lean_adjoint(VelocityFieldImpl& base, const std::vector<double>& grid,
+                           const torch::Tensor& x, const Condition& cond,
+                           const torch::Tensor& terminal, double a) {
   const int64_t N = static_cast<int64_t>(grid.size()) - 1;
   TORCH_CHECK(N >= 1 && x.size(0) == N + 1, "lean_adjoint: x has shape ", x.sizes(), " for ", N,
               " grid steps; expected [", N + 1, ", B, ...]");
-  TORCH_CHECK(terminal.sizes() == x[N].sizes(), "lean_adjoint: terminal has shape ", terminal.sizes(),
-              ", expected ", x[N].sizes());
+  TORCH_CHECK(terminal.sizes() == x[N].sizes(), "lean_adjoint: terminal has shape ",
+              terminal.sizes(), ", expected ", x[N].sizes());
   torch::AutoGradMode grad_mode(true);
-  auto adjoint = torch::empty_like(x);                        // [N + 1, B, ...]
+  auto adjoint = torch::empty_like(x);  // [N + 1, B, ...]
   adjoint[N].copy_(terminal);
   torch::Tensor a_next = terminal.detach();
   const int64_t B = terminal.size(0);
@@ -45,7 +46,9 @@ void AdjointMatchingOptions::validate() const {
 }
 
 nlohmann::json AdjointMatchingOptions::to_json() const {
-  return {{"multiplier", multiplier_}, {"train_fraction", train_fraction_}, {"noise_level", noise_level_}};
+  return {{"multiplier", multiplier_},
+          {"train_fraction", train_fraction_},
+          {"noise_level", noise_level_}};
 }
 
 AdjointMatching::AdjointMatching(AdjointMatchingOptions options) : options_(std::move(options)) {
@@ -65,8 +68,9 @@ void AdjointMatching::prepare(RolloutBatch& batch, const Policies& models, Rng&)
               "adjoint-matching: the batch has no trajectory or reward gradient");
   auto terminal = -options_.multiplier() * batch.reward_grad;  // a_N = grad g, g = -m r
   auto adjoint = lean_adjoint(models.ref, batch.grid, batch.trajectory, batch.cond, terminal,
-                              options_.noise_level());       // [N + 1, B, ...]
-  batch.extras["adjoint"] = adjoint.transpose(0, 1).contiguous();  // [B, N + 1, ...] (sliced by sample)
+                              options_.noise_level());  // [N + 1, B, ...]
+  batch.extras["adjoint"] =
+      adjoint.transpose(0, 1).contiguous();  // [B, N + 1, ...] (sliced by sample)
 }
 
 LossOutput AdjointMatching::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {
@@ -75,7 +79,8 @@ LossOutput AdjointMatching::loss(const RolloutBatch& batch, const Policies& mode
   const int64_t b = batch.size(), N = static_cast<int64_t>(batch.grid.size()) - 1;
   // The trained steps: a random subset of the N steps (all with train_fraction 1).
   std::vector<int64_t> steps;
-  const int64_t J = std::max<int64_t>(1, static_cast<int64_t>(std::lround(N * options_.train_fraction())));
+  const int64_t J =
+      std::max<int64_t>(1, static_cast<int64_t>(std::lround(N * options_.train_fraction())));
   if (J >= N) {
     for (int64_t k = 0; k < N; ++k) steps.push_back(k);
   } else {
@@ -91,8 +96,10 @@ LossOutput AdjointMatching::loss(const RolloutBatch& batch, const Policies& mode
   const PathRows rows = path_rows(batch, steps);  // row j b + i = step steps[j] of sample i
   const auto &x_k = rows.x, &t = rows.t;
   const Condition& cond = rows.cond;
-  auto a_k = it->second.index_select(1, rows.index).transpose(0, 1).reshape(x_k.sizes());  // [J b, ...]
-  auto sigma = expand_time(rows.per_row(sigma_row), x_k), drift = expand_time(rows.per_row(drift_row), x_k);
+  auto a_k =
+      it->second.index_select(1, rows.index).transpose(0, 1).reshape(x_k.sizes());  // [J b, ...]
+  auto sigma = expand_time(rows.per_row(sigma_row), x_k),
+       drift = expand_time(rows.per_row(drift_row), x_k);
 
   torch::Tensor v_ref;
   {
@@ -107,16 +114,19 @@ LossOutput AdjointMatching::loss(const RolloutBatch& batch, const Policies& mode
   {
     torch::NoGradGuard no_grad;
     out.metrics["adjoint_norm"] = a_k.reshape({J * b, -1}).norm(2, 1).mean().item<double>();
-    out.metrics["nfe_train"] = static_cast<double>(N + 2 * J);  // N VJPs in prepare; policy and ref per step
+    out.metrics["nfe_train"] =
+        static_cast<double>(N + 2 * J);  // N VJPs in prepare; policy and ref per step
     out.metrics["drift_from_ref"] = (v.detach() - v_ref).square().mean().item<double>();
   }
   return out;
 }
 
 void AdjointMatching::add_params(ParamTable& t) {
-  t.group("Adjoint Matching (method adjoint-matching; needs a differentiable reward; uses --multiplier)");
-  t.number("am_train_fraction", 1.0, "share of the rollout steps in the loss, drawn at random per update", 0,
-           1, true);
+  t.group(
+      "Adjoint Matching (method adjoint-matching; needs a differentiable reward; uses "
+      "--multiplier)");
+  t.number("am_train_fraction", 1.0,
+           "share of the rollout steps in the loss, drawn at random per update", 0, 1, true);
 }
 
 MethodPtr AdjointMatching::from_config(const Config& cfg) {

@@ -10,7 +10,8 @@ namespace {
 
 torch::Tensor grouped(const torch::Tensor& r, int64_t group_size) {
   TORCH_CHECK(r.dim() == 1 && group_size >= 1 && r.size(0) % group_size == 0,
-              "advantage: rewards of shape ", r.sizes(), " do not split into groups of ", group_size);
+              "advantage: rewards of shape ", r.sizes(), " do not split into groups of ",
+              group_size);
   return r.reshape({-1, group_size});  // [P, G]
 }
 
@@ -35,8 +36,8 @@ torch::Tensor normalized_advantage(const torch::Tensor& r, int64_t group_size,
   return group_centered(r, group_size) / (reward_std(r, group_size, std_scope) + eps);
 }
 
-torch::Tensor clipped_advantage(const torch::Tensor& r, int64_t group_size, const std::string& std_scope,
-                                double eps, double a_max) {
+torch::Tensor clipped_advantage(const torch::Tensor& r, int64_t group_size,
+                                const std::string& std_scope, double eps, double a_max) {
   return normalized_advantage(r, group_size, std_scope, eps).clamp(-a_max, a_max);
 }
 

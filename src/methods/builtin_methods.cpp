@@ -7,7 +7,6 @@
 #include "ramflow/adjoint_matching.h"
 #include "ramflow/awm.h"
 #include "ramflow/config.h"
-#include "ramflow/strings.h"
 #include "ramflow/draft.h"
 #include "ramflow/eam.h"
 #include "ramflow/elbo_pg.h"
@@ -16,32 +15,45 @@
 #include "ramflow/ram.h"
 #include "ramflow/ram_anneal.h"
 #include "ramflow/ram_tilt.h"
+#include "ramflow/strings.h"
 
 namespace ramflow {
 namespace {
 
 void register_builtin_methods(Registry<MethodInfo>& r) {
   // Presets: each method's learning rate from the sweep in docs/tuning.md (bench/tune_methods.sh).
-  r.add("ram", {RAM::add_params, RAM::from_config, {{"lr", 3e-3}}}, "Reinforce Adjoint Matching (arXiv 2605.10759)");
+  r.add("ram", {RAM::add_params, RAM::from_config, {{"lr", 3e-3}}},
+        "Reinforce Adjoint Matching (arXiv 2605.10759)");
   r.add("ram-anneal", {RAMAnneal::add_params, RAMAnneal::from_config, {{"lr", 3e-3}}},
         "RAM with the tilt annealed in stages, each against the previous stage's model");
-  r.add("ram-tilt", {RAMTilt::add_params, RAMTilt::from_config, {{"lr", 1e-3}}},
-        "RAM with the exact tilt: self-normalised e^{(m/S) r} weights, in stages from frozen models");
-  r.add("flow-grpo", {FlowGRPO::add_params, FlowGRPO::from_config, {{"lr", 3e-4}, {"grpo_kl", 0.1}, {"minibatches", 2}}},
+  r.add(
+      "ram-tilt", {RAMTilt::add_params, RAMTilt::from_config, {{"lr", 1e-3}}},
+      "RAM with the exact tilt: self-normalised e^{(m/S) r} weights, in stages from frozen models");
+  r.add("flow-grpo",
+        {FlowGRPO::add_params,
+         FlowGRPO::from_config,
+         {{"lr", 3e-4}, {"grpo_kl", 0.1}, {"minibatches", 2}}},
         "Flow-GRPO: SDE rollouts, clipped per-step ratios (arXiv 2505.05470)");
-  r.add("adjoint-matching", {AdjointMatching::add_params, AdjointMatching::from_config, {{"lr", 1e-2}}},
+  r.add("adjoint-matching",
+        {AdjointMatching::add_params, AdjointMatching::from_config, {{"lr", 1e-2}}},
         "Adjoint Matching: memoryless SDE, lean adjoint (arXiv 2409.08861)");
-  r.add("nft", {NFT::add_params, NFT::from_config,
-                {{"lr", 3e-4}, {"nft_kl", 0.1}, {"old_decay", 0.5}, {"old_ramp", 0.001}}},
+  r.add("nft",
+        {NFT::add_params,
+         NFT::from_config,
+         {{"lr", 3e-4}, {"nft_kl", 0.1}, {"old_decay", 0.5}, {"old_ramp", 0.001}}},
         "DiffusionNFT: implicit positive and negative policies (arXiv 2509.16117)");
   r.add("draft", {DRaFT::add_params, DRaFT::from_config, {{"lr", 1e-4}}},
         "DRaFT-K: reward gradient through the last K steps");
   r.add("eam", {EAM::add_params, EAM::from_config, {{"lr", 1e-3}}},
-        "Efficient Adjoint Matching, reconstructed: linear reference, closed-form adjoint (arXiv 2605.11480)");
+        "Efficient Adjoint Matching, reconstructed: linear reference, closed-form adjoint (arXiv "
+        "2605.11480)");
   r.add("elbo-pg", {ElboPG::add_params, ElboPG::from_config, {{"lr", 2e-4}, {"grad_clip", 1.0}}},
-        "ELBO policy gradient, reconstructed: ODE rollouts, ELBO likelihood of the endpoint (arXiv 2602.04663)");
-  r.add("awm", {AWM::add_params, AWM::from_config, {{"lr", 3e-4}, {"old_decay", 0.3}, {"old_ramp", 0.001}}},
-        "Advantage Weighted Matching: advantage-weighted flow matching (arXiv 2509.25050)");
+        "ELBO policy gradient, reconstructed: ODE rollouts, ELBO likelihood of the endpoint (arXiv "
+        "2602.04663)");
+  r.add(
+      "awm",
+      {AWM::add_params, AWM::from_config, {{"lr", 3e-4}, {"old_decay", 0.3}, {"old_ramp", 0.001}}},
+      "Advantage Weighted Matching: advantage-weighted flow matching (arXiv 2509.25050)");
 }
 
 }  // namespace
@@ -59,14 +71,15 @@ namespace {
 
 void add_forward_process_params(ParamTable& t) {
   t.integer("draws", 4, "K: (t, eps) draws per endpoint, evaluated in one batched pass", 1, 4096);
-  t.text("time_dist", "uniform", "training-time distribution p(t)", {"uniform", "power", "logit_normal"});
+  t.text("time_dist", "uniform", "training-time distribution p(t)",
+         {"uniform", "power", "logit_normal"});
   t.number("time_alpha", 1.0, "power law p(t) ∝ t^alpha", -1, 100, true);
   t.number("time_mean", 0.0, "logit-normal mean", -10, 10);
   t.number("time_std", 1.0, "logit-normal std", 0, 10, true);
 }
 
-// Every method's keys, the shared ones, and multiplier (the one key outside them that methods read): a
-// table from whose defaults each method can be built.
+// Every method's keys, the shared ones, and multiplier (the one key outside them that methods
+// read): a table from whose defaults each method can be built.
 const ParamTable& method_table() {
   static const ParamTable all = [] {
     ParamTable t;
@@ -118,10 +131,11 @@ void check_method_keys(const Config& cfg, const std::vector<std::string>& chosen
     if (key == "multiplier") continue;  // it also fixes the evaluation's exact target
     if (!cfg.is_explicit(key) || cfg.raw(key) == cfg.table().find(key)->default_value) continue;
     bool used = false;
-    for (const auto& c : chosen) used = used || std::find(names.begin(), names.end(), c) != names.end();
+    for (const auto& c : chosen)
+      used = used || std::find(names.begin(), names.end(), c) != names.end();
     if (used) continue;
-    throw ConfigError(cfg.table().find(key)->flag() + " is an option of method " + join(names) + ", not of " +
-                      join(chosen));
+    throw ConfigError(cfg.table().find(key)->flag() + " is an option of method " + join(names) +
+                      ", not of " + join(chosen));
   }
 }
 

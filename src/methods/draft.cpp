@@ -25,12 +25,13 @@ LossOutput DRaFT::loss(const RolloutBatch& batch, const Policies& models, Rng&) 
   TORCH_CHECK(models.reward != nullptr, "draft: needs the reward");
   const int64_t N = static_cast<int64_t>(batch.grid.size()) - 1, B = batch.size();
   const int64_t K = std::min(options_.k(), N);
-  auto x = batch.trajectory[N - K].detach();                                   // [B, ...], no grad
+  auto x = batch.trajectory[N - K].detach();  // [B, ...], no grad
   for (int64_t k = N - K; k < N; ++k) {
     const double t = batch.grid[k], dt = batch.grid[k + 1] - t;
-    x = torch::add(x, models.policy.forward(x, torch::full({B}, t, x.options()), batch.cond), dt);  // as the rollout
+    x = torch::add(x, models.policy.forward(x, torch::full({B}, t, x.options()), batch.cond),
+                   dt);  // as the rollout
   }
-  auto r = models.reward->score(x, batch.cond);                                // [B], differentiable
+  auto r = models.reward->score(x, batch.cond);  // [B], differentiable
   LossOutput out;
   out.loss = -r.mean();
   out.metrics["rerun_reward"] = r.detach().mean().item<double>();

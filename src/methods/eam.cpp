@@ -57,8 +57,8 @@ void EAM::prepare(RolloutBatch& batch, const Policies& models, Rng&) {
               "eam: the batch needs grad r at x0, shaped like x0 ", batch.x0.sizes());
   auto G = options_.multiplier() * batch.reward_grad;  // [B, ...]
   if (options_.score() == "model") {
-    // grad log p_base(x0) ≈ (1 - delta) grad log p_delta(y), y = (1 - delta) x0, with the flow-matching
-    // score grad log p_t(y) = -(y + (1 - t) v_ref(y, t)) / t.
+    // grad log p_base(x0) ≈ (1 - delta) grad log p_delta(y), y = (1 - delta) x0, with the
+    // flow-matching score grad log p_t(y) = -(y + (1 - t) v_ref(y, t)) / t.
     const double d = options_.score_time();
     const int64_t B = batch.x0.size(0);
     auto y = (1.0 - d) * batch.x0;
@@ -83,13 +83,14 @@ LossOutput EAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B*K, ...]
   const auto &x_t = p.x_t, &t = p.t;
   const Condition& cond = p.cond;
-  auto G = repeat_rows(it->second.to(opts), K);                         // [B*K, ...]
+  auto G = repeat_rows(it->second.to(opts), K);  // [B*K, ...]
 
   torch::Tensor target;
   {
     torch::NoGradGuard no_grad;
     // target = v_lin - (t s^2 / q) G   (or v_ref - (t s^2 / q) m grad r, first order)
-    auto base = first_order ? models.ref.forward(x_t, t, cond) : linear_reference_velocity(x_t, t, s2);
+    auto base =
+        first_order ? models.ref.forward(x_t, t, cond) : linear_reference_velocity(x_t, t, s2);
     target = base - expand_time(eam_gain(t, s2), G) * G;
   }
   auto v = models.policy.forward(x_t, t, cond);
@@ -107,11 +108,14 @@ LossOutput EAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
 }
 
 void EAM::add_params(ParamTable& t) {
-  t.group("Efficient Adjoint Matching, reconstructed (method eam; needs a differentiable reward; uses "
-          "--multiplier, --draws and the time_* keys)");
-  t.number("eam_c", 100.0, "C: the linear reference's data law is N(0, (2C - 1) I)", 0.5, 1e6, true);
+  t.group(
+      "Efficient Adjoint Matching, reconstructed (method eam; needs a differentiable reward; uses "
+      "--multiplier, --draws and the time_* keys)");
+  t.number("eam_c", 100.0, "C: the linear reference's data law is N(0, (2C - 1) I)", 0.5, 1e6,
+           true);
   t.text("eam_score", "none",
-         "base score in the terminal cost: none = first-order form with the base velocity, model = read "
+         "base score in the terminal cost: none = first-order form with the base velocity, model = "
+         "read "
          "from the base at eam_score_time (exact fixed point, needs an accurate base score)",
          {"none", "model"});
   t.number("eam_score_time", 0.1, "delta: the time where the base score is read", 0, 1, true);

@@ -26,13 +26,15 @@ struct RAMRegression : public torch::autograd::Function<RAMRegression> {
   static bool applies(const torch::Tensor& v, const torch::Tensor& v_ref, const torch::Tensor& u,
                       const torch::Tensor& v_copy, const torch::Tensor& s) {
     for (const auto* t : {&v, &v_ref, &u, &v_copy, &s})
-      if (!t->device().is_cpu() || t->scalar_type() != torch::kFloat || !t->is_contiguous()) return false;
-    return !v_ref.requires_grad() && !u.requires_grad() && !v_copy.requires_grad() && !s.requires_grad();
+      if (!t->device().is_cpu() || t->scalar_type() != torch::kFloat || !t->is_contiguous())
+        return false;
+    return !v_ref.requires_grad() && !u.requires_grad() && !v_copy.requires_grad() &&
+           !s.requires_grad();
   }
 
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& v, const torch::Tensor& v_ref,
-                               const torch::Tensor& u, const torch::Tensor& v_copy, const torch::Tensor& s,
-                               double* drift) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& v,
+                               const torch::Tensor& v_ref, const torch::Tensor& u,
+                               const torch::Tensor& v_copy, const torch::Tensor& s, double* drift) {
     const int64_t N = v.numel(), B = s.numel(), per = N / B;  // per = K n values per endpoint
     TORCH_CHECK(B > 0 && N % B == 0 && v_ref.numel() == N && u.numel() == N && v_copy.numel() == N,
                 "ram: v ", v.sizes(), ", v_ref ", v_ref.sizes(), ", u ", u.sizes(), ", v_copy ",
@@ -79,11 +81,10 @@ void RAMOptions::validate() const {
 }
 
 nlohmann::json RAMOptions::to_json() const {
-  return {{"multiplier", multiplier_}, {"draws", draws_},
-          {"signal", signal_},         {"std_scope", std_scope_},
-          {"std_eps", std_eps_},       {"target_copy", target_copy_},
-          {"time_dist", time_.kind},   {"time_alpha", time_.alpha},
-          {"time_mean", time_.mean},   {"time_std", time_.std}};
+  return {{"multiplier", multiplier_}, {"draws", draws_},           {"signal", signal_},
+          {"std_scope", std_scope_},   {"std_eps", std_eps_},       {"target_copy", target_copy_},
+          {"time_dist", time_.kind},   {"time_alpha", time_.alpha}, {"time_mean", time_.mean},
+          {"time_std", time_.std}};
 }
 
 RAM::RAM(RAMOptions options) : options_(std::move(options)) { options_.validate(); }
@@ -96,13 +97,16 @@ torch::Tensor RAM::signal(const RolloutBatch& batch) const {
   return m * normalized_advantage(r, batch.group_size, options_.std_scope(), options_.std_eps());
 }
 
-void RAM::prepare(RolloutBatch& batch, const Policies&, Rng&) { batch.extras["signal"] = signal(batch); }
+void RAM::prepare(RolloutBatch& batch, const Policies&, Rng&) {
+  batch.extras["signal"] = signal(batch);
+}
 
 LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {
   const int64_t B = batch.x0.size(0), K = options_.draws();
   TORCH_CHECK(batch.reward.dim() == 1 && batch.reward.size(0) == B, "ram: reward has shape ",
               batch.reward.sizes(), ", expected [", B, "]");
-  TORCH_CHECK(!uses_old_policy() || models.old != nullptr, "ram: target_copy 'ema' needs the old policy");
+  TORCH_CHECK(!uses_old_policy() || models.old != nullptr,
+              "ram: target_copy 'ema' needs the old policy");
   const auto opts = batch.x0.options();
 
   const auto it = batch.extras.find("signal");
@@ -111,7 +115,7 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B*K, ...]
   const auto &x_t = p.x_t, &t = p.t;
   const Condition& cond = p.cond;
-  auto u = velocity_target(p.x0, p.eps);                                // eps - x0
+  auto u = velocity_target(p.x0, p.eps);  // eps - x0
 
   torch::Tensor v_ref, v_old;
   {
@@ -119,7 +123,7 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
     v_ref = models.ref.forward(x_t, t, cond);
     if (uses_old_policy()) v_old = models.old->forward(x_t, t, cond);
   }
-  auto v = models.policy.forward(x_t, t, cond);                         // the only graph
+  auto v = models.policy.forward(x_t, t, cond);  // the only graph
   if (!uses_old_policy()) v_old = v.detach();
 
   // target = sg(v_ref + s (u - v_copy));  loss = mean (v - target)^2. The signal of endpoint b
@@ -137,7 +141,8 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
     drift = torch::mse_loss(v.detach(), v_ref).item<double>();
   }
   out.metrics["signal_mean"] = signal_b.mean().item<double>();
-  out.metrics["nfe_train"] = static_cast<double>(K * (uses_old_policy() ? 3 : 2));  // policy, ref (, old)
+  out.metrics["nfe_train"] =
+      static_cast<double>(K * (uses_old_policy() ? 3 : 2));  // policy, ref (, old)
   out.metrics["drift_from_ref"] = drift;
   return out;
 }

@@ -58,16 +58,17 @@ nlohmann::json RAMAnneal::options() const {
 
 void RAMAnneal::add_params(ParamTable& t) {
   t.group("RAM with an annealed tilt (method ram-anneal; also uses the ram keys)");
-  t.integer("anneal_stages", 8, "S: stages of multiplier m / S, each against the previous stage's model", 1,
-            1000);
+  t.integer("anneal_stages", 8,
+            "S: stages of multiplier m / S, each against the previous stage's model", 1, 1000);
   t.integer("anneal_stage_steps", 60, "steps per stage (the last stage runs on)", 1, 100000000);
 }
 
 MethodPtr RAMAnneal::from_config(const Config& cfg) {
   auto ram = RAM::from_config(cfg);
-  return std::make_unique<RAMAnneal>(
-      static_cast<RAM&>(*ram).ram_options(),
-      RAMAnnealOptions().stages(cfg.integer("anneal_stages")).stage_steps(cfg.integer("anneal_stage_steps")));
+  return std::make_unique<RAMAnneal>(static_cast<RAM&>(*ram).ram_options(),
+                                     RAMAnnealOptions()
+                                         .stages(cfg.integer("anneal_stages"))
+                                         .stage_steps(cfg.integer("anneal_stage_steps")));
 }
 
 }  // namespace ramflow

@@ -12,33 +12,52 @@ namespace ramflow {
 namespace {
 
 void register_builtin_models(Registry<ModelFactory>& r) {
-  r.add("mlp", [](const nlohmann::json& spec) -> VelocityFieldPtr {
-    return MLPVelocity(MLPVelocityOptions::from_json(spec)).ptr();
-  }, "MLP with Fourier time features (low-dimensional data)");
-  r.add("text_mlp", [](const nlohmann::json& spec) -> VelocityFieldPtr {
-    return TextMLPVelocity(TextMLPVelocityOptions::from_json(spec)).ptr();
-  }, "MLP reading prompt embeddings (context, pooled) (low-dimensional data)");
-  r.add("unet", [](const nlohmann::json& spec) -> VelocityFieldPtr {
-    return UNet(UNetOptions::from_json(spec)).ptr();
-  }, "class-conditional U-Net (images [C, H, W])");
-  r.add("exact_mixture", [](const nlohmann::json& spec) -> VelocityFieldPtr {
-    SpecReader s(spec, "model 'exact_mixture'");
-    s.text("type");
-    auto m = GaussianMixture::from_json(s.value("mixture"), "model 'exact_mixture': mixture");
-    s.finish();
-    return ExactMixtureVelocity(std::move(m)).ptr();
-  }, "closed-form velocity of Gaussian-mixture data (no parameters)");
-  r.add("lora", [](const nlohmann::json& spec) -> VelocityFieldPtr {
-    SpecReader s(spec, "model 'lora'");
-    s.text("type");
-    const nlohmann::json& base = s.value("base");
-    for (const char* key : {"rank", "alpha", "targets"})
-      if (s.has(key)) s.value(key);
-    s.finish();
-    if (!base.is_object() || !base.contains("type") || !base["type"].is_string())
-      throw ConfigError("model 'lora': field 'base' must be a model spec with a string \"type\"");
-    return LoraVelocityField(models().get(base["type"].get<std::string>())(base), LoraOptions::from_json(spec)).ptr();
-  }, "LoRA adapters on a base model's Conv2d and Linear layers (fields: base, rank, alpha, targets)");
+  r.add(
+      "mlp",
+      [](const nlohmann::json& spec) -> VelocityFieldPtr {
+        return MLPVelocity(MLPVelocityOptions::from_json(spec)).ptr();
+      },
+      "MLP with Fourier time features (low-dimensional data)");
+  r.add(
+      "text_mlp",
+      [](const nlohmann::json& spec) -> VelocityFieldPtr {
+        return TextMLPVelocity(TextMLPVelocityOptions::from_json(spec)).ptr();
+      },
+      "MLP reading prompt embeddings (context, pooled) (low-dimensional data)");
+  r.add(
+      "unet",
+      [](const nlohmann::json& spec) -> VelocityFieldPtr {
+        return UNet(UNetOptions::from_json(spec)).ptr();
+      },
+      "class-conditional U-Net (images [C, H, W])");
+  r.add(
+      "exact_mixture",
+      [](const nlohmann::json& spec) -> VelocityFieldPtr {
+        SpecReader s(spec, "model 'exact_mixture'");
+        s.text("type");
+        auto m = GaussianMixture::from_json(s.value("mixture"), "model 'exact_mixture': mixture");
+        s.finish();
+        return ExactMixtureVelocity(std::move(m)).ptr();
+      },
+      "closed-form velocity of Gaussian-mixture data (no parameters)");
+  r.add(
+      "lora",
+      [](const nlohmann::json& spec) -> VelocityFieldPtr {
+        SpecReader s(spec, "model 'lora'");
+        s.text("type");
+        const nlohmann::json& base = s.value("base");
+        for (const char* key : {"rank", "alpha", "targets"})
+          if (s.has(key)) s.value(key);
+        s.finish();
+        if (!base.is_object() || !base.contains("type") || !base["type"].is_string())
+          throw ConfigError(
+              "model 'lora': field 'base' must be a model spec with a string \"type\"");
+        return LoraVelocityField(models().get(base["type"].get<std::string>())(base),
+                                 LoraOptions::from_json(spec))
+            .ptr();
+      },
+      "LoRA adapters on a base model's Conv2d and Linear layers (fields: base, rank, alpha, "
+      "targets)");
 }
 
 }  // namespace

@@ -14,8 +14,11 @@
 namespace ramflow {
 
 nlohmann::json ClassifierOptions::to_json() const {
-  return {{"type", "classifier"},         {"arch", arch_},        {"in_channels", in_channels_},
-          {"image_size", image_size_}, {"num_classes", num_classes_}};
+  return {{"type", "classifier"},
+          {"arch", arch_},
+          {"in_channels", in_channels_},
+          {"image_size", image_size_},
+          {"num_classes", num_classes_}};
 }
 
 ClassifierOptions ClassifierOptions::from_json(const nlohmann::json& spec) {
@@ -29,7 +32,9 @@ ClassifierOptions ClassifierOptions::from_json(const nlohmann::json& spec) {
       throw ConfigError("classifier: field '" + key + "' must be a positive integer");
     return static_cast<int64_t>(v);
   };
-  o.in_channels(integer("in_channels", 1)).image_size(integer("image_size", 28)).num_classes(integer("num_classes", 10));
+  o.in_channels(integer("in_channels", 1))
+      .image_size(integer("image_size", 28))
+      .num_classes(integer("num_classes", 10));
   r.finish();
   if (o.arch() != "cnn" && o.arch() != "resnet")
     throw ConfigError("classifier: arch must be 'cnn' or 'resnet', got '" + o.arch() + "'");
@@ -42,7 +47,9 @@ namespace {
 torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2));
 }
-torch::nn::GroupNorm gn(int64_t width) { return torch::nn::GroupNorm(torch::nn::GroupNormOptions(8, width)); }
+torch::nn::GroupNorm gn(int64_t width) {
+  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(8, width));
+}
 }  // namespace
 
 ImageClassifierImpl::ImageClassifierImpl(const ClassifierOptions& options)
@@ -90,32 +97,34 @@ void ImageClassifierImpl::reset_parameters(Rng& rng) {
 }
 
 torch::Tensor ImageClassifierImpl::features(const torch::Tensor& x) {
-  TORCH_CHECK(x.dim() == 4 && x.size(1) == options_.in_channels() && x.size(2) == options_.image_size() &&
-                  x.size(3) == options_.image_size(),
-              "classifier: images must be [B, ", options_.in_channels(), ", ", options_.image_size(), ", ",
-              options_.image_size(), "], got ", x.sizes());
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == options_.in_channels() &&
+                  x.size(2) == options_.image_size() && x.size(3) == options_.image_size(),
+              "classifier: images must be [B, ", options_.in_channels(), ", ",
+              options_.image_size(), ", ", options_.image_size(), "], got ", x.sizes());
   namespace F = torch::nn::functional;
   if (options_.arch() == "cnn") {
-    auto h = torch::relu(conv1(x));                                   // [B, 16, S, S]
+    auto h = torch::relu(conv1(x));                                             // [B, 16, S, S]
     h = F::max_pool2d(torch::relu(bn2(conv2(h))), F::MaxPool2dFuncOptions(2));  // [B, 32, S/2, S/2]
     h = F::max_pool2d(torch::relu(bn3(conv3(h))), F::MaxPool2dFuncOptions(2));  // [B, 64, S/4, S/4]
-    h = torch::relu(bn4(conv4(h)));                                   // [B, 64, S/4, S/4]
-    return torch::relu(fc1(h.flatten(1)));                            // [B, 128]
+    h = torch::relu(bn4(conv4(h)));                                             // [B, 64, S/4, S/4]
+    return torch::relu(fc1(h.flatten(1)));                                      // [B, 128]
   }
-  auto h = F::avg_pool2d(torch::silu(gn1(conv1(x))), F::AvgPool2dFuncOptions(2));  // [B, 32, S/2, S/2]
-  h = h + torch::silu(gn3(conv3(torch::silu(gn2(conv2(h))))));        // residual block at 32
-  h = torch::silu(gn4(conv4(h)));                                     // [B, 64, S/4, S/4]
-  h = h + torch::silu(gn6(conv6(torch::silu(gn5(conv5(h))))));        // residual block at 64
-  return torch::silu(fc1(h.mean({2, 3})));                            // [B, 128]
+  auto h =
+      F::avg_pool2d(torch::silu(gn1(conv1(x))), F::AvgPool2dFuncOptions(2));  // [B, 32, S/2, S/2]
+  h = h + torch::silu(gn3(conv3(torch::silu(gn2(conv2(h))))));  // residual block at 32
+  h = torch::silu(gn4(conv4(h)));                               // [B, 64, S/4, S/4]
+  h = h + torch::silu(gn6(conv6(torch::silu(gn5(conv5(h))))));  // residual block at 64
+  return torch::silu(fc1(h.mean({2, 3})));                      // [B, 128]
 }
 
 torch::Tensor ImageClassifierImpl::forward(const torch::Tensor& x) {
   auto f = features(x);
   if (options_.arch() == "cnn") f = torch::dropout(f, 0.3, is_training());
-  return fc2(f);                                                      // [B, K]
+  return fc2(f);  // [B, K]
 }
 
-double classifier_accuracy(ImageClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& labels) {
+double classifier_accuracy(ImageClassifierImpl& model, const torch::Tensor& x,
+                           const torch::Tensor& labels) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -130,9 +139,9 @@ double classifier_accuracy(ImageClassifierImpl& model, const torch::Tensor& x, c
   return static_cast<double>(correct) / static_cast<double>(x.size(0));
 }
 
-double train_classifier(ImageClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& labels,
-                        const torch::Tensor& test_x, const torch::Tensor& test_labels,
-                        const ClassifierTrainOptions& options,
+double train_classifier(ImageClassifierImpl& model, const torch::Tensor& x,
+                        const torch::Tensor& labels, const torch::Tensor& test_x,
+                        const torch::Tensor& test_labels, const ClassifierTrainOptions& options,
                         const std::function<void(const ClassifierEpoch&)>& on_progress) {
   TORCH_CHECK(x.size(0) == labels.size(0) && test_x.size(0) == test_labels.size(0),
               "train_classifier: images and labels differ in number");
@@ -153,7 +162,8 @@ double train_classifier(ImageClassifierImpl& model, const torch::Tensor& x, cons
     rec.epoch = epoch;
     rec.total_batches = batches;
     for (int64_t b = 0; b < batches; ++b) {
-      auto idx = perm.narrow(0, b * options.batch(), std::min(options.batch(), N - b * options.batch()));
+      auto idx =
+          perm.narrow(0, b * options.batch(), std::min(options.batch(), N - b * options.batch()));
       auto logits = model.forward(x.index_select(0, idx).to(device));
       auto loss = torch::cross_entropy_loss(logits, labels.index_select(0, idx).to(device));
       optimizer.zero_grad();
@@ -174,7 +184,8 @@ double train_classifier(ImageClassifierImpl& model, const torch::Tensor& x, cons
   return accuracy;
 }
 
-void save_classifier(const std::string& path, const ImageClassifierImpl& model, const nlohmann::json& meta) {
+void save_classifier(const std::string& path, const ImageClassifierImpl& model,
+                     const nlohmann::json& meta) {
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& p : model.named_parameters()) tensors.emplace_back(p.key(), p.value());
   for (const auto& b : model.named_buffers()) tensors.emplace_back(b.key(), b.value());

@@ -13,13 +13,16 @@ std::string ConditionTable::condition_text(int64_t id) const {
 Condition::Condition(torch::Tensor id, Tensors tensors, std::shared_ptr<const ConditionTable> table)
     : id_(std::move(id)), tensors_(std::move(tensors)), table_(std::move(table)) {
   TORCH_CHECK(id_.defined() && id_.dim() == 1 && id_.scalar_type() == torch::kLong,
-              "Condition: id must be [B] int64, got ", id_.defined() ? id_.sizes() : c10::IntArrayRef{});
+              "Condition: id must be [B] int64, got ",
+              id_.defined() ? id_.sizes() : c10::IntArrayRef{});
   for (const auto& [name, t] : tensors_)
-    TORCH_CHECK(t.defined() && t.dim() >= 1 && t.size(0) == id_.size(0), "Condition: tensor '", name,
-                "' has ", t.defined() ? t.sizes() : c10::IntArrayRef{}, ", not ", id_.size(0), " rows");
+    TORCH_CHECK(t.defined() && t.dim() >= 1 && t.size(0) == id_.size(0), "Condition: tensor '",
+                name, "' has ", t.defined() ? t.sizes() : c10::IntArrayRef{}, ", not ", id_.size(0),
+                " rows");
 }
 
-Condition Condition::classes(const torch::Tensor& labels, std::shared_ptr<const ConditionTable> table) {
+Condition Condition::classes(const torch::Tensor& labels,
+                             std::shared_ptr<const ConditionTable> table) {
   const auto id = labels.to(torch::kLong);
   return Condition(id, {{"label", id}}, std::move(table));
 }
@@ -29,7 +32,8 @@ const torch::Tensor& Condition::at(const std::string& name) const {
   if (it == tensors_.end()) {
     std::vector<std::string> names;
     for (const auto& [n, t] : tensors_) names.push_back(n);
-    TORCH_CHECK(false, "Condition: no tensor '", name, "' (it has: ", names.empty() ? "none" : join(names), ")");
+    TORCH_CHECK(false, "Condition: no tensor '", name,
+                "' (it has: ", names.empty() ? "none" : join(names), ")");
   }
   return it->second;
 }
@@ -58,7 +62,8 @@ Condition map_rows(const torch::Tensor& id, const Condition::Tensors& tensors,
 
 Condition Condition::slice(int64_t begin, int64_t end) const {
   if (!defined()) return {};
-  return map_rows(id_, tensors_, table_, [&](const torch::Tensor& t) { return t.slice(0, begin, end); });
+  return map_rows(id_, tensors_, table_,
+                  [&](const torch::Tensor& t) { return t.slice(0, begin, end); });
 }
 
 Condition Condition::index_select(const torch::Tensor& idx) const {
@@ -70,20 +75,23 @@ Condition Condition::index_select(const torch::Tensor& idx) const {
 
 Condition Condition::repeat_interleave(int64_t k) const {
   if (!defined() || k == 1) return *this;
-  return map_rows(id_, tensors_, table_, [&](const torch::Tensor& t) { return t.repeat_interleave(k, 0); });
+  return map_rows(id_, tensors_, table_,
+                  [&](const torch::Tensor& t) { return t.repeat_interleave(k, 0); });
 }
 
 Condition Condition::where(const torch::Tensor& mask, const Condition& other) const {
   if (!defined()) return {};
   TORCH_CHECK(other.defined() && (other.size() == size() || other.size() == 1),
-              "Condition::where: the other condition has ", other.size(), " rows for a batch of ", size());
+              "Condition::where: the other condition has ", other.size(), " rows for a batch of ",
+              size());
   TORCH_CHECK(mask.dim() == 1 && mask.size(0) == size(), "Condition::where: mask ", mask.sizes(),
               " for a batch of ", size());
   auto pick = [&](const torch::Tensor& mine, const torch::Tensor& theirs) {
     // mask [B] -> [B, 1, ...] to broadcast over each row's trailing dimensions.
     std::vector<int64_t> shape(static_cast<size_t>(mine.dim()), 1);
     shape[0] = size();
-    return torch::where(mask.to(mine.device()).view(shape), theirs.to(mine.device(), mine.scalar_type()), mine);
+    return torch::where(mask.to(mine.device()).view(shape),
+                        theirs.to(mine.device(), mine.scalar_type()), mine);
   };
   Tensors out;
   for (const auto& [name, t] : tensors_) out.emplace(name, pick(t, other.at(name)));
@@ -97,7 +105,8 @@ Condition Condition::to(const torch::Device& device) const {
 
 Condition Condition::cat(const std::vector<Condition>& parts) {
   if (parts.empty() || !parts.front().defined()) {
-    for (const auto& p : parts) TORCH_CHECK(!p.defined(), "Condition::cat: empty and non-empty parts");
+    for (const auto& p : parts)
+      TORCH_CHECK(!p.defined(), "Condition::cat: empty and non-empty parts");
     return {};
   }
   std::vector<torch::Tensor> ids;
@@ -110,7 +119,8 @@ Condition Condition::cat(const std::vector<Condition>& parts) {
   }
   Tensors out;
   for (auto& [name, list] : columns) {
-    TORCH_CHECK(list.size() == parts.size(), "Condition::cat: tensor '", name, "' is missing from a part");
+    TORCH_CHECK(list.size() == parts.size(), "Condition::cat: tensor '", name,
+                "' is missing from a part");
     out.emplace(name, torch::cat(list, 0));
   }
   return Condition(torch::cat(ids, 0), std::move(out), parts.front().table());
@@ -118,7 +128,8 @@ Condition Condition::cat(const std::vector<Condition>& parts) {
 
 torch::Tensor labels_of(const Condition& cond, int64_t batch, const std::string& who) {
   TORCH_CHECK(cond.defined() && cond.has("label") && cond.size() == batch, who,
-              ": a class-conditional model needs a condition with a label per sample, [", batch, "]");
+              ": a class-conditional model needs a condition with a label per sample, [", batch,
+              "]");
   const auto& labels = cond.at("label");
   TORCH_CHECK(labels.dim() == 1, who, ": labels must be [", batch, "], got ", labels.sizes());
   return labels.to(torch::kLong);

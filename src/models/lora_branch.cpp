@@ -1,13 +1,7 @@
 // LoRA's low-rank branch in the layer calls of the models (see include/ramflow/lora_branch.h).
 #include "ramflow/lora_branch.h"
 
-#if __has_include(<c10/util/variant.h>)  // LibTorch before 2.1: c10::variant; later: std::variant
-#include <c10/util/variant.h>
-#define RAMFLOW_VARIANT c10
-#else
 #include <variant>
-#define RAMFLOW_VARIANT std
-#endif
 
 #include <torch/torch.h>
 
@@ -27,11 +21,17 @@ const LoraBranch* branch_of(const torch::nn::Module& layer) {
   return &it->second;
 }
 
-// The layer's padding as two numbers: a fixed amount, or 0 for kValid (check_lora_conv refuses the rest).
+// Conv2d's options hold variants: c10::variant in LibTorch 1.13, std::variant in later ones. With
+// std::get_if in scope, an unqualified get_if<T> also finds c10::get_if by argument-dependent
+// lookup.
+using std::get_if;
+
+// The layer's padding as two numbers: a fixed amount, or 0 for kValid (check_lora_conv refuses the
+// rest).
 std::vector<int64_t> fixed_padding(const torch::nn::Conv2dImpl& layer) {
   const auto& p = layer.options.padding();
-  if (const auto* a = RAMFLOW_VARIANT::get_if<torch::ExpandingArray<2>>(&p)) return {(**a)[0], (**a)[1]};
-  if (RAMFLOW_VARIANT::get_if<torch::enumtype::kValid>(&p)) return {0, 0};
+  if (const auto* a = get_if<torch::ExpandingArray<2>>(&p)) return {(**a)[0], (**a)[1]};
+  if (get_if<torch::enumtype::kValid>(&p)) return {0, 0};
   return {};
 }
 
@@ -52,7 +52,8 @@ torch::Tensor layer_forward(torch::nn::LinearImpl& layer, const torch::Tensor& x
   auto y = layer.forward(x);  // W0 x + b: [..., out]
   if (const LoraBranch* b = branch_of(layer)) {
     namespace F = torch::nn::functional;
-    const auto z = F::linear(F::linear(x.to(b->A.scalar_type()), b->A), b->B);  // B (A x): [..., r] -> [..., out]
+    const auto z = F::linear(F::linear(x.to(b->A.scalar_type()), b->A),
+                             b->B);  // B (A x): [..., r] -> [..., out]
     y = y + (b->scale * z).to(y.scalar_type());
   }
   return y;
@@ -65,18 +66,19 @@ torch::Tensor layer_forward(torch::nn::Conv2dImpl& layer, const torch::Tensor& x
     const auto padding = fixed_padding(layer);
     auto z = torch::conv2d(x.to(b->A.scalar_type()), b->A, {}, *o.stride(), padding, *o.dilation(),
                            o.groups());  // A * x: [B, r, H', W']
-    z = torch::conv2d(z, b->B);           // B * (A * x), 1x1: [B, out, H', W']
+    z = torch::conv2d(z, b->B);          // B * (A * x), 1x1: [B, out, H', W']
     y = y + (b->scale * z).to(y.scalar_type());
   }
   return y;
 }
 
 void check_lora_conv(const torch::nn::Conv2dImpl& layer, const std::string& name) {
-  const bool zeros = RAMFLOW_VARIANT::get_if<torch::enumtype::kZeros>(&layer.options.padding_mode()) != nullptr;
+  const bool zeros = get_if<torch::enumtype::kZeros>(&layer.options.padding_mode()) != nullptr;
   if (!zeros || fixed_padding(layer).empty() || layer.options.groups() != 1)
-    throw ConfigError("LoRA: layer '" + name +
-                      "' is a Conv2d with padding 'same', a non-zero padding mode or groups; the low-rank branch "
-                      "supports zero padding by a fixed amount and groups 1");
+    throw ConfigError(
+        "LoRA: layer '" + name +
+        "' is a Conv2d with padding 'same', a non-zero padding mode or groups; the low-rank branch "
+        "supports zero padding by a fixed amount and groups 1");
 }
 
 }  // namespace ramflow

@@ -1,5 +1,5 @@
-// MLPVelocity (see include/ramflow/mlp_velocity.h). Ref for the architecture: the RAM 2-D tutorial's
-// VelocityNet (Linear(18->128)-SiLU-...-Linear(128->2)).
+// MLPVelocity (see include/ramflow/mlp_velocity.h). Ref for the architecture: the RAM 2-D
+// tutorial's VelocityNet (Linear(18->128)-SiLU-...-Linear(128->2)).
 #include "ramflow/mlp_velocity.h"
 
 #include <algorithm>
@@ -7,15 +7,18 @@
 
 #include <torch/torch.h>
 
-#include "ramflow/config.h"
 #include "core/cpu_kernels.h"
+#include "ramflow/config.h"
 
 namespace ramflow {
 
 nlohmann::json MLPVelocityOptions::to_json() const {
-  return {{"type", "mlp"},         {"dim", dim_},
-          {"hidden", hidden_},     {"depth", depth_},
-          {"frequencies", frequencies_}, {"num_classes", num_classes_},
+  return {{"type", "mlp"},
+          {"dim", dim_},
+          {"hidden", hidden_},
+          {"depth", depth_},
+          {"frequencies", frequencies_},
+          {"num_classes", num_classes_},
           {"class_dim", class_dim_}};
 }
 
@@ -25,8 +28,8 @@ MLPVelocityOptions MLPVelocityOptions::from_json(const nlohmann::json& spec) {
   auto positive = [&](const std::string& key, double def, double min) {
     double v = r.number(key, def);
     if (v < min || v != std::floor(v))
-      throw ConfigError("model 'mlp': field '" + key + "' must be an integer >= " +
-                        std::to_string(static_cast<int>(min)));
+      throw ConfigError("model 'mlp': field '" + key +
+                        "' must be an integer >= " + std::to_string(static_cast<int>(min)));
     return static_cast<int64_t>(v);
   };
   MLPVelocityOptions o(positive("dim", -1, 1));
@@ -52,10 +55,12 @@ const float* contiguous_data(const torch::Tensor& t, torch::Tensor& keep) {
 // Runs the layer stack on h_0 [B, in_0] (CPU, float32) with the dense kernels:
 //   z_l = h_l Wt_l + b_l,  h_{l+1} = silu(z_l),  v = z_{L-1}   (L = number of layers).
 // With `saved` (then h0 must be given as a tensor too), appends h_0..h_{L-1} and then z_0..z_{L-2}
-// (separate tensors) for the backward pass. Without, the hidden activations ping-pong between two halves
-// of a per-thread scratch buffer and the SiLU runs in place: one allocation (the output) per call.
-torch::Tensor run_stack(const float* h, int64_t B, const torch::Tensor& h0_tensor, torch::TensorList wt,
-                        torch::TensorList bias, std::vector<torch::Tensor>* saved) {
+// (separate tensors) for the backward pass. Without, the hidden activations ping-pong between two
+// halves of a per-thread scratch buffer and the SiLU runs in place: one allocation (the output) per
+// call.
+torch::Tensor run_stack(const float* h, int64_t B, const torch::Tensor& h0_tensor,
+                        torch::TensorList wt, torch::TensorList bias,
+                        std::vector<torch::Tensor>* saved) {
   const int64_t L = static_cast<int64_t>(wt.size());
   const auto options = wt[0].options().requires_grad(false);
   int64_t width = 0;  // the widest hidden layer
@@ -72,7 +77,7 @@ torch::Tensor run_stack(const float* h, int64_t B, const torch::Tensor& h0_tenso
     torch::Tensor z;
     float* z_ptr;
     if (last || saved) {
-      z = torch::empty({B, O}, options);                              // [B, out_l]
+      z = torch::empty({B, O}, options);  // [B, out_l]
       z_ptr = z.data_ptr<float>();
     } else {
       z_ptr = scratch.data() + (l % 2) * B * width;
@@ -102,9 +107,9 @@ int64_t input_width(const torch::Tensor& x, const torch::Tensor& labels, const t
 }
 
 // h_0 = [x, sin(t freqs), cos(t freqs), emb[label]] written row by row into hp [B, input_width]:
-// x [B, D], t [B], labels [B] (int64) and emb [C, E] (both empty for an unconditional model), freqs [F];
-// all CPU float32 except labels. The fused inference and training paths share it, so both compute
-// bit-identical velocities (a zero reward then gives an exactly zero RAM loss).
+// x [B, D], t [B], labels [B] (int64) and emb [C, E] (both empty for an unconditional model), freqs
+// [F]; all CPU float32 except labels. The fused inference and training paths share it, so both
+// compute bit-identical velocities (a zero reward then gives an exactly zero RAM loss).
 void fill_h0(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
              const torch::Tensor& emb, const torch::Tensor& freqs, float* hp) {
   const int64_t B = x.size(0), D = x.size(1), F = freqs.size(0);
@@ -138,18 +143,22 @@ void fill_h0(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor
 }
 
 // The whole network as one autograd node. Inputs: x [B, D], t [B], labels [B] (or empty), the class
-// embedding table [C, E] (or empty), freqs [F], Wt_0..Wt_{L-1}, b_0..b_{L-1}. Gradients flow to x, the
-// embedding table and every Wt_l and b_l (not to t). Backward, with g = dLoss/dz_l from the output down:
-//   dWt_l = h_l^T g,   db_l = sum over rows of g,   dh_l = g Wt_l^T,   dz_{l-1} = dh_l * silu'(z_{l-1}),
+// embedding table [C, E] (or empty), freqs [F], Wt_0..Wt_{L-1}, b_0..b_{L-1}. Gradients flow to x,
+// the embedding table and every Wt_l and b_l (not to t). Backward, with g = dLoss/dz_l from the
+// output down:
+//   dWt_l = h_l^T g,   db_l = sum over rows of g,   dh_l = g Wt_l^T,   dz_{l-1} = dh_l *
+//   silu'(z_{l-1}),
 // and finally dx = dh_0[:, :D], d emb[c] = sum of dh_0[b, D + 2F:] over the rows b with label c.
 struct FusedMLP : public torch::autograd::Function<FusedMLP> {
   static constexpr int64_t kFixedInputs = 5;  // x, t, labels, embedding, freqs
 
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& t,
                                const torch::Tensor& labels, const torch::Tensor& emb,
-                               const torch::Tensor& freqs, torch::TensorList wt, torch::TensorList bias) {
+                               const torch::Tensor& freqs, torch::TensorList wt,
+                               torch::TensorList bias) {
     std::vector<torch::Tensor> saved;  // h_0..h_{L-1}, z_0..z_{L-2}, Wt_0..Wt_{L-1}, labels
-    auto h0 = torch::empty({x.size(0), input_width(x, labels, emb, freqs)}, x.options().requires_grad(false));
+    auto h0 = torch::empty({x.size(0), input_width(x, labels, emb, freqs)},
+                           x.options().requires_grad(false));
     fill_h0(x, t, labels, emb, freqs, h0.data_ptr<float>());
     auto v = run_stack(h0.data_ptr<float>(), x.size(0), h0, wt, bias, &saved);
     saved.insert(saved.end(), wt.begin(), wt.end());
@@ -177,26 +186,26 @@ struct FusedMLP : public torch::autograd::Function<FusedMLP> {
     const int64_t W0 = kFixedInputs, B0 = kFixedInputs + L;  // input index of Wt_0 and b_0
     variable_list grads(kFixedInputs + 2 * L);
     const bool need_h0 = ctx->needs_input_grad(0) || (C > 0 && ctx->needs_input_grad(3));
-    auto g = grad_out[0].contiguous();                       // dLoss/dv: [B, D]
+    auto g = grad_out[0].contiguous();  // dLoss/dv: [B, D]
     const int64_t B = g.size(0);
     for (int64_t l = L - 1; l >= 0; --l) {
       const int64_t I = w(l).size(0), O = w(l).size(1);
-      if (ctx->needs_input_grad(W0 + l)) {                   // dWt_l = h_l^T g: [in, out]
+      if (ctx->needs_input_grad(W0 + l)) {  // dWt_l = h_l^T g: [in, out]
         grads[W0 + l] = torch::empty({I, O}, g.options());
         kernels::dense_tn(ptr(h(l)), B, I, ptr(g), O, ptr(grads[W0 + l]));
       }
-      if (ctx->needs_input_grad(B0 + l)) {                   // db_l: [out]
+      if (ctx->needs_input_grad(B0 + l)) {  // db_l: [out]
         grads[B0 + l] = torch::empty({O}, g.options());
         kernels::column_sum(ptr(g), B, O, ptr(grads[B0 + l]));
       }
       if (l == 0 && !need_h0) break;
-      auto w_t = torch::empty({O, I}, g.options());          // Wt_l^T = W_l: [out, in]
+      auto w_t = torch::empty({O, I}, g.options());  // Wt_l^T = W_l: [out, in]
       kernels::transpose(ptr(w(l)), I, O, ptr(w_t));
-      auto gh = torch::empty({B, I}, g.options());           // dh_l = g Wt_l^T: [B, in]
+      auto gh = torch::empty({B, I}, g.options());  // dh_l = g Wt_l^T: [B, in]
       kernels::dense(ptr(g), B, O, ptr(w_t), nullptr, I, ptr(gh));
       if (l == 0) {
         if (ctx->needs_input_grad(0)) grads[0] = gh.narrow(1, 0, D).contiguous();  // dx: [B, D]
-        if (C > 0 && ctx->needs_input_grad(3)) {             // d emb: [C, E]
+        if (C > 0 && ctx->needs_input_grad(3)) {                                   // d emb: [C, E]
           const int64_t E = ctx->saved_data["emb_dim"].toInt();
           auto g_emb = torch::zeros({C, E}, g.options());
           const int64_t* lp = labels.data_ptr<int64_t>();
@@ -207,7 +216,7 @@ struct FusedMLP : public torch::autograd::Function<FusedMLP> {
           grads[3] = g_emb;
         }
       } else {
-        g = torch::empty_like(gh);                           // dz_{l-1} = dh_l * silu'(z_{l-1})
+        g = torch::empty_like(gh);  // dz_{l-1} = dh_l * silu'(z_{l-1})
         kernels::silu_backward(ptr(gh), ptr(z(l - 1)), ptr(g), gh.numel());
       }
     }
@@ -255,11 +264,12 @@ void MLPVelocityImpl::reset_parameters(Rng& rng) {
 torch::Tensor MLPVelocityImpl::features(const torch::Tensor& x, const torch::Tensor& t,
                                         const Condition& cond) {
   const int64_t B = x.size(0);
-  auto h = x.reshape({B, options_.dim()});                  // [B, D]
-  auto phase = t.to(x.dtype()).unsqueeze(1) * freqs_;       // [B, F]
+  auto h = x.reshape({B, options_.dim()});             // [B, D]
+  auto phase = t.to(x.dtype()).unsqueeze(1) * freqs_;  // [B, F]
   std::vector<torch::Tensor> parts = {h, torch::sin(phase), torch::cos(phase)};
-  if (options_.num_classes() > 0) parts.push_back(class_embedding_->forward(labels_of(cond, B, "MLPVelocity")));  // [B, E]
-  return torch::cat(parts, /*dim=*/1);                      // [B, D + 2F (+ E)]
+  if (options_.num_classes() > 0)
+    parts.push_back(class_embedding_->forward(labels_of(cond, B, "MLPVelocity")));  // [B, E]
+  return torch::cat(parts, /*dim=*/1);  // [B, D + 2F (+ E)]
 }
 
 torch::Tensor MLPVelocityImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
@@ -270,11 +280,12 @@ torch::Tensor MLPVelocityImpl::forward(const torch::Tensor& x, const torch::Tens
   TORCH_CHECK(t.dim() == 1 && t.size(0) == B, "MLPVelocity: t has shape ", t.sizes(),
               ", expected [", B, "]");
   const bool conditional = options_.num_classes() > 0;
-  const auto labels = conditional ? labels_of(cond, B, "MLPVelocity").contiguous() : torch::Tensor();  // [B]
+  const auto labels =
+      conditional ? labels_of(cond, B, "MLPVelocity").contiguous() : torch::Tensor();  // [B]
   const bool fused = fused_ && x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
                      t.scalar_type() == torch::kFloat && !t.requires_grad() &&
                      wt_[0].device().is_cpu() && wt_[0].scalar_type() == torch::kFloat;
-  torch::Tensor v;                                           // [B, D]
+  torch::Tensor v;  // [B, D]
   if (fused) {
     const auto x2d = x.dim() == 2 ? x : x.reshape({B, options_.dim()});
     const auto emb = conditional ? class_embedding_->weight : torch::Tensor();
@@ -298,7 +309,7 @@ torch::Tensor MLPVelocityImpl::forward(const torch::Tensor& x, const torch::Tens
     }
     v = h;
   }
-  return v.dim() == x.dim() ? v : v.reshape(x.sizes());     // [B, ...]
+  return v.dim() == x.dim() ? v : v.reshape(x.sizes());  // [B, ...]
 }
 
 nlohmann::json MLPVelocityImpl::spec() const { return options_.to_json(); }

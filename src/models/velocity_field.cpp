@@ -15,7 +15,8 @@ VelocityFieldPtr VelocityFieldImpl::clone_trainable() const { return clone_veloc
 
 VelocityFieldPtr make_velocity_field(const nlohmann::json& spec, uint64_t init_seed) {
   if (!spec.is_object() || !spec.contains("type") || !spec["type"].is_string())
-    throw ConfigError("model spec must be a JSON object with a string \"type\", got " + spec.dump());
+    throw ConfigError("model spec must be a JSON object with a string \"type\", got " +
+                      spec.dump());
   auto model = models().get(spec["type"].get<std::string>())(spec);
   Rng rng(init_seed);
   model->reset_parameters(rng);
@@ -30,7 +31,8 @@ void copy_weights(const VelocityFieldImpl& from, VelocityFieldImpl& to) {
     TORCH_CHECK(s != nullptr, "copy_weights: source has no parameter '", kv.key(), "'");
     TORCH_CHECK(s->sizes() == kv.value().sizes(), "copy_weights: '", kv.key(), "' has shape ",
                 s->sizes(), " in the source and ", kv.value().sizes(), " in the target");
-    if (!kv.value().is_same(*s)) kv.value().copy_(*s);  // a shared (LoRA base) tensor is already equal
+    if (!kv.value().is_same(*s))
+      kv.value().copy_(*s);  // a shared (LoRA base) tensor is already equal
   }
   auto src_buf = from.named_buffers(/*recurse=*/true);
   for (auto& kv : to.named_buffers(/*recurse=*/true)) {
@@ -49,15 +51,18 @@ VelocityFieldPtr clone_velocity_field(const VelocityFieldImpl& model) {
     torch::NoGradGuard no_grad;
     auto src_params = model.named_parameters(), src_buffers = model.named_buffers();
     for (auto& kv : copy->named_parameters())
-      if (const auto* s = src_params.find(kv.key()); s && s->scalar_type() != kv.value().scalar_type())
+      if (const auto* s = src_params.find(kv.key());
+          s && s->scalar_type() != kv.value().scalar_type())
         kv.value().set_data(kv.value().to(s->scalar_type()));
     for (auto& kv : copy->named_buffers())
-      if (const auto* s = src_buffers.find(kv.key()); s && s->scalar_type() != kv.value().scalar_type())
+      if (const auto* s = src_buffers.find(kv.key());
+          s && s->scalar_type() != kv.value().scalar_type())
         kv.value().set_data(kv.value().to(s->scalar_type()));
   }
   copy_weights(model, *copy);
   auto src = model.named_parameters();
-  for (auto& kv : copy->named_parameters()) kv.value().set_requires_grad(src[kv.key()].requires_grad());
+  for (auto& kv : copy->named_parameters())
+    kv.value().set_requires_grad(src[kv.key()].requires_grad());
   copy->train(model.is_training());
   return copy;
 }
@@ -85,7 +90,8 @@ void EMA::update(const VelocityFieldImpl& model) {
   auto src = model.named_parameters();
   for (auto& kv : ema_->named_parameters()) {
     const torch::Tensor& theta = src[kv.key()];
-    if (kv.value().is_same(theta)) continue;  // shared with the model (a LoRA base): nothing to average
+    if (kv.value().is_same(theta))
+      continue;  // shared with the model (a LoRA base): nothing to average
     // theta_ema = d theta_ema + (1 - d) theta
     kv.value().mul_(d).add_(theta.detach(), 1.0 - d);
   }

@@ -1,7 +1,7 @@
-// PNG files and image grids (see include/ramflow/image.h). PNG (ISO/IEC 15948): the 8-byte signature,
-// then chunks [u32 length][4-byte type][data][u32 CRC-32 of type and data], big-endian: IHDR (width,
-// height, bit depth 8, colour type 0 grey or 2 RGB, compression 0, filter 0, interlace 0), IDAT (the zlib
-// stream of the rows, each prefixed by its filter byte; 0 = none here), IEND.
+// PNG files and image grids (see include/ramflow/image.h). PNG (ISO/IEC 15948): the 8-byte
+// signature, then chunks [u32 length][4-byte type][data][u32 CRC-32 of type and data], big-endian:
+// IHDR (width, height, bit depth 8, colour type 0 grey or 2 RGB, compression 0, filter 0, interlace
+// 0), IDAT (the zlib stream of the rows, each prefixed by its filter byte; 0 = none here), IEND.
 #include "ramflow/image.h"
 
 #include <zlib.h>
@@ -58,8 +58,9 @@ std::string encode_png(const torch::Tensor& pixels) {
   }
   uLongf size = compressBound(static_cast<uLong>(raw.size()));
   std::string z(size, '\0');
-  if (compress2(reinterpret_cast<Bytef*>(z.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
-                static_cast<uLong>(raw.size()), 6) != Z_OK)
+  if (compress2(reinterpret_cast<Bytef*>(z.data()), &size,
+                reinterpret_cast<const Bytef*>(raw.data()), static_cast<uLong>(raw.size()),
+                6) != Z_OK)
     throw IOError("PNG compression failed");
   z.resize(size);
   std::string out(reinterpret_cast<const char*>(kSignature), 8);
@@ -76,7 +77,8 @@ std::string encode_png(const torch::Tensor& pixels) {
 torch::Tensor read_png(const std::string& path) {
   const std::string bytes = read_file(path);
   const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
-  if (bytes.size() < 8 || std::memcmp(b, kSignature, 8) != 0) throw InputError(path + ": not a PNG file");
+  if (bytes.size() < 8 || std::memcmp(b, kSignature, 8) != 0)
+    throw InputError(path + ": not a PNG file");
   size_t pos = 8;
   int64_t W = 0, H = 0, C = 0;
   std::string z;
@@ -102,11 +104,12 @@ torch::Tensor read_png(const std::string& path) {
   if (W <= 0 || H <= 0) throw InputError(path + ": no IHDR");
   std::string raw(static_cast<size_t>(H * (W * C + 1)), '\0');
   uLongf size = static_cast<uLongf>(raw.size());
-  if (uncompress(reinterpret_cast<Bytef*>(raw.data()), &size, reinterpret_cast<const Bytef*>(z.data()),
-                 static_cast<uLong>(z.size())) != Z_OK ||
+  if (uncompress(reinterpret_cast<Bytef*>(raw.data()), &size,
+                 reinterpret_cast<const Bytef*>(z.data()), static_cast<uLong>(z.size())) != Z_OK ||
       size != raw.size())
     throw InputError(path + ": corrupt image data");
-  auto out = torch::empty(C == 3 ? std::vector<int64_t>{H, W, 3} : std::vector<int64_t>{H, W}, torch::kByte);
+  auto out = torch::empty(C == 3 ? std::vector<int64_t>{H, W, 3} : std::vector<int64_t>{H, W},
+                          torch::kByte);
   auto* o = out.data_ptr<uint8_t>();
   for (int64_t y = 0; y < H; ++y) {
     const auto* row = reinterpret_cast<const uint8_t*>(raw.data()) + y * (W * C + 1);
@@ -117,19 +120,27 @@ torch::Tensor read_png(const std::string& path) {
 }
 
 torch::Tensor to_bytes(const torch::Tensor& x) {
-  return ((x.detach().to(torch::kCPU, torch::kFloat) + 1.0) * 127.5).round().clamp(0, 255).to(torch::kByte);
+  return ((x.detach().to(torch::kCPU, torch::kFloat) + 1.0) * 127.5)
+      .round()
+      .clamp(0, 255)
+      .to(torch::kByte);
 }
 
-torch::Tensor image_grid(const torch::Tensor& x, int64_t rows, int64_t cols, int64_t pad, int background) {
+torch::Tensor image_grid(const torch::Tensor& x, int64_t rows, int64_t cols, int64_t pad,
+                         int background) {
   TORCH_CHECK(x.dim() == 4 && (x.size(1) == 1 || x.size(1) == 3) && x.size(0) == rows * cols,
-              "image_grid: x must be [rows * cols = ", rows * cols, ", 1 or 3, H, W], got ", x.sizes());
+              "image_grid: x must be [rows * cols = ", rows * cols, ", 1 or 3, H, W], got ",
+              x.sizes());
   const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
-  auto tiles = to_bytes(x).permute({0, 2, 3, 1});                           // [N, H, W, C]
-  auto grid = torch::full({rows * (H + pad) + pad, cols * (W + pad) + pad, C}, background, torch::kByte);
+  auto tiles = to_bytes(x).permute({0, 2, 3, 1});  // [N, H, W, C]
+  auto grid =
+      torch::full({rows * (H + pad) + pad, cols * (W + pad) + pad, C}, background, torch::kByte);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c)
-      grid.narrow(0, pad + r * (H + pad), H).narrow(1, pad + c * (W + pad), W).copy_(tiles[r * cols + c]);
-  return C == 1 ? grid.squeeze(2) : grid;                                    // [H', W'(, 3)]
+      grid.narrow(0, pad + r * (H + pad), H)
+          .narrow(1, pad + c * (W + pad), W)
+          .copy_(tiles[r * cols + c]);
+  return C == 1 ? grid.squeeze(2) : grid;  // [H', W'(, 3)]
 }
 
 torch::Tensor side_by_side(const std::vector<torch::Tensor>& grids, int64_t gap, int background) {

@@ -12,9 +12,10 @@
 namespace ramflow {
 namespace {
 
-// Okabe & Ito, "Color Universal Design" (2008): blue, orange, bluish green, vermillion, reddish purple,
-// sky blue, yellow, black.
-const char* kOkabeIto[] = {"0072B2", "E69F00", "009E73", "D55E00", "CC79A7", "56B4E9", "F0E442", "000000"};
+// Okabe & Ito, "Color Universal Design" (2008): blue, orange, bluish green, vermillion, reddish
+// purple, sky blue, yellow, black.
+const char* kOkabeIto[] = {"0072B2", "E69F00", "009E73", "D55E00",
+                           "CC79A7", "56B4E9", "F0E442", "000000"};
 
 struct Range {
   double lo = std::numeric_limits<double>::infinity();
@@ -68,7 +69,8 @@ std::string series_style(size_t i, bool marker) {
 }
 
 void line_plot(const std::string& path, const std::string& title, const std::string& xlabel,
-               const std::string& ylabel, const std::vector<Series>& series, const std::vector<HLine>& hlines) {
+               const std::string& ylabel, const std::vector<Series>& series,
+               const std::vector<HLine>& hlines) {
   Range xr, yr;
   for (const auto& s : series) {
     for (double v : s.x) xr.add(v);
@@ -110,7 +112,8 @@ void line_plot(const std::string& path, const std::string& title, const std::str
   }
   for (size_t i = 0; i < series.size(); ++i) {
     if (series[i].x.empty()) continue;
-    // MathGL draws a one-point curve as an outsized mark; a zero-length segment gets the normal mark.
+    // MathGL draws a one-point curve as an outsized mark; a zero-length segment gets the normal
+    // mark.
     auto x = series[i].x, y = series[i].y;
     if (x.size() == 1) x.push_back(x[0]), y.push_back(y[0]);
     gr.Plot(to_mgl(x), to_mgl(y), styles[i].c_str());
@@ -177,7 +180,8 @@ void sample_panels(const std::string& path, const std::vector<SamplePanel>& pane
         std::vector<double> mx, my;
         for (const auto& [x, y] : p.marks) mx.push_back(x), my.push_back(y);
         gr.SetMarkSize(1.8);
-        gr.Plot(to_mgl(mx), to_mgl(my), (" " + palette(3) + "4x").c_str());  // vermillion over the blue samples
+        gr.Plot(to_mgl(mx), to_mgl(my),
+                (" " + palette(3) + "4x").c_str());  // vermillion over the blue samples
         if (!p.marks_label.empty()) {
           gr.ClearLegend();  // each panel its own legend
           gr.AddLegend(p.marks_label.c_str(), (" " + palette(3) + "4x").c_str());

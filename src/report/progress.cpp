@@ -18,14 +18,19 @@ std::string format_duration(double s) {
   } else if (s < 3600) {
     std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
   } else {
-    std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s) / 3600, (static_cast<int>(s) / 60) % 60);
+    std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s) / 3600,
+                  (static_cast<int>(s) / 60) % 60);
   }
   return buf;
 }
 
 Progress::Progress(std::string label, int64_t total, std::ostream& out, bool tty)
-    : label_(std::move(label)), total_(total > 0 ? total : 1), out_(out), tty_(tty),
-      start_(std::chrono::steady_clock::now()), last_draw_(start_ - std::chrono::seconds(1)) {}
+    : label_(std::move(label)),
+      total_(total > 0 ? total : 1),
+      out_(out),
+      tty_(tty),
+      start_(std::chrono::steady_clock::now()),
+      last_draw_(start_ - std::chrono::seconds(1)) {}
 
 void Progress::update(int64_t done, const std::string& status) {
   const auto now = std::chrono::steady_clock::now();
@@ -46,9 +51,7 @@ void Progress::note(const std::string& text) {
   last_draw_ = start_ - std::chrono::seconds(1);  // redraw at the next update
 }
 
-void Progress::finish(const std::string& status) {
-  draw(total_, status, true);
-}
+void Progress::finish(const std::string& status) { draw(total_, status, true); }
 
 void Progress::draw(int64_t done, const std::string& status, bool final) {
   const double elapsed =
@@ -64,7 +67,9 @@ void Progress::draw(int64_t done, const std::string& status, bool final) {
   line << done << '/' << total_ << ' ' << std::setw(3) << static_cast<int>(frac * 100) << "%  "
        << format_duration(elapsed);
   if (!final && done > 0 && done < total_)
-    line << "  ETA " << format_duration(elapsed / static_cast<double>(done) * static_cast<double>(total_ - done));
+    line << "  ETA "
+         << format_duration(elapsed / static_cast<double>(done) *
+                            static_cast<double>(total_ - done));
   if (!status.empty()) line << "  " << status;
   if (tty_) {
     out_ << '\r' << line.str() << "\033[K";

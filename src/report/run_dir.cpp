@@ -23,9 +23,12 @@ void RunDir::check(const std::string& path, bool overwrite) {
   if (!fs::exists(path, ec)) return;
   if (!fs::is_directory(path, ec)) throw InputError(path + ": exists and is not a directory");
   if (fs::is_empty(path, ec)) return;
-  if (!overwrite) throw InputError(path + ": run directory exists and is not empty (pass --overwrite to replace it)");
+  if (!overwrite)
+    throw InputError(path +
+                     ": run directory exists and is not empty (pass --overwrite to replace it)");
   if (!fs::exists(fs::path(path) / "config.json"))
-    throw InputError(path + ": refusing to overwrite a directory that is not a ramflow run (no config.json)");
+    throw InputError(
+        path + ": refusing to overwrite a directory that is not a ramflow run (no config.json)");
 }
 
 RunDir RunDir::create(const std::string& path, bool overwrite) {
@@ -33,7 +36,8 @@ RunDir RunDir::create(const std::string& path, bool overwrite) {
   std::error_code ec;
   if (fs::exists(path, ec)) {
     if (!fs::is_empty(path, ec)) {
-      // Remove the summary first: if clearing fails half-way, nothing left looks like a complete run.
+      // Remove the summary first: if clearing fails half-way, nothing left looks like a complete
+      // run.
       fs::remove(fs::path(path) / "summary.json", ec);
       try {
         for (const auto& entry : fs::directory_iterator(path)) remove_tree(entry.path().string());
@@ -58,8 +62,8 @@ RunDir RunDir::open(const std::string& path) {
   return RunDir(path);
 }
 
-std::vector<nlohmann::json> RunDir::rewind_metrics(int64_t step,
-                                                 const std::function<bool(const nlohmann::json&)>& drop) {
+std::vector<nlohmann::json> RunDir::rewind_metrics(
+    int64_t step, const std::function<bool(const nlohmann::json&)>& drop) {
   metrics_.reset();
   std::vector<nlohmann::json> kept;
   std::error_code ec;
@@ -75,9 +79,11 @@ std::vector<nlohmann::json> RunDir::rewind_metrics(int64_t step,
       continue;  // a line torn by a kill
     }
     auto after = [&](const char* key) {
-      return record.is_object() && record.contains(key) && record[key].is_number() && record[key].get<double>() > static_cast<double>(step);
+      return record.is_object() && record.contains(key) && record[key].is_number() &&
+             record[key].get<double>() > static_cast<double>(step);
     };
-    if (!record.is_object() || after("step") || after("eval_step") || (drop && drop(record))) continue;
+    if (!record.is_object() || after("step") || after("eval_step") || (drop && drop(record)))
+      continue;
     text += line + "\n";
     kept.push_back(std::move(record));
   }
@@ -85,7 +91,9 @@ std::vector<nlohmann::json> RunDir::rewind_metrics(int64_t step,
   return kept;
 }
 
-std::string RunDir::file(const std::string& relative) const { return (fs::path(path_) / relative).string(); }
+std::string RunDir::file(const std::string& relative) const {
+  return (fs::path(path_) / relative).string();
+}
 std::string RunDir::checkpoint(const std::string& name) const {
   return file("checkpoints/" + name + ".safetensors");
 }

@@ -20,8 +20,8 @@ std::vector<double> to_vector(const torch::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
-// Reads a D-vector field. A given value needs all D entries (a lone "4" for a 2-D centre is more likely
-// a typo than a wish for (4, 4)); only a one-entry default, such as the origin, broadcasts.
+// Reads a D-vector field. A given value needs all D entries (a lone "4" for a 2-D centre is more
+// likely a typo than a wish for (4, 4)); only a one-entry default, such as the origin, broadcasts.
 torch::Tensor read_point(SpecReader& r, const std::string& key, int64_t dim,
                          std::optional<std::vector<double>> def = std::nullopt) {
   const bool given = r.has(key);
@@ -29,15 +29,16 @@ torch::Tensor read_point(SpecReader& r, const std::string& key, int64_t dim,
   if (!given && v.size() == 1) v.assign(dim, v[0]);
   if (static_cast<int64_t>(v.size()) != dim)
     throw ConfigError(r.what() + ": field '" + key + "' has " + std::to_string(v.size()) +
-                      (v.size() == 1 ? " entry" : " entries") + ", the data has dimension " + std::to_string(dim) +
-                      " (give all " + std::to_string(dim) + ", comma-separated)");
+                      (v.size() == 1 ? " entry" : " entries") + ", the data has dimension " +
+                      std::to_string(dim) + " (give all " + std::to_string(dim) +
+                      ", comma-separated)");
   return vec(v);
 }
 
 torch::Tensor flat(const torch::Tensor& x0) { return x0.reshape({x0.size(0), -1}); }
 
-// A float64 parameter with a float32 CPU copy made once, so that scoring a CPU float32 batch does not
-// convert it on every call.
+// A float64 parameter with a float32 CPU copy made once, so that scoring a CPU float32 batch does
+// not convert it on every call.
 class Param {
  public:
   explicit Param(torch::Tensor f64) : f64_(std::move(f64)), f32_(f64_.to(torch::kFloat)) {}
@@ -62,7 +63,9 @@ class LinearReward : public Reward {
     const int64_t D = a_.f64().size(0);
     return QuadraticForm{torch::zeros({D, D}, torch::kDouble), a_.f64(), 0.0};
   }
-  nlohmann::json spec() const override { return {{"type", "linear"}, {"coef", to_vector(a_.f64())}}; }
+  nlohmann::json spec() const override {
+    return {{"type", "linear"}, {"coef", to_vector(a_.f64())}};
+  }
 
  private:
   Param a_;  // [D]
@@ -72,7 +75,7 @@ class QuadraticReward : public Reward {
  public:
   QuadraticReward(torch::Tensor c, torch::Tensor Q) : c_(std::move(c)), Q_(std::move(Q)) {}
   torch::Tensor score(const torch::Tensor& x0, const Condition&) const override {
-    auto d = flat(x0) - c_.like(x0);                                // [B, D]
+    auto d = flat(x0) - c_.like(x0);  // [B, D]
     return -0.5 * (torch::matmul(d, Q_.like(x0)) * d).sum(1);
   }
   bool differentiable() const override { return true; }
@@ -96,7 +99,7 @@ class BumpReward : public Reward {
  public:
   BumpReward(torch::Tensor c, double s, double h) : c_(std::move(c)), s_(s), h_(h) {}
   torch::Tensor score(const torch::Tensor& x0, const Condition&) const override {
-    auto d2 = (flat(x0) - c_.like(x0)).square().sum(1);          // [B]
+    auto d2 = (flat(x0) - c_.like(x0)).square().sum(1);  // [B]
     return torch::exp(d2 * (-0.5 / (s_ * s_))) * h_;
   }
   bool differentiable() const override { return true; }
@@ -130,7 +133,8 @@ RewardPtr make_quadratic_reward(const nlohmann::json& spec, int64_t dim) {
   } else if (q.is_array() && !q.empty() && q[0].is_number()) {
     auto d = q.get<std::vector<double>>();
     if (static_cast<int64_t>(d.size()) != dim)
-      throw ConfigError("reward 'quadratic': 'q' as a diagonal needs " + std::to_string(dim) + " entries");
+      throw ConfigError("reward 'quadratic': 'q' as a diagonal needs " + std::to_string(dim) +
+                        " entries");
     Q = torch::diag(vec(d));
   } else {
     try {

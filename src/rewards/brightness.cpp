@@ -1,9 +1,9 @@
 // The brightness reward: the mean of all coordinates of a sample, an image's mean intensity.
 //   r(x) = (1/D) sum_i x_i,   D = the number of coordinates of one sample
-// Differentiable (grad = 1/D everywhere) and linear, so it is also a quadratic form (Q = 0, b = 1/D),
-// which gives the exact tilt of Gaussian-mixture data. A simple image statistic for tests and for
-// weighted sums with learned or non-differentiable rewards (a classic "hacking" direction: a tilt toward
-// brightness washes the images out).
+// Differentiable (grad = 1/D everywhere) and linear, so it is also a quadratic form (Q = 0, b =
+// 1/D), which gives the exact tilt of Gaussian-mixture data. A simple image statistic for tests and
+// for weighted sums with learned or non-differentiable rewards (a classic "hacking" direction: a
+// tilt toward brightness washes the images out).
 #include <torch/torch.h>
 
 #include "ramflow/config.h"

@@ -1,9 +1,11 @@
 // The classifier reward: the log-probability that a learned judge assigns to the requested class.
-//   r(x, c) = log softmax(f(x))_c,   f = an ImageClassifier (classifier.h), c = the sample's condition
-// (or the spec's fixed "class"). It plays GenEval's role for the fashion task: "does the image show what
-// was asked for". Differentiable (through the classifier, in eval mode), at most 0.
-// Spec: {"type": "classifier", "checkpoint": a path or a shipped file's name
-//        (default "fashion_classifier.safetensors"), "class": K (optional: one class for every sample)}.
+//   r(x, c) = log softmax(f(x))_c,   f = an ImageClassifier (classifier.h), c = the sample's
+//   condition
+// (or the spec's fixed "class"). It plays GenEval's role for the fashion task: "does the image show
+// what was asked for". Differentiable (through the classifier, in eval mode), at most 0. Spec:
+// {"type": "classifier", "checkpoint": a path or a shipped file's name
+//        (default "fashion_classifier.safetensors"), "class": K (optional: one class for every
+//        sample)}.
 #include <mutex>
 
 #include <torch/torch.h>
@@ -25,18 +27,20 @@ class ClassifierReward : public Reward {
     for (auto& p : model_->parameters()) p.set_requires_grad(false);
     const int64_t K = model_->options().num_classes();
     if (fixed_class_ >= K)
-      throw ConfigError("reward 'classifier': class " + std::to_string(fixed_class_) + " is outside the judge's " +
-                        std::to_string(K) + " classes");
+      throw ConfigError("reward 'classifier': class " + std::to_string(fixed_class_) +
+                        " is outside the judge's " + std::to_string(K) + " classes");
   }
   torch::Tensor score(const torch::Tensor& x0, const Condition& cond) const override {
     const int64_t B = x0.size(0);
     torch::Tensor c;
     if (fixed_class_ >= 0) {
-      c = torch::full({B}, fixed_class_, torch::TensorOptions().dtype(torch::kLong).device(x0.device()));
+      c = torch::full({B}, fixed_class_,
+                      torch::TensorOptions().dtype(torch::kLong).device(x0.device()));
     } else {
       if (!cond.defined())
-        throw ConfigError("reward 'classifier' scores the requested class: the samples have no condition "
-                          "(use a conditional task, or give the reward a fixed \"class\")");
+        throw ConfigError(
+            "reward 'classifier' scores the requested class: the samples have no condition "
+            "(use a conditional task, or give the reward a fixed \"class\")");
       c = labels_of(cond, B, "reward 'classifier'").to(x0.device());  // [B]
       const int64_t lo = c.min().item<int64_t>(), hi = c.max().item<int64_t>();
       if (lo < 0 || hi >= model_->options().num_classes())
@@ -51,8 +55,8 @@ class ClassifierReward : public Reward {
       if (p.device() != x0.device() || p.scalar_type() != x0.scalar_type())
         model_->to(x0.device(), x0.scalar_type());
     }
-    auto logp = torch::log_softmax(model_->forward(x0), 1);                   // [B, K]
-    return logp.gather(1, c.unsqueeze(1)).squeeze(1);                        // [B]
+    auto logp = torch::log_softmax(model_->forward(x0), 1);  // [B, K]
+    return logp.gather(1, c.unsqueeze(1)).squeeze(1);        // [B]
   }
   bool differentiable() const override { return true; }
   nlohmann::json spec() const override {
@@ -77,7 +81,8 @@ RewardPtr make_classifier_reward(const nlohmann::json& spec, int64_t /*dim*/) {
   int64_t fixed_class = -1;
   if (r.has("class")) {
     const double k = r.number("class");
-    if (k < 0 || k != std::floor(k)) throw ConfigError("reward 'classifier': 'class' must be an integer >= 0");
+    if (k < 0 || k != std::floor(k))
+      throw ConfigError("reward 'classifier': 'class' must be an integer >= 0");
     fixed_class = static_cast<int64_t>(k);
   }
   r.finish();

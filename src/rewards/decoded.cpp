@@ -10,7 +10,8 @@ namespace {
 
 class DecodedReward : public Reward {
  public:
-  DecodedReward(DecoderPtr decoder, RewardPtr reward) : decoder_(std::move(decoder)), reward_(std::move(reward)) {}
+  DecodedReward(DecoderPtr decoder, RewardPtr reward)
+      : decoder_(std::move(decoder)), reward_(std::move(reward)) {}
   torch::Tensor score(const torch::Tensor& z, const Condition& cond) const override {
     return score_terms(z, cond).total;
   }

@@ -1,10 +1,12 @@
-// JPEG size rewards, the classic non-differentiable rewards of diffusion RL (DDPO's compressibility and
-// incompressibility): each image is encoded with libjpeg at a fixed quality and scored by its size,
+// JPEG size rewards, the classic non-differentiable rewards of diffusion RL (DDPO's compressibility
+// and incompressibility): each image is encoded with libjpeg at a fixed quality and scored by its
+// size,
 //   jpeg-compressibility     r = -(size in kB)    (simpler, smoother images)
 //   jpeg-incompressibility   r = +(size in kB)    (busier images)
-// with 1 kB = 1000 bytes. Images are [B, C, H, W], C = 1 (grey) or 3 (RGB), values in the data range
-// [-1, 1], mapped to 8-bit pixels round((x + 1) / 2 * 255), clamped. Encoding is deterministic, so the
-// same image always gets the same score; the reward has no gradient.
+// with 1 kB = 1000 bytes. Images are [B, C, H, W], C = 1 (grey) or 3 (RGB), values in the data
+// range
+// [-1, 1], mapped to 8-bit pixels round((x + 1) / 2 * 255), clamped. Encoding is deterministic, so
+// the same image always gets the same score; the reward has no gradient.
 #include <jpeglib.h>
 
 #include <csetjmp>
@@ -29,7 +31,9 @@ struct JpegError {
   std::jmp_buf jump;
 };
 
-void on_jpeg_error(j_common_ptr info) { std::longjmp(reinterpret_cast<JpegError*>(info->err)->jump, 1); }
+void on_jpeg_error(j_common_ptr info) {
+  std::longjmp(reinterpret_cast<JpegError*>(info->err)->jump, 1);
+}
 
 // Encoded size in bytes of one 8-bit image, rows of width * channels bytes.
 size_t jpeg_size(const uint8_t* pixels, int height, int width, int channels, int quality) {
@@ -54,7 +58,8 @@ size_t jpeg_size(const uint8_t* pixels, int height, int width, int channels, int
   jpeg_set_quality(&c, quality, TRUE);
   jpeg_start_compress(&c, TRUE);
   while (c.next_scanline < c.image_height) {
-    auto* row = const_cast<JSAMPROW>(pixels + static_cast<size_t>(c.next_scanline) * width * channels);
+    auto* row =
+        const_cast<JSAMPROW>(pixels + static_cast<size_t>(c.next_scanline) * width * channels);
     jpeg_write_scanlines(&c, &row, 1);
   }
   jpeg_finish_compress(&c);
@@ -65,7 +70,8 @@ size_t jpeg_size(const uint8_t* pixels, int height, int width, int channels, int
 
 class JpegReward : public Reward {
  public:
-  JpegReward(std::string name, double sign, int quality) : name_(std::move(name)), sign_(sign), quality_(quality) {}
+  JpegReward(std::string name, double sign, int quality)
+      : name_(std::move(name)), sign_(sign), quality_(quality) {}
 
   torch::Tensor score(const torch::Tensor& x0, const Condition&) const override {
     TORCH_CHECK(x0.dim() == 4 && (x0.size(1) == 1 || x0.size(1) == 3), "reward '", name_,
@@ -82,8 +88,10 @@ class JpegReward : public Reward {
     const auto* p = pixels.data_ptr<uint8_t>();
     for (int64_t b = 0; b < B; ++b)
       kb[static_cast<size_t>(b)] = static_cast<float>(
-          sign_ * static_cast<double>(jpeg_size(p + b * H * W * C, static_cast<int>(H), static_cast<int>(W),
-                                                static_cast<int>(C), quality_)) / 1000.0);
+          sign_ *
+          static_cast<double>(jpeg_size(p + b * H * W * C, static_cast<int>(H), static_cast<int>(W),
+                                        static_cast<int>(C), quality_)) /
+          1000.0);
     return torch::tensor(kb).to(x0.device());  // [B]
   }
   bool differentiable() const override { return false; }

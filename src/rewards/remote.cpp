@@ -1,11 +1,11 @@
 // A reward served by another process over HTTP (protocol: include/ramflow/reward_protocol.h).
 // Spec: {"type": "remote", "url": "http://host:port/path", "timeout": 60, "connect_timeout": 5,
 //        "retries": 3, "backoff": 0.5, "max_bytes": 67108864, "encoding": "f32" | "png",
-//        "overlap": false (true: score the batch in parts, each while the next is rolled out; trainer.h),
-//        "token_env": "NAME" (optional: the bearer token is read from this environment variable; the
-//        token itself is never in the spec, a log or a run directory)}.
-// Not differentiable. Each call sends the whole batch as one request with a fresh id; the response is
-// validated (protocol, id, count, finiteness) before any score is used.
+//        "overlap": false (true: score the batch in parts, each while the next is rolled out;
+//        trainer.h), "token_env": "NAME" (optional: the bearer token is read from this environment
+//        variable; the token itself is never in the spec, a log or a run directory)}.
+// Not differentiable. Each call sends the whole batch as one request with a fresh id; the response
+// is validated (protocol, id, count, finiteness) before any score is used.
 #include <atomic>
 #include <cstdlib>
 
@@ -24,7 +24,8 @@ namespace {
 
 class RemoteReward : public Reward {
  public:
-  RemoteReward(std::string url, HttpOptions http, std::string encoding, std::string token_env, bool overlap)
+  RemoteReward(std::string url, HttpOptions http, std::string encoding, std::string token_env,
+               bool overlap)
       : url_(std::move(url)),
         http_(std::move(http)),
         encoding_(std::move(encoding)),
@@ -84,7 +85,8 @@ RewardPtr make_remote_reward(const nlohmann::json& spec, int64_t /*dim*/) {
   http.read_timeout(r.number("timeout", 60.0))
       .connect_timeout(r.number("connect_timeout", 5.0))
       .backoff(r.number("backoff", 0.5));
-  const double retries = r.number("retries", 3.0), max_bytes = r.number("max_bytes", 64.0 * (1 << 20));
+  const double retries = r.number("retries", 3.0),
+               max_bytes = r.number("max_bytes", 64.0 * (1 << 20));
   const std::string encoding = r.text("encoding", std::string("f32"));
   const std::string token_env = r.has("token_env") ? r.text("token_env") : std::string();
   bool overlap = false;
@@ -100,12 +102,14 @@ RewardPtr make_remote_reward(const nlohmann::json& spec, int64_t /*dim*/) {
     throw ConfigError("reward 'remote': retries must be an integer in [0, 100]");
   if (!(http.backoff() >= 0)) throw ConfigError("reward 'remote': backoff must be >= 0 seconds");
   if (!(max_bytes >= 1024)) throw ConfigError("reward 'remote': max_bytes must be >= 1024");
-  if (encoding != "f32" && encoding != "png") throw ConfigError("reward 'remote': encoding must be f32 or png");
+  if (encoding != "f32" && encoding != "png")
+    throw ConfigError("reward 'remote': encoding must be f32 or png");
   http.retries(static_cast<int64_t>(retries)).max_response_bytes(static_cast<int64_t>(max_bytes));
   if (!token_env.empty()) {
     const char* token = std::getenv(token_env.c_str());
     if (!token || !*token)
-      throw ConfigError("reward 'remote': token_env names " + token_env + ", which is not set in the environment");
+      throw ConfigError("reward 'remote': token_env names " + token_env +
+                        ", which is not set in the environment");
     http.bearer_token(token);
   }
   return std::make_shared<RemoteReward>(url, http, encoding, token_env, overlap);

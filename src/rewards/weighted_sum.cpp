@@ -1,8 +1,10 @@
 // Weighted sum of rewards: r(x) = sum_i w_i r_i(x).
-// Spec: {"type": "sum", "terms": [{"weight": w_i, "name": n_i, "type": ..., ...fields of r_i}, ...]}.
-// Each term is logged on its own (unweighted) under its name: "name" if given, else its type (with
-// "#2", "#3", ... on repeats); a term's own parts (a remote reward's sub-scores) as "<name>/<part>".
-// Differentiable iff every term is; a quadratic form iff every term has one (forms add linearly).
+// Spec: {"type": "sum", "terms": [{"weight": w_i, "name": n_i, "type": ..., ...fields of r_i},
+// ...]}. Each term is logged on its own (unweighted) under its name: "name" if given, else its type
+// (with
+// "#2", "#3", ... on repeats); a term's own parts (a remote reward's sub-scores) as
+// "<name>/<part>". Differentiable iff every term is; a quadratic form iff every term has one (forms
+// add linearly).
 #include <algorithm>
 
 #include <torch/torch.h>
@@ -15,9 +17,12 @@ namespace {
 
 class WeightedSumReward : public Reward {
  public:
-  WeightedSumReward(std::vector<RewardPtr> terms, std::vector<double> weights, std::vector<std::string> names,
-                    std::vector<bool> named)
-      : terms_(std::move(terms)), weights_(std::move(weights)), names_(std::move(names)), named_(std::move(named)) {}
+  WeightedSumReward(std::vector<RewardPtr> terms, std::vector<double> weights,
+                    std::vector<std::string> names, std::vector<bool> named)
+      : terms_(std::move(terms)),
+        weights_(std::move(weights)),
+        names_(std::move(names)),
+        named_(std::move(named)) {}
 
   torch::Tensor score(const torch::Tensor& x0, const Condition& cond) const override {
     return score_terms(x0, cond).total;  // (differentiable terms keep their graph through it)
@@ -93,31 +98,36 @@ RewardPtr make_weighted_sum_reward(const nlohmann::json& spec, int64_t dim) {
     double w = 1.0;
     if (term.contains("weight")) {
       if (!term["weight"].is_number())
-        throw ConfigError("reward 'sum': term " + std::to_string(i) + ": 'weight' must be a number");
+        throw ConfigError("reward 'sum': term " + std::to_string(i) +
+                          ": 'weight' must be a number");
       w = term["weight"].get<double>();
       term.erase("weight");
     }
     std::string name;
     if (term.contains("name")) {
       if (!term["name"].is_string() || term["name"].get<std::string>().empty())
-        throw ConfigError("reward 'sum': term " + std::to_string(i) + ": 'name' must be a non-empty string");
+        throw ConfigError("reward 'sum': term " + std::to_string(i) +
+                          ": 'name' must be a non-empty string");
       name = term["name"].get<std::string>();
       term.erase("name");
       if (std::find(names.begin(), names.end(), name) != names.end())
         throw ConfigError("reward 'sum': two terms are named '" + name + "'");
       named.push_back(true);
     } else {
-      const std::string type =
-          term.contains("type") && term["type"].is_string() ? term["type"].get<std::string>() : std::string("term");
+      const std::string type = term.contains("type") && term["type"].is_string()
+                                   ? term["type"].get<std::string>()
+                                   : std::string("term");
       name = type;
-      for (int k = 2; std::find(names.begin(), names.end(), name) != names.end(); ++k) name = type + "#" + std::to_string(k);
+      for (int k = 2; std::find(names.begin(), names.end(), name) != names.end(); ++k)
+        name = type + "#" + std::to_string(k);
       named.push_back(false);
     }
     names.push_back(name);
     parts.push_back(make_reward(term, dim));
     weights.push_back(w);
   }
-  return std::make_shared<WeightedSumReward>(std::move(parts), std::move(weights), std::move(names), std::move(named));
+  return std::make_shared<WeightedSumReward>(std::move(parts), std::move(weights), std::move(names),
+                                             std::move(named));
 }
 
 }  // namespace ramflow

@@ -11,8 +11,10 @@ namespace {
 void register_builtin_samplers(Registry<SamplerInfo>& r) {
   r.add("euler", {euler_step, 1, false}, "Euler ODE, first order, 1 evaluation per step");
   r.add("heun", {heun_step, 2, false}, "Heun ODE, second order, 2 evaluations per step");
-  r.add("dpm2", {dpm2_step, 2, false}, "DPM-Solver-2 (2S, data prediction), second order, 2 evaluations per step");
-  r.add("sde", {flow_grpo_sde_step, 1, true}, "Flow-GRPO's SDE with noise level a = 0.7 (same marginals)");
+  r.add("dpm2", {dpm2_step, 2, false},
+        "DPM-Solver-2 (2S, data prediction), second order, 2 evaluations per step");
+  r.add("sde", {flow_grpo_sde_step, 1, true},
+        "Flow-GRPO's SDE with noise level a = 0.7 (same marginals)");
   r.add("memoryless", {memoryless_sde_step, 1, true},
         "the memoryless SDE (a = sqrt 2): endpoint independent of the starting noise");
 }
@@ -55,7 +57,8 @@ SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOp
   return out;
 }
 
-int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options) {
+int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1,
+                             const SampleOptions& options) {
   const SamplerInfo& info = samplers().get(options.sampler());
   if (info.stochastic) return -1;
   const auto grid = time_grid(options.steps(), options.shift());
@@ -70,8 +73,9 @@ int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1, const
 
 SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const Condition& cond,
                     const SampleOptions& options, Rng* rng) {
-  return sample([&](const torch::Tensor& x, const torch::Tensor& t) { return model.forward(x, t, cond); },
-                x1, options, rng);
+  return sample(
+      [&](const torch::Tensor& x, const torch::Tensor& t) { return model.forward(x, t, cond); }, x1,
+      options, rng);
 }
 
 }  // namespace ramflow

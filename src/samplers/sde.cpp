@@ -1,4 +1,5 @@
-// Flow-GRPO's ODE-to-SDE step, its log-density and the trajectory rollout (see include/ramflow/sde.h).
+// Flow-GRPO's ODE-to-SDE step, its log-density and the trajectory rollout (see
+// include/ramflow/sde.h).
 #include "ramflow/sde.h"
 
 #include <algorithm>
@@ -13,8 +14,8 @@ namespace ramflow {
 
 namespace {
 void check_step(double t, double t_next) {
-  TORCH_CHECK(t <= 1.0 && t_next >= 0.0 && t_next < t, "sde step: need 1 >= t > t_next >= 0, got t = ", t,
-              ", t_next = ", t_next);
+  TORCH_CHECK(t <= 1.0 && t_next >= 0.0 && t_next < t,
+              "sde step: need 1 >= t > t_next >= 0, got t = ", t, ", t_next = ", t_next);
 }
 }  // namespace
 
@@ -41,8 +42,10 @@ torch::Tensor sde_mean(const torch::Tensor& x, const torch::Tensor& v, const tor
   return expand_time(x_coef, x) * x + expand_time(v_coef, v) * v;
 }
 
-SdeStep sde_step(const torch::Tensor& x, const torch::Tensor& v, double a, double t, double t_next) {
-  TORCH_CHECK(x.sizes() == v.sizes(), "sde_step: x has shape ", x.sizes(), " but v has ", v.sizes());
+SdeStep sde_step(const torch::Tensor& x, const torch::Tensor& v, double a, double t,
+                 double t_next) {
+  TORCH_CHECK(x.sizes() == v.sizes(), "sde_step: x has shape ", x.sizes(), " but v has ",
+              v.sizes());
   const SdeCoefficients k = sde_coefficients(a, t, t_next);
   SdeStep out;
   const int64_t B = x.size(0);
@@ -55,8 +58,8 @@ SdeStep sde_step(const torch::Tensor& x, const torch::Tensor& v, double a, doubl
 
 torch::Tensor gaussian_log_prob(const torch::Tensor& x_next, const torch::Tensor& mean,
                                 const torch::Tensor& std, const std::string& reduce) {
-  TORCH_CHECK(x_next.sizes() == mean.sizes(), "gaussian_log_prob: x_next ", x_next.sizes(), " vs mean ",
-              mean.sizes());
+  TORCH_CHECK(x_next.sizes() == mean.sizes(), "gaussian_log_prob: x_next ", x_next.sizes(),
+              " vs mean ", mean.sizes());
   const int64_t B = x_next.size(0);
   TORCH_CHECK(std.dim() == 1 && std.size(0) == B, "gaussian_log_prob: std has shape ", std.sizes(),
               ", expected [", B, "]");
@@ -72,7 +75,8 @@ torch::Tensor gaussian_log_prob(const torch::Tensor& x_next, const torch::Tensor
 torch::Tensor gaussian_log_prob(const torch::Tensor& x_next, const torch::Tensor& mean, double std,
                                 const std::string& reduce) {
   TORCH_CHECK(std > 0, "gaussian_log_prob: std must be > 0, got ", std);
-  return gaussian_log_prob(x_next, mean, torch::full({x_next.size(0)}, std, mean.options()), reduce);
+  return gaussian_log_prob(x_next, mean, torch::full({x_next.size(0)}, std, mean.options()),
+                           reduce);
 }
 
 torch::Tensor sde_sampler_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
@@ -81,13 +85,13 @@ torch::Tensor sde_sampler_step(const VelocityFn& v, const torch::Tensor& x, doub
   return step.mean.add(noise, step.std);
 }
 
-torch::Tensor flow_grpo_sde_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
-                                 const torch::Tensor& noise) {
+torch::Tensor flow_grpo_sde_step(const VelocityFn& v, const torch::Tensor& x, double t,
+                                 double t_next, const torch::Tensor& noise) {
   return sde_sampler_step(v, x, t, t_next, noise, 0.7);
 }
 
-torch::Tensor memoryless_sde_step(const VelocityFn& v, const torch::Tensor& x, double t, double t_next,
-                                  const torch::Tensor& noise) {
+torch::Tensor memoryless_sde_step(const VelocityFn& v, const torch::Tensor& x, double t,
+                                  double t_next, const torch::Tensor& noise) {
   return sde_sampler_step(v, x, t, t_next, noise, std::sqrt(2.0));
 }
 
@@ -102,8 +106,8 @@ std::vector<int64_t> stochastic_steps(int64_t N, int64_t window, double window_e
   return steps;
 }
 
-Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, const Condition& cond,
-                             const TrajectoryOptions& options, Rng& rng) {
+Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1,
+                             const Condition& cond, const TrajectoryOptions& options, Rng& rng) {
   const auto& grid = options.grid();
   TORCH_CHECK(grid.size() >= 2 && grid.front() == 1.0 && grid.back() == 0.0,
               "sample_trajectory: the grid must run from 1 to 0");
@@ -120,7 +124,7 @@ Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1, 
   std::vector<int64_t> shape = {N + 1};
   shape.insert(shape.end(), x1.sizes().begin(), x1.sizes().end());
   // Ordinary tensors, filled in place under inference mode: methods may save them for backward.
-  out.x = torch::empty(shape, x1.options().requires_grad(false));    // [N + 1, B, ...]
+  out.x = torch::empty(shape, x1.options().requires_grad(false));          // [N + 1, B, ...]
   out.log_prob = torch::zeros({N, B}, x1.options().requires_grad(false));  // [N, B]
   {
     c10::InferenceMode inference;

@@ -19,10 +19,12 @@ void TimeDistribution::validate() const {
     if (!(std > 0.0)) throw ConfigError("time distribution 'logit_normal': std must be > 0");
     return;
   }
-  throw ConfigError("unknown time distribution '" + kind + "' (known: uniform, power, logit_normal)");
+  throw ConfigError("unknown time distribution '" + kind +
+                    "' (known: uniform, power, logit_normal)");
 }
 
-torch::Tensor TimeDistribution::sample(int64_t n, Rng& rng, const torch::TensorOptions& opts) const {
+torch::Tensor TimeDistribution::sample(int64_t n, Rng& rng,
+                                       const torch::TensorOptions& opts) const {
   validate();
   torch::Tensor t;
   if (kind == "uniform") {
@@ -53,7 +55,8 @@ double TimeDistribution::density(double t) const {
 double shift_time(double t, double shift) { return shift * t / (1.0 + (shift - 1.0) * t); }
 
 std::vector<double> time_grid(int64_t steps, double shift) {
-  if (steps < 1) throw ConfigError("sampling grid: steps must be >= 1, got " + std::to_string(steps));
+  if (steps < 1)
+    throw ConfigError("sampling grid: steps must be >= 1, got " + std::to_string(steps));
   if (!(shift > 0.0)) throw ConfigError("sampling grid: shift must be > 0");
   std::vector<double> grid(steps + 1);
   for (int64_t k = 0; k <= steps; ++k) {

@@ -25,8 +25,9 @@ GaussianMixture gauss2d() { return GaussianMixture::single({1.0, -1.0}, 0.5); }
 
 TaskPtr custom_mixture(const nlohmann::json& params) {
   if (params.is_null())
-    throw ConfigError("task 'mixture' needs its mixture: set 'mixture' to "
-                      "{\"weights\": [...], \"means\": [[...]], \"stds\": [...]}");
+    throw ConfigError(
+        "task 'mixture' needs its mixture: set 'mixture' to "
+        "{\"weights\": [...], \"means\": [[...]], \"stds\": [...]}");
   return make_mixture_task("mixture", GaussianMixture::from_json(params, "task 'mixture'"), params);
 }
 
@@ -36,9 +37,11 @@ void register_builtin_tasks(Registry<TaskInfo>& r) {
   r.add("gauss2d", {fixed("gauss2d", gauss2d)}, "single Gaussian N((1,-1), 0.5^2 I) (2-D)");
   r.add("mixture", {custom_mixture}, "Gaussian mixture from the 'mixture' setting");
   r.add("ring-prompts", {make_prompt_ring_task, {{"pretrain_label_dropout", 0.1}}},
-        "the ring asked for by prompt: 8 directions with random context/pooled embeddings (2-D, text-conditioned)");
-  r.add("fashion", {[](const nlohmann::json& p) { return make_image_task(fashion_mnist_info(), p); },
-                    image_task_preset()},
+        "the ring asked for by prompt: 8 directions with random context/pooled embeddings (2-D, "
+        "text-conditioned)");
+  r.add("fashion",
+        {[](const nlohmann::json& p) { return make_image_task(fashion_mnist_info(), p); },
+         image_task_preset()},
         "Fashion-MNIST: 10 classes of 28x28 grey images, class-conditional (--data-dir)");
 }
 

@@ -1,4 +1,5 @@
-// Gaussian mixtures and their exact flow-matching velocity (see include/ramflow/gaussian_mixture.h).
+// Gaussian mixtures and their exact flow-matching velocity (see
+// include/ramflow/gaussian_mixture.h).
 #include "ramflow/gaussian_mixture.h"
 
 #include <cmath>
@@ -11,18 +12,16 @@
 namespace ramflow {
 namespace {
 
-torch::Tensor to_tensor(const std::vector<double>& v) {
-  return torch::tensor(v, torch::kDouble);
-}
+torch::Tensor to_tensor(const std::vector<double>& v) { return torch::tensor(v, torch::kDouble); }
 
 }  // namespace
 
 void GaussianMixture::validate() const {
   if (!weights.defined() || !means.defined() || !covs.defined())
     throw ConfigError("Gaussian mixture: weights, means and covs must all be given");
-  if (weights.dim() != 1 || means.dim() != 2 || covs.dim() != 3 || means.size(0) != weights.size(0) ||
-      covs.size(0) != weights.size(0) || covs.size(1) != means.size(1) ||
-      covs.size(2) != means.size(1)) {
+  if (weights.dim() != 1 || means.dim() != 2 || covs.dim() != 3 ||
+      means.size(0) != weights.size(0) || covs.size(0) != weights.size(0) ||
+      covs.size(1) != means.size(1) || covs.size(2) != means.size(1)) {
     std::ostringstream s;
     s << "Gaussian mixture: shapes disagree: weights " << weights.sizes() << ", means "
       << means.sizes() << ", covs " << covs.sizes() << " (expected [M], [M, D], [M, D, D])";
@@ -39,9 +38,9 @@ void GaussianMixture::validate() const {
 }
 
 torch::Tensor GaussianMixture::sample(int64_t n, Rng& rng, const torch::TensorOptions& opts) const {
-  auto k = rng.multinomial(weights, n);                              // [N]
+  auto k = rng.multinomial(weights, n);                                          // [N]
   auto z = rng.randn({n, dim()}, torch::TensorOptions().dtype(torch::kDouble));  // [N, D]
-  auto L = torch::linalg_cholesky(covs);                            // [M, D, D]
+  auto L = torch::linalg_cholesky(covs);                                         // [M, D, D]
   auto x = means.index_select(0, k) +
            torch::matmul(L.index_select(0, k), z.unsqueeze(-1)).squeeze(-1);  // [N, D]
   auto out = x.to(torch::kFloat);
@@ -49,12 +48,12 @@ torch::Tensor GaussianMixture::sample(int64_t n, Rng& rng, const torch::TensorOp
 }
 
 torch::Tensor GaussianMixture::log_prob(const torch::Tensor& x_in) const {
-  auto x = x_in.to(torch::kCPU, torch::kDouble);                    // [N, D]
-  auto L = torch::linalg_cholesky(covs);                            // [M, D, D]
-  auto r = x.unsqueeze(1) - means.unsqueeze(0);                      // [N, M, D]
+  auto x = x_in.to(torch::kCPU, torch::kDouble);                                  // [N, D]
+  auto L = torch::linalg_cholesky(covs);                                          // [M, D, D]
+  auto r = x.unsqueeze(1) - means.unsqueeze(0);                                   // [N, M, D]
   auto sol = torch::cholesky_solve(r.unsqueeze(-1), L.unsqueeze(0)).squeeze(-1);  // [N, M, D]
-  auto maha = (r * sol).sum(-1);                                     // [N, M]
-  auto logdet = 2.0 * torch::log(torch::diagonal(L, 0, -2, -1)).sum(-1);  // [M]
+  auto maha = (r * sol).sum(-1);                                                  // [N, M]
+  auto logdet = 2.0 * torch::log(torch::diagonal(L, 0, -2, -1)).sum(-1);          // [M]
   const double D = static_cast<double>(dim());
   auto logn = -0.5 * (maha + logdet.unsqueeze(0) + D * std::log(2.0 * M_PI));
   return torch::logsumexp(logn + torch::log(weights).unsqueeze(0), 1);  // [N]
@@ -167,18 +166,18 @@ torch::Tensor mixture_velocity(const GaussianMixture& g, const torch::Tensor& x_
   auto t = t_in.to(torch::kCPU, torch::kDouble).reshape({B, 1, 1, 1});  // [B, 1, 1, 1]
   auto a = 1.0 - t;
   auto I = torch::eye(D, torch::kDouble);
-  auto S = a * a * g.covs.unsqueeze(0) + t * t * I;                 // [B, M, D, D]
+  auto S = a * a * g.covs.unsqueeze(0) + t * t * I;  // [B, M, D, D]
   auto L = torch::linalg_cholesky(S);
-  auto r = x.unsqueeze(1) - a.squeeze(-1) * g.means.unsqueeze(0);   // [B, M, D]
-  auto sol = torch::cholesky_solve(r.unsqueeze(-1), L);             // [B, M, D, 1]  S^-1 r
+  auto r = x.unsqueeze(1) - a.squeeze(-1) * g.means.unsqueeze(0);  // [B, M, D]
+  auto sol = torch::cholesky_solve(r.unsqueeze(-1), L);            // [B, M, D, 1]  S^-1 r
   // v_k = t S^-1 r - a Sigma_k S^-1 r - mu_k
   auto v_k = (t * sol - a * torch::matmul(g.covs.unsqueeze(0), sol)).squeeze(-1) -
-             g.means.unsqueeze(0);                                  // [B, M, D]
-  auto maha = (r * sol.squeeze(-1)).sum(-1);                        // [B, M]
+             g.means.unsqueeze(0);                                        // [B, M, D]
+  auto maha = (r * sol.squeeze(-1)).sum(-1);                              // [B, M]
   auto logdet = 2.0 * torch::log(torch::diagonal(L, 0, -2, -1)).sum(-1);  // [B, M]
   auto logpost = torch::log(g.weights).unsqueeze(0) - 0.5 * (maha + logdet);
-  auto post = torch::softmax(logpost, 1);                           // [B, M]
-  auto v = (post.unsqueeze(-1) * v_k).sum(1);                       // [B, D]
+  auto post = torch::softmax(logpost, 1);      // [B, M]
+  auto v = (post.unsqueeze(-1) * v_k).sum(1);  // [B, D]
   return v.to(x_in.options());
 }
 

@@ -7,8 +7,8 @@
 
 #include "ramflow/config.h"
 #include "ramflow/errors.h"
-#include "ramflow/strings.h"
 #include "ramflow/idx.h"
+#include "ramflow/strings.h"
 #include "ramflow/unet.h"
 
 namespace ramflow {
@@ -26,8 +26,9 @@ class ImageTask : public Task {
     train_ = load(dir, "train");
     test_ = load(dir, "t10k");
     if (train_.images.sizes().slice(1) != test_.images.sizes().slice(1))
-      throw InputError("task '" + info_.name + "': training images are " + shape_text(train_.images) +
-                       " but test images are " + shape_text(test_.images) + " (in " + dir + ")");
+      throw InputError("task '" + info_.name + "': training images are " +
+                       shape_text(train_.images) + " but test images are " +
+                       shape_text(test_.images) + " (in " + dir + ")");
   }
   std::string name() const override { return info_.name; }
   std::vector<int64_t> sample_shape() const override {
@@ -35,17 +36,22 @@ class ImageTask : public Task {
   }
   int64_t num_classes() const override { return static_cast<int64_t>(info_.class_names.size()); }
   std::string condition_text(int64_t id) const override {
-    return id >= 0 && id < num_classes() ? info_.class_names[static_cast<size_t>(id)] : Task::condition_text(id);
+    return id >= 0 && id < num_classes() ? info_.class_names[static_cast<size_t>(id)]
+                                         : Task::condition_text(id);
   }
   torch::Tensor sample_data(int64_t n, Rng& rng, const torch::TensorOptions& opts,
                             Condition* cond) const override {
-    auto idx = rng.uniform_int(train_.images.size(0), {n});                   // [n] with replacement
-    auto x = to_unit(train_.images.index_select(0, idx));                 // [n, 1, H, W]
+    auto idx = rng.uniform_int(train_.images.size(0), {n});  // [n] with replacement
+    auto x = to_unit(train_.images.index_select(0, idx));    // [n, 1, H, W]
     if (cond) *cond = conditions(train_.labels.index_select(0, idx)).to(opts.device());
     return opts.has_device() ? x.to(opts.device()) : x;
   }
-  std::optional<Split> test_split() const override { return Split{to_unit(test_.images), conditions(test_.labels)}; }
-  Split training_split() const override { return Split{to_unit(train_.images), conditions(train_.labels)}; }
+  std::optional<Split> test_split() const override {
+    return Split{to_unit(test_.images), conditions(test_.labels)};
+  }
+  Split training_split() const override {
+    return Split{to_unit(train_.images), conditions(train_.labels)};
+  }
   nlohmann::json default_model() const override {
     return default_image_model(1, train_.images.size(1), num_classes());
   }
@@ -73,8 +79,10 @@ class ImageTask : public Task {
     const std::string label_path = find(dir, split + "-labels-idx1-ubyte");
     auto images = read_idx(image_path, 3);
     auto labels = read_idx(label_path, 1);
-    if (images.scalar_type() != torch::kByte) throw InputError(image_path + ": images must be uint8");
-    if (labels.scalar_type() != torch::kByte) throw InputError(label_path + ": labels must be uint8");
+    if (images.scalar_type() != torch::kByte)
+      throw InputError(image_path + ": images must be uint8");
+    if (labels.scalar_type() != torch::kByte)
+      throw InputError(label_path + ": labels must be uint8");
     if (images.size(0) != labels.size(0))
       throw InputError(label_path + ": " + std::to_string(labels.size(0)) + " labels for " +
                        std::to_string(images.size(0)) + " images in " + image_path);
@@ -95,10 +103,11 @@ class ImageTask : public Task {
 }  // namespace
 
 const ImageDatasetInfo& fashion_mnist_info() {
-  static const ImageDatasetInfo info{
-      "fashion", "/usr/share/datasets/fashion-mnist", "Debian's dataset-fashion-mnist (scripts/setup)",
-      {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-       "Ankle boot"}};
+  static const ImageDatasetInfo info{"fashion",
+                                     "/usr/share/datasets/fashion-mnist",
+                                     "Debian's dataset-fashion-mnist (scripts/setup)",
+                                     {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}};
   return info;
 }
 
@@ -114,20 +123,35 @@ TaskPtr make_image_task(const ImageDatasetInfo& info, const nlohmann::json& para
 
 nlohmann::json image_task_preset() {
   return {// pretraining (the shipped base model's settings)
-          {"pretrain_steps", 8000}, {"pretrain_batch", 128}, {"pretrain_lr", 5e-4}, {"pretrain_ema", 0.999},
-          {"pretrain_label_dropout", 0.1}, {"pretrain_grad_clip", 1.0},
+          {"pretrain_steps", 8000},
+          {"pretrain_batch", 128},
+          {"pretrain_lr", 5e-4},
+          {"pretrain_ema", 0.999},
+          {"pretrain_label_dropout", 0.1},
+          {"pretrain_grad_clip", 1.0},
           // post-training: the shipped base, the classifier reward, and the demo's sizes
-          {"base", "fashion_base.safetensors"}, {"reward", "classifier"},
+          {"base", "fashion_base.safetensors"},
+          {"reward", "classifier"},
           {"eval_classifier", "fashion_eval_classifier.safetensors"},
-          {"steps", 400}, {"groups", 4}, {"group_size", 8}, {"rollout_steps", 10}, {"multiplier", 2.0},
+          {"steps", 400},
+          {"groups", 4},
+          {"group_size", 8},
+          {"rollout_steps", 10},
+          {"multiplier", 2.0},
           {"lr", 3e-5},
-          // RAM's signal centred within each group, m (r - group mean): the same fixed point in expectation
-          // (E[u - v_theta | x_t] = 0 on-policy), and no runaway: with the raw m r a group of bad images
-          // (log-probabilities near -10) pushes hardest where the model is already worst: with --seed 1 the
-          // raw signal diverged after 200 steps (gradient norm 1 -> 290); centred it stayed below 2.
+          // RAM's signal centred within each group, m (r - group mean): the same fixed point in
+          // expectation (E[u - v_theta | x_t] = 0 on-policy), and no runaway: with the raw m r a
+          // group of bad images (log-probabilities near -10) pushes hardest where the model is
+          // already worst: with --seed 1 the raw signal diverged after 200 steps (gradient norm 1
+          // -> 290); centred it stayed below 2.
           {"ram_signal", "centered"},
-          {"eval_samples", 500}, {"eval_pool", 2000}, {"eval_steps", 10}, {"eval_every", 50},
-          {"eval_curve_samples", 200}, {"eval_kl_samples", 50}, {"eval_kl_steps", 10}};
+          {"eval_samples", 500},
+          {"eval_pool", 2000},
+          {"eval_steps", 10},
+          {"eval_every", 50},
+          {"eval_curve_samples", 200},
+          {"eval_kl_samples", 50},
+          {"eval_kl_steps", 10}};
 }
 
 nlohmann::json default_image_model(int64_t channels, int64_t size, int64_t num_classes) {

@@ -2,8 +2,8 @@
 #include <torch/torch.h>
 
 #include "ramflow/errors.h"
-#include "ramflow/mlp_velocity.h"
 #include "ramflow/mixture_task.h"
+#include "ramflow/mlp_velocity.h"
 
 namespace ramflow {
 namespace {
@@ -34,7 +34,8 @@ class MixtureTask : public Task {
 
 }  // namespace
 
-TaskPtr make_mixture_task(const std::string& name, GaussianMixture mixture, const nlohmann::json& params) {
+TaskPtr make_mixture_task(const std::string& name, GaussianMixture mixture,
+                          const nlohmann::json& params) {
   return std::make_shared<MixtureTask>(name, std::move(mixture), params);
 }
 

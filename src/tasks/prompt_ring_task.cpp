@@ -23,8 +23,8 @@ class PromptRingTask : public Task {
   PromptRingTask() {
     // Rows 0..K-1: the prompts' embeddings; row K: the empty prompt's (the null condition).
     Rng rng(0);
-    context_ = rng.randn({kPrompts + 1, kTokens, kContextDim});             // [K + 1, L, C]
-    pooled_ = rng.randn({kPrompts + 1, kPooledDim});                        // [K + 1, P]
+    context_ = rng.randn({kPrompts + 1, kTokens, kContextDim});  // [K + 1, L, C]
+    pooled_ = rng.randn({kPrompts + 1, kPooledDim});             // [K + 1, P]
   }
   std::string name() const override { return "ring-prompts"; }
   std::vector<int64_t> sample_shape() const override { return {2}; }
@@ -44,14 +44,18 @@ class PromptRingTask : public Task {
                                                         ids.max().item<int64_t>() < kPrompts)),
                 "ring-prompts: ids must be [n] in [-1, ", kPrompts, ")");
     const auto rows = torch::where(ids == kNullId, torch::full_like(ids, kPrompts), ids);  // [n]
-    return Condition(ids, {{"context", context_.index_select(0, rows)}, {"pooled", pooled_.index_select(0, rows)}},
-                     table());
+    return Condition(
+        ids,
+        {{"context", context_.index_select(0, rows)}, {"pooled", pooled_.index_select(0, rows)}},
+        table());
   }
 
-  /// Prompt k asks for modes k and k + 1 of the ring, each with probability 1/2: x = mu_j + 0.15 eps.
-  torch::Tensor sample_data(int64_t n, Rng& rng, const torch::TensorOptions& opts, Condition* cond) const override {
-    const auto ids = rng.uniform_int(kPrompts, {n});                         // [n]
-    const auto mode = ids + rng.uniform_int(2, {n});                         // [n]: k or k + 1
+  /// Prompt k asks for modes k and k + 1 of the ring, each with probability 1/2: x = mu_j + 0.15
+  /// eps.
+  torch::Tensor sample_data(int64_t n, Rng& rng, const torch::TensorOptions& opts,
+                            Condition* cond) const override {
+    const auto ids = rng.uniform_int(kPrompts, {n});  // [n]
+    const auto mode = ids + rng.uniform_int(2, {n});  // [n]: k or k + 1
     const auto angle = mode.to(torch::kDouble) * (2.0 * M_PI / kPrompts);
     const auto mu = kRadius * torch::stack({torch::cos(angle), torch::sin(angle)}, 1);  // [n, 2]
     auto x = (mu + kStd * rng.randn({n, 2}, torch::kDouble)).to(torch::kFloat);
@@ -70,7 +74,8 @@ class PromptRingTask : public Task {
 }  // namespace
 
 TaskPtr make_prompt_ring_task(const nlohmann::json& params) {
-  if (!params.is_null()) throw ConfigError("task 'ring-prompts' takes no parameters, got " + params.dump());
+  if (!params.is_null())
+    throw ConfigError("task 'ring-prompts' takes no parameters, got " + params.dump());
   return std::make_shared<PromptRingTask>();
 }
 

@@ -38,7 +38,8 @@ std::string Task::condition_text(int64_t id) const {
 }
 
 Task::Split Task::training_split() const {
-  throw ConfigError("task '" + name() + "' has no training split (it is a distribution, not a dataset)");
+  throw ConfigError("task '" + name() +
+                    "' has no training split (it is a distribution, not a dataset)");
 }
 
 }  // namespace ramflow

@@ -13,15 +13,20 @@ namespace ramflow {
 AdamW::AdamW(std::vector<torch::Tensor> params, AdamWOptions options) : options_(options) {
   if (params.empty()) throw ConfigError("AdamW: no parameters to optimise");
   if (!(options_.lr() > 0)) throw ConfigError("AdamW: lr must be > 0");
-  if (!(options_.beta1() >= 0 && options_.beta1() < 1 && options_.beta2() >= 0 && options_.beta2() < 1))
+  if (!(options_.beta1() >= 0 && options_.beta1() < 1 && options_.beta2() >= 0 &&
+        options_.beta2() < 1))
     throw ConfigError("AdamW: betas must be in [0, 1)");
   // The groups: the parameters of each (dtype, device), in the order of their first parameter.
   for (auto& p : params) {
-    TORCH_CHECK(p.requires_grad() && p.is_leaf(), "AdamW: parameters must be leaves with requires_grad");
-    TORCH_CHECK(p.is_floating_point(), "AdamW: parameters must be floating point, got ", p.scalar_type());
+    TORCH_CHECK(p.requires_grad() && p.is_leaf(),
+                "AdamW: parameters must be leaves with requires_grad");
+    TORCH_CHECK(p.is_floating_point(), "AdamW: parameters must be floating point, got ",
+                p.scalar_type());
     Group* g = nullptr;
     for (auto& h : groups_)
-      if (h.params.front().scalar_type() == p.scalar_type() && h.params.front().device() == p.device()) g = &h;
+      if (h.params.front().scalar_type() == p.scalar_type() &&
+          h.params.front().device() == p.device())
+        g = &h;
     if (!g) g = &groups_.emplace_back();
     g->params.push_back(p);
   }
@@ -32,7 +37,8 @@ AdamW::AdamW(std::vector<torch::Tensor> params, AdamWOptions options) : options_
     const auto options = g.params.front().options().requires_grad(false);
     g.flat = torch::empty({total}, options);
     g.grad = torch::zeros_like(g.flat);
-    g.m = torch::zeros({total}, options.dtype(torch::kFloat));  // moments in float32 whatever the dtype
+    g.m = torch::zeros({total},
+                       options.dtype(torch::kFloat));  // moments in float32 whatever the dtype
     g.v = torch::zeros_like(g.m);
     int64_t offset = 0;
     for (auto& p : g.params) {
@@ -47,8 +53,8 @@ AdamW::AdamW(std::vector<torch::Tensor> params, AdamWOptions options) : options_
   }
 }
 
-// Autograd accumulates into an existing .grad in place, so the views stay attached; code that replaced
-// a .grad (e.g. set it to None) gets its values copied back into the flat buffer here.
+// Autograd accumulates into an existing .grad in place, so the views stay attached; code that
+// replaced a .grad (e.g. set it to None) gets its values copied back into the flat buffer here.
 void AdamW::reattach_grads() {
   torch::NoGradGuard no_grad;
   for (auto& g : groups_) {
@@ -103,14 +109,18 @@ void AdamW::step() {
   for (auto& g : groups_) {
     if (g.flat.is_cpu() && g.flat.scalar_type() == torch::kFloat) {
       // The same update in one vectorised pass over the buffers.
-      const kernels::AdamWStep step{static_cast<float>(b1),          static_cast<float>(b2),
-                                    static_cast<float>(decay),       static_cast<float>(lr / bias1),
-                                    static_cast<float>(std::sqrt(bias2)), static_cast<float>(options_.eps())};
+      const kernels::AdamWStep step{static_cast<float>(b1),
+                                    static_cast<float>(b2),
+                                    static_cast<float>(decay),
+                                    static_cast<float>(lr / bias1),
+                                    static_cast<float>(std::sqrt(bias2)),
+                                    static_cast<float>(options_.eps())};
       kernels::adamw(g.flat.data_ptr<float>(), g.m.data_ptr<float>(), g.v.data_ptr<float>(),
                      g.grad.data_ptr<float>(), g.flat.numel(), step);
       continue;
     }
-    // Other dtypes and devices: the update in float32 (the moments' dtype), rounded once into the parameters.
+    // Other dtypes and devices: the update in float32 (the moments' dtype), rounded once into the
+    // parameters.
     const auto grad = g.grad.to(torch::kFloat);
     auto theta = g.flat.to(torch::kFloat);
     if (options_.weight_decay() != 0) theta.mul_(decay);
@@ -120,8 +130,8 @@ void AdamW::step() {
     theta.addcdiv_(g.m, denom, -lr / bias1);
     g.flat.copy_(theta);
   }
-  // The parameters are views with their own version counters (set_data keeps them): bump them so that
-  // autograd still detects a parameter modified between a forward and its backward.
+  // The parameters are views with their own version counters (set_data keeps them): bump them so
+  // that autograd still detects a parameter modified between a forward and its backward.
   for (auto& g : groups_)
     for (auto& p : g.params) torch::autograd::impl::bump_version(p);
 }
@@ -132,12 +142,13 @@ std::vector<std::pair<std::string, torch::Tensor>> AdamW::state() const {
     m.push_back(g.m.cpu());
     v.push_back(g.v.cpu());
   }
-  return {{"m", torch::cat(m)}, {"v", torch::cat(v)}, {"steps", torch::tensor({steps_}, torch::kLong)}};
+  return {
+      {"m", torch::cat(m)}, {"v", torch::cat(v)}, {"steps", torch::tensor({steps_}, torch::kLong)}};
 }
 
 void AdamW::load_state(const torch::Tensor& m, const torch::Tensor& v, int64_t steps) {
-  TORCH_CHECK(m.numel() == numel_ && v.numel() == numel_, "AdamW: state has ", m.numel(), " entries, the optimiser ",
-              numel_);
+  TORCH_CHECK(m.numel() == numel_ && v.numel() == numel_, "AdamW: state has ", m.numel(),
+              " entries, the optimiser ", numel_);
   torch::NoGradGuard no_grad;
   const auto m_flat = m.reshape({-1}), v_flat = v.reshape({-1});
   int64_t offset = 0;

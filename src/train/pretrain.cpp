@@ -29,7 +29,8 @@ void pretrain_flow_matching(VelocityFieldImpl& model, const DataSampler& data,
     throw ConfigError("pretrain: steps, batch and lr must be positive");
   if (!(options.label_dropout() >= 0 && options.label_dropout() <= 1))
     throw ConfigError("pretrain: label dropout must be in [0, 1]");
-  if (!(options.ema() >= 0 && options.ema() < 1)) throw ConfigError("pretrain: ema must be in [0, 1)");
+  if (!(options.ema() >= 0 && options.ema() < 1))
+    throw ConfigError("pretrain: ema must be in [0, 1)");
   options.time().validate();
   auto params = model.parameters();
   TORCH_CHECK(!params.empty(), "pretrain: the model has no parameters");
@@ -46,7 +47,8 @@ void pretrain_flow_matching(VelocityFieldImpl& model, const DataSampler& data,
     if (cond.defined()) {
       cond = cond.to(opts.device());
       if (options.label_dropout() > 0) {
-        auto drop = rng.rand({cond.size()}).lt(options.label_dropout()).to(opts.device());  // [B] bool
+        auto drop =
+            rng.rand({cond.size()}).lt(options.label_dropout()).to(opts.device());  // [B] bool
         cond = cond.where(drop, options.null_condition());
       }
     }

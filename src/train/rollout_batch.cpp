@@ -10,7 +10,9 @@ RolloutBatch RolloutBatch::slice(int64_t begin, int64_t end) const {
   TORCH_CHECK(0 <= begin && begin < end && end <= B, "RolloutBatch::slice: [", begin, ", ", end,
               ") is not inside [0, ", B, ")");
   if (begin == 0 && end == B) return *this;
-  auto rows = [&](const torch::Tensor& t, int64_t dim) { return t.defined() ? t.slice(dim, begin, end) : t; };
+  auto rows = [&](const torch::Tensor& t, int64_t dim) {
+    return t.defined() ? t.slice(dim, begin, end) : t;
+  };
   RolloutBatch out;
   out.x0 = rows(x0, 0);
   out.cond = cond.slice(begin, end);

@@ -34,10 +34,12 @@ void Trainer::check(const TrainerOptions& options, const Method& method, const R
   const int64_t B = options.groups() * options.group_size();
   if (options.minibatches() < 1 || B % options.minibatches())
     throw ConfigError("--minibatches " + std::to_string(options.minibatches()) +
-                      " must divide the batch of --groups x --group = " + std::to_string(B) + " endpoints");
+                      " must divide the batch of --groups x --group-size = " + std::to_string(B) +
+                      " endpoints");
   if (!(options.old_decay() >= 0 && options.old_decay() <= 1) || !(options.old_ramp() >= 0))
     throw ConfigError("--old-decay must be in [0, 1] and --old-ramp >= 0");
-  if (!(options.eval_ema() >= 0 && options.eval_ema() < 1)) throw ConfigError("--eval-ema must be in [0, 1)");
+  if (!(options.eval_ema() >= 0 && options.eval_ema() < 1))
+    throw ConfigError("--eval-ema must be in [0, 1)");
   if (options.grad_clip() < 0) throw ConfigError("--grad-clip must be >= 0");
   if (!(options.cfg() >= 0)) throw ConfigError("--cfg must be >= 0");
   const RolloutSpec spec = method.rollout_spec();
@@ -57,19 +59,21 @@ Trainer::Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward
       options_(std::move(options)),
       cond_(std::move(cond)),
       rng_(options_.seed()) {
-  TORCH_CHECK(policy_ && ref_ && reward_ && method_, "Trainer: policy, ref, reward and method are required");
+  TORCH_CHECK(policy_ && ref_ && reward_ && method_,
+              "Trainer: policy, ref, reward and method are required");
   check(options_, *method_, *reward_);
   std::vector<torch::Tensor> params;
   for (auto& p : policy_->parameters())
     if (p.requires_grad()) params.push_back(p);
   if (params.empty()) throw ConfigError("trainer: the policy has no trainable parameters");
   optimizer_ = std::make_unique<AdamW>(params, AdamWOptions()
-                                                     .lr(options_.lr())
-                                                     .beta1(options_.beta1())
-                                                     .beta2(options_.beta2())
-                                                     .weight_decay(options_.weight_decay()));
+                                                   .lr(options_.lr())
+                                                   .beta1(options_.beta1())
+                                                   .beta2(options_.beta2())
+                                                   .weight_decay(options_.weight_decay()));
   if (method_->uses_old_policy()) old_.emplace(*policy_, options_.old_decay(), options_.old_ramp());
-  // The released Flow-GRPO warms its EMA up as min(0.9, (1 + n) / (10 + n)); min(decay, 0.1 n) is as short.
+  // The released Flow-GRPO warms its EMA up as min(0.9, (1 + n) / (10 + n)); min(decay, 0.1 n) is
+  // as short.
   if (options_.eval_ema() > 0) eval_ema_.emplace(*policy_, options_.eval_ema(), 0.1);
 }
 
@@ -90,7 +94,7 @@ StepRecord Trainer::totals() const {
   return rec;
 }
 
-// --- state for checkpoints ------------------------------------------------------------------------
+// --- state for checkpoints -----------------------------------------------------------------------
 TrainerState Trainer::state() const {
   TrainerState st;
   for (const auto& [name, t] : optimizer_->state())
@@ -110,25 +114,31 @@ TrainerState Trainer::state() const {
   return st;
 }
 
-void Trainer::load_state(const NamedTensors& tensors, const nlohmann::json& meta, const std::string& source) {
+void Trainer::load_state(const NamedTensors& tensors, const nlohmann::json& meta,
+                         const std::string& source) {
   auto bad = [&](const std::string& why) { return InputError(source + ": " + why); };
   if (!meta.is_object()) throw bad("no trainer state");
   const std::string method = meta.value("method", std::string());
   if (method != method_->name())
-    throw bad("its trainer state is of method '" + method + "', this run's is '" + method_->name() + "'");
-  for (const char* key : {"step", "nfe", "reward_evals", "optimizer_steps", "old_updates", "ema_updates"})
+    throw bad("its trainer state is of method '" + method + "', this run's is '" + method_->name() +
+              "'");
+  for (const char* key :
+       {"step", "nfe", "reward_evals", "optimizer_steps", "old_updates", "ema_updates"})
     if (!meta.contains(key) || !meta[key].is_number_integer() || meta[key].get<int64_t>() < 0)
       throw bad(std::string("trainer state field '") + key + "' is missing or not a count");
   for (const char* key : {"seconds", "nfe_train"})
-    if (!meta.contains(key) || !meta[key].is_number()) throw bad(std::string("trainer state field '") + key + "' is missing");
+    if (!meta.contains(key) || !meta[key].is_number())
+      throw bad(std::string("trainer state field '") + key + "' is missing");
   load_model_tensors(tensors, "policy", *policy_, source);
   if (old_) load_model_tensors(tensors, "old", old_->model(), source);
   if (eval_ema_) load_model_tensors(tensors, "ema", eval_ema_->model(), source);
-  const torch::Tensor *m = find_tensor(tensors, "optimizer.m"), *v = find_tensor(tensors, "optimizer.v");
+  const torch::Tensor *m = find_tensor(tensors, "optimizer.m"),
+                      *v = find_tensor(tensors, "optimizer.v");
   const int64_t n = optimizer_->numel();  // the moments are float32 (adamw.h)
   if (!m || !v || m->numel() != n || v->numel() != n || m->scalar_type() != torch::kFloat ||
       v->scalar_type() != torch::kFloat)
-    throw bad("the optimiser state is missing or does not match the " + std::to_string(n) + " trainable parameters");
+    throw bad("the optimiser state is missing or does not match the " + std::to_string(n) +
+              " trainable parameters");
   optimizer_->load_state(*m, *v, meta["optimizer_steps"].get<int64_t>());
   if (old_) old_->set_updates(meta["old_updates"].get<int64_t>());
   if (eval_ema_) eval_ema_->set_updates(meta["ema_updates"].get<int64_t>());
@@ -151,7 +161,8 @@ std::string time_text(double t) {
 }
 }  // namespace
 
-// A non-finite endpoint is the model's fault, not the reward's: say so, and where the rollout diverged.
+// A non-finite endpoint is the model's fault, not the reward's: say so, and where the rollout
+// diverged.
 void Trainer::check_rollout(const torch::Tensor& x0, const torch::Tensor& x1, const Condition& cond,
                             const torch::Tensor& trajectory, const std::vector<double>& grid,
                             VelocityFieldImpl& sampler_model, int64_t offset) {
@@ -174,14 +185,16 @@ void Trainer::check_rollout(const torch::Tensor& x0, const torch::Tensor& x1, co
         [&](const torch::Tensor& xt, const torch::Tensor& t) { return v.forward(xt, t, cond); }, x1,
         options_.rollout());
     if (k > 0)
-      where = " at sampler step " + std::to_string(k) + " of " + std::to_string(options_.rollout().steps()) +
+      where = " at sampler step " + std::to_string(k) + " of " +
+              std::to_string(options_.rollout().steps()) +
               " (t = " + time_text(grid[static_cast<size_t>(k)]) + ")";
   }
-  throw NumericalError("the rollout diverged" + where + ": sample " + std::to_string(bad + offset) +
-                       " is non-finite (the model's velocity blew up; lower --lr or set --grad-clip)");
+  throw NumericalError(
+      "the rollout diverged" + where + ": sample " + std::to_string(bad + offset) +
+      " is non-finite (the model's velocity blew up; lower --lr or set --grad-clip)");
 }
 
-// --- rollout: on-policy endpoints from the ODE sampler, scored by the reward ------------------------
+// --- rollout: on-policy endpoints from the ODE sampler, scored by the reward ---------------------
 RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   RolloutBatch batch;
   batch.groups = options_.groups();
@@ -189,17 +202,20 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   const int64_t B = batch.groups * batch.group_size;
   auto opts = policy_->parameters().front().options().requires_grad(false);
   if (cond_.draw)
-    batch.cond = cond_.draw(batch.groups, rng).to(opts.device()).repeat_interleave(batch.group_size);  // B rows
+    batch.cond = cond_.draw(batch.groups, rng)
+                     .to(opts.device())
+                     .repeat_interleave(batch.group_size);  // B rows
   std::vector<int64_t> shape = {B};
   shape.insert(shape.end(), options_.sample_shape().begin(), options_.sample_shape().end());
-  auto x1 = rng.randn(shape, opts);                                           // [B, ...] ~ N(0, I)
+  auto x1 = rng.randn(shape, opts);  // [B, ...] ~ N(0, I)
   const RolloutSpec spec = method_->rollout_spec();
   if (spec.noise_level > 0 || spec.trajectory) {
     // Euler steps on the configured grid, stochastic on all steps or on a window of them.
     const auto grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
     const int64_t N = static_cast<int64_t>(grid.size()) - 1;
-    const auto sde_steps = spec.noise_level > 0 ? stochastic_steps(N, spec.window, spec.window_end, rng)
-                                                : std::vector<int64_t>{};
+    const auto sde_steps = spec.noise_level > 0
+                               ? stochastic_steps(N, spec.window, spec.window_end, rng)
+                               : std::vector<int64_t>{};
     Trajectory traj = sample_trajectory(sampler_model, x1, batch.cond,
                                         TrajectoryOptions()
                                             .grid(grid)
@@ -208,8 +224,8 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
                                             .log_prob_reduce(spec.log_prob_reduce),
                                         rng);
     batch.grid = traj.grid;
-    batch.trajectory = traj.x;                                                // [N + 1, B, ...]
-    batch.log_prob = traj.log_prob;                                           // [N, B]
+    batch.trajectory = traj.x;       // [N + 1, B, ...]
+    batch.log_prob = traj.log_prob;  // [N, B]
     batch.sde_steps = traj.sde_steps;
     batch.x0 = traj.x[N];
     nfe_ += traj.nfe;
@@ -217,21 +233,23 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
     GuidedVelocityImpl guided(sampler_model, options_.cfg(), cond_.null);
     VelocityFieldImpl& v = batch.cond.defined() && options_.cfg() != 1.0 ? guided : sampler_model;
     batch.grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
-    const bool overlap = reward_->overlap() && !samplers().get(options_.rollout().sampler()).stochastic && B > 1;
+    const bool overlap =
+        reward_->overlap() && !samplers().get(options_.rollout().sampler()).stochastic && B > 1;
     if (overlap) {
-      // Each part goes to the reward server as soon as it is rolled out, while the next part is: its
-      // scoring overlaps the rest of the rollout (and, on a server that answers requests concurrently,
-      // the other parts' scoring). The noise x1 was drawn for the whole batch and ODE samplers draw
-      // nothing more, so the endpoints are those of one rollout.
+      // Each part goes to the reward server as soon as it is rolled out, while the next part is:
+      // its scoring overlaps the rest of the rollout (and, on a server that answers requests
+      // concurrently, the other parts' scoring). The noise x1 was drawn for the whole batch and ODE
+      // samplers draw nothing more, so the endpoints are those of one rollout.
       constexpr int64_t kParts = 4;
       const int64_t parts = std::min(B, kParts);
       std::vector<torch::Tensor> x0s;
-      std::vector<std::future<ScoredBatch>> pending;  // every part's request in flight as soon as it exists
+      std::vector<std::future<ScoredBatch>>
+          pending;  // every part's request in flight as soon as it exists
       for (int64_t c = 0; c < parts; ++c) {
         const int64_t lo = c * B / parts, hi = (c + 1) * B / parts;
         const auto x1_c = x1.slice(0, lo, hi);
         const auto cond_c = batch.cond.slice(lo, hi);
-        auto result = sample(v, x1_c, cond_c, options_.rollout(), nullptr);    // [hi - lo, ...]
+        auto result = sample(v, x1_c, cond_c, options_.rollout(), nullptr);  // [hi - lo, ...]
         if (c == 0) nfe_ += result.nfe;  // per sample: every part takes the same steps
         check_rollout(result.x0, x1_c, cond_c, {}, batch.grid, sampler_model, lo);
         pending.push_back(std::async(std::launch::async, [this, x0 = result.x0, cond_c] {
@@ -241,10 +259,10 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
       }
       std::vector<ScoredBatch> scores;
       for (auto& p : pending) scores.push_back(p.get());
-      batch.x0 = torch::cat(x0s, 0);                                          // [B, ...]
+      batch.x0 = torch::cat(x0s, 0);  // [B, ...]
       std::vector<torch::Tensor> totals;
       for (const auto& s : scores) totals.push_back(s.total);
-      batch.reward = torch::cat(totals, 0);                                   // [B]
+      batch.reward = torch::cat(totals, 0);                     // [B]
       for (const auto& [name, first] : scores.front().terms) {  // a term every part has
         std::vector<torch::Tensor> parts_of;
         for (const auto& s : scores)
@@ -253,14 +271,14 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
       }
     } else {
       auto result = sample(v, x1, batch.cond, options_.rollout(), &rng);
-      batch.x0 = result.x0;                                                   // [B, ...]
+      batch.x0 = result.x0;  // [B, ...]
       nfe_ += result.nfe;
     }
   }
   if (!batch.reward.defined()) {
     check_rollout(batch.x0, x1, batch.cond, batch.trajectory, batch.grid, sampler_model);
     ScoredBatch scored = score_terms_checked(*reward_, batch.x0, batch.cond);
-    batch.reward = scored.total;                                              // [B]
+    batch.reward = scored.total;  // [B]
     batch.reward_terms = std::move(scored.terms);
   }
   reward_evals_ += B;
@@ -276,15 +294,20 @@ StepRecord Trainer::step() {
   method_->begin_step(step_, models);
   VelocityFieldImpl* chosen = method_->rollout_model(models);
   std::string skipped;  // why the step was skipped (StepRecord::skipped), else empty
-  auto skip = [&](const std::string& why) { skipped = "step " + std::to_string(step_ + 1) + ": " + why; };
+  auto skip = [&](const std::string& why) {
+    skipped = "step " + std::to_string(step_ + 1) + ": " + why;
+  };
   RolloutBatch batch;
   try {
-    batch = rollout(chosen ? *chosen : old_ && method_->rollouts_from_old() ? old_->model() : *policy_, rng);
+    batch = rollout(chosen                                 ? *chosen
+                    : old_ && method_->rollouts_from_old() ? old_->model()
+                                                           : *policy_,
+                    rng);
   } catch (const NumericalError& e) {  // a diverged rollout, or a non-finite reward
     skip(e.what());
   }
 
-  // --- loss and optimiser steps, one per minibatch -------------------------------------------------
+  // --- loss and optimiser steps, one per minibatch -----------------------------------------------
   const int64_t M = options_.minibatches();
   double loss = 0, grad_norm = 0;
   std::map<std::string, double> metrics;  // each method metric, the mean over the minibatches
@@ -295,7 +318,8 @@ StepRecord Trainer::step() {
     }
     const int64_t size = batch.size() / M;
     for (int64_t i = 0; i < M; ++i) {
-      const LossOutput out = method_->loss(M == 1 ? batch : batch.slice(i * size, (i + 1) * size), models, rng);
+      const LossOutput out =
+          method_->loss(M == 1 ? batch : batch.slice(i * size, (i + 1) * size), models, rng);
       const double value = out.loss.item<double>();
       if (!std::isfinite(value)) {
         skip("method '" + method_->name() + "' produced a non-finite loss");
@@ -312,19 +336,21 @@ StepRecord Trainer::step() {
       optimizer_->clip_grad_norm(norm, options_.grad_clip());
       optimizer_->step();
       loss += value / static_cast<double>(M);
-      // Each endpoint is in one minibatch, so per-endpoint counts (nfe_train) are the minibatches' mean too.
+      // Each endpoint is in one minibatch, so per-endpoint counts (nfe_train) are the minibatches'
+      // mean too.
       for (const auto& [name, v] : out.metrics) metrics[name] += v / static_cast<double>(M);
     }
     if (auto it = metrics.find("nfe_train"); it != metrics.end()) nfe_train_ += it->second;
   }
   if (skipped.empty()) {
-    if (old_) old_->update(*policy_);  // the released code steps its EMA once per epoch (= step here)
+    if (old_)
+      old_->update(*policy_);  // the released code steps its EMA once per epoch (= step here)
     if (eval_ema_) eval_ema_->update(*policy_);
   }
   ++step_;
   seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  // --- record --------------------------------------------------------------------------------------
+  // --- record ------------------------------------------------------------------------------------
   StepRecord rec = totals();
   rec.skipped = skipped;
   rec.loss = skipped.empty() ? loss : std::nan("");
@@ -335,7 +361,8 @@ StepRecord Trainer::step() {
   }
   // Reward statistics of the batch (every reward is finite: score_terms_checked).
   const auto r = batch.reward.to(torch::kCPU, torch::kDouble).contiguous();
-  const MeanStd s = mean_std(std::vector<double>(r.data_ptr<double>(), r.data_ptr<double>() + r.numel()));
+  const MeanStd s =
+      mean_std(std::vector<double>(r.data_ptr<double>(), r.data_ptr<double>() + r.numel()));
   rec.reward_mean = s.mean;
   rec.reward_std = s.std;
   rec.reward_min = s.min;

@@ -1,4 +1,5 @@
-// Training checkpoints and a run's numbered series of them (see include/ramflow/training_checkpoint.h).
+// Training checkpoints and a run's numbered series of them (see
+// include/ramflow/training_checkpoint.h).
 #include "ramflow/training_checkpoint.h"
 
 #include <algorithm>
@@ -15,8 +16,10 @@ namespace fs = std::filesystem;
 
 namespace ramflow {
 
-std::vector<std::pair<std::string, const VelocityFieldImpl*>> checkpoint_models(Trainer& trainer, bool with_old) {
-  std::vector<std::pair<std::string, const VelocityFieldImpl*>> models = {{"policy", &trainer.policy()}};
+std::vector<std::pair<std::string, const VelocityFieldImpl*>> checkpoint_models(Trainer& trainer,
+                                                                                bool with_old) {
+  std::vector<std::pair<std::string, const VelocityFieldImpl*>> models = {
+      {"policy", &trainer.policy()}};
   // A LoRA policy holds its base, which is the reference (adapters off): no second copy.
   if (!as_lora(trainer.policy())) models.emplace_back("ref", &trainer.ref());
   if (with_old && trainer.old()) models.emplace_back("old", trainer.old());
@@ -24,7 +27,8 @@ std::vector<std::pair<std::string, const VelocityFieldImpl*>> checkpoint_models(
   return models;
 }
 
-void save_training_checkpoint(const std::string& path, Trainer& trainer, const nlohmann::json& meta) {
+void save_training_checkpoint(const std::string& path, Trainer& trainer,
+                              const nlohmann::json& meta) {
   TrainerState state = trainer.state();
   const auto models = checkpoint_models(trainer, /*with_old=*/true);
   nlohmann::json info = meta.is_object() ? meta : nlohmann::json::object();
@@ -37,11 +41,14 @@ nlohmann::json load_training_checkpoint(const std::string& path, Trainer& traine
   return load_training_checkpoint(load_safetensors(path), path, trainer);
 }
 
-nlohmann::json load_training_checkpoint(const SafetensorsFile& file, const std::string& path, Trainer& trainer) {
+nlohmann::json load_training_checkpoint(const SafetensorsFile& file, const std::string& path,
+                                        Trainer& trainer) {
   const nlohmann::json meta = read_checkpoint_meta(file, path);
   if (!meta.is_object() || !meta.contains("trainer"))
-    throw InputError(path + ": a model checkpoint without training state (written at the end of a run, or by "
-                     "pretrain); resume needs a training checkpoint (checkpoints/step-*.safetensors)");
+    throw InputError(
+        path +
+        ": a model checkpoint without training state (written at the end of a run, or by "
+        "pretrain); resume needs a training checkpoint (checkpoints/step-*.safetensors)");
   trainer.load_state(checkpoint_tensors(file, meta, path), meta["trainer"], path);
   return meta;
 }
@@ -56,20 +63,24 @@ int64_t step_of(const std::string& name) {
   if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
       name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
     return -1;
-  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
-  if (digits.empty() || digits.size() > 15 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return -1;
+  const std::string digits =
+      name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  if (digits.empty() || digits.size() > 15 || !std::all_of(digits.begin(), digits.end(), ::isdigit))
+    return -1;
   return std::stoll(digits);
 }
 }  // namespace
 
-CheckpointSeries::CheckpointSeries(std::string dir, int64_t keep) : dir_(std::move(dir)), keep_(keep) {
+CheckpointSeries::CheckpointSeries(std::string dir, int64_t keep)
+    : dir_(std::move(dir)), keep_(keep) {
   if (keep < 0) throw ConfigError("--keep-checkpoints must be >= 0");
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw IOError(dir_ + ": cannot create (" + ec.message() + ")");
   // Temporary files of writes a kill interrupted (write_file_atomic names them <file>.tmp-<pid>).
   for (const auto& entry : fs::directory_iterator(dir_, ec))
-    if (entry.path().filename().string().find(".tmp-") != std::string::npos) fs::remove(entry.path(), ec);
+    if (entry.path().filename().string().find(".tmp-") != std::string::npos)
+      fs::remove(entry.path(), ec);
 }
 
 std::string CheckpointSeries::path(int64_t step) const {
@@ -89,10 +100,12 @@ std::vector<int64_t> CheckpointSeries::steps() const {
   return out;
 }
 
-std::string CheckpointSeries::write(int64_t step, const std::function<void(const std::string&)>& save) {
+std::string CheckpointSeries::write(int64_t step,
+                                    const std::function<void(const std::string&)>& save) {
   const std::string file = path(step);
   save(file);
-  write_file_atomic((fs::path(dir_) / "latest").string(), fs::path(file).filename().string() + "\n");
+  write_file_atomic((fs::path(dir_) / "latest").string(),
+                    fs::path(file).filename().string() + "\n");
   if (keep_ > 0) {
     auto all = steps();
     std::error_code ec;
@@ -112,7 +125,8 @@ std::string CheckpointSeries::latest() const {
     } catch (const IOError&) {
     }
     name.erase(name.find_last_not_of(" \n\r\t") + 1);
-    if (step_of(name) >= 0 && fs::exists(fs::path(dir_) / name, ec)) return (fs::path(dir_) / name).string();
+    if (step_of(name) >= 0 && fs::exists(fs::path(dir_) / name, ec))
+      return (fs::path(dir_) / name).string();
   }
   const auto all = steps();
   return all.empty() ? std::string() : path(all.back());
