@@ -94,8 +94,8 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   const VelocityFieldPtr& base = start.base;
   if (!resuming) save_checkpoint(base_file, {{"base", base.get()}}, {{"config", cfg.values()}});
   std::error_code fs_error;
-  std::filesystem::remove(run.file("summary.json"),
-                          fs_error);  // a resumed comparison is incomplete again
+  // A resumed comparison is incomplete again until it ends.
+  std::filesystem::remove(run.file("summary.json"), fs_error);
   const Evaluator evaluator(task, reward, m, *base, jobs::eval_options_from(cfg), basics.decoder);
   // The runs go in parallel, one CPU thread each; the base row is evaluated under the same thread
   // count, so that its samples are bit for bit those of a run's step 0 (a matrix product's

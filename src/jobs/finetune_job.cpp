@@ -211,8 +211,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     const auto records = training.resume(start.resume_file.get(), start.resume_from);
     start.resume_file.reset();  // its tensors are in the trainer now
     std::error_code ec;
-    std::filesystem::remove(run.file("summary.json"),
-                            ec);  // the run is incomplete again until it ends
+    // The run is incomplete again until it ends.
+    std::filesystem::remove(run.file("summary.json"), ec);
     for (const auto& line : *records) {
       if (line.contains("eval_step")) {
         evals.add(line);

@@ -28,8 +28,8 @@ LossOutput DRaFT::loss(const RolloutBatch& batch, const Policies& models, Rng&) 
   auto x = batch.trajectory[N - K].detach();  // [B, ...], no grad
   for (int64_t k = N - K; k < N; ++k) {
     const double t = batch.grid[k], dt = batch.grid[k + 1] - t;
-    x = torch::add(x, models.policy.forward(x, torch::full({B}, t, x.options()), batch.cond),
-                   dt);  // as the rollout
+    // x <- x + dt v(x, t), the Euler step of the rollout
+    x = torch::add(x, models.policy.forward(x, torch::full({B}, t, x.options()), batch.cond), dt);
   }
   auto r = models.reward->score(x, batch.cond);  // [B], differentiable
   LossOutput out;

@@ -52,8 +52,8 @@ torch::Tensor layer_forward(torch::nn::LinearImpl& layer, const torch::Tensor& x
   auto y = layer.forward(x);  // W0 x + b: [..., out]
   if (const LoraBranch* b = branch_of(layer)) {
     namespace F = torch::nn::functional;
-    const auto z = F::linear(F::linear(x.to(b->A.scalar_type()), b->A),
-                             b->B);  // B (A x): [..., r] -> [..., out]
+    // B (A x): [..., in] -> [..., r] -> [..., out]
+    const auto z = F::linear(F::linear(x.to(b->A.scalar_type()), b->A), b->B);
     y = y + (b->scale * z).to(y.scalar_type());
   }
   return y;
@@ -64,9 +64,10 @@ torch::Tensor layer_forward(torch::nn::Conv2dImpl& layer, const torch::Tensor& x
   if (const LoraBranch* b = branch_of(layer)) {
     const auto& o = layer.options;
     const auto padding = fixed_padding(layer);
+    // A * x: [B, r, H', W']
     auto z = torch::conv2d(x.to(b->A.scalar_type()), b->A, {}, *o.stride(), padding, *o.dilation(),
-                           o.groups());  // A * x: [B, r, H', W']
-    z = torch::conv2d(z, b->B);          // B * (A * x), 1x1: [B, out, H', W']
+                           o.groups());
+    z = torch::conv2d(z, b->B);  // B * (A * x), 1x1: [B, out, H', W']
     y = y + (b->scale * z).to(y.scalar_type());
   }
   return y;

@@ -94,8 +94,8 @@ torch::Tensor TextMLPVelocityImpl::forward(const torch::Tensor& x, const torch::
   auto c = layer_forward(*context_proj_, context.to(x.dtype()).mean(1)) +
            layer_forward(*pooled_proj_, pooled.to(x.dtype()));  // [B, E]
   auto phase = t.to(x.dtype()).unsqueeze(1) * freqs_;           // [B, F]
-  auto h = torch::cat({x.reshape({B, options_.dim()}), torch::sin(phase), torch::cos(phase), c},
-                      1);  // [B, D + 2F + E]
+  // [B, D + 2F + E]
+  auto h = torch::cat({x.reshape({B, options_.dim()}), torch::sin(phase), torch::cos(phase), c}, 1);
   const size_t L = layers_->size();
   for (size_t l = 0; l < L; ++l) {
     h = layer_forward(*layers_[l]->as<torch::nn::Linear>(), h);

@@ -115,9 +115,10 @@ torch::Tensor UNetBlockImpl::block(const torch::Tensor& h, const torch::Tensor& 
   auto q_k_v = layer_forward(*qkv, seq)
                    .reshape({B, N, 3, heads, kHeadDim})
                    .permute({2, 0, 3, 1, 4});  // [3, B, h, N, d]
+  // softmax(q k^T / sqrt(d)): [B, h, N, N]
   auto att = torch::softmax(torch::matmul(q_k_v[0], q_k_v[1].transpose(-1, -2)) /
                                 std::sqrt(static_cast<double>(kHeadDim)),
-                            -1);                                                   // [B, h, N, N]
+                            -1);
   auto y = torch::matmul(att, q_k_v[2]).permute({0, 2, 1, 3}).reshape({B, N, C});  // [B, N, C]
   return out + layer_forward(*proj, y).transpose(1, 2).reshape({B, C, H, W});
 }
