@@ -150,11 +150,12 @@ TEST(Lora, ThreadsShareOneBase) {
   bool same_a = true, same_b = true, same_base = true;
   std::thread other([&] {
     torch::NoGradGuard g;
-    for (int i = 0; i < 20; ++i) same_b = same_b && torch::equal(velocity(*b, in), vb);
+    for (int i = 0; i < 20; ++i)
+      same_b = same_b && torch::allclose(velocity(*b, in), vb, 1e-5, 1e-6);
   });
   for (int i = 0; i < 20; ++i) {
-    same_a = same_a && torch::equal(velocity(*a, in), va);
-    same_base = same_base && torch::equal(velocity(*base, in), v0);
+    same_a = same_a && torch::allclose(velocity(*a, in), va, 1e-5, 1e-6);
+    same_base = same_base && torch::allclose(velocity(*base, in), v0, 1e-5, 1e-6);
   }
   other.join();
   EXPECT_TRUE(same_a);
@@ -223,7 +224,9 @@ TEST(Lora, CheckpointRoundTripAndSharedCopies) {
     EXPECT_EQ(c[kv.key()].is_same(kv.value()), !adapter) << kv.key();
     EXPECT_FALSE(c[kv.key()].requires_grad()) << kv.key();
   }
-  EXPECT_TRUE(torch::equal(velocity(*copy, in), velocity(*lora, in)));
+  // The same adapters on the same base; equal to rounding (the branch's convolutions may round
+  // differently on other buffers in newer LibTorch).
+  EXPECT_TRUE(torch::allclose(velocity(*copy, in), velocity(*lora, in), 1e-5, 1e-6));
 }
 
 TEST(Lora, LayerPatterns) {
