@@ -283,20 +283,24 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                        {"adapter", "lora/adapter_model.safetensors"},
                        {"merged_checkpoint", "checkpoints/merged.safetensors"}};
   }
-  line_plot(
-      run.plot("reward"),
-      "mean reward: training batches" + std::string(curve ? " and evaluations" : ""),
-      "training step", "mean reward",
-      curve ? std::vector<Series>{{"training batch", batch_step, batch_reward, palette(5) + "1"},
-                                  {"evaluation", evals.step, evals.reward, palette(0) + "2"}}
-            : std::vector<Series>{{"training batch", batch_step, batch_reward, palette(5) + "1"}},
-      evaluator && evaluator->has_target()
-          ? std::vector<HLine>{{evaluator->target().reward_optimal, "exact target (optimal)",
-                                kOptimumStyle},
-                               {evaluator->target().reward_base, "base model (pool)", kBaseStyle}}
-          : std::vector<HLine>{});
+  // The reward curves, drawn once the curve has its last point (the final evaluation).
+  auto plot_reward = [&] {
+    line_plot(
+        run.plot("reward"),
+        "mean reward: training batches" + std::string(curve ? " and evaluations" : ""),
+        "training step", "mean reward",
+        curve ? std::vector<Series>{{"training batch", batch_step, batch_reward, palette(5) + "1"},
+                                    {"evaluation", evals.step, evals.reward, palette(0) + "2"}}
+              : std::vector<Series>{{"training batch", batch_step, batch_reward, palette(5) + "1"}},
+        evaluator && evaluator->has_target()
+            ? std::vector<HLine>{{evaluator->target().reward_optimal, "exact target (optimal)",
+                                  kOptimumStyle},
+                                 {evaluator->target().reward_base, "base model (pool)", kBaseStyle}}
+            : std::vector<HLine>{});
+  };
   const std::string name = trainer.method().name() + (trainer.has_eval_ema() ? " (EMA)" : "");
   if (!evaluator) {
+    plot_reward();
     summary["total_seconds"] =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
     run.write_summary(summary);
@@ -315,6 +319,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   run.append_metrics(final_line);
   evals.add(final_line);
+  plot_reward();
   plot_samples(run, cfg, *task, *reward, *evaluator, before, after, trainer.method().name(), steps);
   summary["eval_seconds"] = eval_seconds;
   summary["reward_before"] = before.reward_mean;
