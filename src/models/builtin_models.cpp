@@ -5,6 +5,7 @@
 #include "ramflow/exact_mixture_velocity.h"
 #include "ramflow/lora.h"
 #include "ramflow/mlp_velocity.h"
+#include "ramflow/sd3_transformer.h"
 #include "ramflow/text_mlp_velocity.h"
 #include "ramflow/unet.h"
 
@@ -30,6 +31,9 @@ void register_builtin_models(Registry<ModelFactory>& r) {
         return UNet(UNetOptions::from_json(spec)).ptr();
       },
       "class-conditional U-Net (images [C, H, W])");
+  r.add("sd3", make_sd3_transformer,
+        "Stable Diffusion 3 / 3.5's MM-DiT (diffusers' SD3Transformer2DModel; fields: config, "
+        "dtype, weights)");
   r.add(
       "exact_mixture",
       [](const nlohmann::json& spec) -> VelocityFieldPtr {

@@ -1,0 +1,37 @@
+#pragma once
+// Reading diffusers' folders. A pipeline folder holds model_index.json (its "_class_name" and one
+// [library, class] pair per component) and a folder per component. A model component folder
+// (transformer/, vae/) holds config.json ({"_class_name", ...the constructor's arguments}) and its
+// weights, diffusers' save_pretrained layout:
+//   diffusion_pytorch_model.safetensors                       one file, or
+//   diffusion_pytorch_model.safetensors.index.json            {"metadata": {...}, "weight_map":
+//                                                               {tensor name: shard file name}}
+//   diffusion_pytorch_model-0000k-of-0000n.safetensors        the shards it names
+// Tensor names are the PyTorch module paths ("transformer_blocks.0.attn.to_q.weight"), which
+// ramflow's ports keep. Every error names the file and what is wrong (InputError).
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <nlohmann/json.hpp>
+
+namespace ramflow {
+
+/// The JSON of `path`; InputError naming it if it is missing or not JSON (`what` says what the file
+/// should be, for the message).
+nlohmann::json read_json_file(const std::string& path, const std::string& what);
+
+/// DIR/config.json, checked to name `class_name` as its "_class_name".
+nlohmann::json read_component_config(const std::string& dir, const std::string& class_name);
+
+/// The weight files of a component folder: the single file, or the shards its index names (each
+/// checked to exist), in a fixed order.
+std::vector<std::string> component_weight_files(const std::string& dir);
+
+/// Copies the component's tensors into every parameter and buffer of `module` (each converted to
+/// the dtype it has). InputError naming the file for a tensor the module lacks, a parameter or
+/// buffer no file has, or a shape that differs (name, expected, found). Files are read one at a
+/// time, so that the peak memory is the module plus one shard.
+void load_component_weights(torch::nn::Module& module, const std::string& dir);
+
+}  // namespace ramflow

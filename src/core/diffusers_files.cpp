@@ -1,0 +1,108 @@
+// Reading diffusers' component folders (see include/ramflow/diffusers_files.h).
+#include "ramflow/diffusers_files.h"
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "ramflow/errors.h"
+#include "ramflow/io.h"
+#include "ramflow/safetensors.h"
+
+namespace ramflow {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* const kWeights = "diffusion_pytorch_model.safetensors";
+const char* const kIndex = "diffusion_pytorch_model.safetensors.index.json";
+
+std::string shape_text(at::IntArrayRef shape) {
+  std::ostringstream s;
+  s << shape;
+  return s.str();
+}
+
+}  // namespace
+
+nlohmann::json read_json_file(const std::string& path, const std::string& what) {
+  if (!fs::is_regular_file(path)) throw InputError(path + ": missing (" + what + ")");
+  const std::string text = read_file(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path + ": not JSON (" + what + "): " + e.what());
+  }
+}
+
+nlohmann::json read_component_config(const std::string& dir, const std::string& class_name) {
+  const std::string path = (fs::path(dir) / "config.json").string();
+  auto config = read_json_file(path, "a diffusers " + class_name + " config");
+  if (!config.is_object()) throw InputError(path + ": not a JSON object");
+  if (!config.contains("_class_name") || !config["_class_name"].is_string())
+    throw InputError(path + ": no \"_class_name\" (a diffusers config names its class)");
+  const auto found = config["_class_name"].get<std::string>();
+  if (found != class_name)
+    throw InputError(path + ": \"_class_name\" is '" + found + "', expected '" + class_name + "'");
+  return config;
+}
+
+std::vector<std::string> component_weight_files(const std::string& dir) {
+  const fs::path single = fs::path(dir) / kWeights, index = fs::path(dir) / kIndex;
+  if (fs::is_regular_file(single)) return {single.string()};
+  if (!fs::is_regular_file(index))
+    throw InputError(dir + ": no weights (neither " + kWeights + " nor " + kIndex + ")");
+  const auto json = read_json_file(index.string(), "a sharded weights index");
+  if (!json.is_object() || !json.contains("weight_map") || !json["weight_map"].is_object() ||
+      json["weight_map"].empty())
+    throw InputError(index.string() + ": no \"weight_map\" object naming the shards");
+  std::set<std::string> shards;
+  for (const auto& kv : json["weight_map"].items()) {
+    if (!kv.value().is_string())
+      throw InputError(index.string() + ": the shard of '" + kv.key() + "' is not a file name");
+    const auto name = kv.value().get<std::string>();
+    // A shard is a file beside the index: no directories, no way out of the folder.
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+      throw InputError(index.string() + ": shard name '" + name + "' is not a file name");
+    shards.insert(name);
+  }
+  std::vector<std::string> files;
+  for (const auto& name : shards) {
+    const auto path = (fs::path(dir) / name).string();
+    if (!fs::is_regular_file(path))
+      throw InputError(index.string() + ": names the shard " + name + ", which is missing");
+    files.push_back(path);
+  }
+  return files;
+}
+
+void load_component_weights(torch::nn::Module& module, const std::string& dir) {
+  const auto files = component_weight_files(dir);
+  std::map<std::string, torch::Tensor> targets;
+  for (auto& kv : module.named_parameters(/*recurse=*/true)) targets[kv.key()] = kv.value();
+  for (auto& kv : module.named_buffers(/*recurse=*/true)) targets[kv.key()] = kv.value();
+  std::set<std::string> loaded;
+  torch::NoGradGuard no_grad;
+  for (const auto& path : files) {
+    auto file = load_safetensors(path);
+    for (auto& [name, tensor] : file.tensors) {
+      const auto it = targets.find(name);
+      if (it == targets.end())
+        throw InputError(path + ": tensor '" + name + "' is not in the model (another model?)");
+      if (it->second.sizes() != tensor.sizes())
+        throw InputError(path + ": tensor '" + name + "' has shape " + shape_text(tensor.sizes()) +
+                         ", the config gives " + shape_text(it->second.sizes()));
+      if (!loaded.insert(name).second)
+        throw InputError(path + ": tensor '" + name + "' is in two shards");
+      it->second.copy_(tensor);  // converted to the model's dtype and device
+      tensor = torch::Tensor();  // free the file's copy as soon as it is used
+    }
+  }
+  for (const auto& kv : targets)
+    if (!loaded.count(kv.first)) throw InputError(dir + ": the weights lack '" + kv.first + "'");
+}
+
+}  // namespace ramflow

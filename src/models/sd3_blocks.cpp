@@ -1,0 +1,139 @@
+// The parts of SD3's MM-DiT (see sd3_blocks.h).
+#include "sd3_blocks.h"
+
+#include <torch/torch.h>
+
+#include "ramflow/attention.h"
+#include "ramflow/lora_branch.h"
+
+namespace ramflow::sd3 {
+
+namespace {
+constexpr double kEps = 1e-6;  // every norm of the MM-DiT
+
+/// The norm of a holder that may be empty (no qk-norm), or null.
+RMSNormImpl* maybe(RMSNorm& norm) { return norm.is_empty() ? nullptr : norm.get(); }
+
+/// a (1 + scale) + shift with scale, shift [B, D] broadcast over the tokens of a [B, n, D].
+torch::Tensor modulate(const torch::Tensor& a, const torch::Tensor& shift,
+                       const torch::Tensor& scale) {
+  return a * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1);
+}
+}  // namespace
+
+RMSNormImpl::RMSNormImpl(int64_t n) { weight = register_parameter("weight", torch::ones({n})); }
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  // The mean square in float32 whatever x's dtype; x / rms promotes to float32, then to w's dtype.
+  const auto variance = x.to(torch::kFloat32).pow(2).mean(-1, /*keepdim=*/true);
+  return (x * torch::rsqrt(variance + kEps)).to(weight.scalar_type()) * weight;
+}
+
+torch::Tensor layer_norm(const torch::Tensor& x) {
+  return torch::layer_norm(x, {x.size(-1)}, {}, {}, kEps);
+}
+
+AttentionImpl::AttentionImpl(int64_t dim, int64_t heads, bool joint, bool context_pre_only,
+                             bool qk_norm)
+    : heads_(heads) {
+  const int64_t head_dim = dim / heads;
+  to_q = register_module("to_q", torch::nn::Linear(dim, dim));
+  to_k = register_module("to_k", torch::nn::Linear(dim, dim));
+  to_v = register_module("to_v", torch::nn::Linear(dim, dim));
+  to_out = register_module("to_out", torch::nn::ModuleList(torch::nn::Linear(dim, dim)));
+  if (qk_norm) {
+    norm_q = register_module("norm_q", RMSNorm(head_dim));
+    norm_k = register_module("norm_k", RMSNorm(head_dim));
+  }
+  if (joint) {
+    add_q_proj = register_module("add_q_proj", torch::nn::Linear(dim, dim));
+    add_k_proj = register_module("add_k_proj", torch::nn::Linear(dim, dim));
+    add_v_proj = register_module("add_v_proj", torch::nn::Linear(dim, dim));
+    if (!context_pre_only) to_add_out = register_module("to_add_out", torch::nn::Linear(dim, dim));
+    if (qk_norm) {
+      norm_added_q = register_module("norm_added_q", RMSNorm(head_dim));
+      norm_added_k = register_module("norm_added_k", RMSNorm(head_dim));
+    }
+  }
+}
+
+torch::Tensor AttentionImpl::heads(torch::nn::LinearImpl& proj, const torch::Tensor& x,
+                                   RMSNormImpl* norm) {
+  const int64_t B = x.size(0), n = x.size(1);
+  auto h = layer_forward(proj, x).view({B, n, heads_, -1}).transpose(1, 2);  // [B, heads, n, d]
+  return norm ? norm->forward(h) : h;
+}
+
+std::pair<torch::Tensor, torch::Tensor> AttentionImpl::forward(const torch::Tensor& z,
+                                                               const torch::Tensor& e) {
+  const int64_t B = z.size(0), N = z.size(1);
+  auto q = heads(*to_q, z, maybe(norm_q)), k = heads(*to_k, z, maybe(norm_k));  // [B, heads, N, d]
+  auto v = heads(*to_v, z, nullptr);
+  if (e.defined()) {
+    // Joint attention: the tokens [image, text] attend to each other with no mask.
+    q = torch::cat({q, heads(*add_q_proj, e, maybe(norm_added_q))}, 2);  // [B, heads, N + L, d]
+    k = torch::cat({k, heads(*add_k_proj, e, maybe(norm_added_k))}, 2);
+    v = torch::cat({v, heads(*add_v_proj, e, nullptr)}, 2);
+  }
+  auto y = attention(q, k, v);                                            // [B, heads, N (+ L), d]
+  y = y.transpose(1, 2).reshape({B, y.size(2), -1}).to(q.scalar_type());  // [B, N (+ L), D]
+  auto out_z = layer_forward(*to_out[0]->as<torch::nn::LinearImpl>(), y.slice(1, 0, N));
+  torch::Tensor out_e;
+  if (e.defined() && to_add_out) out_e = layer_forward(*to_add_out, y.slice(1, N));  // [B, L, D]
+  return {out_z, out_e};
+}
+
+FeedForwardImpl::FeedForwardImpl(int64_t dim) {
+  // net.0 is diffusers' GELU module (its Linear is net.0.proj), net.1 a dropout, net.2 the output.
+  auto gelu = std::make_shared<torch::nn::Module>();
+  proj_in = gelu->register_module("proj", torch::nn::Linear(dim, 4 * dim));
+  proj_out = torch::nn::Linear(4 * dim, dim);
+  register_module("net", torch::nn::ModuleList(gelu, torch::nn::Identity(), proj_out));
+}
+
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
+  auto h = torch::gelu(layer_forward(*proj_in, x), "tanh");  // [B, n, 4D]
+  return layer_forward(*proj_out, h);                        // [B, n, D]
+}
+
+ModulationImpl::ModulationImpl(int64_t dim, int64_t chunks) {
+  linear = register_module("linear", torch::nn::Linear(dim, chunks * dim));
+}
+
+torch::Tensor ModulationImpl::forward(const torch::Tensor& c) {
+  return layer_forward(*linear, torch::silu(c));
+}
+
+JointBlockImpl::JointBlockImpl(int64_t dim, int64_t heads, bool last, bool dual, bool qk_norm)
+    : last_(last), dual_(dual) {
+  norm1 = register_module("norm1", Modulation(dim, dual ? 9 : 6));
+  norm1_context = register_module("norm1_context", Modulation(dim, last ? 2 : 6));
+  attn = register_module("attn", Attention(dim, heads, /*joint=*/true, last, qk_norm));
+  if (dual)
+    attn2 = register_module("attn2", Attention(dim, heads, /*joint=*/false, false, qk_norm));
+  ff = register_module("ff", FeedForward(dim));
+  if (!last) ff_context = register_module("ff_context", FeedForward(dim));
+}
+
+std::pair<torch::Tensor, torch::Tensor> JointBlockImpl::forward(const torch::Tensor& z_in,
+                                                                const torch::Tensor& e_in,
+                                                                const torch::Tensor& c) {
+  // Image modulations: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp (+ msa2).
+  const auto m = norm1(c).chunk(dual_ ? 9 : 6, 1);  // each [B, D]
+  const auto zn = layer_norm(z_in);
+  auto ec = norm1_context(c).chunk(last_ ? 2 : 6, 1);
+  // The last block's context norm is AdaLayerNormContinuous: (scale, shift), scale first.
+  const auto en =
+      last_ ? modulate(layer_norm(e_in), ec[1], ec[0]) : modulate(layer_norm(e_in), ec[0], ec[1]);
+  auto [a_z, a_e] = attn(modulate(zn, m[0], m[1]), en);
+  auto z = z_in + m[2].unsqueeze(1) * a_z;
+  if (dual_) z = z + m[8].unsqueeze(1) * attn2(modulate(zn, m[6], m[7])).first;
+  z = z + m[5].unsqueeze(1) * ff(modulate(layer_norm(z), m[3], m[4]));
+  if (last_) return {z, torch::Tensor()};
+  // Text tokens: gate_msa, then the gated MLP, with the context's own six modulations.
+  auto e = e_in + ec[2].unsqueeze(1) * a_e;
+  e = e + ec[5].unsqueeze(1) * ff_context(modulate(layer_norm(e), ec[3], ec[4]));
+  return {z, e};
+}
+
+}  // namespace ramflow::sd3

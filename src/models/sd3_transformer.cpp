@@ -1,0 +1,287 @@
+// SD3 / SD3.5's MM-DiT (see include/ramflow/sd3_transformer.h).
+#include "ramflow/sd3_transformer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "ramflow/config.h"
+#include "ramflow/diffusers_files.h"
+#include "ramflow/dtypes.h"
+#include "ramflow/errors.h"
+#include "ramflow/init.h"
+#include "ramflow/lora_branch.h"
+#include "sd3_blocks.h"
+
+namespace ramflow {
+namespace {
+
+constexpr int64_t kTimeChannels = 256;  // the sinusoidal time embedding's width
+
+int64_t integer(SpecReader& r, const std::string& key, int64_t def, int64_t min = 1) {
+  const double v = r.number(key, static_cast<double>(def));
+  if (v != std::floor(v) || v < static_cast<double>(min))
+    throw ConfigError(r.what() + ": '" + key + "' must be an integer >= " + std::to_string(min));
+  return static_cast<int64_t>(v);
+}
+
+/// The sinusoidal embedding of the time input s = 1000 t (diffusers' Timesteps(256,
+/// flip_sin_to_cos=True, downscale_freq_shift=0)): [cos(s f_k) | sin(s f_k)], f_k = exp(-ln(10000)
+/// k / 128), k = 0..127, in float32. s [B] -> [B, 256].
+torch::Tensor time_embedding(const torch::Tensor& s) {
+  const int64_t half = kTimeChannels / 2;
+  const auto k =
+      torch::arange(half, torch::TensorOptions().dtype(torch::kFloat32).device(s.device()));
+  const auto f = torch::exp(-std::log(10000.0) * k / static_cast<double>(half));  // [128]
+  const auto arg = s.to(torch::kFloat32).unsqueeze(1) * f.unsqueeze(0);           // [B, 128]
+  return torch::cat({torch::cos(arg), torch::sin(arg)}, 1);                       // [B, 256]
+}
+
+/// [sin(p w_k) | cos(p w_k)] of positions p [n] (float64), w_k = 10000^(-k / (width/2)): [n,
+/// width].
+torch::Tensor sincos_1d(int64_t width, const torch::Tensor& p) {
+  const auto k = torch::arange(width / 2, torch::kFloat64) / static_cast<double>(width / 2);
+  const auto w = torch::pow(10000.0, -k);                    // [width/2]
+  const auto arg = p.unsqueeze(1) * w.unsqueeze(0);          // [n, width/2]
+  return torch::cat({torch::sin(arg), torch::cos(arg)}, 1);  // [n, width]
+}
+
+}  // namespace
+
+nlohmann::json SD3TransformerOptions::to_json() const {
+  nlohmann::json j = {{"_class_name", "SD3Transformer2DModel"},
+                      {"sample_size", sample_size()},
+                      {"patch_size", patch_size()},
+                      {"in_channels", in_channels()},
+                      {"num_layers", num_layers()},
+                      {"attention_head_dim", attention_head_dim()},
+                      {"num_attention_heads", num_attention_heads()},
+                      {"joint_attention_dim", joint_attention_dim()},
+                      {"caption_projection_dim", caption_projection_dim()},
+                      {"pooled_projection_dim", pooled_projection_dim()},
+                      {"out_channels", out_channels()},
+                      {"pos_embed_max_size", pos_embed_max_size()},
+                      {"dual_attention_layers", dual_attention_layers()}};
+  j["qk_norm"] = qk_norm().empty() ? nlohmann::json(nullptr) : nlohmann::json(qk_norm());
+  return j;
+}
+
+SD3TransformerOptions SD3TransformerOptions::from_json(const nlohmann::json& config,
+                                                       const std::string& source) {
+  if (!config.is_object()) throw ConfigError(source + ": must be a JSON object");
+  SpecReader r(config, source);
+  for (const char* skip :
+       {"_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"})
+    if (r.has(skip)) r.value(skip);
+  SD3TransformerOptions o;
+  o.sample_size(integer(r, "sample_size", o.sample_size()));
+  o.patch_size(integer(r, "patch_size", o.patch_size()));
+  o.in_channels(integer(r, "in_channels", o.in_channels()));
+  o.num_layers(integer(r, "num_layers", o.num_layers()));
+  o.attention_head_dim(integer(r, "attention_head_dim", o.attention_head_dim()));
+  o.num_attention_heads(integer(r, "num_attention_heads", o.num_attention_heads()));
+  o.joint_attention_dim(integer(r, "joint_attention_dim", o.joint_attention_dim()));
+  o.caption_projection_dim(integer(r, "caption_projection_dim", o.caption_projection_dim()));
+  o.pooled_projection_dim(integer(r, "pooled_projection_dim", o.pooled_projection_dim()));
+  o.out_channels(integer(r, "out_channels", o.out_channels()));
+  o.pos_embed_max_size(integer(r, "pos_embed_max_size", o.pos_embed_max_size()));
+  if (r.has("dual_attention_layers")) {
+    const auto& d = r.value("dual_attention_layers");
+    if (!d.is_array()) throw ConfigError(source + ": 'dual_attention_layers' must be a list");
+    std::vector<int64_t> layers;
+    for (const auto& i : d) {
+      if (!i.is_number_integer() || i.get<int64_t>() < 0 || i.get<int64_t>() >= o.num_layers())
+        throw ConfigError(
+            source + ": 'dual_attention_layers' holds " + i.dump() +
+            ", not a layer index below num_layers = " + std::to_string(o.num_layers()));
+      layers.push_back(i.get<int64_t>());
+    }
+    o.dual_attention_layers(layers);
+  }
+  if (r.has("qk_norm")) {
+    const auto& q = r.value("qk_norm");
+    if (!q.is_null() && !(q.is_string() && q.get<std::string>() == "rms_norm"))
+      throw ConfigError(source + ": 'qk_norm' is " + q.dump() +
+                        "; this port supports null and \"rms_norm\" (SD3, SD3.5)");
+    o.qk_norm(q.is_null() ? "" : "rms_norm");
+  }
+  r.finish();
+  if (o.caption_projection_dim() != o.dim())
+    throw ConfigError(
+        source + ": caption_projection_dim " + std::to_string(o.caption_projection_dim()) +
+        " must equal num_attention_heads x attention_head_dim = " + std::to_string(o.dim()));
+  if (o.dim() % 4 != 0)
+    throw ConfigError(source + ": the width " + std::to_string(o.dim()) +
+                      " must be a multiple of 4 (the 2-D sin-cos position table)");
+  return o;
+}
+
+VelocityFieldPtr make_sd3_transformer(const nlohmann::json& spec) {
+  SpecReader r(spec, "model 'sd3'");
+  r.text("type");
+  const auto weights = r.text("weights", "");
+  const auto dtype = parse_dtype(r.text("dtype", "float32"), "model 'sd3': field 'dtype'");
+  nlohmann::json config;
+  if (r.has("config"))
+    config = r.value("config");
+  else if (!weights.empty())
+    config = read_component_config(weights, "SD3Transformer2DModel");
+  else
+    throw ConfigError("model 'sd3': needs 'config' (diffusers' config.json fields) or 'weights'");
+  r.finish();
+  const auto source =
+      weights.empty() ? std::string("model 'sd3': config") : weights + "/config.json";
+  return SD3Transformer(SD3TransformerOptions::from_json(config, source), dtype, weights).ptr();
+}
+
+SD3TransformerOptions sd35_medium_options() {
+  SD3TransformerOptions o;
+  o.num_layers(24).num_attention_heads(24).attention_head_dim(64).caption_projection_dim(1536);
+  o.pos_embed_max_size(384).qk_norm("rms_norm");
+  std::vector<int64_t> dual(13);
+  for (int64_t i = 0; i < 13; ++i) dual[i] = i;
+  o.dual_attention_layers(dual);
+  return o;
+}
+
+torch::Tensor sd3_position_table(const SD3TransformerOptions& o) {
+  const int64_t M = o.pos_embed_max_size(), D = o.dim();
+  const double base_size = static_cast<double>(o.sample_size() / o.patch_size());
+  const auto p = torch::arange(M, torch::kFloat64) * (base_size / static_cast<double>(M));  // [M]
+  const auto col = sincos_1d(D / 2, p).unsqueeze(0).expand({M, M, D / 2});  // [i, j] -> p_j
+  const auto row = sincos_1d(D / 2, p).unsqueeze(1).expand({M, M, D / 2});  // [i, j] -> p_i
+  return torch::cat({col, row}, 2).reshape({1, M * M, D}).to(torch::kFloat32);
+}
+
+SD3TransformerImpl::SD3TransformerImpl(const SD3TransformerOptions& options, torch::Dtype dtype,
+                                       std::string weights_dir)
+    : options_(SD3TransformerOptions::from_json(options.to_json())),
+      dtype_(dtype),
+      weights_dir_(std::move(weights_dir)) {
+  const auto& o = options_;
+  const int64_t D = o.dim(), P = o.patch_size(), M = o.pos_embed_max_size();
+  // pos_embed: PatchEmbed's conv and its (frozen, stored) position table.
+  auto pos_embed = register_module("pos_embed", std::make_shared<torch::nn::Module>());
+  patch_proj_ = pos_embed->register_module(
+      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.in_channels(), D, P).stride(P)));
+  pos_table_ = pos_embed->register_buffer("pos_embed", torch::zeros({1, M * M, D}));
+  // time_text_embed: the time and pooled-text MLPs.
+  auto tte = register_module("time_text_embed", std::make_shared<torch::nn::Module>());
+  auto time = tte->register_module("timestep_embedder", std::make_shared<torch::nn::Module>());
+  time_1_ = time->register_module("linear_1", torch::nn::Linear(kTimeChannels, D));
+  time_2_ = time->register_module("linear_2", torch::nn::Linear(D, D));
+  auto text = tte->register_module("text_embedder", std::make_shared<torch::nn::Module>());
+  text_1_ = text->register_module("linear_1", torch::nn::Linear(o.pooled_projection_dim(), D));
+  text_2_ = text->register_module("linear_2", torch::nn::Linear(D, D));
+  context_embedder_ =
+      register_module("context_embedder", torch::nn::Linear(o.joint_attention_dim(), D));
+  const auto& dual = o.dual_attention_layers();
+  for (int64_t i = 0; i < o.num_layers(); ++i)
+    blocks_->push_back(sd3::JointBlock(
+        D, o.num_attention_heads(), /*last=*/i == o.num_layers() - 1,
+        /*dual=*/std::find(dual.begin(), dual.end(), i) != dual.end(), !o.qk_norm().empty()));
+  register_module("transformer_blocks", blocks_);
+  auto norm_out = register_module("norm_out", std::make_shared<torch::nn::Module>());
+  norm_out_ = norm_out->register_module("linear", torch::nn::Linear(D, 2 * D));
+  proj_out_ = register_module("proj_out", torch::nn::Linear(D, P * P * o.out_channels()));
+  to(dtype_);
+  Rng rng(0);
+  reset_parameters(rng);
+}
+
+std::vector<int64_t> SD3TransformerImpl::tensor_versions() const {
+  std::vector<int64_t> v;
+  for (const auto& p : parameters()) v.push_back(static_cast<int64_t>(p._version()));
+  for (const auto& b : buffers()) v.push_back(static_cast<int64_t>(b._version()));
+  return v;
+}
+
+nlohmann::json SD3TransformerImpl::spec() const {
+  nlohmann::json s = {
+      {"type", "sd3"}, {"config", options_.to_json()}, {"dtype", dtype_name(dtype_)}};
+  if (!weights_dir_.empty()) s["weights"] = weights_dir_;
+  return s;
+}
+
+void SD3TransformerImpl::reset_parameters(Rng& rng) {
+  if (!weights_dir_.empty()) {
+    // The files are this model's initial weights. Reading a multi-gigabyte file again when no
+    // tensor was written since it was read (their version counters say so) would change nothing.
+    if (loaded_versions_.empty() || loaded_versions_ != tensor_versions()) {
+      load_component_weights(*this, weights_dir_);
+      loaded_versions_ = tensor_versions();
+    }
+    return;
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& m : modules(/*include_self=*/false)) {
+    if (auto* l = m->as<torch::nn::LinearImpl>()) init_layer_uniform(l->weight, l->bias, rng);
+    if (auto* c = m->as<torch::nn::Conv2dImpl>()) init_layer_uniform(c->weight, c->bias, rng);
+    if (auto* n = m->as<sd3::RMSNormImpl>()) n->weight.fill_(1.0);
+  }
+  pos_table_.copy_(sd3_position_table(options_));
+}
+
+torch::Tensor SD3TransformerImpl::conditioning(const torch::Tensor& t,
+                                               const torch::Tensor& pooled) {
+  const auto dt = time_1_->weight.scalar_type();
+  // c = MLP_time(sinusoid(1000 t)) + MLP_text(pooled): [B, D]
+  auto c_time = layer_forward(*time_1_, time_embedding(1000.0 * t).to(dt));
+  c_time = layer_forward(*time_2_, torch::silu(c_time));
+  auto c_text = layer_forward(*text_2_, torch::silu(layer_forward(*text_1_, pooled.to(dt))));
+  return c_time + c_text;
+}
+
+torch::Tensor SD3TransformerImpl::patchify(const torch::Tensor& x) {
+  const int64_t P = options_.patch_size(), M = options_.pos_embed_max_size(), D = options_.dim();
+  const int64_t h = x.size(2) / P, w = x.size(3) / P;
+  auto z = layer_forward(*patch_proj_, x).flatten(2).transpose(1, 2);  // [B, h w, D], row-major
+  // The centre h x w crop of the M x M table: top = (M - h) / 2, left = (M - w) / 2.
+  const int64_t top = (M - h) / 2, left = (M - w) / 2;
+  auto pos = pos_table_.reshape({1, M, M, D})
+                 .slice(1, top, top + h)
+                 .slice(2, left, left + w)
+                 .reshape({1, h * w, D});
+  return z + pos.to(z.scalar_type());
+}
+
+torch::Tensor SD3TransformerImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
+                                          const Condition& cond) {
+  const auto& o = options_;
+  const int64_t P = o.patch_size(), M = o.pos_embed_max_size();
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == o.in_channels(), "SD3Transformer: x must be [B, ",
+              o.in_channels(), ", H, W], got ", x.sizes());
+  const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(H % P == 0 && W % P == 0, "SD3Transformer: latents ", H, " x ", W,
+              " are not divisible by the patch size ", P);
+  TORCH_CHECK(H / P <= M && W / P <= M, "SD3Transformer: latents ", H, " x ", W,
+              " exceed the position table's ", M, " x ", M, " patches");
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == B, "SD3Transformer: t must be [", B, "], got ",
+              t.sizes());
+  const auto& context = cond.at("context");
+  const auto& pooled = cond.at("pooled");
+  TORCH_CHECK(
+      context.dim() == 3 && context.size(0) == B && context.size(2) == o.joint_attention_dim(),
+      "SD3Transformer: context must be [", B, ", L, ", o.joint_attention_dim(), "], got ",
+      context.sizes());
+  TORCH_CHECK(
+      pooled.dim() == 2 && pooled.size(0) == B && pooled.size(1) == o.pooled_projection_dim(),
+      "SD3Transformer: pooled must be [", B, ", ", o.pooled_projection_dim(), "], got ",
+      pooled.sizes());
+  const auto c = conditioning(t, pooled);                          // [B, D]
+  auto z = patchify(x.to(dtype_));                                 // [B, N, D]
+  auto e = layer_forward(*context_embedder_, context.to(dtype_));  // [B, L, D]
+  for (auto& block : *blocks_) std::tie(z, e) = block->as<sd3::JointBlock>()->forward(z, e, c);
+  // norm_out is AdaLayerNormContinuous: (scale, shift), scale first.
+  const auto ss = layer_forward(*norm_out_, torch::silu(c)).chunk(2, 1);  // each [B, D]
+  z = sd3::layer_norm(z) * (1 + ss[0].unsqueeze(1)) + ss[1].unsqueeze(1);
+  z = layer_forward(*proj_out_, z);  // [B, h w, P P C], each token ordered [py][px][c]
+  const int64_t h = H / P, w = W / P, C = o.out_channels();
+  return z.reshape({B, h, w, P, P, C})
+      .permute({0, 5, 1, 3, 2, 4})  // [B, C, h, py, w, px]
+      .reshape({B, C, H, W})
+      .to(x.scalar_type());
+}
+
+}  // namespace ramflow
