@@ -16,6 +16,7 @@
 #include "ramflow/reward.h"
 #include "ramflow/task.h"
 #include "ramflow/trainer.h"
+#include "ramflow/vae_decoder.h"
 
 namespace ramflow {
 namespace {
@@ -29,6 +30,16 @@ struct DecoderExample {
 DecoderExample decoder_example(const std::string& name) {
   if (name == "identity") return {{{"type", "identity"}}, {1, 4, 4}};
   if (name == "mlp") return {MLPDecoderOptions(3, 5).hidden(8).to_json(), {3}};
+  if (name == "vae")
+    return {{{"type", "vae"},
+             {"config", VAEDecoderOptions()
+                            .latent_channels(4)
+                            .block_out_channels({8, 16})
+                            .layers_per_block(1)
+                            .norm_num_groups(4)
+                            .to_json()},
+             {"dtype", "float32"}},
+            {4, 3, 5}};
   return {nullptr, {}};
 }
 

@@ -29,9 +29,29 @@ nlohmann::json read_component_config(const std::string& dir, const std::string& 
 std::vector<std::string> component_weight_files(const std::string& dir);
 
 /// Copies the component's tensors into every parameter and buffer of `module` (each converted to
-/// the dtype it has). InputError naming the file for a tensor the module lacks, a parameter or
-/// buffer no file has, or a shape that differs (name, expected, found). Files are read one at a
-/// time, so that the peak memory is the module plus one shard.
-void load_component_weights(torch::nn::Module& module, const std::string& dir);
+/// the dtype it has), leaving out the tensors whose names start with one of `ignored` (the encoder
+/// of a VAE whose decoder alone is ported). InputError naming the file for a tensor the module
+/// lacks, a parameter or buffer no file has, or a shape that differs (name, expected, found). Files
+/// are read one at a time, so that the peak memory is the module plus one shard.
+void load_component_weights(torch::nn::Module& module, const std::string& dir,
+                            const std::vector<std::string>& ignored = {});
+
+/// The weights of a module that starts from a component folder. load() reads them, unless it read
+/// them into this module before and no parameter or buffer was written since (their version
+/// counters say so): reading a multi-gigabyte file again would change nothing.
+class ComponentWeights {
+ public:
+  ComponentWeights() = default;
+  ComponentWeights(std::string dir, std::vector<std::string> ignored = {})
+      : dir_(std::move(dir)), ignored_(std::move(ignored)) {}
+  bool empty() const { return dir_.empty(); }
+  const std::string& dir() const { return dir_; }
+  void load(torch::nn::Module& module);
+
+ private:
+  std::string dir_;
+  std::vector<std::string> ignored_;
+  std::vector<int64_t> loaded_versions_;
+};
 
 }  // namespace ramflow

@@ -28,6 +28,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "ramflow/diffusers_files.h"
 #include "ramflow/velocity_field.h"
 
 namespace ramflow {
@@ -83,7 +84,7 @@ class SD3TransformerImpl : public VelocityFieldImpl {
 
   const SD3TransformerOptions& options() const { return options_; }
   torch::Dtype dtype() const { return dtype_; }
-  const std::string& weights_dir() const { return weights_dir_; }
+  const std::string& weights_dir() const { return weights_.dir(); }
   /// Recompute each block's activations in the backward pass instead of keeping them (memory ~ one
   /// block's activations instead of all of them, at the price of a second forward pass).
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
@@ -95,13 +96,9 @@ class SD3TransformerImpl : public VelocityFieldImpl {
   /// The patch tokens with their positions: x [B, C, H, W] -> [B, (H/P)(W/P), D].
   torch::Tensor patchify(const torch::Tensor& x);
 
-  /// The version counter of every parameter and buffer (changed by each in-place write).
-  std::vector<int64_t> tensor_versions() const;
-
   SD3TransformerOptions options_;
   torch::Dtype dtype_;
-  std::vector<int64_t> loaded_versions_;  // tensor_versions() right after the files were read
-  std::string weights_dir_;
+  ComponentWeights weights_;
   bool checkpointing_ = false;
   torch::nn::Conv2d patch_proj_{nullptr};  // pos_embed.proj
   torch::Tensor pos_table_;                // pos_embed.pos_embed [1, M M, D] (a buffer)

@@ -1,6 +1,7 @@
 // Reading diffusers' component folders (see include/ramflow/diffusers_files.h).
 #include "ramflow/diffusers_files.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -19,6 +20,14 @@ namespace fs = std::filesystem;
 
 const char* const kWeights = "diffusion_pytorch_model.safetensors";
 const char* const kIndex = "diffusion_pytorch_model.safetensors.index.json";
+
+/// The version counter of every parameter and buffer (each in-place write advances one).
+std::vector<int64_t> tensor_versions(const torch::nn::Module& module) {
+  std::vector<int64_t> v;
+  for (const auto& p : module.parameters()) v.push_back(static_cast<int64_t>(p._version()));
+  for (const auto& b : module.buffers()) v.push_back(static_cast<int64_t>(b._version()));
+  return v;
+}
 
 std::string shape_text(at::IntArrayRef shape) {
   std::ostringstream s;
@@ -79,7 +88,8 @@ std::vector<std::string> component_weight_files(const std::string& dir) {
   return files;
 }
 
-void load_component_weights(torch::nn::Module& module, const std::string& dir) {
+void load_component_weights(torch::nn::Module& module, const std::string& dir,
+                            const std::vector<std::string>& ignored) {
   const auto files = component_weight_files(dir);
   std::map<std::string, torch::Tensor> targets;
   for (auto& kv : module.named_parameters(/*recurse=*/true)) targets[kv.key()] = kv.value();
@@ -89,6 +99,9 @@ void load_component_weights(torch::nn::Module& module, const std::string& dir) {
   for (const auto& path : files) {
     auto file = load_safetensors(path);
     for (auto& [name, tensor] : file.tensors) {
+      if (std::any_of(ignored.begin(), ignored.end(),
+                      [&](const std::string& p) { return name.rfind(p, 0) == 0; }))
+        continue;
       const auto it = targets.find(name);
       if (it == targets.end())
         throw InputError(path + ": tensor '" + name + "' is not in the model (another model?)");
@@ -103,6 +116,12 @@ void load_component_weights(torch::nn::Module& module, const std::string& dir) {
   }
   for (const auto& kv : targets)
     if (!loaded.count(kv.first)) throw InputError(dir + ": the weights lack '" + kv.first + "'");
+}
+
+void ComponentWeights::load(torch::nn::Module& module) {
+  if (!loaded_versions_.empty() && loaded_versions_ == tensor_versions(module)) return;
+  load_component_weights(module, dir_, ignored_);
+  loaded_versions_ = tensor_versions(module);
 }
 
 }  // namespace ramflow

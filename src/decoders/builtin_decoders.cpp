@@ -3,6 +3,7 @@
 #include "ramflow/decoder.h"
 #include "ramflow/identity_decoder.h"
 #include "ramflow/mlp_decoder.h"
+#include "ramflow/vae_decoder.h"
 
 namespace ramflow {
 namespace {
@@ -23,6 +24,9 @@ void register_builtin_decoders(Registry<DecoderFactory>& r) {
         return MLPDecoder(MLPDecoderOptions::from_json(spec)).ptr();
       },
       "a small learned perceptron from latents [d] to samples [D] (toy latent tasks)");
+  r.add("vae", make_vae_decoder,
+        "AutoencoderKL's decoder (SD3's VAE; fields: config, dtype, weights): latents [C, h, w] "
+        "to images [3, 8h, 8w] in [-1, 1]");
 }
 
 }  // namespace

@@ -158,7 +158,7 @@ SD3TransformerImpl::SD3TransformerImpl(const SD3TransformerOptions& options, tor
                                        std::string weights_dir)
     : options_(SD3TransformerOptions::from_json(options.to_json())),
       dtype_(dtype),
-      weights_dir_(std::move(weights_dir)) {
+      weights_(std::move(weights_dir)) {
   const auto& o = options_;
   const int64_t D = o.dim(), P = o.patch_size(), M = o.pos_embed_max_size();
   // pos_embed: PatchEmbed's conv and its (frozen, stored) position table.
@@ -190,28 +190,16 @@ SD3TransformerImpl::SD3TransformerImpl(const SD3TransformerOptions& options, tor
   reset_parameters(rng);
 }
 
-std::vector<int64_t> SD3TransformerImpl::tensor_versions() const {
-  std::vector<int64_t> v;
-  for (const auto& p : parameters()) v.push_back(static_cast<int64_t>(p._version()));
-  for (const auto& b : buffers()) v.push_back(static_cast<int64_t>(b._version()));
-  return v;
-}
-
 nlohmann::json SD3TransformerImpl::spec() const {
   nlohmann::json s = {
       {"type", "sd3"}, {"config", options_.to_json()}, {"dtype", dtype_name(dtype_)}};
-  if (!weights_dir_.empty()) s["weights"] = weights_dir_;
+  if (!weights_.empty()) s["weights"] = weights_.dir();
   return s;
 }
 
 void SD3TransformerImpl::reset_parameters(Rng& rng) {
-  if (!weights_dir_.empty()) {
-    // The files are this model's initial weights. Reading a multi-gigabyte file again when no
-    // tensor was written since it was read (their version counters say so) would change nothing.
-    if (loaded_versions_.empty() || loaded_versions_ != tensor_versions()) {
-      load_component_weights(*this, weights_dir_);
-      loaded_versions_ = tensor_versions();
-    }
+  if (!weights_.empty()) {
+    weights_.load(*this);  // the files are this model's initial weights
     return;
   }
   torch::NoGradGuard no_grad;
