@@ -12,9 +12,13 @@
 #include "ramflow/diffusers_files.h"
 #include "ramflow/dtypes.h"
 #include "ramflow/errors.h"
+#include "ramflow/guidance.h"
 #include "ramflow/lora.h"
 #include "ramflow/safetensors.h"
+#include "ramflow/sampler.h"
 #include "ramflow/sd3_transformer.h"
+#include "ramflow/time.h"
+#include "ramflow/vae_decoder.h"
 
 namespace ramflow {
 namespace {
@@ -89,6 +93,49 @@ TEST_P(SD3Golden, PositionTableIsTheStoredOne) {
       SD3TransformerOptions::from_json(read_component_config(dir, "SD3Transformer2DModel"));
   const auto file = load_safetensors(component_weight_files(dir).front());
   EXPECT_LT(relative_error(sd3_position_table(options), file.at("pos_embed.pos_embed")), 1e-6);
+}
+
+// The scheduler's grid (FlowMatchEulerDiscreteScheduler(shift=3).set_timesteps(N), sigma = 0
+// appended) for 4 and 10 steps.
+TEST_P(SD3Golden, GridIsTheSchedulers) {
+  const auto g = load_safetensors(fixture(GetParam()) + "/golden.safetensors");
+  for (int64_t n : {4, 10}) {
+    const auto grid = diffusers_grid(n, 3.0);
+    const auto expected = g.at("sigmas_" + std::to_string(n));
+    ASSERT_EQ(static_cast<int64_t>(grid.size()), expected.numel());
+    for (int64_t k = 0; k <= n; ++k)
+      EXPECT_NEAR(grid[k], expected[k].item<double>(), 1e-6) << "step " << k << " of " << n;
+  }
+}
+
+/// The golden prompts as conditions, and the encoded negative prompt as the null condition.
+std::pair<Condition, Condition> golden_conditions(const SafetensorsFile& g) {
+  const auto& embeds = g.at("prompt_embeds");
+  return {Condition(torch::arange(embeds.size(0)),
+                    {{"context", embeds}, {"pooled", g.at("pooled_prompt_embeds")}}),
+          Condition(torch::full({1}, kNullId, torch::kInt64),
+                    {{"context", g.at("negative_prompt_embeds")},
+                     {"pooled", g.at("negative_pooled_prompt_embeds")}})};
+}
+
+/// 4 guided Euler steps on the scheduler's grid, as StableDiffusion3Pipeline samples.
+torch::Tensor pipeline_sample(VelocityFieldImpl& model, const SafetensorsFile& g) {
+  const auto [cond, null] = golden_conditions(g);
+  GuidedVelocityImpl guided(model, 2.0, null);
+  const auto options = SampleOptions().sampler("euler").steps(4).shift(3.0).grid("diffusers");
+  return sample(guided, g.at("sample_noise"), cond, options).x0;
+}
+
+// The pipeline's 4-step sample with guidance 2 (latents, and the images decoded by the VAE, in [0,
+// 1] as the pipeline gives them).
+TEST_P(SD3Golden, GuidedSampleMatchesThePipeline) {
+  auto model = load_transformer(GetParam());
+  auto decoder = make_decoder({{"type", "vae"}, {"weights", fixture(GetParam()) + "/vae"}});
+  const auto g = load_safetensors(fixture(GetParam()) + "/golden.safetensors");
+  const auto latents = pipeline_sample(*model, g);
+  EXPECT_LT(relative_error(latents, g.at("sample_latents")), 1e-4);
+  const auto images = (decode_samples(*decoder, latents) + 1) / 2;  // [-1, 1] -> [0, 1]
+  EXPECT_LT((images - g.at("sample_images")).abs().max().item<double>(), 1e-4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Pipelines, SD3Golden, ::testing::Values("tiny-sd3", "tiny-sd35"),

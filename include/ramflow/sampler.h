@@ -47,7 +47,12 @@ struct SampleOptions {
   TORCH_ARG(std::string, sampler) = "euler";
   TORCH_ARG(int64_t, steps) = 25;
   TORCH_ARG(double, shift) = 1.0;  // grid shift, see time_grid()
+  /// "uniform" (time_grid) or "diffusers" (diffusers_grid: the SD3 scheduler's timesteps).
+  TORCH_ARG(std::string, grid) = "uniform";
 };
+
+/// The grid t_0 = 1 > ... > t_steps = 0 the options name; ConfigError for a bad one.
+std::vector<double> sampling_grid(const SampleOptions& options);
 
 struct SampleResult {
   torch::Tensor x0;  // [B, ...] the endpoint at t = 0

@@ -36,4 +36,12 @@ double shift_time(double t, double shift);
 /// The sampling grid t_0 = 1 > t_1 > ... > t_steps = 0: uniform in t, then shifted by `shift`.
 std::vector<double> time_grid(int64_t steps, double shift = 1.0);
 
+/// diffusers' FlowMatchEulerDiscreteScheduler grid after set_timesteps(steps), without dynamic
+/// shifting (SD3, SD3.5): with T training steps, the scheduler's sigmas run from shift_time(1) = 1
+/// down to sigma_min = shift_time(1 / T); set_timesteps spaces `steps` points linearly between
+/// them and shifts them *again* (diffusers shifts twice), then appends 0:
+///   t_k = shift_time(1 + (sigma_min - 1) k / (steps - 1)),  k = 0..steps-1;  t_steps = 0
+/// (shift 3, 10 steps: 1, 0.960, 0.913, 0.858, 0.790, 0.707, 0.602, 0.465, 0.278, 0.00893, 0).
+std::vector<double> diffusers_grid(int64_t steps, double shift, int64_t train_steps = 1000);
+
 }  // namespace ramflow

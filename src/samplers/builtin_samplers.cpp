@@ -30,12 +30,18 @@ const Registry<SamplerInfo>& samplers() {
   return registry;
 }
 
+std::vector<double> sampling_grid(const SampleOptions& options) {
+  if (options.grid() == "uniform") return time_grid(options.steps(), options.shift());
+  if (options.grid() == "diffusers") return diffusers_grid(options.steps(), options.shift());
+  throw ConfigError("sampling grid: unknown grid '" + options.grid() + "' (uniform, diffusers)");
+}
+
 SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options,
                     Rng* rng) {
   const SamplerInfo& info = samplers().get(options.sampler());
   TORCH_CHECK(!info.stochastic || rng != nullptr, "sample: sampler '", options.sampler(),
               "' is stochastic and needs an Rng");
-  const auto grid = time_grid(options.steps(), options.shift());
+  const auto grid = sampling_grid(options);
   SampleResult out;
   VelocityFn counted = [&](const torch::Tensor& x, const torch::Tensor& t) {
     ++out.nfe;
@@ -61,7 +67,7 @@ int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1,
                              const SampleOptions& options) {
   const SamplerInfo& info = samplers().get(options.sampler());
   if (info.stochastic) return -1;
-  const auto grid = time_grid(options.steps(), options.shift());
+  const auto grid = sampling_grid(options);
   c10::InferenceMode inference;
   torch::Tensor x = x1, none;
   for (size_t k = 0; k + 1 < grid.size(); ++k) {

@@ -68,4 +68,22 @@ std::vector<double> time_grid(int64_t steps, double shift) {
   return grid;
 }
 
+std::vector<double> diffusers_grid(int64_t steps, double shift, int64_t train_steps) {
+  if (steps < 1)
+    throw ConfigError("sampling grid: steps must be >= 1, got " + std::to_string(steps));
+  if (!(shift > 0.0)) throw ConfigError("sampling grid: shift must be > 0");
+  if (train_steps < 2) throw ConfigError("sampling grid: num_train_timesteps must be >= 2");
+  const double sigma_min = shift_time(1.0 / static_cast<double>(train_steps), shift);
+  std::vector<double> grid(steps + 1, 0.0);
+  for (int64_t k = 0; k < steps; ++k) {
+    // numpy's linspace(1, sigma_min, steps) (one point: 1), then the second shift.
+    const double u = steps == 1 ? 1.0
+                                : 1.0 + (sigma_min - 1.0) * static_cast<double>(k) /
+                                            static_cast<double>(steps - 1);
+    grid[k] = shift_time(u, shift);
+  }
+  grid[0] = 1.0;
+  return grid;
+}
+
 }  // namespace ramflow

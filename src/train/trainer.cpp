@@ -30,7 +30,7 @@ void Trainer::check(const TrainerOptions& options, const Method& method, const R
     throw ConfigError("trainer: groups and group_size must be >= 1");
   if (!(options.lr() > 0)) throw ConfigError("trainer: lr must be > 0");
   samplers().get(options.rollout().sampler());  // an unknown sampler
-  time_grid(options.rollout().steps(), options.rollout().shift());
+  sampling_grid(options.rollout());
   const int64_t B = options.groups() * options.group_size();
   if (options.minibatches() < 1 || B % options.minibatches())
     throw ConfigError("--minibatches " + std::to_string(options.minibatches()) +
@@ -211,7 +211,7 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   const RolloutSpec spec = method_->rollout_spec();
   if (spec.noise_level > 0 || spec.trajectory) {
     // Euler steps on the configured grid, stochastic on all steps or on a window of them.
-    const auto grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
+    const auto grid = sampling_grid(options_.rollout());
     const int64_t N = static_cast<int64_t>(grid.size()) - 1;
     const auto sde_steps = spec.noise_level > 0
                                ? stochastic_steps(N, spec.window, spec.window_end, rng)
@@ -232,7 +232,7 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   } else {
     GuidedVelocityImpl guided(sampler_model, options_.cfg(), cond_.null);
     VelocityFieldImpl& v = batch.cond.defined() && options_.cfg() != 1.0 ? guided : sampler_model;
-    batch.grid = time_grid(options_.rollout().steps(), options_.rollout().shift());
+    batch.grid = sampling_grid(options_.rollout());
     const bool overlap =
         reward_->overlap() && !samplers().get(options_.rollout().sampler()).stochastic && B > 1;
     if (overlap) {
