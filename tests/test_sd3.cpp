@@ -14,6 +14,7 @@
 #include "ramflow/errors.h"
 #include "ramflow/guidance.h"
 #include "ramflow/lora.h"
+#include "ramflow/lora_diffusers.h"
 #include "ramflow/safetensors.h"
 #include "ramflow/sampler.h"
 #include "ramflow/sd3_transformer.h"
@@ -166,6 +167,59 @@ TEST(SD3, LoraTargetsTheAttentionProjections) {
   for (const auto& l : layers) EXPECT_EQ(l.find("attn2"), std::string::npos) << l;
   EXPECT_NE(std::find(layers.begin(), layers.end(), "transformer_blocks.0.attn.to_out.0"),
             layers.end());
+}
+
+// A LoRA that diffusers saved (save_lora_weights, rank 2, alpha 4 in its metadata) and loaded
+// (load_lora_weights) gives the pipeline's adapted sample here too; written back in diffusers'
+// format, it reads the same.
+TEST(SD3, DiffusersLoraGivesThePipelinesAdaptedSample) {
+  const auto dir = fixture("tiny-sd35");
+  auto lora = load_diffusers_lora(dir + "/lora/pytorch_lora_weights.safetensors",
+                                  load_transformer("tiny-sd35"));
+  EXPECT_EQ(lora->options().rank(), 2);
+  EXPECT_EQ(lora->options().alpha(), 4.0);
+  EXPECT_EQ(lora->layers().size(), 23u);
+  const auto g = load_safetensors(dir + "/golden.safetensors");
+  const auto golden = load_safetensors(dir + "/golden_lora.safetensors");
+  const auto latents = pipeline_sample(*lora, g);
+  EXPECT_LT(relative_error(latents, golden.at("lora_sample_latents")), 1e-4);
+  // The adapters matter: the sample without them is far from it.
+  EXPECT_GT(relative_error(g.at("sample_latents"), golden.at("lora_sample_latents")), 1e-2);
+  auto decoder = make_decoder({{"type", "vae"}, {"weights", dir + "/vae"}});
+  const auto images = (decode_samples(*decoder, latents) + 1) / 2;
+  EXPECT_LT((images - golden.at("lora_sample_images")).abs().max().item<double>(), 1e-4);
+
+  const auto path = testing::fresh_temp_dir("sd3_lora") + ".safetensors";
+  save_diffusers_lora(*lora, path);
+  const auto meta =
+      nlohmann::json::parse(read_safetensors_metadata(path).at("lora_adapter_metadata"));
+  EXPECT_EQ(meta["transformer.lora_alpha"], 4.0);
+  EXPECT_EQ(meta["transformer.r"], 2);
+  auto again = load_diffusers_lora(path, load_transformer("tiny-sd35"));
+  for (const auto& layer : lora->layers()) {
+    EXPECT_TRUE(torch::equal(again->lora_A(layer), lora->lora_A(layer))) << layer;
+    EXPECT_TRUE(torch::equal(again->lora_B(layer), lora->lora_B(layer))) << layer;
+  }
+}
+
+// A LoRA of another model names a module this one lacks: the error names it.
+TEST(SD3, LoraOfAnotherModelIsRefused) {
+  const auto file =
+      load_safetensors(fixture("tiny-sd35") + "/lora/pytorch_lora_weights.safetensors");
+  NamedTensors renamed = file.tensors;
+  renamed[0].first = "transformer.transformer_blocks.7.attn.add_k_proj.lora_A.weight";
+  renamed[1].first = "transformer.transformer_blocks.7.attn.add_k_proj.lora_B.weight";
+  const auto path = testing::fresh_temp_dir("sd3_lora_other") + ".safetensors";
+  save_safetensors(path, renamed, file.metadata);
+  try {
+    load_diffusers_lora(path, load_transformer("tiny-sd35"));
+    ADD_FAILURE() << "accepted a LoRA of another model";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "names the module 'transformer_blocks.7.attn.add_k_proj', which the model lacks"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // The spec rebuilds the model from the same files; a random model's spec carries its config.
