@@ -222,6 +222,55 @@ TEST(SD3, LoraOfAnotherModelIsRefused) {
   }
 }
 
+// Gradient checkpointing recomputes each block in the backward pass: the same gradients for every
+// parameter (full training) and for LoRA's adapters, and torch::autograd::grad with respect to the
+// input (the adjoint methods' VJP) works through it without touching .grad.
+TEST(SD3, GradientCheckpointingGivesTheSameGradients) {
+  const auto g = load_safetensors(fixture("tiny-sd35") + "/golden.safetensors");
+  const Condition cond(torch::arange(2),
+                       {{"context", g.at("forward_context")}, {"pooled", g.at("forward_pooled")}});
+  const auto t = g.at("forward_t") / 1000.0;
+  auto grads = [&](bool checkpointing, bool lora) {
+    auto base = load_transformer("tiny-sd35");
+    dynamic_cast<SD3TransformerImpl&>(*base).set_gradient_checkpointing(checkpointing);
+    VelocityFieldPtr model = base;
+    if (lora) {
+      auto l = LoraVelocityField(
+          base, LoraOptions().rank(2).targets({"attn.to_q", "attn.add_k_proj", "ff.net.2"}));
+      torch::NoGradGuard no_grad;
+      for (const auto& layer : l->layers()) l->lora_B(layer).fill_(0.05);
+      model = l.ptr();
+    } else {
+      for (auto& p : model->parameters()) p.set_requires_grad(true);
+    }
+    const auto x = g.at("forward_x").clone().requires_grad_(true);
+    auto v = model->forward(x, t, cond);
+    // The input's VJP first (as Adjoint Matching takes it), then the loss's parameter gradients.
+    const auto vjp =
+        torch::autograd::grad({v}, {x}, {torch::ones_like(v)}, /*retain_graph=*/true)[0];
+    std::vector<torch::Tensor> out = {vjp};
+    for (const auto& p : model->parameters())
+      EXPECT_FALSE(p.grad().defined()) << "the VJP touched .grad";
+    (v * v).sum().backward();
+    for (const auto& p : model->parameters())
+      if (p.requires_grad()) out.push_back(p.grad().clone());
+    return out;
+  };
+  for (bool lora : {false, true}) {
+    const auto plain = grads(false, lora), checkpointed = grads(true, lora);
+    ASSERT_EQ(plain.size(), checkpointed.size());
+    EXPECT_GT(plain.size(), 1u);
+    for (size_t i = 0; i < plain.size(); ++i)
+      EXPECT_TRUE(torch::allclose(checkpointed[i], plain[i], 1e-4, 1e-6))
+          << (lora ? "LoRA" : "full") << " gradient " << i;
+  }
+  EXPECT_EQ(load_transformer("tiny-sd35")->spec().count("gradient_checkpointing"), 0u);
+  auto on = make_velocity_field({{"type", "sd3"},
+                                 {"weights", fixture("tiny-sd35") + "/transformer"},
+                                 {"gradient_checkpointing", true}});
+  EXPECT_TRUE(dynamic_cast<SD3TransformerImpl&>(*on).gradient_checkpointing());
+}
+
 // The spec rebuilds the model from the same files; a random model's spec carries its config.
 TEST(SD3, SpecRoundTrips) {
   auto model = load_transformer("tiny-sd35");

@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <fstream>
+
 #include "helpers.h"
 
+#include "ramflow/errors.h"
 #include "ramflow/gaussian_mixture.h"
 #include "ramflow/task.h"
 #include "ramflow/velocity_field.h"
@@ -19,6 +22,23 @@ nlohmann::json task_params(const std::string& name) {
   if (name == "mixture") return GaussianMixture::ring(3, 2.0, 0.3).to_json();
   if (name == "fashion")
     return {{"data_dir", testing::tiny_image_dataset(testing::fresh_temp_dir("tasks_fashion"))}};
+  if (name == "prompts") {
+    // The tiny SD3.5 pipeline's golden prompts (3) and their embeddings.
+    const auto prompts = testing::fresh_temp_dir("tasks_prompts") + ".txt";
+    std::ofstream(prompts) << "a red cube\n{\"prompt\": \"two dogs\", \"count\": 2}\n\nSTOP\n";
+    return {{"prompt_embeds", testing::source("tests/fixtures/sd3/tiny-sd35/golden.safetensors")},
+            {"prompts", prompts},
+            {"latent_shape", {16, 8, 12}}};
+  }
+  return nullptr;
+}
+
+// The model a task without a default model of its own (it post-trains a given base) is tested
+// with; null: the task's default model.
+nlohmann::json task_model(const std::string& name) {
+  if (name == "prompts")
+    return {{"type", "sd3"},
+            {"weights", testing::source("tests/fixtures/sd3/tiny-sd35/transformer")}};
   return nullptr;
 }
 
@@ -29,9 +49,19 @@ TEST_P(TaskContract, DataConditionsModelAndSpec) {
   EXPECT_EQ(task->name(), GetParam());
   Rng rng(1);
   Condition cond;
-  const auto x = task->sample_data(12, rng, {}, &cond);
   std::vector<int64_t> shape = {12};
   for (auto s : task->sample_shape()) shape.push_back(s);
+  const nlohmann::json model_spec = task_model(GetParam());
+  torch::Tensor x;
+  if (model_spec.is_null()) {
+    x = task->sample_data(12, rng, {}, &cond);
+  } else {
+    // A task of a given base has no data (it cannot pretrain) and no model of its own.
+    EXPECT_THROW(task->sample_data(12, rng, {}, &cond), ConfigError);
+    EXPECT_THROW(task->default_model(), ConfigError);
+    x = rng.randn(shape);
+    cond = task->sample_conditions(12, rng);
+  }
   EXPECT_EQ(x.sizes().vec(), shape);
   EXPECT_EQ(x.scalar_type(), torch::kFloat);
   const bool conditional = task->condition_count() > 0;
@@ -48,7 +78,7 @@ TEST_P(TaskContract, DataConditionsModelAndSpec) {
     EXPECT_EQ(task->null_condition().id()[0].item<int64_t>(), kNullId);
   }
   // The default model takes the task's samples with their conditions, and the null condition.
-  auto model = make_velocity_field(task->default_model(), 0);
+  auto model = make_velocity_field(model_spec.is_null() ? task->default_model() : model_spec, 0);
   torch::NoGradGuard no_grad;
   EXPECT_EQ(model->forward(x, torch::full({12}, 0.5), cond).sizes(), x.sizes());
   if (conditional) {

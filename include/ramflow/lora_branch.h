@@ -44,6 +44,11 @@ class LoraScope {
   std::vector<char>* previous_reached_;
 };
 
+/// The branches in force on this thread (null when none): for code that runs a forward again later,
+/// on another thread or after the scope ended (gradient checkpointing's recomputation), and
+/// installs them again with a LoraScope.
+const LoraBranches* active_lora_branches();
+
 torch::Tensor layer_forward(torch::nn::LinearImpl& layer, const torch::Tensor& x);
 torch::Tensor layer_forward(torch::nn::Conv2dImpl& layer, const torch::Tensor& x);
 

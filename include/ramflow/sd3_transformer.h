@@ -75,7 +75,8 @@ class SD3TransformerImpl : public VelocityFieldImpl {
   /// "pooled" -> v [B, C, H, W] in x's dtype.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
                         const Condition& cond = {}) override;
-  /// {"type": "sd3", "config": {...config.json}, "dtype", ["weights": dir]}.
+  /// {"type": "sd3", "config": {...config.json}, "dtype", ["weights": dir],
+  /// ["gradient_checkpointing": true]}.
   nlohmann::json spec() const override;
   /// Reads the weights from the weights folder when the model has one (the constructor already
   /// did: nothing to do while no tensor was written since); else draws them as PyTorch initialises
@@ -111,7 +112,8 @@ TORCH_MODULE(SD3Transformer);
 
 /// The registry's factory: {"type": "sd3", "config": {config.json fields} (read from
 /// weights/config.json when absent), "dtype": "float32" | "float16" | "bfloat16" (default float32),
-/// "weights": a diffusers transformer/ folder (optional; else random weights)}.
+/// "weights": a diffusers transformer/ folder (optional; else random weights),
+/// "gradient_checkpointing": true | false (default false)}.
 VelocityFieldPtr make_sd3_transformer(const nlohmann::json& spec);
 
 /// The sin-cos position table of SD3's PatchEmbed, [1, M M, D]: row-major grid positions (i, j) of

@@ -48,6 +48,8 @@ LoraScope::~LoraScope() {
   active_reached = previous_reached_;
 }
 
+const LoraBranches* active_lora_branches() { return active; }
+
 torch::Tensor layer_forward(torch::nn::LinearImpl& layer, const torch::Tensor& x) {
   auto y = layer.forward(x);  // W0 x + b: [..., out]
   if (const LoraBranch* b = branch_of(layer)) {

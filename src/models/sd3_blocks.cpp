@@ -136,4 +136,81 @@ std::pair<torch::Tensor, torch::Tensor> JointBlockImpl::forward(const torch::Ten
   return {z, e};
 }
 
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+/// inputs = [z, e (absent after the last block), c, trainable tensors...]; outputs [z', e'] (or
+/// [z']). The block and the LoRA branches of the forward pass are kept as addresses in ctx.
+class BlockCheckpoint : public torch::autograd::Function<BlockCheckpoint> {
+ public:
+  static variable_list forward(AutogradContext* ctx, at::TensorList inputs, JointBlockImpl* block,
+                               bool has_e) {
+    ctx->save_for_backward(inputs.vec());
+    ctx->saved_data["block"] = reinterpret_cast<int64_t>(block);
+    ctx->saved_data["lora"] = reinterpret_cast<int64_t>(active_lora_branches());
+    ctx->saved_data["has_e"] = has_e;
+    auto [z, e] =
+        block->forward(inputs[0], has_e ? inputs[1] : torch::Tensor(), inputs[has_e ? 2 : 1]);
+    return e.defined() ? variable_list{z, e} : variable_list{z};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
+    auto inputs = ctx->get_saved_variables();
+    auto* block = reinterpret_cast<JointBlockImpl*>(ctx->saved_data["block"].toInt());
+    const auto* branches = reinterpret_cast<const LoraBranches*>(ctx->saved_data["lora"].toInt());
+    const bool has_e = ctx->saved_data["has_e"].toBool();
+    const size_t n_states = has_e ? 3 : 2;
+    // The forward again, with autograd, from detached copies of the states (the trainable tensors
+    // are the leaves themselves, so that their gradients come back by name).
+    variable_list wrt;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (i < n_states) inputs[i] = inputs[i].detach().requires_grad_(inputs[i].requires_grad());
+      if (inputs[i].requires_grad()) wrt.push_back(inputs[i]);
+    }
+    variable_list outputs, grads;
+    {
+      torch::AutoGradMode grad_mode(true);
+      LoraScope scope(branches);
+      auto [z, e] =
+          block->forward(inputs[0], has_e ? inputs[1] : torch::Tensor(), inputs[n_states - 1]);
+      for (auto [out, g] : {std::pair{z, grad_out[0]},
+                            std::pair{e, grad_out.size() > 1 ? grad_out[1] : torch::Tensor()}})
+        if (out.defined() && g.defined()) {
+          outputs.push_back(out);
+          grads.push_back(g);
+        }
+    }
+    variable_list result(inputs.size() + 2);  // one per input tensor, then block and has_e
+    if (outputs.empty() || wrt.empty()) return result;
+    const auto got = torch::autograd::grad(outputs, wrt, grads, /*retain_graph=*/false,
+                                           /*create_graph=*/false, /*allow_unused=*/true);
+    for (size_t i = 0, k = 0; i < inputs.size(); ++i)
+      if (inputs[i].requires_grad()) result[i] = got[k++];
+    return result;
+  }
+};
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> checkpointed(JointBlockImpl& block, const torch::Tensor& z,
+                                                     const torch::Tensor& e,
+                                                     const torch::Tensor& c) {
+  if (!torch::GradMode::is_enabled()) return block.forward(z, e, c);
+  variable_list inputs = {z};
+  if (e.defined()) inputs.push_back(e);
+  inputs.push_back(c);
+  // What trains inside the block: its own parameters, and the adapters on its layers.
+  for (const auto& p : block.parameters())
+    if (p.requires_grad()) inputs.push_back(p);
+  if (const LoraBranches* branches = active_lora_branches())
+    for (const auto& m : block.modules(/*include_self=*/false))
+      if (const auto it = branches->find(m.get()); it != branches->end())
+        for (const auto& t : {it->second.A, it->second.B})
+          if (t.requires_grad()) inputs.push_back(t);
+  const auto out = BlockCheckpoint::apply(at::TensorList(inputs), &block, e.defined());
+  return {out[0], out.size() > 1 ? out[1] : torch::Tensor()};
+}
+
 }  // namespace ramflow::sd3

@@ -92,4 +92,13 @@ class JointBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(JointBlock);
 
+/// block(z, e, c) without keeping its activations for the backward pass: they are recomputed there
+/// (gradient checkpointing: the memory of one block's activations at a time, for a second forward
+/// pass). The gradients reach z, e, c, the block's trainable parameters and the LoRA adapters in
+/// force on its layers, through autograd alone (no side effect on .grad: torch::autograd::grad
+/// through it works as through the plain block). With autograd off, the plain forward.
+std::pair<torch::Tensor, torch::Tensor> checkpointed(JointBlockImpl& block, const torch::Tensor& z,
+                                                     const torch::Tensor& e,
+                                                     const torch::Tensor& c);
+
 }  // namespace ramflow::sd3

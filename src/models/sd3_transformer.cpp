@@ -122,6 +122,13 @@ VelocityFieldPtr make_sd3_transformer(const nlohmann::json& spec) {
   r.text("type");
   const auto weights = r.text("weights", "");
   const auto dtype = parse_dtype(r.text("dtype", "float32"), "model 'sd3': field 'dtype'");
+  bool checkpointing = false;
+  if (r.has("gradient_checkpointing")) {
+    const auto& g = r.value("gradient_checkpointing");
+    if (!g.is_boolean())
+      throw ConfigError("model 'sd3': field 'gradient_checkpointing' must be true or false");
+    checkpointing = g.get<bool>();
+  }
   nlohmann::json config;
   if (r.has("config"))
     config = r.value("config");
@@ -132,7 +139,9 @@ VelocityFieldPtr make_sd3_transformer(const nlohmann::json& spec) {
   r.finish();
   const auto source =
       weights.empty() ? std::string("model 'sd3': config") : weights + "/config.json";
-  return SD3Transformer(SD3TransformerOptions::from_json(config, source), dtype, weights).ptr();
+  auto model = SD3Transformer(SD3TransformerOptions::from_json(config, source), dtype, weights);
+  model->set_gradient_checkpointing(checkpointing);
+  return model.ptr();
 }
 
 SD3TransformerOptions sd35_medium_options() {
@@ -194,6 +203,7 @@ nlohmann::json SD3TransformerImpl::spec() const {
   nlohmann::json s = {
       {"type", "sd3"}, {"config", options_.to_json()}, {"dtype", dtype_name(dtype_)}};
   if (!weights_.empty()) s["weights"] = weights_.dir();
+  if (checkpointing_) s["gradient_checkpointing"] = true;
   return s;
 }
 
@@ -260,7 +270,10 @@ torch::Tensor SD3TransformerImpl::forward(const torch::Tensor& x, const torch::T
   const auto c = conditioning(t, pooled);                          // [B, D]
   auto z = patchify(x.to(dtype_));                                 // [B, N, D]
   auto e = layer_forward(*context_embedder_, context.to(dtype_));  // [B, L, D]
-  for (auto& block : *blocks_) std::tie(z, e) = block->as<sd3::JointBlock>()->forward(z, e, c);
+  for (auto& block : *blocks_) {
+    auto& b = *block->as<sd3::JointBlock>();
+    std::tie(z, e) = checkpointing_ ? sd3::checkpointed(b, z, e, c) : b.forward(z, e, c);
+  }
   // norm_out is AdaLayerNormContinuous: (scale, shift), scale first.
   const auto ss = layer_forward(*norm_out_, torch::silu(c)).chunk(2, 1);  // each [B, D]
   z = sd3::layer_norm(z) * (1 + ss[0].unsqueeze(1)) + ss[1].unsqueeze(1);

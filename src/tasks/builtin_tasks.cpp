@@ -6,6 +6,7 @@
 #include "ramflow/image_task.h"
 #include "ramflow/mixture_task.h"
 #include "ramflow/prompt_ring_task.h"
+#include "ramflow/prompt_task.h"
 
 namespace ramflow {
 namespace {
@@ -39,6 +40,9 @@ void register_builtin_tasks(Registry<TaskInfo>& r) {
   r.add("ring-prompts", {make_prompt_ring_task, {{"pretrain_label_dropout", 0.1}}},
         "the ring asked for by prompt: 8 directions with random context/pooled embeddings (2-D, "
         "text-conditioned)");
+  r.add("prompts", {make_prompt_task},
+        "text-to-image post-training of a diffusers SD3 pipeline (--base): prompts and their "
+        "embeddings from files (--prompts, --prompt-embeds, --eval-prompts)");
   r.add("fashion",
         {[](const nlohmann::json& p) { return make_image_task(fashion_mnist_info(), p); },
          image_task_preset()},
