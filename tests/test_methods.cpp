@@ -172,6 +172,40 @@ TEST(FlowGRPOTest, OnPolicyRatioIsExactlyOne) {
   EXPECT_GT(trainer.step().metrics.at("ratio_max_deviation"), 0.0);
 }
 
+// With guidance, Flow-GRPO's rollouts and its loss both use the guided velocity v_u + w (v_c - v_u)
+// (its released code computes log-probabilities with CFG): on the first minibatch the ratio is
+// 1 (to float rounding: the loss evaluates the steps in other batches than the rollout). A loss on
+// the conditional velocity alone would make it differ by orders of magnitude more.
+TEST(FlowGRPOTest, GuidedRolloutsAndLossAgree) {
+  const TaskPtr task = make_task("ring-prompts");
+  auto base = make_velocity_field(task->default_model(), 3);
+  auto cfg = Config::resolve(finetune_params(), "", {{"method", "flow-grpo"}});
+  cfg.apply_defaults(methods().get("flow-grpo").preset);
+  const ConditionSource cond{
+      [task](int64_t groups, Rng& rng) { return task->sample_conditions(groups, rng); },
+      task->null_condition()};
+  auto make = [&](double scale) {
+    auto policy = clone_velocity_field(*base);
+    for (auto& p : policy->parameters()) p.set_requires_grad(true);
+    return Trainer(policy, frozen_copy(*base), bump(), methods().get("flow-grpo").make(cfg),
+                   TrainerOptions().sample_shape({2}).groups(2).group_size(8).cfg(scale).rollout(
+                       SampleOptions().steps(6)),
+                   cond);
+  };
+  Trainer trainer = make(2.0), unguided = make(1.0);
+  for (int i = 0; i < 2; ++i) {
+    const auto rec = trainer.step();
+    EXPECT_LT(rec.metrics.at("ratio_max_deviation"), 1e-5) << "step " << i;
+    // The rollouts are guided: the same noise gives other endpoints than without guidance.
+    if (i == 0) EXPECT_NE(rec.reward_mean, unguided.step().reward_mean);
+  }
+  // Adjoint Matching keeps its trajectory without a guided loss: guidance is refused.
+  auto am = Config::resolve(finetune_params(), "", {{"method", "adjoint-matching"}});
+  EXPECT_THROW(Trainer::check(TrainerOptions().sample_shape({2}).cfg(2.0),
+                              *methods().get("adjoint-matching").make(am), *bump()),
+               ConfigError);
+}
+
 TEST(FlowGRPOTest, ClosedFormKLMatchesMonteCarlo) {
   // Two Gaussian flows whose velocities differ by O(1), so that the KL dwarfs the Monte-Carlo
   // error.

@@ -202,6 +202,23 @@ TEST(SD3, DiffusersLoraGivesThePipelinesAdaptedSample) {
   }
 }
 
+// A LoRA that `ramflow finetune` trained and exported (generate.py --ramflow): diffusers loaded it
+// with load_lora_weights and sampled; ramflow's own sample with it is the same.
+TEST(SD3, RamflowsExportedLoraGivesDiffusersSample) {
+  const auto dir = fixture("tiny-sd35");
+  auto lora = load_diffusers_lora(dir + "/ramflow_lora/pytorch_lora_weights.safetensors",
+                                  load_transformer("tiny-sd35"));
+  const auto g = load_safetensors(dir + "/golden.safetensors");
+  const auto diffusers = load_safetensors(dir + "/golden_ramflow_lora.safetensors");
+  const auto latents = pipeline_sample(*lora, g);
+  EXPECT_LT(relative_error(latents, diffusers.at("sample_latents")), 1e-4);
+  EXPECT_GT(relative_error(g.at("sample_latents"), diffusers.at("sample_latents")), 1e-3)
+      << "the trained adapters change the sample";
+  auto decoder = make_decoder({{"type", "vae"}, {"weights", dir + "/vae"}});
+  const auto images = (decode_samples(*decoder, latents) + 1) / 2;
+  EXPECT_LT((images - diffusers.at("sample_images")).abs().max().item<double>(), 1e-4);
+}
+
 // A LoRA of another model names a module this one lacks: the error names it.
 TEST(SD3, LoraOfAnotherModelIsRefused) {
   const auto file =

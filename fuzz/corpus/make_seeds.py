@@ -60,3 +60,20 @@ put("reward_response", "terms", json.dumps(dict(ok, terms={"accuracy": [1, 0, 1]
 put("reward_response", "nan", json.dumps(dict(ok, scores=[float("nan"), 0, 0])))
 put("reward_response", "count", json.dumps(dict(ok, scores=[0, 0])))
 put("reward_response", "error", json.dumps({"error": "the judge crashed"}))
+
+# diffusers: the first byte picks the reader (0 index, 1 transformer config, 2 VAE config).
+sd35 = {"_class_name": "SD3Transformer2DModel", "_diffusers_version": "0.42.1", "attention_head_dim": 8,
+        "caption_projection_dim": 16, "dual_attention_layers": [0], "in_channels": 16,
+        "joint_attention_dim": 24, "num_attention_heads": 2, "num_layers": 3, "out_channels": 16,
+        "patch_size": 2, "pooled_projection_dim": 20, "pos_embed_max_size": 12, "qk_norm": "rms_norm",
+        "sample_size": 8}
+vae = {"_class_name": "AutoencoderKL", "block_out_channels": [8, 16, 16], "latent_channels": 16,
+       "layers_per_block": 1, "norm_num_groups": 4, "scaling_factor": 1.5305, "shift_factor": 0.0609,
+       "up_block_types": ["UpDecoderBlock2D"] * 3, "use_post_quant_conv": False}
+put("diffusers", "index", b"\x00" + json.dumps({"metadata": {"total_size": 8}, "weight_map": {
+    "proj_out.weight": "m-00001-of-00002.safetensors", "proj_out.bias": "m-00002-of-00002.safetensors"}}).encode())
+put("diffusers", "index_escape", b"\x00" + json.dumps({"weight_map": {"a": "../x.safetensors"}}).encode())
+put("diffusers", "sd35", b"\x01" + json.dumps(sd35).encode())
+put("diffusers", "sd3_bad", b"\x01" + json.dumps(dict(sd35, caption_projection_dim=17, qk_norm=None)).encode())
+put("diffusers", "vae", b"\x02" + json.dumps(vae).encode())
+put("diffusers", "vae_bad", b"\x02" + json.dumps(dict(vae, norm_num_groups=3, act_fn="gelu")).encode())

@@ -17,11 +17,12 @@
 
 namespace ramflow {
 
-/// Every parameter and buffer of `model`, named "<prefix>.<path>".
+/// Every parameter and buffer of `model`, named "<prefix>.<path>", but those it read from the files
+/// its spec names (VelocityFieldImpl::tensors_from_files: a diffusers base, unchanged).
 NamedTensors model_tensors(const std::string& prefix, const VelocityFieldImpl& model);
 /// Copies the tensors "<prefix>.<path>" of `tensors` into every parameter and buffer of `model` (no
-/// grad); throws InputError naming `source` for a missing tensor or one of the wrong shape or
-/// dtype.
+/// grad) but those it read from the files its spec names; throws InputError naming `source` for a
+/// missing tensor or one of the wrong shape or dtype.
 void load_model_tensors(const NamedTensors& tensors, const std::string& prefix,
                         VelocityFieldImpl& model, const std::string& source);
 /// The tensors named "<prefix>.<rest>", renamed "<rest>".

@@ -17,9 +17,9 @@
 
 namespace ramflow {
 
-/// The JSON of `path`; InputError naming it if it is missing or not JSON (`what` says what the file
-/// should be, for the message).
-nlohmann::json read_json_file(const std::string& path, const std::string& what);
+/// The JSON of `path`; InputError naming it if it is missing (`what` says what the file should be,
+/// for the message), the error of config.h's read_json_file if it is not JSON.
+nlohmann::json read_diffusers_json(const std::string& path, const std::string& what);
 
 /// DIR/config.json, checked to name `class_name` as its "_class_name".
 nlohmann::json read_component_config(const std::string& dir, const std::string& class_name);
@@ -47,6 +47,8 @@ class ComponentWeights {
   bool empty() const { return dir_.empty(); }
   const std::string& dir() const { return dir_; }
   void load(torch::nn::Module& module);
+  /// Whether `module` holds exactly what load() read: loaded, and no tensor written since.
+  bool unchanged(const torch::nn::Module& module) const;
 
  private:
   std::string dir_;

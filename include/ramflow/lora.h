@@ -75,6 +75,8 @@ class LoraVelocityFieldImpl : public VelocityFieldImpl {
   void reset_adapters(Rng& rng);
   /// A wrapper around the same base object with copies of the adapters.
   VelocityFieldPtr clone_trainable() const override;
+  /// The base's, under "base.".
+  std::vector<std::string> tensors_from_files() const override;
 
   /// The base network: the model with adapters off.
   VelocityFieldImpl& base() { return *base_; }

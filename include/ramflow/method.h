@@ -31,7 +31,11 @@ struct RolloutSpec {
   int64_t window = 0;
   double window_end = 0.5;
   std::string log_prob_reduce = "mean";  // "mean" (Flow-GRPO's code) or "sum" over coordinates
-  bool trajectory = false;       // keep x at every grid time (Euler steps where not stochastic)
+  bool trajectory = false;  // keep x at every grid time (Euler steps where not stochastic)
+  /// With --cfg != 1, a trajectory method's rollouts and loss use the guided velocity v_u + w (v_c
+  /// - v_u) of each model (its log-probabilities are those of the guided sampler, as in Flow-GRPO's
+  /// released code); a trajectory method without it refuses guidance.
+  bool guided_loss = false;
   bool reward_gradient = false;  // grad_x r(x0) in the batch; the reward must be differentiable
 };
 

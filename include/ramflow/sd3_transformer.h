@@ -83,6 +83,8 @@ class SD3TransformerImpl : public VelocityFieldImpl {
   /// Linear and Conv2d layers (RMS norm weights 1, the sin-cos position table).
   void reset_parameters(Rng& rng) override;
 
+  /// {""} while the weights are those of the weights folder, unchanged; else none.
+  std::vector<std::string> tensors_from_files() const override;
   const SD3TransformerOptions& options() const { return options_; }
   torch::Dtype dtype() const { return dtype_; }
   const std::string& weights_dir() const { return weights_.dir(); }
@@ -109,6 +111,11 @@ class SD3TransformerImpl : public VelocityFieldImpl {
   torch::nn::Linear norm_out_{nullptr}, proj_out_{nullptr};
 };
 TORCH_MODULE(SD3Transformer);
+
+/// The layers LoRA adapts in SD3 by default, the attention projections that Flow-GRPO and
+/// diffusers' SD3 training scripts target: attn.to_q, attn.to_k, attn.to_v, attn.to_out.0,
+/// attn.add_q_proj, attn.add_k_proj, attn.add_v_proj, attn.to_add_out.
+std::vector<std::string> sd3_lora_targets();
 
 /// The registry's factory: {"type": "sd3", "config": {config.json fields} (read from
 /// weights/config.json when absent), "dtype": "float32" | "float16" | "bfloat16" (default float32),

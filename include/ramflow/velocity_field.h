@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <nlohmann/json.hpp>
@@ -31,6 +32,11 @@ class VelocityFieldImpl : public torch::nn::Module {
   /// than copied (a LoRA model shares its frozen base, lora.h). The default is a deep copy. Frozen
   /// copies and EMAs are made this way.
   virtual std::shared_ptr<VelocityFieldImpl> clone_trainable() const;
+  /// Path prefixes of the parameters and buffers that are exactly the files the spec names, none
+  /// written since they were read ("" for all of them; "base." for a LoRA wrapper's file-backed
+  /// base): a checkpoint leaves them out and rebuilding the model from its spec restores them, so
+  /// that a LoRA run on a multi-gigabyte base writes checkpoints of its adapters. Default: none.
+  virtual std::vector<std::string> tensors_from_files() const { return {}; }
 };
 using VelocityFieldPtr = std::shared_ptr<VelocityFieldImpl>;
 

@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include "ramflow/config.h"
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
 #include "ramflow/safetensors.h"
@@ -37,19 +38,14 @@ std::string shape_text(at::IntArrayRef shape) {
 
 }  // namespace
 
-nlohmann::json read_json_file(const std::string& path, const std::string& what) {
+nlohmann::json read_diffusers_json(const std::string& path, const std::string& what) {
   if (!fs::is_regular_file(path)) throw InputError(path + ": missing (" + what + ")");
-  const std::string text = read_file(path);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not JSON (" + what + "): " + e.what());
-  }
+  return read_json_file(path);  // config.h's: an error names the file and the parse failure
 }
 
 nlohmann::json read_component_config(const std::string& dir, const std::string& class_name) {
   const std::string path = (fs::path(dir) / "config.json").string();
-  auto config = read_json_file(path, "a diffusers " + class_name + " config");
+  auto config = read_diffusers_json(path, "a diffusers " + class_name + " config");
   if (!config.is_object()) throw InputError(path + ": not a JSON object");
   if (!config.contains("_class_name") || !config["_class_name"].is_string())
     throw InputError(path + ": no \"_class_name\" (a diffusers config names its class)");
@@ -64,7 +60,7 @@ std::vector<std::string> component_weight_files(const std::string& dir) {
   if (fs::is_regular_file(single)) return {single.string()};
   if (!fs::is_regular_file(index))
     throw InputError(dir + ": no weights (neither " + kWeights + " nor " + kIndex + ")");
-  const auto json = read_json_file(index.string(), "a sharded weights index");
+  const auto json = read_diffusers_json(index.string(), "a sharded weights index");
   if (!json.is_object() || !json.contains("weight_map") || !json["weight_map"].is_object() ||
       json["weight_map"].empty())
     throw InputError(index.string() + ": no \"weight_map\" object naming the shards");
@@ -118,8 +114,12 @@ void load_component_weights(torch::nn::Module& module, const std::string& dir,
     if (!loaded.count(kv.first)) throw InputError(dir + ": the weights lack '" + kv.first + "'");
 }
 
+bool ComponentWeights::unchanged(const torch::nn::Module& module) const {
+  return !loaded_versions_.empty() && loaded_versions_ == tensor_versions(module);
+}
+
 void ComponentWeights::load(torch::nn::Module& module) {
-  if (!loaded_versions_.empty() && loaded_versions_ == tensor_versions(module)) return;
+  if (unchanged(module)) return;
   load_component_weights(module, dir_, ignored_);
   loaded_versions_ = tensor_versions(module);
 }

@@ -19,7 +19,7 @@ std::string join(const std::string& dir, const std::string& name) {
 /// The scheduler's shift and training steps, checked to be the grid ramflow computes.
 void read_scheduler(const std::string& dir, DiffusersPipeline& p) {
   const auto path = join(dir, "scheduler/scheduler_config.json");
-  const auto s = read_json_file(path, "the pipeline's scheduler config");
+  const auto s = read_diffusers_json(path, "the pipeline's scheduler config");
   if (!s.is_object() || s.value("_class_name", std::string()) != "FlowMatchEulerDiscreteScheduler")
     throw InputError(path + ": \"_class_name\" must be 'FlowMatchEulerDiscreteScheduler'");
   auto number = [&](const char* key, double def) {
@@ -74,13 +74,15 @@ bool is_diffusers_pipeline(const std::string& dir) {
 DiffusersPipeline read_diffusers_pipeline(const std::string& dir) {
   if (!fs::is_directory(dir)) throw InputError(dir + ": not a directory (a diffusers pipeline)");
   const auto index_path = join(dir, "model_index.json");
-  const auto index = read_json_file(index_path, "a diffusers pipeline's index");
+  const auto index = read_diffusers_json(index_path, "a diffusers pipeline's index");
   const auto cls = index.is_object() ? index.value("_class_name", std::string()) : std::string();
   if (cls != "StableDiffusion3Pipeline")
     throw InputError(index_path + ": \"_class_name\" is '" + cls +
                      "', expected 'StableDiffusion3Pipeline'");
   DiffusersPipeline p;
-  p.dir = dir;
+  // Absolute: the specs of checkpoints name the weights by it, whatever the directory a run is
+  // resumed or evaluated from.
+  p.dir = fs::absolute(dir).lexically_normal().string();
   const auto tdir = join(dir, "transformer"), vdir = join(dir, "vae");
   p.transformer = SD3TransformerOptions::from_json(
       read_component_config(tdir, "SD3Transformer2DModel"), tdir + "/config.json");

@@ -12,6 +12,7 @@
 #include "jobs/resolve.h"
 #include "ramflow/assets.h"
 #include "ramflow/checkpoint.h"
+#include "ramflow/dtypes.h"
 #include "ramflow/errors.h"
 #include "ramflow/progress.h"
 
@@ -41,6 +42,18 @@ std::string cache_dir(const Config& cfg) {
 }  // namespace
 
 VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device device, JobIO io) {
+  if (const auto pipeline = pipeline_from(cfg)) {
+    // A diffusers pipeline's transformer, in the dtype asked for (probed on the device first).
+    const torch::Dtype dtype = dtype_from(cfg);
+    check_dtype_computes(dtype, device, "--dtype " + dtype_name(dtype));
+    io.log << "base model: " << pipeline->dir << " (SD3 transformer, "
+           << pipeline->transformer.num_layers() << " blocks, width " << pipeline->transformer.dim()
+           << ", " << dtype_name(dtype) << ")\n";
+    auto model = make_velocity_field(model_spec_from(cfg, task));
+    model->to(device);
+    model->eval();
+    return model;
+  }
   if (cfg.is_set("base")) {
     // A pretrain checkpoint holds "base"; a finetune checkpoint's "policy" can serve as a base too.
     const std::string path = resolve_model_file(cfg.text("base"));

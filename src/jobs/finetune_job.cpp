@@ -21,6 +21,7 @@
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
 #include "ramflow/lora.h"
+#include "ramflow/lora_diffusers.h"
 #include "ramflow/method.h"
 #include "ramflow/progress.h"
 #include "ramflow/run_dir.h"
@@ -159,6 +160,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                  *basics.on_samples);
   jobs::check_model(cfg, *task);
   const bool evaluating = cfg.text("eval") != "none";
+  const bool diffusers_base = jobs::pipeline_from(cfg).has_value();
 
   // --- 2. run directory, base model and evaluation -----------------------------------------------
   jobs::RunStart start =
@@ -257,7 +259,13 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     // architecture.
     LoraVelocityFieldImpl& evaluated = *as_lora(trainer.eval_model());
     save_peft_adapter(evaluated, run.path() + "/lora", cfg.is_set("base") ? cfg.text("base") : "");
-    save_checkpoint(run.checkpoint("merged"), {{"policy", evaluated.merged().get()}}, final_meta);
+    if (diffusers_base) {
+      // diffusers' own format, which StableDiffusion3Pipeline.load_lora_weights reads; a merged
+      // copy of a multi-gigabyte base is left to the user (diffusers' fuse_lora).
+      save_diffusers_lora(evaluated, run.path() + "/lora/pytorch_lora_weights.safetensors");
+    } else {
+      save_checkpoint(run.checkpoint("merged"), {{"policy", evaluated.merged().get()}}, final_meta);
+    }
   }
   const double seconds = rec.seconds;
   nlohmann::json summary = {{"method", trainer.method().name()},
@@ -280,8 +288,11 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                        {"alpha", lora->options().alpha()},
                        {"layers", lora->layers().size()},
                        {"trainable_parameters", parameter_count(*lora)},
-                       {"adapter", "lora/adapter_model.safetensors"},
-                       {"merged_checkpoint", "checkpoints/merged.safetensors"}};
+                       {"adapter", "lora/adapter_model.safetensors"}};
+    if (diffusers_base)
+      summary["lora"]["diffusers"] = "lora/pytorch_lora_weights.safetensors";
+    else
+      summary["lora"]["merged_checkpoint"] = "checkpoints/merged.safetensors";
   }
   // The reward curves, drawn once the curve has its last point (the final evaluation).
   auto plot_reward = [&] {

@@ -31,7 +31,30 @@ void add_task_params(ParamTable& t) {
            "task 'mixture': {\"weights\": [...], \"means\": [[...]], \"stds\": [...] or \"covs\"}");
   t.text("data_dir", nullptr,
          "image tasks: the directory of the dataset's IDX files (default: the task's)");
-  t.text("base", nullptr, "base-model checkpoint (default: pretrain one, or reuse the cached one)");
+  t.text("base", nullptr,
+         "base model: a ramflow checkpoint, or a diffusers SD3 / SD3.5 pipeline folder "
+         "(model_index.json, transformer/, vae/, scheduler/) (default: pretrain one, or reuse the "
+         "cached one)");
+  t.text("dtype", "float32",
+         "a diffusers base: the dtype its weights are held and computed in (LoRA adapters stay "
+         "float32)",
+         {"float32", "bfloat16", "float16"});
+  t.boolean("grad_checkpoint", false,
+            "a diffusers base: recompute each transformer block in the backward pass (less memory, "
+            "one more forward)");
+  t.text("prompts", nullptr,
+         "task 'prompts': the training prompts, one per line or JSON lines {\"prompt\": ..., "
+         "<metadata>}");
+  t.text("eval_prompts", nullptr,
+         "task 'prompts': held-out evaluation prompts (default: the training prompts)");
+  t.text("prompt_embeds", nullptr,
+         "task 'prompts': the prompts' embeddings (safetensors: prompt_embeds, "
+         "pooled_prompt_embeds, negative_prompt_embeds, negative_pooled_prompt_embeds; "
+         "python/encode_prompts.py writes it)");
+  t.integer("height", 0, "task 'prompts': image height in pixels (0 = the model's default)", 0,
+            1 << 16);
+  t.integer("width", 0, "task 'prompts': image width in pixels (0 = the model's default)", 0,
+            1 << 16);
   t.text("cache_dir", nullptr,
          "where pretrained base models are cached (default: $RAMFLOW_CACHE_DIR, "
          "$XDG_CACHE_HOME/ramflow or ~/.cache/ramflow)");
@@ -130,7 +153,14 @@ void add_training_params(ParamTable& t, bool with_method) {
          "rollout sampler of the endpoint-only methods (" + endpoint_only +
              "); the others use Euler or their SDE",
          samplers().names());
-  t.number("rollout_shift", 1.0, "grid shift s: t' = s t / (1 + (s-1) t)", 0, 1000, true);
+  t.number("rollout_shift", 1.0,
+           "grid shift s of rollouts and evaluation: t' = s t / (1 + (s-1) t) (a diffusers base: "
+           "its scheduler's)",
+           0, 1000, true);
+  t.text("rollout_grid", "uniform",
+         "the grid of rollouts and evaluation: uniform in t then shifted, or diffusers' "
+         "FlowMatchEulerDiscreteScheduler timesteps (a diffusers base's default)",
+         {"uniform", "diffusers"});
   t.group("Optimisation");
   t.integer("steps", 600, "training steps (one rollout each)", 1, 100000000);
   t.integer("minibatches", 1,

@@ -6,9 +6,11 @@
 #include <torch/torch.h>
 
 #include "ramflow/decoded_reward.h"
+#include "ramflow/dtypes.h"
 #include "ramflow/errors.h"
 #include "ramflow/method.h"
 #include "ramflow/runtime.h"
+#include "ramflow/sd3_transformer.h"
 #include "ramflow/strings.h"
 
 namespace ramflow::jobs {
@@ -26,6 +28,8 @@ std::optional<LoraOptions> lora_options_from(const Config& cfg) {
                                               : static_cast<double>(rank));
   if (cfg.is_set("lora_targets")) {
     o.targets(split(cfg.text("lora_targets")));
+  } else if (pipeline_from(cfg)) {
+    o.targets(sd3_lora_targets());  // the attention projections, as Flow-GRPO and diffusers adapt
   }
   o.check();
   return o;
@@ -53,7 +57,8 @@ TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
       .rollout(SampleOptions()
                    .sampler(cfg.text("rollout_sampler"))
                    .steps(cfg.integer("rollout_steps"))
-                   .shift(cfg.number("rollout_shift")))
+                   .shift(cfg.number("rollout_shift"))
+                   .grid(cfg.text("rollout_grid")))
       .lr(cfg.number("lr"))
       .weight_decay(cfg.number("weight_decay"))
       .beta1(cfg.number("beta1"))
@@ -97,8 +102,66 @@ torch::Device setup_device(const Config& cfg) {
   return *device;
 }
 
+std::optional<DiffusersPipeline> pipeline_from(const Config& cfg) {
+  if (!cfg.table().find("base") || !cfg.is_set("base")) return std::nullopt;
+  const std::string& dir = cfg.text("base");
+  if (!is_diffusers_pipeline(dir)) return std::nullopt;
+  return read_diffusers_pipeline(dir);
+}
+
+torch::Dtype dtype_from(const Config& cfg) {
+  if (!cfg.table().find("dtype")) return torch::kFloat32;
+  return parse_dtype(cfg.text("dtype"), "--dtype");
+}
+
+namespace {
+
+/// The keys of task 'prompts', refused with any other task.
+const std::vector<std::string>& prompt_keys() {
+  static const std::vector<std::string> keys = {"prompts", "eval_prompts", "prompt_embeds",
+                                                "height", "width"};
+  return keys;
+}
+
+bool is_set_here(const Config& cfg, const std::string& key) {
+  return cfg.table().find(key) && cfg.is_set(key) &&
+         !(cfg.raw(key).is_number() && cfg.raw(key) == 0);
+}
+
+}  // namespace
+
+TaskPtr prompt_task_from(const Config& cfg, std::optional<std::vector<int64_t>> latent_shape) {
+  const auto pipeline = pipeline_from(cfg);
+  if (!pipeline)
+    throw ConfigError(
+        "task 'prompts' post-trains a diffusers SD3 pipeline: --base must be its folder "
+        "(model_index.json, transformer/, vae/, scheduler/)");
+  if (!cfg.is_set("prompt_embeds"))
+    throw ConfigError(
+        "--prompt-embeds: required with a diffusers base (the prompts encoded by "
+        "python/encode_prompts.py)");
+  nlohmann::json params = {
+      {"prompt_embeds", cfg.text("prompt_embeds")},
+      {"latent_shape", latent_shape
+                           ? *latent_shape
+                           : pipeline->latent_shape(cfg.integer("height"), cfg.integer("width"))},
+      {"context_dim", pipeline->transformer.joint_attention_dim()},
+      {"pooled_dim", pipeline->transformer.pooled_projection_dim()}};
+  for (const char* key : {"prompts", "eval_prompts"})
+    if (cfg.table().find(key) && cfg.is_set(key)) params[key] = cfg.text(key);
+  return make_task("prompts", params);
+}
+
 TaskPtr task_from(const Config& cfg) {
   const std::string& name = cfg.text("task");
+  if (name == "prompts") return prompt_task_from(cfg);
+  for (const auto& key : prompt_keys())
+    if (is_set_here(cfg, key))
+      throw ConfigError(cfg.table().find(key)->flag() +
+                        " applies to task 'prompts' (a diffusers base), not to '" + name + "'");
+  if (pipeline_from(cfg))
+    throw ConfigError("--base " + cfg.text("base") +
+                      " is a diffusers pipeline: its task is 'prompts', not '" + name + "'");
   if (name == "mixture") {
     if (cfg.is_set("data_dir"))
       throw ConfigError("--data-dir applies to image tasks, not to task 'mixture'");
@@ -117,8 +180,15 @@ void apply_presets(Config& cfg, const std::string& method) {
       if (cfg.table().find(kv.key())) known[kv.key()] = kv.value();
     cfg.apply_defaults(known);  // only keys the file and flags did not give
   };
+  const auto pipeline = pipeline_from(cfg);
+  if (pipeline) apply({{"task", "prompts"}});  // first: the task's preset depends on it
   if (!method.empty()) apply(methods().get(method).preset);
   apply(tasks().get(cfg.text("task")).preset);  // after the method's: the task's wins
+  if (pipeline)
+    apply({{"rollout_grid", "diffusers"},
+           {"rollout_shift", pipeline->shift},
+           {"decoder", pipeline->decoder_spec(dtype_from(cfg))},
+           {"eval", "reward"}});
 }
 
 DecoderPtr decoder_from(const Config& cfg, const Task& task) {
@@ -192,6 +262,19 @@ nlohmann::json reward_spec_from(const Config& cfg) {
 }
 
 nlohmann::json model_spec_from(const Config& cfg, const Task& task) {
+  if (const auto pipeline = pipeline_from(cfg)) {
+    if (cfg.is_set("model"))
+      throw ConfigError("--model: a diffusers base brings its own model (transformer/)");
+    auto spec = pipeline->transformer_spec(dtype_from(cfg));
+    if (cfg.table().find("grad_checkpoint") && cfg.boolean("grad_checkpoint"))
+      spec["gradient_checkpointing"] = true;
+    return spec;
+  }
+  for (const char* key : {"dtype", "grad_checkpoint"})
+    if (cfg.table().find(key) && cfg.is_explicit(key) &&
+        cfg.raw(key) != cfg.table().find(key)->default_value)
+      throw ConfigError(cfg.table().find(key)->flag() +
+                        " applies to a diffusers base (--base DIR)");
   return cfg.is_set("model") ? cfg.raw("model") : task.default_model();
 }
 
@@ -199,7 +282,12 @@ EvalOptions eval_options_from(const Config& cfg) {
   return EvalOptions()
       .samples(cfg.integer("eval_samples"))
       .pool(cfg.integer("eval_pool"))
-      .sampler(SampleOptions().sampler(cfg.text("eval_sampler")).steps(cfg.integer("eval_steps")))
+      .sampler(SampleOptions()
+                   .sampler(cfg.text("eval_sampler"))
+                   .steps(cfg.integer("eval_steps"))
+                   // Evaluation samples on the rollouts' grid (a diffusers base: its scheduler's).
+                   .shift(cfg.table().find("rollout_shift") ? cfg.number("rollout_shift") : 1.0)
+                   .grid(cfg.table().find("rollout_grid") ? cfg.text("rollout_grid") : "uniform"))
       .seed(static_cast<uint64_t>(cfg.integer("eval_seed")))
       .kl_samples(cfg.integer("eval_kl_samples"))
       .likelihood(LikelihoodOptions().steps(cfg.integer("eval_kl_steps")))
@@ -209,6 +297,9 @@ EvalOptions eval_options_from(const Config& cfg) {
 }
 
 void check_model(const Config& cfg, const Task& task) {
+  // A diffusers base is read when the run starts (building it here would read its weights twice);
+  // its LoRA targets are checked then, before any compute.
+  if (pipeline_from(cfg)) return;
   auto model = make_velocity_field(model_spec_from(cfg, task));
   if (auto lora = lora_options_from(cfg)) lora_target_layers(*model, lora->targets());
 }

@@ -9,6 +9,7 @@
 
 #include "ramflow/config.h"
 #include "ramflow/decoder.h"
+#include "ramflow/diffusers_pipeline.h"
 #include "ramflow/evaluator.h"
 #include "ramflow/lora.h"
 #include "ramflow/reward.h"
@@ -18,12 +19,25 @@
 
 namespace ramflow::jobs {
 
+/// The diffusers pipeline that `base` names, or nullopt when `base` is unset or a ramflow
+/// checkpoint (InputError naming what is wrong with a folder that is not an SD3 pipeline).
+std::optional<DiffusersPipeline> pipeline_from(const Config& cfg);
+/// The dtype of `dtype` (float32 where the job has no such key).
+torch::Dtype dtype_from(const Config& cfg);
+
 /// Applies `device` and `threads`; returns the device (ConfigError if CUDA is asked for but
 /// absent).
 torch::Device setup_device(const Config& cfg);
 TaskPtr task_from(const Config& cfg);
+/// Task 'prompts' from --prompt-embeds, --prompts and --eval-prompts, for the diffusers base of
+/// --base, its samples of `latent_shape` (default: from --height and --width).
+TaskPtr prompt_task_from(const Config& cfg,
+                         std::optional<std::vector<int64_t>> latent_shape = std::nullopt);
 /// The one precedence of a run's configuration, used by every job:
-///   table defaults < the method's preset < the task's preset < the config file < flags.
+///   table defaults < the method's preset < the task's preset < a diffusers base's preset < the
+///   config file < flags.
+/// A diffusers base's preset: task 'prompts', its scheduler's grid and shift, its VAE as the
+/// decoder, evaluation 'reward' (no exact target for a text-to-image model).
 /// Sets each key of the presets that the file and the flags did not give (keys the job's table
 /// lacks are skipped). The task's preset wins over the method's: a method's preset is tuned on the
 /// 2-D tasks and does not carry to images. `method` empty: the task's preset only (pretrain, and
@@ -52,7 +66,8 @@ struct RunBasics {
   double multiplier;
 };
 RunBasics resolve_basics(Config& cfg);
-/// The model spec: `model` if set, else the task's default.
+/// The model spec: a diffusers base's transformer (with grad_checkpoint), else `model` if set, else
+/// the task's default.
 nlohmann::json model_spec_from(const Config& cfg, const Task& task);
 EvalOptions eval_options_from(const Config& cfg);
 /// The LoRA options of the lora_* keys, or nullopt when --lora-rank is 0 (ConfigError if invalid).

@@ -12,6 +12,7 @@
 #include "jobs/report.h"
 #include "jobs/resolve.h"
 #include "jobs/run_start.h"
+#include "jobs/sample_pipeline.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
 #include "ramflow/guidance.h"
@@ -48,11 +49,31 @@ ParamTable sample_params() {
   t.boolean(
       "latents", false,
       "write the model's own samples, not decoded ones (checkpoints of runs with a --decoder)");
+  t.group("A diffusers SD3 pipeline (--base DIR; --out is then a directory)");
+  t.text("base", nullptr,
+         "a diffusers SD3 / SD3.5 pipeline folder: samples every prompt of --prompt-embeds once");
+  t.text("prompt_embeds", nullptr,
+         "the prompts' embeddings (python/encode_prompts.py): prompt_embeds, pooled_prompt_embeds, "
+         "negative_prompt_embeds, negative_pooled_prompt_embeds");
+  t.text("prompts", nullptr, "the prompts' text, one per line or JSON lines (optional)");
+  t.text("init_noise", nullptr, "initial latents: a safetensors file with \"noise\" [N, C, h, w]");
+  t.text("lora", nullptr, "a LoRA in diffusers' format (pytorch_lora_weights.safetensors)");
+  t.integer("rollout_steps", 28, "Euler steps on the scheduler's grid", 1, 100000);
+  t.text("dtype", "float32", "the dtype the transformer and the VAE compute in",
+         {"float32", "bfloat16", "float16"});
+  t.integer("height", 0, "image height in pixels (0 = the model's default)", 0, 1 << 16);
+  t.integer("width", 0, "image width in pixels (0 = the model's default)", 0, 1 << 16);
   return t;
 }
 
 nlohmann::json run_sample(const Config& cfg, JobIO io) {
-  if (!cfg.is_set("checkpoint")) throw ConfigError("--checkpoint: required");
+  if (cfg.is_set("base")) return jobs::run_sample_pipeline(cfg, io);
+  for (const char* key : {"prompt_embeds", "prompts", "init_noise", "lora", "rollout_steps",
+                          "dtype", "height", "width"})
+    if (cfg.is_explicit(key))
+      throw ConfigError(cfg.table().find(key)->flag() + " applies to sampling a diffusers --base");
+  if (!cfg.is_set("checkpoint"))
+    throw ConfigError("--checkpoint: required (or --base, a diffusers pipeline folder)");
   if (!cfg.is_set("out"))
     throw ConfigError("--out: the output file is required (.csv or .safetensors)");
   const std::string out = cfg.text("out");

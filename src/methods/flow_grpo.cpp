@@ -55,6 +55,7 @@ RolloutSpec FlowGRPO::rollout_spec() const {
   spec.window_end = options_.window_end();
   spec.log_prob_reduce = options_.log_prob();
   spec.trajectory = true;
+  spec.guided_loss = true;
   return spec;
 }
 

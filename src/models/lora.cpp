@@ -228,6 +228,12 @@ void LoraVelocityFieldImpl::reset_parameters(Rng& rng) {
   reset_adapters(rng);
 }
 
+std::vector<std::string> LoraVelocityFieldImpl::tensors_from_files() const {
+  std::vector<std::string> out;
+  for (const auto& prefix : base_->tensors_from_files()) out.push_back("base." + prefix);
+  return out;
+}
+
 VelocityFieldPtr LoraVelocityFieldImpl::clone_trainable() const {
   auto copy = LoraVelocityField(base_, options_);
   torch::NoGradGuard no_grad;

@@ -43,7 +43,7 @@ void Trainer::check(const TrainerOptions& options, const Method& method, const R
   if (options.grad_clip() < 0) throw ConfigError("--grad-clip must be >= 0");
   if (!(options.cfg() >= 0)) throw ConfigError("--cfg must be >= 0");
   const RolloutSpec spec = method.rollout_spec();
-  if (options.cfg() != 1.0 && (spec.noise_level > 0 || spec.trajectory))
+  if (options.cfg() != 1.0 && (spec.noise_level > 0 || spec.trajectory) && !spec.guided_loss)
     throw ConfigError("--cfg " + std::to_string(options.cfg()) + ": method " + method.name() +
                       " keeps its rollout trajectory and re-runs it in the loss without guidance; "
                       "use --cfg 1 with it");
@@ -290,7 +290,17 @@ StepRecord Trainer::step() {
   const auto start = std::chrono::steady_clock::now();
   Rng rng = rng_.fork(static_cast<uint64_t>(step_));
   policy_->train();
-  Policies models{*policy_, *ref_, old(), reward_.get()};
+  // A method whose loss re-runs its guided rollout sees guided views of its models (method.h).
+  const RolloutSpec spec = method_->rollout_spec();
+  std::optional<GuidedVelocityImpl> guided_policy, guided_ref, guided_old;
+  if (spec.guided_loss && options_.cfg() != 1.0 && cond_.draw) {
+    guided_policy.emplace(*policy_, options_.cfg(), cond_.null);
+    guided_ref.emplace(*ref_, options_.cfg(), cond_.null);
+    if (old()) guided_old.emplace(*old(), options_.cfg(), cond_.null);
+  }
+  VelocityFieldImpl* old_model = guided_old ? &*guided_old : old();
+  Policies models{guided_policy ? *guided_policy : *policy_, guided_ref ? *guided_ref : *ref_,
+                  old_model, reward_.get()};
   method_->begin_step(step_, models);
   VelocityFieldImpl* chosen = method_->rollout_model(models);
   std::string skipped;  // why the step was skipped (StepRecord::skipped), else empty
@@ -299,9 +309,9 @@ StepRecord Trainer::step() {
   };
   RolloutBatch batch;
   try {
-    batch = rollout(chosen                                 ? *chosen
-                    : old_ && method_->rollouts_from_old() ? old_->model()
-                                                           : *policy_,
+    batch = rollout(chosen                                      ? *chosen
+                    : old_model && method_->rollouts_from_old() ? *old_model
+                                                                : models.policy,
                     rng);
   } catch (const NumericalError& e) {  // a diverged rollout, or a non-finite reward
     skip(e.what());
