@@ -69,6 +69,9 @@ for entry in "${commands[@]}"; do
   # A resumed run keeps its configuration: it takes no work-size flag but --steps, which runs it on.
   resume=0
   [[ " $* " == *" --resume "* ]] && resume=1
+  # Sampling a diffusers pipeline counts its steps with --rollout-steps (its --steps is refused).
+  pipeline_sample=0
+  [[ "$sub" == sample && " $* " == *" --base "* ]] && pipeline_sample=1
   while [ $# -gt 0 ]; do
     if [ -n "${small[$1]+x}" ]; then
       [ "$resume" -eq 1 ] && [ "$1" = --steps ] && args+=(--steps 5)
@@ -82,6 +85,7 @@ for entry in "${commands[@]}"; do
     shift
   done
   for flag in "${!small[@]}"; do
+    [ "$pipeline_sample" -eq 1 ] && [ "$flag" = --steps ] && continue
     [ "$resume" -eq 0 ] && grep -qE -- "^ +$flag " <<<"$help" && args+=("$flag" "${small[$flag]}")
   done
   echo "readme_commands: ($file) ramflow ${args[*]}"

@@ -1,7 +1,6 @@
 // Reading diffusers' component folders (see include/ramflow/diffusers_files.h).
 #include "ramflow/diffusers_files.h"
 
-#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -21,6 +20,12 @@ namespace fs = std::filesystem;
 
 const char* const kWeights = "diffusion_pytorch_model.safetensors";
 const char* const kIndex = "diffusion_pytorch_model.safetensors.index.json";
+
+bool starts_with_any(const std::string& name, const std::vector<std::string>& prefixes) {
+  for (const auto& p : prefixes)
+    if (name.rfind(p, 0) == 0) return true;
+  return false;
+}
 
 /// The version counter of every parameter and buffer (each in-place write advances one).
 std::vector<int64_t> tensor_versions(const torch::nn::Module& module) {
@@ -95,9 +100,7 @@ void load_component_weights(torch::nn::Module& module, const std::string& dir,
   for (const auto& path : files) {
     auto file = load_safetensors(path);
     for (auto& [name, tensor] : file.tensors) {
-      if (std::any_of(ignored.begin(), ignored.end(),
-                      [&](const std::string& p) { return name.rfind(p, 0) == 0; }))
-        continue;
+      if (starts_with_any(name, ignored)) continue;
       const auto it = targets.find(name);
       if (it == targets.end())
         throw InputError(path + ": tensor '" + name + "' is not in the model (another model?)");

@@ -65,6 +65,7 @@ std::pair<std::vector<double>, std::vector<double>> band_of(
 // The report, section by section: aggregate() the runs per configuration (and the target reward),
 // the exact frontier(), the plots(), markdown() with report.json, and the summary().
 struct Report {
+  explicit Report(const CompareResults& results) : r(results) {}
   const CompareResults& r;
   const ComparePlan& plan = r.plan;
   const Config& cfg = r.cfg;
@@ -397,7 +398,7 @@ struct Report {
 }  // namespace
 
 nlohmann::json write_report(const CompareResults& r, RunDir& run, JobIO io) {
-  Report report{r};
+  Report report(r);
   report.aggregate(io);
   report.frontier();
   report.plots(run);

@@ -122,7 +122,7 @@ void plot_samples(const RunDir& run, const Config& cfg, const Task& task, const 
                   const Evaluator& evaluator, const EvalResult& before, const EvalResult& after,
                   const std::string& method, int64_t steps) {
   if (before.samples.dim() == 4) {  // images (decoded)
-    jobs::class_grids(run.plot("samples"), {before.samples, after.samples}, {before.cond}, task, 8);
+    jobs::class_grids(run.plot("samples"), {before.samples, after.samples}, {before.cond}, 8);
     return;
   }
   const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));
@@ -296,18 +296,18 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   }
   // The reward curves, drawn once the curve has its last point (the final evaluation).
   auto plot_reward = [&] {
-    line_plot(
-        run.plot("reward"),
-        "mean reward: training batches" + std::string(curve ? " and evaluations" : ""),
-        "training step", "mean reward",
-        curve ? std::vector<Series>{{"training batch", batch_step, batch_reward, palette(5) + "1"},
-                                    {"evaluation", evals.step, evals.reward, palette(0) + "2"}}
-              : std::vector<Series>{{"training batch", batch_step, batch_reward, palette(5) + "1"}},
-        evaluator && evaluator->has_target()
-            ? std::vector<HLine>{{evaluator->target().reward_optimal, "exact target (optimal)",
-                                  kOptimumStyle},
-                                 {evaluator->target().reward_base, "base model (pool)", kBaseStyle}}
-            : std::vector<HLine>{});
+    std::vector<Series> series;
+    series.push_back({"training batch", batch_step, batch_reward, palette(5) + "1"});
+    if (curve) series.push_back({"evaluation", evals.step, evals.reward, palette(0) + "2"});
+    std::vector<HLine> lines;
+    if (evaluator && evaluator->has_target()) {
+      lines.push_back(
+          {evaluator->target().reward_optimal, "exact target (optimal)", kOptimumStyle});
+      lines.push_back({evaluator->target().reward_base, "base model (pool)", kBaseStyle});
+    }
+    line_plot(run.plot("reward"),
+              "mean reward: training batches" + std::string(curve ? " and evaluations" : ""),
+              "training step", "mean reward", series, lines);
   };
   const std::string name = trainer.method().name() + (trainer.has_eval_ema() ? " (EMA)" : "");
   if (!evaluator) {

@@ -38,21 +38,28 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples,
 }
 
 void class_grids(const std::string& path, const std::vector<torch::Tensor>& batches,
-                 const std::vector<Condition>& conds, const Task& task, int64_t per_class) {
+                 const std::vector<Condition>& conds, int64_t per_class) {
   TORCH_CHECK(conds.size() == 1 || conds.size() == batches.size(), "class_grids: ", conds.size(),
               " label tensors for ", batches.size(), " batches");
-  const int64_t K = std::max<int64_t>(task.num_classes(), 1);
+  // One row per condition that occurs (classes, prompts), in id order, at most kMaxRows; a single
+  // row for an unconditional task.
+  constexpr int64_t kMaxRows = 10;
+  const Condition& first = conds.front();
+  const auto ids = first.defined()
+                       ? std::get<0>(torch::_unique(first.id().cpu(), /*sorted=*/true))  // [n]
+                       : torch::Tensor();
+  const int64_t K = ids.defined() ? std::min<int64_t>(kMaxRows, ids.numel()) : 1;
   std::vector<torch::Tensor> picked;
   for (size_t b = 0; b < batches.size(); ++b) {
     const auto x = batches[b].detach().cpu();  // [N, C, H, W]
     const auto cond = conds[conds.size() == 1 ? 0 : b];
     std::vector<int64_t> shape = x.sizes().vec();
     shape[0] = K * per_class;
-    auto grid = torch::full(shape, -1.0, x.options());  // black where a class is short
+    auto grid = torch::full(shape, -1.0, x.options());  // black where a condition is short
     for (int64_t k = 0; k < K; ++k) {
-      // The first per_class samples of class k (all samples for an unconditional task).
-      auto ik =
-          cond.defined() ? (cond.id().cpu() == k).nonzero().flatten() : torch::arange(x.size(0));
+      // The first per_class samples of the k-th condition (all samples for an unconditional task).
+      auto ik = cond.defined() ? (cond.id().cpu() == ids[k]).nonzero().flatten()
+                               : torch::arange(x.size(0));
       const int64_t have = std::min(per_class, ik.size(0));
       if (have > 0)
         grid.narrow(0, k * per_class, have).copy_(x.index_select(0, ik.narrow(0, 0, have)));
