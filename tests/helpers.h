@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <vector>
 
@@ -96,6 +97,18 @@ class Server {
   pid_t pid_ = -1;
   std::string url_;
 };
+
+/// A run's metrics.jsonl, each line without its wall-clock "seconds" (what repeats bit for bit).
+inline std::vector<nlohmann::json> metrics_without_seconds(const std::string& run) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    j.erase("seconds");
+    out.push_back(j);
+  }
+  return out;
+}
 
 /// Every tensor of two safetensors files equal bit for bit, in the same order, and their training
 /// state

@@ -91,7 +91,9 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
             "reward", "reward_std", "distance", "distance_from_base", "diversity"})
         EXPECT_TRUE(j.contains(k)) << k;
       EXPECT_EQ(j["samples"], j.value("final", false) ? 300 : 100);
-      if (j["eval_step"] == 0) EXPECT_EQ(j["distance_from_base"], 0.0);
+      if (j["eval_step"] == 0) {
+        EXPECT_EQ(j["distance_from_base"], 0.0);
+      }
       if (j.value("final", false)) final_line = j;
     }
   }

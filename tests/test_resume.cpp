@@ -55,18 +55,6 @@ Flags tiny_run(const std::string& method, const std::string& out, int64_t steps)
   return f;
 }
 
-// metrics.jsonl without the wall-clock fields.
-std::vector<nlohmann::json> metrics_of(const std::string& run) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(run + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    j.erase("seconds");
-    out.push_back(j);
-  }
-  return out;
-}
-
 class ResumeEveryMethod : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ResumeEveryMethod, NStepsResumeNStepsEqual2NStraight) {
@@ -82,7 +70,7 @@ TEST_P(ResumeEveryMethod, NStepsResumeNStepsEqual2NStraight) {
                    JobIO{log, false});
   run_finetune(Config::resolve(finetune_params(), "", tiny_run(method, straight, 6)),
                JobIO{log, false});
-  EXPECT_EQ(metrics_of(split), metrics_of(straight));
+  EXPECT_EQ(testing::metrics_without_seconds(split), testing::metrics_without_seconds(straight));
   testing::expect_same_checkpoint(split + "/checkpoints/step-00000006.safetensors",
                                   straight + "/checkpoints/step-00000006.safetensors");
   const auto final_a = load_safetensors(split + "/checkpoints/final.safetensors");
@@ -166,7 +154,7 @@ TEST(Resume, AStopRequestCheckpointsAndTheRunContinues) {
   run_finetune(Config::resolve(finetune_params(), "", {{"resume", run}}), JobIO{log, false});
   run_finetune(Config::resolve(finetune_params(), "", tiny_run("ram", straight, 4)),
                JobIO{log, false});
-  EXPECT_EQ(metrics_of(run), metrics_of(straight));
+  EXPECT_EQ(testing::metrics_without_seconds(run), testing::metrics_without_seconds(straight));
   testing::expect_same_checkpoint(run + "/checkpoints/step-00000004.safetensors",
                                   straight + "/checkpoints/step-00000004.safetensors");
 }
@@ -215,7 +203,9 @@ TEST(Resume, CompareReusesFinishedRunsAndContinuesTheRest) {
                             "distance_from_base", "diversity", "kl_to_base"})
       EXPECT_EQ(a["runs"][i][key], b["runs"][i][key]) << a["runs"][i]["variant"] << " " << key;
   for (const char* run : {"ram-seed0", "nft-seed0"}) {
-    EXPECT_EQ(metrics_of(split + "/runs/" + run), metrics_of(straight + "/runs/" + run)) << run;
+    EXPECT_EQ(testing::metrics_without_seconds(split + "/runs/" + run),
+              testing::metrics_without_seconds(straight + "/runs/" + run))
+        << run;
     testing::expect_same_checkpoint(
         split + "/runs/" + run + "/checkpoints/step-00000006.safetensors",
         straight + "/runs/" + run + "/checkpoints/step-00000006.safetensors");

@@ -96,17 +96,6 @@ Flags tiny_finetune(const std::string& method, const std::string& out, int64_t s
           {"checkpoint_every", "2"}};
 }
 
-std::vector<nlohmann::json> metrics_without_seconds(const std::string& run) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(run + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    j.erase("seconds");
-    out.push_back(j);
-  }
-  return out;
-}
-
 class SD3Finetune : public ::testing::TestWithParam<std::string> {};
 
 // 2 steps, a resume, 2 more equal 4 straight steps bit for bit; checkpoints hold the adapters (the
@@ -123,7 +112,7 @@ TEST_P(SD3Finetune, LoraRunResumesBitForBitAndExportsForDiffusers) {
   const auto summary =
       run_finetune(Config::resolve(finetune_params(), "", tiny_finetune(method, straight, 4)),
                    JobIO{log, false});
-  EXPECT_EQ(metrics_without_seconds(split), metrics_without_seconds(straight));
+  EXPECT_EQ(testing::metrics_without_seconds(split), testing::metrics_without_seconds(straight));
   testing::expect_same_checkpoint(split + "/checkpoints/step-00000004.safetensors",
                                   straight + "/checkpoints/step-00000004.safetensors");
   // The task, the grid and the decoder came from the pipeline.

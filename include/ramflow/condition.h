@@ -84,6 +84,19 @@ class Condition {
   std::shared_ptr<const ConditionTable> table_;
 };
 
+/// The embeddings of a text-conditioned task's prompts, by id: rows 0..K-1 of context [K + 1, L, C]
+/// and pooled [K + 1, P] are the K prompts', row K the empty prompt's (the null condition of
+/// guidance).
+struct PromptEmbeddings {
+  torch::Tensor context, pooled;
+  /// K, the number of prompts.
+  int64_t count() const { return context.size(0) - 1; }
+  /// ids [n] (kNullId allowed) -> a batch of "context" and "pooled" rows with `table`; c10::Error
+  /// naming `who` for an id outside [-1, K).
+  Condition conditions(const torch::Tensor& ids, std::shared_ptr<const ConditionTable> table,
+                       const std::string& who) const;
+};
+
 /// The class labels a class-conditional model reads: cond's "label" tensor, checked to be [batch]
 /// (int64). `who` names the model in the error.
 torch::Tensor labels_of(const Condition& cond, int64_t batch, const std::string& who);

@@ -141,6 +141,11 @@ class SpecReader {
   std::vector<double> numbers(const std::string& key,
                               std::optional<std::vector<double>> def = std::nullopt);
   std::string text(const std::string& key, std::optional<std::string> def = std::nullopt);
+  /// An integer in [min, max] (ConfigError naming the field and the range otherwise).
+  int64_t integer(const std::string& key, std::optional<int64_t> def = std::nullopt,
+                  int64_t min = 1, int64_t max = 1000000000);
+  /// true or false.
+  bool flag(const std::string& key, std::optional<bool> def = std::nullopt);
   const json& value(const std::string& key);
   bool has(const std::string& key) const { return spec_.contains(key); }
   /// Throws ConfigError if the spec has a field that was never read.

@@ -13,9 +13,12 @@
 #include <vector>
 
 #include <torch/nn/module.h>
+#include <torch/types.h>
 #include <nlohmann/json.hpp>
 
 namespace ramflow {
+
+class SpecReader;
 
 /// The JSON of `path`; InputError naming it if it is missing (`what` says what the file should be,
 /// for the message), the error of config.h's read_json_file if it is not JSON.
@@ -35,6 +38,19 @@ std::vector<std::string> component_weight_files(const std::string& dir);
 /// are read one at a time, so that the peak memory is the module plus one shard.
 void load_component_weights(torch::nn::Module& module, const std::string& dir,
                             const std::vector<std::string>& ignored = {});
+
+/// The fields the spec of a diffusers component's port holds: {"type", "config": {config.json
+/// fields} (read from weights/config.json when absent), "dtype": float32 | float16 | bfloat16
+/// (default float32), "weights": the component folder (optional; else random weights)}.
+struct ComponentSpec {
+  nlohmann::json config;
+  torch::Dtype dtype = torch::kFloat32;
+  std::string weights;
+  std::string source;  // where the config came from, for errors
+};
+/// Reads those fields with `r` (whose other fields are the caller's), the config checked to be of
+/// class `class_name` when read from the folder.
+ComponentSpec read_component_spec(SpecReader& r, const std::string& class_name);
 
 /// The weights of a module that starts from a component folder. load() reads them, unless it read
 /// them into this module before and no parameter or buffer was written since (their version

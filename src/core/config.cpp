@@ -482,6 +482,27 @@ std::string SpecReader::text(const std::string& key, std::optional<std::string> 
   return v.get<std::string>();
 }
 
+int64_t SpecReader::integer(const std::string& key, std::optional<int64_t> def, int64_t min,
+                            int64_t max) {
+  const double v =
+      number(key, def ? std::optional<double>(static_cast<double>(*def)) : std::nullopt);
+  if (v != std::floor(v) || v < static_cast<double>(min) || v > static_cast<double>(max))
+    throw ConfigError(what_ + ": field '" + key + "' must be an integer in [" +
+                      std::to_string(min) + ", " + std::to_string(max) + "]");
+  return static_cast<int64_t>(v);
+}
+
+bool SpecReader::flag(const std::string& key, std::optional<bool> def) {
+  used_.push_back(key);
+  if (!spec_.contains(key) || spec_.at(key).is_null()) {
+    if (def) return *def;
+    throw ConfigError(what_ + ": missing field '" + key + "'");
+  }
+  const auto& v = spec_.at(key);
+  if (!v.is_boolean()) throw ConfigError(what_ + ": field '" + key + "' must be true or false");
+  return v.get<bool>();
+}
+
 void SpecReader::finish() const {
   for (const auto& kv : spec_.items()) {
     if (std::find(used_.begin(), used_.end(), kv.key()) == used_.end()) {

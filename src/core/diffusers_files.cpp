@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "ramflow/config.h"
+#include "ramflow/dtypes.h"
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
 #include "ramflow/safetensors.h"
@@ -115,6 +116,24 @@ void load_component_weights(torch::nn::Module& module, const std::string& dir,
   }
   for (const auto& kv : targets)
     if (!loaded.count(kv.first)) throw InputError(dir + ": the weights lack '" + kv.first + "'");
+}
+
+ComponentSpec read_component_spec(SpecReader& r, const std::string& class_name) {
+  ComponentSpec s;
+  r.text("type");
+  s.weights = r.text("weights", "");
+  s.dtype = parse_dtype(r.text("dtype", "float32"), r.what() + ": field 'dtype'");
+  if (r.has("config")) {
+    s.config = r.value("config");
+    s.source = r.what() + ": config";
+  } else if (!s.weights.empty()) {
+    s.config = read_component_config(s.weights, class_name);
+    s.source = s.weights + "/config.json";
+  } else {
+    throw ConfigError(r.what() + ": needs 'config' (" + class_name +
+                      "'s config.json fields) or 'weights' (its diffusers folder)");
+  }
+  return s;
 }
 
 bool ComponentWeights::unchanged(const torch::nn::Module& module) const {

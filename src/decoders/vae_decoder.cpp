@@ -217,21 +217,9 @@ nlohmann::json VAEDecoderImpl::spec() const {
 
 DecoderPtr make_vae_decoder(const nlohmann::json& spec) {
   SpecReader r(spec, "decoder 'vae'");
-  r.text("type");
-  const auto weights = r.text("weights", "");
-  const auto dtype = parse_dtype(r.text("dtype", "float32"), "decoder 'vae': field 'dtype'");
-  nlohmann::json config;
-  if (r.has("config"))
-    config = r.value("config");
-  else if (!weights.empty())
-    config = read_component_config(weights, "AutoencoderKL");
-  else
-    throw ConfigError(
-        "decoder 'vae': needs 'config' (AutoencoderKL's config.json fields) or 'weights'");
+  const ComponentSpec c = read_component_spec(r, "AutoencoderKL");
   r.finish();
-  const auto source =
-      weights.empty() ? std::string("decoder 'vae': config") : weights + "/config.json";
-  return VAEDecoder(VAEDecoderOptions::from_json(config, source), dtype, weights).ptr();
+  return VAEDecoder(VAEDecoderOptions::from_json(c.config, c.source), c.dtype, c.weights).ptr();
 }
 
 }  // namespace ramflow

@@ -6,24 +6,6 @@
 #include "ramflow/vae_decoder.h"
 
 namespace ramflow {
-namespace {
-
-int64_t integer(SpecReader& r, const std::string& key, int64_t def) {
-  const double v = r.number(key, static_cast<double>(def));
-  if (v != std::floor(v) || v < 1 || v > 1e9)
-    throw ConfigError(r.what() + ": '" + key + "' must be an integer in [1, 1e9]");
-  return static_cast<int64_t>(v);
-}
-
-bool flag(SpecReader& r, const std::string& key, bool def) {
-  if (!r.has(key)) return def;
-  const auto& v = r.value(key);
-  if (!v.is_boolean()) throw ConfigError(r.what() + ": '" + key + "' must be true or false");
-  return v.get<bool>();
-}
-
-}  // namespace
-
 nlohmann::json VAEDecoderOptions::to_json() const {
   return {{"_class_name", "AutoencoderKL"},
           {"latent_channels", latent_channels()},
@@ -47,8 +29,8 @@ VAEDecoderOptions VAEDecoderOptions::from_json(const nlohmann::json& config,
         "down_block_types", "sample_size", "force_upcast", "use_quant_conv"})
     if (r.has(skip)) r.value(skip);
   VAEDecoderOptions o;
-  o.latent_channels(integer(r, "latent_channels", 4));  // diffusers' defaults where absent
-  o.out_channels(integer(r, "out_channels", 3));
+  o.latent_channels(r.integer("latent_channels", 4));  // diffusers' defaults where absent
+  o.out_channels(r.integer("out_channels", 3));
   if (r.has("block_out_channels")) {
     const auto& b = r.value("block_out_channels");
     std::vector<int64_t> ch;
@@ -62,8 +44,8 @@ VAEDecoderOptions VAEDecoderOptions::from_json(const nlohmann::json& config,
   } else {
     o.block_out_channels({64});
   }
-  o.layers_per_block(integer(r, "layers_per_block", 1));
-  o.norm_num_groups(integer(r, "norm_num_groups", 32));
+  o.layers_per_block(r.integer("layers_per_block", 1));
+  o.norm_num_groups(r.integer("norm_num_groups", 32));
   o.scaling_factor(r.number("scaling_factor", 0.18215));
   if (r.has("shift_factor")) {
     const auto& s = r.value("shift_factor");
@@ -73,8 +55,8 @@ VAEDecoderOptions VAEDecoderOptions::from_json(const nlohmann::json& config,
   } else {
     o.shift_factor(0.0);
   }
-  o.use_post_quant_conv(flag(r, "use_post_quant_conv", true));
-  o.mid_block_add_attention(flag(r, "mid_block_add_attention", true));
+  o.use_post_quant_conv(r.flag("use_post_quant_conv", true));
+  o.mid_block_add_attention(r.flag("mid_block_add_attention", true));
   if (r.has("up_block_types")) {
     const auto& u = r.value("up_block_types");
     bool ok = u.is_array() && u.size() == o.block_out_channels().size();

@@ -126,6 +126,20 @@ Condition Condition::cat(const std::vector<Condition>& parts) {
   return Condition(torch::cat(ids, 0), std::move(out), parts.front().table());
 }
 
+Condition PromptEmbeddings::conditions(const torch::Tensor& ids_in,
+                                       std::shared_ptr<const ConditionTable> table,
+                                       const std::string& who) const {
+  const auto ids = ids_in.to(torch::kCPU, torch::kLong);
+  const int64_t K = count();
+  TORCH_CHECK(ids.dim() == 1 && (ids.numel() == 0 || (ids.min().item<int64_t>() >= kNullId &&
+                                                      ids.max().item<int64_t>() < K)),
+              who, ": ids must be [n] in [-1, ", K, ")");
+  const auto rows = torch::where(ids == kNullId, torch::full_like(ids, K), ids);  // [n]
+  return Condition(
+      ids, {{"context", context.index_select(0, rows)}, {"pooled", pooled.index_select(0, rows)}},
+      std::move(table));
+}
+
 torch::Tensor labels_of(const Condition& cond, int64_t batch, const std::string& who) {
   TORCH_CHECK(cond.defined() && cond.has("label") && cond.size() == batch, who,
               ": a class-conditional model needs a condition with a label per sample, [", batch,

@@ -7,18 +7,6 @@
 #include "ramflow/sd3_transformer.h"
 
 namespace ramflow {
-namespace {
-
-int64_t integer(SpecReader& r, const std::string& key, int64_t def, int64_t min = 1) {
-  const double v = r.number(key, static_cast<double>(def));
-  if (v != std::floor(v) || v < static_cast<double>(min) || v > 1e9)
-    throw ConfigError(r.what() + ": '" + key + "' must be an integer in [" + std::to_string(min) +
-                      ", 1e9]");
-  return static_cast<int64_t>(v);
-}
-
-}  // namespace
-
 nlohmann::json SD3TransformerOptions::to_json() const {
   nlohmann::json j = {{"_class_name", "SD3Transformer2DModel"},
                       {"sample_size", sample_size()},
@@ -45,17 +33,17 @@ SD3TransformerOptions SD3TransformerOptions::from_json(const nlohmann::json& con
        {"_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"})
     if (r.has(skip)) r.value(skip);
   SD3TransformerOptions o;
-  o.sample_size(integer(r, "sample_size", o.sample_size()));
-  o.patch_size(integer(r, "patch_size", o.patch_size()));
-  o.in_channels(integer(r, "in_channels", o.in_channels()));
-  o.num_layers(integer(r, "num_layers", o.num_layers()));
-  o.attention_head_dim(integer(r, "attention_head_dim", o.attention_head_dim()));
-  o.num_attention_heads(integer(r, "num_attention_heads", o.num_attention_heads()));
-  o.joint_attention_dim(integer(r, "joint_attention_dim", o.joint_attention_dim()));
-  o.caption_projection_dim(integer(r, "caption_projection_dim", o.caption_projection_dim()));
-  o.pooled_projection_dim(integer(r, "pooled_projection_dim", o.pooled_projection_dim()));
-  o.out_channels(integer(r, "out_channels", o.out_channels()));
-  o.pos_embed_max_size(integer(r, "pos_embed_max_size", o.pos_embed_max_size()));
+  o.sample_size(r.integer("sample_size", o.sample_size()));
+  o.patch_size(r.integer("patch_size", o.patch_size()));
+  o.in_channels(r.integer("in_channels", o.in_channels()));
+  o.num_layers(r.integer("num_layers", o.num_layers()));
+  o.attention_head_dim(r.integer("attention_head_dim", o.attention_head_dim()));
+  o.num_attention_heads(r.integer("num_attention_heads", o.num_attention_heads()));
+  o.joint_attention_dim(r.integer("joint_attention_dim", o.joint_attention_dim()));
+  o.caption_projection_dim(r.integer("caption_projection_dim", o.caption_projection_dim()));
+  o.pooled_projection_dim(r.integer("pooled_projection_dim", o.pooled_projection_dim()));
+  o.out_channels(r.integer("out_channels", o.out_channels()));
+  o.pos_embed_max_size(r.integer("pos_embed_max_size", o.pos_embed_max_size()));
   if (r.has("dual_attention_layers")) {
     const auto& d = r.value("dual_attention_layers");
     if (!d.is_array()) throw ConfigError(source + ": 'dual_attention_layers' must be a list");

@@ -44,27 +44,11 @@ torch::Tensor sincos_1d(int64_t width, const torch::Tensor& p) {
 
 VelocityFieldPtr make_sd3_transformer(const nlohmann::json& spec) {
   SpecReader r(spec, "model 'sd3'");
-  r.text("type");
-  const auto weights = r.text("weights", "");
-  const auto dtype = parse_dtype(r.text("dtype", "float32"), "model 'sd3': field 'dtype'");
-  bool checkpointing = false;
-  if (r.has("gradient_checkpointing")) {
-    const auto& g = r.value("gradient_checkpointing");
-    if (!g.is_boolean())
-      throw ConfigError("model 'sd3': field 'gradient_checkpointing' must be true or false");
-    checkpointing = g.get<bool>();
-  }
-  nlohmann::json config;
-  if (r.has("config"))
-    config = r.value("config");
-  else if (!weights.empty())
-    config = read_component_config(weights, "SD3Transformer2DModel");
-  else
-    throw ConfigError("model 'sd3': needs 'config' (diffusers' config.json fields) or 'weights'");
+  const ComponentSpec c = read_component_spec(r, "SD3Transformer2DModel");
+  const bool checkpointing = r.flag("gradient_checkpointing", false);
   r.finish();
-  const auto source =
-      weights.empty() ? std::string("model 'sd3': config") : weights + "/config.json";
-  auto model = SD3Transformer(SD3TransformerOptions::from_json(config, source), dtype, weights);
+  auto model =
+      SD3Transformer(SD3TransformerOptions::from_json(c.config, c.source), c.dtype, c.weights);
   model->set_gradient_checkpointing(checkpointing);
   return model.ptr();
 }

@@ -23,8 +23,8 @@ class PromptRingTask : public Task {
   PromptRingTask() {
     // Rows 0..K-1: the prompts' embeddings; row K: the empty prompt's (the null condition).
     Rng rng(0);
-    context_ = rng.randn({kPrompts + 1, kTokens, kContextDim});  // [K + 1, L, C]
-    pooled_ = rng.randn({kPrompts + 1, kPooledDim});             // [K + 1, P]
+    embeddings_.context = rng.randn({kPrompts + 1, kTokens, kContextDim});  // [K + 1, L, C]
+    embeddings_.pooled = rng.randn({kPrompts + 1, kPooledDim});             // [K + 1, P]
   }
   std::string name() const override { return "ring-prompts"; }
   std::vector<int64_t> sample_shape() const override { return {2}; }
@@ -38,16 +38,8 @@ class PromptRingTask : public Task {
   }
 
   /// ids [n] -> the prompts' embeddings (kNullId: the empty prompt's).
-  Condition conditions(const torch::Tensor& ids_in) const override {
-    const auto ids = ids_in.to(torch::kCPU, torch::kLong);
-    TORCH_CHECK(ids.dim() == 1 && (ids.numel() == 0 || (ids.min().item<int64_t>() >= kNullId &&
-                                                        ids.max().item<int64_t>() < kPrompts)),
-                "ring-prompts: ids must be [n] in [-1, ", kPrompts, ")");
-    const auto rows = torch::where(ids == kNullId, torch::full_like(ids, kPrompts), ids);  // [n]
-    return Condition(
-        ids,
-        {{"context", context_.index_select(0, rows)}, {"pooled", pooled_.index_select(0, rows)}},
-        table());
+  Condition conditions(const torch::Tensor& ids) const override {
+    return embeddings_.conditions(ids, table(), "ring-prompts");
   }
 
   /// Prompt k asks for modes k and k + 1 of the ring, each with probability 1/2: x = mu_j + 0.15
@@ -68,7 +60,7 @@ class PromptRingTask : public Task {
   nlohmann::json spec() const override { return {{"task", name()}, {"params", nullptr}}; }
 
  private:
-  torch::Tensor context_, pooled_;
+  PromptEmbeddings embeddings_;
 };
 
 }  // namespace

@@ -67,8 +67,8 @@ class PromptTask : public Task {
     const auto prompts_path = r.text("prompts", "");
     const auto eval_path = r.text("eval_prompts", "");
     const auto shape = r.numbers("latent_shape");
-    const int64_t context_dim = static_cast<int64_t>(r.number("context_dim", 0));
-    const int64_t pooled_dim = static_cast<int64_t>(r.number("pooled_dim", 0));
+    const int64_t context_dim = r.integer("context_dim", 0, 0);
+    const int64_t pooled_dim = r.integer("pooled_dim", 0, 0);
     r.finish();
     for (double s : shape) latent_shape_.push_back(static_cast<int64_t>(s));
     const auto file = load_safetensors(embeds_path);
@@ -123,8 +123,8 @@ class PromptTask : public Task {
     // Rows 0..N+M-1: the prompts; the last row: the empty prompt (the null condition).
     contexts.push_back(neg);
     pooleds.push_back(neg_pooled);
-    context_ = torch::cat(contexts, 0);  // [N + M + 1, L, D]
-    pooled_ = torch::cat(pooleds, 0);    // [N + M + 1, P]
+    embeddings_.context = torch::cat(contexts, 0);  // [N + M + 1, L, D]
+    embeddings_.pooled = torch::cat(pooleds, 0);    // [N + M + 1, P]
   }
 
   std::string name() const override { return "prompts"; }
@@ -139,17 +139,8 @@ class PromptTask : public Task {
   }
 
   /// ids [n] -> the prompts' embeddings (kNullId: the empty prompt's).
-  Condition conditions(const torch::Tensor& ids_in) const override {
-    const auto ids = ids_in.to(torch::kCPU, torch::kLong);
-    const int64_t K = condition_count();
-    TORCH_CHECK(ids.dim() == 1 && (ids.numel() == 0 || (ids.min().item<int64_t>() >= kNullId &&
-                                                        ids.max().item<int64_t>() < K)),
-                "prompts: ids must be [n] in [-1, ", K, ")");
-    const auto rows = torch::where(ids == kNullId, torch::full_like(ids, K), ids);  // [n]
-    return Condition(
-        ids,
-        {{"context", context_.index_select(0, rows)}, {"pooled", pooled_.index_select(0, rows)}},
-        table());
+  Condition conditions(const torch::Tensor& ids) const override {
+    return embeddings_.conditions(ids, table(), "prompts");
   }
   /// Training prompts, uniformly.
   Condition sample_conditions(int64_t n, Rng& rng) const override {
@@ -177,7 +168,7 @@ class PromptTask : public Task {
   std::vector<int64_t> latent_shape_;
   std::vector<Prompt> prompts_;
   int64_t train_count_ = 0;
-  torch::Tensor context_, pooled_;
+  PromptEmbeddings embeddings_;
 };
 
 }  // namespace
