@@ -122,7 +122,7 @@ void plot_samples(const RunDir& run, const Config& cfg, const Task& task, const 
                   const Evaluator& evaluator, const EvalResult& before, const EvalResult& after,
                   const std::string& method, int64_t steps) {
   if (before.samples.dim() == 4) {  // images (decoded)
-    jobs::class_grids(run.plot("samples"), {before.samples, after.samples}, {before.cond}, 8);
+    jobs::class_grids(run.plot("samples"), {before.samples, after.samples}, {before.cond}, task, 8);
     return;
   }
   const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));

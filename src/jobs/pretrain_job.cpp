@@ -50,7 +50,7 @@ void image_grids(const std::string& path, VelocityFieldImpl& model, const Task& 
   // Data: the first per_class images of each class among fresh draws.
   Condition labels;
   auto data = task.sample_data(std::max<int64_t>(200 * K, 2000), rng, {}, &labels);
-  jobs::class_grids(path, {data, x0}, {labels, cond}, per_class);
+  jobs::class_grids(path, {data, x0}, {labels, cond}, task, per_class);
 }
 
 }  // namespace

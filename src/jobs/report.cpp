@@ -38,17 +38,21 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples,
 }
 
 void class_grids(const std::string& path, const std::vector<torch::Tensor>& batches,
-                 const std::vector<Condition>& conds, int64_t per_class) {
+                 const std::vector<Condition>& conds, const Task& task, int64_t per_class) {
   TORCH_CHECK(conds.size() == 1 || conds.size() == batches.size(), "class_grids: ", conds.size(),
               " label tensors for ", batches.size(), " batches");
-  // One row per condition that occurs (classes, prompts), in id order, at most kMaxRows; a single
-  // row for an unconditional task.
-  constexpr int64_t kMaxRows = 10;
+  // One row per class of a class-conditional task; else one per condition that occurs (prompts), in
+  // id order, at most kMaxPrompts; a single row for an unconditional task.
+  constexpr int64_t kMaxPrompts = 10;
   const Condition& first = conds.front();
-  const auto ids = first.defined()
-                       ? std::get<0>(torch::_unique(first.id().cpu(), /*sorted=*/true))  // [n]
-                       : torch::Tensor();
-  const int64_t K = ids.defined() ? std::min<int64_t>(kMaxRows, ids.numel()) : 1;
+  torch::Tensor ids;  // [K] the ids of the rows
+  if (task.num_classes() > 0)
+    ids = torch::arange(task.num_classes(), torch::kLong);
+  else if (first.defined())
+    ids = std::get<0>(torch::_unique(first.id().cpu(), /*sorted=*/true));
+  const int64_t K = !ids.defined()           ? 1
+                    : task.num_classes() > 0 ? ids.numel()
+                                             : std::min<int64_t>(kMaxPrompts, ids.numel());
   std::vector<torch::Tensor> picked;
   for (size_t b = 0; b < batches.size(); ++b) {
     const auto x = batches[b].detach().cpu();  // [N, C, H, W]

@@ -153,7 +153,7 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   }
   if (cfg.is_set("plot")) {
     if (x0.dim() == 4 && fixed_label < 0 && K > 0) {
-      jobs::class_grids(cfg.text("plot"), {x0}, {cond},
+      jobs::class_grids(cfg.text("plot"), {x0}, {cond}, *task,
                         std::min<int64_t>(10, std::max<int64_t>(n / K, 1)));
     } else if (x0.dim() == 4) {
       const int64_t cols = std::min<int64_t>(n, 10), rows = std::min<int64_t>(n / cols, 10);
