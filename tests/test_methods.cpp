@@ -85,8 +85,13 @@ TEST_P(MethodContract, FiniteLossAndGradientsOnlyInThePolicy) {
   const auto before = trainer.policy().parameters();
   std::vector<torch::Tensor> start;
   for (const auto& p : before) start.push_back(p.detach().clone());
+  double seconds = 0;
   for (int i = 0; i < 2; ++i) {
     auto rec = trainer.step();
+    // The step's rollout time is a part of the step's time.
+    EXPECT_GT(rec.rollout_seconds, 0.0);
+    EXPECT_LE(rec.rollout_seconds, rec.seconds - seconds);
+    seconds = rec.seconds;
     ASSERT_TRUE(std::isfinite(rec.loss));
     ASSERT_TRUE(std::isfinite(rec.grad_norm));
     EXPECT_GT(rec.grad_norm, 0.0);

@@ -3,6 +3,7 @@
 // RAM and Flow-GRPO end to end on the tiny SD3.5 pipeline (prompts, guidance, the VAE, a reward on
 // the decoded image), writes checkpoints of the adapters alone, resumes bit for bit and exports a
 // LoRA in diffusers' format; bad inputs are refused before any compute, naming the culprit.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -142,6 +143,25 @@ TEST_P(SD3Finetune, LoraRunResumesBitForBitAndExportsForDiffusers) {
     moved = moved || exported->lora_B(layer).abs().max().item<double>() > 0;
   }
   EXPECT_TRUE(moved) << "training moved no adapter";
+}
+
+// Weights held in bfloat16: rollouts, losses and rewards stay float32 (the model casts its input
+// and output), so a step runs where the LibTorch has no bfloat16 loss kernels, and it trains.
+TEST(SD3Jobs, BFloat16WeightsTrain) {
+  std::ostringstream log;
+  const auto out = testing::fresh_temp_dir("sd3_bf16");
+  auto flags = tiny_finetune("ram", out, 2);
+  flags.push_back({"dtype", "bfloat16"});
+  const auto summary =
+      run_finetune(Config::resolve(finetune_params(), "", flags), JobIO{log, false});
+  EXPECT_TRUE(std::isfinite(summary["reward_after"].get<double>())) << summary.dump();
+  auto policy = load_checkpoint_model(out + "/checkpoints/final.safetensors", "policy");
+  auto* trained = as_lora(*policy);
+  ASSERT_NE(trained, nullptr);
+  double moved = 0;
+  for (const auto& layer : trained->layers())
+    moved = std::max(moved, trained->lora_B(layer).abs().max().item<double>());
+  EXPECT_GT(moved, 0) << "training moved no adapter";
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, SD3Finetune, ::testing::Values("ram", "flow-grpo"),

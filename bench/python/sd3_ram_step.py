@@ -7,9 +7,10 @@ projections; 8 prompts x 4 samples from 10 guided Euler steps (guidance 2) on th
 (shift 3); the images of a small VAE decoder scored by their brightness; RAM with m = 100, K = 4
 (t, eps) draws per endpoint: target = v_ref + m r ((eps - x0) - v_stop), the reference being the
 same network with the adapters disabled; AdamW (3e-4, betas 0.9/0.99, weight decay 1e-4) on the
-adapters. Prints one JSON line like the C++ benchmark's.
+adapters. Prints one JSON line like the C++ benchmark's: seconds per step after the warm-up steps,
+and the rollout, the decode with the reward, the loss with the update, each timed inside the steps.
 
-  python bench/python/sd3_ram_step.py [--steps N] [--threads N] [--compile] [--dtype D]
+  python bench/python/sd3_ram_step.py [--steps N] [--warmup N] [--threads N] [--compile] [--dtype D]
 """
 import argparse
 import json
@@ -28,6 +29,7 @@ P, G, STEPS_ROLLOUT, K, M, CFG, CONTEXT = 8, 4, 10, 4, 100.0, 2.0, 77 + 32
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -90,10 +92,16 @@ def main():
             images = vae.decode((x0 / 1.5305 + 0.0609).to(dtype), return_dict=False)[0]
             return images.float().clamp(-1, 1).mean(dim=(1, 2, 3))
 
+    parts = {"rollout_seconds": 0.0, "decode_and_reward_seconds": 0.0}
+
     def step():
         ids = torch.randint(P, (P,), device=dev).repeat_interleave(G)
+        t_start = time.perf_counter()
         x0 = rollout(ids)
+        t_rollout = time.perf_counter()
         s = M * reward(x0)  # the raw signal m r
+        parts["rollout_seconds"] += t_rollout - t_start
+        parts["decode_and_reward_seconds"] += time.perf_counter() - t_rollout
         x0k, sk = x0.repeat_interleave(K, 0), s.repeat_interleave(K)
         ctx, pool = context[ids].repeat_interleave(K, 0), pooled[ids].repeat_interleave(K, 0)
         t = torch.rand(B * K, device=dev)
@@ -109,19 +117,17 @@ def main():
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return x0, ids
 
-    step()  # warm-up (and compilation)
+    for _ in range(args.warmup):  # warm-up (and compilation)
+        step()
+    for k in parts:
+        parts[k] = 0.0
     t0 = time.perf_counter()
     for _ in range(args.steps):
         step()
     per_step = (time.perf_counter() - t0) / args.steps
-    t1 = time.perf_counter()
-    x0 = rollout(torch.randint(P, (P,), device=dev).repeat_interleave(G))
-    rollout_seconds = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    reward(x0)
-    reward_seconds = time.perf_counter() - t2
+    rollout_seconds = parts["rollout_seconds"] / args.steps
+    reward_seconds = parts["decode_and_reward_seconds"] / args.steps
     print(json.dumps({
         "peer": "diffusers + PEFT" + (" + torch.compile" if args.compile else ""),
         "torch": torch.__version__, "dtype": args.dtype, "device": str(dev), "threads": args.threads,

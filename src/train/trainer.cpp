@@ -200,7 +200,10 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   batch.groups = options_.groups();
   batch.group_size = options_.group_size();
   const int64_t B = batch.groups * batch.group_size;
-  auto opts = policy_->parameters().front().options().requires_grad(false);
+  // Samples are float32 whatever dtype the weights are held in (the model casts its input and
+  // casts its output back), on the policy's device.
+  const auto opts =
+      torch::TensorOptions().dtype(torch::kFloat32).device(policy_->parameters().front().device());
   if (cond_.draw)
     batch.cond = cond_.draw(batch.groups, rng)
                      .to(opts.device())
@@ -316,6 +319,8 @@ StepRecord Trainer::step() {
   } catch (const NumericalError& e) {  // a diverged rollout, or a non-finite reward
     skip(e.what());
   }
+  const double rollout_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   // --- loss and optimiser steps, one per minibatch -----------------------------------------------
   const int64_t M = options_.minibatches();
@@ -363,6 +368,7 @@ StepRecord Trainer::step() {
   // --- record ------------------------------------------------------------------------------------
   StepRecord rec = totals();
   rec.skipped = skipped;
+  rec.rollout_seconds = rollout_seconds;
   rec.loss = skipped.empty() ? loss : std::nan("");
   rec.grad_norm = skipped.empty() ? grad_norm : std::nan("");
   if (!batch.reward.defined()) {  // skipped before the reward was scored
