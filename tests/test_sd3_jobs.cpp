@@ -3,6 +3,7 @@
 // RAM and Flow-GRPO end to end on the tiny SD3.5 pipeline (prompts, guidance, the VAE, a reward on
 // the decoded image), writes checkpoints of the adapters alone, resumes bit for bit and exports a
 // LoRA in diffusers' format; bad inputs are refused before any compute, naming the culprit.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -174,6 +175,50 @@ void expect_error(const std::function<void()>& run, const std::string& needle) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
   }
+}
+
+// A run on a diffusers pipeline is evaluated by `eval` from its checkpoint alone (the task from the
+// run's prompt files, its grid, decoder and evaluation kind): the run's own final numbers. `sample`
+// of such a checkpoint says how to sample it; `compare` runs on a pipeline with a curve of more
+// samples than the evaluation set has (both capped at it).
+TEST(SD3Jobs, EvalAndCompareTakeADiffusersRun) {
+  std::ostringstream log;
+  const auto out = testing::fresh_temp_dir("sd3_eval");
+  const auto summary =
+      run_finetune(Config::resolve(finetune_params(), "", tiny_finetune("ram", out, 2)),
+                   JobIO{log, false});
+  const std::string ckpt = out + "/checkpoints/final.safetensors";
+  const auto e = run_eval(Config::resolve(eval_params(), "",
+                                          {{"checkpoint", ckpt},
+                                           {"eval_samples", "3"},
+                                           {"eval_steps", "3"},
+                                           {"eval_kl_samples", "2"}}),
+                          JobIO{log, false});
+  EXPECT_EQ(e["task"], "prompts");
+  EXPECT_EQ(e["evaluation"], "reward");
+  EXPECT_NEAR(e["reward_model"].get<double>(), summary["reward_after"].get<double>(), 1e-6);
+  EXPECT_NEAR(e["reward_reference"].get<double>(), summary["reward_before"].get<double>(), 1e-6);
+  expect_error(
+      [&] {
+        run_sample(Config::resolve(sample_params(), "",
+                                   {{"checkpoint", ckpt}, {"out", out + "/s.safetensors"}}),
+                   JobIO{log, false});
+      },
+      "--lora RUN/lora/pytorch_lora_weights.safetensors");
+
+  const auto cmp = testing::fresh_temp_dir("sd3_compare");
+  auto flags = tiny_finetune("ram", cmp, 2);
+  flags.erase(std::remove_if(flags.begin(), flags.end(),
+                             [](const auto& kv) {
+                               return kv.first == "method" || kv.first == "eval_curve_samples";
+                             }),
+              flags.end());
+  flags.push_back({"methods", "ram,flow-grpo"});
+  flags.push_back({"seeds", "1"});
+  const auto report = run_compare(Config::resolve(compare_params(), "", flags), JobIO{log, false});
+  EXPECT_EQ(report["failed_runs"], 0) << log.str();
+  // The base's file-backed transformer is not copied into the comparison's directory.
+  EXPECT_LT(fs::file_size(cmp + "/checkpoints/base.safetensors"), 64u * 1024);
 }
 
 TEST(SD3Jobs, BadInputIsRefusedBeforeAnyCompute) {

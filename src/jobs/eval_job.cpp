@@ -48,9 +48,14 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
 
   // Fill reward and multiplier from the checkpoint's config unless given on the command line.
   const nlohmann::json run_cfg = meta.value("config", nlohmann::json::object());
-  TaskPtr task = make_task(run_cfg.value("task", std::string("ring")),
-                           run_cfg.value("mixture", nlohmann::json()));
+  TaskPtr task = jobs::task_of_run(run_cfg, path);
   Config cfg = cfg_in;
+  // The run's evaluation kind and guidance unless given: a run on a diffusers pipeline has no
+  // exact target (its evaluation is "reward").
+  if (!cfg.is_explicit("eval") && run_cfg.value("eval", std::string()) == "reward")
+    cfg.set("eval", "reward");
+  if (!cfg.is_explicit("eval_cfg") && run_cfg.contains("eval_cfg"))
+    cfg.set("eval_cfg", run_cfg["eval_cfg"]);
   if (!cfg.is_set("reward")) {
     if (!run_cfg.contains("reward"))
       throw ConfigError("--reward: the checkpoint was not trained against a reward; give one");
@@ -67,7 +72,13 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
   for (int64_t s : jobs::scored_shape(*task, decoder)) dim *= s;
   RewardPtr reward = make_reward(jobs::reward_spec_from(cfg), dim);
   const double m = cfg.number("multiplier");
-  Evaluator evaluator(task, reward, m, *ref, jobs::eval_options_from(cfg), decoder);
+  // Evaluation samples on the run's rollout grid, as the run's own evaluations did (a diffusers
+  // base: its scheduler's).
+  EvalOptions options = jobs::eval_options_from(cfg);
+  options.sampler()
+      .shift(run_cfg.value("rollout_shift", 1.0))
+      .grid(run_cfg.value("rollout_grid", std::string("uniform")));
+  Evaluator evaluator(task, reward, m, *ref, options, decoder);
   const EvalResult ref_eval = evaluator.evaluate(*ref);
   const EvalResult eval = evaluator.evaluate(*model);
 

@@ -8,6 +8,7 @@
 #include "ramflow/decoded_reward.h"
 #include "ramflow/dtypes.h"
 #include "ramflow/errors.h"
+#include "ramflow/jobs.h"
 #include "ramflow/method.h"
 #include "ramflow/runtime.h"
 #include "ramflow/sd3_transformer.h"
@@ -171,6 +172,16 @@ TaskPtr task_from(const Config& cfg) {
     throw ConfigError("mixture: applies to task 'mixture' only, not to '" + name + "'");
   if (cfg.is_set("data_dir")) return make_task(name, {{"data_dir", cfg.text("data_dir")}});
   return make_task(name, nullptr);
+}
+
+TaskPtr task_of_run(const nlohmann::json& run_cfg, const std::string& source) {
+  if (!run_cfg.is_object() || !run_cfg.contains("task"))
+    throw InputError(source + ": checkpoint metadata has no task");
+  nlohmann::json keys = nlohmann::json::object();  // the keys task_from reads, as the run had them
+  for (const char* key : {"task", "mixture", "data_dir", "base", "prompts", "eval_prompts",
+                          "prompt_embeds", "height", "width"})
+    if (run_cfg.contains(key) && !run_cfg[key].is_null()) keys[key] = run_cfg[key];
+  return task_from(Config::from_json(finetune_params(), keys, source));
 }
 
 void apply_presets(Config& cfg, const std::string& method) {

@@ -29,6 +29,10 @@ torch::Dtype dtype_from(const Config& cfg);
 /// absent).
 torch::Device setup_device(const Config& cfg);
 TaskPtr task_from(const Config& cfg);
+/// The task a checkpoint's run trained on, rebuilt from the run's config (`run_cfg`, the
+/// checkpoint's "config"; `source` names it in errors) by task_from: its mixture, image folder, or
+/// diffusers base with its prompt files.
+TaskPtr task_of_run(const nlohmann::json& run_cfg, const std::string& source);
 /// Task 'prompts' from --prompt-embeds, --prompts and --eval-prompts, for the diffusers base of
 /// --base, its samples of `latent_shape` (default: from --height and --width).
 TaskPtr prompt_task_from(const Config& cfg,

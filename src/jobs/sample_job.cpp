@@ -97,13 +97,13 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   model->to(device);
   model->eval();
   // The sample shape comes from the task the checkpoint was trained on.
-  if (!meta.contains("config") || !meta["config"].contains("task"))
-    throw InputError(path + ": checkpoint metadata has no task");
-  const auto& c = meta["config"];
-  nlohmann::json task_params = c.value("mixture", nlohmann::json());
-  if (c.contains("data_dir") && c["data_dir"].is_string())
-    task_params = {{"data_dir", c["data_dir"]}};
-  TaskPtr task = make_task(c["task"].get<std::string>(), task_params);
+  const auto run_cfg = meta.value("config", nlohmann::json());
+  if (run_cfg.value("task", std::string()) == "prompts")
+    throw ConfigError("--checkpoint " + path +
+                      ": a run on a diffusers pipeline is sampled from the pipeline with the run's "
+                      "LoRA: ramflow sample --base " + run_cfg.value("base", std::string("DIR")) +
+                      " --prompt-embeds FILE --lora RUN/lora/pytorch_lora_weights.safetensors");
+  TaskPtr task = jobs::task_of_run(run_cfg, path);
   const int64_t n = cfg.integer("n"), K = task->num_classes();
   if (K == 0 && (fixed_label >= 0 || cfg.number("cfg") != 1.0))
     throw ConfigError("--labels, --label and --cfg apply to conditional models; task '" +

@@ -36,9 +36,16 @@ void EvalCurve::add(const nlohmann::json& e) {
 
 CurveEvaluator::CurveEvaluator(const Evaluator& evaluator, VelocityFieldImpl& base, int64_t samples,
                                const std::vector<int64_t>& extra)
-    : evaluator_(evaluator), samples_(samples) {
-  std::vector<int64_t> sizes = extra;
-  sizes.push_back(samples);
+    : evaluator_(evaluator) {
+  // Each size as the evaluator takes it: it caps a request at its evaluation set (eval_samples).
+  const auto evaluated = [&](int64_t n) {
+    const int64_t all = evaluator.options().samples();
+    return n <= 0 || n > all ? all : n;
+  };
+  samples_ = evaluated(samples);
+  std::vector<int64_t> sizes;
+  for (int64_t n : extra) sizes.push_back(evaluated(n));
+  sizes.push_back(samples_);
   for (int64_t n : sizes) {
     if (base_.count(n)) continue;
     EvalResult e = evaluator.evaluate(base, n);

@@ -41,7 +41,7 @@ struct EvalCurve {
 class CurveEvaluator {
  public:
   /// Evaluates `base` at `samples` (the curve's size) and at each size of `extra` (another
-  /// evaluation's).
+  /// evaluation's), each capped at the evaluator's set (EvalOptions::samples) as it caps them.
   CurveEvaluator(const Evaluator& evaluator, VelocityFieldImpl& base, int64_t samples,
                  const std::vector<int64_t>& extra = {});
   /// The evaluation line of `model` at `step` (`totals`: the trainer's counters then) on the
