@@ -192,25 +192,24 @@ int main(int argc, char** argv) {
       reward->score(x0, batch_cond);
     }
     const double reward_seconds = since(t2);
-    const nlohmann::json out = {
-        {"size", size_name},
-        {"dtype", dtype},
-        {"device", device.str()},
-        {"threads", threads},
-        {"parameters", parameters},
-        {"trainable_parameters", parameter_count(*policy)},
-        {"grad_checkpoint", s.checkpointing && !no_checkpointing},
-        {"latents", latent},
-        {"context_tokens", s.context},
-        {"endpoints", B},
-        {"rollout_steps", s.rollout_steps},
-        {"draws", s.draws},
-        {"build_seconds", build_seconds},
-        {"seconds_per_step", per_step},
-        {"rollout_seconds", rollout_and_reward - reward_seconds},
-        {"decode_and_reward_seconds", reward_seconds},
-        {"loss_and_update_seconds", per_step - rollout_and_reward},
-        {"peak_rss_gb", peak_rss_gb()}};
+    const nlohmann::json out = {{"size", size_name},
+                                {"dtype", dtype},
+                                {"device", device.str()},
+                                {"threads", threads},
+                                {"parameters", parameters},
+                                {"trainable_parameters", parameter_count(*policy)},
+                                {"grad_checkpoint", s.checkpointing && !no_checkpointing},
+                                {"latents", latent},
+                                {"context_tokens", s.context},
+                                {"endpoints", B},
+                                {"rollout_steps", s.rollout_steps},
+                                {"draws", s.draws},
+                                {"build_seconds", build_seconds},
+                                {"seconds_per_step", per_step},
+                                {"rollout_seconds", rollout_and_reward - reward_seconds},
+                                {"decode_and_reward_seconds", reward_seconds},
+                                {"loss_and_update_seconds", per_step - rollout_and_reward},
+                                {"peak_rss_gb", peak_rss_gb()}};
     std::cout << out.dump() << std::endl;
     if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << "\n";
     return 0;

@@ -277,8 +277,11 @@ TEST(SD3, GradientCheckpointingGivesTheSameGradients) {
     const auto plain = grads(false, lora), checkpointed = grads(true, lora);
     ASSERT_EQ(plain.size(), checkpointed.size());
     EXPECT_GT(plain.size(), 1u);
+    // Equal to float rounding, relative to each gradient's scale (the checkpointed forward runs
+    // without autograd, where a LoRA layer multiplies by its merged weight).
     for (size_t i = 0; i < plain.size(); ++i)
-      EXPECT_TRUE(torch::allclose(checkpointed[i], plain[i], 1e-4, 1e-6))
+      EXPECT_LE((checkpointed[i] - plain[i]).abs().max().item<double>(),
+                1e-5 * plain[i].abs().max().item<double>())
           << (lora ? "LoRA" : "full") << " gradient " << i;
   }
   EXPECT_EQ(load_transformer("tiny-sd35")->spec().count("gradient_checkpointing"), 0u);

@@ -184,9 +184,8 @@ void expect_error(const std::function<void()>& run, const std::string& needle) {
 TEST(SD3Jobs, EvalAndCompareTakeADiffusersRun) {
   std::ostringstream log;
   const auto out = testing::fresh_temp_dir("sd3_eval");
-  const auto summary =
-      run_finetune(Config::resolve(finetune_params(), "", tiny_finetune("ram", out, 2)),
-                   JobIO{log, false});
+  const auto summary = run_finetune(
+      Config::resolve(finetune_params(), "", tiny_finetune("ram", out, 2)), JobIO{log, false});
   const std::string ckpt = out + "/checkpoints/final.safetensors";
   const auto e = run_eval(Config::resolve(eval_params(), "",
                                           {{"checkpoint", ckpt},

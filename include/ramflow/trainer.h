@@ -54,8 +54,8 @@ struct ConditionSource {
 };
 
 struct StepRecord {
-  int64_t step = 0;    // 1-based index of the step just taken
-  double seconds = 0;  // cumulative wall-clock time inside step()
+  int64_t step = 0;            // 1-based index of the step just taken
+  double seconds = 0;          // cumulative wall-clock time inside step()
   double rollout_seconds = 0;  // this step's rollout: sampling and scoring (the rest is the loss)
   double reward_mean = 0, reward_std = 0, reward_min = 0, reward_max = 0;
   double loss = 0;       // mean over the minibatches

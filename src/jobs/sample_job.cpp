@@ -101,7 +101,8 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   if (run_cfg.value("task", std::string()) == "prompts")
     throw ConfigError("--checkpoint " + path +
                       ": a run on a diffusers pipeline is sampled from the pipeline with the run's "
-                      "LoRA: ramflow sample --base " + run_cfg.value("base", std::string("DIR")) +
+                      "LoRA: ramflow sample --base " +
+                      run_cfg.value("base", std::string("DIR")) +
                       " --prompt-embeds FILE --lora RUN/lora/pytorch_lora_weights.safetensors");
   TaskPtr task = jobs::task_of_run(run_cfg, path);
   const int64_t n = cfg.integer("n"), K = task->num_classes();

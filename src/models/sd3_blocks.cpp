@@ -17,7 +17,12 @@ RMSNormImpl* maybe(RMSNorm& norm) { return norm.is_empty() ? nullptr : norm.get(
 /// a (1 + scale) + shift with scale, shift [B, D] broadcast over the tokens of a [B, n, D].
 torch::Tensor modulate(const torch::Tensor& a, const torch::Tensor& shift,
                        const torch::Tensor& scale) {
-  return a * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1);
+  return torch::addcmul(shift.unsqueeze(1), a, 1 + scale.unsqueeze(1));  // one pass over a
+}
+
+/// x + gate a with gate [B, D] broadcast over the tokens of a [B, n, D] (a gated residual).
+torch::Tensor gated(const torch::Tensor& x, const torch::Tensor& gate, const torch::Tensor& a) {
+  return torch::addcmul(x, gate.unsqueeze(1), a);
 }
 }  // namespace
 
@@ -126,13 +131,13 @@ std::pair<torch::Tensor, torch::Tensor> JointBlockImpl::forward(const torch::Ten
   const auto en =
       last_ ? modulate(layer_norm(e_in), ec[1], ec[0]) : modulate(layer_norm(e_in), ec[0], ec[1]);
   auto [a_z, a_e] = attn(modulate(zn, m[0], m[1]), en);
-  auto z = z_in + m[2].unsqueeze(1) * a_z;
-  if (dual_) z = z + m[8].unsqueeze(1) * attn2(modulate(zn, m[6], m[7])).first;
-  z = z + m[5].unsqueeze(1) * ff(modulate(layer_norm(z), m[3], m[4]));
+  auto z = gated(z_in, m[2], a_z);
+  if (dual_) z = gated(z, m[8], attn2(modulate(zn, m[6], m[7])).first);
+  z = gated(z, m[5], ff(modulate(layer_norm(z), m[3], m[4])));
   if (last_) return {z, torch::Tensor()};
   // Text tokens: gate_msa, then the gated MLP, with the context's own six modulations.
-  auto e = e_in + ec[2].unsqueeze(1) * a_e;
-  e = e + ec[5].unsqueeze(1) * ff_context(modulate(layer_norm(e), ec[3], ec[4]));
+  auto e = gated(e_in, ec[2], a_e);
+  e = gated(e, ec[5], ff_context(modulate(layer_norm(e), ec[3], ec[4])));
   return {z, e};
 }
 
