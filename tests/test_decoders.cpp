@@ -65,7 +65,9 @@ TEST_P(DecoderContract, ShapesSpecSeedAndFrozen) {
   // The weights are a function of the spec and the seed alone.
   auto again = make_decoder(ex.spec, 1), other = make_decoder(ex.spec, 2);
   EXPECT_TRUE(torch::equal(again->forward(z), x));
-  if (!decoder->parameters().empty()) EXPECT_FALSE(torch::equal(other->forward(z), x));
+  if (!decoder->parameters().empty()) {
+    EXPECT_FALSE(torch::equal(other->forward(z), x));
+  }
   EXPECT_THROW(make_decoder({{"type", GetParam()}, {"no_such_field", 1}}), ConfigError);
 }
 

@@ -280,8 +280,9 @@ TEST_P(LoraTraining, OnlyAdaptersTrain) {
                       .minibatches(1)
                       .seed(1),
                   ConditionSource{[](int64_t groups, Rng& rng) {
-                    return Condition::classes(rng.uniform_int(3, {groups}));
-                  }});
+                                    return Condition::classes(rng.uniform_int(3, {groups}));
+                                  },
+                                  Condition()});
   int64_t adapter_scalars = 0;
   for (const auto& kv : lora->named_parameters())
     if (kv.key().rfind("lora.", 0) == 0) adapter_scalars += kv.value().numel();

@@ -202,7 +202,9 @@ TEST(FlowGRPOTest, GuidedRolloutsAndLossAgree) {
     const auto rec = trainer.step();
     EXPECT_LT(rec.metrics.at("ratio_max_deviation"), 1e-5) << "step " << i;
     // The rollouts are guided: the same noise gives other endpoints than without guidance.
-    if (i == 0) EXPECT_NE(rec.reward_mean, unguided.step().reward_mean);
+    if (i == 0) {
+      EXPECT_NE(rec.reward_mean, unguided.step().reward_mean);
+    }
   }
   // Adjoint Matching keeps its trajectory without a guided loss: guidance is refused.
   auto am = Config::resolve(finetune_params(), "", {{"method", "adjoint-matching"}});

@@ -29,9 +29,13 @@ TEST(RuntimeTest, TheProcessNoteIsTheRuleAppliedToThisProcess) {
   EXPECT_EQ(note, blas_kernel_note_for(blas_core_name(), __builtin_cpu_supports("avx2"),
                                        __builtin_cpu_supports("avx512f")));
 #endif
-  if (blas_core_name().empty()) EXPECT_EQ(note, "");
+  if (blas_core_name().empty()) {
+    EXPECT_EQ(note, "");
+  }
   // Where there is a note, it names the variable to set (ramflow never sets it).
-  if (!note.empty()) EXPECT_NE(note.find("OPENBLAS_CORETYPE="), std::string::npos) << note;
+  if (!note.empty()) {
+    EXPECT_NE(note.find("OPENBLAS_CORETYPE="), std::string::npos) << note;
+  }
 }
 
 }  // namespace
