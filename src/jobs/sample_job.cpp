@@ -92,11 +92,6 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   const torch::Device device = jobs::setup_device(cfg);
   const std::string path = cfg.text("checkpoint");
   const auto meta = read_checkpoint_meta(path);
-  const std::string name = jobs::pick_model(meta, cfg.raw("model"), path);
-  auto model = jobs::load_model(path, meta, name);
-  model->to(device);
-  model->eval();
-  // The sample shape comes from the task the checkpoint was trained on.
   const auto run_cfg = meta.value("config", nlohmann::json());
   if (run_cfg.value("task", std::string()) == "prompts")
     throw ConfigError("--checkpoint " + path +
@@ -104,7 +99,12 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
                       "LoRA: ramflow sample --base " +
                       run_cfg.value("base", std::string("DIR")) +
                       " --prompt-embeds FILE --lora RUN/lora/pytorch_lora_weights.safetensors");
+  // The sample shape comes from the task the checkpoint was trained on.
   TaskPtr task = jobs::task_of_run(run_cfg, path);
+  const std::string name = jobs::pick_model(meta, cfg.raw("model"), path);
+  auto model = jobs::load_model(path, meta, name);
+  model->to(device);
+  model->eval();
   const int64_t n = cfg.integer("n"), K = task->num_classes();
   if (K == 0 && (fixed_label >= 0 || cfg.number("cfg") != 1.0))
     throw ConfigError("--labels, --label and --cfg apply to conditional models; task '" +
