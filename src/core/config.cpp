@@ -440,30 +440,34 @@ const json& SpecReader::value(const std::string& key) {
   return spec_.at(key);
 }
 
+namespace {
+/// The field `key` of `spec` (recorded in `used`), or nullptr when it is absent or null and the
+/// caller has a default; ConfigError naming `what` when it is absent and there is none.
+const json* field_of(const json& spec, std::vector<std::string>& used, const std::string& what,
+                     const std::string& key, bool has_default) {
+  used.push_back(key);
+  if (spec.contains(key) && !spec.at(key).is_null()) return &spec.at(key);
+  if (has_default) return nullptr;
+  throw ConfigError(what + ": missing field '" + key + "'");
+}
+}  // namespace
+
 double SpecReader::number(const std::string& key, std::optional<double> def) {
-  used_.push_back(key);
-  if (!spec_.contains(key) || spec_.at(key).is_null()) {
-    if (def) return *def;
-    throw ConfigError(what_ + ": missing field '" + key + "'");
-  }
-  const auto& v = spec_.at(key);
-  if (!v.is_number() || !std::isfinite(v.get<double>()))
-    throw ConfigError(what_ + ": field '" + key + "' must be a finite number, got " + v.dump());
-  return v.get<double>();
+  const json* v = field_of(spec_, used_, what_, key, def.has_value());
+  if (!v) return *def;
+  if (!v->is_number() || !std::isfinite(v->get<double>()))
+    throw ConfigError(what_ + ": field '" + key + "' must be a finite number, got " + v->dump());
+  return v->get<double>();
 }
 
 std::vector<double> SpecReader::numbers(const std::string& key,
                                         std::optional<std::vector<double>> def) {
-  used_.push_back(key);
-  if (!spec_.contains(key) || spec_.at(key).is_null()) {
-    if (def) return *def;
-    throw ConfigError(what_ + ": missing field '" + key + "'");
-  }
-  const auto& v = spec_.at(key);
+  const json* v = field_of(spec_, used_, what_, key, def.has_value());
+  if (!v) return *def;
+  if (v->is_number()) return {v->get<double>()};
+  if (!v->is_array()) throw ConfigError(what_ + ": field '" + key + "' must be a list of numbers");
   std::vector<double> out;
-  if (v.is_number()) return {v.get<double>()};
-  if (!v.is_array()) throw ConfigError(what_ + ": field '" + key + "' must be a list of numbers");
-  for (const auto& e : v) {
+  for (const auto& e : *v) {
     if (!e.is_number() || !std::isfinite(e.get<double>()))
       throw ConfigError(what_ + ": field '" + key + "' must be a list of finite numbers");
     out.push_back(e.get<double>());
@@ -472,14 +476,10 @@ std::vector<double> SpecReader::numbers(const std::string& key,
 }
 
 std::string SpecReader::text(const std::string& key, std::optional<std::string> def) {
-  used_.push_back(key);
-  if (!spec_.contains(key) || spec_.at(key).is_null()) {
-    if (def) return *def;
-    throw ConfigError(what_ + ": missing field '" + key + "'");
-  }
-  const auto& v = spec_.at(key);
-  if (!v.is_string()) throw ConfigError(what_ + ": field '" + key + "' must be a string");
-  return v.get<std::string>();
+  const json* v = field_of(spec_, used_, what_, key, def.has_value());
+  if (!v) return *def;
+  if (!v->is_string()) throw ConfigError(what_ + ": field '" + key + "' must be a string");
+  return v->get<std::string>();
 }
 
 int64_t SpecReader::integer(const std::string& key, std::optional<int64_t> def, int64_t min,
@@ -493,14 +493,10 @@ int64_t SpecReader::integer(const std::string& key, std::optional<int64_t> def, 
 }
 
 bool SpecReader::flag(const std::string& key, std::optional<bool> def) {
-  used_.push_back(key);
-  if (!spec_.contains(key) || spec_.at(key).is_null()) {
-    if (def) return *def;
-    throw ConfigError(what_ + ": missing field '" + key + "'");
-  }
-  const auto& v = spec_.at(key);
-  if (!v.is_boolean()) throw ConfigError(what_ + ": field '" + key + "' must be true or false");
-  return v.get<bool>();
+  const json* v = field_of(spec_, used_, what_, key, def.has_value());
+  if (!v) return *def;
+  if (!v->is_boolean()) throw ConfigError(what_ + ": field '" + key + "' must be true or false");
+  return v->get<bool>();
 }
 
 void SpecReader::finish() const {
