@@ -151,10 +151,9 @@ int main(int argc, char** argv) {
                   Pd = s.transformer.pooled_projection_dim();
     const auto context = rng.randn({s.prompts + 1, s.context, D}),
                pooled = rng.randn({s.prompts + 1, Pd});
+    const PromptEmbeddings embeddings{context, pooled};  // row K: the negative prompt's
     auto rows = [&](const torch::Tensor& ids) {
-      const auto r = torch::where(ids < 0, torch::full_like(ids, s.prompts), ids);
-      return Condition(
-          ids, {{"context", context.index_select(0, r)}, {"pooled", pooled.index_select(0, r)}});
+      return embeddings.conditions(ids, nullptr, "ramflow_sd3_bench");
     };
     ConditionSource cond{
         [&](int64_t groups, Rng& r) { return rows(r.uniform_int(s.prompts, {groups})); },

@@ -10,6 +10,7 @@
 #include "helpers.h"
 #include "ramflow/attention.h"
 #include "ramflow/diffusers_files.h"
+#include "ramflow/diffusers_pipeline.h"
 #include "ramflow/dtypes.h"
 #include "ramflow/errors.h"
 #include "ramflow/guidance.h"
@@ -368,6 +369,30 @@ TEST(SD3, BadFoldersNameTheFileAndWhatIsWrong) {
 }
 
 // Sharded weights load like a single file (each shard read in turn).
+// A scheduler whose grid ramflow does not compute is refused, naming the file and the setting.
+TEST(SD3, SchedulerSettingsOutsideTheGridAreRefused) {
+  const std::string tiny = fixture("tiny-sd35");
+  const auto original = nlohmann::json::parse(read_file(tiny + "/scheduler/scheduler_config.json"));
+  EXPECT_EQ(read_diffusers_pipeline(tiny).shift, original.at("shift").get<double>());
+  for (const auto& [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"num_train_timesteps", 500}, {"use_dynamic_shifting", true}, {"shift", 0}}) {
+    const auto dir = testing::fresh_temp_dir("sd3_scheduler_" + key);
+    fs::create_directories(dir);
+    fs::copy(tiny, dir, fs::copy_options::recursive);
+    auto changed = original;
+    changed[key] = value;
+    write(dir + "/scheduler/scheduler_config.json", changed.dump());
+    try {
+      read_diffusers_pipeline(dir);
+      ADD_FAILURE() << key << ": no error";
+    } catch (const InputError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(dir + "/scheduler/scheduler_config.json"), std::string::npos) << what;
+      EXPECT_NE(what.find(key), std::string::npos) << what;
+    }
+  }
+}
+
 TEST(SD3, ShardedWeightsLoad) {
   const auto dir = transformer_copy("sharded_ok");
   const auto file = load_safetensors(dir + "/diffusion_pytorch_model.safetensors");

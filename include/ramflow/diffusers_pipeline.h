@@ -21,8 +21,7 @@ struct DiffusersPipeline {
   std::string dir;
   SD3TransformerOptions transformer;
   VAEDecoderOptions vae;
-  double shift = 3.0;          // the scheduler's time shift
-  int64_t train_steps = 1000;  // its num_train_timesteps (the grid's sigma_min = shift(1/T))
+  double shift = 3.0;  // the scheduler's time shift (its num_train_timesteps is 1000: checked)
 
   /// The velocity field's spec: {"type": "sd3", "weights": DIR/transformer, "dtype"}.
   nlohmann::json transformer_spec(torch::Dtype dtype) const;

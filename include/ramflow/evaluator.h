@@ -117,6 +117,10 @@ class Evaluator {
   /// With `kl`, also KL(model || base) on the first kl_samples of them (exactly 0 for the base
   /// itself).
   EvalResult evaluate(VelocityFieldImpl& model, int64_t n = 0, bool kl = false) const;
+  /// The number of endpoints evaluate(model, n) takes: n, or options.samples() when n is 0 or more.
+  int64_t evaluated_size(int64_t n) const {
+    return n <= 0 || n > options_.samples() ? options_.samples() : n;
+  }
   /// The requested conditions of the first n evaluation samples (empty for an unconditional task).
   Condition conditions(int64_t n) const { return cond_.slice(0, n); }
   /// n samples of the exact target, resampled from the weighted pool (the exact-target evaluator

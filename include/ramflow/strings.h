@@ -12,6 +12,13 @@ inline std::string join(const std::vector<std::string>& parts, const std::string
   return out;
 }
 
+/// Whether `name` begins with one of `prefixes`.
+inline bool starts_with_any(const std::string& name, const std::vector<std::string>& prefixes) {
+  for (const auto& p : prefixes)
+    if (name.rfind(p, 0) == 0) return true;
+  return false;
+}
+
 /// The non-empty items of `text` between `sep`, each without surrounding spaces and tabs:
 /// split(" a, b,,c ", ',') == {"a", "b", "c"}.
 inline std::vector<std::string> split(const std::string& text, char sep = ',') {

@@ -30,22 +30,13 @@ nlohmann::json checkpoint_meta(const SafetensorsFile& file, const std::string& p
 
 }  // namespace
 
-namespace {
-/// Whether the tensor at `path` is one of the files' that `model` names (tensors_from_files).
-bool from_files(const std::vector<std::string>& prefixes, const std::string& path) {
-  for (const auto& p : prefixes)
-    if (path.rfind(p, 0) == 0) return true;
-  return false;
-}
-}  // namespace
-
 NamedTensors model_tensors(const std::string& prefix, const VelocityFieldImpl& model) {
   NamedTensors out;
   const auto files = model.tensors_from_files();
   for (const auto& p : model.named_parameters())
-    if (!from_files(files, p.key())) out.emplace_back(prefix + "." + p.key(), p.value());
+    if (!starts_with_any(p.key(), files)) out.emplace_back(prefix + "." + p.key(), p.value());
   for (const auto& b : model.named_buffers())
-    if (!from_files(files, b.key())) out.emplace_back(prefix + "." + b.key(), b.value());
+    if (!starts_with_any(b.key(), files)) out.emplace_back(prefix + "." + b.key(), b.value());
   return out;
 }
 
@@ -70,9 +61,9 @@ void load_model_tensors(const NamedTensors& tensors, const std::string& prefix,
   // Tensors the model read from the files its spec names were left out of the checkpoint.
   const auto files = model.tensors_from_files();
   for (auto& p : model.named_parameters())
-    if (!from_files(files, p.key())) fill(p.key(), p.value());
+    if (!starts_with_any(p.key(), files)) fill(p.key(), p.value());
   for (auto& b : model.named_buffers())
-    if (!from_files(files, b.key())) fill(b.key(), b.value());
+    if (!starts_with_any(b.key(), files)) fill(b.key(), b.value());
 }
 
 NamedTensors tensors_under(const NamedTensors& tensors, const std::string& prefix) {

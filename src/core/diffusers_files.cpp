@@ -13,6 +13,7 @@
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
 #include "ramflow/safetensors.h"
+#include "ramflow/strings.h"
 
 namespace ramflow {
 namespace {
@@ -21,12 +22,6 @@ namespace fs = std::filesystem;
 
 const char* const kWeights = "diffusion_pytorch_model.safetensors";
 const char* const kIndex = "diffusion_pytorch_model.safetensors.index.json";
-
-bool starts_with_any(const std::string& name, const std::vector<std::string>& prefixes) {
-  for (const auto& p : prefixes)
-    if (name.rfind(p, 0) == 0) return true;
-  return false;
-}
 
 /// The version counter of every parameter and buffer (each in-place write advances one).
 std::vector<int64_t> tensor_versions(const torch::nn::Module& module) {

@@ -16,7 +16,8 @@ std::string join(const std::string& dir, const std::string& name) {
   return (fs::path(dir) / name).string();
 }
 
-/// The scheduler's shift and training steps, checked to be the grid ramflow computes.
+/// The scheduler's shift, its other settings checked to be the grid ramflow computes (T = 1000
+/// training steps: sigma_min = shift(1/1000), and the transformer's time input 1000 t).
 void read_scheduler(const std::string& dir, DiffusersPipeline& p) {
   const auto path = join(dir, "scheduler/scheduler_config.json");
   const auto s = read_diffusers_json(path, "the pipeline's scheduler config");
@@ -28,9 +29,9 @@ void read_scheduler(const std::string& dir, DiffusersPipeline& p) {
     return s[key].get<double>();
   };
   p.shift = number("shift", 1.0);
-  p.train_steps = static_cast<int64_t>(number("num_train_timesteps", 1000));
-  if (!(p.shift > 0) || p.train_steps < 2)
-    throw InputError(path + ": needs shift > 0 and num_train_timesteps >= 2");
+  if (!(p.shift > 0)) throw InputError(path + ": needs shift > 0");
+  if (number("num_train_timesteps", 1000) != 1000)
+    throw InputError(path + ": 'num_train_timesteps' must be 1000 (SD3's grid and time input)");
   // Grid options ramflow does not compute: refused rather than silently ignored.
   for (const char* key : {"use_dynamic_shifting", "use_karras_sigmas", "use_exponential_sigmas",
                           "use_beta_sigmas", "invert_sigmas", "stochastic_sampling"})

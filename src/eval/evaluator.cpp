@@ -164,7 +164,7 @@ torch::Tensor Evaluator::endpoints(VelocityFieldImpl& model, const torch::Tensor
 }
 
 EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) const {
-  if (n <= 0 || n > options_.samples()) n = options_.samples();
+  n = evaluated_size(n);
   EvalResult out;
   out.n = n;
   out.cond = conditions(n);

@@ -52,10 +52,8 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
   Config cfg = cfg_in;
   // The run's evaluation kind and guidance unless given: a run on a diffusers pipeline has no
   // exact target (its evaluation is "reward").
-  if (!cfg.is_explicit("eval") && run_cfg.value("eval", std::string()) == "reward")
-    cfg.set("eval", "reward");
-  if (!cfg.is_explicit("eval_cfg") && run_cfg.contains("eval_cfg"))
-    cfg.set("eval_cfg", run_cfg["eval_cfg"]);
+  if (run_cfg.value("eval", std::string()) == "reward") cfg.apply_defaults({{"eval", "reward"}});
+  if (run_cfg.contains("eval_cfg")) cfg.apply_defaults({{"eval_cfg", run_cfg["eval_cfg"]}});
   if (!cfg.is_set("reward")) {
     if (!run_cfg.contains("reward"))
       throw ConfigError("--reward: the checkpoint was not trained against a reward; give one");

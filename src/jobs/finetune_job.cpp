@@ -160,7 +160,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                  *basics.on_samples);
   jobs::check_model(cfg, *task);
   const bool evaluating = cfg.text("eval") != "none";
-  const bool diffusers_base = jobs::pipeline_from(cfg).has_value();
+  const bool diffusers_base = jobs::is_diffusers_base(cfg);
 
   // --- 2. run directory, base model and evaluation -----------------------------------------------
   jobs::RunStart start =

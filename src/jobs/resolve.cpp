@@ -29,7 +29,7 @@ std::optional<LoraOptions> lora_options_from(const Config& cfg) {
                                               : static_cast<double>(rank));
   if (cfg.is_set("lora_targets")) {
     o.targets(split(cfg.text("lora_targets")));
-  } else if (pipeline_from(cfg)) {
+  } else if (is_diffusers_base(cfg)) {
     o.targets(sd3_lora_targets());  // the attention projections, as Flow-GRPO and diffusers adapt
   }
   o.check();
@@ -103,11 +103,13 @@ torch::Device setup_device(const Config& cfg) {
   return *device;
 }
 
+bool is_diffusers_base(const Config& cfg) {
+  return cfg.table().find("base") && cfg.is_set("base") && is_diffusers_pipeline(cfg.text("base"));
+}
+
 std::optional<DiffusersPipeline> pipeline_from(const Config& cfg) {
-  if (!cfg.table().find("base") || !cfg.is_set("base")) return std::nullopt;
-  const std::string& dir = cfg.text("base");
-  if (!is_diffusers_pipeline(dir)) return std::nullopt;
-  return read_diffusers_pipeline(dir);
+  if (!is_diffusers_base(cfg)) return std::nullopt;
+  return read_diffusers_pipeline(cfg.text("base"));
 }
 
 torch::Dtype dtype_from(const Config& cfg) {
@@ -160,7 +162,7 @@ TaskPtr task_from(const Config& cfg) {
     if (is_set_here(cfg, key))
       throw ConfigError(cfg.table().find(key)->flag() +
                         " applies to task 'prompts' (a diffusers base), not to '" + name + "'");
-  if (pipeline_from(cfg))
+  if (is_diffusers_base(cfg))
     throw ConfigError("--base " + cfg.text("base") +
                       " is a diffusers pipeline: its task is 'prompts', not '" + name + "'");
   if (name == "mixture") {
@@ -310,7 +312,7 @@ EvalOptions eval_options_from(const Config& cfg) {
 void check_model(const Config& cfg, const Task& task) {
   // A diffusers base is read when the run starts (building it here would read its weights twice);
   // its LoRA targets are checked then, before any compute.
-  if (pipeline_from(cfg)) return;
+  if (is_diffusers_base(cfg)) return;
   auto model = make_velocity_field(model_spec_from(cfg, task));
   if (auto lora = lora_options_from(cfg)) lora_target_layers(*model, lora->targets());
 }

@@ -22,6 +22,8 @@ namespace ramflow::jobs {
 /// The diffusers pipeline that `base` names, or nullopt when `base` is unset or a ramflow
 /// checkpoint (InputError naming what is wrong with a folder that is not an SD3 pipeline).
 std::optional<DiffusersPipeline> pipeline_from(const Config& cfg);
+/// Whether `base` names a diffusers pipeline folder (its model_index.json exists; nothing read).
+bool is_diffusers_base(const Config& cfg);
 /// The dtype of `dtype` (float32 where the job has no such key).
 torch::Dtype dtype_from(const Config& cfg);
 

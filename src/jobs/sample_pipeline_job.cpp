@@ -44,7 +44,7 @@ torch::Tensor read_init_noise(const std::string& path, const DiffusersPipeline& 
 nlohmann::json run_sample_pipeline(const Config& cfg, JobIO io) {
   // Checkpoint mode's keys do not apply to a pipeline (and the other way round: run_sample).
   for (const char* key :
-       {"checkpoint", "model", "steps", "shift", "labels", "label", "plot", "latents"})
+       {"checkpoint", "model", "n", "steps", "shift", "labels", "label", "plot", "latents"})
     if (cfg.is_explicit(key))
       throw ConfigError(cfg.table().find(key)->flag() +
                         " applies to sampling a checkpoint, not a diffusers --base (its steps: "

@@ -38,13 +38,9 @@ CurveEvaluator::CurveEvaluator(const Evaluator& evaluator, VelocityFieldImpl& ba
                                const std::vector<int64_t>& extra)
     : evaluator_(evaluator) {
   // Each size as the evaluator takes it: it caps a request at its evaluation set (eval_samples).
-  const auto evaluated = [&](int64_t n) {
-    const int64_t all = evaluator.options().samples();
-    return n <= 0 || n > all ? all : n;
-  };
-  samples_ = evaluated(samples);
+  samples_ = evaluator.evaluated_size(samples);
   std::vector<int64_t> sizes;
-  for (int64_t n : extra) sizes.push_back(evaluated(n));
+  for (int64_t n : extra) sizes.push_back(evaluator.evaluated_size(n));
   sizes.push_back(samples_);
   for (int64_t n : sizes) {
     if (base_.count(n)) continue;
