@@ -7,7 +7,10 @@
 // resident memory of the process.
 //
 //   ramflow_sd3_bench --size medium|small|tiny [--dtype D] [--steps N] [--warmup N] [--threads N]
-//                     [--device D] [--no-grad-checkpoint] [--json PATH]
+//                     [--device D] [--no-grad-checkpoint] [--default-allocator] [--json PATH]
+//
+// The process keeps freed memory as the ramflow CLI does (keep_freed_memory(): a cache of large CPU
+// tensor blocks); --default-allocator leaves LibTorch's allocator as it is, to measure the cache.
 //
 //   medium  SD3.5-Medium's shape (24 blocks, D = 1536, 13 dual blocks, RMS qk-norm, 2.24 B
 //           parameters), a 512 x 512 image (64 x 64 latents), 333 context tokens (77 CLIP + 256
@@ -94,7 +97,7 @@ int main(int argc, char** argv) {
   using namespace ramflow;
   std::string size_name = "small", dtype_override, json_path, device_name = "cpu";
   int steps = 2, warmup = 1, threads = 2;
-  bool no_checkpointing = false;
+  bool no_checkpointing = false, default_allocator = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -114,12 +117,16 @@ int main(int argc, char** argv) {
       json_path = value();
     else if (a == "--no-grad-checkpoint")
       no_checkpointing = true;
+    else if (a == "--default-allocator")
+      default_allocator = true;
     else {
       std::cerr << "usage: ramflow_sd3_bench --size medium|small|tiny [--dtype D] [--steps N] "
-                   "[--warmup N] [--threads N] [--device D] [--no-grad-checkpoint] [--json PATH]\n";
+                   "[--warmup N] [--threads N] [--device D] [--no-grad-checkpoint] "
+                   "[--default-allocator] [--json PATH]\n";
       return 2;
     }
   }
+  if (!default_allocator) keep_freed_memory();
   try {
     const Size s = size_of(size_name);
     const std::string dtype = dtype_override.empty() ? s.dtype : dtype_override;
@@ -208,7 +215,10 @@ int main(int argc, char** argv) {
                                 {"rollout_seconds", rollout_and_reward - reward_seconds},
                                 {"decode_and_reward_seconds", reward_seconds},
                                 {"loss_and_update_seconds", per_step - rollout_and_reward},
-                                {"peak_rss_gb", peak_rss_gb()}};
+                                {"peak_rss_gb", peak_rss_gb()},
+                                {"tensor_cache", !default_allocator},
+                                {"tensor_cache_hits", tensor_cache_stats().hits},
+                                {"tensor_cache_misses", tensor_cache_stats().misses}};
     std::cout << out.dump() << std::endl;
     if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << "\n";
     return 0;

@@ -1,9 +1,10 @@
 // The fast paths against the LibTorch operators they replace: the fused MLP (inference kernels and
-// the one-node autograd stack with its hand-written backward) and the flat AdamW.
+// the one-node autograd stack with its hand-written backward), the flat AdamW and GELU's kernel.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "ramflow/adamw.h"
+#include "ramflow/gelu_tanh.h"
 #include "ramflow/mlp_velocity.h"
 #include "ramflow/rng.h"
 #include "ramflow/velocity_field.h"
@@ -198,6 +199,72 @@ TEST(FlatAdamW, ParametersOfSeveralDtypesKeepFloat32Moments) {
   again.load_state(state[0].second, state[1].second, ours.steps());
   EXPECT_TRUE(torch::equal(again.state()[0].second, state[0].second));
   EXPECT_TRUE(torch::equal(again.state()[1].second, state[1].second));
+}
+
+// GELU (tanh) in float64: 0.5 x (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3), evaluated as
+// x sigmoid(2 u) (the same function: 0.5 (1 + tanh u) = sigmoid(2 u)) so that where 1 + tanh u
+// falls below float64's epsilon (x < -6) the reference keeps its digits.
+torch::Tensor gelu_tanh_f64(const torch::Tensor& x) {
+  const auto d = x.to(torch::kFloat64);
+  return d * torch::sigmoid(std::sqrt(8.0 / M_PI) * (d + 0.044715 * d.pow(3)));
+}
+
+TEST(GeluTanh, MatchesTheFormulaInFloat64) {
+  // Every lane count's tail (n = 1..70), a dense sweep of [-12, 12] and wide random values.
+  Rng rng(3);
+  std::vector<torch::Tensor> xs = {torch::linspace(-12, 12, 100001), 4 * rng.randn({4099})};
+  for (int64_t n = 1; n <= 70; ++n) xs.push_back(3 * rng.randn({n}));
+  // The tanh form in float64 where it has its digits (x >= -5): the two forms agree.
+  const auto x5 = torch::linspace(-5, 12, 1001, torch::kFloat64);
+  EXPECT_LT(
+      rel_err(0.5 * x5 * (1 + torch::tanh(std::sqrt(2.0 / M_PI) * (x5 + 0.044715 * x5.pow(3)))),
+              gelu_tanh_f64(x5)),
+      1e-14);
+  for (const auto& x : xs) {
+    const auto y = gelu_tanh(x), ref = gelu_tanh_f64(x);
+    ASSERT_EQ(y.scalar_type(), torch::kFloat);
+    // Relative 1e-6 (1 + |2 u|) of the value, the rounding of float32's 2 u = sqrt(8/pi) (x +
+    // 0.044715 x^3) carried through exp(-2 u); below x = -9 both are within 1e-30 of zero.
+    const auto d = x.to(torch::kFloat64);
+    const auto two_u = std::sqrt(8.0 / M_PI) * (d + 0.044715 * d.pow(3));
+    const auto err =
+        (y.to(torch::kFloat64) - ref).abs() - (1e-6 * (1 + two_u.abs()) * ref.abs() + 1e-30);
+    EXPECT_LE(err.max().item<double>(), 0)
+        << "n = " << x.numel() << ", worst at x = " << x[err.argmax()].item<float>();
+  }
+  // In place when asked (and no gradient is recorded): the same values, in x's own memory.
+  auto x = rng.randn({5, 7, 33});
+  const auto expected = gelu_tanh(x);
+  const auto same = gelu_tanh(x, /*overwrite=*/true);
+  EXPECT_EQ(same.data_ptr(), x.data_ptr());
+  EXPECT_TRUE(torch::equal(same, expected));
+}
+
+TEST(GeluTanh, GradientMatchesTheFormulasDerivative) {
+  Rng rng(4);
+  auto x = (3 * rng.randn({3, 17, 41})).requires_grad_(true);
+  const auto w = rng.randn({3, 17, 41});  // a weighted sum, so that dh varies
+  const auto y = gelu_tanh(x);
+  EXPECT_NE(y.data_ptr(), x.data_ptr());  // never over an input that needs its gradient
+  const auto g = torch::autograd::grad({(y * w).sum()}, {x})[0];
+  auto x64 = x.detach().to(torch::kFloat64).requires_grad_(true);
+  const auto g64 =
+      torch::autograd::grad({(gelu_tanh_f64(x64) * w.to(torch::kFloat64)).sum()}, {x64})[0];
+  EXPECT_LT(rel_err(g.to(torch::kFloat64), g64), 1e-6);
+  // A second-order gradient goes through LibTorch's differentiable formula.
+  auto xs = x.detach().clone().requires_grad_(true);
+  const auto g1 = torch::autograd::grad({gelu_tanh(xs).sum()}, {xs}, {}, true, true)[0];
+  const auto g2 = torch::autograd::grad({g1.sum()}, {xs})[0];
+  auto x2 = x.detach().clone().requires_grad_(true);
+  const auto r1 = torch::autograd::grad({torch::gelu(x2, "tanh").sum()}, {x2}, {}, true, true)[0];
+  EXPECT_LT(rel_err(g2, torch::autograd::grad({r1.sum()}, {x2})[0]), 1e-5);
+}
+
+TEST(GeluTanh, OtherTensorsTakeLibTorchsOperator) {
+  Rng rng(5);
+  const auto x = rng.randn({6, 10});
+  for (const auto& other : {x.t(), x.to(torch::kFloat64)})
+    EXPECT_TRUE(torch::equal(gelu_tanh(other), torch::gelu(other, "tanh")));
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 // Tests for the process-wide runtime checks (include/ramflow/runtime.h).
 #include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <ATen/Parallel.h>
 
 #include "ramflow/runtime.h"
 
@@ -36,6 +39,60 @@ TEST(RuntimeTest, TheProcessNoteIsTheRuleAppliedToThisProcess) {
   if (!note.empty()) {
     EXPECT_NE(note.find("OPENBLAS_CORETYPE="), std::string::npos) << note;
   }
+}
+
+// 32 MiB of float32, the smallest block the cache keeps (glibc's heap keeps the smaller ones).
+constexpr int64_t kBlock = int64_t{1} << 23;
+
+TEST(TensorCacheTest, AFreedBlockServesTheNextRequestOfItsSize) {
+  keep_freed_memory();  // (the test main has called it already: a second call changes nothing)
+  keep_freed_memory();
+  const auto before = tensor_cache_stats();
+  void* first = nullptr;
+  {
+    auto a = torch::full({kBlock}, 3.0f);
+    first = a.data_ptr();
+  }
+  auto b = torch::empty({kBlock});  // the same size: the same block
+  EXPECT_EQ(b.data_ptr(), first);
+  b.fill_(5.0f);
+  EXPECT_EQ(b.sum().item<float>(), 5.0f * kBlock);  // (an exact sum of 2^23 fives)
+  const auto after = tensor_cache_stats();
+  EXPECT_GE(after.hits, before.hits + 1);
+  EXPECT_GE(after.live_bytes, before.live_bytes + kBlock * 4);
+  // Smaller tensors are glibc's: they do not pass through the cache.
+  const auto small_before = tensor_cache_stats();
+  { auto s = torch::ones({1000}), m = torch::ones({kBlock / 8}); }
+  EXPECT_EQ(tensor_cache_stats().hits + tensor_cache_stats().misses,
+            small_before.hits + small_before.misses);
+}
+
+TEST(TensorCacheTest, TheMappedTotalNeverExceedsTheLivePeak) {
+  keep_freed_memory();
+  // Three blocks freed, then one of three times their size and one of twice (no idle block of
+  // their sizes): idle blocks are unmapped first, so the mapped total stays within the live peak.
+  { auto a = torch::ones({kBlock}), b = torch::ones({kBlock}), c = torch::ones({kBlock}); }
+  EXPECT_GE(tensor_cache_stats().idle_bytes, 3 * kBlock * 4);
+  {
+    auto big = torch::ones({3 * kBlock});
+    auto other = torch::ones({2 * kBlock});
+  }
+  const auto s = tensor_cache_stats();
+  EXPECT_LE(s.peak_mapped_bytes, s.peak_live_bytes);
+  EXPECT_GE(s.peak_live_bytes, 5 * kBlock * 4);
+  EXPECT_GE(s.idle_bytes, 0);
+  // Threads allocating and freeing at once (LibTorch's intra-op threads do): nothing lost.
+  const auto live_before = tensor_cache_stats().live_bytes;
+  at::set_num_threads(4);
+  at::parallel_for(0, 16, 1, [](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      auto t = torch::full({kBlock + 1024 * (i % 3)}, static_cast<float>(i));
+      EXPECT_EQ(t[7].item<float>(), static_cast<float>(i));
+    }
+  });
+  at::set_num_threads(1);
+  EXPECT_EQ(tensor_cache_stats().live_bytes, live_before);
+  EXPECT_LE(tensor_cache_stats().peak_mapped_bytes, tensor_cache_stats().peak_live_bytes);
 }
 
 }  // namespace

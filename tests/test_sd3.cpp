@@ -44,12 +44,15 @@ double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 /// The golden forward pass: diffusers' output in float64 for fractional time inputs (1000 t).
-torch::Tensor golden_forward(VelocityFieldImpl& model, const SafetensorsFile& g) {
+/// Without gradients (the fused attention inputs of a float32 model), or recording them (LibTorch's
+/// operators throughout).
+torch::Tensor golden_forward(VelocityFieldImpl& model, const SafetensorsFile& g,
+                             bool record_gradients = false) {
   const auto& t_model = g.at("forward_t");  // the network's time input 1000 t
   const Condition cond(torch::arange(t_model.size(0)),
                        {{"context", g.at("forward_context")}, {"pooled", g.at("forward_pooled")}});
-  torch::NoGradGuard no_grad;
-  return model.forward(g.at("forward_x"), t_model / 1000.0, cond);
+  torch::AutoGradMode mode(record_gradients);
+  return model.forward(g.at("forward_x"), t_model / 1000.0, cond).detach();
 }
 
 class SD3Golden : public ::testing::TestWithParam<std::string> {};
@@ -63,6 +66,8 @@ TEST_P(SD3Golden, ForwardMatchesDiffusers) {
   const auto v = golden_forward(*model, g);
   ASSERT_EQ(v.sizes(), g.at("forward_v").sizes());
   EXPECT_LT(relative_error(v, g.at("forward_v")), 2e-5);
+  EXPECT_LT(relative_error(golden_forward(*model, g, /*record_gradients=*/true), g.at("forward_v")),
+            2e-5);
   EXPECT_GT(g.at("forward_v").abs().max().item<double>(), 0.1);  // a golden that says something
 }
 

@@ -26,6 +26,7 @@
 #include "ramflow/exact_mixture_velocity.h"
 #include "ramflow/flow_grpo.h"
 #include "ramflow/gaussian_mixture.h"
+#include "ramflow/gelu_tanh.h"
 #include "ramflow/guidance.h"
 #include "ramflow/identity_decoder.h"
 #include "ramflow/idx.h"

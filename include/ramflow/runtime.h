@@ -1,13 +1,31 @@
 #pragma once
 // Process-wide settings for a program that trains: call from main(), never from library code.
+#include <cstdint>
 #include <string>
 
 namespace ramflow {
 
-/// Keeps freed memory inside the process (glibc: no heap trimming, no mmap below 32 MiB), so that
-/// the same-sized tensors a training step allocates and frees again do not page-fault afresh every
-/// step. A no-op elsewhere. Returns whether the allocator was changed.
+/// Keeps freed memory inside the process, so that the same-sized tensors a training step allocates
+/// and frees again do not page-fault afresh every step (a fault and a zeroed page per 4 KB of a
+/// fresh block: several percent of a transformer's step). glibc keeps blocks below 32 MiB (no heap
+/// trimming, no mmap below 32 MiB); CPU tensor blocks of 32 MiB and more go through a cache that
+/// hands a freed block back to the next request of its size and unmaps idle blocks before the
+/// mapped total would pass the largest live total so far (src/core/tensor_cache.h). Changes
+/// LibTorch's CPU allocator for the whole process: call it once, first thing in main(). Returns
+/// whether glibc's settings took (false where there is no glibc).
 bool keep_freed_memory();
+
+/// What keep_freed_memory()'s cache of CPU tensor blocks holds and has done, in bytes of whole
+/// pages; all zero before keep_freed_memory().
+struct TensorCacheStats {
+  int64_t live_bytes = 0;         // blocks held by tensors now
+  int64_t idle_bytes = 0;         // freed blocks kept for reuse
+  int64_t peak_live_bytes = 0;    // the largest live_bytes so far
+  int64_t peak_mapped_bytes = 0;  // the largest live_bytes + idle_bytes so far
+  int64_t hits = 0;               // requests served by an idle block
+  int64_t misses = 0;             // requests that mapped a new block
+};
+TensorCacheStats tensor_cache_stats();
 
 /// The kernel family OpenBLAS chose for this CPU (its openblas_get_corename()), or "" where the
 /// process has no OpenBLAS (LibTorch built with MKL, or reference BLAS).

@@ -235,9 +235,10 @@ RAMFLOW_INLINE typename Vec<W>::f vexp(typename Vec<W>::f x) {
 // sigmoid(v) = 1 / (1 + exp(-v)), W lanes; the instruction-set versions below replace the division.
 template <int W>
 struct SigmoidDivide {
-  static RAMFLOW_INLINE typename Vec<W>::f apply(typename Vec<W>::f v) {
-    return 1.0f / (1.0f + vexp<W>(-v));
-  }
+  using V = typename Vec<W>::f;
+  static RAMFLOW_INLINE V exp(V v) { return vexp<W>(v); }
+  static RAMFLOW_INLINE V recip(V d) { return 1.0f / d; }
+  static RAMFLOW_INLINE V apply(V v) { return recip(1.0f + exp(-v)); }
 };
 
 // silu(z) = z sigmoid(z), with Sigmoid::apply on W lanes at a time. U independent vectors per
@@ -257,6 +258,84 @@ RAMFLOW_INLINE void silu_impl(const float* z, float* a, int64_t n) {
     store<W>(a + k, v * Sigmoid::apply(v));
   }
   for (; k < n; ++k) a[k] = z[k] / (1.0f + std::exp(-z[k]));
+}
+
+// GELU with the tanh approximation, gelu(x) = 0.5 x (1 + tanh u), u = k (x + c x^3), k =
+// sqrt(2/pi), c = 0.044715 (Hendrycks and Gimpel 2016; diffusers' GELU(approximate="tanh")). Since
+// 0.5 (1 + tanh u) = sigmoid(2 u), gelu(x) = x sigmoid(2 u): silu's kernel with z = 2 u, and no
+// cancellation in 1 + tanh u where x is very negative.
+constexpr float kGeluK2 = 2.0f * 0.7978845608028654f;  // 2 k
+constexpr float kGeluC = 0.044715f;
+
+template <int W, int U, typename Sigmoid>
+RAMFLOW_INLINE void gelu_tanh_impl(const float* x, float* a, int64_t n) {
+  int64_t k = 0;
+  for (; k + U * W <= n; k += U * W) {
+    typename Vec<W>::f v[U], s[U];
+    for (int u = 0; u < U; ++u) v[u] = load<W>(x + k + u * W);
+    for (int u = 0; u < U; ++u)
+      s[u] = Sigmoid::apply(kGeluK2 * (v[u] + kGeluC * v[u] * v[u] * v[u]));
+    for (int u = 0; u < U; ++u) store<W>(a + k + u * W, v[u] * s[u]);
+  }
+  for (; k + W <= n; k += W) {
+    const auto v = load<W>(x + k);
+    store<W>(a + k, v * Sigmoid::apply(kGeluK2 * (v + kGeluC * v * v * v)));
+  }
+  for (; k < n; ++k)
+    a[k] = x[k] / (1.0f + std::exp(-kGeluK2 * (x[k] + kGeluC * x[k] * x[k] * x[k])));
+}
+
+// dx = dh gelu'(x):  d/dx [x s] = s + x s (1 - s) 2 u',  s = sigmoid(2 u),  2 u' = 2 k (1 + 3 c
+// x^2), with 1 - s = e s, e = exp(-2 u) (1 - s from s itself would lose the digits that x 2 u'
+// amplifies where x is large).
+template <int W, typename Sigmoid>
+RAMFLOW_INLINE typename Vec<W>::f gelu_tanh_grad(typename Vec<W>::f v, typename Vec<W>::f g) {
+  using V = typename Vec<W>::f;
+  const V e = Sigmoid::exp(-kGeluK2 * (v + kGeluC * v * v * v));
+  const V s = Sigmoid::recip(1.0f + e);
+  const V du2 = kGeluK2 * (1.0f + 3.0f * kGeluC * v * v);
+  return g * (s + v * s * (e * s) * du2);
+}
+
+template <int W, int U, typename Sigmoid>
+RAMFLOW_INLINE void gelu_tanh_backward_impl(const float* dh, const float* x, float* dx, int64_t n) {
+  using V = typename Vec<W>::f;
+  int64_t k = 0;
+  for (; k + U * W <= n; k += U * W) {
+    V v[U], g[U];
+    for (int u = 0; u < U; ++u) v[u] = load<W>(x + k + u * W), g[u] = load<W>(dh + k + u * W);
+    for (int u = 0; u < U; ++u) store<W>(dx + k + u * W, gelu_tanh_grad<W, Sigmoid>(v[u], g[u]));
+  }
+  for (; k + W <= n; k += W)
+    store<W>(dx + k, gelu_tanh_grad<W, Sigmoid>(load<W>(x + k), load<W>(dh + k)));
+  for (; k < n; ++k) {
+    const float v = x[k];
+    const float e = std::exp(std::min(88.0f, -kGeluK2 * (v + kGeluC * v * v * v)));
+    const float s = 1.0f / (1.0f + e);
+    dx[k] = dh[k] * (s + v * s * (e * s) * kGeluK2 * (1.0f + 3.0f * kGeluC * v * v));
+  }
+}
+
+// One sample's projection x [n, heads, d] into out's [heads, ., d] layout (row i of head h at
+// out + h head_stride + i d), each row of d times rsqrt(mean x^2 + eps) w (RMSNorm), or copied
+// when w is null.
+template <int W>
+RAMFLOW_INLINE void heads_rms_norm_impl(const float* x, int64_t n, int64_t heads, int64_t d,
+                                        const float* w, float eps, float* out,
+                                        int64_t head_stride) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* row = x + (i * heads + h) * d;
+      float* o = out + h * head_stride + i * d;
+      if (!w) {
+        std::memcpy(o, row, static_cast<size_t>(d) * sizeof(float));
+        continue;
+      }
+      const float r = 1.0f / std::sqrt(dot<W>(row, row, d) / static_cast<float>(d) + eps);
+      int64_t j = 0;
+      for (; j + W <= d; j += W) store<W>(o + j, load<W>(row + j) * r * load<W>(w + j));
+      for (; j < d; ++j) o[j] = row[j] * r * w[j];
+    }
 }
 
 // AdamW on flat float buffers (see include/ramflow/adamw.h for the update).
@@ -309,6 +388,10 @@ using DenseTnFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t
 using SiluFn = void (*)(const float*, float*, int64_t);
 using SiluBackwardFn = void (*)(const float*, const float*, float*, int64_t);
 using AdamWFn = void (*)(float*, float*, float*, const float*, int64_t, const AdamWStep&);
+using GeluFn = SiluFn;
+using HeadsRmsNormFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, float,
+                                float*, int64_t);
+using GeluBackwardFn = SiluBackwardFn;
 
 void dense_sse(const float* in, int64_t B, int64_t I, const float* wt, const float* bias, int64_t O,
                float* out) {
@@ -320,6 +403,16 @@ void dense_tn_sse(const float* a, int64_t K, int64_t R, const float* b, int64_t 
 void silu_sse(const float* z, float* a, int64_t n) { silu_impl<4, 4, SigmoidDivide<4>>(z, a, n); }
 void silu_backward_sse(const float* dh, const float* z, float* dz, int64_t n) {
   silu_backward_impl<4, 4, SigmoidDivide<4>>(dh, z, dz, n);
+}
+void gelu_tanh_sse(const float* x, float* a, int64_t n) {
+  gelu_tanh_impl<4, 4, SigmoidDivide<4>>(x, a, n);
+}
+void gelu_tanh_backward_sse(const float* dh, const float* x, float* dx, int64_t n) {
+  gelu_tanh_backward_impl<4, 4, SigmoidDivide<4>>(dh, x, dx, n);
+}
+void heads_rms_norm_sse(const float* x, int64_t n, int64_t heads, int64_t d, const float* w,
+                        float eps, float* out, int64_t head_stride) {
+  heads_rms_norm_impl<4>(x, n, heads, d, w, eps, out, head_stride);
 }
 void adamw_sse(float* p, float* m, float* v, const float* g, int64_t n, const AdamWStep& s) {
   adamw_impl<4>(p, m, v, g, n, s);
@@ -364,12 +457,13 @@ RAMFLOW_AVX512 inline Vec<16>::f vexp_avx512(Vec<16>::f x) {
 // sigmoid with the hardware reciprocal estimate refined by one Newton step, r <- r (2 - d r)
 // (relative error ~1e-8), instead of a division, the slowest instruction here.
 struct SigmoidAVX512 {
-  RAMFLOW_AVX512 static Vec<16>::f apply(Vec<16>::f v) {
-    const Vec<16>::f d = 1.0f + vexp_avx512(-v);
+  RAMFLOW_AVX512 static Vec<16>::f exp(Vec<16>::f v) { return vexp_avx512(v); }
+  RAMFLOW_AVX512 static Vec<16>::f recip(Vec<16>::f d) {
     const Vec<16>::f r =
         _mm512_maskz_rcp14_ps(0xFFFF, d);  // (the maskz form: no GCC false warning)
     return r * (2.0f - d * r);
   }
+  RAMFLOW_AVX512 static Vec<16>::f apply(Vec<16>::f v) { return recip(1.0f + exp(-v)); }
 };
 RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_avx512(const float* z, float* a, int64_t n) {
   silu_impl<16, 8, SigmoidAVX512>(z, a, n);
@@ -377,6 +471,18 @@ RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_avx512(const float* z, float* a, int64_
 RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_backward_avx512(const float* dh, const float* z, float* dz,
                                                          int64_t n) {
   silu_backward_impl<16, 8, SigmoidAVX512>(dh, z, dz, n);
+}
+RAMFLOW_AVX512 RAMFLOW_FLATTEN void gelu_tanh_avx512(const float* x, float* a, int64_t n) {
+  gelu_tanh_impl<16, 8, SigmoidAVX512>(x, a, n);
+}
+RAMFLOW_AVX512 RAMFLOW_FLATTEN void gelu_tanh_backward_avx512(const float* dh, const float* x,
+                                                              float* dx, int64_t n) {
+  gelu_tanh_backward_impl<16, 8, SigmoidAVX512>(dh, x, dx, n);
+}
+RAMFLOW_AVX512 void heads_rms_norm_avx512(const float* x, int64_t n, int64_t heads, int64_t d,
+                                          const float* w, float eps, float* out,
+                                          int64_t head_stride) {
+  heads_rms_norm_impl<16>(x, n, heads, d, w, eps, out, head_stride);
 }
 RAMFLOW_AVX512 void adamw_avx512(float* p, float* m, float* v, const float* g, int64_t n,
                                  const AdamWStep& s) {
@@ -391,11 +497,12 @@ RAMFLOW_AVX2 void dense_tn_avx2(const float* a, int64_t K, int64_t R, const floa
   dense_tn_impl<8, 6, 2>(a, K, R, b, O, out);
 }
 struct SigmoidAVX2 {
-  RAMFLOW_AVX2 static Vec<8>::f apply(Vec<8>::f v) {
-    const Vec<8>::f d = 1.0f + vexp<8>(-v);
+  RAMFLOW_AVX2 static Vec<8>::f exp(Vec<8>::f v) { return vexp<8>(v); }
+  RAMFLOW_AVX2 static Vec<8>::f recip(Vec<8>::f d) {
     const Vec<8>::f r = _mm256_rcp_ps(d);  // 12-bit estimate; after one Newton step ~1e-7
     return r * (2.0f - d * r);
   }
+  RAMFLOW_AVX2 static Vec<8>::f apply(Vec<8>::f v) { return recip(1.0f + exp(-v)); }
 };
 RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_avx2(const float* z, float* a, int64_t n) {
   silu_impl<8, 4, SigmoidAVX2>(z, a, n);
@@ -403,6 +510,17 @@ RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_avx2(const float* z, float* a, int64_t n)
 RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_backward_avx2(const float* dh, const float* z, float* dz,
                                                      int64_t n) {
   silu_backward_impl<8, 4, SigmoidAVX2>(dh, z, dz, n);
+}
+RAMFLOW_AVX2 RAMFLOW_FLATTEN void gelu_tanh_avx2(const float* x, float* a, int64_t n) {
+  gelu_tanh_impl<8, 4, SigmoidAVX2>(x, a, n);
+}
+RAMFLOW_AVX2 RAMFLOW_FLATTEN void gelu_tanh_backward_avx2(const float* dh, const float* x,
+                                                          float* dx, int64_t n) {
+  gelu_tanh_backward_impl<8, 4, SigmoidAVX2>(dh, x, dx, n);
+}
+RAMFLOW_AVX2 void heads_rms_norm_avx2(const float* x, int64_t n, int64_t heads, int64_t d,
+                                      const float* w, float eps, float* out, int64_t head_stride) {
+  heads_rms_norm_impl<8>(x, n, heads, d, w, eps, out, head_stride);
 }
 RAMFLOW_AVX2 void adamw_avx2(float* p, float* m, float* v, const float* g, int64_t n,
                              const AdamWStep& s) {
@@ -416,6 +534,9 @@ struct Dispatch {
   SiluFn silu = silu_sse;
   SiluBackwardFn silu_backward = silu_backward_sse;
   AdamWFn adamw = adamw_sse;
+  GeluFn gelu_tanh = gelu_tanh_sse;
+  GeluBackwardFn gelu_tanh_backward = gelu_tanh_backward_sse;
+  HeadsRmsNormFn heads_rms_norm = heads_rms_norm_sse;
   const char* isa = "baseline";
   Dispatch() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -427,11 +548,15 @@ struct Dispatch {
         __builtin_cpu_supports("avx512vl")) {
       dense = dense_avx512, dense_tn = dense_tn_avx512, silu = silu_avx512,
       silu_backward = silu_backward_avx512, adamw = adamw_avx512;
+      gelu_tanh = gelu_tanh_avx512, gelu_tanh_backward = gelu_tanh_backward_avx512;
+      heads_rms_norm = heads_rms_norm_avx512;
       isa = "avx512";
     } else if (limit != "baseline" && __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma")) {
       dense = dense_avx2, dense_tn = dense_tn_avx2, silu = silu_avx2,
       silu_backward = silu_backward_avx2, adamw = adamw_avx2;
+      gelu_tanh = gelu_tanh_avx2, gelu_tanh_backward = gelu_tanh_backward_avx2;
+      heads_rms_norm = heads_rms_norm_avx2;
       isa = "avx2";
     }
 #endif
@@ -458,6 +583,17 @@ void silu(const float* z, float* a, int64_t n) { dispatch().silu(z, a, n); }
 
 void silu_backward(const float* dh, const float* z, float* dz, int64_t n) {
   dispatch().silu_backward(dh, z, dz, n);
+}
+
+void gelu_tanh(const float* x, float* a, int64_t n) { dispatch().gelu_tanh(x, a, n); }
+
+void gelu_tanh_backward(const float* dh, const float* x, float* dx, int64_t n) {
+  dispatch().gelu_tanh_backward(dh, x, dx, n);
+}
+
+void heads_rms_norm(const float* x, int64_t n, int64_t heads, int64_t d, const float* w, float eps,
+                    float* out, int64_t head_stride) {
+  dispatch().heads_rms_norm(x, n, heads, d, w, eps, out, head_stride);
 }
 
 void adamw(float* p, float* m, float* v, const float* g, int64_t n, const AdamWStep& step) {

@@ -28,6 +28,22 @@ void silu(const float* z, float* a, int64_t n);
 /// dz = dh · silu'(z),  silu'(z) = s (1 + z (1 - s)),  s = sigmoid(z);  elementwise over n values.
 void silu_backward(const float* dh, const float* z, float* dz, int64_t n);
 
+/// a = gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), computed as x sigmoid(2 u)
+/// with u the tanh's argument (the same function, without 1 + tanh u's cancellation), elementwise
+/// over n values; `a` may alias `x`. Relative error < 1e-6 (1 + |2 u|) (float32's rounding of 2 u
+/// carried through exp(-2 u)).
+void gelu_tanh(const float* x, float* a, int64_t n);
+
+/// dx = dh · gelu_tanh'(x), gelu_tanh' = s + x s (1 - s) 2 u',  s = sigmoid(2 u);  elementwise.
+void gelu_tanh_backward(const float* dh, const float* x, float* dx, int64_t n);
+
+/// One sample's attention projection x [n, heads, d] (row-major) rearranged into the [heads, T, d]
+/// layout of scaled dot-product attention: row i of head h goes to out + h head_stride + i d
+/// (head_stride = T d; out may point at a token offset within T), each row of d values multiplied
+/// by rsqrt(mean of its squares + eps) w (RMSNorm, SD3.5's qk-norm), or copied when w is null.
+void heads_rms_norm(const float* x, int64_t n, int64_t heads, int64_t d, const float* w, float eps,
+                    float* out, int64_t head_stride);
+
 /// One AdamW update's constants (see include/ramflow/adamw.h):
 ///   m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,  p <- p decay - step m / (sqrt(v) /
 ///   sqrt_bias2 + eps)

@@ -7,6 +7,8 @@
 
 #include <ATen/Parallel.h>
 
+#include "tensor_cache.h"
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -14,10 +16,11 @@
 namespace ramflow {
 
 bool keep_freed_memory() {
+  install_tensor_cache();
 #if defined(__GLIBC__)
   // Both thresholds are fixed once set (glibc stops adapting them).
   const bool trim = mallopt(M_TRIM_THRESHOLD, 256 << 20) == 1;
-  const bool mmap = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+  const bool mmap = mallopt(M_MMAP_THRESHOLD, static_cast<int>(kCachedFrom)) == 1;
   return trim && mmap;
 #else
   return false;

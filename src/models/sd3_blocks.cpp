@@ -3,7 +3,11 @@
 
 #include <torch/torch.h>
 
+#include <ATen/Parallel.h>
+
+#include "core/cpu_kernels.h"
 #include "ramflow/attention.h"
+#include "ramflow/gelu_tanh.h"
 #include "ramflow/lora_branch.h"
 
 namespace ramflow::sd3 {
@@ -69,16 +73,58 @@ torch::Tensor AttentionImpl::heads(torch::nn::LinearImpl& proj, const torch::Ten
   return norm ? norm->forward(h) : h;
 }
 
+void AttentionImpl::write_heads(torch::nn::LinearImpl& proj, const torch::Tensor& x,
+                                RMSNormImpl* norm, torch::Tensor& out, int64_t at) {
+  const auto p = layer_forward(proj, x).contiguous();  // [B, n, D]
+  TORCH_CHECK(p.scalar_type() == torch::kFloat && out.scalar_type() == torch::kFloat,
+              "Attention: the fused path takes float32, got ", p.scalar_type());
+  const int64_t n = p.size(1), T = out.size(2), d = out.size(3);
+  const float* w = norm ? norm->weight.data_ptr<float>() : nullptr;
+  const float* src = p.data_ptr<float>();
+  float* dst = out.data_ptr<float>() + at * d;  // token `at` of head 0 of sample 0
+  at::parallel_for(0, p.size(0), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b)
+      kernels::heads_rms_norm(src + b * n * heads_ * d, n, heads_, d, w, static_cast<float>(kEps),
+                              dst + b * heads_ * T * d, T * d);
+  });
+}
+
+bool AttentionImpl::fusable(const torch::Tensor& z) const {
+  // Without gradients, on float32 CPU weights and inputs (norm weights included).
+  if (torch::GradMode::is_enabled() || !z.device().is_cpu() || z.scalar_type() != torch::kFloat)
+    return false;
+  for (const auto& p : parameters())
+    if (p.scalar_type() != torch::kFloat || !p.device().is_cpu()) return false;
+  return true;
+}
+
 std::pair<torch::Tensor, torch::Tensor> AttentionImpl::forward(const torch::Tensor& z,
                                                                const torch::Tensor& e) {
   const int64_t B = z.size(0), N = z.size(1);
-  auto q = heads(*to_q, z, maybe(norm_q)), k = heads(*to_k, z, maybe(norm_k));  // [B, heads, N, d]
-  auto v = heads(*to_v, z, nullptr);
-  if (e.defined()) {
-    // Joint attention: the tokens [image, text] attend to each other with no mask.
-    q = torch::cat({q, heads(*add_q_proj, e, maybe(norm_added_q))}, 2);  // [B, heads, N + L, d]
-    k = torch::cat({k, heads(*add_k_proj, e, maybe(norm_added_k))}, 2);
-    v = torch::cat({v, heads(*add_v_proj, e, nullptr)}, 2);
+  torch::Tensor q, k, v;
+  if (fusable(z)) {
+    // The projections written, normalised, straight into the [B, heads, N + L, d] inputs of the
+    // attention: the head split, the RMS norm and the concatenation in one pass each.
+    const int64_t T = N + (e.defined() ? e.size(1) : 0), d = z.size(2) / heads_;
+    q = torch::empty({B, heads_, T, d}, z.options());
+    k = torch::empty_like(q), v = torch::empty_like(q);
+    write_heads(*to_q, z, maybe(norm_q), q, 0);
+    write_heads(*to_k, z, maybe(norm_k), k, 0);
+    write_heads(*to_v, z, nullptr, v, 0);
+    if (e.defined()) {
+      write_heads(*add_q_proj, e, maybe(norm_added_q), q, N);
+      write_heads(*add_k_proj, e, maybe(norm_added_k), k, N);
+      write_heads(*add_v_proj, e, nullptr, v, N);
+    }
+  } else {
+    q = heads(*to_q, z, maybe(norm_q)), k = heads(*to_k, z, maybe(norm_k));  // [B, heads, N, d]
+    v = heads(*to_v, z, nullptr);
+    if (e.defined()) {
+      // Joint attention: the tokens [image, text] attend to each other with no mask.
+      q = torch::cat({q, heads(*add_q_proj, e, maybe(norm_added_q))}, 2);  // [B, heads, N + L, d]
+      k = torch::cat({k, heads(*add_k_proj, e, maybe(norm_added_k))}, 2);
+      v = torch::cat({v, heads(*add_v_proj, e, nullptr)}, 2);
+    }
   }
   auto y = attention(q, k, v);                                            // [B, heads, N (+ L), d]
   y = y.transpose(1, 2).reshape({B, y.size(2), -1}).to(q.scalar_type());  // [B, N (+ L), D]
@@ -97,8 +143,8 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim) {
 }
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
-  auto h = torch::gelu(layer_forward(*proj_in, x), "tanh");  // [B, n, 4D]
-  return layer_forward(*proj_out, h);                        // [B, n, D]
+  auto h = gelu_tanh(layer_forward(*proj_in, x), /*overwrite=*/true);  // [B, n, 4D]
+  return layer_forward(*proj_out, h);                                  // [B, n, D]
 }
 
 ModulationImpl::ModulationImpl(int64_t dim, int64_t chunks) {

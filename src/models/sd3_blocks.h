@@ -39,6 +39,12 @@ class AttentionImpl : public torch::nn::Module {
  private:
   /// [B, n, D] -> [B, heads, n, d], RMS-normalised per head when `norm` is not null.
   torch::Tensor heads(torch::nn::LinearImpl& proj, const torch::Tensor& x, RMSNormImpl* norm);
+  /// The same written into out [B, heads, T, d] from token `at` on (no gradient; float32 on the
+  /// CPU).
+  void write_heads(torch::nn::LinearImpl& proj, const torch::Tensor& x, RMSNormImpl* norm,
+                   torch::Tensor& out, int64_t at);
+  /// Whether forward can take write_heads: no gradient recorded, float32 CPU weights and input.
+  bool fusable(const torch::Tensor& z) const;
   int64_t heads_;
   torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
   torch::nn::ModuleList to_out;  // to_out.0 (diffusers' to_out.1 is a dropout, not a module here)
