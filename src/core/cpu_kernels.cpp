@@ -338,6 +338,38 @@ RAMFLOW_INLINE void heads_rms_norm_impl(const float* x, int64_t n, int64_t heads
     }
 }
 
+// rows of D values: out = (x - mean) rsqrt(var + eps) (1 + scale) + shift (a LayerNorm without
+// affine parameters, then adaLN's modulation), the mean and the variance over the row in two passes
+// over it (held in the first-level cache).
+template <int W>
+RAMFLOW_INLINE void layer_norm_modulate_impl(const float* x, int64_t rows, int64_t D,
+                                             const float* shift, const float* scale, float eps,
+                                             float* out) {
+  using V = typename Vec<W>::f;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * D;
+    float* o = out + r * D;
+    V acc = {};
+    int64_t j = 0;
+    for (; j + W <= D; j += W) acc += load<W>(row + j);
+    float sum = lane_sum<W>(acc);
+    for (; j < D; ++j) sum += row[j];
+    const float mean = sum / static_cast<float>(D);
+    acc = V{};
+    for (j = 0; j + W <= D; j += W) {
+      const V c = load<W>(row + j) - mean;
+      acc += c * c;
+    }
+    float sq = lane_sum<W>(acc);
+    for (; j < D; ++j) sq += (row[j] - mean) * (row[j] - mean);
+    const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(D) + eps);
+    for (j = 0; j + W <= D; j += W)
+      store<W>(o + j,
+               (load<W>(row + j) - mean) * rstd * (1.0f + load<W>(scale + j)) + load<W>(shift + j));
+    for (; j < D; ++j) o[j] = (row[j] - mean) * rstd * (1.0f + scale[j]) + shift[j];
+  }
+}
+
 // AdamW on flat float buffers (see include/ramflow/adamw.h for the update).
 template <int W>
 RAMFLOW_INLINE void adamw_impl(float* p, float* m, float* v, const float* g, int64_t n,
@@ -389,6 +421,8 @@ using SiluFn = void (*)(const float*, float*, int64_t);
 using SiluBackwardFn = void (*)(const float*, const float*, float*, int64_t);
 using AdamWFn = void (*)(float*, float*, float*, const float*, int64_t, const AdamWStep&);
 using GeluFn = SiluFn;
+using LayerNormModulateFn = void (*)(const float*, int64_t, int64_t, const float*, const float*,
+                                     float, float*);
 using HeadsRmsNormFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, float,
                                 float*, int64_t);
 using GeluBackwardFn = SiluBackwardFn;
@@ -413,6 +447,10 @@ void gelu_tanh_backward_sse(const float* dh, const float* x, float* dx, int64_t 
 void heads_rms_norm_sse(const float* x, int64_t n, int64_t heads, int64_t d, const float* w,
                         float eps, float* out, int64_t head_stride) {
   heads_rms_norm_impl<4>(x, n, heads, d, w, eps, out, head_stride);
+}
+void layer_norm_modulate_sse(const float* x, int64_t rows, int64_t D, const float* shift,
+                             const float* scale, float eps, float* out) {
+  layer_norm_modulate_impl<4>(x, rows, D, shift, scale, eps, out);
 }
 void adamw_sse(float* p, float* m, float* v, const float* g, int64_t n, const AdamWStep& s) {
   adamw_impl<4>(p, m, v, g, n, s);
@@ -484,6 +522,11 @@ RAMFLOW_AVX512 void heads_rms_norm_avx512(const float* x, int64_t n, int64_t hea
                                           int64_t head_stride) {
   heads_rms_norm_impl<16>(x, n, heads, d, w, eps, out, head_stride);
 }
+RAMFLOW_AVX512 void layer_norm_modulate_avx512(const float* x, int64_t rows, int64_t D,
+                                               const float* shift, const float* scale, float eps,
+                                               float* out) {
+  layer_norm_modulate_impl<16>(x, rows, D, shift, scale, eps, out);
+}
 RAMFLOW_AVX512 void adamw_avx512(float* p, float* m, float* v, const float* g, int64_t n,
                                  const AdamWStep& s) {
   adamw_impl<16>(p, m, v, g, n, s);
@@ -522,6 +565,11 @@ RAMFLOW_AVX2 void heads_rms_norm_avx2(const float* x, int64_t n, int64_t heads, 
                                       const float* w, float eps, float* out, int64_t head_stride) {
   heads_rms_norm_impl<8>(x, n, heads, d, w, eps, out, head_stride);
 }
+RAMFLOW_AVX2 void layer_norm_modulate_avx2(const float* x, int64_t rows, int64_t D,
+                                           const float* shift, const float* scale, float eps,
+                                           float* out) {
+  layer_norm_modulate_impl<8>(x, rows, D, shift, scale, eps, out);
+}
 RAMFLOW_AVX2 void adamw_avx2(float* p, float* m, float* v, const float* g, int64_t n,
                              const AdamWStep& s) {
   adamw_impl<8>(p, m, v, g, n, s);
@@ -537,6 +585,7 @@ struct Dispatch {
   GeluFn gelu_tanh = gelu_tanh_sse;
   GeluBackwardFn gelu_tanh_backward = gelu_tanh_backward_sse;
   HeadsRmsNormFn heads_rms_norm = heads_rms_norm_sse;
+  LayerNormModulateFn layer_norm_modulate = layer_norm_modulate_sse;
   const char* isa = "baseline";
   Dispatch() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -549,14 +598,14 @@ struct Dispatch {
       dense = dense_avx512, dense_tn = dense_tn_avx512, silu = silu_avx512,
       silu_backward = silu_backward_avx512, adamw = adamw_avx512;
       gelu_tanh = gelu_tanh_avx512, gelu_tanh_backward = gelu_tanh_backward_avx512;
-      heads_rms_norm = heads_rms_norm_avx512;
+      heads_rms_norm = heads_rms_norm_avx512, layer_norm_modulate = layer_norm_modulate_avx512;
       isa = "avx512";
     } else if (limit != "baseline" && __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma")) {
       dense = dense_avx2, dense_tn = dense_tn_avx2, silu = silu_avx2,
       silu_backward = silu_backward_avx2, adamw = adamw_avx2;
       gelu_tanh = gelu_tanh_avx2, gelu_tanh_backward = gelu_tanh_backward_avx2;
-      heads_rms_norm = heads_rms_norm_avx2;
+      heads_rms_norm = heads_rms_norm_avx2, layer_norm_modulate = layer_norm_modulate_avx2;
       isa = "avx2";
     }
 #endif
@@ -594,6 +643,11 @@ void gelu_tanh_backward(const float* dh, const float* x, float* dx, int64_t n) {
 void heads_rms_norm(const float* x, int64_t n, int64_t heads, int64_t d, const float* w, float eps,
                     float* out, int64_t head_stride) {
   dispatch().heads_rms_norm(x, n, heads, d, w, eps, out, head_stride);
+}
+
+void layer_norm_modulate(const float* x, int64_t rows, int64_t D, const float* shift,
+                         const float* scale, float eps, float* out) {
+  dispatch().layer_norm_modulate(x, rows, D, shift, scale, eps, out);
 }
 
 void adamw(float* p, float* m, float* v, const float* g, int64_t n, const AdamWStep& step) {

@@ -44,6 +44,12 @@ void gelu_tanh_backward(const float* dh, const float* x, float* dx, int64_t n);
 void heads_rms_norm(const float* x, int64_t n, int64_t heads, int64_t d, const float* w, float eps,
                     float* out, int64_t head_stride);
 
+/// out[r] = (x[r] - mean) rsqrt(var + eps) (1 + scale) + shift for each of `rows` rows of D values
+/// (mean and biased variance over the row): a LayerNorm without affine parameters followed by
+/// adaLN's modulation with one sample's scale and shift [D]. `out` must not alias `x`.
+void layer_norm_modulate(const float* x, int64_t rows, int64_t D, const float* shift,
+                         const float* scale, float eps, float* out);
+
 /// One AdamW update's constants (see include/ramflow/adamw.h):
 ///   m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,  p <- p decay - step m / (sqrt(v) /
 ///   sqrt_bias2 + eps)

@@ -18,12 +18,6 @@ constexpr double kEps = 1e-6;  // every norm of the MM-DiT
 /// The norm of a holder that may be empty (no qk-norm), or null.
 RMSNormImpl* maybe(RMSNorm& norm) { return norm.is_empty() ? nullptr : norm.get(); }
 
-/// a (1 + scale) + shift with scale, shift [B, D] broadcast over the tokens of a [B, n, D].
-torch::Tensor modulate(const torch::Tensor& a, const torch::Tensor& shift,
-                       const torch::Tensor& scale) {
-  return torch::addcmul(shift.unsqueeze(1), a, 1 + scale.unsqueeze(1));  // one pass over a
-}
-
 /// x + gate a with gate [B, D] broadcast over the tokens of a [B, n, D] (a gated residual).
 torch::Tensor gated(const torch::Tensor& x, const torch::Tensor& gate, const torch::Tensor& a) {
   return torch::addcmul(x, gate.unsqueeze(1), a);
@@ -38,8 +32,32 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return (x * torch::rsqrt(variance + kEps)).to(weight.scalar_type()) * weight;
 }
 
-torch::Tensor layer_norm(const torch::Tensor& x) {
-  return torch::layer_norm(x, {x.size(-1)}, {}, {}, kEps);
+torch::Tensor norm_modulate(const torch::Tensor& x, const torch::Tensor& shift,
+                            const torch::Tensor& scale) {
+  const bool one_pass =
+      !torch::GradMode::is_enabled() && x.device().is_cpu() && x.dim() == 3 && x.is_contiguous();
+  if (!one_pass || x.scalar_type() != torch::kFloat || shift.scalar_type() != torch::kFloat ||
+      scale.scalar_type() != torch::kFloat) {
+    // a (1 + scale) + shift, scale and shift broadcast over the tokens: one addcmul pass.
+    const auto a = torch::layer_norm(x, {x.size(-1)}, {}, {}, kEps);
+    return torch::addcmul(shift.unsqueeze(1), a, 1 + scale.unsqueeze(1));
+  }
+  const int64_t B = x.size(0), n = x.size(1), D = x.size(2);
+  TORCH_CHECK(shift.sizes() == torch::IntArrayRef({B, D}) && scale.sizes() == shift.sizes(),
+              "norm_modulate: x ", x.sizes(), ", shift ", shift.sizes(), ", scale ", scale.sizes());
+  auto out = torch::empty_like(x);
+  const auto sh = shift.contiguous(), sc = scale.contiguous();
+  const float *xp = x.data_ptr<float>(), *shp = sh.data_ptr<float>(), *scp = sc.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, B * n, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end;) {  // the rows of one sample at a time (its scale and shift)
+      const int64_t b = r / n, stop = std::min(end, (b + 1) * n);
+      kernels::layer_norm_modulate(xp + r * D, stop - r, D, shp + b * D, scp + b * D,
+                                   static_cast<float>(kEps), op + r * D);
+      r = stop;
+    }
+  });
+  return out;
 }
 
 AttentionImpl::AttentionImpl(int64_t dim, int64_t heads, bool joint, bool context_pre_only,
@@ -171,19 +189,17 @@ std::pair<torch::Tensor, torch::Tensor> JointBlockImpl::forward(const torch::Ten
                                                                 const torch::Tensor& c) {
   // Image modulations: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp (+ msa2).
   const auto m = norm1(c).chunk(dual_ ? 9 : 6, 1);  // each [B, D]
-  const auto zn = layer_norm(z_in);
   auto ec = norm1_context(c).chunk(last_ ? 2 : 6, 1);
   // The last block's context norm is AdaLayerNormContinuous: (scale, shift), scale first.
-  const auto en =
-      last_ ? modulate(layer_norm(e_in), ec[1], ec[0]) : modulate(layer_norm(e_in), ec[0], ec[1]);
-  auto [a_z, a_e] = attn(modulate(zn, m[0], m[1]), en);
+  const auto en = last_ ? norm_modulate(e_in, ec[1], ec[0]) : norm_modulate(e_in, ec[0], ec[1]);
+  auto [a_z, a_e] = attn(norm_modulate(z_in, m[0], m[1]), en);
   auto z = gated(z_in, m[2], a_z);
-  if (dual_) z = gated(z, m[8], attn2(modulate(zn, m[6], m[7])).first);
-  z = gated(z, m[5], ff(modulate(layer_norm(z), m[3], m[4])));
+  if (dual_) z = gated(z, m[8], attn2(norm_modulate(z_in, m[6], m[7])).first);
+  z = gated(z, m[5], ff(norm_modulate(z, m[3], m[4])));
   if (last_) return {z, torch::Tensor()};
   // Text tokens: gate_msa, then the gated MLP, with the context's own six modulations.
   auto e = gated(e_in, ec[2], a_e);
-  e = gated(e, ec[5], ff_context(modulate(layer_norm(e), ec[3], ec[4])));
+  e = gated(e, ec[5], ff_context(norm_modulate(e, ec[3], ec[4])));
   return {z, e};
 }
 

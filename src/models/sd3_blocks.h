@@ -21,8 +21,12 @@ class RMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
-/// LayerNorm over the last dimension without affine parameters, eps 1e-6 (norm2, norm_out, ...).
-torch::Tensor layer_norm(const torch::Tensor& x);
+/// adaLN: LayerNorm over the last dimension without affine parameters (eps 1e-6), then the
+/// modulation LN(x) (1 + scale) + shift with scale and shift [B, D] broadcast over the tokens of x
+/// [B, n, D]. Without gradients, float32 on the CPU, one pass of ramflow's kernel; otherwise
+/// LibTorch's layer_norm and one addcmul.
+torch::Tensor norm_modulate(const torch::Tensor& x, const torch::Tensor& shift,
+                            const torch::Tensor& scale);
 
 /// Multi-head attention with SD3's projections. With `joint`, the text tokens enter through their
 /// own projections (add_q_proj, add_k_proj, add_v_proj; norm_added_q/k) and attend jointly with the

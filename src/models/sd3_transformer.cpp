@@ -180,7 +180,7 @@ torch::Tensor SD3TransformerImpl::forward(const torch::Tensor& x, const torch::T
   }
   // norm_out is AdaLayerNormContinuous: (scale, shift), scale first.
   const auto ss = layer_forward(*norm_out_, torch::silu(c)).chunk(2, 1);  // each [B, D]
-  z = sd3::layer_norm(z) * (1 + ss[0].unsqueeze(1)) + ss[1].unsqueeze(1);
+  z = sd3::norm_modulate(z, ss[1], ss[0]);
   z = layer_forward(*proj_out_, z);  // [B, h w, P P C], each token ordered [py][px][c]
   const int64_t h = H / P, w = W / P, C = o.out_channels();
   return z.reshape({B, h, w, P, P, C})
