@@ -15,16 +15,16 @@
 namespace ramflow {
 
 /// LibTorch's CPU allocator with a cache of large blocks. A training step allocates and frees
-/// the same tensor sizes again and again; each fresh block of a few MB is mapped by the kernel
-/// page by page (a fault and a zeroed page per 4 KB), which costs several percent of a step of
-/// a transformer. Here a freed block of at least `min_bytes` stays mapped ("idle") and the next
-/// request of the same size (rounded up to whole pages) takes it back.
+/// the same tensor sizes again and again; glibc maps each block of 32 MiB and more afresh, and the
+/// kernel fills it page by page (a fault and a zeroed page per 4 KB), which costs several percent
+/// of a step of a transformer. Here a freed block of at least `min_bytes` stays mapped ("idle") and
+/// the next request of the same size (rounded up to whole pages) takes it back.
 ///
-/// The footprint never exceeds the largest live total: before a request that no idle block fits
-/// maps new memory, idle blocks of other sizes are unmapped, oldest first, until as many bytes as
-/// it asks for are released. With live L and idle I, a hit moves bytes from I to L, a free from L
-/// to I, and a miss of r bytes releases min(I, r) first, so L + I <= max(L + I before, L + r):
-/// the mapped total stays at or below the peak of the live total, as without a cache.
+/// The footprint never exceeds the largest live total P so far: before a request of r bytes that
+/// no idle block fits maps new memory, idle blocks are unmapped, oldest first, until live L, idle I
+/// and r fit, L + I + r <= P, or nothing is idle (then L + r is the new live total, and the new P).
+/// A hit moves bytes from I to L and a free from L to I, so L + I <= P holds throughout: the
+/// mapped total stays at or below the peak of the live total, as without a cache.
 ///
 /// Smaller requests go to the allocator this one replaced (glibc's heap keeps those).
 class TensorCache final : public c10::Allocator {
