@@ -241,48 +241,44 @@ struct SigmoidDivide {
   static RAMFLOW_INLINE V apply(V v) { return recip(1.0f + exp(-v)); }
 };
 
-// silu(z) = z sigmoid(z), with Sigmoid::apply on W lanes at a time. U independent vectors per
-// iteration, so that the sigmoid's dependent chain of about 20 instructions overlaps across them
-// and keeps both vector units busy: U = 8 with AVX-512's 32 registers, 4 with 16.
-template <int W, int U, typename Sigmoid>
-RAMFLOW_INLINE void silu_impl(const float* z, float* a, int64_t n) {
-  int64_t k = 0;
-  for (; k + U * W <= n; k += U * W) {
-    typename Vec<W>::f v[U], s[U];
-    for (int u = 0; u < U; ++u) v[u] = load<W>(z + k + u * W);
-    for (int u = 0; u < U; ++u) s[u] = Sigmoid::apply(v[u]);
-    for (int u = 0; u < U; ++u) store<W>(a + k + u * W, v[u] * s[u]);
+// Arguments of the sigmoid in a = x sigmoid(arg(x)), for a float or a vector of W floats.
+// silu(z) = z sigmoid(z).
+struct SiluArg {
+  template <typename T>
+  static RAMFLOW_INLINE T of(T z) {
+    return z;
   }
-  for (; k + W <= n; k += W) {
-    const auto v = load<W>(z + k);
-    store<W>(a + k, v * Sigmoid::apply(v));
-  }
-  for (; k < n; ++k) a[k] = z[k] / (1.0f + std::exp(-z[k]));
-}
-
+};
 // GELU with the tanh approximation, gelu(x) = 0.5 x (1 + tanh u), u = k (x + c x^3), k =
 // sqrt(2/pi), c = 0.044715 (Hendrycks and Gimpel 2016; diffusers' GELU(approximate="tanh")). Since
-// 0.5 (1 + tanh u) = sigmoid(2 u), gelu(x) = x sigmoid(2 u): silu's kernel with z = 2 u, and no
-// cancellation in 1 + tanh u where x is very negative.
+// 0.5 (1 + tanh u) = sigmoid(2 u), gelu(x) = x sigmoid(2 u): no cancellation in 1 + tanh u where x
+// is very negative.
 constexpr float kGeluK2 = 2.0f * 0.7978845608028654f;  // 2 k
 constexpr float kGeluC = 0.044715f;
+struct GeluTanhArg {
+  template <typename T>
+  static RAMFLOW_INLINE T of(T x) {
+    return kGeluK2 * (x + kGeluC * x * x * x);
+  }
+};
 
-template <int W, int U, typename Sigmoid>
-RAMFLOW_INLINE void gelu_tanh_impl(const float* x, float* a, int64_t n) {
+// a = x sigmoid(Arg::of(x)), with Sigmoid::apply on W lanes at a time. U independent vectors per
+// iteration, so that the sigmoid's dependent chain of about 20 instructions overlaps across them
+// and keeps both vector units busy: U = 8 with AVX-512's 32 registers, 4 with 16.
+template <int W, int U, typename Sigmoid, typename Arg>
+RAMFLOW_INLINE void x_sigmoid_impl(const float* x, float* a, int64_t n) {
   int64_t k = 0;
   for (; k + U * W <= n; k += U * W) {
     typename Vec<W>::f v[U], s[U];
     for (int u = 0; u < U; ++u) v[u] = load<W>(x + k + u * W);
-    for (int u = 0; u < U; ++u)
-      s[u] = Sigmoid::apply(kGeluK2 * (v[u] + kGeluC * v[u] * v[u] * v[u]));
+    for (int u = 0; u < U; ++u) s[u] = Sigmoid::apply(Arg::of(v[u]));
     for (int u = 0; u < U; ++u) store<W>(a + k + u * W, v[u] * s[u]);
   }
   for (; k + W <= n; k += W) {
     const auto v = load<W>(x + k);
-    store<W>(a + k, v * Sigmoid::apply(kGeluK2 * (v + kGeluC * v * v * v)));
+    store<W>(a + k, v * Sigmoid::apply(Arg::of(v)));
   }
-  for (; k < n; ++k)
-    a[k] = x[k] / (1.0f + std::exp(-kGeluK2 * (x[k] + kGeluC * x[k] * x[k] * x[k])));
+  for (; k < n; ++k) a[k] = x[k] / (1.0f + std::exp(-Arg::of(x[k])));
 }
 
 // dx = dh gelu'(x):  d/dx [x s] = s + x s (1 - s) 2 u',  s = sigmoid(2 u),  2 u' = 2 k (1 + 3 c
@@ -291,7 +287,7 @@ RAMFLOW_INLINE void gelu_tanh_impl(const float* x, float* a, int64_t n) {
 template <int W, typename Sigmoid>
 RAMFLOW_INLINE typename Vec<W>::f gelu_tanh_grad(typename Vec<W>::f v, typename Vec<W>::f g) {
   using V = typename Vec<W>::f;
-  const V e = Sigmoid::exp(-kGeluK2 * (v + kGeluC * v * v * v));
+  const V e = Sigmoid::exp(-GeluTanhArg::of(v));
   const V s = Sigmoid::recip(1.0f + e);
   const V du2 = kGeluK2 * (1.0f + 3.0f * kGeluC * v * v);
   return g * (s + v * s * (e * s) * du2);
@@ -310,7 +306,7 @@ RAMFLOW_INLINE void gelu_tanh_backward_impl(const float* dh, const float* x, flo
     store<W>(dx + k, gelu_tanh_grad<W, Sigmoid>(load<W>(x + k), load<W>(dh + k)));
   for (; k < n; ++k) {
     const float v = x[k];
-    const float e = std::exp(std::min(88.0f, -kGeluK2 * (v + kGeluC * v * v * v)));
+    const float e = std::exp(std::min(88.0f, -GeluTanhArg::of(v)));
     const float s = 1.0f / (1.0f + e);
     dx[k] = dh[k] * (s + v * s * (e * s) * kGeluK2 * (1.0f + 3.0f * kGeluC * v * v));
   }
@@ -392,7 +388,7 @@ RAMFLOW_INLINE void adamw_impl(float* p, float* m, float* v, const float* g, int
   }
 }
 
-// dz = dh silu'(z), U independent vectors per iteration as in silu_impl.
+// dz = dh silu'(z), U independent vectors per iteration as in x_sigmoid_impl.
 template <int W, int U, typename Sigmoid>
 RAMFLOW_INLINE void silu_backward_impl(const float* dh, const float* z, float* dz, int64_t n) {
   int64_t k = 0;
@@ -434,12 +430,14 @@ void dense_sse(const float* in, int64_t B, int64_t I, const float* wt, const flo
 void dense_tn_sse(const float* a, int64_t K, int64_t R, const float* b, int64_t O, float* out) {
   dense_tn_impl<4, 6, 2>(a, K, R, b, O, out);
 }
-void silu_sse(const float* z, float* a, int64_t n) { silu_impl<4, 4, SigmoidDivide<4>>(z, a, n); }
+void silu_sse(const float* z, float* a, int64_t n) {
+  x_sigmoid_impl<4, 4, SigmoidDivide<4>, SiluArg>(z, a, n);
+}
 void silu_backward_sse(const float* dh, const float* z, float* dz, int64_t n) {
   silu_backward_impl<4, 4, SigmoidDivide<4>>(dh, z, dz, n);
 }
 void gelu_tanh_sse(const float* x, float* a, int64_t n) {
-  gelu_tanh_impl<4, 4, SigmoidDivide<4>>(x, a, n);
+  x_sigmoid_impl<4, 4, SigmoidDivide<4>, GeluTanhArg>(x, a, n);
 }
 void gelu_tanh_backward_sse(const float* dh, const float* x, float* dx, int64_t n) {
   gelu_tanh_backward_impl<4, 4, SigmoidDivide<4>>(dh, x, dx, n);
@@ -504,14 +502,14 @@ struct SigmoidAVX512 {
   RAMFLOW_AVX512 static Vec<16>::f apply(Vec<16>::f v) { return recip(1.0f + exp(-v)); }
 };
 RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_avx512(const float* z, float* a, int64_t n) {
-  silu_impl<16, 8, SigmoidAVX512>(z, a, n);
+  x_sigmoid_impl<16, 8, SigmoidAVX512, SiluArg>(z, a, n);
 }
 RAMFLOW_AVX512 RAMFLOW_FLATTEN void silu_backward_avx512(const float* dh, const float* z, float* dz,
                                                          int64_t n) {
   silu_backward_impl<16, 8, SigmoidAVX512>(dh, z, dz, n);
 }
 RAMFLOW_AVX512 RAMFLOW_FLATTEN void gelu_tanh_avx512(const float* x, float* a, int64_t n) {
-  gelu_tanh_impl<16, 8, SigmoidAVX512>(x, a, n);
+  x_sigmoid_impl<16, 8, SigmoidAVX512, GeluTanhArg>(x, a, n);
 }
 RAMFLOW_AVX512 RAMFLOW_FLATTEN void gelu_tanh_backward_avx512(const float* dh, const float* x,
                                                               float* dx, int64_t n) {
@@ -548,14 +546,14 @@ struct SigmoidAVX2 {
   RAMFLOW_AVX2 static Vec<8>::f apply(Vec<8>::f v) { return recip(1.0f + exp(-v)); }
 };
 RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_avx2(const float* z, float* a, int64_t n) {
-  silu_impl<8, 4, SigmoidAVX2>(z, a, n);
+  x_sigmoid_impl<8, 4, SigmoidAVX2, SiluArg>(z, a, n);
 }
 RAMFLOW_AVX2 RAMFLOW_FLATTEN void silu_backward_avx2(const float* dh, const float* z, float* dz,
                                                      int64_t n) {
   silu_backward_impl<8, 4, SigmoidAVX2>(dh, z, dz, n);
 }
 RAMFLOW_AVX2 RAMFLOW_FLATTEN void gelu_tanh_avx2(const float* x, float* a, int64_t n) {
-  gelu_tanh_impl<8, 4, SigmoidAVX2>(x, a, n);
+  x_sigmoid_impl<8, 4, SigmoidAVX2, GeluTanhArg>(x, a, n);
 }
 RAMFLOW_AVX2 RAMFLOW_FLATTEN void gelu_tanh_backward_avx2(const float* dh, const float* x,
                                                           float* dx, int64_t n) {

@@ -34,10 +34,10 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 
 torch::Tensor norm_modulate(const torch::Tensor& x, const torch::Tensor& shift,
                             const torch::Tensor& scale) {
-  const bool one_pass =
-      !torch::GradMode::is_enabled() && x.device().is_cpu() && x.dim() == 3 && x.is_contiguous();
-  if (!one_pass || x.scalar_type() != torch::kFloat || shift.scalar_type() != torch::kFloat ||
-      scale.scalar_type() != torch::kFloat) {
+  const bool one_pass = !torch::GradMode::is_enabled() && x.device().is_cpu() && x.dim() == 3 &&
+                        x.is_contiguous() && x.scalar_type() == torch::kFloat &&
+                        shift.scalar_type() == torch::kFloat;  // (shift and scale: one dtype)
+  if (!one_pass) {
     // a (1 + scale) + shift, scale and shift broadcast over the tokens: one addcmul pass.
     const auto a = torch::layer_norm(x, {x.size(-1)}, {}, {}, kEps);
     return torch::addcmul(shift.unsqueeze(1), a, 1 + scale.unsqueeze(1));
@@ -108,12 +108,11 @@ void AttentionImpl::write_heads(torch::nn::LinearImpl& proj, const torch::Tensor
 }
 
 bool AttentionImpl::fusable(const torch::Tensor& z) const {
-  // Without gradients, on float32 CPU weights and inputs (norm weights included).
-  if (torch::GradMode::is_enabled() || !z.device().is_cpu() || z.scalar_type() != torch::kFloat)
-    return false;
-  for (const auto& p : parameters())
-    if (p.scalar_type() != torch::kFloat || !p.device().is_cpu()) return false;
-  return true;
+  // Without gradients, float32 on the CPU (the model holds all its weights in one dtype and
+  // device).
+  return !torch::GradMode::is_enabled() && z.device().is_cpu() &&
+         z.scalar_type() == torch::kFloat && to_q->weight.scalar_type() == torch::kFloat &&
+         to_q->weight.device().is_cpu();
 }
 
 std::pair<torch::Tensor, torch::Tensor> AttentionImpl::forward(const torch::Tensor& z,
