@@ -143,12 +143,16 @@ std::pair<torch::Tensor, torch::Tensor> AttentionImpl::forward(const torch::Tens
       v = torch::cat({v, heads(*add_v_proj, e, nullptr)}, 2);
     }
   }
-  auto y = attention(q, k, v);                                            // [B, heads, N (+ L), d]
-  y = y.transpose(1, 2).reshape({B, y.size(2), -1}).to(q.scalar_type());  // [B, N (+ L), D]
-  auto out_z = layer_forward(*to_out[0]->as<torch::nn::LinearImpl>(), y.slice(1, 0, N));
+  const auto y = attention(q, k, v).to(q.scalar_type());  // [B, heads, N (+ L), d]
+  // Each stream's tokens back to [B, n, D] rows, copied once straight from the heads layout, so
+  // that its output projection reads contiguous rows (and adds its bias in the product).
+  auto rows = [&](int64_t from, int64_t to) {
+    return y.slice(2, from, to).transpose(1, 2).reshape({B, to - from, -1});  // [B, n, D]
+  };
+  auto out_z = layer_forward(*to_out[0]->as<torch::nn::LinearImpl>(), rows(0, N));
   torch::Tensor out_e;
-  if (e.defined() && to_add_out) out_e = layer_forward(*to_add_out, y.slice(1, N));  // [B, L, D]
-  return {out_z, out_e};
+  if (e.defined() && to_add_out) out_e = layer_forward(*to_add_out, rows(N, y.size(2)));
+  return {out_z, out_e};  // [B, N, D], [B, L, D]
 }
 
 FeedForwardImpl::FeedForwardImpl(int64_t dim) {

@@ -138,7 +138,10 @@ torch::Tensor SD3TransformerImpl::conditioning(const torch::Tensor& t,
 torch::Tensor SD3TransformerImpl::patchify(const torch::Tensor& x) {
   const int64_t P = options_.patch_size(), M = options_.pos_embed_max_size(), D = options_.dim();
   const int64_t h = x.size(2) / P, w = x.size(3) / P;
-  auto z = layer_forward(*patch_proj_, x).flatten(2).transpose(1, 2);  // [B, h w, D], row-major
+  // [B, D, h, w] -> [B, h w, D] (tokens row-major), laid out token by token: the transpose is
+  // copied once here, so that every layer after it reads contiguous [B, N, D] rows (a transposed
+  // view would carry its strides through every residual sum and block the one-pass kernels).
+  auto z = layer_forward(*patch_proj_, x).flatten(2).transpose(1, 2).contiguous();
   // The centre h x w crop of the M x M table: top = (M - h) / 2, left = (M - w) / 2.
   const int64_t top = (M - h) / 2, left = (M - w) / 2;
   auto pos = pos_table_.reshape({1, M, M, D})
