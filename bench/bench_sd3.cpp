@@ -8,9 +8,13 @@
 //
 //   ramflow_sd3_bench --size medium|small|tiny [--dtype D] [--steps N] [--warmup N] [--threads N]
 //                     [--device D] [--no-grad-checkpoint] [--default-allocator] [--json PATH]
+//                     [--profile TRACE.json]
 //
-// The process keeps freed memory as the ramflow CLI does (keep_freed_memory(): a cache of large CPU
-// tensor blocks); --default-allocator leaves LibTorch's allocator as it is, to measure the cache.
+// --profile records LibTorch's operators over the timed steps (LibTorch's profiler, a Chrome trace;
+// bench/trace_summary.py adds up each operator's own time). Profiled steps run slower: time
+// without. The process keeps freed memory as the ramflow CLI does (keep_freed_memory(): a cache of
+// large CPU tensor blocks); --default-allocator leaves LibTorch's allocator as it is, to measure
+// the cache.
 //
 //   medium  SD3.5-Medium's shape (24 blocks, D = 1536, 13 dual blocks, RMS qk-norm, 2.24 B
 //           parameters), a 512 x 512 image (64 x 64 latents), 333 context tokens (77 CLIP + 256
@@ -26,8 +30,10 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include <ramflow/ramflow.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 namespace {
@@ -95,7 +101,7 @@ Size size_of(const std::string& name) {
 
 int main(int argc, char** argv) {
   using namespace ramflow;
-  std::string size_name = "small", dtype_override, json_path, device_name = "cpu";
+  std::string size_name = "small", dtype_override, json_path, device_name = "cpu", trace_path;
   int steps = 2, warmup = 1, threads = 2;
   bool no_checkpointing = false, default_allocator = false;
   for (int i = 1; i < argc; ++i) {
@@ -119,10 +125,12 @@ int main(int argc, char** argv) {
       no_checkpointing = true;
     else if (a == "--default-allocator")
       default_allocator = true;
+    else if (a == "--profile")
+      trace_path = value();
     else {
       std::cerr << "usage: ramflow_sd3_bench --size medium|small|tiny [--dtype D] [--steps N] "
                    "[--warmup N] [--threads N] [--device D] [--no-grad-checkpoint] "
-                   "[--default-allocator] [--json PATH]\n";
+                   "[--default-allocator] [--json PATH] [--profile TRACE.json]\n";
       return 2;
     }
   }
@@ -183,10 +191,13 @@ int main(int argc, char** argv) {
                         .weight_decay(1e-4),
                     cond);
     for (int i = 0; i < warmup; ++i) trainer.step();
+    std::optional<torch::autograd::profiler::RecordProfile> profile;
+    if (!trace_path.empty()) profile.emplace(trace_path);
     const auto t0 = Clock::now();
     double rollout_and_reward = 0;  // the trainer's own timing of its rollouts with their scoring
     for (int i = 0; i < steps; ++i) rollout_and_reward += trainer.step().rollout_seconds;
     const double per_step = since(t0) / steps;
+    profile.reset();  // writes the trace
     rollout_and_reward /= steps;
     // The decode and the reward timed alone on a batch of the same size, taken out of the rollout.
     const int64_t B = s.prompts * s.group;

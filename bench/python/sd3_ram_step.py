@@ -11,6 +11,10 @@ adapters. Prints one JSON line like the C++ benchmark's: seconds per step after 
 and the rollout, the decode with the reward, the loss with the update, each timed inside the steps.
 
   python bench/python/sd3_ram_step.py [--steps N] [--warmup N] [--threads N] [--compile] [--dtype D]
+                                      [--profile TRACE.json]
+
+--profile records PyTorch's operators over the timed steps as a Chrome trace, as ramflow_sd3_bench's
+--profile does (bench/trace_summary.py compares the two). Profiled steps run slower: time without.
 """
 import argparse
 import json
@@ -34,6 +38,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer")
+    parser.add_argument("--profile", metavar="TRACE", help="write a Chrome trace of the timed steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -122,10 +127,16 @@ def main():
         step()
     for k in parts:
         parts[k] = 0.0
+    profile = torch.autograd.profiler.profile() if args.profile else None
+    if profile:
+        profile.__enter__()
     t0 = time.perf_counter()
     for _ in range(args.steps):
         step()
     per_step = (time.perf_counter() - t0) / args.steps
+    if profile:
+        profile.__exit__(None, None, None)
+        profile.export_chrome_trace(args.profile)
     rollout_seconds = parts["rollout_seconds"] / args.steps
     reward_seconds = parts["decode_and_reward_seconds"] / args.steps
     print(json.dumps({
