@@ -27,6 +27,7 @@ Example example(const std::string& name) {
   if (name == "brightness") return {{{"type", "brightness"}}};
   if (name == "jpeg-compressibility" || name == "jpeg-incompressibility")
     return {{{"type", name}, {"quality", 80}}, {1, 16, 16}};
+  if (name == "ocr") return {{{"type", "ocr"}, {"text", "CAT"}}, {1, 24, 96}};
   if (name == "classifier") {
     // A judge with random weights (the contract is about shapes, round trips and gradients).
     const std::string path = ::testing::TempDir() + "contract_judge.safetensors";

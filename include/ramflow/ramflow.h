@@ -1,6 +1,8 @@
 #pragma once
 // Umbrella header: the whole public API of ramflow (target ramflow): the core (core.h), the jobs
-// behind the command-line tool and the plots.
+// behind the command-line tool, the plots, the OCR reward and text rendering.
 #include "ramflow/core.h"
 #include "ramflow/jobs.h"
+#include "ramflow/ocr_reward.h"
 #include "ramflow/plot.h"
+#include "ramflow/text_render.h"

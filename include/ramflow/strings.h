@@ -1,5 +1,6 @@
 #pragma once
 // Small text helpers shared by error messages, help texts and reports.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,25 @@ inline std::vector<std::string> split(const std::string& text, char sep = ',') {
     begin = end + 1;
   }
   return out;
+}
+
+/// The Levenshtein distance: the fewest insertions, deletions and substitutions of one character
+/// that turn `a` into `b` (bytes compared; O(|a| |b|) time, O(|b|) memory).
+inline size_t edit_distance(const std::string& a, const std::string& b) {
+  // row[j] = distance(a[0, i), b[0, j)) for the current i; the recurrence
+  // d(i, j) = min(d(i-1, j) + 1, d(i, j-1) + 1, d(i-1, j-1) + [a_i != b_j]).
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];  // d(i-1, j-1)
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];  // d(i-1, j)
+      row[j] = std::min({up + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1] ? 1 : 0)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
 }
 
 }  // namespace ramflow
