@@ -145,7 +145,8 @@ std::pair<torch::Tensor, torch::Tensor> AttentionImpl::forward(const torch::Tens
   }
   const auto y = attention(q, k, v).to(q.scalar_type());  // [B, heads, N (+ L), d]
   // Each stream's tokens back to [B, n, D] rows, copied once straight from the heads layout, so
-  // that its output projection reads contiguous rows (and adds its bias in the product).
+  // that its output projection reads contiguous rows (a slice of one [B, N + L, D] copy was copied
+  // again inside the product).
   auto rows = [&](int64_t from, int64_t to) {
     return y.slice(2, from, to).transpose(1, 2).reshape({B, to - from, -1});  // [B, n, D]
   };
