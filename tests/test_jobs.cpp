@@ -346,6 +346,52 @@ TEST(JobsTest, PretrainCheckpointServesAsBase) {
               0.1);
 }
 
+// Pretraining continues bit for bit: 20 steps, then --resume to 40, equals 40 straight (the base
+// model, the EMA, and the loss lines of metrics.jsonl).
+TEST(JobsTest, PretrainResumesBitForBit) {
+  std::ostringstream log;
+  auto pretrain = [&](const std::vector<std::pair<std::string, std::string>>& args) {
+    return run_pretrain(Config::resolve(pretrain_params(), "", args), JobIO{log, false});
+  };
+  const std::vector<std::pair<std::string, std::string>> common = {
+      {"task", "ring-prompts"},   {"pretrain_batch", "32"}, {"pretrain_ema", "0.9"},
+      {"checkpoint_every", "15"}, {"eval_samples", "50"},   {"eval_steps", "4"}};
+  const auto straight = temp_dir("pretrain_straight"), resumed = temp_dir("pretrain_resumed");
+  auto args = common;
+  args.push_back({"out", straight});
+  args.push_back({"pretrain_steps", "40"});
+  pretrain(args);
+  args = common;
+  args.push_back({"out", resumed});
+  args.push_back({"pretrain_steps", "20"});
+  pretrain(args);
+  // Fewer steps than the run has: refused.
+  EXPECT_THROW(pretrain({{"resume", resumed}, {"pretrain_steps", "20"}}), ConfigError);
+  // Another setting than --pretrain-steps, --checkpoint-every or --threads: refused.
+  EXPECT_THROW(pretrain({{"resume", resumed}, {"pretrain_steps", "40"}, {"pretrain_lr", "0.1"}}),
+               ConfigError);
+  const auto summary = pretrain({{"resume", resumed}, {"pretrain_steps", "40"}});
+  EXPECT_EQ(summary["steps"], 40);
+  const auto a = load_safetensors(straight + "/checkpoints/base.safetensors").tensors;
+  const auto b = load_safetensors(resumed + "/checkpoints/base.safetensors").tensors;
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+  }
+  auto losses = [](const std::string& run) {
+    std::vector<std::pair<int64_t, double>> out;
+    std::ifstream in(run + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j.contains("loss")) out.emplace_back(j["step"].get<int64_t>(), j["loss"].get<double>());
+    }
+    return out;
+  };
+  EXPECT_EQ(losses(straight), losses(resumed));
+  EXPECT_EQ(losses(straight).size(), 4u);
+}
+
 }  // namespace
 }  // namespace ramflow
 

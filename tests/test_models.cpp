@@ -25,9 +25,14 @@ struct Example {
   int64_t context_dim = 0, pooled_dim = 0;
   // Layers that are reached but cannot change the output (an adapter on them trains nothing).
   std::vector<std::string> dead_layers = {};
+  int64_t prompt_length = 0;  // character-token models (sd3_char): random letters A-Z and padding
 
   Condition conditions(int64_t B) const {
     if (classes > 0) return Condition::classes(torch::arange(B).remainder(classes));
+    if (prompt_length > 0) {
+      Rng rng(12);
+      return Condition(torch::arange(B), {{"tokens", rng.uniform_int(27, {B, prompt_length})}});
+    }
     if (context_dim == 0) return {};
     Rng rng(11);
     return Condition(torch::arange(B), {{"context", rng.randn({B, 3, context_dim})},
@@ -65,6 +70,25 @@ Example example(const std::string& name) {
             // The last block's text queries only make text outputs, which it discards (as diffusers
             // does: it computes them all the same).
             {"transformer_blocks.2.attn.add_q_proj"}};
+  if (name == "sd3_char") {
+    Example ex{{{"type", "sd3_char"},
+                {"encoder", {{"max_length", 4}, {"dim", 6}, {"layers", 1}, {"heads", 2}}},
+                {"config",
+                 {{"sample_size", 8},
+                  {"patch_size", 2},
+                  {"in_channels", 1},
+                  {"num_layers", 2},
+                  {"attention_head_dim", 4},
+                  {"num_attention_heads", 2},
+                  {"caption_projection_dim", 8},
+                  {"out_channels", 1},
+                  {"pos_embed_max_size", 6},
+                  {"qk_norm", "rms_norm"}}}},
+               {1, 4, 8}};
+    ex.prompt_length = 4;
+    ex.dead_layers = {"transformer.transformer_blocks.1.attn.add_q_proj"};
+    return ex;
+  }
   if (name == "lora")
     return {{{"type", "lora"},
              {"base", example("unet").spec},
@@ -162,8 +186,11 @@ TEST_P(ModelContract, LoraReachesEveryAdaptableLayer) {
   torch::NoGradGuard no_grad;
   const auto v0 = model->forward(x, t, cond);
   EXPECT_TRUE(torch::equal(lora->forward(x, t, cond), v0));  // B = 0: the base exactly
+  Rng brng(6);
   for (const auto& layer : lora->layers()) {
-    lora->lora_B(layer).fill_(0.1);
+    // Random, not constant: a constant B gives every output channel the same shift, which a
+    // normalisation over channels that follows (the U-Net's GroupNorm after emb_proj) removes.
+    lora->lora_B(layer).copy_(brng.randn(lora->lora_B(layer).sizes()) * 0.1);
     const bool dead =
         std::find(ex.dead_layers.begin(), ex.dead_layers.end(), layer) != ex.dead_layers.end();
     EXPECT_EQ(torch::allclose(lora->forward(x, t, cond), v0), dead) << layer;

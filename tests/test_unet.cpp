@@ -113,7 +113,9 @@ TEST(Guidance, GuidedVelocityIsTheCfgCombination) {
   auto v_u = m->forward(x, t, Condition::classes(torch::full({5}, kNullId, torch::kLong)));
   for (double w : {0.0, 1.0, 1.5, 4.0}) {
     auto v_w = GuidedVelocityImpl(*m, w, null).forward(x, t, c);
-    EXPECT_LT((v_w - (v_u + w * (v_c - v_u))).abs().max().item<float>(), 1e-5) << "w = " << w;
+    // Equal up to float32 rounding: the guided call runs one batch of 2B, whose products may take
+    // other kernels than two batches of B (OpenBLAS's Prescott kernels differ by 1e-5 here).
+    EXPECT_TRUE(torch::allclose(v_w, v_u + w * (v_c - v_u), 1e-5, 1e-5 * (1 + w))) << "w = " << w;
   }
   EXPECT_TRUE(torch::equal(GuidedVelocityImpl(*m, 1.0, null).forward(x, t, c),
                            v_c));  // w = 1: one evaluation

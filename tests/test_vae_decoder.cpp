@@ -60,7 +60,9 @@ TEST(VAEDecoder, GradientMatchesFiniteDifferences) {
   const double fd =
       (reward(z + h * dir).item<double>() - reward(z - h * dir).item<double>()) / (2 * h);
   const double ad = (grad * dir).sum().item<double>();
-  EXPECT_NEAR(ad, fd, 1e-3 * std::max(1.0, std::abs(fd)));
+  // Central differences in float32 at h = 1e-3 agree to about 0.1% (1.3e-3 with OpenBLAS's
+  // Prescott kernels); a detached path would be off by its whole share.
+  EXPECT_NEAR(ad, fd, 5e-3 * std::max(1.0, std::abs(fd)));
   EXPECT_GT(std::abs(ad), 1e-3);
 }
 

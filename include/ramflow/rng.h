@@ -27,6 +27,11 @@ class Rng {
   torch::Tensor multinomial(const torch::Tensor& weights, int64_t n);
 
   uint64_t seed() const { return seed_; }
+  /// Where the stream stands: the generator's state as bytes ([n] uint8, CPU), for checkpoints.
+  torch::Tensor state() const;
+  /// Continues the stream from a state() of an Rng of the same seed; c10::Error for bytes that are
+  /// not a generator state.
+  void set_state(const torch::Tensor& state);
 
  private:
   uint64_t seed_;

@@ -1,6 +1,7 @@
 #pragma once
 // Small text helpers shared by error messages, help texts and reports.
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,17 @@ inline size_t edit_distance(const std::string& a, const std::string& b) {
     }
   }
   return row[b.size()];
+}
+
+/// FNV-1a, 64 bit (offset basis 14695981039346656037, prime 1099511628211): a hash that is the same
+/// in every build and process (std::hash is not), for cache keys and data splits.
+inline uint64_t fnv1a(const std::string& text) {
+  uint64_t h = 14695981039346656037ULL;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
 }
 
 }  // namespace ramflow

@@ -83,7 +83,11 @@ struct TaskInfo {
   /// skipped.
   nlohmann::json preset = nlohmann::json::object();
 };
+/// Every registered task: the core library's (register_builtin_tasks), then, in the full library,
+/// those that need its dependencies (FreeType: `words`), src/tasks/task_registry_{core,full}.cpp.
 const Registry<TaskInfo>& tasks();
+/// Adds the core library's tasks to `r` (src/tasks/builtin_tasks.cpp).
+void register_builtin_tasks(Registry<TaskInfo>& r);
 TaskPtr make_task(const std::string& name, const nlohmann::json& params = nullptr);
 
 }  // namespace ramflow

@@ -37,6 +37,9 @@ class VelocityFieldImpl : public torch::nn::Module {
   /// base): a checkpoint leaves them out and rebuilding the model from its spec restores them, so
   /// that a LoRA run on a multi-gigabyte base writes checkpoints of its adapters. Default: none.
   virtual std::vector<std::string> tensors_from_files() const { return {}; }
+  /// Path prefixes of the parameters that post-training leaves as pretraining made them (a text
+  /// encoder, as SD3's): full fine-tuning does not train them. Default: none.
+  virtual std::vector<std::string> frozen_in_post_training() const { return {}; }
 };
 using VelocityFieldPtr = std::shared_ptr<VelocityFieldImpl>;
 
@@ -70,6 +73,7 @@ class EMA {
   EMA(const VelocityFieldImpl& model, double decay, double ramp = 0.0);
   void update(const VelocityFieldImpl& model);
   VelocityFieldImpl& model() { return *ema_; }
+  const VelocityFieldImpl& model() const { return *ema_; }
   /// The decay the next update will use.
   double next_decay() const;
   int64_t updates() const { return updates_; }

@@ -24,6 +24,10 @@ torch::TensorOptions cpu_float(const torch::TensorOptions& opts) {
 
 Rng::Rng(uint64_t seed) : seed_(seed), gen_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
 
+torch::Tensor Rng::state() const { return gen_.get_state(); }
+
+void Rng::set_state(const torch::Tensor& state) { gen_.set_state(state); }
+
 Rng Rng::fork(uint64_t stream) const { return Rng(mix(seed_ ^ mix(stream + 1))); }
 
 torch::Tensor Rng::randn(at::IntArrayRef shape, const torch::TensorOptions& opts) {

@@ -15,21 +15,12 @@
 #include "ramflow/dtypes.h"
 #include "ramflow/errors.h"
 #include "ramflow/progress.h"
+#include "ramflow/strings.h"
 
 namespace fs = std::filesystem;
 
 namespace ramflow::jobs {
 namespace {
-
-// FNV-1a, 64 bit: a stable hash for cache keys (std::hash is not stable across builds).
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 std::string cache_dir(const Config& cfg) {
   if (cfg.is_set("cache_dir")) return cfg.text("cache_dir");
@@ -95,9 +86,17 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
     }
   }
   io.log << "base model: pretraining on task '" << task.name() << "' (cached afterwards)\n";
+  BasePretraining p = start_pretraining(cfg, task, device);
+  const int64_t steps = cfg.integer("pretrain_steps");
+  Progress bar("pretrain", steps, io.log, io.tty);
   double last_loss = 0;
-  auto model =
-      pretrain_base(cfg, task, device, io, [&](const PretrainRecord& r) { last_loss = r.loss; });
+  while (p.pretrainer->steps_done() < steps) {
+    last_loss = p.pretrainer->step().loss;
+    bar.update(p.pretrainer->steps_done(), "loss " + fixed(last_loss));
+  }
+  bar.finish("loss " + fixed(last_loss));
+  p.pretrainer->finish();
+  const VelocityFieldPtr& model = p.model;
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
   if (ec) throw IOError(path.parent_path().string() + ": cannot create the cache directory");
@@ -106,34 +105,25 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
   return model;
 }
 
-VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Device device, JobIO io,
-                               const std::function<void(const PretrainRecord&)>& on_step) {
-  // The initial weights come from the pretraining seed too, so a seed fixes the base model.
+BasePretraining start_pretraining(const Config& cfg, const Task& task, torch::Device device) {
   auto model = make_velocity_field(model_spec_from(cfg, task),
                                    static_cast<uint64_t>(cfg.integer("pretrain_seed")));
   model->to(device);
-  Progress bar("pretrain", cfg.integer("pretrain_steps"), io.log, io.tty);
-  double last_loss = 0;
-  DataSampler data = [&](int64_t n, Rng& rng, Condition* cond) {
+  DataSampler data = [&task](int64_t n, Rng& rng, Condition* cond) {
     return task.sample_data(n, rng, {}, cond);
   };
-  pretrain_flow_matching(*model, data,
-                         PretrainOptions()
-                             .steps(cfg.integer("pretrain_steps"))
-                             .batch(cfg.integer("pretrain_batch"))
-                             .lr(cfg.number("pretrain_lr"))
-                             .ema(cfg.number("pretrain_ema"))
-                             .label_dropout(cfg.number("pretrain_label_dropout"))
-                             .null_condition(task.null_condition())
-                             .grad_clip(cfg.number("pretrain_grad_clip"))
-                             .seed(static_cast<uint64_t>(cfg.integer("pretrain_seed"))),
-                         [&](const PretrainRecord& r) {
-                           last_loss = r.loss;
-                           if (on_step) on_step(r);
-                           bar.update(r.step, "loss " + fixed(r.loss));
-                         });
-  bar.finish("loss " + fixed(last_loss));
-  return model;
+  auto pretrainer =
+      std::make_unique<Pretrainer>(*model, data,
+                                   PretrainOptions()
+                                       .steps(cfg.integer("pretrain_steps"))
+                                       .batch(cfg.integer("pretrain_batch"))
+                                       .lr(cfg.number("pretrain_lr"))
+                                       .ema(cfg.number("pretrain_ema"))
+                                       .label_dropout(cfg.number("pretrain_label_dropout"))
+                                       .null_condition(task.null_condition().to(device))
+                                       .grad_clip(cfg.number("pretrain_grad_clip"))
+                                       .seed(static_cast<uint64_t>(cfg.integer("pretrain_seed"))));
+  return {model, std::move(pretrainer)};
 }
 
 }  // namespace ramflow::jobs

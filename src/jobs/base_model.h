@@ -1,7 +1,7 @@
 #pragma once
 // The base model of a run: loaded from --base, else from the pretraining cache, else pretrained now
 // and cached. Internal to the library.
-#include <functional>
+#include <memory>
 
 #include <torch/types.h>
 
@@ -13,9 +13,14 @@
 
 namespace ramflow::jobs {
 
-/// Pretrains a fresh model of the configured architecture on the task, with a progress bar.
-VelocityFieldPtr pretrain_base(const Config& cfg, const Task& task, torch::Device device, JobIO io,
-                               const std::function<void(const PretrainRecord&)>& on_step = {});
+/// A fresh model of the configured architecture (its initial weights drawn from pretrain_seed, so
+/// that the seed fixes the base model) on `device`, and the pretraining of it on the task's data
+/// with the pretrain_* settings.
+struct BasePretraining {
+  VelocityFieldPtr model;
+  std::unique_ptr<Pretrainer> pretrainer;
+};
+BasePretraining start_pretraining(const Config& cfg, const Task& task, torch::Device device);
 
 /// The base model: loaded from `base` if set, else from the pretraining cache, else pretrained now
 /// and cached. The returned model is on `device` in eval mode.

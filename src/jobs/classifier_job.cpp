@@ -1,11 +1,14 @@
 // `ramflow train-classifier`: trains an image classifier on an image task's training split and
 // measures it on the test split; the file serves the `classifier` reward (arch cnn) or image
-// evaluation (resnet).
+// evaluation (resnet). For the words task: a text recogniser (arch reader), its second judge.
+#include <chrono>
+
 #include <torch/torch.h>
 
 #include "jobs/params.h"
 #include "jobs/report.h"
 #include "jobs/resolve.h"
+#include "ramflow/char_reader.h"
 #include "ramflow/classifier.h"
 #include "ramflow/errors.h"
 #include "ramflow/jobs.h"
@@ -23,8 +26,11 @@ ParamTable train_classifier_params() {
   t.text("data_dir", nullptr, "the directory of the dataset's IDX files (default: the task's)");
   t.group("Classifier");
   t.text("arch", "cnn",
-         "architecture: cnn (the classifier reward's judge) or resnet (the evaluation classifier)",
-         {"cnn", "resnet"});
+         "architecture: cnn (the classifier reward's judge) or resnet (the evaluation classifier); "
+         "reader (a CTC text recogniser, char_reader.h) for task words, its default there",
+         {"cnn", "resnet", "reader"});
+  t.integer("steps", nullptr, "--arch reader: Adam steps, each on fresh images (default 3000)", 1,
+            10000000);
   t.integer("epochs", 5, "passes over the training split", 1, 10000);
   t.integer("batch", 128, "batch size", 1, 1 << 20);
   t.number("lr", 1e-3, "Adam learning rate", 0, 10, true);
@@ -33,12 +39,76 @@ ParamTable train_classifier_params() {
   return t;
 }
 
+namespace {
+
+// --arch reader: a text recogniser trained with CTC on fresh images of the task's training words,
+// measured by its exact-match rate on the test split (held-out words).
+nlohmann::json train_reader(const Config& cfg, const Task& task, torch::Device device, JobIO io) {
+  for (const char* key : {"epochs", "train_limit"})
+    if (cfg.is_explicit(key))
+      throw ConfigError(cfg.table().find(key)->flag() +
+                        " applies to the classifiers; --arch reader trains for --steps");
+  const auto shape = task.sample_shape();
+  const auto options = CharReaderOptions::from_json(  // validated before any compute
+      CharReaderOptions().height(shape[1]).width(shape[2]).to_json());
+  RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
+  run.write_config(cfg.values());
+  const uint64_t seed = static_cast<uint64_t>(cfg.integer("seed"));
+  CharReader reader(options);
+  Rng init(seed);
+  reader->reset_parameters(init);
+  reader->to(device);
+  const int64_t steps = cfg.is_set("steps") ? cfg.integer("steps") : 3000;
+  Progress bar("train-classifier", steps, io.log, io.tty);
+  const auto start = std::chrono::steady_clock::now();
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  const double rate = train_char_reader(
+      *reader, task,
+      CharReaderTrainOptions()
+          .steps(steps)
+          .batch(cfg.integer("batch"))
+          .lr(cfg.number("lr"))
+          .seed(seed + 1),
+      [&](int64_t step, double loss) {
+        bar.update(step, "CTC loss " + jobs::fixed(loss, 4));
+        if (step % 50 == 0 || step == steps)
+          run.append_metrics({{"step", step}, {"loss", loss}, {"seconds", seconds()}});
+      });
+  bar.finish("held-out exact match " + jobs::fixed(rate, 4));
+  nlohmann::json facts = {{"task", task.name()},      {"arch", "reader"},
+                          {"steps", steps},           {"seed", cfg.integer("seed")},
+                          {"test_exact_match", rate}, {"seconds", seconds()}};
+  save_char_reader(run.checkpoint("reader"), *reader, facts);
+  nlohmann::json summary = facts;
+  int64_t n_params = 0;
+  for (const auto& p : reader->parameters()) n_params += p.numel();
+  summary["parameters"] = n_params;
+  summary["checkpoint"] = "checkpoints/reader.safetensors";
+  run.write_summary(summary);
+  io.log << "exact match " << jobs::fixed(rate, 4) << " on the test split's held-out words ("
+         << jobs::fixed(seconds(), 0) << " s)\nrun directory: " << run.path() << "\n";
+  return summary;
+}
+
+}  // namespace
+
 nlohmann::json run_train_classifier(const Config& cfg, JobIO io) {
   if (!cfg.is_set("out"))
     throw ConfigError(
         "--out: the run directory is required (a flag: a config file's out is not used)");
   const torch::Device device = jobs::setup_device(cfg);
   TaskPtr task = jobs::task_from(cfg);
+  const bool words = task->name() == "words";
+  if (words && cfg.is_explicit("arch") && cfg.text("arch") != "reader")
+    throw ConfigError("--arch " + cfg.text("arch") +
+                      ": task 'words' has no classes; its judge is --arch reader");
+  if (!words && cfg.text("arch") == "reader")
+    throw ConfigError("--arch reader reads images of words: it needs --task words");
+  if (words) return train_reader(cfg, *task, device, io);
+  if (cfg.is_set("steps"))
+    throw ConfigError("--steps applies to --arch reader; the classifiers train for --epochs");
   if (task->num_classes() < 2 || task->sample_shape().size() != 3 || !task->test_split())
     throw ConfigError("task '" + task->name() +
                       "' is not a labelled image task (try --task fashion)");

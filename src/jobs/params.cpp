@@ -29,6 +29,9 @@ void add_task_params(ParamTable& t) {
   t.text("task", "ring", "data the base model is pretrained on", tasks().names());
   t.object("mixture", nullptr,
            "task 'mixture': {\"weights\": [...], \"means\": [[...]], \"stds\": [...] or \"covs\"}");
+  t.object("words", nullptr,
+           "task 'words': its settings, e.g. {\"height\": 16, \"width\": 64, \"max_letters\": 5} "
+           "(docs/words.md)");
   t.text("data_dir", nullptr,
          "image tasks: the directory of the dataset's IDX files (default: the task's)");
   t.text("base", nullptr,

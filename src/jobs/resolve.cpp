@@ -46,7 +46,9 @@ PolicyAndRef policy_from(const Config& cfg, const VelocityFieldPtr& base) {
     return {policy.ptr(), base};
   }
   auto policy = clone_velocity_field(*base);
-  for (auto& p : policy->parameters()) p.set_requires_grad(true);
+  const auto frozen = policy->frozen_in_post_training();
+  for (auto& p : policy->named_parameters())
+    p.value().set_requires_grad(!starts_with_any(p.key(), frozen));
   return {policy, frozen_copy(*base)};
 }
 
@@ -172,6 +174,15 @@ TaskPtr task_from(const Config& cfg) {
   }
   if (cfg.table().find("mixture") && cfg.is_set("mixture"))
     throw ConfigError("mixture: applies to task 'mixture' only, not to '" + name + "'");
+  const bool words_set = cfg.table().find("words") && cfg.is_set("words");
+  if (name == "words") {
+    if (cfg.is_set("data_dir"))
+      throw ConfigError(
+          "--data-dir applies to image datasets, not to task 'words' (its word "
+          "list: --words '{\"words\": FILE}')");
+    return make_task(name, words_set ? cfg.raw("words") : nlohmann::json(nullptr));
+  }
+  if (words_set) throw ConfigError("--words applies to task 'words' only, not to '" + name + "'");
   if (cfg.is_set("data_dir")) return make_task(name, {{"data_dir", cfg.text("data_dir")}});
   return make_task(name, nullptr);
 }
@@ -180,7 +191,7 @@ TaskPtr task_of_run(const nlohmann::json& run_cfg, const std::string& source) {
   if (!run_cfg.is_object() || !run_cfg.contains("task"))
     throw InputError(source + ": checkpoint metadata has no task");
   nlohmann::json keys = nlohmann::json::object();  // the keys task_from reads, as the run had them
-  for (const char* key : {"task", "mixture", "data_dir", "base", "prompts", "eval_prompts",
+  for (const char* key : {"task", "mixture", "words", "data_dir", "base", "prompts", "eval_prompts",
                           "prompt_embeds", "height", "width"})
     if (run_cfg.contains(key) && !run_cfg[key].is_null()) keys[key] = run_cfg[key];
   return task_from(Config::from_json(finetune_params(), keys, source));

@@ -5,6 +5,7 @@
 #include "ramflow/exact_mixture_velocity.h"
 #include "ramflow/lora.h"
 #include "ramflow/mlp_velocity.h"
+#include "ramflow/sd3_char.h"
 #include "ramflow/sd3_transformer.h"
 #include "ramflow/text_mlp_velocity.h"
 #include "ramflow/unet.h"
@@ -34,6 +35,9 @@ void register_builtin_models(Registry<ModelFactory>& r) {
   r.add("sd3", make_sd3_transformer,
         "Stable Diffusion 3 / 3.5's MM-DiT (diffusers' SD3Transformer2DModel; fields: config, "
         "dtype, weights)");
+  r.add("sd3_char", make_sd3_char,
+        "SD3's MM-DiT with a character text encoder of its own (prompts of letters A-Z; fields: "
+        "encoder, config)");
   r.add(
       "exact_mixture",
       [](const nlohmann::json& spec) -> VelocityFieldPtr {

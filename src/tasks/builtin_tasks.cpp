@@ -1,5 +1,6 @@
-// The list of built-in tasks: one line per task. Adding a task = one file + one
-// line here.
+// The list of built-in tasks of the core library: one line per task. Adding a task = one file +
+// one line here (or in src/tasks/task_registry_full.cpp for a task that needs the full library's
+// dependencies).
 #include <torch/torch.h>
 
 #include "ramflow/errors.h"
@@ -32,6 +33,8 @@ TaskPtr custom_mixture(const nlohmann::json& params) {
   return make_mixture_task("mixture", GaussianMixture::from_json(params, "task 'mixture'"), params);
 }
 
+}  // namespace
+
 void register_builtin_tasks(Registry<TaskInfo>& r) {
   r.add("ring", {fixed("ring", ring)}, "8-mode Gaussian ring, radius 4, per-mode std 0.15 (2-D)");
   r.add("gauss1d", {fixed("gauss1d", gauss1d)}, "single Gaussian N(1, 0.5^2) (1-D)");
@@ -47,17 +50,6 @@ void register_builtin_tasks(Registry<TaskInfo>& r) {
         {[](const nlohmann::json& p) { return make_image_task(fashion_mnist_info(), p); },
          image_task_preset()},
         "Fashion-MNIST: 10 classes of 28x28 grey images, class-conditional (--data-dir)");
-}
-
-}  // namespace
-
-const Registry<TaskInfo>& tasks() {
-  static const Registry<TaskInfo> registry = [] {
-    Registry<TaskInfo> r("task");
-    register_builtin_tasks(r);
-    return r;
-  }();
-  return registry;
 }
 
 TaskPtr make_task(const std::string& name, const nlohmann::json& params) {
