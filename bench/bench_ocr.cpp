@@ -35,16 +35,6 @@ Batch words_batch(int64_t n, int64_t H, int64_t W, int64_t pixel_size, const std
   return b;
 }
 
-/// A table whose condition i is word i.
-struct Words : ramflow::ConditionTable {
-  std::vector<std::string> words;
-  explicit Words(std::vector<std::string> w) : words(std::move(w)) {}
-  int64_t condition_count() const override { return static_cast<int64_t>(words.size()); }
-  std::string condition_text(int64_t id) const override {
-    return id < 0 ? "" : words[static_cast<size_t>(id)];
-  }
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,7 +65,8 @@ int main(int argc, char** argv) {
   try {
     if (n < 1 || H < 1 || W < 1) throw ConfigError("--images, --height and --width must be >= 1");
     const Batch batch = words_batch(n, H, W, pixel_size, font);
-    const auto cond = Condition::classes(torch::arange(n), std::make_shared<Words>(batch.words));
+    const auto cond =
+        Condition::classes(torch::arange(n), std::make_shared<ramflow::TextTable>(batch.words));
     const auto reward = make_reward({{"type", "ocr"}}, H * W);
     reward->score(batch.images.slice(0, 0, 4), cond.slice(0, 4));  // engines made, warm
     for (const auto& t : split(threads)) {

@@ -98,6 +98,24 @@ class Server {
   std::string url_;
 };
 
+// A small sd3_char (a character encoder and a two-block MM-DiT, patches of 2) for one-channel
+// images of up to 12 x 12 pixels and prompts of up to `max_length` letters.
+inline nlohmann::json tiny_sd3_char_spec(int64_t max_length) {
+  return {{"type", "sd3_char"},
+          {"encoder", {{"max_length", max_length}, {"dim", 8}, {"layers", 1}, {"heads", 2}}},
+          {"config",
+           {{"sample_size", 8},
+            {"patch_size", 2},
+            {"in_channels", 1},
+            {"num_layers", 2},
+            {"attention_head_dim", 4},
+            {"num_attention_heads", 2},
+            {"caption_projection_dim", 8},
+            {"out_channels", 1},
+            {"pos_embed_max_size", 6},
+            {"qk_norm", "rms_norm"}}}};
+}
+
 /// A run's metrics.jsonl, each line without its wall-clock "seconds" (what repeats bit for bit).
 inline std::vector<nlohmann::json> metrics_without_seconds(const std::string& run) {
   std::vector<nlohmann::json> out;

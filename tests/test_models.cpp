@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "helpers.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
 #include "ramflow/gaussian_mixture.h"
@@ -71,20 +72,7 @@ Example example(const std::string& name) {
             // does: it computes them all the same).
             {"transformer_blocks.2.attn.add_q_proj"}};
   if (name == "sd3_char") {
-    Example ex{{{"type", "sd3_char"},
-                {"encoder", {{"max_length", 4}, {"dim", 6}, {"layers", 1}, {"heads", 2}}},
-                {"config",
-                 {{"sample_size", 8},
-                  {"patch_size", 2},
-                  {"in_channels", 1},
-                  {"num_layers", 2},
-                  {"attention_head_dim", 4},
-                  {"num_attention_heads", 2},
-                  {"caption_projection_dim", 8},
-                  {"out_channels", 1},
-                  {"pos_embed_max_size", 6},
-                  {"qk_norm", "rms_norm"}}}},
-               {1, 4, 8}};
+    Example ex{testing::tiny_sd3_char_spec(4), {1, 4, 8}};
     ex.prompt_length = 4;
     ex.dead_layers = {"transformer.transformer_blocks.1.attn.add_q_proj"};
     return ex;

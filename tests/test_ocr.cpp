@@ -47,19 +47,9 @@ torch::Tensor rendered(const std::vector<std::string>& words) {
   return torch::stack(images).unsqueeze(1);
 }
 
-/// A table whose condition i is words[i].
-struct Words : ConditionTable {
-  std::vector<std::string> words;
-  explicit Words(std::vector<std::string> w) : words(std::move(w)) {}
-  int64_t condition_count() const override { return static_cast<int64_t>(words.size()); }
-  std::string condition_text(int64_t id) const override {
-    return id < 0 ? "" : words[static_cast<size_t>(id)];
-  }
-};
-
 Condition conditions_of(const std::vector<std::string>& words) {
   return Condition::classes(torch::arange(static_cast<int64_t>(words.size())),
-                            std::make_shared<Words>(words));
+                            std::make_shared<TextTable>(words));
 }
 
 TEST(OcrReward, CleanWordsScoreOneBlankImagesZeroAndAWrongLetterItsShare) {
@@ -76,6 +66,14 @@ TEST(OcrReward, CleanWordsScoreOneBlankImagesZeroAndAWrongLetterItsShare) {
   // "HOUSF" drawn, "HOUSE" asked for: one letter of five wrong.
   const auto wrong = reward->score(rendered({"HOUSF"}), conditions_of({"HOUSE"}));
   EXPECT_NEAR(wrong.item<float>(), 1.0 - 1.0 / 5, 1e-6);
+  // The term "exact_match": 1 for a reading equal to the target, 0 for a wrong letter or a blank,
+  // and 0 for a target inside longer text (which the score counts as 1).
+  const auto terms = reward->score_terms(rendered({"CAT", "HOUSF", "CATS"}),
+                                         conditions_of({"CAT", "HOUSE", "CAT"}));
+  EXPECT_TRUE(torch::equal(terms.total.narrow(0, 0, 2), torch::tensor({1.0f, 0.8f})))
+      << terms.total;
+  EXPECT_FLOAT_EQ(terms.total[2].item<float>(), 1.0f);
+  EXPECT_TRUE(torch::equal(terms.terms.at("exact_match"), torch::tensor({1.0f, 0.0f, 0.0f})));
   // Dark ink on a light ground reads the same with ink "dark"; three channels as their mean.
   auto dark = make_reward({{"type", "ocr"}, {"ink", "dark"}, {"upscale", 2}}, 3 * 24 * 96);
   const auto inverted = (-rendered(words)).expand({6, 3, 24, 96});

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "helpers.h"
 
@@ -12,7 +14,12 @@
 #include "ramflow/char_encoder.h"
 #include "ramflow/char_reader.h"
 #include "ramflow/errors.h"
+#include "ramflow/grader.h"
+#include "ramflow/image_metrics.h"
+#include "ramflow/jobs.h"
+#include "ramflow/method.h"
 #include "ramflow/reward.h"
+#include "ramflow/safetensors.h"
 #include "ramflow/sd3_char.h"
 #include "ramflow/strings.h"
 #include "ramflow/task.h"
@@ -66,25 +73,10 @@ TEST(CharEncoder, BadOptionsNameTheField) {
   EXPECT_THROW(CharEncoderOptions::from_json({{"width", 8}}, "enc"), ConfigError);
 }
 
-nlohmann::json tiny_sd3_char() {
-  return {{"type", "sd3_char"},
-          {"encoder", {{"max_length", 5}, {"dim", 8}, {"layers", 1}, {"heads", 2}}},
-          {"config",
-           {{"sample_size", 8},
-            {"patch_size", 2},
-            {"in_channels", 1},
-            {"num_layers", 2},
-            {"attention_head_dim", 4},
-            {"num_attention_heads", 2},
-            {"caption_projection_dim", 8},
-            {"out_channels", 1},
-            {"pos_embed_max_size", 4}}}};
-}
-
 // adaLN-Zero: every block starts as the identity and the output projection at zero, so the first
 // prediction is exactly v = 0; the encoder is what post-training keeps frozen.
 TEST(SD3Char, StartsAtZeroVelocityAndFreezesItsEncoder) {
-  auto model = make_velocity_field(tiny_sd3_char(), 1);
+  auto model = make_velocity_field(testing::tiny_sd3_char_spec(5), 1);
   Rng rng(2);
   const auto x = rng.randn({3, 1, 4, 8}), t = rng.rand({3});
   const auto cond =
@@ -98,7 +90,7 @@ TEST(SD3Char, StartsAtZeroVelocityAndFreezesItsEncoder) {
     if (p.key().rfind("text_encoder.", 0) == 0) ++encoder_params;
   EXPECT_GT(encoder_params, 0);
   // Widths that do not match the encoder's are an error naming both.
-  auto bad = tiny_sd3_char();
+  auto bad = testing::tiny_sd3_char_spec(5);
   bad["config"]["joint_attention_dim"] = 6;
   EXPECT_THROW(make_velocity_field(bad), ConfigError);
 }
@@ -186,6 +178,46 @@ TEST(WordsTask, TheOcrRewardReadsTheData) {
   EXPECT_GT(r.mean().item<double>(), 0.9) << r;
 }
 
+// jitter 0: every word centred; with one font, one size and full intensity, a word is always the
+// same image (the test split asks for each held-out word eval_repeats = 4 times in a row).
+TEST(WordsTask, JitterZeroCentresEveryWord) {
+  const TaskPtr task =
+      make_task("words", {{"fonts", {"/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf"}},
+                          {"min_size", 14},
+                          {"max_size", 14},
+                          {"min_intensity", 1.0},
+                          {"jitter", 0}});
+  const auto split = task->test_split();
+  ASSERT_GE(split->x.size(0), 20);
+  for (int64_t i = 0; i < 20; ++i) {
+    EXPECT_EQ(split->cond.text(i), split->cond.text(i / 4 * 4));
+    EXPECT_TRUE(torch::equal(split->x[i], split->x[i / 4 * 4])) << i;
+  }
+  EXPECT_NE(split->cond.text(0), split->cond.text(4));
+  // The ink's columns are centred: as many ground columns left as right, give or take one.
+  for (int64_t i = 0; i < 20; ++i) {
+    const auto cols = split->x[i][0].amax(0).gt(-1.0).nonzero().flatten();  // ink columns
+    const int64_t left = cols.min().item<int64_t>(), right = 63 - cols.max().item<int64_t>();
+    EXPECT_LE(std::abs(left - right), 1) << split->cond.text(i);
+  }
+  EXPECT_THROW(make_task("words", {{"jitter", -2}}), ConfigError);
+}
+
+// Any 1-10 letters are a prompt (lower case read as upper case); other text is refused by name.
+TEST(WordsTask, PromptsOfAnyLettersAreConditions) {
+  const TaskPtr task = make_task("words");
+  const auto cond = task->prompt_conditions({"zebra", "QI", "ABCDEFGHIJ"});
+  ASSERT_EQ(cond.size(), 3);
+  EXPECT_EQ(cond.text(0), "ZEBRA");
+  EXPECT_EQ(cond.text(2), "ABCDEFGHIJ");
+  EXPECT_TRUE(torch::equal(cond.at("tokens"), char_tokens({"ZEBRA", "QI", "ABCDEFGHIJ"},
+                                                          CharEncoderOptions().max_length(10))));
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{""}, {"C4T"}, {"TWO WORDS"}, {"ABCDEFGHIJK"}})
+    EXPECT_THROW(task->prompt_conditions(bad), ConfigError) << bad[0];
+  EXPECT_THROW(make_task("ring")->prompt_conditions({"CAT"}), ConfigError);
+}
+
 TEST(WordsTask, BadInputNamesTheFileOrField) {
   try {
     make_task("words", {{"words", "/nonexistent/words.txt"}});
@@ -254,6 +286,141 @@ TEST(CharReader, TheShippedReaderReadsHeldOutWords) {
   std::vector<std::string> words;
   for (int64_t i = 0; i < 500; ++i) words.push_back(test->cond.text(i));
   EXPECT_GT(exact_match_rate(*reader, test->x.narrow(0, 0, 500), words), 0.9);
+}
+
+// The evaluation's second judge: the reader grades what it reads. On the held-out test images it
+// finds almost every word, their features match the test split's (Fréchet distance near 0), and
+// words of one condition differ (fonts, positions); blank images and wrong conditions fail.
+TEST(Grader, TheReaderJudgesWordsByExactMatch) {
+  const TaskPtr task = make_task("words");
+  const auto test = *task->test_split();
+  const GraderPtr reader = load_grader(resolve_model_file("words_reader.safetensors"));
+  EXPECT_EQ(reader->rate_name(), "exact_match");
+  EXPECT_EQ(reader->num_classes(), 0);
+  const ImageJudge judge(reader, test);
+  const auto x = test.x.narrow(0, 0, 1000);
+  const auto cond = test.cond.slice(0, 1000);
+  const ImageMetrics m = judge.measure(x, cond);
+  EXPECT_EQ(m.rate_name, "exact_match");
+  EXPECT_GT(m.accuracy, 0.9);
+  EXPECT_TRUE(m.frechet_per_class.empty());
+  EXPECT_GT(m.diversity, 0.0);  // the test split asks for each held-out word 4 times
+  const ImageMetrics blank = judge.measure(-torch::ones_like(x), cond);
+  EXPECT_EQ(blank.accuracy, 0.0);
+  EXPECT_NEAR(blank.diversity, 0.0, 1e-6);
+  EXPECT_GT(blank.frechet_distance, 10 * m.frechet_distance);
+  // Each image asked for another word (the split asks for each word 4 times in a row): almost
+  // none match.
+  const auto shifted = task->conditions(torch::roll(cond.id(), 4));
+  EXPECT_LT(judge.measure(x, shifted).accuracy, 0.05);
+  // A classifier file is a judge too; a file that is neither is refused by name.
+  const GraderPtr classifier = load_grader(resolve_model_file("fashion_classifier.safetensors"));
+  EXPECT_EQ(classifier->rate_name(), "accuracy");
+  EXPECT_EQ(classifier->num_classes(), 10);
+  try {
+    load_grader(resolve_model_file("fashion_base.safetensors"));
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("not an evaluation judge"), std::string::npos);
+  }
+}
+
+// `ramflow sample --checkpoint CKPT --prompts FILE --out DIR` on a words run: each prompt
+// --per-prompt times, images in [0, 1]; prompts the task cannot take are refused before anything
+// is written.
+TEST(WordsJobs, SamplePromptsWritesImagesOfEachPrompt) {
+  std::ostringstream log;
+  const nlohmann::json words = {{"height", 8},      {"width", 24},   {"min_letters", 3},
+                                {"max_letters", 3}, {"min_size", 6}, {"max_size", 6},
+                                {"eval_images", 8}};
+  auto model = testing::tiny_sd3_char_spec(10);
+  model["config"]["pos_embed_max_size"] = 12;
+  const std::string run = testing::fresh_temp_dir("words_sample_run");
+  const std::vector<std::pair<std::string, std::string>> pretrain_args = {
+      {"task", "words"},       {"words", words.dump()},
+      {"model", model.dump()}, {"pretrain_steps", "2"},
+      {"pretrain_batch", "4"}, {"track_reward", ""},
+      {"eval_steps", "2"},     {"out", run}};
+  run_pretrain(Config::resolve(pretrain_params(), "", pretrain_args), JobIO{log, false});
+  const std::string prompts = testing::fresh_temp_dir("words_prompts") + ".txt";
+  {
+    std::ofstream out(prompts);
+    out << "cat\n\n{\"prompt\": \"ZEBRA\"}\n";
+  }
+  auto sample_args = [&](const std::string& out) {
+    return std::vector<std::pair<std::string, std::string>>{
+        {"checkpoint", run + "/checkpoints/base.safetensors"},
+        {"prompts", prompts},
+        {"per_prompt", "3"},
+        {"steps", "2"},
+        {"cfg", "2"},
+        {"out", out}};
+  };
+  const std::string out = testing::fresh_temp_dir("words_sample_out");
+  const auto summary =
+      run_sample(Config::resolve(sample_params(), "", sample_args(out)), JobIO{log, false});
+  EXPECT_EQ(summary["samples"], 6);
+  const auto file = load_safetensors(out + "/samples.safetensors");
+  const auto& images = file.at("images", out);
+  EXPECT_EQ(images.sizes(), (std::vector<int64_t>{6, 1, 8, 24}));
+  EXPECT_GE(images.min().item<float>(), 0.0f);
+  EXPECT_LE(images.max().item<float>(), 1.0f);
+  const auto meta = nlohmann::json::parse(file.metadata.at("ramflow"));
+  EXPECT_EQ(meta["prompts"], nlohmann::json({"cat", "ZEBRA"}));
+  EXPECT_TRUE(std::filesystem::exists(out + "/samples.png"));
+  // A prompt of other characters, and --n beside --prompts: refused, nothing written.
+  {
+    std::ofstream bad(prompts);
+    bad << "C4T\n";
+  }
+  const std::string refused = testing::fresh_temp_dir("words_sample_refused");
+  EXPECT_THROW(
+      run_sample(Config::resolve(sample_params(), "", sample_args(refused)), JobIO{log, false}),
+      ConfigError);
+  EXPECT_FALSE(std::filesystem::exists(refused));
+  auto with_n = sample_args(refused);
+  with_n.push_back({"n", "5"});
+  EXPECT_THROW(run_sample(Config::resolve(sample_params(), "", with_n), JobIO{log, false}),
+               ConfigError);
+}
+
+// `ramflow finetune --task words` runs from the task's preset: the shipped base, Tesseract's
+// reward, the reader as the judge, and for RAM the released-code settings of the preset's "methods"
+// entry, which another method does not receive. A tiny run: one step, eight evaluation samples.
+TEST(WordsJobs, FinetuneTakesTheTasksSettingsForItsMethod) {
+  std::ostringstream log;
+  auto finetune = [&](const std::string& method) {
+    const std::string out = testing::fresh_temp_dir("words_finetune_" + method);
+    const std::vector<std::pair<std::string, std::string>> args = {
+        {"task", "words"},     {"method", method},  {"out", out},        {"steps", "1"},
+        {"groups", "1"},       {"group_size", "2"}, {"draws", "1"},      {"rollout_steps", "2"},
+        {"eval_samples", "8"}, {"eval_steps", "2"}, {"eval_every", "0"}, {"eval_kl_samples", "2"},
+        {"eval_kl_steps", "2"}};
+    const auto summary =
+        run_finetune(Config::resolve(finetune_params(), "", args), JobIO{log, false});
+    std::ifstream in(out + "/config.json");
+    return std::make_pair(summary, nlohmann::json::parse(in));
+  };
+  const auto [ram, ram_cfg] = finetune("ram");
+  EXPECT_EQ(ram_cfg["base"], "words_base.safetensors");
+  EXPECT_EQ(ram_cfg["reward"], "ocr");
+  EXPECT_EQ(ram_cfg["eval_classifier"], "words_reader.safetensors");
+  EXPECT_EQ(ram_cfg["lr"], 1e-4);
+  EXPECT_EQ(ram_cfg["ram_signal"], "normalized");
+  EXPECT_EQ(ram_cfg["ram_target_copy"], "ema");
+  EXPECT_EQ(ram_cfg["time_dist"], "power");
+  for (const char* when : {"before", "after"}) {
+    const auto& e = ram.at(when);
+    EXPECT_GE(e.at("exact_match").get<double>(), 0.0) << when;  // the reader's rate
+    EXPECT_LE(e.at("exact_match").get<double>(), 1.0) << when;
+    EXPECT_TRUE(e.at("reward_terms").contains("exact_match")) << when;  // Tesseract's
+    EXPECT_TRUE(e.contains("frechet_distance")) << when;
+    EXPECT_FALSE(e.contains("frechet_distance_per_class")) << when;
+  }
+  const auto [nft, nft_cfg] = finetune("nft");
+  EXPECT_EQ(nft_cfg["lr"], methods().get("nft").preset.at("lr"));
+  EXPECT_EQ(nft_cfg["ram_signal"], "raw");  // the table's default: RAM's entry is RAM's
+  EXPECT_EQ(nft_cfg["time_dist"], "uniform");
 }
 
 }  // namespace

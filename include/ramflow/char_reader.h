@@ -88,6 +88,10 @@ void save_char_reader(const std::string& path, const CharReaderImpl& reader,
 /// `meta`, if given, receives the metadata.
 CharReader load_char_reader(const std::string& path, nlohmann::json* meta = nullptr);
 
+/// Whether the reading of each image x [N, 1, H, W] is exactly `words[i]` (case-insensitive; an
+/// empty word is never matched): [N] bool, CPU.
+torch::Tensor exact_matches(CharReaderImpl& reader, const torch::Tensor& x,
+                            const std::vector<std::string>& words);
 /// The fraction of images x [N, 1, H, W] whose reading is exactly `words[i]` (case-insensitive).
 double exact_match_rate(CharReaderImpl& reader, const torch::Tensor& x,
                         const std::vector<std::string>& words);

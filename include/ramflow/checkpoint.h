@@ -63,4 +63,25 @@ VelocityFieldPtr load_checkpoint_model(const std::string& path, const std::strin
 VelocityFieldPtr load_checkpoint_model(const SafetensorsFile& file, const std::string& path,
                                        const std::string& name, nlohmann::json* meta = nullptr);
 
+/// A file of one torch module that is not a velocity field (an image classifier, the words task's
+/// text reader): its parameters and buffers under their own paths, and metadata "ramflow" =
+/// `meta` + {"format": 1, kind: options}, where `options` rebuilds the module.
+void save_module_file(const std::string& path, const torch::nn::Module& module,
+                      const std::string& kind, const nlohmann::json& options,
+                      const nlohmann::json& meta = nlohmann::json::object());
+
+/// A module file read back: its metadata (with `kind`) and its tensors.
+struct ModuleFile {
+  nlohmann::json info;
+  SafetensorsFile file;
+};
+/// Reads a module file; throws InputError naming `path` when it is not one of `kind` ("not a
+/// ramflow <what> (no '<kind>' in its metadata)") or its metadata is corrupt.
+ModuleFile read_module_file(const std::string& path, const std::string& kind,
+                            const std::string& what);
+/// Copies the file's tensors into every parameter and buffer of `module` (no grad); throws
+/// InputError naming `path` for a missing tensor or one of another shape.
+void load_module_tensors(const ModuleFile& file, torch::nn::Module& module,
+                         const std::string& path);
+
 }  // namespace ramflow

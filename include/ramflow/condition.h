@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -35,6 +36,20 @@ class ConditionTable {
   /// Optional facts about condition `id` for rewards (GenEval's objects, OCR's target); null if
   /// none.
   virtual nlohmann::json condition_metadata(int64_t id) const { return nullptr; }
+};
+
+/// A table whose condition i is texts[i] (prompts or words scored outside a task: a reward's
+/// tests, a benchmark).
+class TextTable : public ConditionTable {
+ public:
+  explicit TextTable(std::vector<std::string> texts) : texts_(std::move(texts)) {}
+  int64_t condition_count() const override { return static_cast<int64_t>(texts_.size()); }
+  std::string condition_text(int64_t id) const override {
+    return id >= 0 && id < condition_count() ? texts_[static_cast<size_t>(id)] : "";
+  }
+
+ private:
+  std::vector<std::string> texts_;
 };
 
 class Condition {

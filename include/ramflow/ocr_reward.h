@@ -18,7 +18,9 @@
 // Images are [B, C, H, W] in the data range [-1, 1], C = 1 or 3 (3: the channels' mean). A white
 // (ground-coloured) border of 8 pixels is added around each image, as Tesseract expects a margin.
 // One Tesseract engine per thread that scores (engines are kept for the reward's lifetime); an
-// image that Tesseract cannot read scores 0. The language data is found and loaded when the reward
+// image that Tesseract cannot read scores 0. Beside the score, the reward's term "exact_match" is 1
+// where the recognised text equals the target (both normalised as below), else 0: evaluation's
+// exact-match rate. The language data is found and loaded when the reward
 // is built, so a missing file is a ConfigError before any compute.
 #include <string>
 

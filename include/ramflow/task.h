@@ -46,6 +46,10 @@ class Task : public ConditionTable, public std::enable_shared_from_this<Task> {
   /// The first n of the fixed evaluation conditions (the held-out set), in turn: sample i asks for
   /// id i mod condition_count(). Empty for an unconditional task.
   virtual Condition evaluation_conditions(int64_t n) const;
+  /// Conditions of prompts a person wrote (`ramflow sample --prompts`): a batch of n on the CPU
+  /// whose texts are the prompts. ConfigError for a task that takes no text prompts (the default)
+  /// or naming a prompt the task cannot take.
+  virtual Condition prompt_conditions(const std::vector<std::string>& prompts) const;
   /// The null (negative) condition of classifier-free guidance, one row; empty for an unconditional
   /// task.
   Condition null_condition() const;
@@ -78,9 +82,10 @@ using TaskPtr = std::shared_ptr<const Task>;
 using TaskFactory = std::function<TaskPtr(const nlohmann::json& params)>;
 struct TaskInfo {
   TaskFactory make;
-  /// The task's own defaults for job keys (pretraining length, reward, rollout sizes, ...): applied
-  /// by the jobs before a method's preset, so keys the user sets win, and a key a job lacks is
-  /// skipped.
+  /// The task's own defaults for job keys (pretraining length, reward, rollout sizes, ...), and
+  /// under "methods": {method: {...}} its settings for a method (a learning rate tuned on this
+  /// task): they win over the method's own preset, keys the user sets win over both, and a key a
+  /// job lacks is skipped.
   nlohmann::json preset = nlohmann::json::object();
 };
 /// Every registered task: the core library's (register_builtin_tasks), then, in the full library,

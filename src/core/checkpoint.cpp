@@ -169,4 +169,44 @@ VelocityFieldPtr load_checkpoint_model(const SafetensorsFile& file, const std::s
   return model;
 }
 
+void save_module_file(const std::string& path, const torch::nn::Module& module,
+                      const std::string& kind, const nlohmann::json& options,
+                      const nlohmann::json& meta) {
+  NamedTensors tensors;
+  for (const auto& p : module.named_parameters()) tensors.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers()) tensors.emplace_back(b.key(), b.value());
+  nlohmann::json info = meta.is_object() ? meta : nlohmann::json::object();
+  info["format"] = kFormatVersion;
+  info[kind] = options;
+  save_safetensors(path, tensors, {{"ramflow", info.dump()}});
+}
+
+ModuleFile read_module_file(const std::string& path, const std::string& kind,
+                            const std::string& what) {
+  ModuleFile out;
+  out.file = load_safetensors(path);
+  if (out.file.metadata.count("ramflow")) out.info = checkpoint_meta(out.file, path);
+  if (!out.info.is_object() || !out.info.contains(kind))
+    throw InputError(path + ": not a ramflow " + what + " (no '" + kind + "' in its metadata)");
+  return out;
+}
+
+void load_module_tensors(const ModuleFile& file, torch::nn::Module& module,
+                         const std::string& path) {
+  torch::NoGradGuard no_grad;
+  auto assign = [&](const std::string& name, torch::Tensor& into) {
+    const torch::Tensor* t = find_tensor(file.file.tensors, name);
+    if (!t) throw InputError(path + ": no tensor '" + name + "'");
+    if (t->sizes() != into.sizes()) {
+      std::ostringstream why;
+      why << path << ": tensor '" << name << "' is " << t->sizes() << ", the model's is "
+          << into.sizes();
+      throw InputError(why.str());
+    }
+    into.copy_(*t);
+  };
+  for (auto& p : module.named_parameters()) assign(p.key(), p.value());
+  for (auto& b : module.named_buffers()) assign(b.key(), b.value());
+}
+
 }  // namespace ramflow

@@ -102,10 +102,14 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
   cond_ = task_->evaluation_conditions(options_.samples());  // the held-out conditions, in turn
   if (!options_.judge().empty()) {
     auto test = task_->test_split();
-    if (!test || task_->num_classes() == 0 || task_->sample_shape().size() != 3)
+    if (!test || task_->sample_shape().size() != 3)
+      throw ConfigError("an evaluation judge needs an image task with a test split; task '" +
+                        task_->name() + "' is not one");
+    auto grader = load_grader(resolve_model_file(options_.judge()));
+    if (grader->num_classes() > 0 && task_->num_classes() == 0)
       throw ConfigError("an evaluation classifier needs a labelled image task; task '" +
                         task_->name() + "' is not");
-    judge_.emplace(load_classifier(resolve_model_file(options_.judge())), *test);
+    judge_.emplace(std::move(grader), *test);
   }
   const GaussianMixture* mixture =
       decoder_ ? nullptr : task_->mixture();  // the mixture is of latents
@@ -182,8 +186,8 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
   if (target_.mode_centers.defined())
     out.mode_masses = mode_masses(out.samples, target_.mode_centers);
   if (judge_) {
-    out.image = judge_->measure(out.samples, labels_of(out.cond, n, "the evaluation classifier"));
-    out.diversity = out.image->diversity;  // images: within-class, in the judge's feature space
+    out.image = judge_->measure(out.samples, out.cond);
+    out.diversity = out.image->diversity;  // images: within-condition, in the judge's features
   }
   if (kl) {
     // On the model's device; Hutchinson's probes (high dimensions only) from a fixed stream.

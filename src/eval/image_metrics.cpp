@@ -52,13 +52,13 @@ std::map<std::string, double> hacking_indicators(const torch::Tensor& x) {
       {"edge_density", (gx + gy).gt(0.1).to(torch::kDouble).mean().item<double>()}};
 }
 
-ImageJudge::ImageJudge(ImageClassifier classifier, const Task::Split& test)
-    : classifier_(std::move(classifier)) {
-  const auto labels = labels_of(test.cond, test.x.size(0), "ImageJudge's test split");  // [N]
-  classifier_->eval();
-  auto f = features(test.x);  // [N, 128]
+ImageJudge::ImageJudge(GraderPtr grader, const Task::Split& test) : grader_(std::move(grader)) {
+  TORCH_CHECK(grader_, "ImageJudge: no grader");
+  auto f = grader_->features(test.x);  // [N, F]
   mean_cov(f, mu_, cov_);
-  for (int64_t k = 0; k < num_classes(); ++k) {
+  if (grader_->num_classes() == 0) return;
+  const auto labels = labels_of(test.cond, test.x.size(0), "ImageJudge's test split");  // [N]
+  for (int64_t k = 0; k < grader_->num_classes(); ++k) {
     auto idx = (labels == k).nonzero().flatten();
     torch::Tensor mu, cov;
     if (idx.size(0) >= 2) mean_cov(f.index_select(0, idx), mu, cov);
@@ -67,55 +67,43 @@ ImageJudge::ImageJudge(ImageClassifier classifier, const Task::Split& test)
   }
 }
 
-torch::Tensor ImageJudge::features(const torch::Tensor& x) const {
-  torch::NoGradGuard no_grad;
-  const auto device = classifier_->parameters().front().device();
-  std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < x.size(0); i += 1000) {
-    const int64_t n = std::min<int64_t>(1000, x.size(0) - i);
-    parts.push_back(classifier_->features(x.narrow(0, i, n).to(device, torch::kFloat))
-                        .to(torch::kCPU, torch::kDouble));
-  }
-  return torch::cat(parts);
-}
-
-ImageMetrics ImageJudge::measure(const torch::Tensor& x, const torch::Tensor& labels) const {
-  TORCH_CHECK(x.dim() == 4 && labels.dim() == 1 && labels.size(0) == x.size(0),
-              "ImageJudge: images [N, C, H, W] with labels [N] expected, got ", x.sizes(), " and ",
-              labels.sizes());
+ImageMetrics ImageJudge::measure(const torch::Tensor& x, const Condition& cond) const {
+  TORCH_CHECK(x.dim() == 4 && cond.size() == x.size(0),
+              "ImageJudge: images [N, C, H, W] with N conditions expected, got ", x.sizes(),
+              " and ", cond.size(), " conditions");
   ImageMetrics out;
-  auto lab = labels.to(torch::kCPU, torch::kLong);
-  auto f = features(x);  // [N, 128]
-  {
-    // The predictions from the same features (the classifier is in eval mode: no dropout).
-    torch::NoGradGuard no_grad;
-    const auto p = classifier_->parameters().front();
-    auto pred = classifier_->logits(f.to(p.device(), p.scalar_type())).argmax(1).cpu();  // [N]
-    out.accuracy = pred.eq(lab).to(torch::kDouble).mean().item<double>();
-  }
+  auto f = grader_->features(x);  // [N, F]
+  out.rate_name = grader_->rate_name();
+  out.accuracy = grader_->correct(x, f, cond).to(torch::kDouble).mean().item<double>();
   torch::Tensor mu, cov;
   mean_cov(f, mu, cov);
   out.frechet_distance = frechet_distance(mu, cov, mu_, cov_);
-  double diversity = 0;
-  int64_t classes_present = 0;
-  for (int64_t k = 0; k < num_classes(); ++k) {
-    auto idx = (lab == k).nonzero().flatten();
+  const auto ids = cond.id().to(torch::kCPU, torch::kLong);  // [N]
+  for (int64_t k = 0; k < static_cast<int64_t>(class_mu_.size()); ++k) {
+    auto idx = (ids == k).nonzero().flatten();
     if (idx.size(0) < 2 || !class_mu_[static_cast<size_t>(k)].defined()) {
       out.frechet_per_class.push_back(std::nan(""));
       continue;
     }
-    auto fk = f.index_select(0, idx);
     torch::Tensor mk, ck;
-    mean_cov(fk, mk, ck);
+    mean_cov(f.index_select(0, idx), mk, ck);
     out.frechet_per_class.push_back(frechet_distance(mk, ck, class_mu_[static_cast<size_t>(k)],
                                                      class_cov_[static_cast<size_t>(k)]));
-    // Mean over distinct pairs of ||f_i - f_j||.
-    auto d = torch::cdist(fk, fk);
-    const double n = static_cast<double>(fk.size(0));
-    diversity += d.sum().item<double>() / (n * (n - 1));
-    ++classes_present;
   }
-  out.diversity = classes_present > 0 ? diversity / static_cast<double>(classes_present) : 0.0;
+  // Within-condition diversity: the mean over distinct pairs of ||f_i - f_j|| of each condition
+  // with two samples or more, averaged over those conditions.
+  auto [unique, inverse] = torch::_unique(ids, /*sorted=*/true, /*return_inverse=*/true);
+  double diversity = 0;
+  int64_t groups = 0;
+  for (int64_t g = 0; g < unique.size(0); ++g) {
+    auto idx = (inverse == g).nonzero().flatten();
+    if (idx.size(0) < 2) continue;
+    auto fk = f.index_select(0, idx);
+    const double n = static_cast<double>(fk.size(0));
+    diversity += torch::cdist(fk, fk).sum().item<double>() / (n * (n - 1));
+    ++groups;
+  }
+  out.diversity = groups > 0 ? diversity / static_cast<double>(groups) : 0.0;
   const auto h = hacking_indicators(x);
   out.mean_intensity = h.at("mean_intensity");
   out.saturated_fraction = h.at("saturated_fraction");

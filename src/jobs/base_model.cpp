@@ -30,6 +30,13 @@ std::string cache_dir(const Config& cfg) {
   return ".ramflow-cache";
 }
 
+// p(t) of pretraining's flow-matching loss (logit-normal: t = sigmoid(z), z ~ N(0, 1), SD3's).
+TimeDistribution pretrain_time(const Config& cfg) {
+  TimeDistribution time;
+  time.kind = cfg.text("pretrain_time_dist");
+  return time;
+}
+
 }  // namespace
 
 VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device device, JobIO io) {
@@ -56,7 +63,7 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
     return model;
   }
   // The cache key covers everything that determines the pretrained weights.
-  const nlohmann::json key = {
+  nlohmann::json key = {
       {"format", 4},  // bump when a model's parameter layout or initialisation changes
       {"task", task.spec()},
       {"model", model_spec_from(cfg, task)},
@@ -67,6 +74,9 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
       {"label_dropout", cfg.number("pretrain_label_dropout")},
       {"grad_clip", cfg.number("pretrain_grad_clip")},
       {"seed", cfg.integer("pretrain_seed")}};
+  // Keys of the default p(t) stay as they were, so earlier caches remain valid.
+  if (cfg.text("pretrain_time_dist") != "uniform")
+    key["time_dist"] = cfg.text("pretrain_time_dist");
   std::ostringstream name;
   name << "base-" << task.name() << "-" << std::hex << std::setw(16) << std::setfill('0')
        << fnv1a(key.dump()) << ".safetensors";
@@ -122,6 +132,7 @@ BasePretraining start_pretraining(const Config& cfg, const Task& task, torch::De
                                        .label_dropout(cfg.number("pretrain_label_dropout"))
                                        .null_condition(task.null_condition().to(device))
                                        .grad_clip(cfg.number("pretrain_grad_clip"))
+                                       .time(pretrain_time(cfg))
                                        .seed(static_cast<uint64_t>(cfg.integer("pretrain_seed"))));
   return {model, std::move(pretrainer)};
 }

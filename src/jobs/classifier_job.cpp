@@ -24,6 +24,7 @@ ParamTable train_classifier_params() {
   t.text("task", "fashion", "an image task (its training split trains, its test split measures)",
          tasks().names());
   t.text("data_dir", nullptr, "the directory of the dataset's IDX files (default: the task's)");
+  jobs::add_words_param(t);
   t.group("Classifier");
   t.text("arch", "cnn",
          "architecture: cnn (the classifier reward's judge) or resnet (the evaluation classifier); "

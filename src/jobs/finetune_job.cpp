@@ -57,11 +57,11 @@ nlohmann::json eval_json(const EvalResult& e) {
   if (e.mode_masses.defined()) j["mode_masses"] = jobs::to_vector(e.mode_masses);
   if (!e.reward_terms.empty()) j["reward_terms"] = e.reward_terms;  // each named part of the reward
   if (e.image) {
-    j["accuracy"] = e.image->accuracy;
+    j[e.image->rate_name] = e.image->accuracy;
     j["frechet_distance"] = e.image->frechet_distance;
     nlohmann::json per_class = nlohmann::json::array();
     for (double f : e.image->frechet_per_class) per_class.push_back(jobs::json_number(f));
-    j["frechet_distance_per_class"] = per_class;
+    if (!per_class.empty()) j["frechet_distance_per_class"] = per_class;
     j["diversity"] = e.image->diversity;
     j["mean_intensity"] = e.image->mean_intensity;
     j["saturated_fraction"] = e.image->saturated_fraction;
@@ -112,6 +112,18 @@ std::string final_table(const Evaluator& evaluator, const EvalResult& before,
     for (const auto& [term, value] : after.reward_terms)
       rows.push_back(
           {"reward: " + term, jobs::fixed(before.reward_terms.at(term)), jobs::fixed(value)});
+  }
+  if (before.image && after.image) {
+    // The evaluation's judge (the classifier or the text reader), which the reward never sees.
+    std::vector<std::vector<std::string>> judge = {
+        {"judge: " + before.image->rate_name, jobs::fixed(before.image->accuracy),
+         jobs::fixed(after.image->accuracy)},
+        {"judge: Frechet distance", jobs::fixed(before.image->frechet_distance),
+         jobs::fixed(after.image->frechet_distance)}};
+    for (auto& row : judge) {
+      if (evaluator.has_target()) row.push_back("");
+      rows.push_back(row);
+    }
   }
   return jobs::table(rows);
 }

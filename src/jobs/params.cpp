@@ -24,14 +24,18 @@ void add_run_params(ParamTable& t, bool out_is_dir) {
   t.integer("threads", 0, "CPU threads for torch (0 = all cores)", 0, 1024);
 }
 
+void add_words_param(ParamTable& t) {
+  t.object("words", nullptr,
+           "task 'words': its settings, e.g. {\"height\": 16, \"width\": 64, \"max_letters\": 5} "
+           "(docs/words.md)");
+}
+
 void add_task_params(ParamTable& t) {
   t.group("Task and base model");
   t.text("task", "ring", "data the base model is pretrained on", tasks().names());
   t.object("mixture", nullptr,
            "task 'mixture': {\"weights\": [...], \"means\": [[...]], \"stds\": [...] or \"covs\"}");
-  t.object("words", nullptr,
-           "task 'words': its settings, e.g. {\"height\": 16, \"width\": 64, \"max_letters\": 5} "
-           "(docs/words.md)");
+  add_words_param(t);
   t.text("data_dir", nullptr,
          "image tasks: the directory of the dataset's IDX files (default: the task's)");
   t.text("base", nullptr,
@@ -84,6 +88,9 @@ void add_pretrain_params(ParamTable& t) {
            "conditional tasks: probability of the null label, which classifier-free guidance needs",
            0, 1);
   t.number("pretrain_grad_clip", 0.0, "max global gradient norm (0 = off)", 0, 1e9);
+  t.text("pretrain_time_dist", "uniform",
+         "p(t) of the flow-matching loss: uniform, or logit_normal (sigmoid of N(0, 1), SD3's)",
+         {"uniform", "logit_normal"});
   t.integer("pretrain_seed", 0,
             "seed of pretraining (separate from --seed, so the cache is reused)", 0,
             std::numeric_limits<int32_t>::max());

@@ -6,6 +6,8 @@
 namespace ramflow::jobs {
 
 void add_run_params(ParamTable& t, bool out_is_dir);
+/// --words, the words task's settings (pretrain, finetune, train-classifier).
+void add_words_param(ParamTable& t);
 void add_task_params(ParamTable& t);
 void add_pretrain_params(ParamTable& t);
 void add_reward_params(ParamTable& t, bool with_defaults);

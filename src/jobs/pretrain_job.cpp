@@ -216,10 +216,13 @@ nlohmann::json run_pretrain(const Config& cfg_in, JobIO io) {
   };
   // The weights the run ends with (the EMA when pretrain_ema > 0) as the base model, and the whole
   // state (model, EMA, optimiser) for --resume: each written atomically.
+  auto save_state = [&](const PretrainRecord& r) {
+    save_checkpoint(state_path, {{"model", p.model.get()}}, {{"step", r.step}}, pretrainer.state());
+  };
   auto checkpoint = [&](const PretrainRecord& r) {
     save_checkpoint(run.checkpoint("base"), {{"base", r.weights}},
                     {{"config", cfg.values()}, {"step", r.step}, {"loss", r.loss}});
-    save_checkpoint(state_path, {{"model", p.model.get()}}, {{"step", r.step}}, pretrainer.state());
+    save_state(r);
   };
   PretrainRecord last;
   int signal = 0;
@@ -258,7 +261,7 @@ nlohmann::json run_pretrain(const Config& cfg_in, JobIO io) {
             {"checkpoint", state_path}};
   }
   bar.finish("loss " + jobs::fixed(last.loss));
-  checkpoint(last);  // the state at the last step (a longer --pretrain-steps continues from it)
+  save_state(last);  // the state at the last step (a longer --pretrain-steps continues from it)
   pretrainer.finish();
   const VelocityFieldPtr& model = p.model;
   track(*model, steps);

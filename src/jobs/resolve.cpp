@@ -207,7 +207,11 @@ void apply_presets(Config& cfg, const std::string& method) {
   const auto pipeline = pipeline_from(cfg);
   if (pipeline) apply({{"task", "prompts"}});  // first: the task's preset depends on it
   if (!method.empty()) apply(methods().get(method).preset);
-  apply(tasks().get(cfg.text("task")).preset);  // after the method's: the task's wins
+  const nlohmann::json& task_preset = tasks().get(cfg.text("task")).preset;
+  apply(task_preset);  // after the method's: the task's wins
+  // The task's settings for this method (its "methods" entry), over the task's general ones.
+  if (!method.empty() && task_preset.contains("methods") && task_preset["methods"].contains(method))
+    apply(task_preset["methods"][method]);
   if (pipeline)
     apply({{"rollout_grid", "diffusers"},
            {"rollout_shift", pipeline->shift},

@@ -40,8 +40,8 @@ TaskPtr task_of_run(const nlohmann::json& run_cfg, const std::string& source);
 TaskPtr prompt_task_from(const Config& cfg,
                          std::optional<std::vector<int64_t>> latent_shape = std::nullopt);
 /// The one precedence of a run's configuration, used by every job:
-///   table defaults < the method's preset < the task's preset < a diffusers base's preset < the
-///   config file < flags.
+///   table defaults < the method's preset < the task's preset < the task's preset for the method
+///   (its "methods": {name: {...}} entry) < a diffusers base's preset < the config file < flags.
 /// A diffusers base's preset: task 'prompts', its scheduler's grid and shift, its VAE as the
 /// decoder, evaluation 'reward' (no exact target for a text-to-image model).
 /// Sets each key of the presets that the file and the flags did not give (keys the job's table

@@ -32,6 +32,22 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 }  // namespace
 
+namespace jobs {
+
+SampleResult sample_with(const Config& cfg, VelocityFieldImpl& model, const Task& task,
+                         const torch::Tensor& x1, const Condition& cond, Rng& rng) {
+  GuidedVelocityImpl guided(model, cfg.number("cfg"), task.null_condition());
+  VelocityFieldImpl& v = cond.defined() && cfg.number("cfg") != 1.0 ? guided : model;
+  return sample(v, x1, cond,
+                SampleOptions()
+                    .sampler(cfg.text("sampler"))
+                    .steps(cfg.integer("steps"))
+                    .shift(cfg.number("shift")),
+                &rng);
+}
+
+}  // namespace jobs
+
 ParamTable sample_params() {
   ParamTable t;
   jobs::add_run_params(t, /*out_is_dir=*/false);
@@ -55,7 +71,6 @@ ParamTable sample_params() {
   t.text("prompt_embeds", nullptr,
          "the prompts' embeddings (python/encode_prompts.py): prompt_embeds, pooled_prompt_embeds, "
          "negative_prompt_embeds, negative_pooled_prompt_embeds");
-  t.text("prompts", nullptr, "the prompts' text, one per line or JSON lines (optional)");
   t.text("init_noise", nullptr, "initial latents: a safetensors file with \"noise\" [N, C, h, w]");
   t.text("lora", nullptr, "a LoRA in diffusers' format (pytorch_lora_weights.safetensors)");
   t.integer("rollout_steps", 28, "Euler steps on the scheduler's grid", 1, 100000);
@@ -63,17 +78,33 @@ ParamTable sample_params() {
          {"float32", "bfloat16", "float16"});
   t.integer("height", 0, "image height in pixels (0 = the model's default)", 0, 1 << 16);
   t.integer("width", 0, "image width in pixels (0 = the model's default)", 0, 1 << 16);
+  t.group(
+      "Text prompts (--checkpoint of a task that takes them, the words task; --out is then a "
+      "directory)");
+  t.text("prompts", nullptr,
+         "the prompts, one per line or JSON lines {\"prompt\": ...}; with --base: their text "
+         "(optional)");
+  t.integer("per_prompt", 1, "--prompts with --checkpoint: samples of each prompt", 1, 1 << 20);
   return t;
 }
 
 nlohmann::json run_sample(const Config& cfg, JobIO io) {
-  if (cfg.is_set("base")) return jobs::run_sample_pipeline(cfg, io);
-  for (const char* key : {"prompt_embeds", "prompts", "init_noise", "lora", "rollout_steps",
-                          "dtype", "height", "width"})
+  if (cfg.is_set("base")) {
+    if (cfg.is_explicit("per_prompt"))
+      throw ConfigError(
+          "--per-prompt applies to sampling a --checkpoint (--base samples each "
+          "prompt of --prompt-embeds once)");
+    return jobs::run_sample_pipeline(cfg, io);
+  }
+  for (const char* key :
+       {"prompt_embeds", "init_noise", "lora", "rollout_steps", "dtype", "height", "width"})
     if (cfg.is_explicit(key))
       throw ConfigError(cfg.table().find(key)->flag() + " applies to sampling a diffusers --base");
   if (!cfg.is_set("checkpoint"))
     throw ConfigError("--checkpoint: required (or --base, a diffusers pipeline folder)");
+  if (cfg.is_set("prompts")) return jobs::run_sample_prompts(cfg, io);
+  if (cfg.is_explicit("per_prompt"))
+    throw ConfigError("--per-prompt applies to sampling --prompts");
   if (!cfg.is_set("out"))
     throw ConfigError("--out: the output file is required (.csv or .safetensors)");
   const std::string out = cfg.text("out");
@@ -106,9 +137,13 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   model->to(device);
   model->eval();
   const int64_t n = cfg.integer("n"), K = task->num_classes();
-  if (K == 0 && (fixed_label >= 0 || cfg.number("cfg") != 1.0))
-    throw ConfigError("--labels, --label and --cfg apply to conditional models; task '" +
-                      task->name() + "' is not");
+  const bool conditional = task->condition_count() > 0;  // classes, or prompts (words)
+  if (!conditional && cfg.number("cfg") != 1.0)
+    throw ConfigError("--cfg applies to conditional models; task '" + task->name() + "' is not");
+  if (K == 0 && fixed_label >= 0)
+    throw ConfigError("--labels and --label apply to class-conditional models; task '" +
+                      task->name() + "' is not" +
+                      (conditional ? " (sample its prompts with --prompts FILE)" : ""));
   if (fixed_label >= K && K > 0)
     throw ConfigError("--labels: class " + std::to_string(fixed_label) + " is outside the task's " +
                       std::to_string(K) + " classes");
@@ -121,14 +156,7 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
                              ? task->conditions(torch::full({n}, fixed_label, torch::kLong))
                              : task->evaluation_conditions(n);
   const torch::Tensor labels = cond.defined() ? cond.id() : torch::Tensor();  // [n], or undefined
-  GuidedVelocityImpl guided(*model, cfg.number("cfg"), task->null_condition());
-  VelocityFieldImpl& sampler_model = K > 0 && cfg.number("cfg") != 1.0 ? guided : *model;
-  auto result = sample(sampler_model, x1, cond.to(device),
-                       SampleOptions()
-                           .sampler(cfg.text("sampler"))
-                           .steps(cfg.integer("steps"))
-                           .shift(cfg.number("shift")),
-                       &rng);
+  auto result = jobs::sample_with(cfg, *model, *task, x1, cond.to(device), rng);
   // Decoded by the decoder the checkpoint records (decoder.h), unless the latents are asked for.
   const DecoderPtr decoder = decoder_from_meta(meta);
   auto x0 = decoder && !cfg.boolean("latents") ? decode_samples(*decoder, result.x0).cpu()

@@ -5,10 +5,10 @@
 
 #include <torch/torch.h>
 
+#include "ramflow/checkpoint.h"
 #include "ramflow/config.h"
 #include "ramflow/errors.h"
 #include "ramflow/init.h"
-#include "ramflow/safetensors.h"
 
 namespace ramflow {
 
@@ -108,31 +108,15 @@ std::vector<std::string> CharReaderImpl::read(const torch::Tensor& x) {
 
 void save_char_reader(const std::string& path, const CharReaderImpl& reader,
                       const nlohmann::json& meta) {
-  NamedTensors tensors;
-  for (const auto& p : reader.named_parameters()) tensors.emplace_back(p.key(), p.value());
-  nlohmann::json info = meta.is_object() ? meta : nlohmann::json::object();
-  info["format"] = 1;
-  info["char_reader"] = reader.options().to_json();
-  save_safetensors(path, tensors, {{"ramflow", info.dump()}});
+  save_module_file(path, reader, "char_reader", reader.options().to_json(), meta);
 }
 
 CharReader load_char_reader(const std::string& path, nlohmann::json* meta) {
-  const auto file = load_safetensors(path);
-  nlohmann::json info;
-  if (auto it = file.metadata.find("ramflow"); it != file.metadata.end())
-    info = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
-  if (!info.is_object() || !info.contains("char_reader"))
-    throw InputError(path + ": not a ramflow text reader (no 'char_reader' in its metadata)");
-  CharReader reader(CharReaderOptions::from_json(info["char_reader"]));
-  torch::NoGradGuard no_grad;
-  for (auto& p : reader->named_parameters()) {
-    const torch::Tensor* t = find_tensor(file.tensors, p.key());
-    if (!t || t->sizes() != p.value().sizes())
-      throw InputError(path + ": tensor '" + p.key() + "' is missing or has another shape");
-    p.value().copy_(*t);
-  }
+  const ModuleFile file = read_module_file(path, "char_reader", "text reader");
+  CharReader reader(CharReaderOptions::from_json(file.info["char_reader"]));
+  load_module_tensors(file, *reader, path);
   reader->eval();
-  if (meta) *meta = info;
+  if (meta) *meta = file.info;
   return reader;
 }
 

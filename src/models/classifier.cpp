@@ -186,38 +186,15 @@ double train_classifier(ImageClassifierImpl& model, const torch::Tensor& x,
 
 void save_classifier(const std::string& path, const ImageClassifierImpl& model,
                      const nlohmann::json& meta) {
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& p : model.named_parameters()) tensors.emplace_back(p.key(), p.value());
-  for (const auto& b : model.named_buffers()) tensors.emplace_back(b.key(), b.value());
-  nlohmann::json info = meta.is_object() ? meta : nlohmann::json::object();
-  info["format"] = 1;
-  info["classifier"] = model.options().to_json();
-  save_safetensors(path, tensors, {{"ramflow", info.dump()}});
+  save_module_file(path, model, "classifier", model.options().to_json(), meta);
 }
 
 ImageClassifier load_classifier(const std::string& path, nlohmann::json* meta) {
-  const auto file = load_safetensors(path);
-  auto it = file.metadata.find("ramflow");
-  nlohmann::json info;
-  try {
-    if (it != file.metadata.end()) info = nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception&) {
-    throw InputError(path + ": corrupt ramflow metadata");
-  }
-  if (!info.is_object() || !info.contains("classifier"))
-    throw InputError(path + ": not a ramflow classifier (no 'classifier' in its metadata)");
-  ImageClassifier model(ClassifierOptions::from_json(info["classifier"]));
-  torch::NoGradGuard no_grad;
-  auto assign = [&](const std::string& name, torch::Tensor& target) {
-    const auto& t = file.at(name, path);
-    if (t.sizes() != target.sizes())
-      throw InputError(path + ": tensor '" + name + "' has the wrong shape for this classifier");
-    target.copy_(t);
-  };
-  for (auto& p : model->named_parameters()) assign(p.key(), p.value());
-  for (auto& b : model->named_buffers()) assign(b.key(), b.value());
+  const ModuleFile file = read_module_file(path, "classifier", "classifier");
+  ImageClassifier model(ClassifierOptions::from_json(file.info["classifier"]));
+  load_module_tensors(file, *model, path);
   model->eval();
-  if (meta) *meta = info;
+  if (meta) *meta = file.info;
   return model;
 }
 

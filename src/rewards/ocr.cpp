@@ -127,6 +127,12 @@ class OcrReward : public Reward {
         pool_(std::make_unique<EnginePool>(folder.string(), language_, alphabet_)) {}
 
   torch::Tensor score(const torch::Tensor& x0, const Condition& cond) const override {
+    return score_terms(x0, cond).total;
+  }
+
+  /// The score, and the term "exact_match": 1 where the recognised text equals the target (both
+  /// normalised as the score's; the score's 1 also counts a target inside longer text).
+  ScoredBatch score_terms(const torch::Tensor& x0, const Condition& cond) const override {
     TORCH_CHECK(x0.dim() == 4 && (x0.size(1) == 1 || x0.size(1) == 3),
                 "reward 'ocr' scores images [B, C, H, W] with C = 1 or 3, got ", x0.sizes());
     const int64_t B = x0.size(0);
@@ -145,15 +151,21 @@ class OcrReward : public Reward {
     if (light_ink_) grey = 1.0 - grey;
     const auto bytes = (grey * 255.0).round().to(torch::kByte).contiguous();  // [B, H, W]
     const int64_t H = x0.size(2), W = x0.size(3);
-    std::vector<float> scores(static_cast<size_t>(B));
+    std::vector<float> scores(static_cast<size_t>(B)), exact(static_cast<size_t>(B));
     at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
       Engine api = pool_->take();
-      for (int64_t i = begin; i < end; ++i)
-        scores[static_cast<size_t>(i)] = static_cast<float>(ocr_text_score(
-            targets[static_cast<size_t>(i)], read(*api, bytes[i].data_ptr<uint8_t>(), H, W)));
+      for (int64_t i = begin; i < end; ++i) {
+        const auto k = static_cast<size_t>(i);
+        const std::string text = read(*api, bytes[i].data_ptr<uint8_t>(), H, W);
+        scores[k] = static_cast<float>(ocr_text_score(targets[k], text));
+        exact[k] = normalised(text) == normalised(targets[k]) ? 1.0f : 0.0f;
+      }
       pool_->give(std::move(api));
     });
-    return torch::tensor(scores).to(x0.device());  // [B]
+    ScoredBatch out;
+    out.total = torch::tensor(scores).to(x0.device());                // [B]
+    out.terms["exact_match"] = torch::tensor(exact).to(x0.device());  // [B]
+    return out;
   }
 
   bool differentiable() const override { return false; }

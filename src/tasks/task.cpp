@@ -23,6 +23,10 @@ Condition Task::sample_conditions(int64_t n, Rng& rng) const {
   return conditions(rng.uniform_int(condition_count(), {n}));  // [n] uniform ids
 }
 
+Condition Task::prompt_conditions(const std::vector<std::string>&) const {
+  throw ConfigError("task '" + name() + "' takes no text prompts");
+}
+
 Condition Task::evaluation_conditions(int64_t n) const {
   if (condition_count() == 0) return {};
   return conditions(torch::arange(n, torch::kLong).remainder(condition_count()));  // [n]: i mod K

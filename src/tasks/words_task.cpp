@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include <torch/torch.h>
@@ -21,21 +22,25 @@ namespace ramflow {
 namespace {
 
 const char* kWordList = "/usr/share/dict/american-english";
+// Two monospaced bold fonts: letter k of a word sits at the same column in both, which a small
+// model learns in a few thousand steps (docs/words.md: three proportional fonts at sizes 12-16
+// anywhere in the image were 3x slower to become legible).
 const std::vector<std::string> kFonts = {
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf",
-    "/usr/share/fonts/truetype/liberation2/LiberationSans-Bold.ttf"};
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
+    "/usr/share/fonts/truetype/liberation2/LiberationMono-Bold.ttf"};
 
 struct WordsOptions {
   std::string words = kWordList;
   std::vector<std::string> fonts = kFonts;
   int64_t height = 16, width = 64;
   int64_t min_letters = 3, max_letters = 5;
-  int64_t min_size = 12, max_size = 16;
+  int64_t min_size = 14, max_size = 14;
   double min_intensity = 0.7;
+  int64_t jitter = 2;  // pixels from the centred position, per axis; -1: anywhere it fits
   int64_t held_out_every = 10;
   int64_t prompt_length = 10;
   int64_t eval_images = 2000;
+  int64_t eval_repeats = 4;  // evaluation asks for each held-out word this many times in a row
 
   static WordsOptions from_json(const nlohmann::json& params) {
     WordsOptions o;
@@ -63,8 +68,10 @@ struct WordsOptions {
     o.min_intensity = r.number("min_intensity", o.min_intensity);
     if (!(o.min_intensity > 0 && o.min_intensity <= 1))
       throw ConfigError("task 'words': field 'min_intensity' must be in (0, 1]");
+    o.jitter = r.integer("jitter", o.jitter, -1, 4096);
     o.held_out_every = r.integer("held_out_every", o.held_out_every, 2, 1000000);
     o.eval_images = r.integer("eval_images", o.eval_images, 1, 1000000);
+    o.eval_repeats = r.integer("eval_repeats", o.eval_repeats, 1, 1000);
     r.finish();
     return o;
   }
@@ -141,10 +148,30 @@ class WordsTask : public Task {
   Condition sample_conditions(int64_t n, Rng& rng) const override {
     return conditions(rng.uniform_int(static_cast<int64_t>(train_.size()), {n}));
   }
-  /// The held-out words in turn.
+  /// Any 1 to prompt_length letters A-Z (lower case read as upper case), seen in training or not.
+  Condition prompt_conditions(const std::vector<std::string>& prompts) const override {
+    std::vector<std::string> words;
+    for (const auto& p : prompts) {
+      if (p.empty())
+        throw ConfigError("task 'words': an empty prompt (a prompt is 1 to " +
+                          std::to_string(o_.prompt_length) + " letters A-Z)");
+      std::string w = p;
+      for (char& c : w)
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+      words.push_back(std::move(w));
+    }
+    auto tokens = char_tokens(words, encoder_);  // ConfigError naming a prompt it cannot take
+    const auto n = static_cast<int64_t>(words.size());
+    return Condition(torch::arange(n, torch::kLong), {{"tokens", tokens}},
+                     std::make_shared<TextTable>(std::move(words)));
+  }
+  /// The held-out words in turn, each eval_repeats times in a row: sample i asks for held-out word
+  /// floor(i / eval_repeats) mod V, so that samples of one word (on different noise) measure the
+  /// diversity of fonts, positions and intensities.
   Condition evaluation_conditions(int64_t n) const override {
     const auto T = static_cast<int64_t>(train_.size()), V = static_cast<int64_t>(held_out_.size());
-    return conditions(T + torch::arange(n, torch::kLong).remainder(V));
+    return conditions(T +
+                      torch::arange(n, torch::kLong).div(o_.eval_repeats, "floor").remainder(V));
   }
   torch::Tensor sample_data(int64_t n, Rng& rng, const torch::TensorOptions& opts,
                             Condition* cond) const override {
@@ -153,11 +180,15 @@ class WordsTask : public Task {
     if (cond) *cond = c.to(opts.device());
     return opts.has_device() ? x.to(opts.device()) : x;
   }
-  /// The held-out words in turn, each drawn once from a fixed stream (seed 0).
+  /// The held-out words in turn, each drawn once from a fixed stream (seed 0): rendered on the
+  /// first call, a copy of the images on every call.
   std::optional<Split> test_split() const override {
-    Rng rng(0);
-    auto c = evaluation_conditions(o_.eval_images);
-    return Split{render(c, rng), c};
+    std::call_once(test_once_, [this] {
+      Rng rng(0);
+      auto c = evaluation_conditions(o_.eval_images);
+      test_ = Split{render(c, rng), c};
+    });
+    return Split{test_->x.clone(), test_->cond};
   }
   nlohmann::json default_model() const override {
     // Patches of 4 x 4 pixels: 64 image tokens for 16 x 64 images, 2.4x faster per step than
@@ -206,8 +237,14 @@ class WordsTask : public Task {
       // [1, W - 1) and [1, H - 1).
       const int64_t x_lo = 1 - box.left, x_hi = W - 1 - box.right;
       const int64_t b_lo = 1 - box.top, b_hi = H - 1 - box.bottom;
-      // Uniform in [lo, hi] (lo when the range is empty).
-      auto uniform_in = [](int64_t lo, int64_t hi, double u) {
+      // Uniform in [lo, hi] (lo when the range is empty), narrowed to the centre +- jitter.
+      const int64_t jitter = o_.jitter;
+      auto uniform_in = [jitter](int64_t lo, int64_t hi, double u) {
+        if (jitter >= 0 && hi > lo) {
+          const int64_t c = lo + (hi - lo) / 2;
+          lo = std::max(lo, c - jitter);
+          hi = std::min(hi, c + jitter);
+        }
         return lo +
                static_cast<int64_t>(u * static_cast<double>(std::max<int64_t>(hi - lo + 1, 1)));
       };
@@ -222,6 +259,8 @@ class WordsTask : public Task {
   nlohmann::json params_;
   std::vector<std::unique_ptr<TextRenderer>> renderers_;
   mutable std::mutex mutex_;
+  mutable std::once_flag test_once_;
+  mutable std::optional<Split> test_;
   std::vector<std::string> train_, held_out_;
   CharEncoderOptions encoder_;
 };
@@ -233,21 +272,49 @@ TaskPtr make_words_task(const nlohmann::json& params) {
 }
 
 nlohmann::json words_task_preset() {
-  return {// pretraining: label dropout for guidance, EMA weights
-          {"pretrain_steps", 6000},
+  return {// pretraining (the shipped base model's settings, docs/words.md): label dropout for
+          // guidance, EMA weights, SD3's logit-normal p(t), legibility tracked with guidance 3
+          {"pretrain_steps", 2000},
           {"pretrain_batch", 64},
-          {"pretrain_lr", 5e-4},
-          {"pretrain_ema", 0.999},
+          {"pretrain_lr", 1e-3},
+          {"pretrain_ema", 0.99},
           {"pretrain_label_dropout", 0.1},
           {"pretrain_grad_clip", 1.0},
+          {"pretrain_time_dist", "logit_normal"},
           {"track_reward", "ocr"},
+          {"track_cfg", 3.0},
           {"checkpoint_every", 250},
           {"eval_steps", 20},
-          // post-training: the OCR reward on the condition's word
+          // post-training: the shipped base, Tesseract's reward on the condition's word, the text
+          // reader as the evaluation's judge, guidance 1.5 in rollouts and evaluation (the base's
+          // OCR reward there: 0.57, docs/words.md), evaluation without an exact target
+          {"base", "words_base.safetensors"},
           {"reward", "ocr"},
+          {"eval_classifier", "words_reader.safetensors"},
+          {"eval", "reward"},
           {"groups", 4},
           {"group_size", 8},
-          {"rollout_steps", 10}};
+          {"rollout_steps", 10},
+          {"cfg", 1.5},
+          {"eval_cfg", 1.5},
+          {"steps", 150},
+          {"eval_samples", 500},
+          {"eval_every", 25},
+          {"eval_curve_samples", 200},
+          {"eval_kl_samples", 50},
+          {"eval_kl_steps", 10},
+          // RAM as released: K = 4 draws per endpoint with p(t) ∝ t, the conditional velocity in
+          // the loss, rewards centred per prompt and scaled by the step's std, the old-policy EMA
+          {"methods",
+           {{"ram",
+             {{"lr", 1e-4},
+              {"multiplier", 10.0},
+              {"draws", 4},
+              {"time_dist", "power"},
+              {"time_alpha", 1.0},
+              {"ram_signal", "normalized"},
+              {"ram_std_scope", "step"},
+              {"ram_target_copy", "ema"}}}}}};
 }
 
 }  // namespace ramflow

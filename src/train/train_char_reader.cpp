@@ -9,25 +9,30 @@
 
 namespace ramflow {
 
-double exact_match_rate(CharReaderImpl& reader, const torch::Tensor& x,
-                        const std::vector<std::string>& words) {
-  TORCH_CHECK(x.size(0) == static_cast<int64_t>(words.size()), "exact_match_rate: ", x.size(0),
+torch::Tensor exact_matches(CharReaderImpl& reader, const torch::Tensor& x,
+                            const std::vector<std::string>& words) {
+  TORCH_CHECK(x.size(0) == static_cast<int64_t>(words.size()), "exact_matches: ", x.size(0),
               " images for ", words.size(), " words");
-  if (words.empty()) return 0.0;
   const bool training = reader.is_training();
   reader.eval();
-  int64_t hits = 0;
+  auto out = torch::zeros({x.size(0)}, torch::kBool);
   constexpr int64_t kChunk = 256;
   for (int64_t begin = 0; begin < x.size(0); begin += kChunk) {
     const auto read = reader.read(x.narrow(0, begin, std::min(kChunk, x.size(0) - begin)));
     for (size_t i = 0; i < read.size(); ++i) {
       std::string want = words[static_cast<size_t>(begin) + i];
       for (char& c : want) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      hits += read[i] == want;
+      out[begin + static_cast<int64_t>(i)] = !want.empty() && read[i] == want;
     }
   }
   reader.train(training);
-  return static_cast<double>(hits) / static_cast<double>(words.size());
+  return out;
+}
+
+double exact_match_rate(CharReaderImpl& reader, const torch::Tensor& x,
+                        const std::vector<std::string>& words) {
+  if (words.empty()) return 0.0;
+  return exact_matches(reader, x, words).to(torch::kDouble).mean().item<double>();
 }
 
 double train_char_reader(CharReaderImpl& reader, const Task& task,
