@@ -24,8 +24,9 @@
 //     each condition, p*(x | c) ∝ p_ref(x | c) exp(m r(x, c)): the pool's weights are normalised
 //     within each class. Samples and pool are drawn with the same guided sampler (`cfg`,
 //     guidance.h), so p_ref is the guided base model.
-//   * Image tasks with an evaluation classifier (`judge`): accuracy, Fréchet distance, within-class
-//     diversity and hacking indicators (image_metrics.h) of every evaluated model.
+//   * Image tasks with an evaluation judge (`judge`: a classifier or a text reader, grader.h): its
+//     rate (accuracy, exact match), Fréchet distance, within-condition diversity and hacking
+//     indicators (image_metrics.h) of every evaluated model.
 #include <cmath>
 #include <map>
 #include <optional>
@@ -54,7 +55,7 @@ struct EvalOptions {
   TORCH_ARG(LikelihoodOptions, likelihood) = LikelihoodOptions().steps(50);
   TORCH_ARG(double, cfg) = 1.0;  // classifier-free guidance scale of the evaluation sampler
   TORCH_ARG(std::string,
-            judge) = "";  // evaluation classifier file (path or shipped name); "" = none
+            judge) = "";  // evaluation judge file (path or shipped name); "" = none
   /// Draw the pool and build the exact target (distances, reward_optimal, the frontier); false: the
   /// reward evaluator, whose distances are NaN.
   TORCH_ARG(bool, target) = true;

@@ -39,6 +39,8 @@ nlohmann::json run_sample_prompts(const Config& cfg, JobIO io) {
   } catch (const ConfigError& e) {
     throw ConfigError("--prompts " + cfg.text("prompts") + ": " + e.what());
   }
+  if (task->sample_shape().size() != 3)  // images [C, H, W] (or latents of images)
+    throw ConfigError("--prompts: task '" + task->name() + "' does not make images");
   const std::string name = pick_model(meta, cfg.raw("model"), path);
   const fs::path out = cfg.text("out");
   std::error_code ec;
@@ -58,9 +60,7 @@ nlohmann::json run_sample_prompts(const Config& cfg, JobIO io) {
   auto result = sample_with(cfg, *model, *task, x1, cond.to(device), rng);
   const DecoderPtr decoder = decoder_from_meta(meta);
   auto x0 = (decoder ? decode_samples(*decoder, result.x0) : result.x0).cpu();  // [N, C, H, W]
-  if (x0.dim() != 4)
-    throw ConfigError("--prompts: task '" + task->name() + "' does not make images");
-  const auto images = ((x0 + 1) / 2).clamp(0, 1);  // [-1, 1] -> [0, 1]
+  const auto images = ((x0 + 1) / 2).clamp(0, 1);                               // [-1, 1] -> [0, 1]
   const nlohmann::json info = {{"checkpoint", path},         {"model", name},
                                {"prompts", texts},           {"per_prompt", k},
                                {"cfg", cfg.number("cfg")},   {"steps", cfg.integer("steps")},
