@@ -416,7 +416,7 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
   args.push_back({"eval_every", "6"});
   args.push_back({"eval_kl_samples", "64"});
   args.push_back({"jobs", "2"});
-  args.push_back({"sweep", "multiplier=2,5; grpo_kl=0.01,0.1"});
+  args.push_back({"sweep", "multiplier=2,5; grpo_kl=0.01,0.2"});
   auto summary = run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
   EXPECT_EQ(summary["failed_runs"], 0) << log.str();
   auto report = nlohmann::json::parse(read_file(out + "/report.json"));
@@ -457,12 +457,12 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
     EXPECT_TRUE(r["kl_to_base"].is_number()) << r["variant"];
   }
   // The two seeds of a method differ; the target is the mean peak of the Flow-GRPO variant that
-  // runs with its preset's KL weight (0.1), listed second in the sweep.
+  // runs with its preset's KL weight (0.2), listed second in the sweep.
   EXPECT_NE(report["runs"][0]["reward"][2], report["runs"][1]["reward"][2]);
-  EXPECT_EQ(report["target_source"], "peak of flow-grpo grpo_kl=0.1");
+  EXPECT_EQ(report["target_source"], "peak of flow-grpo grpo_kl=0.2");
   double peak = 0;
   for (const auto& r : report["runs"])
-    if (r["variant"] == "flow-grpo grpo_kl=0.1")
+    if (r["variant"] == "flow-grpo grpo_kl=0.2")
       peak += r["reward"].get<std::vector<double>>().back() / 2;
   EXPECT_LE(peak, report["target_reward"].get<double>() + 1e-12);
   // The exact frontier: reward and KL of p_ref exp(m r) both grow with m (d E_m[r] / dm =

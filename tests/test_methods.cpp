@@ -221,7 +221,7 @@ TEST(FlowGRPOTest, ClosedFormKLMatchesMonteCarlo) {
   Rng rng(4);
   // Zero rewards: every advantage is 0, so keep those samples in the loss (the released code drops
   // them).
-  FlowGRPO grpo(FlowGRPOOptions().kl(1.0).kl_form("exact").drop_zero_adv(false));
+  FlowGRPO grpo(FlowGRPOOptions().kl(1.0).kl_form("exact").log_prob("sum").drop_zero_adv(false));
   const int64_t B = 16, N = 8;
   std::vector<int64_t> all;
   for (int64_t k = 0; k < N; ++k) all.push_back(k);
@@ -257,6 +257,12 @@ TEST(FlowGRPOTest, ClosedFormKLMatchesMonteCarlo) {
   mc /= static_cast<double>(steps.size());
   EXPECT_GT(closed, 0.05);
   EXPECT_NEAR(closed, mc, 0.02 * closed) << "closed form " << closed << ", Monte Carlo " << mc;
+  // With the released code's mean log-density the KL is averaged over the D = 2 coordinates as
+  // well: both terms of the loss on one scale.
+  FlowGRPO mean(FlowGRPOOptions().kl(1.0).kl_form("exact").log_prob("mean").drop_zero_adv(false));
+  mean.prepare(batch, Policies{*policy, *ref}, rng);
+  EXPECT_NEAR(mean.loss(batch, Policies{*policy, *ref}, rng).metrics.at("kl_ref"), closed / 2.0,
+              1e-9 * closed);
 }
 
 TEST(FlowGRPOTest, ZeroAdvantageSamplesLeaveTheLoss) {

@@ -4,6 +4,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <thread>
+
 #include "ramflow/runtime.h"
 
 namespace ramflow {
@@ -38,6 +40,20 @@ TEST(RuntimeTest, TheProcessNoteIsTheRuleAppliedToThisProcess) {
   // Where there is a note, it names the variable to set (ramflow never sets it).
   if (!note.empty()) {
     EXPECT_NE(note.find("OPENBLAS_CORETYPE="), std::string::npos) << note;
+  }
+}
+
+// set_threads(n) gives torch n threads and restores them; available_cores() counts at least one
+// core and no more than the hardware has.
+TEST(RuntimeTest, SetThreadsSetsTorchsCountAndCoresAreCounted) {
+  const int before = at::get_num_threads();
+  set_threads(2);
+  EXPECT_EQ(at::get_num_threads(), 2);
+  set_threads(before);
+  EXPECT_EQ(at::get_num_threads(), before);
+  EXPECT_GE(available_cores(), 1);
+  if (std::thread::hardware_concurrency() > 0) {
+    EXPECT_LE(available_cores(), static_cast<int>(std::thread::hardware_concurrency()));
   }
 }
 

@@ -313,6 +313,13 @@ TEST(Grader, TheReaderJudgesWordsByExactMatch) {
   // none match.
   const auto shifted = task->conditions(torch::roll(cond.id(), 4));
   EXPECT_LT(judge.measure(x, shifted).accuracy, 0.05);
+  // The judge's grades of the whole test split: its rate, a Fréchet distance to itself of 0 up to
+  // the square roots of rounding-level eigenvalues, and the diversity of the data, close to that of
+  // its first half.
+  const ImageMetrics& data = judge.data();
+  EXPECT_GT(data.accuracy, 0.9);
+  EXPECT_LT(data.frechet_distance, 0.01 * m.frechet_distance);
+  EXPECT_NEAR(data.diversity, m.diversity, 0.1 * m.diversity);
   // A classifier file is a judge too; a file that is neither is refused by name.
   const GraderPtr classifier = load_grader(resolve_model_file("fashion_classifier.safetensors"));
   EXPECT_EQ(classifier->rate_name(), "accuracy");
@@ -417,10 +424,70 @@ TEST(WordsJobs, FinetuneTakesTheTasksSettingsForItsMethod) {
     EXPECT_TRUE(e.contains("frechet_distance")) << when;
     EXPECT_FALSE(e.contains("frechet_distance_per_class")) << when;
   }
+  // The reader on the task's test images: the reference of the rate and the diversity.
+  EXPECT_GT(ram.at("test_data").at("exact_match").get<double>(), 0.9);
+  EXPECT_GT(ram.at("test_data").at("diversity").get<double>(), 0.0);
   const auto [nft, nft_cfg] = finetune("nft");
   EXPECT_EQ(nft_cfg["lr"], methods().get("nft").preset.at("lr"));
   EXPECT_EQ(nft_cfg["ram_signal"], "raw");  // the table's default: RAM's entry is RAM's
   EXPECT_EQ(nft_cfg["time_dist"], "uniform");
+}
+
+// `ramflow compare --task words` grades every evaluation of the curve by both judges: Tesseract's
+// exact match (a term of the reward) and the reader's, with the Fréchet distance, in result.json,
+// report.json, report.md and plots. A tiny run: two steps, eight evaluation samples.
+TEST(WordsJobs, CompareCurvesCarryBothJudges) {
+  std::ostringstream log;
+  const std::string out = testing::fresh_temp_dir("words_compare");
+  const std::vector<std::pair<std::string, std::string>> args = {{"task", "words"},
+                                                                 {"methods", "ram,flow-grpo"},
+                                                                 {"out", out},
+                                                                 {"seeds", "1"},
+                                                                 {"steps", "2"},
+                                                                 {"groups", "1"},
+                                                                 {"group_size", "2"},
+                                                                 {"draws", "1"},
+                                                                 {"rollout_steps", "2"},
+                                                                 {"eval_samples", "8"},
+                                                                 {"eval_steps", "2"},
+                                                                 {"eval_every", "1"},
+                                                                 {"eval_curve_samples", "8"},
+                                                                 {"eval_kl_samples", "2"},
+                                                                 {"eval_kl_steps", "2"}};
+  run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
+  const auto report = nlohmann::json::parse(read_file(out + "/report.json"));
+  for (const char* method : {"ram", "flow-grpo"}) {
+    const auto& m = report["methods"][method];
+    for (const auto& stat : {m["exact_match_final"], m["reward_terms_final"]["exact_match"]}) {
+      EXPECT_GE(stat["mean"].get<double>(), 0.0) << method;
+      EXPECT_LE(stat["mean"].get<double>(), 1.0) << method;
+    }
+    EXPECT_GE(m["frechet_distance_final"]["mean"].get<double>(), 0.0) << method;
+  }
+  EXPECT_GT(report["test_data"]["exact_match"].get<double>(), 0.9);  // the reader on the data
+  ASSERT_EQ(report["runs"].size(), 2u);
+  for (const auto& run : report["runs"]) {
+    EXPECT_EQ(run["rate_name"], "exact_match");
+    ASSERT_EQ(run["step"].size(), 3u);  // the base, step 1, step 2
+    for (const char* key : {"judge_rate", "frechet_distance"}) {
+      ASSERT_EQ(run[key].size(), 3u) << key;
+      for (const auto& v : run[key]) EXPECT_TRUE(v.is_number()) << key;
+    }
+    ASSERT_EQ(run["reward_terms"]["exact_match"].size(), 3u);
+    // Index 0 is the base model on the same noise: every run starts from the same point.
+    EXPECT_EQ(run["judge_rate"][0], report["runs"][0]["judge_rate"][0]);
+  }
+  // A resumed comparison reuses the finished runs: their curves read back are the curves written.
+  run_compare(Config::resolve(compare_params(), "", {{"resume", out}}), JobIO{log, false});
+  const auto again = nlohmann::json::parse(read_file(out + "/report.json"));
+  EXPECT_EQ(again["runs"], report["runs"]);
+  EXPECT_EQ(again["methods"]["ram"]["reward_terms_final"],
+            report["methods"]["ram"]["reward_terms_final"]);
+  const std::string md = read_file(out + "/report.md");
+  EXPECT_NE(md.find("exact match"), std::string::npos);
+  EXPECT_NE(md.find("reward: exact_match"), std::string::npos);
+  for (const char* plot : {"judge_vs_steps", "frechet_vs_steps", "reward_vs_frechet"})
+    EXPECT_TRUE(std::filesystem::exists(out + "/plots/" + plot + ".png")) << plot;
 }
 
 }  // namespace

@@ -117,6 +117,8 @@ void print_list() {
 
 int main(int argc, char** argv) {
   ramflow::keep_freed_memory();
+  // Every core unless --threads says otherwise (a job's set_threads keeps this count for 0).
+  ramflow::set_threads(ramflow::available_cores());
   CLI::App app{
       "ramflow: RL post-training of flow-matching models with Reinforce Adjoint Matching,\n"
       "measured against the exact KL-optimal target."};

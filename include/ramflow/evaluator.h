@@ -127,6 +127,11 @@ class Evaluator {
   /// n samples of the exact target, resampled from the weighted pool (the exact-target evaluator
   /// only).
   torch::Tensor target_samples(int64_t n, Rng& rng) const;
+  /// The judge's grades of the task's test split itself (ImageJudge::data), or nullopt without a
+  /// judge.
+  std::optional<ImageMetrics> judge_data() const {
+    return judge_ ? std::optional<ImageMetrics>(judge_->data()) : std::nullopt;
+  }
   /// Whether this evaluator has the exact target (EvalOptions::target).
   bool has_target() const { return options_.target(); }
   /// The exact target; std::logic_error for the reward evaluator.

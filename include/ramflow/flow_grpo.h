@@ -19,10 +19,12 @@
 //   "code":  mean over coordinates of (mu_theta - mu_ref)^2 / (2 sigma_t^2)   (the released code)
 // with mu_theta - mu_ref = v_coef (v_theta - v_ref). The released code averages the log-density
 // over coordinates, which divides the log-ratio by D: clip ranges are not comparable across the two
-// reductions or across dimensions. Trained steps: the first floor(N train_fraction) stochastic
-// steps (the last step, where sigma_t |dt| is tiny, is skipped by default), or every step of the
-// window. The first minibatch of a rollout is on-policy, so its ratio is exactly 1 (tests check it
-// bit for bit).
+// reductions or across dimensions. The exact KL is reduced as the log-density is (log_prob: the
+// true KL for "sum", 1/D of it for "mean"), so that beta weighs the two terms alike in any
+// dimension; "exact" with "mean" is the released form divided by |dt|. Trained steps: the first
+// floor(N train_fraction) stochastic steps (the last step, where sigma_t |dt| is tiny, is skipped
+// by default), or every step of the window. The first minibatch of a rollout is on-policy, so its
+// ratio is exactly 1 (tests check it bit for bit).
 #include <string>
 
 #include "ramflow/method.h"

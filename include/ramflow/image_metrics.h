@@ -55,9 +55,13 @@ class ImageJudge {
   ImageJudge(GraderPtr grader, const Task::Split& test);
   /// Grades samples x [N, C, H, W] requested with `cond` (N conditions).
   ImageMetrics measure(const torch::Tensor& x, const Condition& cond) const;
+  /// The test split graded as samples (measured once): the judge's rate and the diversity of the
+  /// data itself, the reference a model's are read against (its Fréchet distance is 0).
+  const ImageMetrics& data() const { return data_; }
 
  private:
   GraderPtr grader_;
+  ImageMetrics data_;
   torch::Tensor mu_, cov_;                           // of all test features
   std::vector<torch::Tensor> class_mu_, class_cov_;  // per class (a classifier's)
 };

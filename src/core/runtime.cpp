@@ -2,8 +2,10 @@
 #include "ramflow/runtime.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <algorithm>
 #include <cctype>
+#include <thread>
 
 #include <ATen/Parallel.h>
 
@@ -35,11 +37,19 @@ std::string blas_core_name() {
   return name ? std::string(name) : std::string();
 }
 
+int available_cores() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 void set_threads(int n) {
   at::set_num_threads(n);
   using SetThreads = void (*)(int);
   if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    set(n);
+    set(1);  // one OpenBLAS thread under torch's n (runtime.h)
 }
 
 std::string blas_kernel_note_for(const std::string& core, bool avx2, bool avx512f) {

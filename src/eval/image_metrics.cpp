@@ -56,15 +56,17 @@ ImageJudge::ImageJudge(GraderPtr grader, const Task::Split& test) : grader_(std:
   TORCH_CHECK(grader_, "ImageJudge: no grader");
   auto f = grader_->features(test.x);  // [N, F]
   mean_cov(f, mu_, cov_);
-  if (grader_->num_classes() == 0) return;
-  const auto labels = labels_of(test.cond, test.x.size(0), "ImageJudge's test split");  // [N]
-  for (int64_t k = 0; k < grader_->num_classes(); ++k) {
-    auto idx = (labels == k).nonzero().flatten();
-    torch::Tensor mu, cov;
-    if (idx.size(0) >= 2) mean_cov(f.index_select(0, idx), mu, cov);
-    class_mu_.push_back(mu);
-    class_cov_.push_back(cov);
+  if (grader_->num_classes() > 0) {
+    const auto labels = labels_of(test.cond, test.x.size(0), "ImageJudge's test split");  // [N]
+    for (int64_t k = 0; k < grader_->num_classes(); ++k) {
+      auto idx = (labels == k).nonzero().flatten();
+      torch::Tensor mu, cov;
+      if (idx.size(0) >= 2) mean_cov(f.index_select(0, idx), mu, cov);
+      class_mu_.push_back(mu);
+      class_cov_.push_back(cov);
+    }
   }
+  data_ = measure(test.x, test.cond);
 }
 
 ImageMetrics ImageJudge::measure(const torch::Tensor& x, const Condition& cond) const {

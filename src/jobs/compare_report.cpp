@@ -85,11 +85,18 @@ struct Report {
   std::map<std::string, std::vector<const RunCurve*>> by_variant;  // the finished runs per label
   nlohmann::json report;                                           // report.json
   std::vector<std::vector<std::string>> rows, cost_rows, image_rows;
+  // Image tasks: the judge's rate ("accuracy" or "exact_match", EvalCurve) and the reward's terms,
+  // as the finished runs name them.
+  std::string rate_name = "accuracy";
+  std::vector<std::string> terms;
+  bool judged = false;
   // Per variant, the mean over seeds of the final KL and reward (for the frontier plot), and the
   // steps and seconds to the target.
   std::map<std::string, std::pair<MeanStd, MeanStd>> final_point, to_target;
   std::vector<double> front_kl, front_reward;  // the exact frontier's trusted points
   std::vector<std::string> kl_failed;          // labels left out of the frontier plot
+
+  const char* rate_label() const { return rate_name == "exact_match" ? "exact match" : "accuracy"; }
 
   static double peak(const RunCurve& c) {
     return *std::max_element(c.reward.begin(), c.reward.end());
@@ -97,7 +104,13 @@ struct Report {
 
   void aggregate(JobIO io) {
     for (const auto& c : curves)
-      if (c.error.empty()) by_variant[c.variant].push_back(&c);
+      if (c.error.empty()) {
+        by_variant[c.variant].push_back(&c);
+        rate_name = c.rate_name;
+        judged = judged || !std::isnan(c.final_rate());
+        for (const auto& [term, values] : c.reward_terms)
+          if (std::find(terms.begin(), terms.end(), term) == terms.end()) terms.push_back(term);
+      }
     if (!plan.fixed_target &&
         !plan.fraction_target) {  // the target method's peak, now that its runs are done
       std::vector<double> peaks;
@@ -131,11 +144,16 @@ struct Report {
     rows = {{"method", "final reward", "of optimal", "KL to base", "distance to p*", "diversity",
              "steps to target", "seconds to target", "ms/step"}};
     cost_rows = {{"method", "NFE/endpoint/step", "reward evals/step"}};
-    image_rows = {{"method", "accuracy", "Frechet distance", "diversity"}};
+    image_rows = {{"method"}};
+    for (const auto& term : terms) image_rows[0].push_back("reward: " + term);
+    if (judged)
+      for (const char* col : {rate_label(), "Frechet distance", "diversity"})
+        image_rows[0].push_back(col);
     for (const auto& var : plan.variants) {
       const std::string& name = var.label;
       const auto& runs = by_variant[name];
       std::vector<double> final_r, frac, peak_r, dist, div, st, sec, ms, nfe, revals, kl, acc, fid;
+      std::map<std::string, std::vector<double>> term_final;
       for (const RunCurve* c : runs) {
         final_r.push_back(c->reward.back());
         frac.push_back(gap != 0 ? (c->reward.back() - before.reward_mean) / gap : 0.0);
@@ -143,8 +161,10 @@ struct Report {
         dist.push_back(c->distance.back());
         div.push_back(c->diversity.back());
         kl.push_back(c->kl_to_base);
-        acc.push_back(c->accuracy);
-        fid.push_back(c->frechet);
+        acc.push_back(c->final_rate());
+        fid.push_back(c->final_frechet());
+        for (const auto& [term, values] : c->reward_terms)
+          if (!values.empty()) term_final[term].push_back(values.back());
         const auto [s_to, sec_to] = time_to(*c, target_reward);
         st.push_back(s_to);
         sec.push_back(sec_to);
@@ -166,8 +186,9 @@ struct Report {
                                  {"kl_to_base", stat_json(mean_std(kl))},
                                  {"distance_final", stat_json(mean_std(dist))},
                                  {"diversity_final", stat_json(mean_std(div))},
-                                 {"accuracy_final", stat_json(mean_std(acc))},
+                                 {rate_name + "_final", stat_json(mean_std(acc))},
                                  {"frechet_distance_final", stat_json(mean_std(fid))},
+                                 {"reward_terms_final", nlohmann::json::object()},
                                  {"steps_to_target", stat_json(reached)},
                                  {"seconds_to_target", stat_json(mean_std(sec))},
                                  {"reached_target", reached.n},
@@ -176,6 +197,8 @@ struct Report {
                                  {"reward_evals_per_step", stat_json(mean_std(revals))},
                                  {"options", var.options},
                                  {"preset", methods().get(var.method).preset}};
+      for (const auto& [term, values] : term_final)
+        report["methods"][name]["reward_terms_final"][term] = stat_json(mean_std(values));
       const std::string reached_text = stat_text(reached, 0) + " (" + std::to_string(reached.n) +
                                        "/" + std::to_string(runs.size()) + ")";
       rows.push_back({name, stat_text(mean_std(final_r)), stat_text(mean_std(frac), 2),
@@ -183,9 +206,24 @@ struct Report {
                       stat_text(mean_std(div), 2), reached_text, stat_text(mean_std(sec), 2),
                       stat_text(mean_std(ms), 2)});
       cost_rows.push_back({name, fixed(mean_std(nfe).mean, 1), fixed(mean_std(revals).mean, 1)});
-      if (mean_std(acc).n > 0)
-        image_rows.push_back({name, stat_text(mean_std(acc)), stat_text(mean_std(fid)),
-                              stat_text(mean_std(div), 2)});
+      if (image_rows[0].size() > 1 && !runs.empty()) {
+        std::vector<std::string> row = {name};
+        for (const auto& term : terms) row.push_back(stat_text(mean_std(term_final[term])));
+        if (judged)
+          for (const auto& cell :
+               {stat_text(mean_std(acc)), stat_text(mean_std(fid)), stat_text(mean_std(div), 2)})
+            row.push_back(cell);
+        image_rows.push_back(row);
+      }
+    }
+    // The judge on the task's test images: the level of its rate and diversity in the data.
+    if (const auto data = r.evaluator.judge_data(); judged && data) {
+      std::vector<std::string> row(1 + terms.size(), "");
+      row[0] = "test data";
+      for (const auto& cell : {fixed(data->accuracy), std::string("0"), fixed(data->diversity, 2)})
+        row.push_back(cell);
+      image_rows.push_back(row);
+      report["test_data"] = {{rate_name, data->accuracy}, {"diversity", data->diversity}};
     }
     for (const auto& c : curves)
       report["runs"].push_back(curve_json(c, plan.variant(c.variant).sweep));
@@ -213,7 +251,8 @@ struct Report {
     // --- plots
     // ------------------------------------------------------------------------------------- Curves
     // are means over seeds, with a band of ± one std where there are several seeds.
-    std::vector<Series> vs_steps, vs_seconds, vs_base, dist_steps, frontier;
+    std::vector<Series> vs_steps, vs_seconds, vs_base, dist_steps, frontier, judge_steps,
+        frechet_steps, vs_frechet;
     for (size_t i = 0; i < plan.variants.size(); ++i) {
       const auto& runs = by_variant[plan.variants[i].label];
       if (runs.empty()) continue;
@@ -227,6 +266,18 @@ struct Report {
       vs_base.push_back({label, mean_of(runs, &RunCurve::distance_base), rw, style});
       dist_steps.push_back({label, mean_of(runs, &RunCurve::step),
                             mean_of(runs, &RunCurve::distance), style, d_lo, d_hi});
+      if (judged) {
+        const auto [j_lo, j_hi] = band_of(runs, &RunCurve::judge_rate);
+        const auto [f_lo, f_hi] = band_of(runs, &RunCurve::frechet);
+        judge_steps.push_back({label, mean_of(runs, &RunCurve::step),
+                               mean_of(runs, &RunCurve::judge_rate), style, j_lo, j_hi});
+        frechet_steps.push_back({label, mean_of(runs, &RunCurve::step),
+                                 mean_of(runs, &RunCurve::frechet), style, f_lo, f_hi});
+        // The path of each configuration through (Fréchet distance, reward), one point per
+        // evaluation: a method that buys reward by leaving the data's distribution moves right.
+        vs_frechet.push_back(
+            {label, mean_of(runs, &RunCurve::frechet), rw, series_style(i, /*marker=*/true)});
+      }
     }
     // One curve per method through its plan.variants' (KL, reward) means, sorted by KL. A negative
     // KL cannot be: the likelihood ODE failed on a velocity far from the base; such points are left
@@ -269,6 +320,18 @@ struct Report {
       line_plot(run.plot("distance_vs_steps"), "energy distance to the exact target" + spread,
                 "training step", "energy distance to p*", dist_steps,
                 {{0.0, "exact target", kOptimumStyle}});
+    if (judged) {
+      line_plot(run.plot("judge_vs_steps"),
+                std::string("the evaluation judge's ") + rate_label() + spread, "training step",
+                rate_label(), judge_steps);
+      line_plot(run.plot("frechet_vs_steps"),
+                "Frechet distance to the test split in the judge's features" + spread,
+                "training step", "Frechet distance", frechet_steps);
+      line_plot(run.plot("reward_vs_frechet"),
+                "reward against Frechet distance (one point per evaluation)",
+                "Frechet distance to the test split", "mean reward", vs_frechet,
+                {{before.reward_mean, "base model", kBaseStyle}});
+    }
     line_plot(run.plot("frontier"),
               "final reward against KL(p_{\\theta} || p_{ref}) (mean over seeds)",
               "KL to the base model (nats)", "final mean reward", frontier,
@@ -328,11 +391,15 @@ struct Report {
           "evaluations):\n\n";
     md_table(cost_rows);
     if (image_rows.size() > 1) {
-      md << "\nImages, graded by the evaluation classifier (not the reward's judge) at the final "
-            "evaluation: accuracy "
-            "of the requested class, Fréchet distance to the test split in its feature space, "
-            "within-class diversity "
-            "of its features:\n\n";
+      md << "\nAt the final evaluation:";
+      if (!terms.empty()) md << " the reward's named terms" << (judged ? ";" : "");
+      if (judged)
+        md << " the evaluation judge, which the reward never sees ("
+           << (rate_name == "exact_match" ? "a text reader: exact match of the requested word"
+                                          : "a classifier: accuracy of the requested class")
+           << "), its Fréchet distance to the test split in its feature space, the "
+              "within-condition diversity of its features";
+      md << ":\n\n";
       md_table(image_rows);
     }
     // Steps to the target, each configuration against the target configuration.
@@ -355,10 +422,14 @@ struct Report {
           continue;
         }
         md << "step " << stat_text(st, 0) << " (" << st.n << "/" << runs << " seeds), "
-           << fixed(to_target[v.label].second.mean, 2) << " s: " << fixed(ts.mean / st.mean, 1)
-           << "x fewer steps"
-           << (st.mean > 0 && ts.mean / st.mean >= 50 ? " (the paper's 50x holds here)" : "")
-           << (st.n < static_cast<int64_t>(runs) ? "; the other seeds never reach it" : "") << "\n";
+           << fixed(to_target[v.label].second.mean, 2) << " s: ";
+        // A ratio only where both reach it after training began (the base model may already).
+        if (st.mean > 0 && ts.mean > 0)
+          md << fixed(ts.mean / st.mean, 1) << "x fewer steps"
+             << (ts.mean / st.mean >= 50 ? " (the paper's 50x holds here)" : "");
+        else
+          md << "no ratio (the target is reached at step 0)";
+        md << (st.n < static_cast<int64_t>(runs) ? "; the other seeds never reach it" : "") << "\n";
       }
     }
     if (!kl_failed.empty()) {
@@ -372,7 +443,11 @@ struct Report {
     }
     md << "\nPlots: plots/reward_vs_steps.png, plots/reward_vs_seconds.png, "
           "plots/reward_vs_distance_from_base.png, "
-       << (exact ? "plots/distance_vs_steps.png, " : "") << "plots/frontier.png\n";
+       << (exact ? "plots/distance_vs_steps.png, " : "")
+       << (judged ? "plots/judge_vs_steps.png, plots/frechet_vs_steps.png, "
+                    "plots/reward_vs_frechet.png, "
+                  : "")
+       << "plots/frontier.png\n";
     write_file_atomic(run.file("report.md"), md.str());
     write_file_atomic(run.file("report.json"), report.dump(2) + "\n");
   }

@@ -44,8 +44,10 @@ nlohmann::json curve_json(const RunCurve& c, const nlohmann::json& sweep) {
           {"distance_from_base", c.distance_base},
           {"diversity", c.diversity},
           {"kl_to_base", json_number(c.kl_to_base)},
-          {"accuracy", json_number(c.accuracy)},
-          {"frechet_distance", json_number(c.frechet)},
+          {"rate_name", c.rate_name},
+          {"judge_rate", c.judge_rate},
+          {"frechet_distance", c.frechet},
+          {"reward_terms", c.reward_terms},
           {"ms_per_step", c.ms_per_step}};
 }
 
@@ -55,11 +57,12 @@ RunCurve curve_from_json(const nlohmann::json& j) {
   c.variant = j.at("variant").get<std::string>();
   c.seed = j.at("seed").get<int64_t>();
   c.error = j.at("error").get<std::string>();
-  auto list = [&](const char* key) {
+  auto numbers = [](const nlohmann::json& a) {
     std::vector<double> v;
-    for (const auto& x : j.at(key)) v.push_back(x.is_number() ? x.get<double>() : std::nan(""));
+    for (const auto& x : a) v.push_back(x.is_number() ? x.get<double>() : std::nan(""));
     return v;
   };
+  auto list = [&](const char* key) { return numbers(j.at(key)); };
   c.step = list("step");
   c.seconds = list("seconds");
   c.nfe_total = list(j.contains("nfe_total") ? "nfe_total" : "nfe");  // "nfe" in earlier versions
@@ -69,8 +72,20 @@ RunCurve curve_from_json(const nlohmann::json& j) {
   c.distance_base = list("distance_from_base");
   c.diversity = list("diversity");
   c.kl_to_base = num_of(j, "kl_to_base");
-  c.accuracy = num_of(j, "accuracy");
-  c.frechet = num_of(j, "frechet_distance");
+  // Earlier versions kept the judge's final accuracy and Fréchet distance alone: the curves then
+  // have them at their last point only.
+  auto judged = [&](const char* key) {
+    if (j.contains(key) && j[key].is_array()) return list(key);
+    std::vector<double> v(c.step.size(), std::nan(""));
+    if (!v.empty()) v.back() = num_of(j, key);
+    return v;
+  };
+  c.rate_name = j.value("rate_name", std::string("accuracy"));
+  c.judge_rate = judged(j.contains("judge_rate") ? "judge_rate" : "accuracy");
+  c.frechet = judged("frechet_distance");
+  if (j.contains("reward_terms"))
+    for (const auto& [term, values] : j["reward_terms"].items())
+      c.reward_terms[term] = numbers(values);
   c.ms_per_step = num_of(j, "ms_per_step");
   return c;
 }

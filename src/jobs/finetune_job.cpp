@@ -48,6 +48,20 @@ ParamTable finetune_params() {
 
 namespace {
 
+// The judge's grades of images (ImageMetrics) under the names results use.
+nlohmann::json image_json(const ImageMetrics& m) {
+  nlohmann::json j = {{m.rate_name, m.accuracy},
+                      {"frechet_distance", m.frechet_distance},
+                      {"diversity", m.diversity},
+                      {"mean_intensity", m.mean_intensity},
+                      {"saturated_fraction", m.saturated_fraction},
+                      {"edge_density", m.edge_density}};
+  nlohmann::json per_class = nlohmann::json::array();
+  for (double f : m.frechet_per_class) per_class.push_back(jobs::json_number(f));
+  if (!per_class.empty()) j["frechet_distance_per_class"] = per_class;
+  return j;
+}
+
 nlohmann::json eval_json(const EvalResult& e) {
   nlohmann::json j = {{"reward", e.reward_mean},
                       {"reward_std", e.reward_std},
@@ -56,19 +70,10 @@ nlohmann::json eval_json(const EvalResult& e) {
                       {"kl_to_base_se", jobs::json_number(e.kl_to_base_se)}};
   if (e.mode_masses.defined()) j["mode_masses"] = jobs::to_vector(e.mode_masses);
   if (!e.reward_terms.empty()) j["reward_terms"] = e.reward_terms;  // each named part of the reward
-  if (e.image) {
-    j[e.image->rate_name] = e.image->accuracy;
-    j["frechet_distance"] = e.image->frechet_distance;
-    nlohmann::json per_class = nlohmann::json::array();
-    for (double f : e.image->frechet_per_class) per_class.push_back(jobs::json_number(f));
-    if (!per_class.empty()) j["frechet_distance_per_class"] = per_class;
-    j["diversity"] = e.image->diversity;
-    j["mean_intensity"] = e.image->mean_intensity;
-    j["saturated_fraction"] = e.image->saturated_fraction;
-    j["edge_density"] = e.image->edge_density;
-  } else {
+  if (e.image)
+    j.update(image_json(*e.image));
+  else
     j["diversity"] = e.diversity;
-  }
   return j;
 }
 
@@ -95,6 +100,7 @@ std::string kl_text(double kl, double se) {
 std::string final_table(const Evaluator& evaluator, const EvalResult& before,
                         const EvalResult& after, const std::string& name) {
   std::vector<std::vector<std::string>> rows;
+  const std::optional<ImageMetrics> data = evaluator.judge_data();
   if (evaluator.has_target()) {
     const ExactTarget& target = evaluator.target();
     rows = {{"", "base", name, "exact target"},
@@ -107,22 +113,35 @@ std::string final_table(const Evaluator& evaluator, const EvalResult& before,
   } else {
     rows = {{"", "base", name},
             {"reward", jobs::fixed(before.reward_mean), jobs::fixed(after.reward_mean)},
-            {"diversity", jobs::fixed(before.diversity), jobs::fixed(after.diversity)},
             {"KL to base", "0", kl_text(after.kl_to_base, after.kl_to_base_se)}};
+    // Images: the diversity is the judge's, with its rows below.
+    if (!data)
+      rows.insert(rows.begin() + 2,
+                  {"diversity", jobs::fixed(before.diversity), jobs::fixed(after.diversity)});
     for (const auto& [term, value] : after.reward_terms)
       rows.push_back(
           {"reward: " + term, jobs::fixed(before.reward_terms.at(term)), jobs::fixed(value)});
   }
-  if (before.image && after.image) {
-    // The evaluation's judge (the classifier or the text reader), which the reward never sees.
+  if (data && before.image && after.image) {
+    // The evaluation's judge (the classifier or the text reader), which the reward never sees, and
+    // the same judge on the task's test images: the level a model's rate and diversity are read
+    // against.
+    const size_t width = rows[0].size();
+    for (auto& row : rows) row.push_back("");
+    rows[0].back() = "test data";
     std::vector<std::vector<std::string>> judge = {
         {"judge: " + before.image->rate_name, jobs::fixed(before.image->accuracy),
          jobs::fixed(after.image->accuracy)},
         {"judge: Frechet distance", jobs::fixed(before.image->frechet_distance),
-         jobs::fixed(after.image->frechet_distance)}};
-    for (auto& row : judge) {
-      if (evaluator.has_target()) row.push_back("");
-      rows.push_back(row);
+         jobs::fixed(after.image->frechet_distance)},
+        {"judge: diversity", jobs::fixed(before.image->diversity),
+         jobs::fixed(after.image->diversity)}};
+    const std::vector<std::string> of_data = {jobs::fixed(data->accuracy), "0",
+                                              jobs::fixed(data->diversity)};
+    for (size_t i = 0; i < judge.size(); ++i) {
+      judge[i].resize(width, "");
+      judge[i].push_back(of_data[i]);
+      rows.push_back(judge[i]);
     }
   }
   return jobs::table(rows);
@@ -199,6 +218,9 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
                   "--multiplier\n";
     }
     // The curve's evaluations, and the base at the final evaluation's size (the "before" column).
+    io.log << "evaluating the base model: " << cfg.integer("eval_samples")
+           << " samples of fixed noise, " << cfg.integer("eval_steps") << " steps each\n"
+           << std::flush;
     curve.emplace(*evaluator, *base, cfg.integer("eval_curve_samples"),
                   std::vector<int64_t>{evaluator->options().samples()});
   }
@@ -240,8 +262,11 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     evaluate_line(0, *base);
   }
   io.log << "finetune: method " << trainer.method().name() << ", " << steps << " steps of "
-         << cfg.integer("groups") * cfg.integer("group_size") << " endpoints x " << cfg.raw("draws")
-         << " draws\n";
+         << cfg.integer("groups") * cfg.integer("group_size") << " endpoints";
+  // (t, eps) draws per endpoint, for the methods that read them.
+  if (trainer.method().options().contains("draws"))
+    io.log << " x " << trainer.method().options()["draws"] << " draws";
+  io.log << "\n";
   Progress bar("finetune", steps, io.log, io.tty);
   jobs::TrainingRun::Hooks hooks;
   hooks.on_step = [&](const StepRecord& rec) {
@@ -350,6 +375,8 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   summary["kl_to_base"] = jobs::json_number(after.kl_to_base);
   summary["before"] = eval_json(before);
   summary["after"] = eval_json(after);
+  // The judge on the task's test images: the reference of the rate, diversity and indicators.
+  if (const auto data = evaluator->judge_data()) summary["test_data"] = image_json(*data);
   if (evaluator->has_target()) {
     const ExactTarget& target = evaluator->target();
     line_plot(run.plot("distance"), "energy distance to the exact target", "training step",

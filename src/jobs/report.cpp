@@ -50,9 +50,20 @@ void class_grids(const std::string& path, const std::vector<torch::Tensor>& batc
     ids = torch::arange(task.num_classes(), torch::kLong);
   else if (first.defined())
     ids = std::get<0>(torch::_unique(first.id().cpu(), /*sorted=*/true));
-  const int64_t K = !ids.defined()           ? 1
-                    : task.num_classes() > 0 ? ids.numel()
-                                             : std::min<int64_t>(kMaxPrompts, ids.numel());
+  int64_t K = !ids.defined()           ? 1
+              : task.num_classes() > 0 ? ids.numel()
+                                       : std::min<int64_t>(kMaxPrompts, ids.numel());
+  if (task.num_classes() == 0 && first.defined()) {
+    // Prompts asked for fewer than per_class times each (the words task's evaluation asks each
+    // word 4 times): as many columns as the most-asked prompt has samples, and the rows that
+    // leaves room for (kMaxPrompts x per_class images in all).
+    const auto counts = std::get<2>(torch::_unique2(first.id().cpu(), true, false, true));
+    const int64_t most = counts.max().item<int64_t>();
+    if (most < per_class) {
+      K = std::min<int64_t>(ids.numel(), kMaxPrompts * per_class / most);
+      per_class = most;
+    }
+  }
   std::vector<torch::Tensor> picked;
   for (size_t b = 0; b < batches.size(); ++b) {
     const auto x = batches[b].detach().cpu();  // [N, C, H, W]

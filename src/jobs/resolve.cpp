@@ -91,7 +91,10 @@ void check_conditions(const Config& cfg, const Task& task) {
 }
 
 torch::Device setup_device(const Config& cfg) {
-  if (cfg.integer("threads") > 0) set_threads(static_cast<int>(cfg.integer("threads")));
+  // 0: the process's count (the CLI sets every core, the tests one), through set_threads all the
+  // same, which keeps OpenBLAS's pool out of torch's way.
+  set_threads(cfg.integer("threads") > 0 ? static_cast<int>(cfg.integer("threads"))
+                                         : at::get_num_threads());
   const std::string& name = cfg.text("device");
   std::optional<torch::Device> device;
   try {
@@ -208,7 +211,11 @@ void apply_presets(Config& cfg, const std::string& method) {
   if (pipeline) apply({{"task", "prompts"}});  // first: the task's preset depends on it
   if (!method.empty()) apply(methods().get(method).preset);
   const nlohmann::json& task_preset = tasks().get(cfg.text("task")).preset;
-  apply(task_preset);  // after the method's: the task's wins
+  // After the method's: the task's wins. Its "methods" entry holds settings per method, not
+  // compare's --methods list.
+  nlohmann::json general = task_preset;
+  general.erase("methods");
+  apply(general);
   // The task's settings for this method (its "methods" entry), over the task's general ones.
   if (!method.empty() && task_preset.contains("methods") && task_preset["methods"].contains(method))
     apply(task_preset["methods"][method]);

@@ -27,11 +27,19 @@ void EvalCurve::add(const nlohmann::json& e) {
   distance.push_back(num_of(e, "distance"));
   distance_base.push_back(num_of(e, "distance_from_base"));
   diversity.push_back(num_of(e, "diversity"));
-  if (e.value("final", false)) {
-    kl_to_base = num_of(e, "kl_to_base");
-    accuracy = num_of(e, "accuracy");
-    frechet = num_of(e, "frechet_distance");
-  }
+  for (const char* rate : {"accuracy", "exact_match"})
+    if (e.contains(rate)) rate_name = rate;
+  judge_rate.push_back(num_of(e, rate_name.c_str()));
+  frechet.push_back(num_of(e, "frechet_distance"));
+  // A term missing from a line (none is, the reward's terms are fixed) would be NaN there; the
+  // vectors stay aligned with `step`.
+  if (e.contains("reward_terms"))
+    for (const auto& [term, value] : e["reward_terms"].items()) {
+      auto& v = reward_terms[term];
+      v.resize(step.size() - 1, std::nan(""));
+      v.push_back(value.is_number() ? value.get<double>() : std::nan(""));
+    }
+  if (e.value("final", false)) kl_to_base = num_of(e, "kl_to_base");
 }
 
 CurveEvaluator::CurveEvaluator(const Evaluator& evaluator, VelocityFieldImpl& base, int64_t samples,

@@ -30,9 +30,16 @@ namespace ramflow::jobs {
 struct EvalCurve {
   std::vector<double> step, seconds, nfe_total, reward_evals, reward, distance, distance_base,
       diversity;
-  double kl_to_base = std::nan("");                        // at the final evaluation
-  double accuracy = std::nan(""), frechet = std::nan("");  // image tasks: at the final evaluation
+  // Image tasks: the judge's rate (ImageMetrics: "accuracy" of a classifier, "exact_match" of a
+  // reader; named by `rate_name`) and the Fréchet distance at each point (NaN without a judge).
+  std::vector<double> judge_rate, frechet;
+  std::string rate_name = "accuracy";
+  std::map<std::string, std::vector<double>> reward_terms;  // each named part of the reward
+  double kl_to_base = std::nan("");                         // at the final evaluation
   void add(const nlohmann::json& line);
+  /// The judge's rate and the Fréchet distance at the last point (NaN without a judge).
+  double final_rate() const { return judge_rate.empty() ? std::nan("") : judge_rate.back(); }
+  double final_frechet() const { return frechet.empty() ? std::nan("") : frechet.back(); }
 };
 
 /// The evaluations of a run's curve: the Evaluator on the first `samples` of its fixed noise, and

@@ -97,7 +97,8 @@ LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng
     x_coef.push_back(c.x_coef);
     v_coef.push_back(c.v_coef);
     std_row.push_back(c.std);
-    // KL denominator 2 s^2: s^2 = sigma_t^2 |dt| (exact) or sigma_t^2 (the released code's form)
+    // KL denominator 2 s^2: s^2 = sigma_t^2 |dt| (exact) or sigma_t^2 (the released code's form,
+    // without |dt|)
     const double sigma = sde_sigma(options_.noise_level(), t, t_next);
     var_dt.push_back(options_.kl_form() == "exact" ? c.std * c.std : sigma * sigma);
   }
@@ -131,7 +132,12 @@ LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng
     }
     // mu_theta - mu_ref = v_coef (v_theta - v_ref)
     auto diff = (expand_time(a_v, v) * (v - v_ref)).reshape({J * b, -1});  // [J b, n]
-    auto sq = options_.kl_form() == "exact" ? diff.square().sum(1) : diff.square().mean(1);
+    // The per-step KL reduced over coordinates as the log-density is (mean or sum), so that both
+    // terms of the loss have one scale whatever the dimension D: with the released code's mean
+    // log-density a summed KL would weigh D times more against the ratio (784x on Fashion-MNIST,
+    // where it pinned the policy to the reference). The released code's form averages.
+    auto sq = options_.kl_form() == "exact" && options_.log_prob() == "sum" ? diff.square().sum(1)
+                                                                            : diff.square().mean(1);
     kl = (keep * (sq / (2.0 * rows.per_row(var_dt)))).sum() / kept;
     out.loss = out.loss + options_.kl() * kl;
   }
@@ -158,8 +164,8 @@ void FlowGRPO::add_params(ParamTable& t) {
            true);
   t.number("grpo_kl", 0.0, "beta: weight of the KL to the reference per trained step", 0, 1e6);
   t.text("grpo_kl_form", "exact",
-         "exact = |mu - mu_ref|^2 / (2 sigma^2 |dt|) (paper); code = mean over coordinates, "
-         "without |dt|",
+         "exact = |mu - mu_ref|^2 / (2 sigma^2 |dt|) (paper), reduced over coordinates as "
+         "grpo_log_prob; code = mean over coordinates, without |dt|",
          {"exact", "code"});
   t.number("grpo_adv_clip", 5.0, "advantages are clamped to +-A_max", 0, 1e6, true);
   t.boolean("grpo_drop_zero_adv", true,
