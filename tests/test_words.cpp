@@ -14,6 +14,7 @@
 #include "ramflow/char_encoder.h"
 #include "ramflow/char_reader.h"
 #include "ramflow/errors.h"
+#include "ramflow/evaluator.h"
 #include "ramflow/grader.h"
 #include "ramflow/image_metrics.h"
 #include "ramflow/jobs.h"
@@ -329,6 +330,27 @@ TEST(Grader, TheReaderJudgesWordsByExactMatch) {
     FAIL() << "no error";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("not an evaluation judge"), std::string::npos);
+  }
+}
+
+// A judge that reads other images than the task makes is refused by name before any sampling:
+// the text reader (16 x 64) as the fashion task's judge (28 x 28).
+TEST(Grader, AJudgeOfOtherImagesIsRefusedByName) {
+  const TaskPtr fashion = make_task("fashion");
+  auto base = make_velocity_field(fashion->default_model(), 0);
+  EXPECT_EQ(load_grader(resolve_model_file("words_reader.safetensors"))->image_shape(),
+            (std::vector<int64_t>{1, 16, 64}));
+  try {
+    Evaluator(fashion,
+              make_reward(
+                  {{"type", "classifier"}, {"checkpoint", "fashion_classifier.safetensors"}}, 784),
+              1.0, *base, EvalOptions().samples(4).target(false).judge("words_reader.safetensors"));
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("words_reader.safetensors' reads [1, 16, 64] images"), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("[1, 28, 28]"), std::string::npos) << what;
   }
 }
 

@@ -9,6 +9,7 @@
 // A judge file is either kind: load_grader tells them apart by their metadata.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -25,6 +26,8 @@ class Grader {
   virtual std::string rate_name() const = 0;
   /// K for a classifier of K classes (per-class Fréchet distances), 0 otherwise.
   virtual int64_t num_classes() const { return 0; }
+  /// The images it reads: {C, H, W}.
+  virtual std::vector<int64_t> image_shape() const = 0;
   /// Features of images x [N, C, H, W] in [-1, 1]: [N, F] float64 on the CPU.
   virtual torch::Tensor features(const torch::Tensor& x) const = 0;
   /// Whether each image shows the condition it was requested with: [N] bool on the CPU.

@@ -2,6 +2,7 @@
 #include "ramflow/evaluator.h"
 
 #include <set>
+#include <sstream>
 #include <stdexcept>
 
 #include <torch/torch.h>
@@ -23,6 +24,13 @@ torch::Tensor device_of(VelocityFieldImpl& model) {
   if (!p.empty()) return p.front();
   if (!b.empty()) return b.front();
   return torch::zeros({1});
+}
+
+// "[1, 16, 64]"
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << c10::IntArrayRef(shape);
+  return os.str();
 }
 
 }  // namespace
@@ -109,6 +117,12 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
     if (grader->num_classes() > 0 && task_->num_classes() == 0)
       throw ConfigError("an evaluation classifier needs a labelled image task; task '" +
                         task_->name() + "' is not");
+    // The judge reads the task's images (its test split's, as the samples are decoded to).
+    const auto shape = test->x.sizes().slice(1).vec();
+    if (grader->image_shape() != shape)
+      throw ConfigError("--eval-classifier: '" + options_.judge() + "' reads " +
+                        shape_text(grader->image_shape()) + " images; task '" + task_->name() +
+                        "' makes " + shape_text(shape));
     judge_.emplace(std::move(grader), *test);
   }
   const GaussianMixture* mixture =

@@ -29,6 +29,10 @@ class ClassifierGrader : public Grader {
   }
   std::string rate_name() const override { return "accuracy"; }
   int64_t num_classes() const override { return classifier_->options().num_classes(); }
+  std::vector<int64_t> image_shape() const override {
+    const auto& o = classifier_->options();
+    return {o.in_channels(), o.image_size(), o.image_size()};
+  }
   torch::Tensor features(const torch::Tensor& x) const override {
     return chunked_features(x, device(),
                             [this](const torch::Tensor& c) { return classifier_->features(c); });
@@ -51,6 +55,9 @@ class ReaderGrader : public Grader {
  public:
   explicit ReaderGrader(CharReader reader) : reader_(std::move(reader)) { reader_->eval(); }
   std::string rate_name() const override { return "exact_match"; }
+  std::vector<int64_t> image_shape() const override {
+    return {1, reader_->options().height(), reader_->options().width()};  // grey images
+  }
   torch::Tensor features(const torch::Tensor& x) const override {
     return chunked_features(x, device(),
                             [this](const torch::Tensor& c) { return reader_->features(c); });
