@@ -450,7 +450,8 @@ TEST(WordsJobs, FinetuneTakesTheTasksSettingsForItsMethod) {
   EXPECT_GT(ram.at("test_data").at("exact_match").get<double>(), 0.9);
   EXPECT_GT(ram.at("test_data").at("diversity").get<double>(), 0.0);
   const auto [nft, nft_cfg] = finetune("nft");
-  EXPECT_EQ(nft_cfg["lr"], methods().get("nft").preset.at("lr"));
+  EXPECT_EQ(nft_cfg["lr"], 1e-4);  // the task's entry for NFT, over the method's own preset
+  EXPECT_NE(nft_cfg["lr"], methods().get("nft").preset.at("lr"));
   EXPECT_EQ(nft_cfg["ram_signal"], "raw");  // the table's default: RAM's entry is RAM's
   EXPECT_EQ(nft_cfg["time_dist"], "uniform");
 }
@@ -510,6 +511,13 @@ TEST(WordsJobs, CompareCurvesCarryBothJudges) {
   EXPECT_NE(md.find("reward: exact_match"), std::string::npos);
   for (const char* plot : {"judge_vs_steps", "frechet_vs_steps", "reward_vs_frechet"})
     EXPECT_TRUE(std::filesystem::exists(out + "/plots/" + plot + ".png")) << plot;
+  // Each configuration's settings as it ran them: RAM's m 20 is the task's preset for RAM, which
+  // Flow-GRPO, reading no m, does not show; not the compare's own m.
+  EXPECT_EQ(report["methods"]["ram"]["options"]["multiplier"], 20.0);
+  EXPECT_FALSE(report["methods"]["flow-grpo"]["options"].contains("multiplier"));
+  EXPECT_EQ(report["methods"]["ram"]["steps"], 2);
+  EXPECT_NE(md.find("- ram: 2 steps, lr 0.0001, m = 20\n"), std::string::npos) << md;
+  EXPECT_EQ(md.find(", m = 5"), std::string::npos) << md;
 }
 
 }  // namespace

@@ -52,45 +52,31 @@ std::map<std::string, double> hacking_indicators(const torch::Tensor& x) {
       {"edge_density", (gx + gy).gt(0.1).to(torch::kDouble).mean().item<double>()}};
 }
 
-ImageJudge::ImageJudge(GraderPtr grader, const Task::Split& test) : grader_(std::move(grader)) {
-  TORCH_CHECK(grader_, "ImageJudge: no grader");
-  auto f = grader_->features(test.x);  // [N, F]
-  mean_cov(f, mu_, cov_);
-  if (grader_->num_classes() > 0) {
-    const auto labels = labels_of(test.cond, test.x.size(0), "ImageJudge's test split");  // [N]
-    for (int64_t k = 0; k < grader_->num_classes(); ++k) {
-      auto idx = (labels == k).nonzero().flatten();
-      torch::Tensor mu, cov;
-      if (idx.size(0) >= 2) mean_cov(f.index_select(0, idx), mu, cov);
-      class_mu_.push_back(mu);
-      class_cov_.push_back(cov);
-    }
-  }
-  data_ = measure(test.x, test.cond);
-}
+namespace {
 
-ImageMetrics ImageJudge::measure(const torch::Tensor& x, const Condition& cond) const {
-  TORCH_CHECK(x.dim() == 4 && cond.size() == x.size(0),
-              "ImageJudge: images [N, C, H, W] with N conditions expected, got ", x.sizes(),
-              " and ", cond.size(), " conditions");
+// Grades images x [N, C, H, W] with their features f [N, F] against the test statistics (all of
+// it: test_mu, test_cov; per class: class_mu, class_cov, empty for a text reader).
+ImageMetrics grade(const Grader& grader, const torch::Tensor& x, const torch::Tensor& f,
+                   const Condition& cond, const torch::Tensor& test_mu,
+                   const torch::Tensor& test_cov, const std::vector<torch::Tensor>& class_mu,
+                   const std::vector<torch::Tensor>& class_cov) {
   ImageMetrics out;
-  auto f = grader_->features(x);  // [N, F]
-  out.rate_name = grader_->rate_name();
-  out.accuracy = grader_->correct(x, f, cond).to(torch::kDouble).mean().item<double>();
+  out.rate_name = grader.rate_name();
+  out.accuracy = grader.correct(x, f, cond).to(torch::kDouble).mean().item<double>();
   torch::Tensor mu, cov;
   mean_cov(f, mu, cov);
-  out.frechet_distance = frechet_distance(mu, cov, mu_, cov_);
+  out.frechet_distance = frechet_distance(mu, cov, test_mu, test_cov);
   const auto ids = cond.id().to(torch::kCPU, torch::kLong);  // [N]
-  for (int64_t k = 0; k < static_cast<int64_t>(class_mu_.size()); ++k) {
+  for (int64_t k = 0; k < static_cast<int64_t>(class_mu.size()); ++k) {
     auto idx = (ids == k).nonzero().flatten();
-    if (idx.size(0) < 2 || !class_mu_[static_cast<size_t>(k)].defined()) {
+    if (idx.size(0) < 2 || !class_mu[static_cast<size_t>(k)].defined()) {
       out.frechet_per_class.push_back(std::nan(""));
       continue;
     }
     torch::Tensor mk, ck;
     mean_cov(f.index_select(0, idx), mk, ck);
-    out.frechet_per_class.push_back(frechet_distance(mk, ck, class_mu_[static_cast<size_t>(k)],
-                                                     class_cov_[static_cast<size_t>(k)]));
+    out.frechet_per_class.push_back(frechet_distance(mk, ck, class_mu[static_cast<size_t>(k)],
+                                                     class_cov[static_cast<size_t>(k)]));
   }
   // Within-condition diversity: the mean over distinct pairs of ||f_i - f_j|| of each condition
   // with two samples or more, averaged over those conditions.
@@ -111,6 +97,32 @@ ImageMetrics ImageJudge::measure(const torch::Tensor& x, const Condition& cond) 
   out.saturated_fraction = h.at("saturated_fraction");
   out.edge_density = h.at("edge_density");
   return out;
+}
+
+}  // namespace
+
+ImageJudge::ImageJudge(GraderPtr grader, const Task::Split& test) : grader_(std::move(grader)) {
+  TORCH_CHECK(grader_, "ImageJudge: no grader");
+  auto f = grader_->features(test.x);  // [N, F]
+  mean_cov(f, mu_, cov_);
+  if (grader_->num_classes() > 0) {
+    const auto labels = labels_of(test.cond, test.x.size(0), "ImageJudge's test split");  // [N]
+    for (int64_t k = 0; k < grader_->num_classes(); ++k) {
+      auto idx = (labels == k).nonzero().flatten();
+      torch::Tensor mu, cov;
+      if (idx.size(0) >= 2) mean_cov(f.index_select(0, idx), mu, cov);
+      class_mu_.push_back(mu);
+      class_cov_.push_back(cov);
+    }
+  }
+  data_ = grade(*grader_, test.x, f, test.cond, mu_, cov_, class_mu_, class_cov_);
+}
+
+ImageMetrics ImageJudge::measure(const torch::Tensor& x, const Condition& cond) const {
+  TORCH_CHECK(x.dim() == 4 && cond.size() == x.size(0),
+              "ImageJudge: images [N, C, H, W] with N conditions expected, got ", x.sizes(),
+              " and ", cond.size(), " conditions");
+  return grade(*grader_, x, grader_->features(x), cond, mu_, cov_, class_mu_, class_cov_);
 }
 
 }  // namespace ramflow

@@ -10,8 +10,10 @@
 //      reward_optimal, distance to the exact target, diversity, steps and seconds to a target
 //      reward, cost per step; report.md, report.json, plots (compare_report.cpp), and summary.json
 //      last
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <thread>
 
@@ -139,8 +141,16 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
            << ", mean over seeds (known when its runs end)\n";
 
   // --- 3. the runs -------------------------------------------------------------------------------
+  // Steps per configuration: a task's preset for a method may set its own (words: RAM's 60).
+  int64_t fewest = INT64_MAX, most = 0;
+  for (const auto& v : plan.variants) {
+    fewest = std::min(fewest, v.cfg.integer("steps"));
+    most = std::max(most, v.cfg.integer("steps"));
+  }
   io.log << "compare: " << plan.variants.size() << " configurations of " << plan.methods.size()
-         << " methods x " << cfg.integer("seeds") << " seeds, " << cfg.integer("steps")
+         << " methods x " << cfg.integer("seeds") << " seeds, "
+         << (fewest == most ? std::to_string(most)
+                            : std::to_string(fewest) + "-" + std::to_string(most))
          << " steps each, " << jobs_n << " at a time\n";
   const std::vector<jobs::RunCurve> curves =
       jobs::run_all(plan, cfg, task, basics.on_samples, base, curve, run, resuming, jobs_n, io);

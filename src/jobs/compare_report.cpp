@@ -26,6 +26,15 @@ std::string stat_text(const MeanStd& s, int digits = 3) {
   return fixed(s.mean, digits) + " ± " + fixed(s.std, digits);
 }
 
+// A configuration's run length and optimiser settings: steps, lr and, for a method that reads it,
+// m. They differ between configurations where a task presets a method (words: RAM's m 20).
+std::string settings_text(const Variant& v) {
+  std::ostringstream s;
+  s << v.cfg.integer("steps") << " steps, lr " << v.cfg.number("lr");
+  if (v.options.contains("multiplier")) s << ", m = " << v.options["multiplier"].get<double>();
+  return s.str();
+}
+
 // The first evaluation at which the reward reaches `target`: its step and seconds (NaN if never).
 std::pair<double, double> time_to(const RunCurve& c, double target) {
   for (size_t i = 0; i < c.reward.size(); ++i)
@@ -127,7 +136,7 @@ struct Report {
         {"task", task.name()},
         {"reward", reward.spec()},
         {"multiplier", m},
-        {"steps", cfg.integer("steps")},
+        {"steps", max_steps()},
         {"seeds", seeds},
         {"sweep", cfg.raw("sweep")},
         {"reward_base", before.reward_mean},
@@ -178,6 +187,9 @@ struct Report {
       to_target[name] = {reached, mean_std(sec)};
       report["methods"][name] = {{"method", var.method},
                                  {"sweep", var.sweep},
+                                 {"steps", var.cfg.integer("steps")},
+                                 {"lr", var.cfg.number("lr")},
+                                 {"options", var.options},
                                  {"runs", runs.size()},
                                  {"failed", seeds - static_cast<int64_t>(runs.size())},
                                  {"reward_final", stat_json(mean_std(final_r))},
@@ -220,10 +232,13 @@ struct Report {
     if (const auto data = r.evaluator.judge_data(); judged && data) {
       std::vector<std::string> row(1 + terms.size(), "");
       row[0] = "test data";
-      for (const auto& cell : {fixed(data->accuracy), std::string("0"), fixed(data->diversity, 2)})
+      for (const auto& cell :
+           {fixed(data->accuracy), fixed(data->frechet_distance), fixed(data->diversity, 2)})
         row.push_back(cell);
       image_rows.push_back(row);
-      report["test_data"] = {{rate_name, data->accuracy}, {"diversity", data->diversity}};
+      report["test_data"] = {{rate_name, data->accuracy},
+                             {"frechet_distance", data->frechet_distance},
+                             {"diversity", data->diversity}};
     }
     for (const auto& c : curves)
       report["runs"].push_back(curve_json(c, plan.variant(c.variant).sweep));
@@ -342,10 +357,20 @@ struct Report {
     // --- report.md, report.json, summary.json
     // ------------------------------------------------------
     std::ostringstream md;
-    md << "# ramflow compare: " << task.name() << ", reward " << reward.spec().dump()
-       << ", m = " << m << "\n\n"
-       << cfg.integer("steps") << " steps per run, " << seeds
-       << " seeds per configuration, mean ± std over seeds. "
+    md << "# ramflow compare: " << task.name() << ", reward " << reward.spec().dump() << "\n\n";
+    // One line of settings when every configuration runs with the same, else one per configuration.
+    std::vector<std::string> settings;
+    for (const auto& v : plan.variants) settings.push_back(settings_text(v));
+    if (std::all_of(settings.begin(), settings.end(),
+                    [&](const std::string& s) { return s == settings.front(); })) {
+      md << "Every run: " << settings.front() << ". ";
+    } else {
+      md << "Settings per configuration (the task's presets, then the flags):\n\n";
+      for (size_t i = 0; i < settings.size(); ++i)
+        md << "- " << plan.variants[i].label << ": " << settings[i] << "\n";
+      md << "\n";
+    }
+    md << seeds << " seeds per configuration, mean ± std over seeds. "
        << "Evaluation: " << n_eval << " samples on fixed noise";
     if (exact) {
       const ExactTarget& target = r.evaluator.target();
@@ -452,13 +477,20 @@ struct Report {
     write_file_atomic(run.file("report.json"), report.dump(2) + "\n");
   }
 
+  // The longest run's steps (configurations may run for different lengths: settings_text).
+  int64_t max_steps() const {
+    int64_t n = 0;
+    for (const auto& v : plan.variants) n = std::max(n, v.cfg.integer("steps"));
+    return n;
+  }
+
   nlohmann::json summary() const {
     nlohmann::json summary = {
         {"task", task.name()},
         {"methods", plan.methods},
         {"configurations", plan.variants.size()},
         {"seeds", seeds},
-        {"steps", cfg.integer("steps")},
+        {"steps", max_steps()},
         {"reward_base", before.reward_mean},
         {"reward_optimal", json_number(reward_optimal)},
         {"kl_optimal", json_number(kl_optimal)},

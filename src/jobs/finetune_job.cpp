@@ -136,7 +136,8 @@ std::string final_table(const Evaluator& evaluator, const EvalResult& before,
          jobs::fixed(after.image->frechet_distance)},
         {"judge: diversity", jobs::fixed(before.image->diversity),
          jobs::fixed(after.image->diversity)}};
-    const std::vector<std::string> of_data = {jobs::fixed(data->accuracy), "0",
+    const std::vector<std::string> of_data = {jobs::fixed(data->accuracy),
+                                              jobs::fixed(data->frechet_distance),
                                               jobs::fixed(data->diversity)};
     for (size_t i = 0; i < judge.size(); ++i) {
       judge[i].resize(width, "");

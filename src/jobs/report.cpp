@@ -159,6 +159,7 @@ nlohmann::json eval_line(int64_t step, const StepRecord& totals, const EvalResul
                          {"diversity", json_number(e.diversity)}};
   if (!e.reward_terms.empty()) line["reward_terms"] = e.reward_terms;
   if (e.image) {
+    line["judge"] = e.image->rate_name;  // the name of the judge's rate, the key that follows
     line[e.image->rate_name] = json_number(e.image->accuracy);
     line["frechet_distance"] = json_number(e.image->frechet_distance);
   }

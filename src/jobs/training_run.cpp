@@ -27,8 +27,13 @@ void EvalCurve::add(const nlohmann::json& e) {
   distance.push_back(num_of(e, "distance"));
   distance_base.push_back(num_of(e, "distance_from_base"));
   diversity.push_back(num_of(e, "diversity"));
-  for (const char* rate : {"accuracy", "exact_match"})
-    if (e.contains(rate)) rate_name = rate;
+  // The judge's rate under the name eval_line gives it; lines written before that name was
+  // recorded carry one of the two rates.
+  if (e.contains("judge") && e["judge"].is_string())
+    rate_name = e["judge"].get<std::string>();
+  else
+    for (const char* rate : {"accuracy", "exact_match"})
+      if (e.contains(rate)) rate_name = rate;
   judge_rate.push_back(num_of(e, rate_name.c_str()));
   frechet.push_back(num_of(e, "frechet_distance"));
   // A term missing from a line (none is, the reward's terms are fixed) would be NaN there; the

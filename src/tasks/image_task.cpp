@@ -152,9 +152,14 @@ nlohmann::json image_task_preset() {
           {"eval_curve_samples", 200},
           {"eval_kl_samples", 50},
           {"eval_kl_steps", 10},
-          // Flow-GRPO's best of its sweep on Fashion-MNIST (docs/flow-grpo.md: one seed, 200 steps,
-          // the most reward within 0.1 of p*): lr 1e-4, the released clip range 1e-4
-          {"methods", {{"flow-grpo", {{"lr", 1e-4}, {"grpo_clip", 1e-4}}}}}};
+          // The best of each sweep on Fashion-MNIST (one seed, 200 steps, the most reward within
+          // 0.1 of p*): Flow-GRPO at lr 1e-4 with the released clip range 1e-4, SDE and training
+          // on a window of 2 steps (docs/flow-grpo.md); DiffusionNFT's and AWM's KL weights
+          // (docs/tuning.md)
+          {"methods",
+           {{"flow-grpo", {{"lr", 1e-4}, {"grpo_clip", 1e-4}, {"grpo_window", 2}}},
+            {"nft", {{"nft_kl", 0.3}}},
+            {"awm", {{"awm_kl", 0.1}}}}}};
 }
 
 nlohmann::json default_image_model(int64_t channels, int64_t size, int64_t num_classes) {

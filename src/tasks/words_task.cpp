@@ -297,29 +297,33 @@ nlohmann::json words_task_preset() {
           {"rollout_steps", 10},
           {"cfg", 1.5},
           {"eval_cfg", 1.5},
-          {"steps", 150},
+          // 60 steps, evaluated every 20: RAM's demo, and every method's length in a comparison
+          {"steps", 60},
           {"eval_samples", 500},
-          {"eval_every", 25},
+          {"eval_every", 20},
           {"eval_curve_samples", 200},
           {"eval_kl_samples", 50},
           {"eval_kl_steps", 10},
           // RAM as released: K = 4 draws per endpoint with p(t) ∝ t, the conditional velocity in
           // the loss, rewards centred per prompt and scaled by the step's std, the old-policy EMA;
-          // m 20 and 60 steps, the demo (docs/words.md: m 10 moved exact match by +0.07 in 150
-          // steps, m 20 by +0.31 in 60, and past 60 steps legibility stalls while the Fréchet
-          // distance grows)
+          // m 20, the demo (docs/words.md: m 10 moved exact match by +0.07 in 150 steps, m 20 by
+          // +0.31 in 60, and past 60 steps legibility stalls while the Fréchet distance grows).
+          // The other methods at the same lr, with their settings from the sweeps on Fashion-MNIST
+          // (docs/flow-grpo.md, docs/tuning.md).
           {"methods",
            {{"ram",
              {{"lr", 1e-4},
               {"multiplier", 20.0},
-              {"steps", 60},
-              {"eval_every", 20},
               {"draws", 4},
               {"time_dist", "power"},
               {"time_alpha", 1.0},
               {"ram_signal", "normalized"},
               {"ram_std_scope", "step"},
-              {"ram_target_copy", "ema"}}}}}};
+              {"ram_target_copy", "ema"}}},
+            {"flow-grpo", {{"lr", 1e-4}, {"grpo_clip", 1e-4}, {"grpo_window", 2}}},
+            {"nft", {{"lr", 1e-4}, {"nft_kl", 0.3}}},
+            {"awm", {{"lr", 1e-4}, {"awm_kl", 0.1}}},
+            {"elbo-pg", {{"lr", 1e-4}}}}}};
 }
 
 }  // namespace ramflow
