@@ -141,7 +141,7 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
            << ", mean over seeds (known when its runs end)\n";
 
   // --- 3. the runs -------------------------------------------------------------------------------
-  // Steps per configuration: a task's preset for a method may set its own (words: RAM's 60).
+  // Steps per configuration: a task's preset for a method, or a swept steps, may set its own.
   int64_t fewest = INT64_MAX, most = 0;
   for (const auto& v : plan.variants) {
     fewest = std::min(fewest, v.cfg.integer("steps"));
