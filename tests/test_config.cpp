@@ -1,5 +1,5 @@
-// Tests for include/ramflow/config.h: resolution order, typed validation, errors that name the
-// culprit.
+// Tests for include/ramflow/config.h (resolution order, typed validation, errors that name the
+// culprit) and the text helpers of include/ramflow/strings.h that parsing and messages use.
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -7,9 +7,20 @@
 #include "ramflow/config.h"
 #include "ramflow/errors.h"
 #include "ramflow/jobs.h"
+#include "ramflow/strings.h"
 
 namespace ramflow {
 namespace {
+
+TEST(Strings, JoinSplitAndShapes) {
+  EXPECT_EQ(join({"a", "b", "c"}), "a, b, c");
+  EXPECT_EQ(join({}), "");
+  EXPECT_EQ(split(" a, b,,c ", ','), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_TRUE(split(" , ", ',').empty());
+  EXPECT_EQ(split(join({"x", "y"}), ','), (std::vector<std::string>{"x", "y"}));  // round trip
+  EXPECT_EQ(shape_text({1, 16, 64}), "[1, 16, 64]");
+  EXPECT_EQ(shape_text({}), "[]");  // a scalar's shape
+}
 
 ParamTable small_table() {
   ParamTable t;

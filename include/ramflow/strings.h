@@ -57,6 +57,14 @@ inline size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+/// A tensor shape as error messages write it: shape_text({1, 16, 64}) == "[1, 16, 64]" (a tensor's
+/// `t.sizes().vec()`).
+inline std::string shape_text(const std::vector<int64_t>& shape) {
+  std::vector<std::string> sizes;
+  for (int64_t n : shape) sizes.push_back(std::to_string(n));
+  return "[" + join(sizes) + "]";
+}
+
 /// FNV-1a, 64 bit (offset basis 14695981039346656037, prime 1099511628211): a hash that is the same
 /// in every build and process (std::hash is not), for cache keys and data splits.
 inline uint64_t fnv1a(const std::string& text) {

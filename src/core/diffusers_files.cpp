@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <torch/torch.h>
 
@@ -29,12 +28,6 @@ std::vector<int64_t> tensor_versions(const torch::nn::Module& module) {
   for (const auto& p : module.parameters()) v.push_back(static_cast<int64_t>(p._version()));
   for (const auto& b : module.buffers()) v.push_back(static_cast<int64_t>(b._version()));
   return v;
-}
-
-std::string shape_text(at::IntArrayRef shape) {
-  std::ostringstream s;
-  s << shape;
-  return s.str();
 }
 
 }  // namespace
@@ -101,8 +94,8 @@ void load_component_weights(torch::nn::Module& module, const std::string& dir,
       if (it == targets.end())
         throw InputError(path + ": tensor '" + name + "' is not in the model (another model?)");
       if (it->second.sizes() != tensor.sizes())
-        throw InputError(path + ": tensor '" + name + "' has shape " + shape_text(tensor.sizes()) +
-                         ", the config gives " + shape_text(it->second.sizes()));
+        throw InputError(path + ": tensor '" + name + "' has shape " + shape_text(tensor.sizes().vec()) +
+                         ", the config gives " + shape_text(it->second.sizes().vec()));
       if (!loaded.insert(name).second)
         throw InputError(path + ": tensor '" + name + "' is in two shards");
       it->second.copy_(tensor);  // converted to the model's dtype and device

@@ -2,7 +2,6 @@
 #include "ramflow/evaluator.h"
 
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
 #include <torch/torch.h>
@@ -11,6 +10,7 @@
 #include "ramflow/errors.h"
 #include "ramflow/guidance.h"
 #include "ramflow/metrics.h"
+#include "ramflow/strings.h"
 #include "ramflow/tilt.h"
 
 namespace ramflow {
@@ -24,13 +24,6 @@ torch::Tensor device_of(VelocityFieldImpl& model) {
   if (!p.empty()) return p.front();
   if (!b.empty()) return b.front();
   return torch::zeros({1});
-}
-
-// "[1, 16, 64]"
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::ostringstream os;
-  os << c10::IntArrayRef(shape);
-  return os.str();
 }
 
 }  // namespace

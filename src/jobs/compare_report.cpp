@@ -207,7 +207,6 @@ struct Report {
                                  {"ms_per_step", stat_json(mean_std(ms))},
                                  {"nfe_per_step", stat_json(mean_std(nfe))},
                                  {"reward_evals_per_step", stat_json(mean_std(revals))},
-                                 {"options", var.options},
                                  {"preset", methods().get(var.method).preset}};
       for (const auto& [term, values] : term_final)
         report["methods"][name]["reward_terms_final"][term] = stat_json(mean_std(values));

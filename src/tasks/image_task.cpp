@@ -27,8 +27,8 @@ class ImageTask : public Task {
     test_ = load(dir, "t10k");
     if (train_.images.sizes().slice(1) != test_.images.sizes().slice(1))
       throw InputError("task '" + info_.name + "': training images are " +
-                       shape_text(train_.images) + " but test images are " +
-                       shape_text(test_.images) + " (in " + dir + ")");
+                       shape_text(train_.images.sizes().vec()) + " but test images are " +
+                       shape_text(test_.images.sizes().vec()) + " (in " + dir + ")");
   }
   std::string name() const override { return info_.name; }
   std::vector<int64_t> sample_shape() const override {
@@ -61,11 +61,6 @@ class ImageTask : public Task {
   // bytes [N, H, W] -> x0 = u / 127.5 - 1, [N, 1, H, W] float32
   static torch::Tensor to_unit(const torch::Tensor& u) {
     return u.to(torch::kFloat).div(127.5).sub(1.0).unsqueeze(1);
-  }
-  static std::string shape_text(const torch::Tensor& t) {
-    std::vector<std::string> sizes;
-    for (int64_t i = 0; i < t.dim(); ++i) sizes.push_back(std::to_string(t.size(i)));
-    return "[" + join(sizes) + "]";
   }
   std::string find(const std::string& dir, const std::string& stem) const {
     namespace fs = std::filesystem;
