@@ -53,6 +53,12 @@ int main() {
   std::cout << "reward rose from " << before.reward_mean << " to " << after.reward_mean
             << " (exact optimum " << eval.target().reward_optimal << "); distance to the target "
             << before.distance << " -> " << after.distance << "\n";
-  save_checkpoint("custom_reward.safetensors", {{"policy", &trainer.policy()}});
+  // 5. A checkpoint the command-line tool reads: the policy, the base (its reference) and the task
+  // (`ramflow sample --checkpoint custom_reward.safetensors --out s.csv`; `ramflow eval` with one
+  // of the registered rewards, `--reward bump --reward-center 0,4`: the tool does not know this
+  // one).
+  save_checkpoint("custom_reward.safetensors",
+                  {{"policy", &trainer.policy()}, {"base", base.get()}},
+                  {{"config", {{"task", "ring"}, {"multiplier", m}}}});
   return after.reward_mean > before.reward_mean ? 0 : 1;
 }

@@ -81,8 +81,10 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   auto psummary = run_pretrain(pcfg, JobIO{log, false});
   EXPECT_TRUE(fs::exists(pre + "/checkpoints/base.safetensors"));
   auto grid = read_png(pre + "/plots/samples.png");
-  EXPECT_EQ(grid.dim(), 2);  // grey, 10 rows of 8 images: data | model
-  EXPECT_EQ(grid.size(0), 10 * (8 + 2) + 2);
+  // Grey, 10 rows of 8 images: data | model, under a heading band (40) within margins of 8; the
+  // 8-pixel images enlarged 7 times (legible_scale), 3 pixels apart.
+  EXPECT_EQ(grid.dim(), 2);
+  EXPECT_EQ(grid.size(0), 8 + 40 + 10 * (7 * 8 + 3) + 3 + 8);
   EXPECT_EQ(read_checkpoint_meta(pre + "/checkpoints/base.safetensors")["step"], 20);
 
   // train-classifier: a judge for the reward and another for the evaluation
@@ -162,7 +164,7 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
   EXPECT_EQ(x.sizes(), (std::vector<int64_t>{20, 1, 8, 8}));
   EXPECT_EQ(x.scalar_type(), torch::kFloat);
   EXPECT_TRUE(torch::equal(labels, torch::arange(20).remainder(10)));
-  EXPECT_EQ(read_png(grid_png).size(0), 10 * (8 + 2) + 2);  // one row per class
+  EXPECT_EQ(read_png(grid_png).size(0), 8 + 40 + 10 * (7 * 8 + 3) + 3 + 8);  // a row per class
   auto one = Config::resolve(sample_params(), "",
                              {{"checkpoint", ft + "/checkpoints/final.safetensors"},
                               {"n", "4"},

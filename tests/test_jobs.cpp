@@ -45,10 +45,41 @@ bool is_png(const std::string& path) {
 }
 
 TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
-  std::ostringstream log;
+  std::ostringstream log, results;
   const auto out = temp_dir("finetune");
   auto cfg = Config::resolve(finetune_params(), "", small_run(out));
-  auto summary = run_finetune(cfg, JobIO{log, false});
+  auto summary = run_finetune(cfg, JobIO{log, false, &results});
+  // The results table on `out` (the tool's stdout), progress and notes on `log` (its stderr).
+  EXPECT_EQ(results.str().rfind("final evaluation: ", 0), 0u) << results.str();
+  EXPECT_NE(results.str().find("fraction of the way to reward_optimal"), std::string::npos);
+  EXPECT_NE(results.str().find("run directory: " + out), std::string::npos);
+  EXPECT_EQ(log.str().find("final evaluation"), std::string::npos);
+  // The table's columns line up on the screen, "±" (two bytes) included; no trailing spaces.
+  {
+    std::istringstream in(results.str());
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    auto column_of = [](const std::string& line, const std::string& cell) {
+      const size_t at = line.rfind(cell);
+      size_t chars = 0;  // characters before it
+      for (size_t i = 0; i < at && at != std::string::npos; ++i)
+        chars += (static_cast<unsigned char>(line[i]) & 0xC0) != 0x80;
+      return at == std::string::npos ? std::string::npos : chars;
+    };
+    ASSERT_GE(lines.size(), 6u);
+    const size_t target = column_of(lines[1], "exact target");
+    ASSERT_NE(target, std::string::npos) << lines[1];
+    for (size_t i = 3; i <= 5; ++i) {
+      const size_t last = lines[i].find_last_of(' ');
+      EXPECT_EQ(column_of(lines[i], lines[i].substr(last + 1)), target) << lines[i];
+    }
+    // The KL with its standard error, or "n/a (...)" when the estimate says nothing.
+    EXPECT_TRUE(lines[5].find(" ± ") != std::string::npos ||
+                lines[5].find("n/a (") != std::string::npos)
+        << lines[5];
+    for (const auto& l : lines) EXPECT_TRUE(l.empty() || l.back() != ' ') << "'" << l << "'";
+  }
+  EXPECT_NE(log.str().find("finetune 12/12 100%"), std::string::npos) << log.str();
 
   // config.json: every key of the table, with the reward resolved to its full spec.
   auto config = nlohmann::json::parse(read_file(out + "/config.json"));
@@ -121,6 +152,15 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
   EXPECT_TRUE(is_png(out + "/plots/samples.png"));
   EXPECT_TRUE(is_png(out + "/plots/reward.png"));
   EXPECT_TRUE(is_png(out + "/plots/distance.png"));
+  // The samples of each evaluation (steps 0, 5, 10 and the final 12) and report.html, which
+  // carries them and the curves' data (the browser test, tests/browser_test.sh, draws it).
+  for (const char* step : {"00000000", "00000005", "00000010", "00000012"})
+    EXPECT_TRUE(is_png(out + "/plots/steps/step-" + std::string(step) + ".png")) << step;
+  const std::string html = read_file(out + "/report.html");
+  EXPECT_EQ(html.rfind("<!doctype html>", 0), 0u);
+  EXPECT_NE(html.find("finished: 12 steps"), std::string::npos);
+  EXPECT_NE(html.find("var REPORT = "), std::string::npos);
+  EXPECT_EQ(html.find("http-equiv=\"refresh\""), std::string::npos);  // finished: no reload
 
   // The checkpoint evaluates to the same numbers under `eval` (same seed, same evaluation noise).
   std::ostringstream elog;
@@ -134,8 +174,8 @@ TEST(JobsTest, FinetuneWritesTheRunDirectoryContract) {
   EXPECT_NEAR(e["reward_reference"].get<double>(), s["reward_before"].get<double>(), 1e-6);
   EXPECT_NEAR(e["reward_optimal"].get<double>(), s["reward_optimal"].get<double>(), 1e-6);
 
-  // `sample` writes one CSV row per sample.
-  auto csv = out + "/samples.csv";
+  // `sample` writes one CSV row per sample, into folders it creates.
+  auto csv = out + "/new/folder/samples.csv";
   auto scfg = Config::resolve(
       sample_params(), "",
       {{"checkpoint", out + "/checkpoints/final.safetensors"}, {"n", "37"}, {"out", csv}});
@@ -272,6 +312,25 @@ TEST(JobsTest, BadInputFailsBeforeAnythingIsWritten) {
   auto cfg2 = Config::resolve(finetune_params(), "", {{"out", out}, {"task", "mixture"}});
   EXPECT_THROW(run_finetune(cfg2, JobIO{log, false}), ConfigError);  // mixture needs its parameters
   EXPECT_FALSE(fs::exists(out));
+  // Parts that do not fit together, or a reward server that does not answer: refused before the
+  // exact target's pool and before the run directory exists, naming the mismatch.
+  auto refused = [&](std::vector<std::pair<std::string, std::string>> extra,
+                     const std::string& expected) {
+    auto a = small_run(out);
+    a.insert(a.end(), extra.begin(), extra.end());
+    try {
+      run_finetune(Config::resolve(finetune_params(), "", a), JobIO{log, false});
+      ADD_FAILURE() << "accepted: " << expected;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(out)) << expected;
+  };
+  refused({{"reward", "remote"}, {"reward_url", "http://127.0.0.1:1/"}, {"reward_retries", "0"}},
+          "reward 'remote' on task 'ring' (samples [2, 2]): a probe failed: ");
+  refused({{"reward", "classifier"}}, "reward 'classifier' scores the requested class");
+  refused({{"base", testing::source("models/fashion_base.safetensors")}},
+          "the model does not take task 'ring' samples [1, 2]");
 }
 
 TEST(JobsTest, OverwriteRefusesADirectoryThatIsNotARun) {
@@ -419,6 +478,7 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
   args.push_back({"sweep", "multiplier=2,5; grpo_kl=0.01,0.2"});
   auto summary = run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
   EXPECT_EQ(summary["failed_runs"], 0) << log.str();
+  EXPECT_NE(read_file(out + "/report.html").find("ramflow compare: "), std::string::npos);
   auto report = nlohmann::json::parse(read_file(out + "/report.json"));
   // Variants: two values of m for every method that reads it, two KL weights for flow-grpo, one
   // otherwise.
@@ -432,7 +492,9 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
       if (entry["method"] == m) {
         ++found;
         EXPECT_EQ(entry["runs"], 2) << label;
-        EXPECT_TRUE(entry["kl_to_base"]["mean"].is_number()) << label;
+        // The KL's mean over the runs whose estimate is reliable (KLEstimate::reliable): each run's
+        // own estimate is in `runs`.
+        EXPECT_LE(entry["kl_to_base"]["n"].get<int64_t>(), 2) << label;
         for (const char* key : {"reward_final", "distance_final"})
           EXPECT_TRUE(entry[key]["mean"].is_number()) << label;
         EXPECT_EQ(entry["sweep"].size(), n == 2 ? 1u : 0u) << label;
@@ -455,6 +517,7 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
     EXPECT_DOUBLE_EQ(r["reward"][0].get<double>(), report["reward_base"].get<double>());
     EXPECT_EQ(r["distance_from_base"][0].get<double>(), 0.0);
     EXPECT_TRUE(r["kl_to_base"].is_number()) << r["variant"];
+    EXPECT_TRUE(r["kl_to_base_se"].is_number()) << r["variant"];
   }
   // The two seeds of a method differ; the target is the mean peak of the Flow-GRPO variant that
   // runs with its preset's KL weight (0.2), listed second in the sweep.

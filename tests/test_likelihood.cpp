@@ -22,6 +22,20 @@ GaussianMixture two_modes() {
       "two modes");
 }
 
+TEST(LikelihoodTest, AnEstimateThatSaysNothingIsNoNumber) {
+  EXPECT_EQ((KLEstimate{2.052, 0.082}.text()), "2.052 ± 0.082");
+  EXPECT_TRUE((KLEstimate{2.052, 0.082}.reliable()));
+  EXPECT_EQ((KLEstimate{0, 0}.text()), "0");  // the base against itself
+  EXPECT_EQ((KLEstimate{12.102, 40.104}.text()), "n/a (too noisy: ± 40.104)");
+  EXPECT_EQ((KLEstimate{-10.565, 2.0}.text()), "n/a (negative: the estimator failed)");
+  EXPECT_FALSE((KLEstimate{-0.1, 0.2}.reliable()));  // noise around a small KL
+  EXPECT_EQ((KLEstimate{-0.1, 0.2}.text()), "n/a (too noisy: ± 0.200)");
+  EXPECT_FALSE((KLEstimate{-0.3, 0.2}.reliable()));  // a KL is never negative
+  EXPECT_TRUE((KLEstimate{0.3, 0.2}.reliable()));
+  EXPECT_EQ((KLEstimate{1.5, std::nan("")}.text()), "1.500");  // no standard error recorded
+  EXPECT_FALSE((KLEstimate{std::nan(""), 1.0}.reliable()));
+}
+
 TEST(LikelihoodTest, ExactDivergenceGivesTheMixturesLogDensity) {
   auto g = two_modes();
   auto model = ExactMixtureVelocity(g);

@@ -102,7 +102,8 @@ TEST(Resume, RefusesAChangedKeyAndAMissingRun) {
   EXPECT_THROW(run_finetune(Config::resolve(finetune_params(), "", {{"resume", run + "-nope"}}),
                             JobIO{log, false}),
                InputError);
-  // Without any training checkpoint: a clear InputError, not a fresh start.
+  // Without any training checkpoint (and unfinished): a clear InputError, not a fresh start.
+  fs::remove(run + "/summary.json");
   for (const auto& f : fs::directory_iterator(run + "/checkpoints"))
     if (f.path().filename().string().rfind("step-", 0) == 0) fs::remove(f.path());
   try {
@@ -110,6 +111,48 @@ TEST(Resume, RefusesAChangedKeyAndAMissingRun) {
     FAIL() << "a run without checkpoints was resumed";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("no training checkpoint"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Resume, AFinishedRunIsLeftAloneAndARunNeverGoesBack) {
+  std::ostringstream log;
+  const auto run = temp_dir("finished");
+  run_finetune(Config::resolve(finetune_params(), "", tiny_run("ram", run, 4)), JobIO{log, false});
+  auto contents = [&] {
+    std::vector<std::string> files;
+    for (const char* name : {"/metrics.jsonl", "/config.json", "/summary.json"})
+      files.push_back(read_file(run + name));
+    return files;
+  };
+  const auto before = contents();
+  // A plain --resume of a finished run: its summary back, nothing written.
+  std::ostringstream said;
+  const auto again =
+      run_finetune(Config::resolve(finetune_params(), "", {{"resume", run}}), JobIO{said, false});
+  EXPECT_EQ(again["steps"], 4);
+  EXPECT_NE(said.str().find(": finished at step 4; nothing to do"), std::string::npos)
+      << said.str();
+  EXPECT_EQ(contents(), before);
+  // Fewer steps than the run made: refused before anything is written.
+  try {
+    run_finetune(Config::resolve(finetune_params(), "", {{"resume", run}, {"steps", "2"}}),
+                 JobIO{log, false});
+    FAIL() << "--steps 2 was accepted for a run that finished at step 4";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--steps 2: " + run + " finished at step 4"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(contents(), before);
+  // An unfinished run (no summary) whose latest checkpoint is at step 4.
+  fs::remove(run + "/summary.json");
+  try {
+    run_finetune(Config::resolve(finetune_params(), "", {{"resume", run}, {"steps", "2"}}),
+                 JobIO{log, false});
+    FAIL() << "--steps 2 was accepted for a run with a checkpoint at step 4";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("has a checkpoint at step 4"), std::string::npos)
+        << e.what();
   }
 }
 

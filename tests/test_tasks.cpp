@@ -1,6 +1,6 @@
 // The task contract over every registered task: data of the task's shape with one condition per
 // sample, conditions of the right size for training, evaluation and guidance, a default model that
-// takes them, and a spec that rebuilds the task.
+// takes them, a spec that rebuilds the task, and the registry's images flag.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -87,6 +87,9 @@ TEST_P(TaskContract, DataConditionsModelAndSpec) {
   }
   EXPECT_EQ(make_task(task->spec()["task"].get<std::string>(), task->spec()["params"])->spec(),
             task->spec());
+  // The registry's `images` flag (train-classifier's choices) says what the task is.
+  EXPECT_EQ(tasks().get(GetParam()).images,
+            task->sample_shape().size() == 3 && static_cast<bool>(task->test_split()));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTasks, TaskContract, ::testing::ValuesIn(tasks().names()),

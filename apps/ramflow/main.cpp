@@ -1,10 +1,14 @@
 // ramflow: the command-line tool. Subcommand dispatch and flag parsing only; the work is in the
-// library (include/ramflow/jobs.h). Exit codes: 0 success, 2 bad usage, configuration or input (a
-// missing or malformed file, an existing run directory), 1 any other error, 128 + N a run stopped
-// by signal N after writing its checkpoint (130 for SIGINT, 143 for SIGTERM).
+// library (include/ramflow/jobs.h). Results (tables, or the summary as JSON with --json) go to
+// stdout, progress and notes to stderr. Exit codes: 0 success, 2 bad usage, configuration or input
+// (a missing or malformed file, an existing run directory), 1 any other error, 128 + N a run
+// stopped by signal N after writing its checkpoint (130 for SIGINT, 143 for SIGTERM).
 #include <algorithm>
+#include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -23,20 +27,24 @@ struct Subcommand {
   nlohmann::json (*run)(const Config&, ramflow::JobIO) = nullptr;
   CLI::App* app = nullptr;
   std::string config_file;
-  std::map<std::string, std::string> text;  // flag values by key
-  std::map<std::string, bool> switches;     // boolean flags by key
+  bool json = false;                            // --json: the summary on stdout, as JSON
+  std::map<std::string, std::string> text;      // flag values by key
+  std::map<std::string, bool> switches;         // boolean flags by key
+  std::map<std::string, CLI::Option*> options;  // by key
 };
 
-std::string default_text(const ramflow::Param& p) {
-  if (p.default_value.is_null()) return "";
-  if (p.default_value.is_string()) return p.default_value.get<std::string>();
-  if (p.type == ramflow::ParamType::kFloatList) {
+// A value as a flag would give it: text unquoted, lists comma-separated.
+std::string value_text(const nlohmann::json& v, ramflow::ParamType type) {
+  if (v.is_null()) return "";
+  if (v.is_string()) return v.get<std::string>();
+  if (type == ramflow::ParamType::kFloatList) {
     std::string s;
-    for (const auto& v : p.default_value) s += (s.empty() ? "" : ",") + v.dump();
+    for (const auto& x : v) s += (s.empty() ? "" : ",") + x.dump();
     return s;
   }
-  return p.default_value.dump();
+  return v.dump();
 }
+std::string default_text(const ramflow::Param& p) { return value_text(p.default_value, p.type); }
 
 const char* type_name(ramflow::ParamType t) {
   switch (t) {
@@ -61,7 +69,17 @@ void add_flags(Subcommand& sub) {
   sub.app
       ->add_option("--config", sub.config_file,
                    "JSON file of settings (keys as below with '_' for '-'); flags override it")
-      ->check(CLI::ExistingFile);
+      ->check(CLI::Validator(
+          [](std::string& path) -> std::string {
+            std::error_code ec;
+            if (std::filesystem::is_directory(path, ec))
+              return path + " is a folder; --config takes a JSON file (a run's is RUN/config.json)";
+            if (!std::filesystem::exists(path, ec)) return "no such file " + path;
+            return "";
+          },
+          "FILE"));
+  sub.app->add_flag("--json", sub.json,
+                    "print the run's summary as JSON on stdout (the results tables go to stderr)");
   const bool has_methods =
       sub.table.find("method") != nullptr || sub.table.find("methods") != nullptr;
   for (const auto& p : sub.table.params()) {
@@ -82,14 +100,64 @@ void add_flags(Subcommand& sub) {
       help += " [default: " + def + "]";
     if (!p.choices.empty()) help += " {" + ramflow::join(p.choices) + "}";
     if (p.type == ramflow::ParamType::kBool) {
-      sub.app->add_flag(p.flag(), sub.switches[p.key], help)->group(p.group);
+      sub.options[p.key] = sub.app->add_flag(p.flag(), sub.switches[p.key], help)->group(p.group);
     } else {
-      sub.app->add_option(p.flag(), sub.text[p.key], help)
-          ->group(p.group)
-          ->allow_extra_args(false)
-          ->type_name(type_name(p.type));
+      sub.options[p.key] = sub.app->add_option(p.flag(), sub.text[p.key], help)
+                               ->group(p.group)
+                               ->allow_extra_args(false)
+                               ->type_name(type_name(p.type));
     }
   }
+}
+
+// The flags of `sub` that were given, as (key, text) pairs for Config::resolve.
+std::vector<std::pair<std::string, std::string>> given_flags(Subcommand& sub) {
+  std::vector<std::pair<std::string, std::string>> flags;
+  for (const auto& p : sub.table.params()) {
+    if (sub.app->count(p.flag()) == 0) continue;
+    if (p.type == ramflow::ParamType::kBool)
+      flags.emplace_back(p.key, sub.switches[p.key] ? "true" : "false");
+    else
+      flags.emplace_back(p.key, sub.text[p.key]);
+  }
+  return flags;
+}
+
+// `--task T --help` (or `--method M --help`): each flag whose value the task's and method's presets
+// change shows the value the run will use, not only the generic default.
+void show_preset_values(Subcommand& sub) {
+  auto given = [&](const char* key) {
+    const auto it = sub.options.find(key);
+    return it != sub.options.end() && it->second->count() > 0;
+  };
+  if (!given("task") && !given("method")) return;
+  std::optional<Config> asked, run;
+  try {
+    asked = Config::resolve(sub.table, sub.config_file, given_flags(sub));
+    run = ramflow::with_presets(*asked);
+  } catch (const std::exception&) {
+    return;  // a bad value: the run itself will name it
+  }
+  std::string who = "task " + run->text("task");
+  if (sub.table.find("method")) who += ", method " + run->text("method");
+  for (const auto& p : sub.table.params()) {
+    const auto& value = run->raw(p.key);
+    if (asked->is_explicit(p.key) || value == p.default_value) continue;
+    CLI::Option* option = sub.options.at(p.key);
+    option->description(option->get_description() + " [with " + who + ": " +
+                        value_text(value, p.type) + "]");
+  }
+}
+
+// CLI11's parse errors in our words where its own are obscure.
+std::string parse_error_text(const CLI::ParseError& e) {
+  const std::string what = e.what();
+  // A flag given twice: "--lr: At Most 1 required but received 2".
+  const std::string twice = ": At Most 1 required but received ";
+  if (const size_t at = what.find(twice); at != std::string::npos)
+    return what.substr(0, at) + ": given " + what.substr(at + twice.size()) +
+           " times; give it once";
+  return what;
 }
 
 void print_list() {
@@ -124,6 +192,8 @@ int main(int argc, char** argv) {
       "measured against the exact KL-optimal target."};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every subcommand");
+  app.set_version_flag("--version", std::function<std::string()>(ramflow::version_text),
+                       "ramflow's version, its LibTorch, instruction set and devices");
   std::vector<Subcommand> subs;
   auto add = [&](std::string name, std::string help, ParamTable table,
                  nlohmann::json (*run)(const Config&, ramflow::JobIO)) {
@@ -161,13 +231,18 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
+    for (auto& s : subs)
+      if (s.app->parsed()) show_preset_values(s);
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    std::cout << e.what();
+    return 0;
   } catch (const CLI::ParseError& e) {
     std::string where = "ramflow";
     for (const auto* s : app.get_subcommands()) where += " " + s->get_name();
-    std::cerr << where << ": " << e.what() << " (see --help)\n";
+    std::cerr << where << ": " << parse_error_text(e) << " (see --help)\n";
     return 2;
   }
   if (list->parsed()) {
@@ -207,19 +282,13 @@ int main(int argc, char** argv) {
       return 2;
     }
     try {
-      std::vector<std::pair<std::string, std::string>> flags;
-      for (const auto& p : s.table.params()) {
-        if (p.type == ramflow::ParamType::kBool) {
-          if (s.app->count(p.flag()) > 0)
-            flags.emplace_back(p.key, s.switches[p.key] ? "true" : "false");
-        } else if (s.app->count(p.flag()) > 0) {
-          flags.emplace_back(p.key, s.text[p.key]);
-        }
-      }
-      Config cfg = Config::resolve(s.table, s.config_file, flags);
+      Config cfg = Config::resolve(s.table, s.config_file, given_flags(s));
       // SIGINT / SIGTERM: a training job finishes its step, writes a checkpoint and stops (stop.h).
       ramflow::install_stop_handlers();
-      s.run(cfg, ramflow::JobIO{std::cerr, ramflow::stderr_is_terminal()});
+      const nlohmann::json summary = s.run(
+          cfg,
+          ramflow::JobIO{std::cerr, ramflow::stderr_is_terminal(), s.json ? nullptr : &std::cout});
+      if (s.json) std::cout << summary.dump(2) << "\n";
       return 0;
     } catch (const ramflow::Interrupted& e) {
       std::cerr << where << ": " << e.what() << "\n";

@@ -1,7 +1,9 @@
 #pragma once
-// Files the repository ships in models/: the fashion task's base model and its two classifiers.
-// A name is looked up in $RAMFLOW_MODELS_DIR when it is set, else in the source tree's models/
-// directory (the build records where that is), so the binary finds them wherever it runs from.
+// Files the repository ships in models/: the fashion and words base models, the fashion
+// classifiers and the words reader. A name is looked up in $RAMFLOW_MODELS_DIR when it is set, then
+// in the source tree's models/ directory, then in the installed copy (share/ramflow/models under
+// the install prefix; the build records both places), so the binary finds them wherever it runs
+// from.
 #include <string>
 
 namespace ramflow {

@@ -11,6 +11,11 @@ namespace ramflow {
 void write_file_atomic(const std::string& path, const std::string& bytes);
 /// Reads a whole file; throws IOError naming the path.
 std::string read_file(const std::string& path);
+/// Readies `path` for a file written after long work (an output the user named, checked before any
+/// compute): creates its missing parent folders and checks that a file can be created there (a
+/// probe file, removed at once). Throws InputError starting with `what` and the path otherwise
+/// ("--out /proc/x: cannot write there (Permission denied)").
+void prepare_output_file(const std::string& path, const std::string& what);
 /// Removes `path` and everything under it, without following links; nothing to do if it is absent.
 /// Throws IOError naming the first entry that cannot be removed. (Not std::filesystem::remove_all:
 /// the PyTorch 2.11 wheels' libtorch.so exports its own copy of it, which binds in place of

@@ -1,6 +1,7 @@
 #pragma once
 // The jobs behind the `ramflow` subcommands. Each takes a resolved Config (see *_params() for its
-// keys), writes progress to `log`, and returns its summary. The CLI is a thin layer over these.
+// keys), writes progress and notes to `log` and results to `out` (JobIO), and returns its summary.
+// The CLI is a thin layer over these.
 #include <ostream>
 
 #include <nlohmann/json.hpp>
@@ -11,8 +12,13 @@ namespace ramflow {
 
 /// Where a job reports. `tty` selects the redrawn progress bar over plain lines.
 struct JobIO {
-  std::ostream& log;
-  bool tty = false;
+  std::ostream& log;            // progress and notes (the command-line tool: stderr)
+  bool tty = false;             // `log` is a terminal: progress bars redraw in place
+  std::ostream* out = nullptr;  // results: tables, where they were written (the tool: stdout)
+  /// Where results go: `out`, or `log` when there is none.
+  std::ostream& results() const { return out ? *out : log; }
+  /// A blank line between notes and results when both share one stream.
+  std::ostream& results_block() const { return out ? *out : log << "\n"; }
 };
 
 /// pretrain: flow-matching pretraining of a base model on a task; writes a run directory.
@@ -41,5 +47,11 @@ nlohmann::json run_eval(const Config& cfg, JobIO io);
 /// report.json, summary.json and plots into a run directory.
 ParamTable compare_params();
 nlohmann::json run_compare(const Config& cfg, JobIO io);
+
+/// A job's configuration with the presets its run applies on top of the defaults (the method's,
+/// then the task's, then the task's for the method; keys the file or flags gave stay): the values
+/// the run will use, which `--help` shows after `--task` or `--method`. A table without a task key
+/// (sample, eval) comes back as it is.
+Config with_presets(const Config& cfg);
 
 }  // namespace ramflow

@@ -10,6 +10,7 @@
 // `exact_max_dim` coordinates, and Hutchinson's unbiased estimate z^T (dv/dx) z with one Gaussian
 // probe z per sample (fixed along the path, as in FFJORD) above. p_0 is the law of the ODE flow
 // itself: the density that an accurate ODE sampler's endpoints follow.
+#include <cmath>
 #include <optional>
 #include <string>
 
@@ -37,6 +38,16 @@ torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& 
 /// p_ref(x), with its standard error.
 struct KLEstimate {
   double kl = 0, se = 0;
+  /// Whether the estimate tells anything: finite, not negative (a KL is >= 0: an estimate below
+  /// zero by more than two standard errors is the likelihood ODE failing, from too few steps or
+  /// Hutchinson's probes in high dimension; one within them is noise around a small KL), and a
+  /// standard error no larger than the value (12.1 +- 40.1 says nothing). The base against itself,
+  /// 0 +- 0, is reliable.
+  bool reliable() const { return std::isfinite(kl) && std::isfinite(se) && kl >= 0 && se <= kl; }
+  /// As tables show it: "2.052 ± 0.082"; "0" for the base itself; an unreliable estimate is no
+  /// number: "n/a (negative: the estimator failed)" or "n/a (too noisy: ± 40.104)"; without a
+  /// standard error (NaN: an older run's line) the value alone.
+  std::string text() const;
 };
 KLEstimate kl_on_samples(VelocityFieldImpl& model, VelocityFieldImpl& ref, const torch::Tensor& x,
                          const Condition& cond, const LikelihoodOptions& options = {},

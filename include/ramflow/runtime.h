@@ -50,4 +50,9 @@ std::string blas_kernel_note();
 /// The rule behind blas_kernel_note(), for a given core name and instruction sets.
 std::string blas_kernel_note_for(const std::string& core, bool avx2, bool avx512f);
 
+/// What `ramflow --version` prints, one fact per line: ramflow's version, the LibTorch it was built
+/// against, the instruction set of its CPU kernels (after RAMFLOW_ISA), OpenBLAS's kernels, and the
+/// devices (the cores this process may use; CUDA GPUs where LibTorch has CUDA).
+std::string version_text();
+
 }  // namespace ramflow

@@ -87,6 +87,8 @@ struct TaskInfo {
   /// task): they win over the method's own preset, keys the user sets win over both, and a key a
   /// job lacks is skipped.
   nlohmann::json preset = nlohmann::json::object();
+  /// Images [C, H, W] with a test split: what train-classifier trains on (its --task choices).
+  bool images = false;
 };
 /// Every registered task: the core library's (register_builtin_tasks), then, in the full library,
 /// those that need its dependencies (FreeType: `words`), src/tasks/task_registry_{core,full}.cpp.

@@ -10,13 +10,17 @@
 #ifndef RAMFLOW_SOURCE_MODELS_DIR
 #define RAMFLOW_SOURCE_MODELS_DIR ""
 #endif
+#ifndef RAMFLOW_INSTALL_MODELS_DIR
+#define RAMFLOW_INSTALL_MODELS_DIR ""
+#endif
 
 namespace ramflow {
 
 std::string asset_path(const std::string& name) {
   namespace fs = std::filesystem;
   std::vector<std::string> searched;
-  const char* const dirs[] = {std::getenv("RAMFLOW_MODELS_DIR"), RAMFLOW_SOURCE_MODELS_DIR};
+  const char* const dirs[] = {std::getenv("RAMFLOW_MODELS_DIR"), RAMFLOW_SOURCE_MODELS_DIR,
+                              RAMFLOW_INSTALL_MODELS_DIR};
   for (const char* dir : dirs) {
     if (dir == nullptr || *dir == '\0') continue;
     const fs::path p = fs::path(dir) / name;

@@ -94,8 +94,9 @@ void load_component_weights(torch::nn::Module& module, const std::string& dir,
       if (it == targets.end())
         throw InputError(path + ": tensor '" + name + "' is not in the model (another model?)");
       if (it->second.sizes() != tensor.sizes())
-        throw InputError(path + ": tensor '" + name + "' has shape " + shape_text(tensor.sizes().vec()) +
-                         ", the config gives " + shape_text(it->second.sizes().vec()));
+        throw InputError(path + ": tensor '" + name + "' has shape " +
+                         shape_text(tensor.sizes().vec()) + ", the config gives " +
+                         shape_text(it->second.sizes().vec()));
       if (!loaded.insert(name).second)
         throw InputError(path + ": tensor '" + name + "' is in two shards");
       it->second.copy_(tensor);  // converted to the model's dtype and device

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -14,6 +15,26 @@
 #include "ramflow/errors.h"
 
 namespace ramflow {
+
+void prepare_output_file(const std::string& path, const std::string& what) {
+  namespace fs = std::filesystem;
+  const fs::path file(path);
+  const std::string named = what + " " + path + ": ";
+  if (file.filename().empty() || fs::is_directory(file))
+    throw InputError(named + "a folder; name a file (in it)");
+  const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    throw InputError(named + "cannot create the folder " + dir.string() + " (" + ec.message() +
+                     ")");
+  const std::string probe =
+      (dir / ("." + file.filename().string() + ".probe-" + std::to_string(::getpid()))).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) throw InputError(named + "cannot write there (" + std::strerror(errno) + ")");
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());

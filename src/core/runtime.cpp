@@ -5,9 +5,15 @@
 #include <sched.h>
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
+#include <sstream>
 #include <thread>
 
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include "cpu_kernels.h"
 
 #include "tensor_cache.h"
 
@@ -77,6 +83,21 @@ std::string blas_kernel_note() {
 #else
   return "";
 #endif
+}
+
+std::string version_text() {
+  std::ostringstream s;
+  s << "ramflow " << RAMFLOW_VERSION << "\n"
+    << "LibTorch " << TORCH_VERSION << "\n"
+    << "CPU kernels: " << kernels::isa();
+  if (const char* cap = std::getenv("RAMFLOW_ISA")) s << " (RAMFLOW_ISA=" << cap << ")";
+  s << "\n";
+  const std::string blas = blas_core_name();
+  s << "BLAS: " << (blas.empty() ? "not OpenBLAS" : "OpenBLAS, " + blas + " kernels") << "\n"
+    << "devices: cpu (" << available_cores() << " cores)";
+  if (torch::cuda::is_available()) s << ", cuda (" << torch::cuda::device_count() << " GPUs)";
+  s << "\n";
+  return s.str();
 }
 
 }  // namespace ramflow

@@ -213,6 +213,15 @@ std::pair<uint64_t, std::string> read_header(const File& f, const std::string& p
   };
   struct stat st {};
   if (f.fd < 0 || ::fstat(f.fd, &st) != 0) throw InputError(path + ": cannot open file");
+  if (S_ISDIR(st.st_mode)) {
+    // A run directory given where its checkpoint is meant.
+    const std::string final_checkpoint = path + "/checkpoints/final.safetensors";
+    struct stat fin {};
+    throw InputError(path + ": a folder, not a safetensors file" +
+                     (::stat(final_checkpoint.c_str(), &fin) == 0
+                          ? " (its run's final checkpoint is " + final_checkpoint + ")"
+                          : std::string()));
+  }
   if (!S_ISREG(st.st_mode)) throw InputError(path + ": not a regular file");
   file_size = static_cast<uint64_t>(st.st_size);
   unsigned char len[8];
@@ -220,7 +229,20 @@ std::pair<uint64_t, std::string> read_header(const File& f, const std::string& p
     throw corrupt("shorter than its 8-byte header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
-  if (n > file_size - 8) throw corrupt("header length " + std::to_string(n) + " exceeds the file");
+  if (n > file_size - 8) {
+    // A text file (JSON, CSV, ...) read as safetensors: its first 8 characters make a huge length.
+    const bool text = std::all_of(len, len + 8, [](unsigned char c) {
+      return c == '\n' || c == '\r' || c == '\t' || (c >= 0x20 && c < 0x7f);
+    });
+    if (text) {
+      std::string start(reinterpret_cast<const char*>(len), 8);
+      std::replace_if(
+          start.begin(), start.end(), [](char c) { return c < 0x20; }, ' ');
+      throw InputError(path + ": not a safetensors file (it begins with text: '" + start +
+                       "...'; a JSON, CSV or other text file?)");
+    }
+    throw corrupt("header length " + std::to_string(n) + " exceeds the file");
+  }
   if (n > kMaxHeader) throw corrupt("header length " + std::to_string(n) + " exceeds 100 MB");
   std::string text(n, '\0');
   if (n > 0 && !read_at(f.fd, text.data(), n, 8)) throw InputError(path + ": read failed");

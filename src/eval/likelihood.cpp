@@ -2,6 +2,7 @@
 #include "ramflow/likelihood.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include <torch/torch.h>
 
@@ -107,6 +108,20 @@ KLEstimate kl_on_samples(VelocityFieldImpl& model, VelocityFieldImpl& ref, const
   out.se =
       x.size(0) > 1 ? diff.std().item<double>() / std::sqrt(static_cast<double>(x.size(0))) : 0.0;
   return out;
+}
+
+std::string KLEstimate::text() const {
+  auto fixed = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3f", v);
+    return std::string(buf);
+  };
+  if (kl == 0 && se == 0) return "0";
+  if (!std::isfinite(kl)) return "-";
+  if (!std::isfinite(se)) return fixed(kl);
+  if (reliable()) return fixed(kl) + " ± " + fixed(se);
+  if (kl + 2 * se < 0) return "n/a (negative: the estimator failed)";
+  return "n/a (too noisy: ± " + fixed(se) + ")";
 }
 
 }  // namespace ramflow

@@ -58,6 +58,10 @@ VelocityFieldPtr base_model(const Config& cfg, const Task& task, torch::Device d
     const auto meta = read_checkpoint_meta(path);
     const bool has_base = meta.contains("models") && meta["models"].contains("base");
     auto model = load_checkpoint_model(path, has_base ? "base" : "policy");
+    int64_t n_params = 0;
+    for (const auto& w : model->parameters()) n_params += w.numel();
+    io.log << "base model: " << path << " (model '" << (has_base ? "base" : "policy") << "', "
+           << n_params << " parameters)\n";
     model->to(device);
     model->eval();
     return model;

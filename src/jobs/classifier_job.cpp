@@ -21,8 +21,11 @@ ParamTable train_classifier_params() {
   ParamTable t;
   jobs::add_run_params(t, /*out_is_dir=*/true);
   t.group("Data");
+  std::vector<std::string> image_tasks;
+  for (const auto& name : tasks().names())
+    if (tasks().get(name).images) image_tasks.push_back(name);
   t.text("task", "fashion", "an image task (its training split trains, its test split measures)",
-         tasks().names());
+         image_tasks);
   t.text("data_dir", nullptr, "the directory of the dataset's IDX files (default: the task's)");
   jobs::add_words_param(t);
   t.group("Classifier");
@@ -88,8 +91,8 @@ nlohmann::json train_reader(const Config& cfg, const Task& task, torch::Device d
   summary["parameters"] = n_params;
   summary["checkpoint"] = "checkpoints/reader.safetensors";
   run.write_summary(summary);
-  io.log << "exact match " << jobs::fixed(rate, 4) << " on the test split's held-out words ("
-         << jobs::fixed(seconds(), 0) << " s)\nrun directory: " << run.path() << "\n";
+  io.results() << "exact match " << jobs::fixed(rate, 4) << " on the test split's held-out words ("
+               << jobs::fixed(seconds(), 0) << " s)\nrun directory: " << run.path() << "\n";
   return summary;
 }
 
@@ -185,9 +188,9 @@ nlohmann::json run_train_classifier(const Config& cfg, JobIO io) {
   summary["parameters"] = n_params;
   summary["checkpoint"] = "checkpoints/classifier.safetensors";
   run.write_summary(summary);
-  io.log << "test accuracy " << jobs::fixed(accuracy, 4) << " on " << test.x.size(0)
-         << " test images (" << jobs::fixed(seconds, 0) << " s)\nrun directory: " << run.path()
-         << "\n";
+  io.results() << "test accuracy " << jobs::fixed(accuracy, 4) << " on " << test.x.size(0)
+               << " test images (" << jobs::fixed(seconds, 0)
+               << " s)\nrun directory: " << run.path() << "\n";
   return summary;
 }
 

@@ -26,6 +26,7 @@
 #include "jobs/run_start.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
+#include "ramflow/html_report.h"
 #include "ramflow/metrics.h"
 #include "ramflow/runtime.h"
 #include "ramflow/stop.h"
@@ -172,7 +173,9 @@ nlohmann::json run_compare(const Config& cfg_in, JobIO io) {
   summary["total_seconds"] =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   run.write_summary(summary);
-  io.log << "run directory: " << run.path() << "\n";
+  write_compare_report(run.path());
+  io.log << "report: " << run.path() << "/report.html\n";
+  io.results() << "run directory: " << run.path() << "\n";
   return summary;
 }
 

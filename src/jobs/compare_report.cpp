@@ -10,6 +10,7 @@
 #include "jobs/report.h"
 #include "ramflow/errors.h"
 #include "ramflow/io.h"
+#include "ramflow/likelihood.h"
 #include "ramflow/method.h"
 #include "ramflow/metrics.h"
 #include "ramflow/plot.h"
@@ -169,7 +170,12 @@ struct Report {
         peak_r.push_back(peak(*c));
         dist.push_back(c->distance.back());
         div.push_back(c->diversity.back());
-        kl.push_back(c->kl_to_base);
+        // An estimate that says nothing (KLEstimate::reliable) is left out of the mean; a run
+        // file from before standard errors were recorded counts as it is.
+        const bool no_se = !std::isfinite(c->kl_to_base_se);
+        kl.push_back(no_se || KLEstimate{c->kl_to_base, c->kl_to_base_se}.reliable()
+                         ? c->kl_to_base
+                         : std::nan(""));
         acc.push_back(c->final_rate());
         fid.push_back(c->final_frechet());
         for (const auto& [term, values] : c->reward_terms)
@@ -317,7 +323,7 @@ struct Report {
     }
     if (exact)
       frontier.push_back(
-          {"exact tilt p_{ref} e^{m r}", front_kl, front_reward, "k3"});  // the frontier
+          {"exact tilt p_ref exp(m r)", front_kl, front_reward, "k3"});  // the frontier
     std::vector<HLine> levels = {{target_reward, "target reward", kTargetStyle},
                                  {before.reward_mean, "base model", kBaseStyle}};
     if (exact)
@@ -394,10 +400,16 @@ struct Report {
        << cfg.integer("eval_kl_samples") << " samples; m means a KL temperature only for "
        << join(methods_reading("multiplier", cfg.table()))
        << ": the other methods have their own regularisers, so compare them on the frontier "
-          "(plots/frontier.png)\n"
+          "(plots/frontier.png); a run's estimate that says nothing (negative, or a standard "
+          "error above the value) is left out of the mean\n"
        << "- diversity = mean pairwise distance of the samples";
     if (exact) md << " (exact target: " << fixed(target_diversity) << ")";
-    md << "\n\n";
+    md << "\n";
+    if (exact)
+      md << "- distance to p* = the energy distance's unbiased estimate, 2 E|x - y| - E|x - x'| - "
+            "E|y - y'|: zero for the target's own law, and slightly negative (within its noise) "
+            "for a model as close as the evaluation can tell\n";
+    md << "\n";
     auto md_table = [&](const std::vector<std::vector<std::string>>& t) {
       for (size_t row = 0; row < t.size(); ++row) {
         md << "|";
@@ -509,8 +521,8 @@ nlohmann::json write_report(const CompareResults& r, RunDir& run, JobIO io) {
   report.frontier();
   report.plots(run);
   report.markdown(run);
-  io.log << "\n" << table(report.rows);
-  if (report.image_rows.size() > 1) io.log << "\n" << table(report.image_rows);
+  io.results_block() << table(report.rows);
+  if (report.image_rows.size() > 1) io.results() << "\n" << table(report.image_rows);
   return report.summary();
 }
 

@@ -44,6 +44,7 @@ nlohmann::json curve_json(const RunCurve& c, const nlohmann::json& sweep) {
           {"distance_from_base", c.distance_base},
           {"diversity", c.diversity},
           {"kl_to_base", json_number(c.kl_to_base)},
+          {"kl_to_base_se", json_number(c.kl_to_base_se)},
           {"rate_name", c.rate_name},
           {"judge_rate", c.judge_rate},
           {"frechet_distance", c.frechet},
@@ -72,6 +73,7 @@ RunCurve curve_from_json(const nlohmann::json& j) {
   c.distance_base = list("distance_from_base");
   c.diversity = list("diversity");
   c.kl_to_base = num_of(j, "kl_to_base");
+  c.kl_to_base_se = num_of(j, "kl_to_base_se");
   // Earlier versions kept the judge's final accuracy and Fréchet distance alone: the curves then
   // have them at their last point only.
   auto judged = [&](const char* key) {
@@ -156,7 +158,8 @@ std::vector<RunCurve> run_all(const ComparePlan& plan, const Config& cfg, const 
           fixed(c.reward.back()) +
           (curve.evaluator().has_target() ? "  distance " + fixed(c.distance.back(), 3)
                                           : std::string()) +
-          (final ? "  KL to base " + fixed(c.kl_to_base) : std::string()));
+          (final ? "  KL to base " + KLEstimate{c.kl_to_base, c.kl_to_base_se}.text()
+                 : std::string()));
     };
     TrainingRun::Hooks hooks;
     hooks.on_eval = [&](int64_t s) { evaluate(s, false); };

@@ -10,6 +10,7 @@
 #include "jobs/run_start.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
+#include "ramflow/io.h"
 #include "ramflow/jobs.h"
 #include "ramflow/run_dir.h"
 
@@ -32,6 +33,7 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
   if (!cfg_in.is_set("checkpoint")) throw ConfigError("--checkpoint: required");
   if (cfg_in.text("eval") == "none")
     throw ConfigError("--eval none: the eval job evaluates; use exact or reward");
+  if (cfg_in.is_set("out")) prepare_output_file(cfg_in.text("out"), "--out");
   const torch::Device device = jobs::setup_device(cfg_in);
   const std::string path = cfg_in.text("checkpoint");
   const auto meta = read_checkpoint_meta(path);
@@ -114,7 +116,7 @@ nlohmann::json run_eval(const Config& cfg_in, JobIO io) {
             {"diversity", jobs::fixed(ref_eval.diversity), jobs::fixed(eval.diversity)}};
   }
   if (cfg.is_set("out")) write_json_atomic(cfg.text("out"), out);
-  io.log << jobs::table(rows);
+  io.results() << jobs::table(rows);
   return out;
 }
 

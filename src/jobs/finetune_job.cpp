@@ -7,6 +7,7 @@
 //   4. final evaluation, checkpoint, plots, summary.json (last), and a before/after table
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <iomanip>
 #include <utility>
@@ -20,6 +21,7 @@
 #include "jobs/training_run.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
+#include "ramflow/html_report.h"
 #include "ramflow/lora.h"
 #include "ramflow/lora_diffusers.h"
 #include "ramflow/method.h"
@@ -86,15 +88,6 @@ std::string masses_text(const torch::Tensor& m) {
   return s;
 }
 
-// The KL estimate with its standard error; a clearly negative one (a KL is >= 0) is the likelihood
-// ODE's failure (too few steps, or Hutchinson's probes in high dimension), and is flagged as such.
-std::string kl_text(double kl, double se) {
-  std::string s = jobs::fixed(kl);
-  if (se > 0) s += " ± " + jobs::fixed(se);
-  if (kl + 2 * se < 0) s += " (estimator failed)";
-  return s;
-}
-
 // The table of the final evaluation: base, post-trained model and (with the exact target) the
 // target.
 std::string final_table(const Evaluator& evaluator, const EvalResult& before,
@@ -108,12 +101,12 @@ std::string final_table(const Evaluator& evaluator, const EvalResult& before,
              jobs::fixed(target.reward_optimal)},
             {"distance to target", jobs::fixed(before.distance, 4), jobs::fixed(after.distance, 4),
              "0"},
-            {"KL to base", "0", kl_text(after.kl_to_base, after.kl_to_base_se),
+            {"KL to base", "0", KLEstimate{after.kl_to_base, after.kl_to_base_se}.text(),
              jobs::fixed(target.kl_optimal)}};
   } else {
     rows = {{"", "base", name},
             {"reward", jobs::fixed(before.reward_mean), jobs::fixed(after.reward_mean)},
-            {"KL to base", "0", kl_text(after.kl_to_base, after.kl_to_base_se)}};
+            {"KL to base", "0", KLEstimate{after.kl_to_base, after.kl_to_base_se}.text()}};
     // Images: the diversity is the judge's, with its rows below.
     if (!data)
       rows.insert(rows.begin() + 2,
@@ -148,13 +141,31 @@ std::string final_table(const Evaluator& evaluator, const EvalResult& before,
   return jobs::table(rows);
 }
 
+// The samples of one evaluation, for the report's slider (html_report.h): plots/steps/step-<k>.png,
+// class grids of 4 per row for images, a scatter of at most 2000 samples otherwise.
+void step_picture(const RunDir& run, const EvalResult& e, const Task& task, const Reward& reward,
+                  int64_t step) {
+  const std::filesystem::path dir = std::filesystem::path(run.path()) / "plots" / "steps";
+  std::filesystem::create_directories(dir);
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08lld.png", static_cast<long long>(step));
+  const std::string path = (dir / name).string(), heading = "step " + std::to_string(step);
+  if (e.samples.dim() == 4)
+    jobs::class_grids(path, {e.samples}, {heading}, {e.cond}, task, 4);
+  else
+    sample_panels(path, {jobs::panel(heading, e.samples.narrow(0, 0, std::min<int64_t>(e.n, 2000)),
+                                     reward.spec())});
+}
+
 // The samples plot: class grids for image tasks, else 2-D panels of base, post-trained and (with
 // the exact target) target samples.
 void plot_samples(const RunDir& run, const Config& cfg, const Task& task, const Reward& reward,
                   const Evaluator& evaluator, const EvalResult& before, const EvalResult& after,
                   const std::string& method, int64_t steps) {
   if (before.samples.dim() == 4) {  // images (decoded)
-    jobs::class_grids(run.plot("samples"), {before.samples, after.samples}, {before.cond}, task, 8);
+    jobs::class_grids(run.plot("samples"), {before.samples, after.samples},
+                      {"base model", method + " after " + std::to_string(steps) + " steps"},
+                      {before.cond}, task, 8);
     return;
   }
   const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));
@@ -180,6 +191,13 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   Config cfg = resuming ? jobs::resume_config(
                               cfg_in, {"steps", "checkpoint_every", "keep_checkpoints", "threads"})
                         : cfg_in;
+  if (resuming) {
+    if (auto summary = jobs::finished_summary(cfg)) {
+      io.log << cfg.text("out") << ": finished at step " << cfg.integer("steps")
+             << "; nothing to do (a larger --steps trains on)\n";
+      return *summary;
+    }
+  }
   const jobs::RunBasics basics = jobs::resolve_basics(cfg);
   const torch::Device& device = basics.device;
   const TaskPtr& task = basics.task;
@@ -238,10 +256,13 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   auto evaluate_line = [&](int64_t step, VelocityFieldImpl& model) {
     if (!curve) return;
     const auto t0 = std::chrono::steady_clock::now();
-    const auto line = curve->line(step, trainer.totals(), model, /*final=*/false);
+    const EvalResult e = evaluator->evaluate(model, curve->samples(), /*kl=*/false);
+    const auto line = curve->line(step, trainer.totals(), e, /*final=*/false);
     eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     run.append_metrics(line);
     evals.add(line);
+    step_picture(run, e, *task, *reward, step);
+    write_run_report(run.path());  // the page follows the run
   };
   if (resuming) {
     // The trainer as the checkpoint left it; metrics.jsonl and the curves up to its step.
@@ -268,7 +289,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   if (trainer.method().options().contains("draws"))
     io.log << " x " << trainer.method().options()["draws"] << " draws";
   io.log << "\n";
-  Progress bar("finetune", steps, io.log, io.tty);
+  Progress bar("finetune", steps, io.log, io.tty, trainer.steps_done());
   jobs::TrainingRun::Hooks hooks;
   hooks.on_step = [&](const StepRecord& rec) {
     batch_step.push_back(static_cast<double>(rec.step));
@@ -281,7 +302,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   const jobs::DriveResult driven = training.train(hooks);
   const StepRecord& rec = driven.last;
   if (driven.end == jobs::DriveEnd::kStopped) {
-    bar.finish("stopped");
+    bar.stop(trainer.steps_done());
     throw Interrupted(training.stopped_message(driven), driven.signal);
   }
   bar.finish("reward " + jobs::fixed(rec.reward_mean));
@@ -353,6 +374,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     summary["total_seconds"] =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
     run.write_summary(summary);
+    write_run_report(run.path());
     io.log << "\n"
            << name << " after " << steps << " steps: last batch reward "
            << jobs::fixed(rec.reward_mean) << " (--eval none: no evaluation)   ("
@@ -368,6 +390,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   run.append_metrics(final_line);
   evals.add(final_line);
+  step_picture(run, after, *task, *reward, steps);
   plot_reward();
   plot_samples(run, cfg, *task, *reward, *evaluator, before, after, trainer.method().name(), steps);
   summary["eval_seconds"] = eval_seconds;
@@ -399,32 +422,37 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   summary["total_seconds"] =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   run.write_summary(summary);
+  write_run_report(run.path());
 
   // Where each number comes from: the base and post-trained columns are the final evaluation (the
   // same fixed noise for both); the exact target's column is the importance-weighted pool.
-  io.log << "\nfinal evaluation: " << cfg.integer("eval_samples")
-         << " samples per model, same fixed noise"
-         << " (KL: " << cfg.integer("eval_kl_samples") << ")";
-  if (evaluator->has_target()) io.log << "; exact target: pool of " << cfg.integer("eval_pool");
-  io.log << "\n" << final_table(*evaluator, before, after, name);
+  std::ostream& res = io.results_block();
+  res << "final evaluation: " << cfg.integer("eval_samples")
+      << " samples per model, same fixed noise"
+      << " (KL: " << cfg.integer("eval_kl_samples") << ")";
+  if (evaluator->has_target()) res << "; exact target: pool of " << cfg.integer("eval_pool");
+  res << "\n" << final_table(*evaluator, before, after, name);
+  if (evaluator->has_target() && std::min(before.distance, after.distance) < 0)
+    res << "(distance to target: the energy distance's unbiased estimate, which a model as close "
+           "as these samples can tell comes out slightly below 0)\n";
   if (evaluator->has_target()) {
     const ExactTarget& target = evaluator->target();
     if (target.mode_masses.defined()) {
-      io.log << "mode masses\n";
+      res << "mode masses\n";
       for (const auto& [who, masses] :
            {std::pair{std::string("base"), before.mode_masses}, std::pair{name, after.mode_masses},
             std::pair{std::string("exact target"), target.mode_masses}})
-        io.log << "  " << std::left << std::setw(16) << who << masses_text(masses) << "\n";
+        res << "  " << std::left << std::setw(16) << who << masses_text(masses) << "\n";
     }
-    io.log << "fraction of the way to reward_optimal: "
-           << jobs::fixed(summary["fraction_of_optimal"], 3) << " = ("
-           << jobs::fixed(after.reward_mean) << " - " << jobs::fixed(before.reward_mean) << ") / ("
-           << jobs::fixed(target.reward_optimal) << " - " << jobs::fixed(before.reward_mean) << ")";
+    res << "fraction of the way to reward_optimal: "
+        << jobs::fixed(summary["fraction_of_optimal"], 3) << " = ("
+        << jobs::fixed(after.reward_mean) << " - " << jobs::fixed(before.reward_mean) << ") / ("
+        << jobs::fixed(target.reward_optimal) << " - " << jobs::fixed(before.reward_mean) << ")";
   } else {
-    io.log << "reward gain: " << jobs::fixed(after.reward_mean - before.reward_mean);
+    res << "reward gain: " << jobs::fixed(after.reward_mean - before.reward_mean);
   }
-  io.log << "   (" << jobs::fixed(summary["ms_per_step"], 2) << " ms/step)\n";
-  io.log << "run directory: " << run.path() << "\n";
+  res << "   (" << jobs::fixed(summary["ms_per_step"], 2) << " ms/step)\n";
+  res << "run directory: " << run.path() << " (report.html: the curves and pictures)\n";
   return summary;
 }
 

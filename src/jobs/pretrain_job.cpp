@@ -14,6 +14,7 @@
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
 #include "ramflow/guidance.h"
+#include "ramflow/html_report.h"
 #include "ramflow/image.h"
 #include "ramflow/jobs.h"
 #include "ramflow/metrics.h"
@@ -77,7 +78,7 @@ void image_grids(const std::string& path, VelocityFieldImpl& model, const Task& 
   } else {
     data = task.sample_data(std::max<int64_t>(200 * K, 2000), rng, {}, &labels);
   }
-  jobs::class_grids(path, {data, x0}, {labels, cond}, task, per_class);
+  jobs::class_grids(path, {data, x0}, {"data", "base model"}, {labels, cond}, task, per_class);
 }
 
 // The mean reward of `n` samples of the task's evaluation conditions (fixed noise), guided with
@@ -198,7 +199,7 @@ nlohmann::json run_pretrain(const Config& cfg_in, JobIO io) {
   const int64_t every = cfg.integer("checkpoint_every");
   const int64_t grid_steps = cfg.integer("eval_steps");
   const int64_t first = pretrainer.steps_done();
-  Progress bar("pretrain", steps - first, io.log, io.tty);
+  Progress bar("pretrain", steps, io.log, io.tty, first);
   // The tracked reward of `weights` at `step`: a metrics line and plots/reward.png.
   auto track = [&](const VelocityFieldImpl& weights, int64_t step) {
     if (!tracked) return;
@@ -230,7 +231,7 @@ nlohmann::json run_pretrain(const Config& cfg_in, JobIO io) {
     if ((signal = stop_signal()) != 0) break;
     last = pretrainer.step();
     last.seconds += curves.seconds_before;
-    bar.update(last.step - first, "loss " + jobs::fixed(last.loss));
+    bar.update(last.step, "loss " + jobs::fixed(last.loss));
     if (last.step % 10 == 0 || last.step == steps) {
       run.append_metrics({{"step", last.step}, {"loss", last.loss}, {"seconds", last.seconds}});
       xs.push_back(static_cast<double>(last.step));
@@ -250,7 +251,7 @@ nlohmann::json run_pretrain(const Config& cfg_in, JobIO io) {
   }
   const std::string resume_hint = "ramflow pretrain --resume " + run.path();
   if (signal != 0) {
-    bar.finish("stopped");
+    bar.stop(pretrainer.steps_done());
     const bool saved = every > 0 && last.step % every == 0;  // by the loop, at this step
     if (last.step > 0 && !saved) checkpoint(last);
     io.log << signal_name(signal) << ": stopped at step " << pretrainer.steps_done() << " of "
@@ -276,20 +277,22 @@ nlohmann::json run_pretrain(const Config& cfg_in, JobIO io) {
                             {"parameters", parameter_count(*model)},
                             {"checkpoint", "checkpoints/base.safetensors"}};
   if (!track_ys.empty()) summary["reward"] = track_ys.back();
-  io.log << "final loss " << jobs::fixed(last.loss, 4);
+  std::ostream& res = io.results();
+  res << "final loss " << jobs::fixed(last.loss, 4);
   if (images) {
     image_grids(run.plot("samples"), *model, *task, 8, grid_steps, device);
-    io.log << "; samples per class: plots/samples.png (data left, model right)";
+    res << "; samples per class: plots/samples.png (data left, model right)";
   } else {
     const int64_t n = cfg.integer("eval_samples");
     summary["data_distance"] =
         data_distance(*model, *task, n, cfg.integer("eval_steps"),
                       static_cast<uint64_t>(cfg.integer("seed")) + 1, device, run.plot("samples"));
-    io.log << ", energy distance to the data " << jobs::fixed(summary["data_distance"], 4) << " ("
-           << n << " samples)";
+    res << ", energy distance to the data " << jobs::fixed(summary["data_distance"], 4) << " (" << n
+        << " samples)";
   }
   run.write_summary(summary);
-  io.log << "\nrun directory: " << run.path() << "\n";
+  write_run_report(run.path());
+  res << "\nrun directory: " << run.path() << "\n";
   return summary;
 }
 

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "ramflow/image.h"
+#include "ramflow/labelled_grid.h"
 
 namespace ramflow::jobs {
 
@@ -38,7 +39,8 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples,
 }
 
 void class_grids(const std::string& path, const std::vector<torch::Tensor>& batches,
-                 const std::vector<Condition>& conds, const Task& task, int64_t per_class) {
+                 const std::vector<std::string>& headings, const std::vector<Condition>& conds,
+                 const Task& task, int64_t per_class) {
   TORCH_CHECK(conds.size() == 1 || conds.size() == batches.size(), "class_grids: ", conds.size(),
               " label tensors for ", batches.size(), " batches");
   // One row per class of a class-conditional task; else one per condition that occurs (prompts), in
@@ -81,7 +83,19 @@ void class_grids(const std::string& path, const std::vector<torch::Tensor>& batc
     }
     picked.push_back(grid);
   }
-  save_png_grid(path, picked, K, per_class);
+  // Each row's label: the text its condition carries (a prompt asked for by --prompts), else the
+  // task's name for the id (a class).
+  std::vector<std::string> labels;
+  if (ids.defined())
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t id = ids[k].item<int64_t>();
+      std::string text;
+      if (first.defined())
+        if (const auto at = (first.id().cpu() == id).nonzero().flatten(); at.numel() > 0)
+          text = first.text(at[0].item<int64_t>());
+      labels.push_back(text.empty() ? task.condition_text(id) : text);
+    }
+  save_labelled_grids(path, picked, headings, labels, K, per_class);
 }
 
 std::vector<double> to_vector(const torch::Tensor& t) {
@@ -89,17 +103,30 @@ std::vector<double> to_vector(const torch::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
+namespace {
+// Characters on the screen of UTF-8 text ("±" is two bytes, one character): the bytes that do not
+// continue a character (10xxxxxx).
+size_t display_width(const std::string& text) {
+  size_t n = 0;
+  for (unsigned char c : text) n += (c & 0xC0) != 0x80;
+  return n;
+}
+}  // namespace
+
 std::string table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width;
   for (const auto& r : rows)
     for (size_t i = 0; i < r.size(); ++i) {
       if (width.size() <= i) width.push_back(0);
-      width[i] = std::max(width[i], r[i].size());
+      width[i] = std::max(width[i], display_width(r[i]));
     }
   std::ostringstream s;
   for (size_t k = 0; k < rows.size(); ++k) {
-    for (size_t i = 0; i < rows[k].size(); ++i)
-      s << std::left << std::setw(static_cast<int>(width[i]) + 2) << rows[k][i];
+    for (size_t i = 0; i < rows[k].size(); ++i) {
+      s << rows[k][i];
+      // Two spaces between columns; none after the last.
+      if (i + 1 < rows[k].size()) s << std::string(width[i] + 2 - display_width(rows[k][i]), ' ');
+    }
     s << "\n";
     if (k == 0) {
       size_t total = 0;

@@ -21,13 +21,15 @@ SamplePanel panel(const std::string& title, const torch::Tensor& samples);
 SamplePanel panel(const std::string& title, const torch::Tensor& samples,
                   const nlohmann::json& reward_spec);
 std::vector<double> to_vector(const torch::Tensor& t);
-/// Image batches x_i [N, C, H, W] side by side in one PNG, one row per class of a class-conditional
-/// task, else per condition that occurs (a prompt; at most 10, in id order): the first `per_class`
-/// samples of each by the conditions `conds` (one batch of conditions shared by all batches, as for
-/// samples from the same noise and conditions, or one per batch); black where a batch has fewer of
-/// one. One row for an unconditional task.
+/// Image batches x_i [N, C, H, W] side by side in one PNG under their `headings` (one per batch),
+/// one row per class of a class-conditional task, else per condition that occurs (a prompt; at most
+/// 10, in id order), each row labelled with its class or prompt: the first `per_class` samples of
+/// each by the conditions `conds` (one batch of conditions shared by all batches, as for samples
+/// from the same noise and conditions, or one per batch); black where a batch has fewer of one. One
+/// row for an unconditional task. Tiles enlarged to be legible (save_labelled_grids).
 void class_grids(const std::string& path, const std::vector<torch::Tensor>& batches,
-                 const std::vector<Condition>& conds, const Task& task, int64_t per_class);
+                 const std::vector<std::string>& headings, const std::vector<Condition>& conds,
+                 const Task& task, int64_t per_class);
 /// A left-aligned text table (first row is the header).
 std::string table(const std::vector<std::vector<std::string>>& rows);
 std::string fixed(double v, int digits = 3);

@@ -245,6 +245,15 @@ std::vector<int64_t> scored_shape(const Task& task, const DecoderPtr& decoder) {
 }
 
 RewardPtr resolve_reward(Config& cfg, const Task& task, const DecoderPtr& decoder) {
+  // The reward server's flags belong to --reward remote: given with another reward they would be
+  // refused as an unknown field of its spec; name the flag instead.
+  const nlohmann::json spec = reward_spec_from(cfg);
+  const std::string type = spec.value("type", std::string());
+  if (type != "remote")
+    for (const char* k : {"reward_url", "reward_timeout", "reward_retries"})
+      if (cfg.is_set(k))  // a run's config.json holds them as null
+        throw ConfigError(cfg.table().find(k)->flag() + " applies to --reward remote, not to '" +
+                          type + "'");
   int64_t dim = 1;
   for (int64_t s : scored_shape(task, decoder)) dim *= s;
   RewardPtr reward = make_reward(reward_spec_from(cfg), dim);
@@ -267,7 +276,32 @@ RunBasics resolve_basics(Config& cfg) {
   if (decoder) decoder->to(device);
   RewardPtr reward = resolve_reward(cfg, *task, decoder);
   RewardPtr on_samples = decoder ? decoded_reward(decoder, reward) : reward;
+  probe_reward(*on_samples, *task, device);
   return {device, task, decoder, reward, on_samples, cfg.number("multiplier")};
+}
+
+void probe_reward(const Reward& reward, const Task& task, torch::Device device) {
+  std::vector<int64_t> shape = {2};
+  for (int64_t s : task.sample_shape()) shape.push_back(s);
+  Rng rng(0);  // its own stream: the run's draws are untouched
+  const torch::Tensor x = rng.randn(shape).to(device);  // [2, *sample_shape]
+  const Condition cond =
+      task.condition_count() > 0 ? task.evaluation_conditions(2).to(device) : Condition();
+  const std::string what = "reward '" + reward.spec().value("type", std::string("?")) +
+                           "' on task '" + task.name() + "' (samples " + shape_text(shape) + ")";
+  torch::Tensor r;
+  try {
+    torch::NoGradGuard no_grad;
+    r = reward.score(x, cond);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw ConfigError(what + ": cannot score them: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw ConfigError(what + ": a probe failed: " + e.what());
+  }
+  if (r.dim() != 1 || r.size(0) != 2)
+    throw ConfigError(what + ": scores of shape " + shape_text(r.sizes().vec()) + ", expected [2]");
 }
 
 nlohmann::json reward_spec_from(const Config& cfg) {
@@ -340,3 +374,15 @@ void check_model(const Config& cfg, const Task& task) {
 }
 
 }  // namespace ramflow::jobs
+
+namespace ramflow {
+
+Config with_presets(const Config& cfg) {
+  Config out = cfg;
+  if (!cfg.table().find("task")) return out;
+  const bool one_method = cfg.table().find("method") != nullptr;
+  jobs::apply_presets(out, one_method ? cfg.text("method") : "");
+  return out;
+}
+
+}  // namespace ramflow

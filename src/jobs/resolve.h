@@ -62,7 +62,8 @@ std::vector<int64_t> scored_shape(const Task& task, const DecoderPtr& decoder);
 RewardPtr resolve_reward(Config& cfg, const Task& task, const DecoderPtr& decoder = nullptr);
 
 /// What the training jobs (finetune, compare) resolve first, before any compute: `out` must be set;
-/// the device, the task, the decoder, the reward (resolved into cfg as by resolve_reward) and m.
+/// the device, the task, the decoder, the reward (resolved into cfg as by resolve_reward, and
+/// probed: probe_reward) and m.
 struct RunBasics {
   torch::Device device;
   TaskPtr task;
@@ -72,6 +73,12 @@ struct RunBasics {
   double multiplier;
 };
 RunBasics resolve_basics(Config& cfg);
+/// One call of `reward` (seen from the model's samples) on two samples of the task's shape (noise:
+/// the reward must take them, not like them) with the task's evaluation conditions, before anything
+/// is computed or written: a reward that cannot score the task's samples (a classifier of images on
+/// the ring), or a reward server that does not answer, is a ConfigError naming the reward and the
+/// task, not a failure after the exact target's pool.
+void probe_reward(const Reward& reward, const Task& task, torch::Device device);
 /// The model spec: a diffusers base's transformer (with grad_checkpoint), else `model` if set, else
 /// the task's default.
 nlohmann::json model_spec_from(const Config& cfg, const Task& task);

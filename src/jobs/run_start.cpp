@@ -7,8 +7,10 @@
 #include <torch/torch.h>
 
 #include "jobs/base_model.h"
+#include "jobs/resolve.h"
 #include "ramflow/checkpoint.h"
 #include "ramflow/errors.h"
+#include "ramflow/io.h"
 #include "ramflow/lora.h"
 #include "ramflow/strings.h"
 #include "ramflow/training_checkpoint.h"
@@ -17,9 +19,30 @@ namespace fs = std::filesystem;
 
 namespace ramflow::jobs {
 
+namespace {
+// A --base of another task (the fashion UNet on the ring) is refused before the run directory
+// exists: one forward pass on a sample of the task's shape, at t = 0.5, with its conditions.
+void check_base_takes(VelocityFieldImpl& base, const Task& task, torch::Device device,
+                      const std::string& path) {
+  std::vector<int64_t> shape = {1};
+  for (int64_t s : task.sample_shape()) shape.push_back(s);
+  const Condition cond =
+      task.condition_count() > 0 ? task.evaluation_conditions(1).to(device) : Condition();
+  try {
+    torch::NoGradGuard no_grad;
+    base.forward(torch::zeros(shape, torch::TensorOptions().device(device)),
+                 torch::full({1}, 0.5, torch::TensorOptions().device(device)), cond);
+  } catch (const c10::Error& e) {
+    throw ConfigError("--base " + path + ": the model does not take task '" + task.name() +
+                      "' samples " + shape_text(shape) + " (" + e.what_without_backtrace() + ")");
+  }
+}
+}  // namespace
+
 RunStart start_run(const Config& cfg, const Task& task, torch::Device device, JobIO io) {
   RunDir::check(cfg.text("out"), cfg.boolean("overwrite"));
   VelocityFieldPtr base = cfg.is_set("base") ? base_model(cfg, task, device, io) : nullptr;
+  if (base && !is_diffusers_base(cfg)) check_base_takes(*base, task, device, cfg.text("base"));
   RunDir run = RunDir::create(cfg.text("out"), cfg.boolean("overwrite"));
   run.write_config(cfg.values(), cfg.given());
   if (!base) base = base_model(cfg, task, device, io);  // from the cache, or pretrained now
@@ -68,6 +91,36 @@ Config resume_config(const Config& given, const std::set<std::string>& may_chang
   keys.insert("out");
   cfg.set_explicit_keys(keys);
   return cfg;
+}
+
+std::optional<nlohmann::json> finished_summary(const Config& cfg) {
+  const fs::path dir = cfg.text("out");
+  const int64_t steps = cfg.integer("steps");
+  auto refuse = [&](int64_t reached, const std::string& how) {
+    throw ConfigError("--steps " + std::to_string(steps) + ": " + dir.string() + " " + how +
+                      " step " + std::to_string(reached) +
+                      "; a resumed run goes on from there (--steps " + std::to_string(reached) +
+                      " or more)");
+  };
+  // summary.json is written last: its presence marks a run that finished at its "steps".
+  if (fs::exists(dir / "summary.json")) {
+    nlohmann::json summary;
+    try {
+      summary = nlohmann::json::parse(read_file((dir / "summary.json").string()));
+    } catch (const nlohmann::json::exception& e) {
+      throw InputError((dir / "summary.json").string() + ": not JSON (" + e.what() + ")");
+    }
+    const int64_t done = summary.value("steps", int64_t{0});
+    if (steps < done) refuse(done, "finished at");
+    if (steps == done) return summary;
+    return std::nullopt;
+  }
+  const CheckpointSeries series((dir / "checkpoints").string(), cfg.integer("keep_checkpoints"));
+  if (const std::string latest = series.latest(); !latest.empty()) {
+    const int64_t at = read_checkpoint_meta(latest).value("step", int64_t{0});
+    if (steps < at) refuse(at, "has a checkpoint at");
+  }
+  return std::nullopt;
 }
 
 RunStart reopen_run(const Config& cfg, torch::Device device, JobIO io,

@@ -3,6 +3,7 @@
 // (its own configuration, the changed keys checked), and the models stored in checkpoints. Internal
 // to the library.
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -34,6 +35,12 @@ RunStart start_run(const Config& cfg, const Task& task, torch::Device device, Jo
 /// explicitly and may change (`may_change`, e.g. steps) applied; any other key set to a different
 /// value is a ConfigError naming it, its value and the run's. `out` becomes RUN.
 Config resume_config(const Config& given, const std::set<std::string>& may_change);
+/// Where `--resume RUN` stands against the resolved `steps` (the run's own or a changed value),
+/// from summary.json and the checkpoints' headers, before anything is written: nullopt when there
+/// is training left; RUN's summary when RUN finished at exactly `steps` (nothing to do). `steps`
+/// below the step RUN reached (its summary's, or its latest training checkpoint's) is a
+/// ConfigError: a run never goes back.
+std::optional<nlohmann::json> finished_summary(const Config& cfg);
 /// The start of a resumed run: RUN opened as it is, config.json rewritten (the changed keys), and
 /// the base model taken from `base_checkpoint` (model "base") if given, else from RUN's latest
 /// training checkpoint (its reference): no cache or pretraining involved. InputError if there is no

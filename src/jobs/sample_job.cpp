@@ -19,6 +19,7 @@
 #include "ramflow/image.h"
 #include "ramflow/io.h"
 #include "ramflow/jobs.h"
+#include "ramflow/labelled_grid.h"
 #include "ramflow/npy.h"
 #include "ramflow/run_dir.h"
 
@@ -110,6 +111,8 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   const std::string out = cfg.text("out");
   if (!ends_with(out, ".csv") && !ends_with(out, ".safetensors") && !ends_with(out, ".npy"))
     throw ConfigError("--out: '" + out + "' must end in .csv, .safetensors or .npy");
+  prepare_output_file(out, "--out");
+  if (cfg.is_set("plot")) prepare_output_file(cfg.text("plot"), "--plot");
   int64_t fixed_label = cfg.integer("label");
   if (cfg.text("labels") != "all") {
     try {
@@ -182,11 +185,11 @@ nlohmann::json run_sample(const Config& cfg, JobIO io) {
   }
   if (cfg.is_set("plot")) {
     if (x0.dim() == 4 && fixed_label < 0 && K > 0) {
-      jobs::class_grids(cfg.text("plot"), {x0}, {cond}, *task,
+      jobs::class_grids(cfg.text("plot"), {x0}, {name}, {cond}, *task,
                         std::min<int64_t>(10, std::max<int64_t>(n / K, 1)));
     } else if (x0.dim() == 4) {
       const int64_t cols = std::min<int64_t>(n, 10), rows = std::min<int64_t>(n / cols, 10);
-      save_png_grid(cfg.text("plot"), {x0.narrow(0, 0, rows * cols)}, rows, cols);
+      save_labelled_grids(cfg.text("plot"), {x0.narrow(0, 0, rows * cols)}, {name}, {}, rows, cols);
     } else {
       sample_panels(cfg.text("plot"), {jobs::panel(name, x0)});
     }

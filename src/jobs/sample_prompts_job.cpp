@@ -67,7 +67,8 @@ nlohmann::json run_sample_prompts(const Config& cfg, JobIO io) {
                                {"seed", cfg.integer("seed")}};
   save_safetensors((out / "samples.safetensors").string(), {{"images", images}},
                    {{"ramflow", info.dump()}});
-  class_grids((out / "samples.png").string(), {x0}, {cond}, *task, std::min<int64_t>(k, 10));
+  class_grids((out / "samples.png").string(), {x0}, {name}, {cond}, *task,
+              std::min<int64_t>(k, 10));
   io.log << "wrote " << cond.size() << " samples of " << texts.size() << " prompts (model '" << name
          << "', " << result.nfe << " network evaluations) to " << out.string()
          << "/samples.safetensors and samples.png\n";

@@ -44,7 +44,10 @@ void EvalCurve::add(const nlohmann::json& e) {
       v.resize(step.size() - 1, std::nan(""));
       v.push_back(value.is_number() ? value.get<double>() : std::nan(""));
     }
-  if (e.value("final", false)) kl_to_base = num_of(e, "kl_to_base");
+  if (e.value("final", false)) {
+    kl_to_base = num_of(e, "kl_to_base");
+    kl_to_base_se = num_of(e, "kl_to_base_se");
+  }
 }
 
 CurveEvaluator::CurveEvaluator(const Evaluator& evaluator, VelocityFieldImpl& base, int64_t samples,

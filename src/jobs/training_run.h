@@ -36,6 +36,7 @@ struct EvalCurve {
   std::string rate_name = "accuracy";
   std::map<std::string, std::vector<double>> reward_terms;  // each named part of the reward
   double kl_to_base = std::nan("");                         // at the final evaluation
+  double kl_to_base_se = std::nan("");                      // its standard error
   void add(const nlohmann::json& line);
   /// The judge's rate and the Fréchet distance at the last point (NaN without a judge).
   double final_rate() const { return judge_rate.empty() ? std::nan("") : judge_rate.back(); }

@@ -1,6 +1,7 @@
 // Progress bar / progress lines (see include/ramflow/progress.h).
 #include "ramflow/progress.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <iomanip>
 #include <sstream>
@@ -24,13 +25,15 @@ std::string format_duration(double s) {
   return buf;
 }
 
-Progress::Progress(std::string label, int64_t total, std::ostream& out, bool tty)
+Progress::Progress(std::string label, int64_t total, std::ostream& out, bool tty, int64_t first)
     : label_(std::move(label)),
       total_(total > 0 ? total : 1),
+      first_(std::clamp<int64_t>(first, 0, total_)),
       out_(out),
       tty_(tty),
       start_(std::chrono::steady_clock::now()),
-      last_draw_(start_ - std::chrono::seconds(1)) {}
+      last_draw_(start_ - std::chrono::seconds(1)),
+      next_line_(first_) {}
 
 void Progress::update(int64_t done, const std::string& status) {
   const auto now = std::chrono::steady_clock::now();
@@ -53,6 +56,8 @@ void Progress::note(const std::string& text) {
 
 void Progress::finish(const std::string& status) { draw(total_, status, true); }
 
+void Progress::stop(int64_t done, const std::string& status) { draw(done, status, true); }
+
 void Progress::draw(int64_t done, const std::string& status, bool final) {
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -66,9 +71,10 @@ void Progress::draw(int64_t done, const std::string& status, bool final) {
   }
   line << done << '/' << total_ << ' ' << std::setw(3) << static_cast<int>(frac * 100) << "%  "
        << format_duration(elapsed);
-  if (!final && done > 0 && done < total_)
+  // ETA = the seconds per unit done in this process x the units left.
+  if (!final && done > first_ && done < total_)
     line << "  ETA "
-         << format_duration(elapsed / static_cast<double>(done) *
+         << format_duration(elapsed / static_cast<double>(done - first_) *
                             static_cast<double>(total_ - done));
   if (!status.empty()) line << "  " << status;
   if (tty_) {

@@ -48,7 +48,7 @@ void register_builtin_tasks(Registry<TaskInfo>& r) {
         "embeddings from files (--prompts, --prompt-embeds, --eval-prompts)");
   r.add("fashion",
         {[](const nlohmann::json& p) { return make_image_task(fashion_mnist_info(), p); },
-         image_task_preset()},
+         image_task_preset(), /*images=*/true},
         "Fashion-MNIST: 10 classes of 28x28 grey images, class-conditional (--data-dir)");
 }
 

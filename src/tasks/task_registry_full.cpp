@@ -9,7 +9,7 @@ const Registry<TaskInfo>& tasks() {
   static const Registry<TaskInfo> registry = [] {
     Registry<TaskInfo> r("task");
     register_builtin_tasks(r);
-    r.add("words", {make_words_task, words_task_preset()},
+    r.add("words", {make_words_task, words_task_preset(), /*images=*/true},
           "images of words drawn with FreeType (A-Z, 16x64 grey), conditioned on the word's "
           "letters; held-out words for evaluation");
     return r;
