@@ -137,6 +137,10 @@ TEST(ImageJobs, PretrainTrainClassifierAndFinetune) {
       finetune_params(), "",
       tiny(ft, {{"steps", "3"}, {"eval_every", "0"}, {"cfg", "1.5"}, {"eval_cfg", "1.5"}}));
   auto summary = run_finetune(fcfg, JobIO{log, false});
+  // The run says which base model it loaded.
+  EXPECT_NE(log.str().find("base model: " + pre + "/checkpoints/base.safetensors (model 'base', "),
+            std::string::npos)
+      << log.str();
   for (const char* when : {"before", "after"})
     for (const char* key : {"accuracy", "frechet_distance", "diversity", "mean_intensity",
                             "saturated_fraction", "edge_density", "frechet_distance_per_class"})

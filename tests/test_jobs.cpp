@@ -479,6 +479,10 @@ TEST(JobsTest, CompareRunsEveryMethodAndWritesTheReport) {
   auto summary = run_compare(Config::resolve(compare_params(), "", args), JobIO{log, false});
   EXPECT_EQ(summary["failed_runs"], 0) << log.str();
   EXPECT_NE(read_file(out + "/report.html").find("ramflow compare: "), std::string::npos);
+  // The table's footnotes say what a negative distance to p* and a missing KL mean.
+  const std::string md = read_file(out + "/report.md");
+  EXPECT_NE(md.find("distance to p* = the energy distance's unbiased estimate"), std::string::npos);
+  EXPECT_NE(md.find("is left out of the mean"), std::string::npos);
   auto report = nlohmann::json::parse(read_file(out + "/report.json"));
   // Variants: two values of m for every method that reads it, two KL weights for flow-grpo, one
   // otherwise.
