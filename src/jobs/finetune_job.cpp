@@ -163,9 +163,17 @@ void plot_samples(const RunDir& run, const Config& cfg, const Task& task, const 
                   const Evaluator& evaluator, const EvalResult& before, const EvalResult& after,
                   const std::string& method, int64_t steps) {
   if (before.samples.dim() == 4) {  // images (decoded)
-    jobs::class_grids(run.plot("samples"), {before.samples, after.samples},
-                      {"base model", method + " after " + std::to_string(steps) + " steps"},
-                      {before.cond}, task, 8);
+    // base | post-trained | the task's test images of the same classes or prompts (the reference).
+    std::vector<torch::Tensor> batches = {before.samples, after.samples};
+    std::vector<std::string> headings = {"base model",
+                                         method + " after " + std::to_string(steps) + " steps"};
+    std::vector<Condition> conds = {before.cond, before.cond};
+    if (auto test = task.test_split()) {
+      batches.push_back(test->x);
+      headings.push_back("test images");
+      conds.push_back(test->cond);
+    }
+    jobs::class_grids(run.plot("samples"), batches, headings, conds, task, 8);
     return;
   }
   const int64_t n_plot = std::min<int64_t>(2000, cfg.integer("eval_samples"));

@@ -122,12 +122,15 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
     }
   std::ostringstream s;
   for (size_t k = 0; k < rows.size(); ++k) {
+    std::string line;
     for (size_t i = 0; i < rows[k].size(); ++i) {
-      s << rows[k][i];
-      // Two spaces between columns; none after the last.
-      if (i + 1 < rows[k].size()) s << std::string(width[i] + 2 - display_width(rows[k][i]), ' ');
+      line += rows[k][i];
+      // Two spaces between columns; none after the last cell with text.
+      if (i + 1 < rows[k].size())
+        line += std::string(width[i] + 2 - display_width(rows[k][i]), ' ');
     }
-    s << "\n";
+    line.erase(line.find_last_not_of(' ') + 1);
+    s << line << "\n";
     if (k == 0) {
       size_t total = 0;
       for (auto w : width) total += w + 2;

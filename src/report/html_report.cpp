@@ -158,21 +158,37 @@ std::string now_text() {
   return buf;
 }
 
-// The scalar entries of `object` (and of its small objects, as "key / inner"), for the summary.
-void flatten(const json& object, const std::string& prefix, json& rows) {
-  for (const auto& [key, value] : object.items()) {
-    const std::string name = prefix.empty() ? key : prefix + " / " + key;
-    if (value.is_object()) {
-      if (value.size() <= 24) flatten(value, name, rows);
-    } else if (value.is_number_float()) {
-      std::ostringstream s;
-      s.precision(6);
-      s << value.get<double>();
-      rows.push_back({name, s.str()});
-    } else if (!value.is_array() || value.size() <= 12) {
-      rows.push_back({name, value.is_string() ? value.get<std::string>() : value.dump()});
-    }
+// The key numbers of a finished run's summary, in reading order: (label, "a/b" path into it).
+const std::pair<const char*, const char*> kKeyNumbers[] = {
+    {"method", "method"},
+    {"task", "task"},
+    {"steps", "steps"},
+    {"reward: base", "reward_before"},
+    {"reward: post-trained", "reward_after"},
+    {"reward of the exact target p*", "reward_optimal"},
+    {"fraction of the way to p*'s reward", "fraction_of_optimal"},
+    {"distance to p*: base", "before/distance"},
+    {"distance to p*: post-trained", "after/distance"},
+    {"judge's accuracy: base", "before/accuracy"},
+    {"judge's accuracy: post-trained", "after/accuracy"},
+    {"judge's exact match: base", "before/exact_match"},
+    {"judge's exact match: post-trained", "after/exact_match"},
+    {"Fréchet distance: base", "before/frechet_distance"},
+    {"Fréchet distance: post-trained", "after/frechet_distance"},
+    {"diversity: base", "before/diversity"},
+    {"diversity: post-trained", "after/diversity"},
+    {"ms per training step", "ms_per_step"},
+    {"seconds in all", "total_seconds"}};
+
+std::string value_text(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_float()) {
+    std::ostringstream s;
+    s.precision(5);
+    s << v.get<double>();
+    return s.str();
   }
+  return v.dump();
 }
 
 // The page's behaviour: charts from REPORT.charts, the evaluation slider, and the marks on <body>
@@ -233,11 +249,16 @@ img { max-width: 100%; border: 1px solid #eee; } #step-picture { image-rendering
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
 )CSS";
 
-// The page around REPORT: title, status, summary rows, charts, step slider, pictures, and
-// preformatted texts (configuration, report.md).
+// A preformatted text at the end of the page (the configuration, summary.json, report.md), shown
+// or folded.
+struct Text {
+  std::string heading, text;
+  bool open = false;
+};
+
+// The page around REPORT: title, status, key numbers, charts, step slider, pictures, and texts.
 std::string page(const std::string& title, const std::string& status, bool refresh,
-                 const json& summary_rows, const json& report,
-                 const std::vector<std::pair<std::string, std::string>>& texts) {
+                 const json& summary_rows, const json& report, const std::vector<Text>& texts) {
   std::ostringstream h;
   h << "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
   // While the run goes on, the page reloads itself: an open tab follows the run.
@@ -253,7 +274,7 @@ std::string page(const std::string& title, const std::string& status, bool refre
   h << "</head>\n<body data-charts=\"0\" data-drawn=\"0\" data-errors=\"0\">\n<h1>"
     << html_escape(title) << "</h1>\n<p class=\"status\">" << html_escape(status) << "</p>\n";
   if (!summary_rows.empty()) {
-    h << "<h2>Summary</h2>\n<table>\n";
+    h << "<h2>Key numbers</h2>\n<table>\n";
     for (const auto& row : summary_rows)
       h << "<tr><th>" << html_escape(row[0].get<std::string>()) << "</th><td>"
         << html_escape(row[1].get<std::string>()) << "</td></tr>\n";
@@ -271,9 +292,9 @@ std::string page(const std::string& title, const std::string& status, bool refre
         << p["src"].get<std::string>() << "\" alt=\"" << html_escape(p["name"].get<std::string>())
         << "\">\n";
   }
-  for (const auto& [heading, text] : texts)
-    h << "<h2>" << html_escape(heading) << "</h2>\n<details open><pre>" << html_escape(text)
-      << "</pre></details>\n";
+  for (const auto& t : texts)
+    h << "<h2>" << html_escape(t.heading) << "</h2>\n<details" << (t.open ? " open" : "")
+      << "><summary>show</summary><pre>" << html_escape(t.text) << "</pre></details>\n";
   json data = report;
   data.erase("pictures");  // already in the page
   h << "<script>\nvar REPORT = " << script_json(data) << ";\n" << kScript << "</script>\n";
@@ -349,7 +370,12 @@ void write_run_report(const std::string& run_dir) {
            << "; page written " << now_text() << " (it reloads itself every 30 s)";
   json rows = json::array();
   if (finished) {
-    // The KL first, as a number only where the estimate says something (KLEstimate::reliable).
+    for (const auto& [label, path] : kKeyNumbers) {
+      const json::json_pointer at("/" + std::string(path));
+      if (summary.contains(at) && !summary[at].is_null() && !summary[at].is_object())
+        rows.push_back({label, value_text(summary[at])});
+    }
+    // The KL as a number only where the estimate says something (KLEstimate::reliable).
     const json& after = summary.value("after", json::object());
     auto number = [&](const char* key) {
       return after.contains(key) && after[key].is_number() ? after[key].get<double>()
@@ -358,7 +384,6 @@ void write_run_report(const std::string& run_dir) {
     if (std::isfinite(number("kl_to_base")))
       rows.push_back({"KL to base (final evaluation)",
                       KLEstimate{number("kl_to_base"), number("kl_to_base_se")}.text()});
-    flatten(summary, "", rows);
   }
   const std::string kind = config.is_object() && config.contains("method") ? "finetune" : "run";
   std::string title = "ramflow " + kind + ": " + fs::path(run_dir).filename().string();
@@ -368,8 +393,9 @@ void write_run_report(const std::string& run_dir) {
   const json report = {{"charts", charts},
                        {"steps", step_pictures(dir / "plots" / "steps")},
                        {"pictures", pictures(dir / "plots")}};
-  std::vector<std::pair<std::string, std::string>> texts;
-  if (config.is_object()) texts.emplace_back("Configuration (config.json)", config.dump(2));
+  std::vector<Text> texts;
+  if (finished) texts.push_back({"Summary (summary.json)", summary.dump(2)});
+  if (config.is_object()) texts.push_back({"Configuration (config.json)", config.dump(2)});
   write_file_atomic((dir / "report.html").string(),
                     page(title, status.str(), !finished, rows, report, texts));
 }
@@ -406,11 +432,11 @@ void write_compare_report(const std::string& dir_text) {
   const bool finished = fs::exists(dir / "summary.json");
   const std::string status =
       std::string(finished ? "finished" : "running") + "; page written " + now_text();
-  std::vector<std::pair<std::string, std::string>> texts;
+  std::vector<Text> texts;
   if (fs::exists(dir / "report.md"))
-    texts.emplace_back("Report (report.md)", read_file((dir / "report.md").string()));
+    texts.push_back({"Report (report.md)", read_file((dir / "report.md").string()), true});
   if (const json config = read_json_or_null(dir / "config.json"); config.is_object())
-    texts.emplace_back("Configuration (config.json)", config.dump(2));
+    texts.push_back({"Configuration (config.json)", config.dump(2)});
   const json data = {
       {"charts", charts}, {"steps", json::array()}, {"pictures", pictures(dir / "plots")}};
   write_file_atomic((dir / "report.html").string(),
