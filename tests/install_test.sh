@@ -2,9 +2,13 @@
 # The install step and the CMake package, as another project uses them: `cmake --install` of this
 # build into a fresh prefix, then examples/custom_reward.cpp built as an outside project with
 # find_package(ramflow) and ramflow::ramflow_core, and the installed tool run.
-# Usage: install_test.sh BUILD_DIR SOURCE_DIR TORCH_DIR CXX_STANDARD [COMPILER_LAUNCHER]
+# The C++ standard comes with the package (its targets require the one they were built with).
+# Usage: install_test.sh BUILD_DIR SOURCE_DIR PREFIX_PATH [CMAKE_ARGS...]: PREFIX_PATH is
+# the build's own CMAKE_PREFIX_PATH (where its LibTorch is; may be empty), CMAKE_ARGS what else the
+# outside project needs to find and link the same LibTorch (Torch_DIR, c10_LIBRARY, linker flags).
 set -eu
-build=$1 source=$2 torch_dir=$3 standard=$4 launcher=${5:-}
+build=$1 source=$2 prefix_path=$3
+shift 3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" > "$work/install.log"
@@ -22,8 +26,8 @@ add_executable(custom_reward "$source/examples/custom_reward.cpp")
 target_link_libraries(custom_reward PRIVATE ramflow::ramflow_core)
 CMAKE
 cmake -S "$work/app" -B "$work/app/build" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$work/prefix" -DTorch_DIR="$torch_dir" -DCMAKE_CXX_STANDARD="$standard" \
-  ${launcher:+-DCMAKE_CXX_COMPILER_LAUNCHER="$launcher"} > "$work/configure.log" 2>&1 ||
+  -DCMAKE_PREFIX_PATH="$work/prefix${prefix_path:+;$prefix_path}" \
+  "$@" > "$work/configure.log" 2>&1 ||
   { cat "$work/configure.log" >&2; exit 1; }
 cmake --build "$work/app/build" > "$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; exit 1; }
 [ -x "$work/app/build/custom_reward" ] || { echo "install_test: no custom_reward binary" >&2; exit 1; }

@@ -43,7 +43,7 @@ TEST(IdxTest, EveryTypeRoundTripsPlainAndGzipped) {
       torch::randn({3, 3}, torch::kDouble)};
   for (bool gzip : {false, true})
     for (size_t i = 0; i < arrays.size(); ++i) {
-      const auto path = temp_path("a" + std::to_string(i) + (gzip ? ".gz" : ""));
+      const auto path = temp_path(std::string("a") + std::to_string(i) + (gzip ? ".gz" : ""));
       write_idx(path, arrays[i], gzip);
       const auto back = read_idx(path, arrays[i].dim());
       EXPECT_EQ(back.scalar_type(), arrays[i].scalar_type());

@@ -371,7 +371,7 @@ void write_run_report(const std::string& run_dir) {
   json rows = json::array();
   if (finished) {
     for (const auto& [label, path] : kKeyNumbers) {
-      const json::json_pointer at("/" + std::string(path));
+      const json::json_pointer at(std::string("/") + path);
       if (summary.contains(at) && !summary[at].is_null() && !summary[at].is_object())
         rows.push_back({label, value_text(summary[at])});
     }

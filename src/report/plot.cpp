@@ -234,12 +234,12 @@ void sample_panels(const std::string& path, const std::vector<SamplePanel>& pane
       gr.Axis();
       gr.Grid("xy", "h-");
       gr.SetMarkSize(0.35);
-      gr.Plot(to_mgl(xs), to_mgl(ys), (" " + palette(0) + ".").c_str());
+      gr.Plot(to_mgl(xs), to_mgl(ys), (std::string(" ") + palette(0) + ".").c_str());
       if (!p.marks.empty()) {
         std::vector<double> mx, my;
         for (const auto& [x, y] : p.marks) mx.push_back(x), my.push_back(y);
         gr.SetMarkSize(1.1);
-        gr.Plot(to_mgl(mx), to_mgl(my), (" " + palette(3) + "6x").c_str());  // over the samples
+        gr.Plot(to_mgl(mx), to_mgl(my), (std::string(" ") + palette(3) + "6x").c_str());
         marks_label = p.marks_label;
       }
     }
