@@ -128,14 +128,14 @@ void line_plot(const std::string& path, const std::string& title, const std::str
   gr.SetFontSize(2.4);
   title_at_top(gr, title);
   // The axes box: the left three quarters, below the title; the legend to its right.
-  axes_box(gr, 0.095, 0.76, 0.13, 0.87);
+  axes_box(gr, 0.11, 0.76, 0.13, 0.87);
   gr.SetRanges(xr.lo, xr.hi, yr.lo, yr.hi);
   gr.SetRotatedText(false);  // tick labels upright
   gr.Axis();
   gr.SetRotatedText(true);  // the y label along its axis
   gr.Grid("xy", "h-");
   gr.Label('x', xlabel.c_str(), 0);
-  gr.Label('y', ylabel.c_str(), 0, "value 0.22");
+  gr.Label('y', ylabel.c_str(), 0, "value 0.32");
   gr.SetAlphaDef(0.3);
   gr.SetMarkSize(2.0);
   size_t k = 0;
