@@ -1,6 +1,8 @@
 // Tests for src/report: the progress lines of long work (include/ramflow/progress.h) and image
 // grids with headings and row labels (include/ramflow/labelled_grid.h).
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -10,7 +12,9 @@
 #include <torch/torch.h>
 
 #include "helpers.h"
+#include "ramflow/html_report.h"
 #include "ramflow/image.h"
+#include "ramflow/io.h"
 #include "ramflow/labelled_grid.h"
 #include "ramflow/progress.h"
 
@@ -101,6 +105,27 @@ TEST(LabelledGrid, HeadingsOverEachGridAndALabelLeftOfEachRow) {
   EXPECT_GT(dark(top, 56, 0, label_w), 20);                 // "T-shirt/top"
   EXPECT_GT(dark(top + 59, 56, 0, label_w), 20);            // "Bag"
   EXPECT_EQ(dark(top, 121 - 6, 8 + label_w, 180), 0);       // none over the tiles
+}
+
+TEST(HtmlReport, ALongRunsPageCarriesFortyEvaluationPicturesFirstToLast) {
+  // 50 evaluations (steps 0, 10, ..., 490): the page carries 40 of them, the first and the last
+  // among them, so that a page rewritten at every evaluation stays bounded.
+  namespace fs = std::filesystem;
+  const std::string run = testing::fresh_temp_dir("html_report");
+  fs::create_directories(run + "/plots/steps");
+  const std::string png = encode_png(torch::full({4, 4}, 128, torch::kByte));
+  for (int k = 0; k < 50; ++k) {
+    char name[32];
+    std::snprintf(name, sizeof name, "/plots/steps/step-%08d.png", 10 * k);
+    write_file_atomic(run + name, png);
+  }
+  write_run_report(run);
+  const std::string html = read_file(run + "/report.html");
+  size_t pictures = 0;
+  for (size_t at = 0; (at = html.find("\"step\":", at)) != std::string::npos; ++at) ++pictures;
+  EXPECT_EQ(pictures, 40u);
+  EXPECT_NE(html.find("\"step\":0}"), std::string::npos);
+  EXPECT_NE(html.find("\"step\":490}"), std::string::npos);
 }
 
 }  // namespace

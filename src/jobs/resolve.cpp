@@ -256,7 +256,7 @@ RewardPtr resolve_reward(Config& cfg, const Task& task, const DecoderPtr& decode
                           type + "'");
   int64_t dim = 1;
   for (int64_t s : scored_shape(task, decoder)) dim *= s;
-  RewardPtr reward = make_reward(reward_spec_from(cfg), dim);
+  RewardPtr reward = make_reward(spec, dim);
   cfg.set("reward", reward->spec());
   for (const char* k : {"reward_center", "reward_scale", "reward_height", "reward_coef", "reward_q",
                         "reward_url", "reward_timeout", "reward_retries"})

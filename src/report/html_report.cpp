@@ -130,7 +130,11 @@ json pictures(const fs::path& plots) {
   return out;
 }
 
-// The sample pictures of each evaluation, plots/steps/step-<k>.png, in step order.
+// The sample pictures of the evaluations, plots/steps/step-<k>.png, in step order: all of them up
+// to kMaxStepPictures, else that many evenly spaced from the first to the last. The page is
+// rewritten at every evaluation, so this bounds what each write reads and encodes (and the page's
+// size) in a run of hundreds of evaluations; every picture stays in plots/steps/.
+constexpr size_t kMaxStepPictures = 40;
 json step_pictures(const fs::path& dir) {
   std::vector<std::pair<long long, fs::path>> found;
   if (fs::is_directory(dir))
@@ -143,8 +147,13 @@ json step_pictures(const fs::path& dir) {
       }
     }
   std::sort(found.begin(), found.end());
+  const size_t n = found.size(), keep = std::min(n, kMaxStepPictures);
   json out = json::array();
-  for (const auto& [step, f] : found) out.push_back({{"step", step}, {"src", png_uri(f)}});
+  for (size_t i = 0; i < keep; ++i) {
+    // Index i (n - 1) / (keep - 1): 0 and n - 1 included, increasing, no repeats for keep <= n.
+    const auto& [step, f] = found[keep > 1 ? i * (n - 1) / (keep - 1) : n - 1];
+    out.push_back({{"step", step}, {"src", png_uri(f)}});
+  }
   return out;
 }
 
