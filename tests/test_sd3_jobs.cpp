@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -33,16 +35,20 @@ const std::string& pipeline() {
 }
 std::string golden_path() { return pipeline() + "/golden.safetensors"; }
 
-/// The golden prompts' text (three lines, one a JSON line with metadata).
+/// The golden prompts' text (three lines, one a JSON line with metadata), in a file of this
+/// process's own: ctest runs the parameterised tests in parallel processes, and one rewriting a
+/// shared file while another reads it gave "no prompts".
 std::string prompts_file() {
-  const auto path = testing::fresh_temp_dir("sd3_jobs_prompts") + ".txt";
+  const auto path =
+      testing::fresh_temp_dir("sd3_jobs_prompts_" + std::to_string(::getpid())) + ".txt";
   std::ofstream(path) << "a red cube\n{\"prompt\": \"two dogs\", \"count\": 2}\nthe word STOP\n";
   return path;
 }
 
 /// The golden sample's initial noise as an --init-noise file.
 std::string noise_file() {
-  const auto path = testing::fresh_temp_dir("sd3_jobs_noise") + ".safetensors";
+  const auto path =
+      testing::fresh_temp_dir("sd3_jobs_noise_" + std::to_string(::getpid())) + ".safetensors";
   save_safetensors(path, {{"noise", load_safetensors(golden_path()).at("sample_noise")}});
   return path;
 }
