@@ -227,6 +227,24 @@ int main(int argc, char** argv) {
   }
   auto* list = app.add_subcommand(
       "list", "list every registered task, reward, method, sampler, model and decoder");
+  // ramflow launch [--nproc N] SUBCOMMAND [FLAGS]: the rest of the line is the ranks' command.
+  ramflow::LaunchOptions launch_options;
+  auto* launch = app.add_subcommand(
+      "launch",
+      "run a subcommand as N local processes of one data-parallel run (docs/distributed.md): "
+      "ramflow launch --nproc 2 finetune [flags]");
+  launch->prefix_command();
+  launch->add_option("--nproc", launch_options.nproc, "processes (ranks) on this machine")
+      ->capture_default_str();
+  launch
+      ->add_option("--master-addr", launch_options.master_addr,
+                   "address of the store rank 0 serves")
+      ->capture_default_str();
+  launch->add_option("--master-port", launch_options.master_port, "its port (0: a free one)")
+      ->capture_default_str();
+  launch->add_option("--logs", launch_options.logs,
+                     "folder of the output of ranks 1 .. N-1 (default: a temporary folder, "
+                     "removed when every rank succeeds)");
 
   try {
     app.parse(argc, argv);
@@ -249,13 +267,34 @@ int main(int argc, char** argv) {
     print_list();
     return 0;
   }
+  if (launch->parsed()) {
+    std::vector<std::string> command = launch->remaining();
+    if (command.empty() || command.front().rfind("-", 0) == 0) {
+      std::cerr << "ramflow launch: error: "
+                << (command.empty() ? "no subcommand given" : "unknown flag " + command.front())
+                << " (usage: ramflow launch [--nproc N] SUBCOMMAND [FLAGS])\n";
+      return 2;
+    }
+    std::error_code ec;
+    command.insert(command.begin(), std::filesystem::read_symlink("/proc/self/exe", ec).string());
+    if (ec) command.front() = argv[0];
+    try {
+      return ramflow::launch(command, launch_options, std::cerr);
+    } catch (const ramflow::ConfigError& e) {
+      std::cerr << "ramflow launch: error: " << e.what() << "\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "ramflow launch: error: " << e.what() << "\n";
+      return 1;
+    }
+  }
   // Once per run: a virtual CPU can make OpenBLAS fall back to kernels far slower than the CPU
   // allows.
   if (const std::string note = ramflow::blas_kernel_note(); !note.empty())
     std::cerr << "ramflow: note: " << note << "\n";
   for (auto& s : subs) {
     if (!s.app->parsed()) continue;
-    const std::string where = "ramflow " + s.name;
+    std::string where = "ramflow " + s.name;
     if (const auto extras = s.app->remaining(); !extras.empty()) {
       const std::string& arg = extras.front();
       if (arg.rfind("-", 0) != 0) {
@@ -281,14 +320,40 @@ int main(int argc, char** argv) {
                 << " (see --help)\n";
       return 2;
     }
+    // Several processes (torchrun's variables, or ramflow launch): rank 0 reports, the others
+    // write only their errors.
+    std::optional<ramflow::Rendezvous> rendezvous;
+    std::ostream quiet(nullptr);
+    try {
+      rendezvous = ramflow::Rendezvous::from_env();
+    } catch (const std::exception& e) {
+      std::cerr << where << ": error: " << e.what() << "\n";
+      return 2;
+    }
+    const bool several = rendezvous && rendezvous->world_size > 1;
+    if (several) where += " (rank " + std::to_string(rendezvous->rank) + ")";
     try {
       Config cfg = Config::resolve(s.table, s.config_file, given_flags(s));
+      if (several && !s.table.find("dist_timeout"))
+        throw ramflow::ConfigError("WORLD_SIZE=" + std::to_string(rendezvous->world_size) +
+                                   ": only finetune runs on several processes");
+      ramflow::CommunicatorPtr comm;
+      if (several) {
+        ramflow::CommunicatorOptions options;
+        options.timeout =
+            std::chrono::milliseconds(static_cast<int64_t>(1000 * cfg.number("dist_timeout")));
+        options.backend = cfg.text("dist_backend");
+        options.device = torch::Device(cfg.text("device"));
+        comm = ramflow::connect(*rendezvous, options);
+      }
+      const bool follower = several && rendezvous->rank != 0;
+      ramflow::JobIO io{follower ? quiet : std::cerr, !follower && ramflow::stderr_is_terminal(),
+                        follower ? &quiet : (s.json ? nullptr : &std::cout), comm};
       // SIGINT / SIGTERM: a training job finishes its step, writes a checkpoint and stops (stop.h).
       ramflow::install_stop_handlers();
-      const nlohmann::json summary = s.run(
-          cfg,
-          ramflow::JobIO{std::cerr, ramflow::stderr_is_terminal(), s.json ? nullptr : &std::cout});
-      if (s.json) std::cout << summary.dump(2) << "\n";
+      const nlohmann::json summary = s.run(cfg, io);
+      if (io.comm) io.comm->barrier();  // rank 0 serves the store: it ends last
+      if (s.json && !follower) std::cout << summary.dump(2) << "\n";
       return 0;
     } catch (const ramflow::Interrupted& e) {
       std::cerr << where << ": " << e.what() << "\n";

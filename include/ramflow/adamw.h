@@ -48,6 +48,9 @@ class AdamW {
   size_t groups() const { return groups_.size(); }
   const torch::Tensor& flat_params(size_t group = 0) const { return groups_.at(group).flat; }
   const torch::Tensor& flat_grad(size_t group = 0) const { return groups_.at(group).grad; }
+  /// The flat gradient of `group` with every parameter's .grad attached to it (a view that
+  /// shares its storage): what an all-reduce sums over the ranks in place.
+  torch::Tensor gradients(size_t group = 0);
   /// Optimiser state for checkpoints: the moments {"m", "v"} (float32, [numel], the groups in
   /// order, on the CPU) and the step count.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;

@@ -34,6 +34,7 @@
 #include <torch/types.h>
 
 #include "ramflow/rng.h"
+#include "ramflow/rows.h"
 #include "ramflow/time.h"
 #include "ramflow/velocity_field.h"
 
@@ -48,9 +49,10 @@ struct ElboDraws {
 
 /// Draws t (all B K of them first), then eps, from `rng`. `weighting` is "elbo" or "uniform";
 /// `t_min` is delta, the lower end of the "elbo" weighting's range; `time` is used by "uniform"
-/// only.
+/// only. `rows`: which rows of the batch x0 holds (rows.h); the draws are that batch's.
 ElboDraws draw_elbo_points(const torch::Tensor& x0, int64_t K, const std::string& weighting,
-                           double t_min, const TimeDistribution& time, Rng& rng);
+                           double t_min, const TimeDistribution& time, Rng& rng,
+                           const Rows& rows = {});
 
 /// The re-noised points of the draws: x0 repeated K times, x_t and u = eps - x0, each [B*K, ...]
 /// (row b*K + k is draw k of endpoint b), and t, weight as [B*K].

@@ -41,6 +41,13 @@ class NumericalError : public Error {
   using Error::Error;
 };
 
+/// A data-parallel run lost one of its processes, or could not gather them: the message names the
+/// rank (where it can be found) and the address.
+class DistributedError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A run stopped on request (SIGINT or SIGTERM) after writing a checkpoint. The message says how to
 /// continue; the CLI exits with 128 + the signal's number, as a shell reports a signal.
 class Interrupted : public Error {

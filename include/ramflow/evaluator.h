@@ -34,6 +34,7 @@
 
 #include <torch/types.h>
 
+#include "ramflow/communicator.h"
 #include "ramflow/decoder.h"
 #include "ramflow/gaussian_mixture.h"
 #include "ramflow/image_metrics.h"
@@ -112,8 +113,11 @@ class Evaluator {
   /// Draws the pool from `base` and builds the exact target (options.target()). `base` is not
   /// modified. With a decoder, `reward` scores decoded samples, and the target, the distances and
   /// the judge live in decoded space; the KL is of the models' own (latent) laws.
+  /// With `comm` of several ranks, every rank builds the evaluator and calls evaluate() alike:
+  /// each samples, decodes and scores its share of the endpoints, and all of them are gathered on
+  /// every rank (the pool's too); the results are the one-process results.
   Evaluator(TaskPtr task, RewardPtr reward, double multiplier, VelocityFieldImpl& base,
-            EvalOptions options = {}, DecoderPtr decoder = nullptr);
+            EvalOptions options = {}, DecoderPtr decoder = nullptr, CommunicatorPtr comm = nullptr);
   /// Samples `n` endpoints of `model` from the fixed evaluation noise (n = 0: options.samples()).
   /// With `kl`, also KL(model || base) on the first kl_samples of them (exactly 0 for the base
   /// itself).
@@ -141,6 +145,13 @@ class Evaluator {
  private:
   torch::Tensor endpoints(VelocityFieldImpl& model, const torch::Tensor& noise,
                           const Condition& cond) const;
+  /// The endpoints of `noise` (n rows), decoded and scored: each rank its share, gathered.
+  struct Scored {
+    torch::Tensor latents, samples, reward;
+    std::map<std::string, torch::Tensor> terms;
+  };
+  Scored scored_endpoints(VelocityFieldImpl& model, const torch::Tensor& noise,
+                          const Condition& cond) const;
   /// The decoded endpoints (the endpoints themselves without a decoder).
   torch::Tensor decoded(const torch::Tensor& z) const {
     return decoder_ ? decode_samples(*decoder_, z) : z;
@@ -154,6 +165,7 @@ class Evaluator {
   Condition cond_;       // the task's evaluation conditions, one per sample, or empty
   ExactTarget target_;
   std::optional<ImageJudge> judge_;
+  CommunicatorPtr comm_;
 };
 
 /// The exact expectation of a quadratic-form reward under a Gaussian mixture:

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ramflow/communicator.h"
 #include "ramflow/config.h"
 
 namespace ramflow {
@@ -19,6 +20,9 @@ struct JobIO {
   std::ostream& results() const { return out ? *out : log; }
   /// A blank line between notes and results when both share one stream.
   std::ostream& results_block() const { return out ? *out : log << "\n"; }
+  /// The processes of a data-parallel run (docs/distributed.md); null: this one alone. Only
+  /// finetune runs on several; rank 0 writes the run directory.
+  CommunicatorPtr comm = nullptr;
 };
 
 /// pretrain: flow-matching pretraining of a base model on a task; writes a run directory.

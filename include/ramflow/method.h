@@ -16,6 +16,7 @@
 #include "ramflow/config.h"
 #include "ramflow/registry.h"
 #include "ramflow/rng.h"
+#include "ramflow/rows.h"
 #include "ramflow/time.h"
 #include "ramflow/velocity_field.h"
 
@@ -40,6 +41,9 @@ struct RolloutSpec {
 };
 
 /// One step's on-policy data. B = groups * group_size; sample i belongs to group i / group_size.
+/// In a data-parallel step (docs/distributed.md) a process's batch holds some rows of the step's
+/// batch (`rows`), and the whole step's rewards and condition ids, over which group and step
+/// statistics are taken (step_rewards(), own()).
 struct RolloutBatch {
   torch::Tensor x0;      // [B, ...] clean endpoints, no grad
   Condition cond;        // the B samples' conditions, or empty
@@ -57,10 +61,22 @@ struct RolloutBatch {
   /// Per-sample tensors [B, ...] that Method::prepare computed from the whole batch (advantages,
   /// ...).
   std::map<std::string, torch::Tensor> extras;
+  /// Which rows of the step's batch (of groups * group_size) this batch holds: all of them in one
+  /// process. The random draws of prepare and loss are made for those rows (rows.h).
+  Rows rows;
+  /// The whole step's rewards [groups * group_size] and condition ids (undefined without
+  /// conditions) when this batch holds only some rows; undefined otherwise.
+  torch::Tensor step_reward, step_id;
 
   int64_t size() const { return x0.size(0); }
-  /// Samples [begin, end) of every per-sample tensor. Group statistics belong in Method::prepare,
-  /// which sees the whole batch: a slice may cut a group.
+  /// The rewards of the whole step: group and step statistics are taken over these.
+  const torch::Tensor& step_rewards() const { return step_reward.defined() ? step_reward : reward; }
+  /// This batch's rows of a per-sample tensor of the whole step ([groups * group_size, ...]).
+  torch::Tensor own(const torch::Tensor& per_step) const {
+    return step_reward.defined() ? rows.take(per_step) : per_step;
+  }
+  /// Samples [begin, end) of every per-sample tensor, and of `rows`. Group statistics belong in
+  /// Method::prepare, which sees the whole batch: a slice may cut a group (and has no step_reward).
   RolloutBatch slice(int64_t begin, int64_t end) const;
 };
 

@@ -5,6 +5,7 @@
 #include "ramflow/html_report.h"
 #include "ramflow/jobs.h"
 #include "ramflow/labelled_grid.h"
+#include "ramflow/launch.h"
 #include "ramflow/ocr_reward.h"
 #include "ramflow/plot.h"
 #include "ramflow/text_render.h"

@@ -6,6 +6,7 @@
 
 #include "ramflow/condition.h"
 #include "ramflow/rng.h"
+#include "ramflow/rows.h"
 #include "ramflow/time.h"
 
 namespace ramflow {
@@ -19,12 +20,13 @@ struct Renoised {
 };
 
 /// K draws for each row of x0 [B, ...] (and its conditions, B rows or empty). Draws t, then eps,
-/// from `rng`: that order fixes what a seed gives.
+/// from `rng`: that order fixes what a seed gives. `rows`: which rows of the batch x0 holds (one
+/// share of a split batch, rows.h); the draws are that batch's.
 Renoised renoise(const torch::Tensor& x0, const Condition& cond, int64_t K,
-                 const TimeDistribution& time, Rng& rng);
+                 const TimeDistribution& time, Rng& rng, const Rows& rows = {});
 
 /// The same at given times t [B*K] (rows b*K .. b*K + K - 1 belong to endpoint b): draws only eps.
 Renoised renoise_at(const torch::Tensor& x0, const Condition& cond, const torch::Tensor& t,
-                    Rng& rng);
+                    Rng& rng, const Rows& rows = {});
 
 }  // namespace ramflow

@@ -14,6 +14,9 @@ class Rng {
 
   /// A new independent stream derived from this seed and `stream` (e.g. a step or rank number).
   Rng fork(uint64_t stream) const;
+  /// An independent copy of this stream where it stands: both then draw the same numbers (a copy
+  /// of an Rng shares its generator; this one does not).
+  Rng clone() const;
 
   /// Standard normal draws of `shape`, float32 unless `opts` says otherwise, on opts' device.
   torch::Tensor randn(at::IntArrayRef shape, const torch::TensorOptions& opts = {});

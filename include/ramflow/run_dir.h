@@ -30,6 +30,12 @@ class RunDir {
   /// An existing run directory (it has config.json), to continue: throws InputError if it is not
   /// one.
   static RunDir open(const std::string& path);
+  /// The run directory `path` as a process other than rank 0 of a data-parallel run sees it
+  /// (docs/distributed.md): its paths, and the metrics it reads back on resume, but no writes
+  /// (write_config, write_summary and append_metrics do nothing; rewind_metrics only reads).
+  static RunDir follow(const std::string& path);
+  /// False for follow()'s directory: the caller's other files (plots, checkpoints) are not written.
+  bool writes() const { return writes_; }
 
   const std::string& path() const { return path_; }
   std::string file(const std::string& relative) const;
@@ -52,8 +58,9 @@ class RunDir {
       int64_t step, const std::function<bool(const nlohmann::json&)>& drop = {});
 
  private:
-  explicit RunDir(std::string path);
+  explicit RunDir(std::string path, bool writes = true);
   std::string path_;
+  bool writes_ = true;
   std::shared_ptr<std::ofstream> metrics_;
 };
 

@@ -9,6 +9,7 @@
 
 #include "ramflow/registry.h"
 #include "ramflow/rng.h"
+#include "ramflow/rows.h"
 #include "ramflow/velocity_field.h"
 
 namespace ramflow {
@@ -60,9 +61,10 @@ struct SampleResult {
 };
 
 /// Integrates from x1 (t = 1) to t = 0 on the shifted grid. Runs without autograd. `rng` feeds the
-/// noise of stochastic samplers and may be null for ODE samplers.
+/// noise of stochastic samplers and may be null for ODE samplers; `rows`: which rows of the batch
+/// x1 holds (rows.h), whose noise the stochastic steps draw.
 SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options,
-                    Rng* rng = nullptr);
+                    Rng* rng = nullptr, const Rows& rows = {});
 /// For a diagnosis once an endpoint came out non-finite: integrates again from x1 with the same ODE
 /// sampler, checking every step, and returns the first step k (1-based, of options.steps()) after
 /// which some sample is non-finite; -1 if none is (or the sampler is stochastic, which cannot be
@@ -72,6 +74,6 @@ int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1,
 
 /// The same for a model and the samples' conditions (B rows, or empty).
 SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const Condition& cond,
-                    const SampleOptions& options, Rng* rng = nullptr);
+                    const SampleOptions& options, Rng* rng = nullptr, const Rows& rows = {});
 
 }  // namespace ramflow

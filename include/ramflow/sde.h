@@ -82,6 +82,8 @@ struct TrajectoryOptions {
   TORCH_ARG(std::vector<int64_t>,
             sde_steps) = {};  // indices k of the stochastic steps t_k -> t_k+1
   TORCH_ARG(std::string, log_prob_reduce) = "mean";  // reduction of the per-step log-densities
+  TORCH_ARG(Rows,
+            rows) = Rows();  // which rows of the batch x1 holds, whose noise is drawn (rows.h)
 };
 
 struct Trajectory {

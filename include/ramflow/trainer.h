@@ -14,12 +14,21 @@
 // samples the guided velocity v_u + w (v_c - v_u) with the source's null condition; the losses
 // still use the conditional prediction (guidance.h). Each step draws from its own random stream
 // rng.fork(step), so a run is reproducible step by step.
+// Several processes (a Communicator of W ranks, docs/distributed.md): each rank rolls out, scores
+// and differentiates its share of every minibatch (the step's random draws are made for the whole
+// batch and each rank takes its rows, rows.h), the rewards are gathered so that group and step
+// statistics are the whole step's, the gradients are summed over the ranks on AdamW's flat
+// buffers, and every rank takes the same optimiser step: the run is the one-process run with the
+// same global batch, up to the summation order of the gradient's parts. Gradient accumulation
+// (grad_accum A) splits each rank's share of a minibatch into A micro-batches, one backward pass
+// each, with the same draws and the same update as the whole minibatch at once.
 #include <functional>
 #include <memory>
 #include <optional>
 
 #include "ramflow/adamw.h"
 #include "ramflow/checkpoint.h"
+#include "ramflow/communicator.h"
 #include "ramflow/method.h"
 #include "ramflow/reward.h"
 #include "ramflow/sampler.h"
@@ -39,6 +48,7 @@ struct TrainerOptions {
   TORCH_ARG(double, beta2) = 0.999;
   TORCH_ARG(double, grad_clip) = 0.0;   // max global grad norm; 0 = off
   TORCH_ARG(int64_t, minibatches) = 1;  // optimiser updates per rollout, each on 1/M of the batch
+  TORCH_ARG(int64_t, grad_accum) = 1;   // backward passes per update, each on 1/A of a minibatch
   TORCH_ARG(double, old_decay) = 0.9;   // EMA "old" policy decay (methods that use it)
   TORCH_ARG(double, old_ramp) = 0.01;   // its warm-up: decay = min(old_decay, old_ramp * updates)
   TORCH_ARG(double, eval_ema) = 0.0;  // > 0: an EMA of the policy (warm-up ramp 0.1) for evaluation
@@ -57,6 +67,7 @@ struct StepRecord {
   int64_t step = 0;            // 1-based index of the step just taken
   double seconds = 0;          // cumulative wall-clock time inside step()
   double rollout_seconds = 0;  // this step's rollout: sampling and scoring (the rest is the loss)
+  double comm_seconds = 0;     // this step's time in collectives (several processes; else 0)
   double reward_mean = 0, reward_std = 0, reward_min = 0, reward_max = 0;
   double loss = 0;       // mean over the minibatches
   double grad_norm = 0;  // before clipping (the largest of the minibatches')
@@ -91,11 +102,15 @@ void check_reward_for(const Method& method, const Reward& reward);
 class Trainer {
  public:
   /// `policy` is trained in place (usually a clone of the base); `ref` is the frozen base (v_ref).
+  /// `comm`: the processes of a data-parallel run (null: this one alone). Every rank must start
+  /// from the same policy, reference and state.
   Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward, MethodPtr method,
-          TrainerOptions options, ConditionSource conditions = {});
-  /// Everything the constructor checks of its options against the method and the reward, for
-  /// callers that check a configuration before any compute. Throws ConfigError naming the culprit.
-  static void check(const TrainerOptions& options, const Method& method, const Reward& reward);
+          TrainerOptions options, ConditionSource conditions = {}, CommunicatorPtr comm = nullptr);
+  /// Everything the constructor checks of its options against the method and the reward (and
+  /// that a minibatch splits among `world_size` ranks), for callers that check a configuration
+  /// before any compute. Throws ConfigError naming the culprit.
+  static void check(const TrainerOptions& options, const Method& method, const Reward& reward,
+                    int world_size = 1);
   /// One training step. A non-finite sample, reward, loss or gradient skips the step
   /// (StepRecord::skipped); with several minibatches, the updates made before the fault stay. Other
   /// errors propagate.
@@ -126,10 +141,29 @@ class Trainer {
   Method& method() { return *method_; }
   AdamW& optimizer() { return *optimizer_; }
   const TrainerOptions& options() const { return options_; }
+  Communicator& communicator() { return *comm_; }
 
  private:
-  /// On-policy endpoints drawn by `sampler_model`, scored by the reward.
+  /// On-policy endpoints drawn by `sampler_model` for this rank's rows, scored by the reward.
   RolloutBatch rollout(VelocityFieldImpl& sampler_model, Rng& rng);
+  /// The whole step's rewards and condition ids into a rank's batch (several ranks only).
+  void gather_step(RolloutBatch& batch);
+  /// Every rank's fault of this phase, agreed: `skipped` becomes the first faulty rank's message
+  /// (several ranks only; one collective, two when some rank failed).
+  void agree(std::string& skipped);
+  /// The losses and backward passes of one minibatch (its micro-batches); its gradient is this
+  /// rank's part, summed over the ranks later. Returns the mean loss, its metrics and whether some
+  /// loss was non-finite.
+  struct MinibatchLoss {
+    double loss = 0;
+    std::map<std::string, double> metrics;
+    bool finite = true;
+  };
+  MinibatchLoss minibatch_loss(const RolloutBatch& batch, int64_t i, const Policies& models,
+                               Rng& rng);
+  /// Sums the minibatch's gradient and its loss over the ranks (means of the metrics; maxima of
+  /// those named "*max*"): every rank then holds the one-process values.
+  void reduce(MinibatchLoss& out);
   /// NumericalError naming the diverged sample (index + offset) and the sampler step if x0 holds a
   /// non-finite value; x1 and cond are its noise and conditions, trajectory ([N + 1, b, ...]) its
   /// path if kept.
@@ -141,6 +175,9 @@ class Trainer {
   MethodPtr method_;
   TrainerOptions options_;
   ConditionSource cond_;
+  CommunicatorPtr comm_;
+  Rows rows_;               // this rank's rows of the step's batch (all of them in one process)
+  torch::Tensor gathered_;  // [B]: the step's row of each entry of an all_gather of the ranks'
   std::optional<EMA> old_;
   std::optional<EMA> eval_ema_;
   std::unique_ptr<AdamW> optimizer_;

@@ -30,6 +30,12 @@ void Rng::set_state(const torch::Tensor& state) { gen_.set_state(state); }
 
 Rng Rng::fork(uint64_t stream) const { return Rng(mix(seed_ ^ mix(stream + 1))); }
 
+Rng Rng::clone() const {
+  Rng copy(seed_);
+  copy.gen_ = gen_.clone();
+  return copy;
+}
+
 torch::Tensor Rng::randn(at::IntArrayRef shape, const torch::TensorOptions& opts) {
   auto x = torch::randn(shape, gen_, cpu_float(opts));
   return opts.has_device() ? x.to(opts.device()) : x;

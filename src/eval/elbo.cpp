@@ -11,7 +11,7 @@
 namespace ramflow {
 
 ElboDraws draw_elbo_points(const torch::Tensor& x0, int64_t K, const std::string& weighting,
-                           double t_min, const TimeDistribution& time, Rng& rng) {
+                           double t_min, const TimeDistribution& time, Rng& rng, const Rows& rows) {
   TORCH_CHECK(x0.dim() >= 1 && K >= 1, "elbo: x0 ", x0.sizes(), " and K ", K);
   const int64_t B = x0.size(0);
   const auto opts = x0.options().requires_grad(false);
@@ -21,19 +21,21 @@ ElboDraws draw_elbo_points(const torch::Tensor& x0, int64_t K, const std::string
     const double L = std::log(1.0 / t_min);
     // t = delta^u = exp(-L u): log-uniform on [delta, 1]; the weight (1 - t)/t divided by the
     // density 1/(t L) is (1 - t) L. Drawn in double and rounded once, so t stays inside [delta, 1).
-    auto u = rng.rand({B, K}, torch::TensorOptions().dtype(torch::kDouble));
+    auto u = rows.rand(rng, {B, K}, torch::TensorOptions().dtype(torch::kDouble));
     auto t = torch::exp(-L * u);
     d.t = t.to(opts);
     d.weight = ((1.0 - t) * L).to(opts);
   } else if (weighting == "uniform") {
-    d.t = time.sample(B * K, rng, opts).view({B, K});
+    d.t = rows.repeated(K)
+              .draw(B * K, [&](int64_t n) { return time.sample(n, rng, opts); })
+              .view({B, K});
     d.weight = torch::ones({B, K}, opts);
   } else {
     throw ConfigError("elbo: weighting must be elbo or uniform, got '" + weighting + "'");
   }
   std::vector<int64_t> shape = {B, K};
   for (int64_t i = 1; i < x0.dim(); ++i) shape.push_back(x0.size(i));
-  d.eps = rng.randn(shape, opts);  // [B, K, ...]
+  d.eps = rows.randn(rng, shape, opts);  // [B, K, ...]
   return d;
 }
 

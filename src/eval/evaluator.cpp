@@ -88,12 +88,13 @@ double expected_quadratic_reward(const GaussianMixture& g, const QuadraticForm& 
 }
 
 Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, VelocityFieldImpl& base,
-                     EvalOptions options, DecoderPtr decoder)
+                     EvalOptions options, DecoderPtr decoder, CommunicatorPtr comm)
     : task_(std::move(task)),
       reward_(std::move(reward)),
       decoder_(std::move(decoder)),
       base_(frozen_copy(base)),
-      options_(std::move(options)) {
+      options_(std::move(options)),
+      comm_(comm ? std::move(comm) : single_process()) {
   TORCH_CHECK(options_.samples() >= 2 && (!options_.target() || options_.pool() >= 2),
               "Evaluator: samples and pool must be >= 2");
   std::vector<int64_t> shape = {options_.samples()};
@@ -125,9 +126,10 @@ Evaluator::Evaluator(TaskPtr task, RewardPtr reward, double multiplier, Velocity
 
   shape[0] = options_.pool();
   const Condition pool_cond = task_->evaluation_conditions(options_.pool());
-  auto pool = decoded(endpoints(base, rng.fork(1).randn(shape), pool_cond));
+  Scored scored = scored_endpoints(base, rng.fork(1).randn(shape), pool_cond);
+  const auto& pool = scored.samples;
   target_.multiplier = multiplier;
-  target_.rewards = score_checked(*reward_, pool, pool_cond);
+  target_.rewards = scored.reward;
   target_.pool = pool.reshape({pool.size(0), -1});  // [N, D]
   target_.pool_cond = pool_cond;
   const auto point = target_.frontier({multiplier}).front();
@@ -174,15 +176,35 @@ torch::Tensor Evaluator::endpoints(VelocityFieldImpl& model, const torch::Tensor
   return torch::cat(parts, 0);
 }
 
+Evaluator::Scored Evaluator::scored_endpoints(VelocityFieldImpl& model, const torch::Tensor& noise,
+                                              const Condition& cond) const {
+  const int64_t n = noise.size(0);
+  const auto [lo, hi] = share_of(n, comm_->rank(), comm_->size());
+  const Condition c = cond.slice(lo, hi);
+  Scored out;
+  out.latents = endpoints(model, noise.narrow(0, lo, hi - lo), c);
+  out.samples = decoded(out.latents);
+  ScoredBatch scored = score_terms_checked(*reward_, out.samples, c);
+  out.reward = scored.total.to(torch::kCPU);
+  out.terms = std::move(scored.terms);
+  if (comm_->size() > 1) {  // the shares, in order, on every rank
+    out.latents = all_gather_shares(*comm_, out.latents, n);
+    out.samples = all_gather_shares(*comm_, out.samples, n);
+    out.reward = all_gather_shares(*comm_, out.reward, n);
+    for (auto& [name, t] : out.terms) t = all_gather_shares(*comm_, t.to(torch::kCPU), n);
+  }
+  return out;
+}
+
 EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) const {
   n = evaluated_size(n);
   EvalResult out;
   out.n = n;
   out.cond = conditions(n);
-  out.latents = endpoints(model, noise_.narrow(0, 0, n), out.cond);
-  out.samples = decoded(out.latents);
-  const ScoredBatch scored = score_terms_checked(*reward_, out.samples, out.cond);
-  auto r = scored.total.to(torch::kDouble);
+  Scored scored = scored_endpoints(model, noise_.narrow(0, 0, n), out.cond);
+  out.latents = scored.latents;
+  out.samples = scored.samples;
+  auto r = scored.reward.to(torch::kDouble);
   for (const auto& [name, t] : scored.terms)
     out.reward_terms[name] = t.to(torch::kDouble).mean().item<double>();
   out.reward_mean = r.mean().item<double>();

@@ -5,6 +5,8 @@
 //   samples
 //   3. the shared Trainer loop, with a progress bar, metrics.jsonl and periodic evaluations
 //   4. final evaluation, checkpoint, plots, summary.json (last), and a before/after table
+// On several processes (JobIO::comm, docs/distributed.md) every rank runs these steps alike: the
+// trainer and the evaluations split their work among the ranks, and rank 0 alone writes.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -42,6 +44,7 @@ ParamTable finetune_params() {
   jobs::add_training_params(t);
   jobs::add_eval_params(t);
   jobs::add_checkpoint_params(t);
+  jobs::add_distributed_params(t);
   t.integer("eval_every", 50, "evaluate every N steps for the curves (0 = only before and after)",
             0, 100000000);
   t.integer("eval_curve_samples", 1000, "endpoints per intermediate evaluation", 2, 1 << 22);
@@ -196,6 +199,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   // --- 1. resolve and validate -------------------------------------------------------------------
   // --resume RUN: RUN's own configuration; only these keys may change.
   const bool resuming = cfg_in.is_set("resume");
+  const CommunicatorPtr comm = io.comm ? io.comm : single_process();
   Config cfg = resuming ? jobs::resume_config(
                               cfg_in, {"steps", "checkpoint_every", "keep_checkpoints", "threads"})
                         : cfg_in;
@@ -215,14 +219,16 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   jobs::apply_presets(cfg, method);
   check_method_keys(cfg, {method});
   Trainer::check(jobs::trainer_options_from(cfg, *task), *methods().get(method).make(cfg),
-                 *basics.on_samples);
+                 *basics.on_samples, comm->size());
   jobs::check_model(cfg, *task);
   const bool evaluating = cfg.text("eval") != "none";
   const bool diffusers_base = jobs::is_diffusers_base(cfg);
 
   // --- 2. run directory, base model and evaluation -----------------------------------------------
-  jobs::RunStart start =
-      resuming ? jobs::reopen_run(cfg, device, io) : jobs::start_run(cfg, *task, device, io);
+  jobs::RunStart start = !comm->leader() ? jobs::follow_run(cfg, *task, device, io)
+                         : resuming      ? jobs::reopen_run(cfg, device, io)
+                                         : jobs::start_run(cfg, *task, device, io);
+  jobs::share_base(cfg, start, *comm);
   RunDir& run = start.run;
   const VelocityFieldPtr& base = start.base;
   std::optional<Evaluator> evaluator;
@@ -231,7 +237,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     if (cfg.text("eval") == "exact")
       io.log << "exact target: pool of " << cfg.integer("eval_pool")
              << " base samples, weights exp(" << m << " r)\n";
-    evaluator.emplace(task, reward, m, *base, jobs::eval_options_from(cfg), basics.decoder);
+    evaluator.emplace(task, reward, m, *base, jobs::eval_options_from(cfg), basics.decoder, comm);
     if (evaluator->has_target()) {
       const ExactTarget& target = evaluator->target();
       io.log << "  on the pool: base reward " << jobs::fixed(target.reward_base)
@@ -255,7 +261,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   // --- 3. training -------------------------------------------------------------------------------
   const int64_t steps = cfg.integer("steps");
   jobs::TrainingRun training(cfg, method, task, basics.on_samples, base, run,
-                             "ramflow finetune --resume " + run.path());
+                             "ramflow finetune --resume " + run.path(), comm);
   Trainer& trainer = training.trainer();
   // The curves of the plots: evaluations, and the training batches' mean reward.
   jobs::EvalCurve evals;
@@ -269,6 +275,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     run.append_metrics(line);
     evals.add(line);
+    if (!run.writes()) return;
     step_picture(run, e, *task, *reward, step);
     write_run_report(run.path());  // the page follows the run
   };
@@ -278,7 +285,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
     start.resume_file.reset();  // its tensors are in the trainer now
     std::error_code ec;
     // The run is incomplete again until it ends.
-    std::filesystem::remove(run.file("summary.json"), ec);
+    if (run.writes()) std::filesystem::remove(run.file("summary.json"), ec);
     for (const auto& line : *records) {
       if (line.contains("eval_step")) {
         evals.add(line);
@@ -318,10 +325,11 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   // --- 4. final evaluation, checkpoint, plots, summary -------------------------------------------
   nlohmann::json final_meta = training.meta();
   final_meta["step"] = trainer.steps_done();
-  save_checkpoint(run.checkpoint("final"), checkpoint_models(trainer, /*with_old=*/false),
-                  final_meta);
+  if (run.writes())
+    save_checkpoint(run.checkpoint("final"), checkpoint_models(trainer, /*with_old=*/false),
+                    final_meta);
   LoraVelocityFieldImpl* lora = as_lora(trainer.policy());
-  if (lora) {
+  if (lora && run.writes()) {
     // The evaluated model's adapters in PEFT's layout, and its weights merged into the base
     // architecture.
     LoraVelocityFieldImpl& evaluated = *as_lora(trainer.eval_model());
@@ -377,7 +385,9 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
               "training step", "mean reward", series, lines);
   };
   const std::string name = trainer.method().name() + (trainer.has_eval_ema() ? " (EMA)" : "");
+  if (comm->size() > 1) summary["processes"] = comm->size();
   if (!evaluator) {
+    if (!run.writes()) return summary;
     plot_reward();
     summary["total_seconds"] =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
@@ -398,9 +408,12 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   run.append_metrics(final_line);
   evals.add(final_line);
-  step_picture(run, after, *task, *reward, steps);
-  plot_reward();
-  plot_samples(run, cfg, *task, *reward, *evaluator, before, after, trainer.method().name(), steps);
+  if (run.writes()) {
+    step_picture(run, after, *task, *reward, steps);
+    plot_reward();
+    plot_samples(run, cfg, *task, *reward, *evaluator, before, after, trainer.method().name(),
+                 steps);
+  }
   summary["eval_seconds"] = eval_seconds;
   summary["reward_before"] = before.reward_mean;
   summary["reward_after"] = after.reward_mean;
@@ -411,10 +424,11 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   if (const auto data = evaluator->judge_data()) summary["test_data"] = image_json(*data);
   if (evaluator->has_target()) {
     const ExactTarget& target = evaluator->target();
-    line_plot(run.plot("distance"), "energy distance to the exact target", "training step",
-              "energy distance to p*",
-              {{"evaluation", evals.step, evals.distance, palette(0) + "2"}},
-              {{0.0, "exact target", kOptimumStyle}});
+    if (run.writes())
+      line_plot(run.plot("distance"), "energy distance to the exact target", "training step",
+                "energy distance to p*",
+                {{"evaluation", evals.step, evals.distance, palette(0) + "2"}},
+                {{0.0, "exact target", kOptimumStyle}});
     const double gap = target.reward_optimal - before.reward_mean;
     summary["reward_optimal"] = target.reward_optimal;
     summary["reward_optimal_closed_form"] = jobs::json_number(target.reward_optimal_closed_form);
@@ -430,7 +444,7 @@ nlohmann::json run_finetune(const Config& cfg_in, JobIO io) {
   summary["total_seconds"] =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   run.write_summary(summary);
-  write_run_report(run.path());
+  if (run.writes()) write_run_report(run.path());
 
   // Where each number comes from: the base and post-trained columns are the final evaluation (the
   // same fixed noise for both); the exact target's column is the importance-weighted pool.

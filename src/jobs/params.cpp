@@ -176,6 +176,10 @@ void add_training_params(ParamTable& t, bool with_method) {
   t.integer("minibatches", 1,
             "optimiser updates per rollout, each on 1/M of the endpoints (the first is on-policy)",
             1, 1 << 20);
+  t.integer("grad_accum", 1,
+            "backward passes per optimiser update, each on 1/A of a minibatch's endpoints: the "
+            "same update in less memory",
+            1, 1 << 20);
   t.number("lr", 1e-4,
            "AdamW learning rate (each method's tuned preset replaces this default: docs/tuning.md)",
            0, 10, true);
@@ -200,6 +204,16 @@ void add_training_params(ParamTable& t, bool with_method) {
          "dot; "
          "default: " +
              join(LoraOptions().targets(), ",") + ")");
+}
+
+void add_distributed_params(ParamTable& t) {
+  t.group("Several processes (ramflow launch, torchrun: docs/distributed.md)");
+  t.number("dist_timeout", 300,
+           "seconds a collective waits for the other processes before the run fails naming the "
+           "lost one",
+           1, 1e6, true);
+  t.text("dist_backend", "auto", "c10d backend: gloo (CPU tensors), nccl (CUDA) or auto",
+         {"auto", "gloo", "nccl"});
 }
 
 void add_checkpoint_params(ParamTable& t) {

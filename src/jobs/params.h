@@ -14,6 +14,8 @@ void add_reward_params(ParamTable& t, bool with_defaults);
 void add_eval_params(ParamTable& t);
 /// resume, checkpoint_every, keep_checkpoints (the training jobs).
 void add_checkpoint_params(ParamTable& t);
+/// dist_timeout, dist_backend: the processes of a data-parallel run (finetune).
+void add_distributed_params(ParamTable& t);
 /// method (when `with_method`), every method's keys, rollouts and optimisation.
 void add_training_params(ParamTable& t, bool with_method = true);
 

@@ -167,6 +167,7 @@ nlohmann::json step_line(const StepRecord& rec) {
                          {"nfe_total", static_cast<double>(rec.nfe) + rec.nfe_train},
                          {"reward_evals", rec.reward_evals}};
   if (!rec.skipped.empty()) line["skipped"] = rec.skipped;
+  if (rec.comm_seconds > 0) line["comm_seconds"] = rec.comm_seconds;  // several processes
   for (const auto& kv : rec.metrics)
     if (kv.first != "nfe_train")
       line[kv.first] = kv.second;  // the step's share is in the running total

@@ -68,6 +68,7 @@ TrainerOptions trainer_options_from(const Config& cfg, const Task& task) {
       .beta2(cfg.number("beta2"))
       .grad_clip(cfg.number("grad_clip"))
       .minibatches(cfg.integer("minibatches"))
+      .grad_accum(cfg.integer("grad_accum"))
       .old_decay(cfg.number("old_decay"))
       .old_ramp(cfg.number("old_ramp"))
       .eval_ema(cfg.number("eval_ema"))

@@ -1,11 +1,23 @@
 // The training-run driver of the jobs (see src/jobs/run_driver.h).
 #include "jobs/run_driver.h"
 
+#include <torch/torch.h>
+
 #include "ramflow/errors.h"
 #include "ramflow/http_client.h"
 #include "ramflow/stop.h"
 
 namespace ramflow::jobs {
+namespace {
+// The stop signal one of the ranks received (the largest number, if several), on every rank.
+int agreed_signal(Communicator& comm) {
+  const int own = stop_signal();
+  if (comm.size() == 1) return own;
+  auto t = torch::full({1}, static_cast<int64_t>(own), torch::kLong);
+  comm.all_reduce_max(t);
+  return static_cast<int>(t.item<int64_t>());
+}
+}  // namespace
 
 Resumed resume(Trainer& trainer, const SafetensorsFile& file, const std::string& path,
                RunDir& run) {
@@ -26,9 +38,12 @@ DriveResult drive(Trainer& trainer, CheckpointSeries& series, const DriveOptions
   int64_t saved = -1;  // the step of the last checkpoint written here
   auto checkpoint = [&] {
     const int64_t step = trainer.steps_done();
-    result.checkpoint = series.write(step, [&](const std::string& path) {
-      save_training_checkpoint(path, trainer, options.meta);
-    });
+    result.checkpoint = options.write_checkpoints
+                            ? series.write(step,
+                                           [&](const std::string& path) {
+                                             save_training_checkpoint(path, trainer, options.meta);
+                                           })
+                            : series.path(step);
     saved = step;
   };
   auto over_budget = [&] {
@@ -42,7 +57,8 @@ DriveResult drive(Trainer& trainer, CheckpointSeries& series, const DriveOptions
   const std::string then =
       options.resume_hint.empty() ? "" : "; continue with: " + options.resume_hint;
   while (trainer.steps_done() < options.steps && !over_budget()) {
-    if ((result.signal = stop_signal()) != 0) break;
+    // A signal to any rank stops every rank after the same step.
+    if ((result.signal = agreed_signal(trainer.communicator())) != 0) break;
     try {
       result.last = trainer.step();
     } catch (const RemoteError& e) {

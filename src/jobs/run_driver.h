@@ -31,7 +31,8 @@ struct DriveOptions {
   /// itself.
   bool evaluated_at_start = true;
   nlohmann::json meta =
-      nlohmann::json::object();  // written into every checkpoint (config, method options)
+      nlohmann::json::object();   // written into every checkpoint (config, method options)
+  bool write_checkpoints = true;  // false on the ranks other than 0 of a data-parallel run
 };
 
 struct DriveHooks {

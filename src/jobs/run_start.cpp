@@ -49,6 +49,37 @@ RunStart start_run(const Config& cfg, const Task& task, torch::Device device, Jo
   return {std::move(run), std::move(base), "", nullptr};
 }
 
+RunStart follow_run(const Config& cfg, const Task& task, torch::Device device, JobIO io) {
+  RunDir run = RunDir::follow(cfg.text("out"));
+  if (cfg.is_set("resume")) {
+    const CheckpointSeries series(run.file("checkpoints"), cfg.integer("keep_checkpoints"));
+    const std::string latest = series.latest();
+    if (latest.empty())
+      throw InputError(run.path() +
+                       ": no training checkpoint to resume from on this machine "
+                       "(a resumed run of several machines needs a shared folder)");
+    auto file = std::make_shared<const SafetensorsFile>(load_safetensors(latest));
+    const nlohmann::json meta = read_checkpoint_meta(*file, latest);
+    VelocityFieldPtr base = load_model(latest, meta, reference_name(meta), file.get());
+    base->to(device);
+    base->eval();
+    return {std::move(run), std::move(base), latest, std::move(file)};
+  }
+  VelocityFieldPtr base = cfg.is_set("base") ? base_model(cfg, task, device, io)
+                                             : start_pretraining(cfg, task, device).model;
+  base->eval();
+  return {std::move(run), std::move(base), "", nullptr};
+}
+
+void share_base(const Config& cfg, RunStart& start, Communicator& comm) {
+  if (comm.size() == 1 || cfg.is_set("resume") || cfg.is_set("base")) return;
+  if (comm.leader())
+    comm.announce("base");
+  else
+    comm.await("base", 0);  // rank 0 may be pretraining it: longer than a collective waits
+  broadcast_module(comm, *start.base);
+}
+
 Config resume_config(const Config& given, const std::set<std::string>& may_change) {
   const std::string dir = given.text("resume");
   if (given.is_set("out") && given.text("out") != dir)

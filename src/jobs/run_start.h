@@ -31,6 +31,16 @@ struct RunStart {
 };
 RunStart start_run(const Config& cfg, const Task& task, torch::Device device, JobIO io);
 
+/// The start of a run on a rank other than 0 of a data-parallel run (docs/distributed.md): the
+/// run directory as RunDir::follow sees it, and the base model: loaded from --base (every machine
+/// has the file), else a model of the configured architecture whose weights rank 0 then broadcasts
+/// (share_base); a resumed run reads rank 0's training checkpoint (a filesystem the ranks share).
+RunStart follow_run(const Config& cfg, const Task& task, torch::Device device, JobIO io);
+/// After start_run (rank 0) or follow_run (the others), on every rank: the base model of a fresh
+/// run without --base (pretrained or cached by rank 0, however long that took) becomes rank 0's on
+/// every rank.
+void share_base(const Config& cfg, RunStart& start, Communicator& comm);
+
 /// The configuration of `--resume RUN`: RUN/config.json, with the keys of `given` that were set
 /// explicitly and may change (`may_change`, e.g. steps) applied; any other key set to a different
 /// value is a ConfigError naming it, its value and the run's. `out` becomes RUN.

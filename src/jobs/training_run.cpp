@@ -88,14 +88,15 @@ nlohmann::json CurveEvaluator::line(int64_t step, const StepRecord& totals, cons
 
 TrainingRun::TrainingRun(const Config& cfg, const std::string& method, const TaskPtr& task,
                          const RewardPtr& reward, const VelocityFieldPtr& base, RunDir& run,
-                         std::string resume_hint)
+                         std::string resume_hint, CommunicatorPtr comm)
     : cfg_(cfg),
       run_(run),
       series_(run.file("checkpoints"), cfg.integer("keep_checkpoints")),
       resume_hint_(std::move(resume_hint)) {
   auto [policy, ref] = policy_from(cfg, base);
   trainer_ = std::make_unique<Trainer>(policy, ref, reward, methods().get(method).make(cfg),
-                                       trainer_options_from(cfg, *task), condition_source(task));
+                                       trainer_options_from(cfg, *task), condition_source(task),
+                                       std::move(comm));
   meta_ = {{"config", cfg.values()},
            {"method", trainer_->method().name()},
            {"method_options", trainer_->method().options()}};
@@ -141,6 +142,7 @@ DriveResult TrainingRun::train(const Hooks& hooks, double budget_seconds) {
   options.resume_hint = resume_hint_;
   options.evaluated_at_start = evaluated_at_start_;
   options.meta = meta_;
+  options.write_checkpoints = run_.writes();
   return drive(*trainer_, series_, options, drive_hooks);
 }
 

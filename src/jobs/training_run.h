@@ -79,9 +79,11 @@ class TrainingRun {
   /// `base`), writing checkpoints into `run`'s checkpoints/. `reward` scores the model's own
   /// samples (through the decoder: RunBasics::on_samples). `resume_hint`: the command that
   /// continues the run.
+  /// `comm`: the processes of a data-parallel run (null: one); rank 0's `run` writes, the
+  /// others' is RunDir::follow's.
   TrainingRun(const Config& cfg, const std::string& method, const TaskPtr& task,
               const RewardPtr& reward, const VelocityFieldPtr& base, RunDir& run,
-              std::string resume_hint);
+              std::string resume_hint, CommunicatorPtr comm = nullptr);
 
   /// Continues from a training checkpoint: `file` (read from `path`) if given, else the run's
   /// latest; metrics.jsonl is cut back to its step and its kept records are returned. nullopt when

@@ -49,12 +49,14 @@ torch::Tensor AWM::surrogate(const torch::Tensor& v, const torch::Tensor& u,
 
 void AWM::prepare(RolloutBatch& batch, const Policies& models, Rng& rng) {
   const double A_max = options_.adv_clip();
-  batch.extras["advantage"] = clipped_advantage(batch.reward, batch.group_size,
-                                                options_.std_scope(), options_.std_eps(), A_max) *
-                              (options_.adv_max() / A_max);  // [B]
+  // Over the whole step's rewards (a process of a data-parallel step holds some rows of it).
+  batch.extras["advantage"] =
+      batch.own(clipped_advantage(batch.step_rewards(), batch.group_size, options_.std_scope(),
+                                  options_.std_eps(), A_max)) *
+      (options_.adv_max() / A_max);  // [B]
   // Weight 1, t from the time distribution (t_min is not used by the "uniform" weighting).
-  const auto d =
-      draw_elbo_points(batch.x0, options_.draws(), "uniform", /*t_min=*/0.5, options_.time(), rng);
+  const auto d = draw_elbo_points(batch.x0, options_.draws(), "uniform", /*t_min=*/0.5,
+                                  options_.time(), rng, batch.rows);
   batch.extras["awm_t"] = d.t;      // [B, K]
   batch.extras["awm_eps"] = d.eps;  // [B, K, ...]
   torch::NoGradGuard no_grad;       // l_old is a constant of the loss

@@ -80,7 +80,7 @@ LossOutput EAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   const double s2 = options_.ref_var();
 
   // K draws per endpoint: x_t = (1 - t) x0 + t eps, the reference bridge from x0.
-  const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B*K, ...]
+  const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng, batch.rows);  // [B*K]
   const auto &x_t = p.x_t, &t = p.t;
   const Condition& cond = p.cond;
   auto G = repeat_rows(it->second.to(opts), K);  // [B*K, ...]

@@ -42,11 +42,12 @@ ElboPG::ElboPG(ElboPGOptions options) : options_(std::move(options)) { options_.
 
 void ElboPG::prepare(RolloutBatch& batch, const Policies& models, Rng& rng) {
   const double A_max = options_.adv_clip();
-  batch.extras["advantage"] = clipped_advantage(
-      batch.reward, batch.group_size, options_.std_scope(), options_.std_eps(), A_max);  // [B]
+  batch.extras["advantage"] = batch.own(clipped_advantage(batch.step_rewards(), batch.group_size,
+                                                          options_.std_scope(), options_.std_eps(),
+                                                          A_max));  // [B]
   // One set of (t, eps) draws per rollout, shared by every minibatch and by the old policy.
   const auto d = draw_elbo_points(batch.x0, options_.draws(), options_.weighting(),
-                                  options_.t_min(), options_.time(), rng);
+                                  options_.t_min(), options_.time(), rng, batch.rows);
   batch.extras["elbo_t"] = d.t;            // [B, K]
   batch.extras["elbo_eps"] = d.eps;        // [B, K, ...]
   batch.extras["elbo_weight"] = d.weight;  // [B, K]

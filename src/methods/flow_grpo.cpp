@@ -73,8 +73,9 @@ std::vector<int64_t> FlowGRPO::trained_steps(const std::vector<int64_t>& sde_ste
 
 void FlowGRPO::prepare(RolloutBatch& batch, const Policies&, Rng&) {
   const double A_max = options_.adv_clip();
-  batch.extras["advantage"] = clipped_advantage(
-      batch.reward, batch.group_size, options_.std_scope(), options_.std_eps(), A_max);  // [B]
+  batch.extras["advantage"] = batch.own(clipped_advantage(batch.step_rewards(), batch.group_size,
+                                                          options_.std_scope(), options_.std_eps(),
+                                                          A_max));  // [B]
 }
 
 LossOutput FlowGRPO::loss(const RolloutBatch& batch, const Policies& models, Rng&) {

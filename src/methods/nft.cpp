@@ -42,8 +42,8 @@ NFT::NFT(NFTOptions options) : options_(std::move(options)) { options_.validate(
 
 void NFT::prepare(RolloutBatch& batch, const Policies&, Rng&) {
   const double A_max = options_.adv_clip();
-  auto A = clipped_advantage(batch.reward, batch.group_size, options_.std_scope(),
-                             options_.std_eps(), A_max);
+  auto A = batch.own(clipped_advantage(batch.step_rewards(), batch.group_size, options_.std_scope(),
+                                       options_.std_eps(), A_max));
   batch.extras["optimality"] = (0.5 + A / (2.0 * A_max)).clamp(0.0, 1.0);  // r in [0, 1], [B]
 }
 
@@ -54,8 +54,9 @@ torch::Tensor NFT::grid_times(const RolloutBatch& batch, Rng& rng) const {
       std::max<int64_t>(1, static_cast<int64_t>(std::floor(N * options_.grid_fraction() + 1e-9)));
   // A uniformly random J-subset of the levels 0 .. N-1 per endpoint: the first J of a random
   // permutation (argsort of uniform draws).
-  const auto levels =
-      std::get<1>(rng.rand({B, N}).sort(/*dim=*/1)).narrow(1, 0, J).contiguous();  // [B, J]
+  const auto levels = std::get<1>(batch.rows.rand(rng, {B, N}).sort(/*dim=*/1))
+                          .narrow(1, 0, J)
+                          .contiguous();  // [B, J]
   const auto grid =
       torch::tensor(std::vector<double>(batch.grid.begin(), batch.grid.end() - 1), torch::kDouble);
   return grid.index_select(0, levels.view({-1})).to(batch.x0.options());  // [B J]
@@ -67,9 +68,10 @@ LossOutput NFT::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   TORCH_CHECK(it != batch.extras.end(), "nft: prepare() was not called on the batch");
   const int64_t B = batch.size();
   const auto opts = batch.x0.options();
-  const Renoised p = options_.times() == "grid"
-                         ? renoise_at(batch.x0, batch.cond, grid_times(batch, rng), rng)
-                         : renoise(batch.x0, batch.cond, options_.draws(), options_.time(), rng);
+  const Renoised p =
+      options_.times() == "grid"
+          ? renoise_at(batch.x0, batch.cond, grid_times(batch, rng), rng, batch.rows)
+          : renoise(batch.x0, batch.cond, options_.draws(), options_.time(), rng, batch.rows);
   const int64_t K = p.t.size(0) / B;  // [B K, ...]
   const auto &x_t = p.x_t, &t = p.t;
   const Condition& cond = p.cond;

@@ -91,10 +91,12 @@ RAM::RAM(RAMOptions options) : options_(std::move(options)) { options_.validate(
 
 torch::Tensor RAM::signal(const RolloutBatch& batch) const {
   const double m = options_.multiplier();
-  const auto& r = batch.reward;
-  if (options_.signal() == "raw") return m * r;
-  if (options_.signal() == "centered") return m * group_centered(r, batch.group_size);
-  return m * normalized_advantage(r, batch.group_size, options_.std_scope(), options_.std_eps());
+  // Group and step statistics over the whole step's rewards; this batch's rows of them.
+  const auto& r = batch.step_rewards();
+  if (options_.signal() == "raw") return m * batch.reward;
+  if (options_.signal() == "centered") return m * batch.own(group_centered(r, batch.group_size));
+  return m * batch.own(normalized_advantage(r, batch.group_size, options_.std_scope(),
+                                            options_.std_eps()));
 }
 
 void RAM::prepare(RolloutBatch& batch, const Policies&, Rng&) {
@@ -112,7 +114,7 @@ LossOutput RAM::loss(const RolloutBatch& batch, const Policies& models, Rng& rng
   const auto it = batch.extras.find("signal");
   const auto signal_b = (it != batch.extras.end() ? it->second : signal(batch)).to(opts);  // [B]
   // K draws per endpoint, all in one batched forward pass.
-  const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B*K, ...]
+  const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng, batch.rows);  // [B*K]
   const auto &x_t = p.x_t, &t = p.t;
   const Condition& cond = p.cond;
   auto u = velocity_target(p.x0, p.eps);  // eps - x0

@@ -105,17 +105,19 @@ torch::Tensor RAMTilt::tilt_weights(const torch::Tensor& r, int64_t group_size, 
 void RAMTilt::prepare(RolloutBatch& batch, const Policies&, Rng&) {
   const double d = options_.multiplier() / static_cast<double>(options_.stages());
   if (options_.normalizer() == "group") {
-    batch.extras["weight"] = tilt_weights(batch.reward, batch.group_size, d);
+    batch.extras["weight"] = batch.own(tilt_weights(batch.step_rewards(), batch.group_size, d));
     return;
   }
   // Within a stage the rollouts come from one frozen model, so E_s[e^{d r} | c] is a constant: the
   // mean over every endpoint of the stage so far estimates it with a bias that shrinks with the
   // stage's length, where a group's own mean keeps the self-normalised estimator's O(1/G) bias at
   // every step.
-  const auto z = (d * batch.reward.to(torch::kCPU, torch::kDouble)).contiguous();  // [B]
+  // Over the whole step's endpoints, in the step's order (a process of a data-parallel step holds
+  // some of them, and accumulates the same normaliser as every other).
+  const auto z = (d * batch.step_rewards().to(torch::kCPU, torch::kDouble)).contiguous();  // [B]
   // One normaliser per condition id (E_s[e^{d r} | c] differs between conditions).
-  const torch::Tensor labels =
-      batch.cond.defined() ? batch.cond.id().to(torch::kCPU).contiguous() : torch::Tensor();
+  const torch::Tensor& ids = batch.step_reward.defined() ? batch.step_id : batch.cond.id();
+  const torch::Tensor labels = ids.defined() ? ids.to(torch::kCPU).contiguous() : torch::Tensor();
   const double* zp = z.data_ptr<double>();
   const int64_t B = z.numel();
   auto key = [&](int64_t i) {
@@ -135,7 +137,7 @@ void RAMTilt::prepare(RolloutBatch& batch, const Policies&, Rng&) {
     const auto& [log_sum, count] = log_sum_count_.at(key(i));
     wp[i] = std::exp(zp[i] - (log_sum - std::log(count)));
   }
-  batch.extras["weight"] = w.to(batch.reward.options());
+  batch.extras["weight"] = batch.own(w.to(batch.reward.options()));
 }
 
 LossOutput RAMTilt::loss(const RolloutBatch& batch, const Policies& models, Rng& rng) {
@@ -146,9 +148,9 @@ LossOutput RAMTilt::loss(const RolloutBatch& batch, const Policies& models, Rng&
   const auto w =
       it->second.to(batch.x0.options()).view({B, 1, 1});  // [B, 1, 1]: endpoint b's K draws
 
-  const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng);  // [B*K, ...]
-  const auto y = velocity_target(p.x0, p.eps);                                // Y = eps - x0
-  const auto v = models.policy.forward(p.x_t, p.t, p.cond);                   // the only graph
+  const Renoised p = renoise(batch.x0, batch.cond, K, options_.time(), rng, batch.rows);  // [B*K]
+  const auto y = velocity_target(p.x0, p.eps);               // Y = eps - x0
+  const auto v = models.policy.forward(p.x_t, p.t, p.cond);  // the only graph
   const auto sqrt_w = w.sqrt();
   torch::Tensor res;  // [B, K, n]
   if (options_.control()) {

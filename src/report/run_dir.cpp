@@ -15,7 +15,9 @@ void write_json_atomic(const std::string& path, const nlohmann::json& value) {
   write_file_atomic(path, value.dump(2) + "\n");
 }
 
-RunDir::RunDir(std::string path) : path_(std::move(path)) {}
+RunDir::RunDir(std::string path, bool writes) : path_(std::move(path)), writes_(writes) {}
+
+RunDir RunDir::follow(const std::string& path) { return RunDir(path, /*writes=*/false); }
 
 void RunDir::check(const std::string& path, bool overwrite) {
   if (path.empty()) throw ConfigError("--out: the run directory must not be empty");
@@ -87,7 +89,7 @@ std::vector<nlohmann::json> RunDir::rewind_metrics(
     text += line + "\n";
     kept.push_back(std::move(record));
   }
-  write_file_atomic(file("metrics.jsonl"), text);
+  if (writes_) write_file_atomic(file("metrics.jsonl"), text);
   return kept;
 }
 
@@ -100,14 +102,17 @@ std::string RunDir::checkpoint(const std::string& name) const {
 std::string RunDir::plot(const std::string& name) const { return file("plots/" + name + ".png"); }
 
 void RunDir::write_config(const nlohmann::json& config, const nlohmann::json& given) const {
+  if (!writes_) return;
   if (given.is_object()) write_json_atomic(file("config_given.json"), given);
   write_json_atomic(file("config.json"), config);
 }
 void RunDir::write_summary(const nlohmann::json& summary) const {
+  if (!writes_) return;
   write_json_atomic(file("summary.json"), summary);
 }
 
 void RunDir::append_metrics(const nlohmann::json& record) {
+  if (!writes_) return;
   if (!metrics_) {
     metrics_ = std::make_shared<std::ofstream>(file("metrics.jsonl"), std::ios::app);
     if (!*metrics_) throw IOError(file("metrics.jsonl") + ": cannot open for writing");

@@ -37,7 +37,7 @@ std::vector<double> sampling_grid(const SampleOptions& options) {
 }
 
 SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOptions& options,
-                    Rng* rng) {
+                    Rng* rng, const Rows& rows) {
   const SamplerInfo& info = samplers().get(options.sampler());
   TORCH_CHECK(!info.stochastic || rng != nullptr, "sample: sampler '", options.sampler(),
               "' is stochastic and needs an Rng");
@@ -53,7 +53,7 @@ SampleResult sample(const VelocityFn& v, const torch::Tensor& x1, const SampleOp
     c10::InferenceMode inference;
     torch::Tensor none;
     for (size_t k = 0; k + 1 < grid.size(); ++k) {
-      torch::Tensor noise = info.stochastic ? rng->randn(x.sizes(), x.options()) : none;
+      torch::Tensor noise = info.stochastic ? rows.randn(*rng, x.sizes(), x.options()) : none;
       x = info.step(counted, x, grid[k], grid[k + 1], noise);
     }
   }
@@ -78,10 +78,10 @@ int64_t first_nonfinite_step(const VelocityFn& v, const torch::Tensor& x1,
 }
 
 SampleResult sample(VelocityFieldImpl& model, const torch::Tensor& x1, const Condition& cond,
-                    const SampleOptions& options, Rng* rng) {
+                    const SampleOptions& options, Rng* rng, const Rows& rows) {
   return sample(
       [&](const torch::Tensor& x, const torch::Tensor& t) { return model.forward(x, t, cond); }, x1,
-      options, rng);
+      options, rng, rows);
 }
 
 }  // namespace ramflow

@@ -138,7 +138,7 @@ Trajectory sample_trajectory(VelocityFieldImpl& model, const torch::Tensor& x1,
       ++out.nfe;
       if (stochastic[k] && options.noise_level() > 0) {
         auto step = sde_step(x, v, options.noise_level(), t, t_next);
-        x = step.mean.add(rng.randn(x.sizes(), x.options()), step.std);
+        x = step.mean.add(options.rows().randn(rng, x.sizes(), x.options()), step.std);
         log_prob[k].copy_(gaussian_log_prob(x, step.mean, torch::full({B}, step.std, x.options()),
                                             options.log_prob_reduce()));
       } else {

@@ -80,6 +80,11 @@ void AdamW::zero_grad() {
   for (auto& g : groups_) g.grad.zero_();
 }
 
+torch::Tensor AdamW::gradients(size_t group) {
+  reattach_grads();
+  return groups_.at(group).grad;
+}
+
 double AdamW::grad_norm() {
   reattach_grads();
   double sum = 0;

@@ -28,6 +28,7 @@ RolloutBatch RolloutBatch::slice(int64_t begin, int64_t end) const {
   out.reward_grad = rows(reward_grad, 0);
   for (const auto& [key, value] : extras) out.extras[key] = rows(value, 0);
   for (const auto& [name, value] : reward_terms) out.reward_terms[name] = rows(value, 0);
+  out.rows = this->rows.slice(begin, end);
   return out;
 }
 

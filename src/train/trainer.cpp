@@ -24,7 +24,8 @@ void check_reward_for(const Method& method, const Reward& reward) {
                       reward.spec().value("type", std::string("?")) + "' is not differentiable");
 }
 
-void Trainer::check(const TrainerOptions& options, const Method& method, const Reward& reward) {
+void Trainer::check(const TrainerOptions& options, const Method& method, const Reward& reward,
+                    int world_size) {
   if (options.sample_shape().empty()) throw ConfigError("trainer: sample_shape is required");
   if (options.groups() < 1 || options.group_size() < 1)
     throw ConfigError("trainer: groups and group_size must be >= 1");
@@ -36,6 +37,16 @@ void Trainer::check(const TrainerOptions& options, const Method& method, const R
     throw ConfigError("--minibatches " + std::to_string(options.minibatches()) +
                       " must divide the batch of --groups x --group-size = " + std::to_string(B) +
                       " endpoints");
+  // A minibatch of b endpoints splits into W ranks' shares, each into A micro-batches.
+  const int64_t A = options.grad_accum(), W = world_size, b = B / options.minibatches();
+  if (A < 1) throw ConfigError("--grad-accum must be >= 1");
+  if (b % (W * A))
+    throw ConfigError(
+        "a minibatch of " + std::to_string(b) +
+        " endpoints (--groups x --group-size / "
+        "--minibatches) does not split into " +
+        std::to_string(W) + " process" + (W > 1 ? "es" : "") + " x " + std::to_string(A) +
+        " micro-batch(es) (--grad-accum): make it a multiple of " + std::to_string(W * A));
   if (!(options.old_decay() >= 0 && options.old_decay() <= 1) || !(options.old_ramp() >= 0))
     throw ConfigError("--old-decay must be in [0, 1] and --old-ramp >= 0");
   if (!(options.eval_ema() >= 0 && options.eval_ema() < 1))
@@ -51,17 +62,33 @@ void Trainer::check(const TrainerOptions& options, const Method& method, const R
 }
 
 Trainer::Trainer(VelocityFieldPtr policy, VelocityFieldPtr ref, RewardPtr reward, MethodPtr method,
-                 TrainerOptions options, ConditionSource cond)
+                 TrainerOptions options, ConditionSource cond, CommunicatorPtr comm)
     : policy_(std::move(policy)),
       ref_(std::move(ref)),
       reward_(std::move(reward)),
       method_(std::move(method)),
       options_(std::move(options)),
       cond_(std::move(cond)),
+      comm_(comm ? std::move(comm) : single_process()),
       rng_(options_.seed()) {
   TORCH_CHECK(policy_ && ref_ && reward_ && method_,
               "Trainer: policy, ref, reward and method are required");
-  check(options_, *method_, *reward_);
+  check(options_, *method_, *reward_, comm_->size());
+  if (comm_->size() > 1) {
+    // Rank w holds rows [i b + w b/W, i b + (w + 1) b/W) of each minibatch i (b rows each): its
+    // share of every minibatch, so that each update is over the ranks' equal shares.
+    const int64_t W = comm_->size(), B = options_.groups() * options_.group_size(),
+                  M = options_.minibatches(), b = B / M, share = b / W;
+    std::vector<torch::Tensor> all;
+    for (int64_t w = 0; w < W; ++w) {
+      std::vector<torch::Tensor> parts;
+      for (int64_t i = 0; i < M; ++i)
+        parts.push_back(torch::arange(i * b + w * share, i * b + (w + 1) * share, torch::kLong));
+      all.push_back(torch::cat(parts));
+    }
+    rows_ = Rows(all[static_cast<size_t>(comm_->rank())], B);
+    gathered_ = torch::cat(all);  // an all_gather's entry k is the step's row gathered_[k]
+  }
   std::vector<torch::Tensor> params;
   for (auto& p : policy_->parameters())
     if (p.requires_grad()) params.push_back(p);
@@ -199,18 +226,24 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
   RolloutBatch batch;
   batch.groups = options_.groups();
   batch.group_size = options_.group_size();
-  const int64_t B = batch.groups * batch.group_size;
+  // The step's batch has groups x group_size rows; this rank rolls out its rows (B of them), with
+  // the draws of the whole batch (rows.h).
+  const int64_t B_step = batch.groups * batch.group_size, B = rows_.size(B_step);
+  batch.rows = rows_;
   // Samples are float32 whatever dtype the weights are held in (the model casts its input and
   // casts its output back), on the policy's device.
   const auto opts =
       torch::TensorOptions().dtype(torch::kFloat32).device(policy_->parameters().front().device());
-  if (cond_.draw)
-    batch.cond = cond_.draw(batch.groups, rng)
-                     .to(opts.device())
-                     .repeat_interleave(batch.group_size);  // B rows
+  if (cond_.draw) {
+    const Condition step_cond = cond_.draw(batch.groups, rng)
+                                    .to(opts.device())
+                                    .repeat_interleave(batch.group_size);  // B_step rows
+    if (!rows_.all()) batch.step_id = step_cond.id();
+    batch.cond = rows_.take(step_cond);  // B rows
+  }
   std::vector<int64_t> shape = {B};
   shape.insert(shape.end(), options_.sample_shape().begin(), options_.sample_shape().end());
-  auto x1 = rng.randn(shape, opts);  // [B, ...] ~ N(0, I)
+  auto x1 = rows_.randn(rng, shape, opts);  // [B, ...] ~ N(0, I)
   const RolloutSpec spec = method_->rollout_spec();
   if (spec.noise_level > 0 || spec.trajectory) {
     // Euler steps on the configured grid, stochastic on all steps or on a window of them.
@@ -224,7 +257,8 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
                                             .grid(grid)
                                             .noise_level(spec.noise_level)
                                             .sde_steps(sde_steps)
-                                            .log_prob_reduce(spec.log_prob_reduce),
+                                            .log_prob_reduce(spec.log_prob_reduce)
+                                            .rows(rows_),
                                         rng);
     batch.grid = traj.grid;
     batch.trajectory = traj.x;       // [N + 1, B, ...]
@@ -273,7 +307,7 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
         if (parts_of.size() == scores.size()) batch.reward_terms[name] = torch::cat(parts_of, 0);
       }
     } else {
-      auto result = sample(v, x1, batch.cond, options_.rollout(), &rng);
+      auto result = sample(v, x1, batch.cond, options_.rollout(), &rng, rows_);
       batch.x0 = result.x0;  // [B, ...]
       nfe_ += result.nfe;
     }
@@ -284,9 +318,103 @@ RolloutBatch Trainer::rollout(VelocityFieldImpl& sampler_model, Rng& rng) {
     batch.reward = scored.total;  // [B]
     batch.reward_terms = std::move(scored.terms);
   }
-  reward_evals_ += B;
   if (spec.reward_gradient) batch.reward_grad = reward_gradient(*reward_, batch.x0, batch.cond);
   return batch;
+}
+
+void Trainer::gather_step(RolloutBatch& batch) {
+  // The ranks' rewards in rank order, put back in the step's order: entry k is row gathered_[k].
+  const auto gathered = comm_->all_gather(batch.reward.to(torch::kFloat));  // [B_step]
+  batch.step_reward = torch::empty_like(gathered)
+                          .index_copy_(0, gathered_.to(gathered.device()), gathered)
+                          .to(batch.reward.device());
+}
+
+void Trainer::agree(std::string& skipped) {
+  if (comm_->size() == 1) return;
+  const auto failed = comm_->all_gather(
+      torch::full({1}, skipped.empty() ? int64_t{0} : int64_t{1}, torch::kLong));  // [W]
+  const auto first = failed.nonzero();
+  if (first.numel() == 0) return;
+  const int who = static_cast<int>(first[0][0].item<int64_t>());
+  skipped = comm_->broadcast_text(skipped, who);
+  skipped += " (on rank " + std::to_string(who) + ")";
+}
+
+namespace {
+// A method's metric that is a maximum over the batch ("ratio_max_deviation"): the maximum over
+// micro-batches and ranks, where the others are means.
+bool is_max_metric(const std::string& name) { return name.find("max") != std::string::npos; }
+}  // namespace
+
+Trainer::MinibatchLoss Trainer::minibatch_loss(const RolloutBatch& batch, int64_t i,
+                                               const Policies& models, Rng& rng) {
+  const int64_t M = options_.minibatches(), A = options_.grad_accum();
+  const int64_t b_step = options_.groups() * options_.group_size() / M;  // the minibatch's rows
+  const int64_t b = batch.size() / M;                                    // this rank's share
+  RolloutBatch mb = M == 1 ? batch : batch.slice(i * b, (i + 1) * b);
+  // Its rows as rows of the minibatch: the loss's draws are the whole minibatch's (rows.h).
+  mb.rows =
+      mb.rows.all() ? (A > 1 ? Rows::range(0, b, b) : Rows()) : mb.rows.within(i * b_step, b_step);
+  MinibatchLoss out;
+  optimizer_->zero_grad();
+  if (A == 1) {
+    const LossOutput loss = method_->loss(mb, models, rng);
+    out.loss = loss.loss.item<double>();
+    out.metrics = loss.metrics;
+    out.finite = std::isfinite(out.loss);
+    if (out.finite) loss.loss.backward();
+    return out;
+  }
+  // A micro-batches of m rows: each loss draws what the whole minibatch's loss would draw (from
+  // the stream where the minibatch starts) and takes its rows; the mean of the A means, and the
+  // sum of the A gradients of loss / A, are the minibatch's.
+  const int64_t m = b / A;
+  const Rng start = rng.clone();
+  for (int64_t a = 0; a < A; ++a) {
+    Rng r = start.clone();
+    const LossOutput loss = method_->loss(mb.slice(a * m, (a + 1) * m), models, r);
+    const double value = loss.loss.item<double>();
+    if (!std::isfinite(value)) out.finite = false;
+    out.loss += value / static_cast<double>(A);
+    for (const auto& [name, v] : loss.metrics) {
+      double& m = out.metrics[name];
+      m = is_max_metric(name) ? (a == 0 ? v : std::max(m, v)) : m + v / static_cast<double>(A);
+    }
+    if (out.finite) (loss.loss / static_cast<double>(A)).backward();
+    if (a + 1 == A) rng = r;  // where the stream stands after the minibatch's draws
+  }
+  return out;
+}
+
+void Trainer::reduce(MinibatchLoss& out) {
+  const int64_t W = comm_->size();
+  if (W == 1) return;
+  // One vector of sums [loss, non-finite, metrics...] and one of maxima; every rank's metric names
+  // are the method's, the same on every rank. Each rank's values are means over its equal share.
+  std::vector<double> sums = {out.loss, out.finite ? 0.0 : 1.0}, maxima;
+  for (const auto& [name, v] : out.metrics) (is_max_metric(name) ? maxima : sums).push_back(v);
+  auto s = torch::tensor(sums, torch::kDouble);
+  comm_->all_reduce_sum(s);
+  torch::Tensor x;
+  if (!maxima.empty()) {
+    x = torch::tensor(maxima, torch::kDouble);
+    comm_->all_reduce_max(x);
+  }
+  const double* sp = s.data_ptr<double>();
+  out.loss = sp[0] / static_cast<double>(W);
+  out.finite = sp[1] == 0;
+  size_t k = 2, j = 0;
+  for (auto& [name, v] : out.metrics)
+    v = is_max_metric(name) ? x.data_ptr<double>()[j++] : sp[k++] / static_cast<double>(W);
+  if (!out.finite) return;
+  // The minibatch's gradient: the mean of the ranks' (each the gradient of the mean over its
+  // share).
+  for (size_t g = 0; g < optimizer_->groups(); ++g) {
+    torch::Tensor grad = optimizer_->gradients(g);
+    comm_->all_reduce_sum(grad);
+    grad.div_(static_cast<double>(W));
+  }
 }
 
 StepRecord Trainer::step() {
@@ -319,6 +447,20 @@ StepRecord Trainer::step() {
   } catch (const NumericalError& e) {  // a diverged rollout, or a non-finite reward
     skip(e.what());
   }
+  double comm_seconds = 0;  // time in collectives (rank-local waiting included)
+  auto timed = [&](const std::function<void()>& f) {
+    if (comm_->size() == 1) return f();  // nothing to wait for
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    comm_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  timed([&] { agree(skipped); });  // a rank whose rollout failed skips the step on every rank
+  if (skipped.empty()) {
+    reward_evals_ += options_.groups() * options_.group_size();
+    if (comm_->size() > 1) timed([&] { gather_step(batch); });
+  } else {
+    batch.reward = torch::Tensor();  // the step has no rewards
+  }
   const double rollout_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -331,17 +473,13 @@ StepRecord Trainer::step() {
       torch::NoGradGuard no_grad;
       method_->prepare(batch, models, rng);
     }
-    const int64_t size = batch.size() / M;
     for (int64_t i = 0; i < M; ++i) {
-      const LossOutput out =
-          method_->loss(M == 1 ? batch : batch.slice(i * size, (i + 1) * size), models, rng);
-      const double value = out.loss.item<double>();
-      if (!std::isfinite(value)) {
+      MinibatchLoss out = minibatch_loss(batch, i, models, rng);
+      timed([&] { reduce(out); });
+      if (!out.finite) {
         skip("method '" + method_->name() + "' produced a non-finite loss");
         break;
       }
-      optimizer_->zero_grad();
-      out.loss.backward();
       const double norm = optimizer_->grad_norm();
       grad_norm = std::max(grad_norm, norm);
       if (!std::isfinite(norm)) {
@@ -350,7 +488,7 @@ StepRecord Trainer::step() {
       }
       optimizer_->clip_grad_norm(norm, options_.grad_clip());
       optimizer_->step();
-      loss += value / static_cast<double>(M);
+      loss += out.loss / static_cast<double>(M);
       // Each endpoint is in one minibatch, so per-endpoint counts (nfe_train) are the minibatches'
       // mean too.
       for (const auto& [name, v] : out.metrics) metrics[name] += v / static_cast<double>(M);
@@ -369,14 +507,15 @@ StepRecord Trainer::step() {
   StepRecord rec = totals();
   rec.skipped = skipped;
   rec.rollout_seconds = rollout_seconds;
+  rec.comm_seconds = comm_seconds;
   rec.loss = skipped.empty() ? loss : std::nan("");
   rec.grad_norm = skipped.empty() ? grad_norm : std::nan("");
   if (!batch.reward.defined()) {  // skipped before the reward was scored
     rec.reward_mean = rec.reward_std = rec.reward_min = rec.reward_max = std::nan("");
     return rec;
   }
-  // Reward statistics of the batch (every reward is finite: score_terms_checked).
-  const auto r = batch.reward.to(torch::kCPU, torch::kDouble).contiguous();
+  // Reward statistics of the step's batch (every reward is finite: score_terms_checked).
+  const auto r = batch.step_rewards().to(torch::kCPU, torch::kDouble).contiguous();
   const MeanStd s =
       mean_std(std::vector<double>(r.data_ptr<double>(), r.data_ptr<double>() + r.numel()));
   rec.reward_mean = s.mean;
@@ -384,9 +523,21 @@ StepRecord Trainer::step() {
   rec.reward_min = s.min;
   rec.reward_max = s.max;
   rec.metrics = std::move(metrics);
-  // Each named part of the reward on its own: "reward/<name>" (the batch mean).
-  for (const auto& [name, t] : batch.reward_terms)
-    rec.metrics["reward/" + name] = t.to(torch::kDouble).mean().item<double>();
+  // Each named part of the reward on its own: "reward/<name>" (the step's mean: the mean of the
+  // ranks' means over their equal shares).
+  if (!batch.reward_terms.empty()) {
+    std::vector<double> means;
+    for (const auto& [name, t] : batch.reward_terms)
+      means.push_back(t.to(torch::kDouble).mean().item<double>());
+    auto m = torch::tensor(means, torch::kDouble);
+    if (comm_->size() > 1) {
+      comm_->all_reduce_sum(m);
+      m.div_(static_cast<double>(comm_->size()));
+    }
+    size_t k = 0;
+    for (const auto& [name, t] : batch.reward_terms)
+      rec.metrics["reward/" + name] = m.data_ptr<double>()[k++];
+  }
   return rec;
 }
 
