@@ -86,6 +86,7 @@ TEST(Rendezvous, ReadsTorchrunsVariablesAndNamesABadOne) {
   EXPECT_EQ(r->master_addr, "10.0.0.1");
   EXPECT_EQ(r->master_port, 29400);
   EXPECT_TRUE(r->agent_store);
+  EXPECT_EQ(r->store_port(), 29401);  // torchrun's agent holds 29400
   EXPECT_EQ(r->restart, 2);
   auto message = [](std::map<std::string, std::string> vars) {
     try {

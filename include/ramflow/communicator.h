@@ -63,14 +63,18 @@ torch::Tensor all_gather_shares(Communicator& comm, const torch::Tensor& share, 
 void broadcast_module(Communicator& comm, torch::nn::Module& module, int root = 0);
 
 /// Where the processes of a run meet: torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
-/// MASTER_ADDR, MASTER_PORT), and whether the store at MASTER_ADDR:MASTER_PORT is already served
-/// (torchrun's own agent store, TORCHELASTIC_USE_AGENT_STORE) or is rank 0's to serve.
+/// MASTER_ADDR, MASTER_PORT). Rank 0 serves the rendezvous store at MASTER_ADDR:MASTER_PORT, or at
+/// MASTER_PORT + 1 under torchrun (TORCHELASTIC_USE_AGENT_STORE): torchrun's agent holds
+/// MASTER_PORT with a store of its own torch's protocol, which LibTorch 1.13's client does not
+/// speak, so ramflow keeps its store beside it.
 struct Rendezvous {
   int rank = 0, world_size = 1, local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
-  bool agent_store = false;  // torchrun serves the store: every rank is a client
-  int restart = 0;           // TORCHELASTIC_RESTART_COUNT: keys of an earlier attempt are not read
+  bool agent_store = false;  // torchrun's agent holds MASTER_PORT: the store is at the next port
+  /// The port of ramflow's store (store_port() below).
+  int store_port() const { return agent_store ? master_port + 1 : master_port; }
+  int restart = 0;  // TORCHELASTIC_RESTART_COUNT: keys of an earlier attempt are not read
   /// The rendezvous in the environment `get` reads (std::getenv's contract: null when unset):
   /// nullopt when WORLD_SIZE is unset. InputError naming the variable for a malformed or
   /// inconsistent value (RANK outside [0, WORLD_SIZE), a port outside [1, 65535], a variable

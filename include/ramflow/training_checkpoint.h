@@ -41,8 +41,10 @@ nlohmann::json load_training_checkpoint(const SafetensorsFile& file, const std::
 /// The numbered checkpoints of one run, in `dir` (RUN/checkpoints).
 class CheckpointSeries {
  public:
-  /// `keep`: how many of the newest to keep (0 = all). Removes temporary files a killed write left.
-  CheckpointSeries(std::string dir, int64_t keep);
+  /// `keep`: how many of the newest to keep (0 = all). Creates `dir` and removes temporary files a
+  /// killed write left, unless `writes` is false (a rank other than 0 of a data-parallel run, which
+  /// only reads the series: docs/distributed.md).
+  CheckpointSeries(std::string dir, int64_t keep, bool writes = true);
   /// dir/step-<k>.safetensors.
   std::string path(int64_t step) const;
   /// Saves step `step` with `save(path)` (which must write atomically), points `latest` at it and

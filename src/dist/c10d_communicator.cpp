@@ -71,7 +71,7 @@ std::string local_address_towards(const std::string& host, int port) {
 c10::intrusive_ptr<c10d::TCPStore> open_store(const Rendezvous& r, bool serve,
                                               std::chrono::milliseconds timeout, bool count) {
   c10d::TCPStoreOptions o;
-  o.port = static_cast<std::uint16_t>(r.master_port);
+  o.port = static_cast<std::uint16_t>(r.store_port());
   o.isServer = serve;
   if (count) o.numWorkers = static_cast<std::size_t>(r.world_size);
   o.waitWorkers = count;
@@ -93,10 +93,10 @@ class C10dCommunicator final : public Communicator {
 
  public:
   C10dCommunicator(const Rendezvous& r, const CommunicatorOptions& options) : r_(r) {
-    const std::string where = r.master_addr + ":" + std::to_string(r.master_port);
-    const bool serve = r.rank == 0 && !r.agent_store;
+    const std::string where = r.master_addr + ":" + std::to_string(r.store_port());
+    const bool serve = r.rank == 0;
     try {
-      store_ = open_store(r, serve, options.timeout, /*count=*/!r.agent_store);
+      store_ = open_store(r, serve, options.timeout, /*count=*/true);
     } catch (const std::exception& e) {
       throw DistributedError("rank " + std::to_string(r.rank) + " of " +
                              std::to_string(r.world_size) + ": the store at " + where +
@@ -282,8 +282,7 @@ class C10dCommunicator final : public Communicator {
       if (lost.empty()) return "every rank is still alive";
       return "lost rank " + lost + " (its heartbeat stopped)";
     } catch (const std::exception&) {
-      return r_.agent_store ? "lost the store (torchrun's agent)"
-                            : "lost rank 0 (it served the store, which no longer answers)";
+      return "lost rank 0 (it served the store, which no longer answers)";
     }
   }
 

@@ -121,6 +121,10 @@ std::optional<Rendezvous> Rendezvous::from_env(
   const char* agent = get("TORCHELASTIC_USE_AGENT_STORE");
   r.agent_store = agent && (std::string(agent) == "True" || std::string(agent) == "1" ||
                             std::string(agent) == "true");
+  if (r.agent_store && r.master_port == 65535)
+    throw InputError(
+        "environment variable MASTER_PORT=65535: under torchrun ramflow's store takes "
+        "the next port; choose a lower --master-port");
   const char* restart = get("TORCHELASTIC_RESTART_COUNT");
   r.restart = restart && *restart ? int_var("TORCHELASTIC_RESTART_COUNT", restart, 0, 1 << 20) : 0;
   return r;

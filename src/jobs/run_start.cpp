@@ -52,7 +52,8 @@ RunStart start_run(const Config& cfg, const Task& task, torch::Device device, Jo
 RunStart follow_run(const Config& cfg, const Task& task, torch::Device device, JobIO io) {
   RunDir run = RunDir::follow(cfg.text("out"));
   if (cfg.is_set("resume")) {
-    const CheckpointSeries series(run.file("checkpoints"), cfg.integer("keep_checkpoints"));
+    const CheckpointSeries series(run.file("checkpoints"), cfg.integer("keep_checkpoints"),
+                                  /*writes=*/false);
     const std::string latest = series.latest();
     if (latest.empty())
       throw InputError(run.path() +
@@ -146,7 +147,8 @@ std::optional<nlohmann::json> finished_summary(const Config& cfg) {
     if (steps == done) return summary;
     return std::nullopt;
   }
-  const CheckpointSeries series((dir / "checkpoints").string(), cfg.integer("keep_checkpoints"));
+  const CheckpointSeries series((dir / "checkpoints").string(), cfg.integer("keep_checkpoints"),
+                                /*writes=*/false);  // read only: every rank runs this
   if (const std::string latest = series.latest(); !latest.empty()) {
     const int64_t at = read_checkpoint_meta(latest).value("step", int64_t{0});
     if (steps < at) refuse(at, "has a checkpoint at");

@@ -91,7 +91,7 @@ TrainingRun::TrainingRun(const Config& cfg, const std::string& method, const Tas
                          std::string resume_hint, CommunicatorPtr comm)
     : cfg_(cfg),
       run_(run),
-      series_(run.file("checkpoints"), cfg.integer("keep_checkpoints")),
+      series_(run.file("checkpoints"), cfg.integer("keep_checkpoints"), run.writes()),
       resume_hint_(std::move(resume_hint)) {
   auto [policy, ref] = policy_from(cfg, base);
   trainer_ = std::make_unique<Trainer>(policy, ref, reward, methods().get(method).make(cfg),

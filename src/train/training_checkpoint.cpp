@@ -71,9 +71,10 @@ int64_t step_of(const std::string& name) {
 }
 }  // namespace
 
-CheckpointSeries::CheckpointSeries(std::string dir, int64_t keep)
+CheckpointSeries::CheckpointSeries(std::string dir, int64_t keep, bool writes)
     : dir_(std::move(dir)), keep_(keep) {
   if (keep < 0) throw ConfigError("--keep-checkpoints must be >= 0");
+  if (!writes) return;
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw IOError(dir_ + ": cannot create (" + ec.message() + ")");
