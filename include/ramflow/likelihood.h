@@ -17,6 +17,7 @@
 #include <torch/types.h>
 
 #include "ramflow/rng.h"
+#include "ramflow/rows.h"
 #include "ramflow/velocity_field.h"
 
 namespace ramflow {
@@ -28,11 +29,17 @@ struct LikelihoodOptions {
 };
 
 /// log p_model(x0) for each row of x0 [B, ...] (with their conditions, B rows or empty): -> [B]
-/// float64. `rng` draws the Hutchinson probes (it may be null when the divergence is exact). No
-/// parameter gradients are kept.
+/// float64. `rng` draws the Hutchinson probes (it may be null when the divergence is exact), for
+/// `rows` of a batch that x0 holds (rows.h). No parameter gradients are kept.
 torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& x0,
                                  const Condition& cond, const LikelihoodOptions& options = {},
-                                 Rng* rng = nullptr);
+                                 Rng* rng = nullptr, const Rows& rows = {});
+/// log p_theta(x) - log p_ref(x) for each row of x [N, ...] (samples of p_theta): -> [N] float64,
+/// the terms of kl_on_samples; `rows` as for ode_log_likelihood.
+torch::Tensor log_ratio_on_samples(VelocityFieldImpl& model, VelocityFieldImpl& ref,
+                                   const torch::Tensor& x, const Condition& cond,
+                                   const LikelihoodOptions& options = {}, Rng* rng = nullptr,
+                                   const Rows& rows = {});
 
 /// KL(p_theta || p_ref) estimated on samples x ~ p_theta [N, ...]: mean of log p_theta(x) - log
 /// p_ref(x), with its standard error.
@@ -48,6 +55,8 @@ struct KLEstimate {
   /// number: "n/a (negative: the estimator failed)" or "n/a (too noisy: ± 40.104)"; without a
   /// standard error (NaN: an older run's line) the value alone.
   std::string text() const;
+  /// The mean of `terms` ([N] float64) and its standard error.
+  static KLEstimate of(const torch::Tensor& terms);
 };
 KLEstimate kl_on_samples(VelocityFieldImpl& model, VelocityFieldImpl& ref, const torch::Tensor& x,
                          const Condition& cond, const LikelihoodOptions& options = {},

@@ -129,7 +129,10 @@ class Method {
   /// whole batch, such as group advantages, and draws that every minibatch must share (the ELBO's
   /// (t, eps)) go into batch.extras. `rng` is the step's stream, the one loss() then draws from.
   virtual void prepare(RolloutBatch& /*batch*/, const Policies& /*models*/, Rng& /*rng*/) {}
-  /// The loss on a batch or a slice of one (TrainerOptions::minibatches).
+  /// The loss on a batch or a slice of one (TrainerOptions::minibatches). It is a mean over the
+  /// batch's rows: the trainer averages the gradients of the ranks' and micro-batches' equal
+  /// shares into the whole minibatch's (docs/distributed.md), so a statistic over the rows belongs
+  /// in prepare(), which sees the step's rewards. Its random draws are made for batch.rows.
   virtual LossOutput loss(const RolloutBatch& batch, const Policies& models, Rng& rng) = 0;
   /// The method's resolved options (written into checkpoints and summaries).
   virtual nlohmann::json options() const = 0;

@@ -220,11 +220,19 @@ EvalResult Evaluator::evaluate(VelocityFieldImpl& model, int64_t n, bool kl) con
   }
   if (kl) {
     // On the model's device; Hutchinson's probes (high dimensions only) from a fixed stream.
+    // Each rank its share of the k samples (with the whole set's probes), gathered.
     const int64_t k = std::min(n, options_.kl_samples());
-    auto x = out.latents.narrow(0, 0, k).to(device_of(model).device());
+    const auto [lo, hi] = share_of(k, comm_->rank(), comm_->size());
+    auto x = out.latents.narrow(0, lo, hi - lo).to(device_of(model).device());
     Rng rng(options_.seed() + 3);
-    auto c = out.cond.slice(0, k).to(x.device());
-    const auto est = kl_on_samples(model, *base_, x, c, options_.likelihood(), &rng);
+    auto c = out.cond.slice(lo, hi).to(x.device());
+    const Rows rows = comm_->size() > 1 ? Rows::range(lo, hi, k) : Rows();
+    auto terms = hi > lo
+                     ? log_ratio_on_samples(model, *base_, x, c, options_.likelihood(), &rng, rows)
+                           .to(torch::kCPU)
+                     : torch::zeros({0}, torch::kDouble);  // a share of no samples
+    if (comm_->size() > 1) terms = all_gather_shares(*comm_, terms, k);
+    const KLEstimate est = KLEstimate::of(terms);
     out.kl_to_base = est.kl;
     out.kl_to_base_se = est.se;
   }

@@ -62,8 +62,8 @@ class ParametersFrozen {
 }  // namespace
 
 torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& x0,
-                                 const Condition& cond, const LikelihoodOptions& options,
-                                 Rng* rng) {
+                                 const Condition& cond, const LikelihoodOptions& options, Rng* rng,
+                                 const Rows& rows) {
   TORCH_CHECK(x0.dim() >= 2 && x0.size(0) > 0, "ode_log_likelihood: x0 must be [B, ...], got ",
               x0.sizes());
   if (options.steps() < 1) throw ConfigError("likelihood: steps must be >= 1");
@@ -76,7 +76,7 @@ torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& 
   torch::Tensor probe;
   if (!exact) {
     TORCH_CHECK(rng != nullptr, "ode_log_likelihood: Hutchinson's estimator needs an Rng");
-    probe = rng->randn({B, D}, x0.options());
+    probe = rows.randn(*rng, {B, D}, x0.options());
   }
   const ParametersFrozen frozen(model);  // only d v / d x is needed
   const auto shape = x0.sizes().vec();
@@ -99,15 +99,24 @@ torch::Tensor ode_log_likelihood(VelocityFieldImpl& model, const torch::Tensor& 
   return log_prior + acc;
 }
 
+torch::Tensor log_ratio_on_samples(VelocityFieldImpl& model, VelocityFieldImpl& ref,
+                                   const torch::Tensor& x, const Condition& cond,
+                                   const LikelihoodOptions& options, Rng* rng, const Rows& rows) {
+  return ode_log_likelihood(model, x, cond, options, rng, rows) -
+         ode_log_likelihood(ref, x, cond, options, rng, rows);
+}
+
+KLEstimate KLEstimate::of(const torch::Tensor& terms) {
+  const int64_t n = terms.numel();
+  KLEstimate out;
+  out.kl = terms.mean().item<double>();
+  out.se = n > 1 ? terms.std().item<double>() / std::sqrt(static_cast<double>(n)) : 0.0;
+  return out;
+}
+
 KLEstimate kl_on_samples(VelocityFieldImpl& model, VelocityFieldImpl& ref, const torch::Tensor& x,
                          const Condition& cond, const LikelihoodOptions& options, Rng* rng) {
-  auto diff = ode_log_likelihood(model, x, cond, options, rng) -
-              ode_log_likelihood(ref, x, cond, options, rng);
-  KLEstimate out;
-  out.kl = diff.mean().item<double>();
-  out.se =
-      x.size(0) > 1 ? diff.std().item<double>() / std::sqrt(static_cast<double>(x.size(0))) : 0.0;
-  return out;
+  return KLEstimate::of(log_ratio_on_samples(model, ref, x, cond, options, rng));
 }
 
 std::string KLEstimate::text() const {
