@@ -212,8 +212,8 @@ TrainedRun train(Trainer& trainer, int64_t steps) {
 
 // Equal up to the summation order of the gradient's parts (the ranks' sum, then / W): 1e-5
 // relative, and 2e-6 absolute near zero, where a deviation such as Flow-GRPO's max |ratio - 1| is a
-// difference of float32 log-densities of magnitude ~5 that moves by a few of their last bits (4.8e-7
-// each) with the summation order (tests/same_metrics.py: the same tolerance).
+// difference of float32 log-densities of magnitude ~5 that moves by a few of their last bits
+// (4.8e-7 each) with the summation order (tests/same_metrics.py: the same tolerance).
 void expect_same_run(const TrainedRun& a, const TrainedRun& b, const std::string& what) {
   auto close = [](double x, double y) {
     return std::abs(x - y) <= 1e-5 * std::max(std::abs(x), std::abs(y)) + 2e-6;
