@@ -189,7 +189,8 @@ Evaluator::Scored Evaluator::scored_endpoints(VelocityFieldImpl& model, const to
   out.terms = std::move(scored.terms);
   if (comm_->size() > 1) {  // the shares, in order, on every rank
     out.latents = all_gather_shares(*comm_, out.latents, n);
-    out.samples = all_gather_shares(*comm_, out.samples, n);
+    // Without a decoder the samples are the latents: gathered once.
+    out.samples = decoder_ ? all_gather_shares(*comm_, out.samples, n) : out.latents;
     out.reward = all_gather_shares(*comm_, out.reward, n);
     for (auto& [name, t] : out.terms) t = all_gather_shares(*comm_, t.to(torch::kCPU), n);
   }
